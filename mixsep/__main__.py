@@ -1,0 +1,3 @@
+from mixsep.run import main
+
+main()

@@ -1,0 +1,409 @@
+"""MNIST + CIFAR-10 mean-image data: decode once, cache as uint8 tensors, batch by indexing.
+
+A batch leaves the DataLoader as two uint8 tensors ``(mnist, cifar)`` of shape (B, 3, 32, 32);
+``on_after_batch_transfer`` turns them, on the training device, into ``(mix, mnist, cifar)`` float
+tensors in [0, 1] with ``mix = (mnist + cifar) / 2``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import lightning as L
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+CIFAR_CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+CACHE_VERSION = 2
+# Fixed, independent of the run seed: every run and every model sees the same test pairs and the same
+# held-out validation images.
+TEST_PAIRING_SEED = 20240601
+HOLDOUT_SEED = 20240602
+TASKS = ("separate", "reconstruct", "denoise")
+
+
+class DataNotFoundError(FileNotFoundError):
+    """The datasets are missing or unreadable; the message says where we looked and how to fix it."""
+
+
+def default_data_root() -> str:
+    return os.environ.get("MIXSEP_DATA_ROOT", "./data")
+
+
+def default_cache_dir() -> str:
+    from platformdirs import user_cache_dir
+
+    return os.environ.get("MIXSEP_CACHE_DIR", user_cache_dir("mixsep"))
+
+
+def _missing_data_error(root: Path, looked_at: list[Path], detail: str = "") -> DataNotFoundError:
+    paths = "\n".join(f"  - {p}" for p in looked_at)
+    return DataNotFoundError(
+        f"Could not load the datasets from data.root={root}.\n"
+        f"{detail + chr(10) if detail else ''}"
+        f"Paths looked at:\n{paths}\n"
+        "Fix it in one of two ways:\n"
+        "  1. let torchvision download MNIST and CIFAR-10:   data.download=true\n"
+        "  2. point at a folder holding them:                 data.root=/path/to/data  "
+        "(or export MIXSEP_DATA_ROOT)\n"
+        "     with <root>/MNIST/raw/*-ubyte and either <root>/cifar-10-batches-py/ or "
+        "<root>/cifar10/{train,test}/<class>/*.png|jpg"
+    )
+
+
+# --------------------------------------------------------------------------- decoding (once)
+def resize_mnist(images: torch.Tensor) -> torch.Tensor:
+    """(N, 28, 28) uint8 -> (N, 3, 32, 32) uint8: PIL bilinear (antialiased) resize, gray repeated."""
+    out = np.empty((len(images), 32, 32), dtype=np.uint8)
+    for i, img in enumerate(images.numpy()):
+        out[i] = np.asarray(Image.fromarray(img).resize((32, 32), Image.BILINEAR))
+    return torch.from_numpy(out).unsqueeze(1).expand(-1, 3, -1, -1).contiguous()
+
+
+def _mnist_paths(root: Path) -> list[Path]:
+    return [root / "MNIST" / "raw"]
+
+
+def load_mnist(root: Path, train: bool, download: bool) -> torch.Tensor:
+    from torchvision.datasets import MNIST
+
+    try:
+        ds = MNIST(str(root), train=train, download=download)
+    except RuntimeError as err:  # torchvision: "Dataset not found. You can use download=True ..."
+        raise _missing_data_error(root, _mnist_paths(root), f"MNIST: {err}") from err
+    except Exception as err:  # truncated / corrupt idx files
+        raise _missing_data_error(root, _mnist_paths(root), f"MNIST is unreadable: {err!r}") from err
+    images = ds.data
+    if images.ndim != 3 or images.shape[1:] != (28, 28) or len(images) == 0:
+        raise _missing_data_error(root, _mnist_paths(root), f"MNIST has shape {tuple(images.shape)}")
+    return resize_mnist(images)
+
+
+def cifar_layout(root: Path) -> str | None:
+    """'archive' (torchvision's cifar-10-batches-py), 'folder' (ImageFolder PNG/JPEG) or None."""
+    if (root / "cifar-10-batches-py").is_dir():
+        return "archive"
+    if (root / "cifar10" / "train").is_dir() and (root / "cifar10" / "test").is_dir():
+        return "folder"
+    return None
+
+
+def _cifar_paths(root: Path) -> list[Path]:
+    return [root / "cifar-10-batches-py", root / "cifar10" / "train", root / "cifar10" / "test"]
+
+
+def list_image_folder(split_dir: Path) -> list[Path]:
+    """Image files of an ImageFolder split in a deterministic order: class (official order), file name."""
+    classes = sorted(d.name for d in split_dir.iterdir() if d.is_dir())
+    order = {c: i for i, c in enumerate(CIFAR_CLASSES)}
+    classes.sort(key=lambda c: (order.get(c, len(order)), c))
+    files: list[Path] = []
+    for c in classes:
+        files += sorted(p for p in (split_dir / c).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    return files
+
+
+def _read_rgb32(path: Path) -> np.ndarray:
+    with Image.open(path) as img:
+        arr = np.asarray(img.convert("RGB"))
+    if arr.shape != (32, 32, 3):
+        raise ValueError(f"{path}: expected a 32x32 image, got {arr.shape[1]}x{arr.shape[0]}")
+    return arr
+
+
+def load_cifar(root: Path, train: bool, download: bool) -> torch.Tensor:
+    """(N, 3, 32, 32) uint8 CIFAR-10 images from whichever layout is present."""
+    layout = cifar_layout(root)
+    if layout is None and download:
+        layout = "archive"
+    if layout is None:
+        raise _missing_data_error(root, _cifar_paths(root), "CIFAR-10: no known layout found.")
+    if layout == "archive":
+        from torchvision.datasets import CIFAR10
+
+        try:
+            data = CIFAR10(str(root), train=train, download=download).data  # (N, 32, 32, 3)
+        except Exception as err:
+            raise _missing_data_error(root, _cifar_paths(root), f"CIFAR-10 archive: {err}") from err
+        return torch.from_numpy(np.ascontiguousarray(data)).permute(0, 3, 1, 2).contiguous()
+    split_dir = root / "cifar10" / ("train" if train else "test")
+    files = list_image_folder(split_dir)
+    if not files:
+        raise _missing_data_error(root, [split_dir], "CIFAR-10: the ImageFolder split holds no images.")
+    out = np.empty((len(files), 32, 32, 3), dtype=np.uint8)
+    try:
+        for i, f in enumerate(files):
+            out[i] = _read_rgb32(f)
+    except Exception as err:
+        raise _missing_data_error(root, [split_dir], f"CIFAR-10 image unreadable: {err}") from err
+    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+
+
+# --------------------------------------------------------------------------- cache
+def _source_signature(root: Path, name: str, train: bool) -> dict:
+    """What the cached tensor was built from: file names, sizes and mtimes of the source files."""
+    if name == "mnist":
+        prefix = "train" if train else "t10k"
+        files = sorted((root / "MNIST" / "raw").glob(f"{prefix}-images-idx3-ubyte*"))
+    elif cifar_layout(root) == "archive":
+        files = sorted((root / "cifar-10-batches-py").iterdir())
+    else:
+        split_dir = root / "cifar10" / ("train" if train else "test")
+        files = list_image_folder(split_dir) if split_dir.is_dir() else []
+    h = hashlib.sha256()
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.relative_to(root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return {"version": CACHE_VERSION, "root": str(root.resolve()), "name": name, "train": train,
+            "files": len(files), "digest": h.hexdigest()}
+
+
+def _tensor_digest(t: torch.Tensor) -> str:
+    return hashlib.sha256(t.numpy().tobytes()).hexdigest()
+
+
+def cached_split(root: Path, cache_dir: Path, name: str, train: bool, download: bool) -> torch.Tensor:
+    """Decoded uint8 images of one split, from the cache when it is valid, else decoded and cached."""
+    signature = _source_signature(root, name, train)
+    key = hashlib.sha256(json.dumps(signature, sort_keys=True).encode()).hexdigest()[:16]
+    path = cache_dir / f"{name}_{'train' if train else 'test'}_{key}.pt"
+    if path.exists() and signature["files"] > 0:
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+            images = blob["images"]
+            if blob["signature"] == json.dumps(signature, sort_keys=True) and blob["sha256"] == _tensor_digest(images):
+                return images
+        except Exception:
+            pass  # corrupt or stale: rebuilt below
+    loader = load_mnist if name == "mnist" else load_cifar
+    images = loader(root, train, download)
+    if signature["files"] == 0:  # just downloaded: the signature can now see the files
+        signature = _source_signature(root, name, train)
+        key = hashlib.sha256(json.dumps(signature, sort_keys=True).encode()).hexdigest()[:16]
+        path = cache_dir / f"{name}_{'train' if train else 'test'}_{key}.pt"
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        torch.save({"signature": json.dumps(signature, sort_keys=True), "sha256": _tensor_digest(images),
+                    "images": images}, tmp)
+        os.replace(tmp, path)
+    except OSError as err:  # a read-only cache only costs time
+        print(f"mixsep: could not write the data cache {path}: {err}")
+    return images
+
+
+# --------------------------------------------------------------------------- pairs and batches
+def fixed_test_pairs(n_mnist: int, n_cifar: int) -> torch.Tensor:
+    """(N, 2) indices: MNIST test in a fixed random order, paired with CIFAR-10 test in its order."""
+    n = min(n_mnist, n_cifar)
+    g = torch.Generator().manual_seed(TEST_PAIRING_SEED)
+    return torch.stack([torch.randperm(n_mnist, generator=g)[:n], torch.arange(n)], dim=1)
+
+
+def holdout_split(n: int, holdout: int, seed_offset: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed (train, val) index split of a training set: ``holdout`` images go to validation."""
+    if not 0 < holdout < n:
+        raise ValueError(f"data.val_holdout={holdout} must be between 1 and the training set size - 1 ({n - 1})")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(HOLDOUT_SEED + seed_offset))
+    return perm[holdout:].sort().values, perm[:holdout].sort().values
+
+
+class PairBatches(Dataset):
+    """Batch-level dataset: ``ds[pairs]`` with pairs an (B, 2) index tensor gathers a whole batch."""
+
+    def __init__(self, mnist: torch.Tensor, cifar: torch.Tensor) -> None:
+        self.mnist, self.cifar = mnist, cifar
+
+    def __getitem__(self, pairs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.mnist[pairs[:, 0]], self.cifar[pairs[:, 1]]
+
+    def __len__(self) -> int:  # not used for sampling; Lightning only asks
+        return len(self.mnist)
+
+
+class FixedPairSampler(Sampler):
+    """Yields (B, 2) index batches over a fixed list of pairs, in order (each rank a strided share)."""
+
+    def __init__(self, pairs: torch.Tensor, batch_size: int, rank: int = 0, world_size: int = 1) -> None:
+        self.pairs, self.batch_size = pairs[rank::world_size], batch_size
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        yield from self.pairs.split(self.batch_size)
+
+    def __len__(self) -> int:
+        return -(-len(self.pairs) // self.batch_size)
+
+
+class RandomPairSampler(Sampler):
+    """Random (MNIST, CIFAR) training pairs, re-drawn every epoch from (seed, epoch).
+
+    Lightning calls ``set_epoch`` before each epoch (as for a DistributedSampler), so a resumed run
+    draws the same pairs as an uninterrupted one.
+    """
+
+    def __init__(self, mnist_ids: torch.Tensor, cifar_ids: torch.Tensor, pairs_per_epoch: int,
+                 batch_size: int, seed: int, drop_last: bool = True, rank: int = 0, world_size: int = 1) -> None:
+        self.mnist_ids, self.cifar_ids = mnist_ids, cifar_ids
+        self.rank, self.world_size = rank, world_size
+        pairs_per_epoch = pairs_per_epoch // world_size  # every rank draws the same pairs, keeps its share
+        self.pairs_per_epoch, self.batch_size, self.seed = pairs_per_epoch, batch_size, seed
+        self.drop_last = drop_last and pairs_per_epoch >= batch_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def draw(self, epoch: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        n = self.pairs_per_epoch * self.world_size
+        m = self.mnist_ids[_cycled_perm(len(self.mnist_ids), n, g)]
+        c = self.cifar_ids[_cycled_perm(len(self.cifar_ids), n, g)]
+        return torch.stack([m, c], dim=1)[self.rank::self.world_size]
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        pairs = self.draw(self.epoch)
+        for batch in pairs.split(self.batch_size):
+            if self.drop_last and len(batch) < self.batch_size:
+                return
+            yield batch
+
+    def __len__(self) -> int:
+        if self.drop_last:
+            return self.pairs_per_epoch // self.batch_size
+        return -(-self.pairs_per_epoch // self.batch_size)
+
+
+def _cycled_perm(n: int, k: int, g: torch.Generator) -> torch.Tensor:
+    """k indices into range(n): whole random permutations, concatenated, so each image is used evenly."""
+    reps = -(-k // n)
+    return torch.cat([torch.randperm(n, generator=g) for _ in range(reps)])[:k]
+
+
+@dataclass
+class Splits:
+    mnist_train: torch.Tensor
+    cifar_train: torch.Tensor
+    mnist_test: torch.Tensor
+    cifar_test: torch.Tensor
+
+
+def load_splits(root: str | Path, cache_dir: str | Path, download: bool = False) -> Splits:
+    root, cache_dir = Path(root).expanduser(), Path(cache_dir).expanduser()
+    get = lambda name, train: cached_split(root, cache_dir, name, train, download)  # noqa: E731
+    return Splits(get("mnist", True), get("cifar", True), get("mnist", False), get("cifar", False))
+
+
+def to_float_batch(mnist_u8: torch.Tensor, cifar_u8: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """uint8 targets -> float (mix, mnist, cifar) in [0, 1]."""
+    mnist = mnist_u8.float().div_(255)
+    cifar = cifar_u8.float().div_(255)
+    return (mnist + cifar) / 2, mnist, cifar
+
+
+class MixDataModule(L.LightningDataModule):
+    """Paired MNIST + CIFAR-10 mean images.
+
+    ``task`` picks what a batch holds: ``separate`` (mix, mnist, cifar), ``reconstruct`` (cifar, cifar)
+    or ``denoise`` (cifar + noise, cifar); the last two use CIFAR-10 only.
+    """
+
+    def __init__(self, root: str | None = None, cache_dir: str | None = None, download: bool = False,
+                 batch_size: int = 128, eval_batch_size: int = 500, num_workers: int = 0,
+                 train_pairs: int | None = None, val_pairs: int = 5000, test_pairs: int = 10000,
+                 val_holdout: int = 5000, seed: int = 0, task: str = "separate",
+                 noise_std: float = 0.1, cifar_train_noise: float = 0.0) -> None:
+        super().__init__()
+        if task not in TASKS:
+            raise ValueError(f"data.task={task!r} is not one of {TASKS}")
+        for name, v in (("batch_size", batch_size), ("val_pairs", val_pairs), ("test_pairs", test_pairs)):
+            if v is None or v < 1:
+                raise ValueError(f"data.{name} must be a positive integer, got {v!r}")
+        if train_pairs is not None and train_pairs < 1:
+            raise ValueError(f"data.train_pairs must be positive or null (= all), got {train_pairs!r}")
+        self.root = Path(root or default_data_root())
+        self.cache_dir = Path(cache_dir or default_cache_dir())
+        self.download, self.batch_size, self.eval_batch_size = download, batch_size, eval_batch_size
+        self.num_workers, self.train_pairs, self.val_pairs = num_workers, train_pairs, val_pairs
+        self.test_pairs, self.val_holdout, self.seed, self.task = test_pairs, val_holdout, seed, task
+        self.noise_std, self.cifar_train_noise = noise_std, cifar_train_noise
+        self.splits: Splits | None = None
+
+    def prepare_data(self) -> None:
+        load_splits(self.root, self.cache_dir, self.download)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits is not None:
+            return
+        s = self.splits = load_splits(self.root, self.cache_dir, self.download)
+        self.mnist_train_ids, self.mnist_val_ids = holdout_split(len(s.mnist_train), self.val_holdout, 0)
+        self.cifar_train_ids, self.cifar_val_ids = holdout_split(len(s.cifar_train), self.val_holdout, 1)
+        n_val = min(self.val_pairs, self.val_holdout)
+        self.val_pair_ids = torch.stack([self.mnist_val_ids[:n_val], self.cifar_val_ids[:n_val]], dim=1)
+        self.test_pair_ids = fixed_test_pairs(len(s.mnist_test), len(s.cifar_test))[: self.test_pairs]
+        n_train = self.train_pairs or max(len(self.mnist_train_ids), len(self.cifar_train_ids))
+        trainer = getattr(self, "trainer", None)
+        self.rank, self.world_size = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        self.train_sampler = RandomPairSampler(self.mnist_train_ids, self.cifar_train_ids, n_train,
+                                               self.batch_size, self.seed, rank=self.rank,
+                                               world_size=self.world_size)
+
+    def _loader(self, mnist: torch.Tensor, cifar: torch.Tensor, sampler: Sampler) -> DataLoader:
+        return DataLoader(PairBatches(mnist, cifar), batch_size=None, sampler=sampler,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.splits.mnist_train, self.splits.cifar_train, self.train_sampler)
+
+    def val_dataloader(self) -> DataLoader:
+        sampler = FixedPairSampler(self.val_pair_ids, self.eval_batch_size, self.rank, self.world_size)
+        return self._loader(self.splits.mnist_train, self.splits.cifar_train, sampler)
+
+    def test_dataloader(self) -> DataLoader:
+        sampler = FixedPairSampler(self.test_pair_ids, self.eval_batch_size, self.rank, self.world_size)
+        return self._loader(self.splits.mnist_test, self.splits.cifar_test, sampler)
+
+    def fixed_batch(self, split: str, n: int) -> tuple[torch.Tensor, ...]:
+        """The first n fixed ``val`` or ``test`` pairs as a float batch (for sample pictures)."""
+        s = self.splits
+        mnist, cifar, ids = (s.mnist_train, s.cifar_train, self.val_pair_ids) if split == "val" else \
+            (s.mnist_test, s.cifar_test, self.test_pair_ids)
+        ids = ids[:n]
+        return self.make_batch(mnist[ids[:, 0]], cifar[ids[:, 1]])
+
+    def make_batch(self, mnist_u8: torch.Tensor, cifar_u8: torch.Tensor,
+                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, ...]:
+        """uint8 targets -> the float batch of the task: (input, target_1[, target_2])."""
+        if self.task == "separate":
+            return to_float_batch(mnist_u8, cifar_u8)
+        clean = cifar_u8.float().div_(255)
+        if self.task == "reconstruct":
+            return clean, clean
+        # noise_std is given on the [-1, 1] scale; images here live in [0, 1] (half the scale)
+        noise = torch.randn(clean.shape, generator=generator, device=clean.device) if generator is None \
+            else torch.randn(clean.shape, generator=generator).to(clean.device)
+        return (clean + noise * (self.noise_std / 2)).clamp_(0, 1), clean
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        if not (isinstance(batch, (tuple, list)) and len(batch) == 2 and batch[0].dtype == torch.uint8):
+            return batch
+        trainer = self.trainer
+        if self.task == "separate" and self.cifar_train_noise > 0 and trainer is not None and trainer.training:
+            return self._noisy_cifar_batch(*batch)
+        return self.make_batch(*batch)
+
+    def _noisy_cifar_batch(self, mnist_u8: torch.Tensor, cifar_u8: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Training augmentation: fine Gaussian grain on the CIFAR source (the target too), to stand in
+        for the detail that the JPEG-compressed training images lost and the lossless test images keep."""
+        mix, mnist, cifar = to_float_batch(mnist_u8, cifar_u8)
+        cifar = (cifar + torch.randn_like(cifar) * self.cifar_train_noise).clamp_(0, 1)
+        return (mnist + cifar) / 2, mnist, cifar

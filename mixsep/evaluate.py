@@ -1,0 +1,54 @@
+"""``python -m mixsep.evaluate ckpt_path=PATH``: metrics.json + samples.png for a checkpoint.
+
+Scores on the same fixed test pairs as ``mixsep.run`` (``data.test_pairs``, default all 10,000).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from mixsep.artifacts import hardware, sample_columns, save_samples, write_metrics
+from mixsep.separator import load_module
+from mixsep.run import TEST_KEYS, count_params
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    module = load_module(cfg.ckpt_path)
+    datamodule = instantiate(cfg.data)
+    trainer = L.Trainer(accelerator=cfg.accelerator, devices=1, precision=cfg.precision, logger=False,
+                        default_root_dir=str(out), enable_checkpointing=False)
+    results = trainer.test(module, datamodule=datamodule)[0]
+    metrics = {k: float(v) for k, v in results.items()}
+    metrics.update({
+        "model": module.hparams.get("name", "separator"),
+        "experiment": cfg.experiment_name,
+        "params": count_params(module.net),
+        "hardware": hardware(),
+        "test_pairs": len(datamodule.test_pair_ids),
+        "task": datamodule.task,
+        "checkpoint": str(cfg.ckpt_path),
+    })
+    write_metrics(out / "metrics.json", metrics)
+    if datamodule.task == "separate":
+        save_samples(out / "samples.png", sample_columns(module, datamodule.fixed_batch("test", cfg.samples)))
+    print(f"mixsep: wrote {out / 'metrics.json'}")
+    for key in TEST_KEYS:
+        if key in metrics:
+            print(f"  {key:18s} {metrics[key]:.4f}")
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

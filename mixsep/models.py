@@ -1,0 +1,141 @@
+"""Separator architectures: plain ``nn.Module``s mapping a mean image to (mnist_hat, cifar_hat).
+
+Every separator takes ``mix`` (B, 3, 32, 32) in [0, 1] and returns two (B, 3, 32, 32) tensors,
+before clamping. Models with exact mixture consistency return ``cifar_hat = 2 * mix - mnist_hat``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _deconv(cin: int, cout: int, last: bool = False) -> list[nn.Module]:
+    layers: list[nn.Module] = [nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1)]
+    return layers + ([nn.Sigmoid()] if last else [nn.ReLU(inplace=True), nn.BatchNorm2d(cout)])
+
+
+class ConvDual(nn.Module):
+    """Report 000: conv encoder to a 128-d code, two FC + ConvTranspose decoders (MNIST, CIFAR)."""
+
+    def __init__(self, dropout_conv: float = 0.2, dropout_fc: float = 0.5) -> None:
+        super().__init__()
+        enc: list[nn.Module] = []
+        for cin, cout in ((3, 64), (64, 128), (128, 256)):
+            enc += [nn.Conv2d(cin, cout, 4, stride=2, padding=1), nn.ReLU(inplace=True),
+                    nn.BatchNorm2d(cout), nn.Dropout(dropout_conv)]
+        self.encoder = nn.Sequential(*enc, nn.Flatten(), nn.Linear(256 * 4 * 4, 512), nn.ReLU(inplace=True),
+                                     nn.Dropout(dropout_fc), nn.Linear(512, 128), nn.ReLU(inplace=True))
+        self.decoders = nn.ModuleList([self._decoder() for _ in range(2)])
+
+    @staticmethod
+    def _decoder() -> nn.Module:
+        return nn.Sequential(
+            nn.Linear(128, 512), nn.ReLU(inplace=True), nn.Linear(512, 256 * 4 * 4), nn.ReLU(inplace=True),
+            nn.Unflatten(1, (256, 4, 4)), *_deconv(256, 128), *_deconv(128, 64), *_deconv(64, 3, last=True))
+
+    def forward(self, mix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.encoder(mix)
+        return self.decoders[0](z), self.decoders[1](z)
+
+
+def resnet18_trunk(pretrained_weights: str | None = None) -> nn.Module:
+    """torchvision ResNet18 without its classifier; optional local state-dict file (no network use)."""
+    from torchvision.models import resnet18
+
+    net = resnet18(weights=None)
+    if pretrained_weights:
+        try:
+            state = torch.load(pretrained_weights, map_location="cpu", weights_only=True)
+            net.load_state_dict(state)
+        except Exception as err:  # missing, not a pickle, wrong keys or shapes
+            raise ValueError(f"model.pretrained_weights={pretrained_weights!r} is not a torchvision "
+                             f"ResNet18 state-dict file: {err}") from err
+    return nn.Sequential(*list(net.children())[:-2])  # (B, 512, 1, 1) for 32x32 inputs
+
+
+def _resnet_decoder() -> nn.Module:
+    # 1x1 -> 4 -> 8 -> 16 -> 32, four ConvTranspose layers with ReLU (report 002)
+    return nn.Sequential(
+        nn.ConvTranspose2d(512, 256, 4, stride=1, padding=0), nn.ReLU(inplace=True),
+        nn.ConvTranspose2d(256, 128, 4, stride=2, padding=1), nn.ReLU(inplace=True),
+        nn.ConvTranspose2d(128, 64, 4, stride=2, padding=1), nn.ReLU(inplace=True),
+        nn.ConvTranspose2d(64, 3, 4, stride=2, padding=1), nn.Sigmoid())
+
+
+class ResNetDual(nn.Module):
+    """Report 002: ResNet18 encoder, two ConvTranspose decoders."""
+
+    def __init__(self, pretrained_weights: str | None = None) -> None:
+        super().__init__()
+        self.encoder = resnet18_trunk(pretrained_weights)
+        self.decoders = nn.ModuleList([_resnet_decoder() for _ in range(2)])
+
+    def forward(self, mix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.encoder(mix)
+        return self.decoders[0](z), self.decoders[1](z)
+
+
+class SingleSub(nn.Module):
+    """One decoder predicts MNIST; CIFAR is what the mixture leaves: ``2 * mix - mnist_hat``."""
+
+    def __init__(self, pretrained_weights: str | None = None) -> None:
+        super().__init__()
+        self.encoder = resnet18_trunk(pretrained_weights)
+        self.decoder = _resnet_decoder()
+
+    def forward(self, mix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mnist = self.decoder(self.encoder(mix))
+        return mnist, 2 * mix - mnist
+
+
+def _conv_block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+                         nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+def feasible_gray_bounds(mix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-pixel interval that the gray MNIST value m must lie in for CIFAR = 2·mix − m to be in [0, 1].
+
+    For every channel c: 0 <= 2·mix_c − m <= 1, so max_c(2·mix_c) − 1 <= m <= min_c(2·mix_c); and m in [0, 1].
+    """
+    two_mix = 2 * mix
+    lo = (two_mix.amax(1, keepdim=True) - 1).clamp(min=0)
+    hi = two_mix.amin(1, keepdim=True).clamp(max=1)
+    return lo, torch.maximum(lo, hi)
+
+
+class UNetSeparator(nn.Module):
+    """U-Net that predicts the gray MNIST image; CIFAR follows from the mixture exactly.
+
+    Uses the structure of the problem: MNIST is gray (one output channel, repeated), the colour
+    deviation of the mix belongs to CIFAR alone, the mixture is known (``cifar = 2·mix − mnist``, so
+    ``(mnist_hat + cifar_hat) / 2 == mix`` exactly), and the feasible interval of every pixel is
+    known (the prediction is projected into it, which can only move it closer to the truth).
+    """
+
+    def __init__(self, width: int = 32, depth: int = 3) -> None:
+        super().__init__()
+        if width < 1 or depth < 1:
+            raise ValueError(f"model.net.width and depth must be >= 1, got {width}, {depth}")
+        chans = [width * 2**i for i in range(depth + 1)]
+        self.stem = _conv_block(3 + 1 + 2, chans[0])  # mix, its gray value, feasible bounds
+        self.down = nn.ModuleList(_conv_block(chans[i], chans[i + 1]) for i in range(depth))
+        self.up = nn.ModuleList(nn.ConvTranspose2d(chans[i + 1], chans[i], 2, stride=2) for i in range(depth))
+        self.merge = nn.ModuleList(_conv_block(2 * chans[i], chans[i]) for i in range(depth))
+        self.head = nn.Conv2d(chans[0], 1, 1)
+
+    def forward(self, mix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        lo, hi = feasible_gray_bounds(mix)
+        x = torch.cat([mix * 2 - 1, mix.mean(1, keepdim=True) * 2 - 1, lo * 2 - 1, hi * 2 - 1], dim=1)
+        skips = [self.stem(x)]
+        for block in self.down:
+            skips.append(block(F.max_pool2d(skips[-1], 2)))
+        x = skips.pop()
+        for i in reversed(range(len(self.up))):
+            x = self.merge[i](torch.cat([self.up[i](x), skips[i]], dim=1))
+        gray = torch.sigmoid(self.head(x).float())
+        gray = torch.minimum(torch.maximum(gray, lo), hi)
+        mnist = gray.expand(-1, 3, -1, -1)
+        return mnist, 2 * mix - mnist

@@ -1,0 +1,56 @@
+"""Use a trained model: ``load_separator("run.ckpt")(mix) -> (mnist_hat, cifar_hat)``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from mixsep.module import SeparationModule
+
+
+class CheckpointError(ValueError):
+    """The file is not a mixsep checkpoint (missing, truncated, or from something else)."""
+
+
+def load_module(ckpt_path: str | Path, map_location: str | torch.device = "cpu") -> SeparationModule:
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise CheckpointError(f"No checkpoint at {path}. Pass ckpt_path= a .ckpt written by mixsep.run "
+                              "(<run dir>/checkpoints/last.ckpt or best-*.ckpt).")
+    try:
+        module = SeparationModule.load_from_checkpoint(path, map_location=map_location, weights_only=False)
+    except Exception as err:
+        raise CheckpointError(f"{path} is not a readable mixsep checkpoint ({type(err).__name__}: {err}). "
+                              "It may be truncated or come from another program; use a .ckpt that "
+                              "mixsep.run wrote.") from err
+    return module.eval()
+
+
+class Separator:
+    """A trained separator in eval mode: call it on mean images (B, 3, 32, 32) in [0, 1]."""
+
+    def __init__(self, module: SeparationModule) -> None:
+        self.module = module.eval()
+
+    @property
+    def device(self) -> torch.device:
+        return self.module.device
+
+    def to(self, device: str | torch.device) -> "Separator":
+        self.module.to(device)
+        return self
+
+    @torch.no_grad()
+    def __call__(self, mix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not isinstance(mix, torch.Tensor) or mix.ndim != 4 or tuple(mix.shape[1:]) != (3, 32, 32):
+            shape = tuple(mix.shape) if isinstance(mix, torch.Tensor) else type(mix).__name__
+            raise ValueError(f"mix must be a float tensor of shape (B, 3, 32, 32) in [0, 1]; got {shape}")
+        if not mix.is_floating_point():
+            raise ValueError(f"mix must be a float tensor in [0, 1]; got dtype {mix.dtype} (divide uint8 by 255)")
+        mnist, cifar = self.module.separate(mix.to(self.device, torch.float32))
+        return mnist, cifar
+
+
+def load_separator(ckpt_path: str | Path, device: str | torch.device = "cpu") -> Separator:
+    return Separator(load_module(ckpt_path, map_location=device))

@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mixsep.models import ConvDual, ResNetDual, SingleSub, UNetSeparator, feasible_gray_bounds
+from mixsep.module import SeparationModule, reconstruction_loss
+
+NETS = {
+    "conv_dual": lambda: ConvDual(),
+    "resnet_dual": lambda: ResNetDual(),
+    "single_sub": lambda: SingleSub(),
+    "unet": lambda: UNetSeparator(width=8, depth=2),
+}
+
+
+def _pairs(n: int = 16, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    mnist = (torch.rand(n, 1, 32, 32, generator=g) > 0.8).float().expand(-1, 3, -1, -1)
+    cifar = torch.rand(n, 3, 32, 32, generator=g)
+    return (mnist + cifar) / 2, mnist, cifar
+
+
+@pytest.mark.parametrize("name", NETS)
+def test_forward_shapes(name):
+    torch.manual_seed(0)
+    mnist_hat, cifar_hat = NETS[name]()(torch.rand(4, 3, 32, 32))
+    assert mnist_hat.shape == cifar_hat.shape == (4, 3, 32, 32)
+
+
+@pytest.mark.parametrize("name", NETS)
+def test_a_few_optimizer_steps_reduce_the_loss(name):
+    torch.manual_seed(0)
+    module = SeparationModule(NETS[name](), lr=1e-3)
+    opt = module.configure_optimizers()
+    batch = _pairs()
+    module.train()
+    losses = []
+    for _ in range(8):
+        loss, _, _ = module._loss(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("name", ["single_sub", "unet"])
+def test_mixture_consistency_is_exact_before_clamping(name):
+    torch.manual_seed(1)
+    net = NETS[name]().eval()
+    mix = torch.rand(8, 3, 32, 32)
+    with torch.no_grad():
+        mnist_hat, cifar_hat = net(mix)
+    torch.testing.assert_close((mnist_hat + cifar_hat) / 2, mix, rtol=0, atol=1e-6)
+
+
+def test_unet_predicts_gray_mnist_inside_the_feasible_interval():
+    torch.manual_seed(2)
+    mix, mnist, cifar = _pairs(8)
+    with torch.no_grad():
+        mnist_hat, cifar_hat = UNetSeparator(width=8, depth=2).eval()(mix)
+    assert torch.equal(mnist_hat[:, 0], mnist_hat[:, 2])
+    lo, hi = feasible_gray_bounds(mix)
+    assert (mnist[:, :1] >= lo - 1e-6).all() and (mnist[:, :1] <= hi + 1e-6).all()  # truth is feasible
+    assert (cifar_hat >= -1e-6).all() and (cifar_hat <= 1 + 1e-6).all()
+
+
+@pytest.mark.parametrize("kind", ["mse", "l1", "psnr", "mse+ssim", "psnr+ssim"])
+def test_losses_are_zero_or_minimal_at_the_truth(kind):
+    _, target, _ = _pairs(4)
+    noisy = (target + 0.1 * torch.randn_like(target)).clamp(0, 1)
+    assert reconstruction_loss(target, target, kind) < reconstruction_loss(noisy, target, kind)
+
+
+def test_bad_loss_name_is_rejected():
+    with pytest.raises(ValueError, match="model.loss"):
+        SeparationModule(ConvDual(), loss="huber")
+
+
+def test_resnet_pretrained_weights_load_from_a_local_file(tmp_path):
+    from torchvision.models import resnet18
+
+    torch.manual_seed(3)
+    weights = resnet18(weights=None).state_dict()
+    torch.save(weights, tmp_path / "r18.pth")
+    net = ResNetDual(pretrained_weights=str(tmp_path / "r18.pth"))
+    torch.testing.assert_close(net.encoder[0].weight, weights["conv1.weight"])
+    (tmp_path / "bad.pth").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="pretrained_weights"):
+        ResNetDual(pretrained_weights=str(tmp_path / "bad.pth"))
+
+
+def test_bf16_autocast_and_channels_last_train_a_step_on_cpu():
+    torch.manual_seed(4)
+    module = SeparationModule(UNetSeparator(width=8, depth=2), channels_last=True)
+    opt = module.configure_optimizers()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, mnist_hat, _ = module._loss(_pairs(4))
+    assert mnist_hat.dtype == torch.float32 and torch.isfinite(loss)
+    loss.backward()
+    opt.step()
+
+
+def test_compile_option_runs_a_training_step_or_falls_back():
+    torch.manual_seed(5)
+    module = SeparationModule(ConvDual(), compile=True)
+    loss, _, _ = module._loss(_pairs(4))
+    loss.backward()
+    assert all(k.startswith(("net.", "metrics.")) for k in module.state_dict())

@@ -1,0 +1,126 @@
+"""The run and evaluate entries end to end, one tiny epoch on the tiny datasets."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from mixsep import load_separator
+from mixsep.evaluate import evaluate
+from mixsep.run import TEST_KEYS, train
+from mixsep.separator import CheckpointError
+
+CONF = str(Path(__file__).resolve().parents[1] / "conf")
+
+
+def compose_cfg(name: str, overrides: list[str], out: Path):
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        cfg = compose(config_name=name, overrides=overrides, return_hydra_config=True)
+    cfg.paths.output_dir = str(out)  # what Hydra's ${hydra:runtime.output_dir} gives under @hydra.main
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """One tiny conv_dual run shared by the tests below."""
+    from tests.conftest import make_cifar_folder, make_mnist
+    import numpy as np
+
+    tmp = tmp_path_factory.mktemp("run")
+    rng = np.random.default_rng(0)
+    make_mnist(tmp / "data", 40, 12, rng)
+    make_cifar_folder(tmp / "data", 40, 12, rng)
+    overrides = [f"data.root={tmp / 'data'}", f"data.cache_dir={tmp / 'cache'}", "data.batch_size=8",
+                 "data.eval_batch_size=8", "data.val_pairs=8", "data.val_holdout=8", "data.test_pairs=12",
+                 "trainer.max_epochs=2", "trainer.accelerator=cpu", "trainer.log_every_n_steps=1", "samples=4",
+                 "callbacks.progress_bar.refresh_rate=0", "model=conv_dual"]
+    out = tmp / "out"
+    metrics = train(compose_cfg("config", overrides, out))
+    return out, metrics, overrides
+
+
+def test_run_writes_metrics_samples_loss_curve_and_checkpoints(trained_run):
+    out, metrics, _ = trained_run
+    on_disk = json.loads((out / "metrics.json").read_text())
+    for key in TEST_KEYS:
+        assert math.isfinite(on_disk[key])
+    assert on_disk["model"] == "conv_dual" and on_disk["params"] > 1_000_000
+    assert on_disk["global_step"] == 8 and on_disk["train_seconds"] > 0 and on_disk["test_pairs"] == 12
+    assert (out / "samples.png").stat().st_size > 1000 and (out / "loss.png").stat().st_size > 1000
+    ckpts = sorted(p.name for p in (out / "checkpoints").glob("*.ckpt"))
+    assert "last.ckpt" in ckpts and any(n.startswith("best") for n in ckpts)
+    assert (out / "csv" / "metrics.csv").exists()
+
+
+def test_evaluate_reproduces_the_test_metrics(trained_run, tmp_path):
+    out, metrics, overrides = trained_run
+    data_overrides = [o for o in overrides if o.startswith("data.")]
+    cfg = compose_cfg("evaluate", data_overrides + [f"ckpt_path={metrics['checkpoint']}", "samples=4",
+                                                    "accelerator=cpu"], tmp_path)
+    again = evaluate(cfg)
+    for key in TEST_KEYS:
+        assert again[key] == pytest.approx(metrics[key], abs=1e-4)
+    assert (tmp_path / "samples.png").exists() and (tmp_path / "metrics.json").exists()
+
+
+def test_load_separator_separates_in_eval_mode_without_gradients(trained_run):
+    out, _, _ = trained_run
+    sep = load_separator(out / "checkpoints" / "last.ckpt")
+    mix = torch.rand(5, 3, 32, 32, requires_grad=True)
+    mnist_hat, cifar_hat = sep(mix)
+    assert mnist_hat.shape == cifar_hat.shape == (5, 3, 32, 32)
+    assert not mnist_hat.requires_grad and not sep.module.training
+    assert mnist_hat.min() >= 0 and cifar_hat.max() <= 1
+    a, _ = sep(mix[:2])
+    torch.testing.assert_close(a, mnist_hat[:2])  # eval mode: no dropout, no batch statistics
+    with pytest.raises(ValueError, match="B, 3, 32, 32"):
+        sep(torch.rand(3, 32, 32))
+
+
+def test_bad_checkpoints_give_clear_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="No checkpoint"):
+        load_separator(tmp_path / "missing.ckpt")
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"\x00garbage")
+    with pytest.raises(CheckpointError, match="not a readable mixsep checkpoint"):
+        load_separator(bad)
+
+
+def test_training_resumes_from_last_checkpoint(trained_run, tmp_path):
+    out, _, overrides = trained_run
+    more = [o for o in overrides if not o.startswith("trainer.max_epochs")]
+    cfg = compose_cfg("config", more + ["trainer.max_epochs=3", f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}"],
+                      tmp_path)
+    metrics = train(cfg)
+    assert metrics["global_step"] == 12  # 8 steps restored + one more epoch of 4
+
+
+@pytest.mark.parametrize("model", ["resnet_dual", "single_sub", "unet"])
+def test_every_model_config_runs_end_to_end(model, tiny_overrides, tmp_path):
+    metrics = train(compose_cfg("config", tiny_overrides + [f"model={model}"], tmp_path / model))
+    assert metrics["model"] == model
+    assert all(math.isfinite(metrics[k]) for k in TEST_KEYS)
+
+
+def test_experiment_presets_compose(tiny_overrides, tmp_path):
+    for preset in sorted(p.stem for p in (Path(CONF) / "experiment").glob("*.yaml")):
+        cfg = compose_cfg("config", [f"experiment={preset}"], tmp_path)
+        assert cfg.model.name and cfg.experiment_name == preset
+
+
+def test_wandb_logger_goes_offline_without_a_key(tiny_overrides, tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    metrics = train(compose_cfg("config", tiny_overrides + ["logger=wandb"], tmp_path / "w"))
+    import os
+
+    assert os.environ["WANDB_MODE"] == "offline"
+    assert any((tmp_path / "w").rglob("offline-run-*"))
+    assert math.isfinite(metrics["test/mnist_psnr"])
