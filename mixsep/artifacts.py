@@ -74,14 +74,21 @@ def save_loss_plot(path: str | Path, history: dict[str, list[tuple[int, float]]]
     plt.close(fig)
 
 
-def sample_columns(module, batch: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
-    """mix | true MNIST | predicted MNIST | true CIFAR | predicted CIFAR, predictions clamped."""
-    mix, mnist, cifar = (t.to(module.device) for t in batch)
+@torch.no_grad()
+def sample_columns(module, batch: tuple[torch.Tensor, ...]) -> tuple[list[torch.Tensor], tuple[str, ...]]:
+    """Picture columns and titles; for separators: mix | true MNIST | predicted MNIST | true CIFAR |
+    predicted CIFAR (predictions clamped)."""
+    batch = tuple(t.to(module.device) for t in batch)
     was_training = module.training
     module.eval()
-    mnist_hat, cifar_hat = module.separate(mix)
+    outputs = [o.clamp(0, 1) for o in module(batch[0])]
     module.train(was_training)
-    return [mix, mnist, mnist_hat, cifar, cifar_hat]
+    if module.outputs == "sources":
+        mix, mnist, cifar = batch
+        return [mix, mnist, outputs[0], cifar, outputs[1]], SAMPLE_COLUMNS
+    if len(batch) == 3:
+        return [batch[0], outputs[0]], ("mix", "reconstructed mix")
+    return [batch[0], outputs[0], batch[1]], ("input", "output", "target")
 
 
 class SamplesAndCurves(L.Callback):
@@ -109,11 +116,11 @@ class SamplesAndCurves(L.Callback):
 
         loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
         dm = trainer.datamodule
-        if not loggers or dm is None or dm.task != "separate":
+        if not loggers or dm is None:
             return
-        cols = sample_columns(module, dm.fixed_batch("val", self.n_samples))
+        cols, titles = sample_columns(module, dm.fixed_batch("val", self.n_samples))
         grid = torch.cat([torch.cat(list(c), dim=2) for c in cols], dim=1)  # rows: kinds, cols: pairs
-        loggers[0].log_image("samples", [grid.float().cpu()], caption=[" / ".join(SAMPLE_COLUMNS)])
+        loggers[0].log_image("samples", [grid.float().cpu()], caption=[" / ".join(titles)])
 
     def state_dict(self) -> dict:
         return {"history": self.history}

@@ -13,8 +13,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from mixsep.artifacts import hardware, sample_columns, save_samples, write_metrics
-from mixsep.separator import load_module
-from mixsep.run import TEST_KEYS, count_params
+from mixsep.separator import checkpoint_precision, load_module
+from mixsep.run import count_params
 
 
 def evaluate(cfg: DictConfig) -> dict:
@@ -22,7 +22,8 @@ def evaluate(cfg: DictConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     module = load_module(cfg.ckpt_path)
     datamodule = instantiate(cfg.data)
-    trainer = L.Trainer(accelerator=cfg.accelerator, devices=1, precision=cfg.precision, logger=False,
+    precision = cfg.precision or checkpoint_precision(cfg.ckpt_path)
+    trainer = L.Trainer(accelerator=cfg.accelerator, devices=1, precision=precision, logger=False,
                         default_root_dir=str(out), enable_checkpointing=False)
     results = trainer.test(module, datamodule=datamodule)[0]
     metrics = {k: float(v) for k, v in results.items()}
@@ -34,14 +35,13 @@ def evaluate(cfg: DictConfig) -> dict:
         "test_pairs": len(datamodule.test_pair_ids),
         "task": datamodule.task,
         "checkpoint": str(cfg.ckpt_path),
+        "precision": precision,
     })
     write_metrics(out / "metrics.json", metrics)
-    if datamodule.task == "separate":
-        save_samples(out / "samples.png", sample_columns(module, datamodule.fixed_batch("test", cfg.samples)))
+    save_samples(out / "samples.png", *sample_columns(module, datamodule.fixed_batch("test", cfg.samples)))
     print(f"mixsep: wrote {out / 'metrics.json'}")
-    for key in TEST_KEYS:
-        if key in metrics:
-            print(f"  {key:18s} {metrics[key]:.4f}")
+    for key in sorted(k for k in metrics if k.startswith(("test/", "oracle/"))):
+        print(f"  {key:22s} {metrics[key]:.4f}")
     return metrics
 
 

@@ -139,3 +139,49 @@ class UNetSeparator(nn.Module):
         gray = torch.minimum(torch.maximum(gray, lo), hi)
         mnist = gray.expand(-1, 3, -1, -1)
         return mnist, 2 * mix - mnist
+
+
+class MeanAE(nn.Module):
+    """Reports 001 / 003: a conv autoencoder of the mean image itself (it separates nothing).
+
+    Encoder conv 3→16 (3×3, s2) →32 (3×3, s2) →64 (7×7); decoder mirrored with ConvTranspose.
+    ``final="sigmoid"`` for [0, 1] images, ``"tanh"`` for inputs normalised to [-1, 1].
+    """
+
+    outputs = "image"
+
+    def __init__(self, final: str = "sigmoid") -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(
+            nn.Conv2d(3, 16, 3, stride=2, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(32, 64, 7))
+        self.decoder = nn.Sequential(
+            nn.ConvTranspose2d(64, 32, 7), nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(32, 16, 3, stride=2, padding=1, output_padding=1), nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(16, 3, 3, stride=2, padding=1, output_padding=1), _final(final))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x))
+
+
+class CifarAE(nn.Module):
+    """Report 004: conv 3→8→8 (3×3, stride 1, no padding, ReLU), mirrored ConvTranspose decoder."""
+
+    outputs = "image"
+
+    def __init__(self, final: str = "sigmoid") -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(inplace=True), nn.Conv2d(8, 8, 3), nn.ReLU(inplace=True))
+        self.decoder = nn.Sequential(nn.ConvTranspose2d(8, 8, 3), nn.ReLU(inplace=True), nn.ConvTranspose2d(8, 3, 3),
+                                     _final(final))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x))
+
+
+def _final(kind: str) -> nn.Module:
+    layers = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "none": nn.Identity}
+    if kind not in layers:
+        raise ValueError(f"model.net.final={kind!r} is not one of {sorted(layers)}")
+    return layers[kind]()

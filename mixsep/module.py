@@ -21,9 +21,18 @@ def image_metrics() -> MetricCollection:
     })
 
 
+def full_precision(device: torch.device):
+    """Autocast off: SSIM's variance terms (E[x²] − E[x]²) are wrong in bf16/fp16."""
+    return torch.autocast(device_type=device.type, enabled=False)
+
+
 def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, kind: str, ssim_weight: float = 0.1) -> torch.Tensor:
     """Loss of one source. ``psnr`` = mean over images of log10(MSE): the metric's own objective."""
-    pred = pred.float()
+    with full_precision(pred.device):
+        return _reconstruction_loss(pred.float(), target.float(), kind, ssim_weight)
+
+
+def _reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, kind: str, ssim_weight: float) -> torch.Tensor:
     if kind.startswith("mse"):
         loss = F.mse_loss(pred, target)
     elif kind == "l1":
@@ -39,11 +48,22 @@ def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, kind: str, ssi
 
 
 class SeparationModule(L.LightningModule):
-    """Trains any ``net(mix) -> (mnist_hat, cifar_hat)``; scores each source on clamped predictions."""
+    """Trains any network behind one interface and scores it on clamped predictions.
+
+    ``net(x)`` returns either two images (``net.outputs == "sources"``, the default: MNIST and CIFAR
+    estimates from the mean image) or one image (``net.outputs == "image"``: a reconstruction of its
+    input, for the mean-image autoencoders and the CIFAR-10 ``reconstruct`` / ``denoise`` tasks).
+
+    Logged scores: ``{stage}/{mnist,cifar}_{psnr,ssim}`` for separators (and ``{stage}/cifar_sub_*``,
+    CIFAR := clamp(2·mix − MNIST estimate), with ``subtraction_metrics``); ``{stage}/mix_*`` for
+    mean-image autoencoders, whose ground-truth-subtraction "separation" appears only under ``oracle/*``;
+    ``{stage}/{psnr,ssim}`` for the CIFAR-10 tasks.
+    """
 
     def __init__(self, net: dict | nn.Module, name: str = "separator", lr: float = 1e-3, weight_decay: float = 0.0,
                  loss: str = "mse", ssim_weight: float = 0.1, scheduler: str | None = None,
-                 compile: bool = False, channels_last: bool = False) -> None:
+                 compile: bool = False, channels_last: bool = False, task: str = "separate",
+                 normalize: bool = False, subtraction_metrics: bool = False) -> None:
         super().__init__()
         if loss not in LOSSES:
             raise ValueError(f"model.loss={loss!r} is not one of {LOSSES}")
@@ -51,52 +71,102 @@ class SeparationModule(L.LightningModule):
             raise ValueError(f"model.scheduler={scheduler!r} is not one of null, onecycle, cosine")
         # The net's config (a dict with _target_) is saved with the checkpoint, so any checkpoint can be
         # rebuilt without the run's config files; an nn.Module instance is accepted for quick experiments.
-        self.save_hyperparameters(ignore=[] if isinstance(net, dict) else ["net"])
+        self.save_hyperparameters(ignore=["net"])
+        if not isinstance(net, nn.Module):
+            from omegaconf import OmegaConf
+
+            net = OmegaConf.to_container(net, resolve=True) if OmegaConf.is_config(net) else dict(net)
+            self.hparams["net"] = net
         self.net = build_net(net)
+        self.outputs = getattr(self.net, "outputs", "sources")
+        self.scored = self._scored_names(task, self.outputs, normalize, subtraction_metrics)
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         # kept out of the module tree, so the checkpoint holds the parameters once, under net.*
         object.__setattr__(self, "_compiled", _try_compile(self.net) if compile else None)
-        self.metrics = nn.ModuleDict({
-            f"{stage}_{source}": image_metrics()
-            for stage in ("val", "test") for source in ("mnist", "cifar")
-        })
+        self.metrics = nn.ModuleDict({f"{stage}_{name}": image_metrics()
+                                      for stage in ("val", "test") for name in self.scored})
 
-    def forward(self, mix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    @staticmethod
+    def _scored_names(task: str, outputs: str, normalize: bool, subtraction: bool) -> list[str]:
+        if outputs == "sources":
+            if task != "separate":
+                raise ValueError(f"data.task={task!r} needs a one-image model (cifar_ae, mean_ae); "
+                                 "this one separates two sources")
+            if normalize:
+                raise ValueError("model.normalize=true is for one-image models only")
+            return ["mnist", "cifar"] + (["cifar_sub"] if subtraction else [])
+        if task == "separate":
+            return ["mix", "oracle_mnist", "oracle_cifar"]
+        return ["image"]
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if self.hparams.normalize:  # mean 0.5, std 0.5: the net works on [-1, 1] images
+            x = x * 2 - 1
         if self.hparams.channels_last:
-            mix = mix.contiguous(memory_format=torch.channels_last)
-        mnist, cifar = (self.net if self._compiled is None else self._compiled)(mix)
-        return mnist.float(), cifar.float()
+            x = x.contiguous(memory_format=torch.channels_last)
+        out = (self.net if self._compiled is None else self._compiled)(x)
+        out = tuple(o.float() for o in (out if isinstance(out, (tuple, list)) else (out,)))
+        if self.hparams.normalize:  # back to [0, 1] before any loss or score
+            out = tuple(o * 0.5 + 0.5 for o in out)
+        return out
 
     @torch.no_grad()
     def separate(self, mix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.outputs != "sources":
+            raise ValueError(f"model {self.hparams.name!r} reconstructs one image; it does not separate the mix")
         mnist, cifar = self(mix)
         return mnist.clamp(0, 1), cifar.clamp(0, 1)
 
-    def _loss(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        mix, mnist, cifar = batch
-        mnist_hat, cifar_hat = self(mix)
+    def _predict(self, batch) -> tuple[torch.Tensor, list[tuple[str, torch.Tensor, torch.Tensor]]]:
+        """The loss and the (name, prediction, target) triples to score."""
         kind, w = self.hparams.loss, self.hparams.ssim_weight
-        loss = reconstruction_loss(mnist_hat, mnist, kind, w) + reconstruction_loss(cifar_hat, cifar, kind, w)
-        return loss, mnist_hat, cifar_hat
+        if self.outputs == "sources":
+            mix, mnist, cifar = batch
+            mnist_hat, cifar_hat = self(mix)
+            loss = reconstruction_loss(mnist_hat, mnist, kind, w) + reconstruction_loss(cifar_hat, cifar, kind, w)
+            scored = [("mnist", mnist_hat, mnist), ("cifar", cifar_hat, cifar)]
+            if "cifar_sub" in self.scored:
+                scored.append(("cifar_sub", 2 * mix - mnist_hat, cifar))
+            return loss, scored
+        if len(batch) == 3:  # mean-image autoencoder
+            mix, mnist, cifar = batch
+            (recon,) = self(mix)
+            # oracle: "separates" with the ground truth of the other image (report 001); never a score
+            return reconstruction_loss(recon, mix, kind, w), [
+                ("mix", recon, mix), ("oracle_mnist", 2 * recon - cifar, mnist), ("oracle_cifar", 2 * recon - mnist, cifar)]
+        x, target = batch
+        (out,) = self(x)
+        return reconstruction_loss(out, target, kind, w), [("image", out, target)]
+
+    def _loss(self, batch) -> tuple[torch.Tensor, ...]:
+        """Loss and the network's outputs (tests and benchmarks use this)."""
+        loss, scored = self._predict(batch)
+        return (loss, *(pred for name, pred, _ in scored if not name.startswith(("oracle", "cifar_sub"))))
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        loss, _, _ = self._loss(batch)
+        loss, _ = self._predict(batch)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(batch[0]))
         return loss
 
     def _eval_step(self, batch, stage: str) -> None:
-        loss, mnist_hat, cifar_hat = self._loss(batch)
-        _, mnist, cifar = batch
-        self.log(f"{stage}/loss", loss, prog_bar=stage == "val", batch_size=len(mnist))
-        for source, pred, target in (("mnist", mnist_hat, mnist), ("cifar", cifar_hat, cifar)):
-            self.metrics[f"{stage}_{source}"].update(pred.clamp(0, 1), target)
+        loss, scored = self._predict(batch)
+        self.log(f"{stage}/loss", loss, prog_bar=stage == "val", batch_size=len(batch[0]))
+        with full_precision(batch[0].device):
+            for name, pred, target in scored:
+                self.metrics[f"{stage}_{name}"].update(pred.float().clamp(0, 1), target.float())
 
     def _eval_epoch_end(self, stage: str) -> None:
-        for source in ("mnist", "cifar"):
-            coll = self.metrics[f"{stage}_{source}"]
-            for name, value in coll.compute().items():
-                self.log(f"{stage}/{source}_{name}", value, prog_bar=stage == "val" and name == "psnr")
+        for name in self.scored:
+            coll = self.metrics[f"{stage}_{name}"]
+            for metric, value in coll.compute().items():
+                if name.startswith("oracle_"):
+                    key = f"oracle/{name[7:]}_{metric}" if stage == "test" else f"oracle/{stage}_{name[7:]}_{metric}"
+                elif name == "image":
+                    key = f"{stage}/{metric}"
+                else:
+                    key = f"{stage}/{name}_{metric}"
+                self.log(key, value, prog_bar=stage == "val" and metric == "psnr" and not name.startswith("oracle"))
             coll.reset()
 
     def validation_step(self, batch, batch_idx: int) -> None:
@@ -110,6 +180,11 @@ class SeparationModule(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._eval_epoch_end("test")
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # so that mixsep.evaluate scores a checkpoint at the precision it was tested at after training
+        if self._trainer is not None:
+            checkpoint["mixsep_precision"] = str(self.trainer.precision)
 
     def configure_optimizers(self):
         opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay) \
@@ -129,9 +204,8 @@ def build_net(net: dict | nn.Module) -> nn.Module:
     if isinstance(net, nn.Module):
         return net
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
 
-    return instantiate(OmegaConf.create(dict(net)) if not OmegaConf.is_config(net) else net)
+    return instantiate(net)
 
 
 def _try_compile(net: nn.Module):

@@ -18,25 +18,35 @@ from mixsep.module import image_metrics
 
 SCORE_KEYS = ("test/mnist_psnr", "test/mnist_ssim", "test/cifar_psnr", "test/cifar_ssim")
 
-# Published figures of the earlier reports (../shared/reference), with why they are not comparable.
+# Published figures of the earlier reports (../shared/reference), the preset that reruns each system,
+# and why the published number cannot be compared with a mixsep score.
 REPORTED_ELSEWHERE = [
-    {"system": "conv_dual (report 000)", "preset": "prior/conv_dual", "test/mnist_psnr": 22.54,
-     "test/mnist_ssim": 0.8998, "test/cifar_psnr": 17.01, "test/cifar_ssim": 0.3735,
-     "why": "own random test pairs (not the fixed 10,000); otherwise the same definitions"},
-    {"system": "mean_ae + subtraction (report 001)", "preset": "prior/mean_ae_subtract", "test/mnist_psnr": 44.55,
-     "test/mnist_ssim": 0.995, "test/cifar_psnr": 44.55, "test/cifar_ssim": 0.999,
-     "why": "oracle: 'separates' by subtracting the ground truth of the other image; not a separation score"},
-    {"system": "resnet_dual (report 002)", "preset": "prior/resnet_dual", "test/mnist_psnr": 62.79,
-     "test/mnist_ssim": None, "test/cifar_psnr": 65.22, "test/cifar_ssim": None,
-     "why": "PSNR with data range 255 on [0, 1] images: +48.13 dB too high (about 14.7 / 17.1 dB at range 1)"},
-    {"system": "mean_ae_norm (report 003)", "preset": "prior/mean_ae_norm", "test/mix_psnr": 15.62,
-     "test/mix_ssim": 0.2322, "why": "reconstructs the mean image, separates nothing"},
-    {"system": "cifar_denoise (report 004)", "preset": "prior/cifar_denoise", "test/psnr": 26.78,
-     "test/ssim": 0.92, "why": "CIFAR-10 denoising, a different task"},
+    {"system": "conv dual-decoder (report 000)", "preset": "prior/conv_dual",
+     "reported": {"test/mnist_ssim": 0.8998, "test/mnist_psnr": 22.54, "test/cifar_ssim": 0.3735,
+                  "test/cifar_psnr": 17.01, "test/loss": 0.0284},
+     "why": "comparable definitions, but measured on the report's own random test pairs"},
+    {"system": "mean-image autoencoder + subtraction (report 001)", "preset": "prior/mean_ae_subtract",
+     "reported": {"oracle/mnist_psnr": 44.55, "oracle/cifar_psnr": 44.55, "oracle/mnist_ssim": 0.995,
+                  "oracle/cifar_ssim": 0.999},
+     "why": "ORACLE: 'separates' with 2·recon − (ground truth of the other image), i.e. uses the answer; "
+            "not a separation score"},
+    {"system": "ResNet18 dual-decoder + subtraction (report 002)", "preset": "prior/resnet_dual",
+     "reported": {"test/mnist_psnr": 62.79, "test/cifar_psnr": 65.22},
+     "why": "PSNR with data range 255 on [0, 1] images adds 20·log10(255) = +48.13 dB"},
+    {"system": "mean-image autoencoder, normalised (report 003)", "preset": "prior/mean_ae_norm",
+     "reported": {"test/mix_ssim": 0.2322, "test/mix_psnr": 15.62},
+     "why": "reconstructs the mean image: separates nothing"},
+    {"system": "CIFAR-10 autoencoder (report 004)", "preset": "prior/cifar_ae", "reported": {},
+     "why": "CIFAR-10 reconstruction, another task; the report gives no number"},
+    {"system": "CIFAR-10 denoiser (report 004)", "preset": "prior/cifar_denoise",
+     "reported": {"test/psnr": 26.78, "test/ssim": 0.92},
+     "why": "CIFAR-10 denoising, another task; same metric definitions"},
 ]
+DATA_RANGE_255_DB = 48.13
 
 
-def find_runs(dirs: list[str | Path]) -> list[dict]:
+def find_runs(dirs: list[str | Path], ranked_only: bool = True) -> list[dict]:
+    """Runs under the folders; ``ranked_only``: separators with all four test scores."""
     runs = []
     for d in dirs:
         d = Path(d)
@@ -47,7 +57,7 @@ def find_runs(dirs: list[str | Path]) -> list[dict]:
             except (OSError, json.JSONDecodeError) as err:
                 print(f"mixsep.report: skipping {f}: {err}")
                 continue
-            if all(isinstance(m.get(k), (int, float)) for k in SCORE_KEYS):
+            if not ranked_only or all(isinstance(m.get(k), (int, float)) for k in SCORE_KEYS):
                 runs.append({**m, "path": str(f.parent)})
     return runs
 
@@ -112,16 +122,40 @@ def leaderboard(runs: list[dict], baselines: list[dict]) -> str:
 
 def reported_block() -> str:
     lines = [
-        "As reported elsewhere (not ranked: the numbers below were not measured by mixsep on the fixed "
-        "test pairs, and each has a reason it cannot be compared):", "",
-        "| system | MNIST PSNR | MNIST SSIM | CIFAR PSNR | CIFAR SSIM | other | why not comparable |",
-        "|---|---:|---:|---:|---:|---|---|",
+        "As reported elsewhere (not ranked: not measured by mixsep on the fixed test pairs, and each has a "
+        "reason it cannot be compared):", "",
+        "| system | reported | why not comparable |",
+        "|---|---|---|",
     ]
     for r in REPORTED_ELSEWHERE:
-        other = ", ".join(f"{k} {v}" for k, v in r.items() if k.startswith("test/") and k not in SCORE_KEYS)
-        lines.append(f"| {r['system']} | {_fmt(r.get('test/mnist_psnr'))} | {_fmt(r.get('test/mnist_ssim'), 4)} "
-                     f"| {_fmt(r.get('test/cifar_psnr'))} | {_fmt(r.get('test/cifar_ssim'), 4)} "
-                     f"| {other or '-'} | {r['why']} |")
+        reported = ", ".join(f"{k} {v}" for k, v in r["reported"].items()) or "-"
+        lines.append(f"| {r['system']} | {reported} | {r['why']} |")
+    return "\n".join(lines)
+
+
+def prior_table(runs: list[dict]) -> str:
+    """Each earlier system: reported vs mixsep with the same settings, with the difference."""
+    lines = ["| preset | score | reported | mixsep, same settings | difference | note |",
+             "|---|---|---:|---:|---:|---|"]
+    for r in REPORTED_ELSEWHERE:
+        mine = [run for run in runs if run.get("experiment") == r["preset"]]
+        run = mine[-1] if mine else {}
+        keys = list(r["reported"]) or sorted(k for k in run if k.startswith("test/") and k != "test/loss")
+        for key in keys:
+            reported, measured = r["reported"].get(key), run.get(key)
+            diff = measured - reported if isinstance(measured, (int, float)) and reported is not None else None
+            note = r["why"]
+            if key.startswith("oracle/"):
+                note = "uses ground truth (oracle), never a separation score"
+            elif r["preset"] == "prior/resnet_dual" and reported is not None:
+                note = f"reported at data range 255: {reported - DATA_RANGE_255_DB:.2f} dB at range 1"
+            label = f"{key} (ORACLE)" if key.startswith("oracle/") else key
+            lines.append(f"| {r['preset']} | {label} | {_fmt(reported, 4)} | {_fmt(measured, 4)} "
+                         f"| {_fmt(diff, 4) if diff is None or diff < 0 else '+' + _fmt(diff, 4)} | {note} |")
+        if run and r["preset"] == "prior/resnet_dual":
+            for key in ("test/cifar_sub_psnr", "test/cifar_sub_ssim"):
+                lines.append(f"| {r['preset']} | {key} | - | {_fmt(run.get(key), 4)} | - | "
+                             "post-hoc CIFAR := clamp(2·mix − predicted MNIST) |")
     return "\n".join(lines)
 
 
@@ -158,11 +192,14 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--test-pairs", type=int, default=10000)
     args = parser.parse_args(argv)
 
-    runs = find_runs(args.dirs)
-    if not runs:
-        parser.error(f"no metrics.json with test scores under {' '.join(args.dirs)}")
+    all_runs = find_runs(args.dirs, ranked_only=False)
+    runs = [r for r in all_runs if all(isinstance(r.get(k), (int, float)) for k in SCORE_KEYS)]
+    if not all_runs:
+        parser.error(f"no metrics.json under {' '.join(args.dirs)}")
     baselines = baseline_rows(args.data_root, args.cache_dir, args.test_pairs)
     text = leaderboard(runs, baselines) + "\n\n" + reported_block()
+    if any(str(r.get("experiment", "")).startswith("prior/") for r in all_runs):
+        text += "\n\nEarlier systems rerun by mixsep (`experiment=prior/...`):\n\n" + prior_table(all_runs)
     print(text)
     bar_chart(args.chart, runs, baselines)
     print(f"\n(chart: {args.chart})")

@@ -87,12 +87,10 @@ def train(cfg: DictConfig) -> dict:
         history = next((c for c in callbacks if isinstance(c, SamplesAndCurves)), None)
         if history is not None:
             save_loss_plot(out / "loss.png", history.history)
-        if datamodule.task == "separate":
-            save_samples(out / "samples.png", sample_columns(module, datamodule.fixed_batch("test", cfg.samples)))
+        save_samples(out / "samples.png", *sample_columns(module, datamodule.fixed_batch("test", cfg.samples)))
         print(f"mixsep: wrote {out / 'metrics.json'}")
-        for key in TEST_KEYS:
-            if key in metrics:
-                print(f"  {key:18s} {metrics[key]:.4f}")
+        for key in sorted(k for k in metrics if k.startswith(("test/", "oracle/"))):
+            print(f"  {key:22s} {metrics[key]:.4f}")
     return metrics
 
 

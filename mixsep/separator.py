@@ -27,6 +27,28 @@ def load_module(ckpt_path: str | Path, map_location: str | torch.device = "cpu")
     return module.eval()
 
 
+def checkpoint_precision(ckpt_path: str | Path) -> str:
+    """The precision a checkpoint's run trained and tested at (32-true when it does not say)."""
+    try:
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True)
+        return str(ckpt.get("mixsep_precision") or "32-true")
+    except Exception:
+        return "32-true"
+
+
+def export_checkpoint(src: str | Path, dst: str | Path, precision: str | None = None) -> Path:
+    """A slim copy for sharing: weights and hyper-parameters only (no optimizer state)."""
+    module = load_module(src)
+    ckpt = torch.load(src, map_location="cpu", weights_only=False)
+    slim = {key: ckpt[key] for key in ("state_dict", "hyper_parameters", "pytorch-lightning_version") if key in ckpt}
+    slim["state_dict"] = {k: v for k, v in module.state_dict().items()}
+    slim["mixsep_precision"] = precision or ckpt.get("mixsep_precision") or "32-true"
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(slim, dst)
+    return dst
+
+
 class Separator:
     """A trained separator in eval mode: call it on mean images (B, 3, 32, 32) in [0, 1]."""
 

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mixsep import report
+
+
+def _run(folder: Path, model: str, mnist_psnr: float, cifar_psnr: float, **extra) -> None:
+    folder.mkdir(parents=True)
+    metrics = {"model": model, "experiment": model, "params": 1000, "train_seconds": 60.0, "hardware": "CPU",
+               "test_pairs": 12, "test/mnist_psnr": mnist_psnr, "test/mnist_ssim": 0.5,
+               "test/cifar_psnr": cifar_psnr, "test/cifar_ssim": 0.5, **extra}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+
+
+def test_report_ranks_runs_best_first_with_baselines_and_a_chart(tmp_path, tiny_root, capsys):
+    runs = tmp_path / "outputs"
+    _run(runs / "a", "weak", 12.0, 14.0)
+    _run(runs / "multirun" / "0_x", "strong", 35.0, 35.0)
+    _run(runs / "multirun" / "1_y", "middle", 25.0, 20.0)
+    _run(runs / "oracle", "mean_ae", 99.0, 99.0, **{"oracle/mnist_psnr": 99.0})
+    (runs / "mean").mkdir()
+    (runs / "mean" / "metrics.json").write_text(json.dumps({"model": "mean_ae", "test/mix_psnr": 40.0,
+                                                            "oracle/mnist_psnr": 44.0}))
+    (runs / "broken").mkdir()
+    (runs / "broken" / "metrics.json").write_text("{not json")
+    chart = tmp_path / "board.png"
+    text = report.main([str(runs), "--chart", str(chart), "--data-root", str(tiny_root),
+                        "--cache-dir", str(tmp_path / "cache"), "--test-pairs", "12"])
+    ranked = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    models = [line.split("|")[2].strip() for line in ranked]
+    # the run that only has oracle/mix scores is not ranked; one with test scores is ranked on those alone
+    assert "mean_ae" in models and models.index("mean_ae") == 0
+    assert models.index("strong") < models.index("middle") < models.index("weak")
+    assert sum("baseline" in m for m in models) == 2
+    assert "As reported elsewhere" in text and "ORACLE" not in "".join(ranked)
+    assert "+48.13 dB" in text
+    assert chart.stat().st_size > 1000
+
+
+def test_oracle_keys_never_rank_a_run(tmp_path, tiny_root):
+    runs = tmp_path / "outputs"
+    _run(runs / "real", "real", 20.0, 20.0)
+    (runs / "mean").mkdir()
+    (runs / "mean" / "metrics.json").write_text(json.dumps(
+        {"model": "mean_ae", "experiment": "prior/mean_ae_subtract", "test/mix_psnr": 40.0, "test/mix_ssim": 0.99,
+         "oracle/mnist_psnr": 44.0, "oracle/cifar_psnr": 44.0, "oracle/mnist_ssim": 0.99, "oracle/cifar_ssim": 0.99}))
+    text = report.main([str(runs), "--chart", str(tmp_path / "c.png"), "--data-root", str(tiny_root),
+                        "--cache-dir", str(tmp_path / "cache"), "--test-pairs", "12"])
+    ranked = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert not any("mean_ae" in line for line in ranked)
+    prior = [line for line in text.splitlines() if line.startswith("| prior/mean_ae_subtract")]
+    assert prior and all("ORACLE" in line and "ground truth" in line for line in prior)
+
+
+def test_baselines_score_the_trivial_rules_on_the_fixed_pairs(tiny_root, tmp_path):
+    rows = report.baseline_rows(str(tiny_root), str(tmp_path / "cache"), test_pairs=12)
+    zero = rows[0]
+    assert zero["model"].startswith("baseline: MNIST := 0")
+    # MNIST := 0 against mostly-black digits is a finite, poor score; CIFAR := 2·mix is exact where no ink
+    assert 0 < zero["test/mnist_psnr"] < 40 and zero["test/cifar_psnr"] > 0
+    assert rows == report.baseline_rows(str(tiny_root), str(tmp_path / "cache"), test_pairs=12)
