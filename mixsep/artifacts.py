@@ -91,6 +91,29 @@ def sample_columns(module, batch: tuple[torch.Tensor, ...]) -> tuple[list[torch.
     return [batch[0], outputs[0], batch[1]], ("input", "output", "target")
 
 
+def count_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def write_test_outputs(out: Path, results: dict, module, datamodule, n_samples: int, **extra) -> dict:
+    """metrics.json (test scores + what was run, where) and samples.png; prints the scores."""
+    metrics = {k: float(v) for k, v in results.items()}
+    metrics.update({
+        "model": module.hparams.get("name", "separator"),
+        "params": count_params(module.net),
+        "hardware": hardware(),
+        "test_pairs": len(datamodule.test_pair_ids),
+        "task": datamodule.task,
+        **extra,
+    })
+    write_metrics(out / "metrics.json", metrics)
+    save_samples(out / "samples.png", *sample_columns(module, datamodule.fixed_batch("test", n_samples)))
+    print(f"mixsep: wrote {out / 'metrics.json'} and {out / 'samples.png'}")
+    for key in sorted(k for k in metrics if k.startswith(("test/", "oracle/"))):
+        print(f"  {key:22s} {metrics[key]:.4f}")
+    return metrics
+
+
 class SamplesAndCurves(L.Callback):
     """Records train/val loss per epoch (whatever the logger) and logs sample separations to W&B."""
 

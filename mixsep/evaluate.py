@@ -12,9 +12,8 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from mixsep.artifacts import hardware, sample_columns, save_samples, write_metrics
+from mixsep.artifacts import write_test_outputs
 from mixsep.separator import checkpoint_precision, load_module
-from mixsep.run import count_params
 
 
 def evaluate(cfg: DictConfig) -> dict:
@@ -26,22 +25,8 @@ def evaluate(cfg: DictConfig) -> dict:
     trainer = L.Trainer(accelerator=cfg.accelerator, devices=1, precision=precision, logger=False,
                         default_root_dir=str(out), enable_checkpointing=False)
     results = trainer.test(module, datamodule=datamodule)[0]
-    metrics = {k: float(v) for k, v in results.items()}
-    metrics.update({
-        "model": module.hparams.get("name", "separator"),
-        "experiment": cfg.experiment_name,
-        "params": count_params(module.net),
-        "hardware": hardware(),
-        "test_pairs": len(datamodule.test_pair_ids),
-        "task": datamodule.task,
-        "checkpoint": str(cfg.ckpt_path),
-        "precision": precision,
-    })
-    write_metrics(out / "metrics.json", metrics)
-    save_samples(out / "samples.png", *sample_columns(module, datamodule.fixed_batch("test", cfg.samples)))
-    print(f"mixsep: wrote {out / 'metrics.json'}")
-    for key in sorted(k for k in metrics if k.startswith(("test/", "oracle/"))):
-        print(f"  {key:22s} {metrics[key]:.4f}")
+    metrics = write_test_outputs(out, results, module, datamodule, cfg.samples, experiment=cfg.experiment_name,
+                                 checkpoint=str(cfg.ckpt_path), precision=precision)
     return metrics
 
 

@@ -15,7 +15,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from mixsep.artifacts import SamplesAndCurves, hardware, sample_columns, save_loss_plot, save_samples, write_metrics
+from mixsep.artifacts import SamplesAndCurves, save_loss_plot, write_test_outputs
 
 TEST_KEYS = ("test/mnist_psnr", "test/mnist_ssim", "test/cifar_psnr", "test/cifar_ssim")
 
@@ -43,10 +43,6 @@ def build_module(model_cfg: DictConfig) -> L.LightningModule:
     return instantiate(OmegaConf.to_container(model_cfg, resolve=True), _recursive_=False)
 
 
-def count_params(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
 def train(cfg: DictConfig) -> dict:
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -67,30 +63,21 @@ def train(cfg: DictConfig) -> dict:
     tested = best or (ckpt.last_model_path if ckpt is not None else "") or None
     results = trainer.test(module, datamodule=datamodule, ckpt_path=tested)[0]
 
-    metrics = {k: float(v) for k, v in results.items()}
-    metrics.update({
-        "model": cfg.model.name,
+    extra = {
         "experiment": cfg.experiment_name,
-        "params": count_params(module.net),
         "train_seconds": round(train_seconds, 2),
         "global_step": trainer.global_step,
         "epochs": trainer.current_epoch,
         "seed": cfg.seed,
         "precision": str(cfg.trainer.get("precision")),
-        "hardware": hardware(),
-        "test_pairs": len(datamodule.test_pair_ids),
-        "task": datamodule.task,
         "checkpoint": str(tested) if tested else None,
-    })
-    if trainer.is_global_zero:
-        write_metrics(out / "metrics.json", metrics)
-        history = next((c for c in callbacks if isinstance(c, SamplesAndCurves)), None)
-        if history is not None:
-            save_loss_plot(out / "loss.png", history.history)
-        save_samples(out / "samples.png", *sample_columns(module, datamodule.fixed_batch("test", cfg.samples)))
-        print(f"mixsep: wrote {out / 'metrics.json'}")
-        for key in sorted(k for k in metrics if k.startswith(("test/", "oracle/"))):
-            print(f"  {key:22s} {metrics[key]:.4f}")
+    }
+    if not trainer.is_global_zero:
+        return {**results, **extra}
+    metrics = write_test_outputs(out, results, module, datamodule, cfg.samples, **extra)
+    history = next((c for c in callbacks if isinstance(c, SamplesAndCurves)), None)
+    if history is not None:
+        save_loss_plot(out / "loss.png", history.history)
     return metrics
 
 
