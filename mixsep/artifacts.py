@@ -107,7 +107,7 @@ def write_test_outputs(out: Path, results: dict, module, datamodule, n_samples: 
         **extra,
     })
     write_metrics(out / "metrics.json", metrics)
-    save_samples(out / "samples.png", *sample_columns(module, datamodule.fixed_batch("test", n_samples)))
+    save_samples(out / "samples.png", *sample_columns(module, datamodule.fixed_batch("test", n_samples, spread=True)))
     print(f"mixsep: wrote {out / 'metrics.json'} and {out / 'samples.png'}")
     for key in sorted(k for k in metrics if k.startswith(("test/", "oracle/"))):
         print(f"  {key:22s} {metrics[key]:.4f}")
@@ -141,7 +141,7 @@ class SamplesAndCurves(L.Callback):
         dm = trainer.datamodule
         if not loggers or dm is None:
             return
-        cols, titles = sample_columns(module, dm.fixed_batch("val", self.n_samples))
+        cols, titles = sample_columns(module, dm.fixed_batch("val", self.n_samples, spread=True))
         grid = torch.cat([torch.cat(list(c), dim=2) for c in cols], dim=1)  # rows: kinds, cols: pairs
         loggers[0].log_image("samples", [grid.float().cpu()], caption=[" / ".join(titles)])
 

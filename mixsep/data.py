@@ -374,12 +374,13 @@ class MixDataModule(L.LightningDataModule):
         sampler = FixedPairSampler(self.test_pair_ids, self.eval_batch_size, self.rank, self.world_size)
         return self._loader(self.splits.mnist_test, self.splits.cifar_test, sampler)
 
-    def fixed_batch(self, split: str, n: int) -> tuple[torch.Tensor, ...]:
-        """The first n fixed ``val`` or ``test`` pairs as a float batch (for sample pictures)."""
+    def fixed_batch(self, split: str, n: int, spread: bool = False) -> tuple[torch.Tensor, ...]:
+        """n fixed ``val`` or ``test`` pairs as a float batch: the first n, or (``spread``) n evenly
+        spaced ones, which for the test pairs means CIFAR-10 images of different classes."""
         s = self.splits
         mnist, cifar, ids = (s.mnist_train, s.cifar_train, self.val_pair_ids) if split == "val" else \
             (s.mnist_test, s.cifar_test, self.test_pair_ids)
-        ids = ids[:n]
+        ids = ids[torch.linspace(0, len(ids) - 1, min(n, len(ids))).long()] if spread else ids[:n]
         return self.make_batch(mnist[ids[:, 0]], cifar[ids[:, 1]])
 
     def make_batch(self, mnist_u8: torch.Tensor, cifar_u8: torch.Tensor) -> tuple[torch.Tensor, ...]:
