@@ -3,7 +3,8 @@
     python benchmarks/throughput.py --model conv_dual          # MIXSEP_DATA_ROOT must hold the data
 
 (a) mixsep: batches gathered from in-memory uint8 tensors, mix computed on the batch, mixsep's
-    defaults for the device (CPU: bf16 autocast, channels_last, batch 128; GPU: bf16, batch 512).
+    defaults for the device (CPU: bf16 autocast, channels_last, the data config's batch of 256;
+    GPU: bf16, channels_last, batch 512).
 (b) per-item: a Dataset whose __getitem__ builds PIL images and runs torchvision transforms (Resize,
     ToTensor, channel repeat, averaging), DataLoader(batch_size=64, shuffle=True, num_workers=2), fp32.
 
@@ -19,7 +20,10 @@ import resource
 import statistics
 import time
 
+from pathlib import Path
+
 import torch
+from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 from torchvision.datasets import MNIST
 
@@ -89,7 +93,8 @@ class Pipeline:
 
 def build(args) -> tuple[Pipeline, Pipeline]:
     device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
-    batch = args.batch_size or (512 if device.type == "cuda" else 128)
+    default_batch = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "data" / "default.yaml").batch_size
+    batch = args.batch_size or (512 if device.type == "cuda" else default_batch)
     dm = MixDataModule(batch_size=batch, num_workers=0)
     dm.setup("fit")
 
@@ -107,7 +112,7 @@ def build(args) -> tuple[Pipeline, Pipeline]:
         for b in per_item:
             yield tuple(t.to(device, non_blocking=True) for t in b)
 
-    fast = Pipeline("mixsep", fast_batches, batch, bf16=True, channels_last=device.type == "cpu",
+    fast = Pipeline("mixsep", fast_batches, batch, bf16=True, channels_last=True,
                     device=device, model=args.model)
     slow = Pipeline("per-item", slow_batches, 64, bf16=False, channels_last=False, device=device, model=args.model)
     return fast, slow
@@ -119,7 +124,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of each pipeline")
     parser.add_argument("--pairs", type=int, default=6000, help="training pairs per round and pipeline")
     parser.add_argument("--data-pairs", type=int, default=20000, help="pairs per data-only measurement")
-    parser.add_argument("--batch-size", type=int, default=None, help="mixsep batch (default 128 CPU / 512 GPU)")
+    parser.add_argument("--batch-size", type=int, default=None, help="mixsep batch (default: conf/data, 512 on GPU)")
     parser.add_argument("--cpu", action="store_true", help="stay on the CPU even where a GPU is present")
     args = parser.parse_args()
 
@@ -148,7 +153,7 @@ def main() -> None:
     print()
     print("| pipeline | batch | precision | train pairs/s | data-only pairs/s |")
     print("|---|---:|---|---:|---:|")
-    print(f"| mixsep (tensor gathers) | {fast.batch_size} | bf16-mixed{', channels_last' if fast.device.type == 'cpu' else ''} "
+    print(f"| mixsep (tensor gathers) | {fast.batch_size} | bf16-mixed, channels_last "
           f"| {med['mixsep']:.0f} | {dmed['mixsep']:.0f} |")
     print(f"| per-item Dataset + DataLoader(workers=2) | 64 | fp32 | {med['per-item']:.0f} | {dmed['per-item']:.0f} |")
     print(f"waiting for data (mixsep): {100 * statistics.median(wait):.2f}% of step time")

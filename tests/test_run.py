@@ -107,6 +107,14 @@ def test_every_model_config_runs_end_to_end(model, tiny_overrides, tmp_path):
     assert all(math.isfinite(metrics[k]) for k in TEST_KEYS)
 
 
+@pytest.mark.parametrize("preset", ["best_cpu", "best_gpu", "fast_cpu"])
+def test_tuned_presets_run_on_cpu(preset, tiny_overrides, tmp_path):
+    overrides = [o for o in tiny_overrides if o != "trainer.accelerator=cpu"] + [f"experiment={preset}"]
+    metrics = train(compose_cfg("config", overrides, tmp_path))
+    assert metrics["experiment"] == preset and metrics["model"] == "unet"
+    assert all(math.isfinite(metrics[k]) for k in TEST_KEYS)
+
+
 def test_experiment_presets_compose(tiny_overrides, tmp_path):
     for preset in sorted(p.stem for p in (Path(CONF) / "experiment").glob("*.yaml")):
         cfg = compose_cfg("config", [f"experiment={preset}"], tmp_path)
