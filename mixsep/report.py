@@ -135,26 +135,29 @@ def reported_block() -> str:
 
 def prior_table(runs: list[dict]) -> str:
     """Each earlier system: reported vs mixsep with the same settings, with the difference."""
-    lines = ["| preset | score | reported | mixsep, same settings | difference | note |",
-             "|---|---|---:|---:|---:|---|"]
+    lines = ["| preset | mixsep run | score | reported | mixsep, same settings | difference | note |",
+             "|---|---|---|---:|---:|---:|---|"]
     for r in REPORTED_ELSEWHERE:
         mine = [run for run in runs if run.get("experiment") == r["preset"]]
         run = mine[-1] if mine else {}
         keys = list(r["reported"]) or sorted(k for k in run if k.startswith("test/") and k != "test/loss")
+        budget = f"{run.get('global_step', '?')} steps, {_minutes(run.get('train_seconds'))}" if run else "not run"
         for key in keys:
             reported, measured = r["reported"].get(key), run.get(key)
-            diff = measured - reported if isinstance(measured, (int, float)) and reported is not None else None
+            comparable = reported
             note = r["why"]
             if key.startswith("oracle/"):
                 note = "uses ground truth (oracle), never a separation score"
             elif r["preset"] == "prior/resnet_dual" and reported is not None:
-                note = f"reported at data range 255: {reported - DATA_RANGE_255_DB:.2f} dB at range 1"
+                comparable = reported - DATA_RANGE_255_DB
+                note = f"reported at data range 255; {comparable:.2f} dB at range 1, the difference is against that"
+            diff = measured - comparable if isinstance(measured, (int, float)) and comparable is not None else None
             label = f"{key} (ORACLE)" if key.startswith("oracle/") else key
-            lines.append(f"| {r['preset']} | {label} | {_fmt(reported, 4)} | {_fmt(measured, 4)} "
+            lines.append(f"| {r['preset']} | {budget} | {label} | {_fmt(reported, 4)} | {_fmt(measured, 4)} "
                          f"| {_fmt(diff, 4) if diff is None or diff < 0 else '+' + _fmt(diff, 4)} | {note} |")
         if run and r["preset"] == "prior/resnet_dual":
             for key in ("test/cifar_sub_psnr", "test/cifar_sub_ssim"):
-                lines.append(f"| {r['preset']} | {key} | - | {_fmt(run.get(key), 4)} | - | "
+                lines.append(f"| {r['preset']} | {budget} | {key} | - | {_fmt(run.get(key), 4)} | - | "
                              "post-hoc CIFAR := clamp(2·mix − predicted MNIST) |")
     return "\n".join(lines)
 
