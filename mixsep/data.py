@@ -20,6 +20,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from mixsep.errors import ConfigError, DataNotFoundError
+
 CIFAR_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
 )
@@ -30,10 +32,6 @@ CACHE_VERSION = 3
 TEST_PAIRING_SEED = 20240601
 HOLDOUT_SEED = 20240602
 TASKS = ("separate", "reconstruct", "denoise")
-
-
-class DataNotFoundError(FileNotFoundError):
-    """The datasets are missing or unreadable; the message says where we looked and how to fix it."""
 
 
 def default_data_root() -> str:
@@ -49,7 +47,7 @@ def default_cache_dir() -> str:
 def _missing_data_error(root: Path, looked_at: list[Path], detail: str = "") -> DataNotFoundError:
     paths = "\n".join(f"  - {p}" for p in looked_at)
     return DataNotFoundError(
-        f"Could not load the datasets from data.root={root}.\n"
+        f"Could not load the datasets from data.root={root} ({root.resolve()}).\n"
         f"{detail + chr(10) if detail else ''}"
         f"Paths looked at:\n{paths}\n"
         "Fix it in one of two ways:\n"
@@ -217,7 +215,7 @@ def fixed_test_pairs(n_mnist: int, n_cifar: int) -> torch.Tensor:
 def holdout_split(n: int, holdout: int, seed_offset: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Fixed (train, val) index split of a training set: ``holdout`` images go to validation."""
     if not 0 < holdout < n:
-        raise ValueError(f"data.val_holdout={holdout} must be between 1 and the training set size - 1 ({n - 1})")
+        raise ConfigError(f"data.val_holdout={holdout} must be between 1 and the training set size - 1 ({n - 1})")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(HOLDOUT_SEED + seed_offset))
     return perm[holdout:].sort().values, perm[:holdout].sort().values
 
@@ -330,12 +328,12 @@ class MixDataModule(L.LightningDataModule):
                  noise_std: float = 0.1, cifar_train_noise: float = 0.0) -> None:
         super().__init__()
         if task not in TASKS:
-            raise ValueError(f"data.task={task!r} is not one of {TASKS}")
+            raise ConfigError(f"data.task={task!r} is not one of {TASKS}")
         for name, v in (("batch_size", batch_size), ("val_pairs", val_pairs), ("test_pairs", test_pairs)):
             if v is None or v < 1:
-                raise ValueError(f"data.{name} must be a positive integer, got {v!r}")
+                raise ConfigError(f"data.{name} must be a positive integer, got {v!r}")
         if train_pairs is not None and train_pairs < 1:
-            raise ValueError(f"data.train_pairs must be positive or null (= all), got {train_pairs!r}")
+            raise ConfigError(f"data.train_pairs must be positive or null (= all), got {train_pairs!r}")
         self.root = Path(root or default_data_root())
         self.cache_dir = Path(cache_dir or default_cache_dir())
         self.download, self.batch_size, self.eval_batch_size = download, batch_size, eval_batch_size

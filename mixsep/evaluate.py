@@ -5,6 +5,7 @@ Scores on the same fixed test pairs as ``mixsep.run`` (``data.test_pairs``, defa
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import hydra
@@ -13,6 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from mixsep.artifacts import write_test_outputs
+from mixsep.errors import MixsepError
 from mixsep.separator import checkpoint_precision, load_module
 
 
@@ -32,7 +34,10 @@ def evaluate(cfg: DictConfig) -> dict:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    evaluate(cfg)
+    try:
+        evaluate(cfg)
+    except MixsepError as err:  # a problem the user can fix: the message, not a traceback
+        sys.exit(f"mixsep: {err}")
 
 
 if __name__ == "__main__":

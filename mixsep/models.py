@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mixsep.errors import ConfigError
+
 
 def _deconv(cin: int, cout: int, last: bool = False) -> list[nn.Module]:
     layers: list[nn.Module] = [nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1)]
@@ -50,7 +52,7 @@ def resnet18_trunk(pretrained_weights: str | None = None) -> nn.Module:
             state = torch.load(pretrained_weights, map_location="cpu", weights_only=True)
             net.load_state_dict(state)
         except Exception as err:  # missing, not a pickle, wrong keys or shapes
-            raise ValueError(f"model.pretrained_weights={pretrained_weights!r} is not a torchvision "
+            raise ConfigError(f"model.pretrained_weights={pretrained_weights!r} is not a torchvision "
                              f"ResNet18 state-dict file: {err}") from err
     return nn.Sequential(*list(net.children())[:-2])  # (B, 512, 1, 1) for 32x32 inputs
 
@@ -118,7 +120,7 @@ class UNetSeparator(nn.Module):
     def __init__(self, width: int = 32, depth: int = 3) -> None:
         super().__init__()
         if width < 1 or depth < 1:
-            raise ValueError(f"model.net.width and depth must be >= 1, got {width}, {depth}")
+            raise ConfigError(f"model.net.width and depth must be >= 1, got {width}, {depth}")
         chans = [width * 2**i for i in range(depth + 1)]
         self.stem = _conv_block(3 + 1 + 2, chans[0])  # mix, its gray value, feasible bounds
         self.down = nn.ModuleList(_conv_block(chans[i], chans[i + 1]) for i in range(depth))
@@ -183,5 +185,5 @@ class CifarAE(nn.Module):
 def _final(kind: str) -> nn.Module:
     layers = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "none": nn.Identity}
     if kind not in layers:
-        raise ValueError(f"model.net.final={kind!r} is not one of {sorted(layers)}")
+        raise ConfigError(f"model.net.final={kind!r} is not one of {sorted(layers)}")
     return layers[kind]()

@@ -6,6 +6,8 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from mixsep.errors import ConfigError
 from torchmetrics import MetricCollection
 from torchmetrics.functional.image import structural_similarity_index_measure
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
@@ -41,7 +43,7 @@ def _reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, kind: str, ss
         per_image = (pred - target).pow(2).mean(dim=(1, 2, 3))
         loss = torch.log10(per_image + 1e-6).mean() / 10  # = -PSNR / 100 + const
     else:
-        raise ValueError(f"model.loss={kind!r} is not one of {LOSSES}")
+        raise ConfigError(f"model.loss={kind!r} is not one of {LOSSES}")
     if kind.endswith("+ssim"):
         loss = loss + ssim_weight * (1 - structural_similarity_index_measure(pred, target, data_range=1.0))
     return loss
@@ -66,9 +68,9 @@ class SeparationModule(L.LightningModule):
                  normalize: bool = False, subtraction_metrics: bool = False) -> None:
         super().__init__()
         if loss not in LOSSES:
-            raise ValueError(f"model.loss={loss!r} is not one of {LOSSES}")
+            raise ConfigError(f"model.loss={loss!r} is not one of {LOSSES}")
         if scheduler not in (None, "onecycle", "cosine"):
-            raise ValueError(f"model.scheduler={scheduler!r} is not one of null, onecycle, cosine")
+            raise ConfigError(f"model.scheduler={scheduler!r} is not one of null, onecycle, cosine")
         # The net's config (a dict with _target_) is saved with the checkpoint, so any checkpoint can be
         # rebuilt without the run's config files; an nn.Module instance is accepted for quick experiments.
         self.save_hyperparameters(ignore=["net"])
@@ -91,10 +93,10 @@ class SeparationModule(L.LightningModule):
     def _scored_names(task: str, outputs: str, normalize: bool, subtraction: bool) -> list[str]:
         if outputs == "sources":
             if task != "separate":
-                raise ValueError(f"data.task={task!r} needs a one-image model (cifar_ae, mean_ae); "
+                raise ConfigError(f"data.task={task!r} needs a one-image model (cifar_ae, mean_ae); "
                                  "this one separates two sources")
             if normalize:
-                raise ValueError("model.normalize=true is for one-image models only")
+                raise ConfigError("model.normalize=true is for one-image models only")
             return ["mnist", "cifar"] + (["cifar_sub"] if subtraction else [])
         if task == "separate":
             return ["mix", "oracle_mnist", "oracle_cifar"]

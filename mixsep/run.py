@@ -6,6 +6,7 @@ The run directory gets metrics.json, samples.png, loss.png, checkpoints/ (best +
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mixsep.artifacts import SamplesAndCurves, save_loss_plot, write_test_outputs
+from mixsep.errors import MixsepError
 
 TEST_KEYS = ("test/mnist_psnr", "test/mnist_ssim", "test/cifar_psnr", "test/cifar_ssim")
 
@@ -83,7 +85,10 @@ def train(cfg: DictConfig) -> dict:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    metrics = train(cfg)
+    try:
+        metrics = train(cfg)
+    except MixsepError as err:  # a problem the user can fix: the message, not a traceback
+        sys.exit(f"mixsep: {err}")
     return metrics.get("test/mnist_psnr")  # for Hydra sweepers that optimise a value
 
 

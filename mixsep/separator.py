@@ -6,11 +6,8 @@ from pathlib import Path
 
 import torch
 
+from mixsep.errors import CheckpointError
 from mixsep.module import SeparationModule
-
-
-class CheckpointError(ValueError):
-    """The file is not a mixsep checkpoint (missing, truncated, or from something else)."""
 
 
 def load_module(ckpt_path: str | Path, map_location: str | torch.device = "cpu") -> SeparationModule:

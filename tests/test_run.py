@@ -132,3 +132,14 @@ def test_wandb_logger_goes_offline_without_a_key(tiny_overrides, tmp_path, monke
     assert os.environ["WANDB_MODE"] == "offline"
     assert any((tmp_path / "w").rglob("offline-run-*"))
     assert math.isfinite(metrics["test/mnist_psnr"])
+
+
+def test_cli_reports_missing_data_without_a_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "mixsep.run", f"data.root={tmp_path / 'none'}", f"data.cache_dir={tmp_path / 'c'}",
+         f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "data.download=true" in result.stderr and "Traceback" not in result.stderr
