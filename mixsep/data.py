@@ -206,10 +206,14 @@ def cached_split(root: Path, cache_dir: Path, name: str, train: bool, download: 
 
 # --------------------------------------------------------------------------- pairs and batches
 def fixed_test_pairs(n_mnist: int, n_cifar: int) -> torch.Tensor:
-    """(N, 2) indices: MNIST test in a fixed random order, paired with CIFAR-10 test in its order."""
+    """(N, 2) indices: MNIST test in a fixed random order, paired with CIFAR-10 test in its order
+    (pair i = (perm[i], i)), the list itself in a fixed random order."""
     n = min(n_mnist, n_cifar)
     g = torch.Generator().manual_seed(TEST_PAIRING_SEED)
-    return torch.stack([torch.randperm(n_mnist, generator=g)[:n], torch.arange(n)], dim=1)
+    pairs = torch.stack([torch.randperm(n_mnist, generator=g)[:n], torch.arange(n)], dim=1)
+    # The list is in a fixed random order (the set of pairs is unchanged): the CIFAR-10 test set is
+    # sorted by class, so a prefix (data.test_pairs=1000) would otherwise hold airplanes only.
+    return pairs[torch.randperm(n, generator=g)]
 
 
 def holdout_split(n: int, holdout: int, seed_offset: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -217,7 +221,8 @@ def holdout_split(n: int, holdout: int, seed_offset: int) -> tuple[torch.Tensor,
     if not 0 < holdout < n:
         raise ConfigError(f"data.val_holdout={holdout} must be between 1 and the training set size - 1 ({n - 1})")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(HOLDOUT_SEED + seed_offset))
-    return perm[holdout:].sort().values, perm[:holdout].sort().values
+    # validation ids stay in random order, so any prefix (data.val_pairs) mixes all classes
+    return perm[holdout:].sort().values, perm[:holdout]
 
 
 class PairBatches(Dataset):

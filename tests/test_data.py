@@ -192,3 +192,11 @@ def test_bad_config_values_are_rejected(tiny_data_kwargs):
         MixDataModule(**{**tiny_data_kwargs, "batch_size": 0})
     with pytest.raises(ValueError, match="val_holdout"):
         _dm(tiny_data_kwargs, val_holdout=1000)
+
+
+def test_prefixes_of_the_fixed_pairs_mix_all_classes(tiny_data_kwargs):
+    dm = _dm(tiny_data_kwargs)
+    files = D.list_image_folder(Path(tiny_data_kwargs["root"]) / "cifar10" / "test")
+    classes = [files[i].parent.name for i in dm.test_pair_ids[:6, 1].tolist()]
+    assert len(set(classes)) > 2  # the ImageFolder order is by class; the pair order is not
+    assert sorted(dm.test_pair_ids[:, 1].tolist()) == list(range(12))  # still each CIFAR test image once
