@@ -350,12 +350,15 @@ class MixDataModule(L.LightningDataModule):
         self.splits: Splits | None = None
 
     def prepare_data(self) -> None:
-        load_splits(self.root, self.cache_dir, self.download)
+        # Lightning calls this once (rank 0) before setup: download / decode / cache here, and keep the
+        # tensors so that setup in the same process does not load them a second time.
+        self._prepared = load_splits(self.root, self.cache_dir, self.download)
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits is not None:
             return
-        s = self.splits = load_splits(self.root, self.cache_dir, self.download)
+        s = self.splits = getattr(self, "_prepared", None) or load_splits(self.root, self.cache_dir, self.download)
+        self._prepared = None
         self.mnist_train_ids, self.mnist_val_ids = holdout_split(len(s.mnist_train), self.val_holdout, 0)
         self.cifar_train_ids, self.cifar_val_ids = holdout_split(len(s.cifar_train), self.val_holdout, 1)
         n_val = min(self.val_pairs, self.val_holdout)

@@ -35,10 +35,9 @@ def checkpoint_precision(ckpt_path: str | Path) -> str:
 
 def export_checkpoint(src: str | Path, dst: str | Path, precision: str | None = None) -> Path:
     """A slim copy for sharing: weights and hyper-parameters only (no optimizer state)."""
-    module = load_module(src)
+    load_module(src)  # fails with a clear CheckpointError unless src is a mixsep checkpoint
     ckpt = torch.load(src, map_location="cpu", weights_only=False)
     slim = {key: ckpt[key] for key in ("state_dict", "hyper_parameters", "pytorch-lightning_version") if key in ckpt}
-    slim["state_dict"] = {k: v for k, v in module.state_dict().items()}
     slim["mixsep_precision"] = precision or ckpt.get("mixsep_precision") or "32-true"
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)

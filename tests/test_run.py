@@ -143,3 +143,16 @@ def test_cli_reports_missing_data_without_a_traceback(tmp_path):
          f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True, timeout=300)
     assert result.returncode != 0
     assert "data.download=true" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_exported_checkpoint_is_slim_and_separates_identically(trained_run, tmp_path):
+    from mixsep.separator import export_checkpoint
+
+    out, _, _ = trained_run
+    src = out / "checkpoints" / "last.ckpt"
+    dst = export_checkpoint(src, tmp_path / "slim.ckpt")
+    assert "optimizer_states" not in torch.load(dst, weights_only=False)
+    assert dst.stat().st_size < src.stat().st_size
+    mix = torch.rand(2, 3, 32, 32)
+    for a, b in zip(load_separator(src)(mix), load_separator(dst)(mix)):
+        torch.testing.assert_close(a, b)
