@@ -148,20 +148,24 @@ class SeparationModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss, _ = self._predict(batch)
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(batch[0]))
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(batch[0]),
+                 sync_dist=True)
         return loss
 
     def _eval_step(self, batch, stage: str) -> None:
         loss, scored = self._predict(batch)
-        self.log(f"{stage}/loss", loss, prog_bar=stage == "val", batch_size=len(batch[0]))
+        self.log(f"{stage}/loss", loss, prog_bar=stage == "val", batch_size=len(batch[0]), sync_dist=True)
         with full_precision(batch[0].device):
             for name, pred, target in scored:
                 self.metrics[f"{stage}_{name}"].update(pred.float().clamp(0, 1), target.float())
 
     def _eval_epoch_end(self, stage: str) -> None:
+        psnrs = []  # of the sources the model is asked for: their mean is the validation objective val/psnr
         for name in self.scored:
             coll = self.metrics[f"{stage}_{name}"]
             for metric, value in coll.compute().items():
+                if metric == "psnr" and name in ("mnist", "cifar", "mix"):
+                    psnrs.append(value)
                 if name.startswith("oracle_"):
                     key = f"oracle/{name[7:]}_{metric}" if stage == "test" else f"oracle/{stage}_{name[7:]}_{metric}"
                 elif name == "image":
@@ -170,6 +174,8 @@ class SeparationModule(L.LightningModule):
                     key = f"{stage}/{name}_{metric}"
                 self.log(key, value, prog_bar=stage == "val" and metric == "psnr" and not name.startswith("oracle"))
             coll.reset()
+        if stage == "val" and psnrs:
+            self.log("val/psnr", torch.stack(psnrs).mean())
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._eval_step(batch, "val")

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from mixsep.module import image_metrics
+from mixsep.sweep_report import is_sweep, report_sweep
 
 SCORE_KEYS = ("test/mnist_psnr", "test/mnist_ssim", "test/cifar_psnr", "test/cifar_ssim")
 
@@ -192,19 +193,31 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--chart", default="leaderboard.png", help="bar chart PNG to write")
     parser.add_argument("--data-root", default=None, help="data for the baselines (default: MIXSEP_DATA_ROOT)")
     parser.add_argument("--cache-dir", default=None)
-    parser.add_argument("--test-pairs", type=int, default=10000)
+    parser.add_argument("--test-pairs", type=int, default=10000,
+                        help="test pairs of the baselines when no run says how many it was scored on")
     args = parser.parse_args(argv)
 
     all_runs = find_runs(args.dirs, ranked_only=False)
     runs = [r for r in all_runs if all(isinstance(r.get(k), (int, float)) for k in SCORE_KEYS)]
     if not all_runs:
         parser.error(f"no metrics.json under {' '.join(args.dirs)}")
-    baselines = baseline_rows(args.data_root, args.cache_dir, args.test_pairs)
-    text = leaderboard(runs, baselines) + "\n\n" + reported_block()
+    sweeps = [Path(d) for d in args.dirs if is_sweep(Path(d))]
+    # rows scored on different numbers of test pairs are never ranked together; baselines for each count
+    counts = sorted({int(r.get("test_pairs") or args.test_pairs) for r in runs}) or [args.test_pairs]
+    tables, baselines = [], []
+    for count in counts:
+        rows = [r for r in runs if int(r.get("test_pairs") or args.test_pairs) == count]
+        base = baseline_rows(args.data_root, args.cache_dir, count)
+        baselines += base
+        heading = f"Scored on {count:,} test pairs:\n\n" if len(counts) > 1 else ""
+        tables.append(heading + leaderboard(rows, base))
+    text = "\n\n".join([*(report_sweep(s) for s in sweeps), *tables, reported_block()])
     if any(str(r.get("experiment", "")).startswith("prior/") for r in all_runs):
         text += "\n\nEarlier systems rerun by mixsep (`experiment=prior/...`):\n\n" + prior_table(all_runs)
     print(text)
-    bar_chart(args.chart, runs, baselines)
+    main_count = max(counts, key=lambda c: sum(int(r.get("test_pairs") or args.test_pairs) == c for r in runs))
+    bar_chart(args.chart, [r for r in runs if int(r.get("test_pairs") or args.test_pairs) == main_count],
+              [b for b in baselines if b["test_pairs"] == main_count])
     print(f"\n(chart: {args.chart})")
     return text
 

@@ -1,10 +1,12 @@
 """Training entry: ``python -m mixsep.run model=resnet_dual`` fits, then tests the best checkpoint.
 
-The run directory gets metrics.json, samples.png, loss.png, checkpoints/ (best + last) and logs.
+The run directory gets metrics.json, status.json, samples.png, loss.png, checkpoints/ (best + last) and
+logs. The task function returns the validation objective (``optimized_metric``) to Hydra's sweepers.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -16,10 +18,13 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from mixsep import jobs
 from mixsep.artifacts import SamplesAndCurves, save_loss_plot, write_test_outputs
-from mixsep.errors import MixsepError
+from mixsep.errors import ConfigError
 
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")  # absolute: main may run as mixsep.run or __main__
 TEST_KEYS = ("test/mnist_psnr", "test/mnist_ssim", "test/cifar_psnr", "test/cifar_ssim")
+log = logging.getLogger("mixsep")
 
 
 def _prepare_wandb_env(cfg: DictConfig) -> None:
@@ -33,11 +38,19 @@ def _prepare_wandb_env(cfg: DictConfig) -> None:
         print("mixsep: no W&B API key found; logging to W&B offline (sync later with `wandb sync`).")
 
 
-def build_loggers(cfg: DictConfig) -> list:
+def build_loggers(cfg: DictConfig, out: Path) -> list:
     _prepare_wandb_env(cfg)
-    if os.environ.get("WANDB_MODE") == "disabled":
-        return [instantiate(c) for k, c in (cfg.get("logger") or {}).items() if k != "wandb"]
-    return [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    loggers = []
+    for key, logger_cfg in (cfg.get("logger") or {}).items():
+        if key == "wandb":
+            if os.environ.get("WANDB_MODE") == "disabled":
+                continue
+            identity = jobs.wandb_identity(cfg, out)  # one W&B run per job, grouped by sweep
+            overrides = {k: v for k, v in identity.items() if logger_cfg.get(k) is None}
+            loggers.append(instantiate(logger_cfg, **overrides))
+        else:
+            loggers.append(instantiate(logger_cfg))
+    return loggers
 
 
 def build_module(model_cfg: DictConfig) -> L.LightningModule:
@@ -45,34 +58,78 @@ def build_module(model_cfg: DictConfig) -> L.LightningModule:
     return instantiate(OmegaConf.to_container(model_cfg, resolve=True), _recursive_=False)
 
 
+def resolve_ckpt_path(cfg: DictConfig, out: Path) -> str | None:
+    """``auto``: resume from this run folder's last.ckpt when there is one (a re-queued or re-run job)."""
+    ckpt = cfg.get("ckpt_path")
+    if ckpt == "auto":
+        last = out / "checkpoints" / "last.ckpt"
+        return str(last) if last.is_file() else None
+    if ckpt and not Path(str(ckpt)).is_file():
+        raise ConfigError(f"ckpt_path={ckpt} does not exist. Pass a .ckpt written by mixsep.run "
+                          "(<run dir>/checkpoints/last.ckpt), ckpt_path=auto or ckpt_path=null.")
+    return ckpt or None
+
+
+def composed_config(cfg: DictConfig) -> dict:
+    """The whole composed config (data, model incl. model.net, trainer, seed, ...), Hydra's own node aside."""
+    return {k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
+            for k in cfg if k != "hydra"}
+
+
+def validation_objective(trainer: L.Trainer, module, datamodule, ckpt_path: str | None, name: str) -> dict:
+    """The validation scores of ``ckpt_path``: what a sweeper may optimise (never a test score)."""
+    if not name.startswith("val/"):
+        raise ConfigError(f"optimized_metric={name} must be a validation metric (val/...): sweeps select on "
+                          "the validation pairs, never on the test pairs.")
+    results = trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)[0]
+    if name not in results:
+        raise ConfigError(f"optimized_metric={name} is not logged by this model; one of {sorted(results)}")
+    return {k: float(v) for k, v in results.items()}
+
+
 def train(cfg: DictConfig) -> dict:
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    jobs.check_strategy(cfg.trainer)
     L.seed_everything(cfg.seed, workers=True)
     if cfg.get("float32_matmul_precision"):
         torch.set_float32_matmul_precision(cfg.float32_matmul_precision)
+    resume_from = resolve_ckpt_path(cfg, out)
     datamodule = instantiate(cfg.data)
     module = build_module(cfg.model)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=build_loggers(cfg) or False)
+    loggers = build_loggers(cfg, out)
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    for logger in loggers:
+        logger.log_hyperparams(composed_config(cfg))
 
-    start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    train_seconds = time.perf_counter() - start
+    with jobs.ddp_children_run_this_job(cfg.trainer, out):
+        started, start = jobs.now_iso(), time.perf_counter()
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+        train_seconds, ended = time.perf_counter() - start, jobs.now_iso()
 
-    ckpt = trainer.checkpoint_callback
-    best = ckpt.best_model_path if ckpt is not None and cfg.test_ckpt == "best" else ""
-    tested = best or (ckpt.last_model_path if ckpt is not None else "") or None
-    results = trainer.test(module, datamodule=datamodule, ckpt_path=tested)[0]
+        ckpt = trainer.checkpoint_callback
+        best = ckpt.best_model_path if ckpt is not None else ""
+        last = ckpt.last_model_path if ckpt is not None else ""
+        val = validation_objective(trainer, module, datamodule, best or last or None, cfg.optimized_metric)
+        tested = (best if cfg.test_ckpt == "best" else "") or last or None
+        results = trainer.test(module, datamodule=datamodule, ckpt_path=tested)[0]
 
     extra = {
         "experiment": cfg.experiment_name,
         "train_seconds": round(train_seconds, 2),
+        "train_start": started,
+        "train_end": ended,
+        "resumed_from": resume_from,
         "global_step": trainer.global_step,
         "epochs": trainer.current_epoch,
         "seed": cfg.seed,
         "precision": str(cfg.trainer.get("precision")),
         "checkpoint": str(tested) if tested else None,
+        "optimized_metric": cfg.optimized_metric,
+        "objective": val[cfg.optimized_metric],
+        **val,
+        **jobs.where_it_ran(trainer),
     }
     if not trainer.is_global_zero:
         return {**results, **extra}
@@ -83,14 +140,39 @@ def train(cfg: DictConfig) -> dict:
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
-def main(cfg: DictConfig) -> float | None:
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def main(cfg: DictConfig) -> float:
+    """Hydra's task function: one job. Returns the validation objective to sweepers.
+
+    A failing job records the failure in its folder's status.json. Inside a sweep it raises, so that
+    the launcher marks this job failed and the other jobs go on; a single run prints the message of a
+    user-fixable error (no traceback) and exits non-zero.
+    """
+    from lightning.pytorch.utilities import rank_zero_only
+
+    out = Path(cfg.paths.output_dir)
+    zero = rank_zero_only.rank == 0
+    if zero:
+        jobs.write_status(out, "running")
     try:
         metrics = train(cfg)
-    except MixsepError as err:  # a problem the user can fix: the message, not a traceback
-        sys.exit(f"mixsep: {err}")
-    return metrics.get("test/mnist_psnr")  # for Hydra sweepers that optimise a value
+    except BaseException as err:
+        if zero:
+            jobs.write_status(out, "failed", **jobs.failure_fields(err))
+        fixable = jobs.user_error(err)
+        if fixable is not None and not jobs.hydra_job()["multirun"]:
+            sys.exit(f"mixsep: {fixable}")
+        raise
+    finally:
+        jobs.finish_wandb(failed=sys.exc_info()[0] is not None)
+    if zero:
+        jobs.write_status(out, "completed", optimized_metric=cfg.optimized_metric, objective=metrics["objective"])
+    return metrics["objective"]
 
 
 if __name__ == "__main__":
-    main()
+    # Call the task function through the imported module, not __main__: Ray and submitit pickle it by
+    # reference (mixsep.run.main), and Lightning's DDP children start as `python -m mixsep.run`.
+    from mixsep.run import main as task
+
+    task()

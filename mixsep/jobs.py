@@ -1,0 +1,166 @@
+"""One training job inside a sweep: where it ran, how it ended, its W&B identity, DDP inside a multirun.
+
+Launching is Hydra's (basic, Ray, submitit launchers; the Optuna sweeper); this file only makes each
+job a well-behaved citizen of whatever launched it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import socket
+import string
+import sys
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, open_dict, read_write
+
+from mixsep.errors import ConfigError, MixsepError
+
+log = logging.getLogger("mixsep")
+
+# Lightning strategies that start their processes with multiprocessing (spawn / fork): the trained
+# weights, the callbacks' state and the data module live in the children, not in the process that
+# writes metrics.json, samples.png and the checkpoint record.
+_MULTIPROCESSING_STRATEGIES = ("spawn", "fork", "notebook")
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).astimezone().isoformat(timespec="milliseconds")
+
+
+def hydra_job() -> dict:
+    """What Hydra says of this job: multirun or not, the sweep's folder name, the job's overrides."""
+    if not HydraConfig.initialized():
+        return {"multirun": False, "sweep": None, "job_num": None, "overrides": []}
+    hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    return {"multirun": multirun, "sweep": Path(hc.sweep.dir).name if multirun else None,
+            "job_num": hc.job.num if multirun else None, "overrides": list(hc.overrides.task)}
+
+
+def where_it_ran(trainer) -> dict:
+    """Host, the GPUs this job was given (CUDA_VISIBLE_DEVICES as it saw it), the devices Lightning used."""
+    return {
+        "host": socket.gethostname(),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "accelerator": type(trainer.accelerator).__name__.replace("Accelerator", "").lower(),
+        "device_ids": list(trainer.device_ids),
+        "world_size": trainer.world_size,
+        "num_nodes": trainer.num_nodes,
+        "strategy": type(trainer.strategy).__name__,
+    }
+
+
+def user_error(err: BaseException) -> MixsepError | None:
+    """The MixsepError behind ``err`` (Hydra's instantiate wraps what a constructor raises)."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, MixsepError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def write_status(out: Path, status: str, **fields) -> None:
+    """``status.json`` in the job's folder: running / completed / failed (with the error)."""
+    out.mkdir(parents=True, exist_ok=True)
+    record = {"status": status, "time": now_iso(), "host": socket.gethostname(), **hydra_job(), **fields}
+    tmp = out / "status.json.tmp"
+    tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    os.replace(tmp, out / "status.json")
+
+
+def failure_fields(err: BaseException) -> dict:
+    fixable = user_error(err)
+    if fixable is not None:
+        return {"error": str(fixable), "error_type": type(fixable).__name__, "user_fixable": True}
+    return {"error": f"{type(err).__name__}: {err}", "error_type": type(err).__name__, "user_fixable": False,
+            "traceback": "".join(traceback.format_exception(err))[-4000:]}
+
+
+def check_strategy(trainer_cfg: DictConfig) -> None:
+    strategy = str(trainer_cfg.get("strategy") or "auto")
+    if any(word in strategy for word in _MULTIPROCESSING_STRATEGIES):
+        raise ConfigError(
+            f"trainer.strategy={strategy} is not supported: it trains in child processes started by "
+            "multiprocessing, so this process cannot write the run's outputs. Use trainer.strategy=ddp "
+            "(or trainer=ddp), which starts one script process per device.")
+
+
+def _launches_processes(trainer_cfg: DictConfig) -> bool:
+    """Would Lightning start more processes for this job (DDP over >1 local device, not under SLURM)?"""
+    strategy = str(trainer_cfg.get("strategy") or "auto")
+    devices = trainer_cfg.get("devices", 1)
+    many = devices in (-1, "-1", "auto") or (isinstance(devices, int) and devices > 1) or \
+        (isinstance(devices, (list, str)) and len(str(devices).split(",")) > 1)
+    return strategy.startswith("ddp") and many and "SLURM_NTASKS" not in os.environ
+
+
+@contextlib.contextmanager
+def ddp_children_run_this_job(trainer_cfg: DictConfig, out: Path) -> Iterator[None]:
+    """Under ``-m``, Lightning's DDP starts its children with this process's ``sys.argv``, which would
+    re-launch the whole sweep from every child. For the length of the job, the command line becomes
+    this one job (its overrides, its folder), so the children join it as ranks 1..N-1."""
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN \
+            or not _launches_processes(trainer_cfg):
+        yield
+        return
+    import __main__
+
+    if getattr(getattr(__main__, "__spec__", None), "name", None) != "mixsep.run":
+        raise ConfigError(
+            "DDP over several devices inside a job of this launcher cannot start its processes. Give each "
+            "job one device (trainer.devices=1, as hydra/launcher=gpus does), or let SLURM start one process "
+            "per device (hydra/launcher=slurm with hydra.launcher.tasks_per_node=trainer.devices).")
+    hc = HydraConfig.get()
+    saved_argv, saved_dir = sys.argv, hc.run.dir
+    sys.argv = [saved_argv[0], *hc.overrides.task]
+    with read_write(hc), open_dict(hc):
+        hc.run.dir = str(out)  # Lightning adds hydra.run.dir=<this> to the children's command line
+    try:
+        yield
+    finally:
+        sys.argv = saved_argv
+        with read_write(hc), open_dict(hc):
+            hc.run.dir = saved_dir
+
+
+def wandb_identity(cfg: DictConfig, out: Path) -> dict:
+    """Run id (kept in the run folder, so a resumed job continues the same W&B run), group (the sweep)
+    and name (the job's overrides) for the WandbLogger."""
+    id_file = out / "wandb_id.txt"
+    ckpt = cfg.get("ckpt_path")
+    earlier = Path(str(ckpt)).parent.parent / "wandb_id.txt" if ckpt and ckpt != "auto" else None
+    if id_file.exists():
+        run_id = id_file.read_text().strip()
+    elif earlier is not None and earlier.exists():  # resumed into a new folder: same W&B run
+        run_id = earlier.read_text().strip()
+    else:  # W&B's own id alphabet and length
+        run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+    out.mkdir(parents=True, exist_ok=True)
+    id_file.write_text(run_id + "\n")
+    job = hydra_job()
+    swept = [o for o in job["overrides"] if not o.startswith(("hydra.", "data.root=", "data.cache_dir="))]
+    name = cfg.experiment_name if not job["multirun"] else f"{job['job_num']}:{','.join(swept) or cfg.experiment_name}"
+    return {"id": run_id, "group": job["sweep"], "name": name}
+
+
+def finish_wandb(failed: bool) -> None:
+    """Close this job's W&B run, so the next job of the sweep (same process) starts its own."""
+    if "wandb" not in sys.modules:
+        return
+    import wandb
+
+    if wandb.run is not None:
+        wandb.finish(exit_code=1 if failed else 0)
