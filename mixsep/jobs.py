@@ -124,13 +124,20 @@ def ddp_children_run_this_job(trainer_cfg: DictConfig, out: Path) -> Iterator[No
             "job one device (trainer.devices=1, as hydra/launcher=gpus does), or let SLURM start one process "
             "per device (hydra/launcher=slurm with hydra.launcher.tasks_per_node=trainer.devices).")
     hc = HydraConfig.get()
-    saved_argv, saved_dir = sys.argv, hc.run.dir
+    saved_argv, saved_dir, saved_env = sys.argv, hc.run.dir, dict(os.environ)
     sys.argv = [saved_argv[0], *hc.overrides.task]
     with read_write(hc), open_dict(hc):
         hc.run.dir = str(out)  # Lightning adds hydra.run.dir=<this> to the children's command line
     try:
         yield
     finally:
+        # the next job in this process starts its own DDP: no process group, no LOCAL_RANK/MASTER_PORT left
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+        os.environ.clear()
+        os.environ.update(saved_env)
         sys.argv = saved_argv
         with read_write(hc), open_dict(hc):
             hc.run.dir = saved_dir

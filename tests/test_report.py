@@ -61,3 +61,52 @@ def test_baselines_score_the_trivial_rules_on_the_fixed_pairs(tiny_root, tmp_pat
     # MNIST := 0 against mostly-black digits is a finite, poor score; CIFAR := 2·mix is exact where no ink
     assert 0 < zero["test/mnist_psnr"] < 40 and zero["test/cifar_psnr"] > 0
     assert rows == report.baseline_rows(str(tiny_root), str(tmp_path / "cache"), test_pairs=12)
+
+
+def _job(sweep: Path, name: str, overrides: list[str], objective: float | None, test_psnr: float = 20.0) -> None:
+    """A job folder as Hydra and mixsep.run leave it: .hydra/overrides.yaml, metrics.json, status.json."""
+    (sweep / name / ".hydra").mkdir(parents=True)
+    (sweep / name / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    if objective is None:
+        (sweep / name / "status.json").write_text(json.dumps({"status": "failed", "error": "model.lr=-1 is bad"}))
+        return
+    _run_files = {"model": "unet", "experiment": "s", "params": 1, "test_pairs": 12, "objective": objective,
+                  "optimized_metric": "val/psnr", "test/mnist_psnr": test_psnr, "test/cifar_psnr": test_psnr,
+                  "test/mnist_ssim": 0.5, "test/cifar_ssim": 0.5}
+    (sweep / name / "metrics.json").write_text(json.dumps(_run_files))
+    (sweep / name / "status.json").write_text(json.dumps({"status": "completed"}))
+
+
+def test_sweep_report_picks_by_validation_and_averages_over_seeds(tmp_path, tiny_root):
+    sweep = tmp_path / "multirun" / "2026-01-01_00-00-00"
+    sweep.mkdir(parents=True)
+    (sweep / "multirun.yaml").write_text("hydra: {}\n")
+    # job 1 has the best test score but job 2 the best validation objective: the sweep picks job 2
+    _job(sweep, "0_unet", ["data.root=/d", "model.lr=0.001", "seed=0"], 20.0, test_psnr=20.0)
+    _job(sweep, "1_unet", ["data.root=/d", "model.lr=0.001", "seed=1"], 22.0, test_psnr=30.0)
+    _job(sweep, "2_unet", ["data.root=/d", "model.lr=0.01", "seed=0"], 25.0, test_psnr=21.0)
+    _job(sweep, "3_unet", ["data.root=/d", "model.lr=0.01", "seed=1"], 23.0, test_psnr=21.0)
+    _job(sweep, "4_unet", ["data.root=/d", "model.lr=-1", "seed=0"], None)
+    text = report.main([str(sweep), "--chart", str(tmp_path / "c.png"), "--data-root", str(tiny_root),
+                        "--cache-dir", str(tmp_path / "cache"), "--test-pairs", "12"])
+    head = next(line for line in text.splitlines() if line.startswith("| job |"))
+    assert "model.lr" in head and "seed" in head and "data.root" not in head  # swept overrides only
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ") and "_unet" in line}
+    assert rows["2_unet **← pick**"] and not any("pick" in k for k in rows if not k.startswith("2_unet"))
+    assert "failed: model.lr=-1 is bad" in rows["4_unet"]
+    assert "| 0.001 | 2 | 21.000 ± 1.414 |" in text and "| 0.01 | 2 | 24.000 ± 1.414 |" in text
+    assert (sweep / "objective.png").stat().st_size > 1000
+
+
+def test_runs_on_different_test_pair_counts_are_never_ranked_together(tmp_path, tiny_root):
+    runs = tmp_path / "outputs"
+    _run(runs / "full", "full", 30.0, 30.0)
+    _run(runs / "part", "part", 40.0, 40.0, test_pairs=8)
+    text = report.main([str(runs), "--chart", str(tmp_path / "c.png"), "--data-root", str(tiny_root),
+                        "--cache-dir", str(tmp_path / "cache")])
+    assert "Scored on 8 test pairs" in text and "Scored on 12 test pairs" in text
+    tables = text.split("Scored on ")
+    eight = next(t for t in tables if t.startswith("8 "))
+    twelve = next(t for t in tables if t.startswith("12 "))
+    assert "part" in eight and "full" not in eight and "full" in twelve and "part" not in twelve
+    assert eight.count("| baseline: ") == 2 and "| 8 |" in eight  # baselines scored on the same 8 pairs
