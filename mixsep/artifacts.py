@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import platform
@@ -15,6 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+log = logging.getLogger("mixsep")
 SAMPLE_COLUMNS = ("mix", "true MNIST", "predicted MNIST", "true CIFAR", "predicted CIFAR")
 
 
@@ -59,16 +61,24 @@ def save_samples(path: str | Path, columns: list[torch.Tensor], titles: tuple[st
 
 
 def save_loss_plot(path: str | Path, history: dict[str, list[tuple[int, float]]]) -> None:
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, points in history.items():
-        if points:
-            xs, ys = zip(*points)
-            ax.plot(xs, ys, marker="o", markersize=3, label=name)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
-    ax.set_title("training and validation loss")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    """Loss per epoch (left) and, when recorded, validation PSNR per source in dB (right): the loss of
+    the ``psnr`` objective (about -0.65) means nothing to a reader, decibels do."""
+    psnr = {name: points for name, points in history.items() if name.endswith("psnr") and points}
+    fig, axes = plt.subplots(1, 2 if psnr else 1, figsize=(11 if psnr else 6, 4), squeeze=False)
+    panels = [(axes[0][0], {k: v for k, v in history.items() if k in ("train", "val")}, "loss",
+               "training and validation loss")]
+    if psnr:
+        panels.append((axes[0][1], psnr, "PSNR (dB)", "validation PSNR per source"))
+    for ax, series, ylabel, title in panels:
+        for name, points in series.items():
+            if points:
+                xs, ys = zip(*points)
+                ax.plot(xs, ys, marker="o", markersize=3, label=name.replace("val/", ""))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -91,26 +101,53 @@ def sample_columns(module, batch: tuple[torch.Tensor, ...]) -> tuple[list[torch.
     return [batch[0], outputs[0], batch[1]], ("input", "output", "target")
 
 
+def write_config_tree(cfg, path: Path) -> None:
+    """The composed config as a tree (rich): printed at start, and saved in the run folder."""
+    import rich
+    import rich.syntax
+    import rich.tree
+    from lightning.pytorch.utilities import rank_zero_only
+    from omegaconf import OmegaConf
+
+    if rank_zero_only.rank != 0:
+        return
+    tree = rich.tree.Tree("config", guide_style="dim")
+    for key in cfg:
+        if key == "hydra":
+            continue
+        node = cfg[key]
+        text = OmegaConf.to_yaml(node, resolve=True) if OmegaConf.is_config(node) else str(node)
+        tree.add(str(key)).add(rich.syntax.Syntax(text, "yaml"))
+    rich.print(tree)
+    with open(path, "w") as f:
+        rich.print(tree, file=f)
+
+
 def count_params(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
 def write_test_outputs(out: Path, results: dict, module, datamodule, n_samples: int, **extra) -> dict:
     """metrics.json (test scores + what was run, where) and samples.png; prints the scores."""
-    metrics = {k: float(v) for k, v in results.items()}
+    metrics = {k: float(v) for k, v in results.items() if k != "test/pairs"}
+    scored = int(round(float(results.get("test/pairs", len(datamodule.test_pair_ids)))))
     metrics.update({
         "model": module.hparams.get("name", "separator"),
         "params": count_params(module.net),
         "hardware": hardware(),
-        "test_pairs": len(datamodule.test_pair_ids),
+        "test_pairs": scored,  # the pairs really scored (fast_dev_run / limit_test_batches score fewer)
+        "partial_test": scored < len(datamodule.test_pair_ids),
         "task": datamodule.task,
         **extra,
     })
     write_metrics(out / "metrics.json", metrics)
     save_samples(out / "samples.png", *sample_columns(module, datamodule.fixed_batch("test", n_samples, spread=True)))
-    print(f"mixsep: wrote {out / 'metrics.json'} and {out / 'samples.png'}")
+    log.info(f"wrote {out / 'metrics.json'} and {out / 'samples.png'}")
+    if metrics["partial_test"]:
+        log.warning(f"partial test: {scored} of {len(datamodule.test_pair_ids)} test pairs scored "
+                    "(fast_dev_run / limit_test_batches); mixsep.report does not rank it")
     for key in sorted(k for k in metrics if k.startswith(("test/", "oracle/"))):
-        print(f"  {key:22s} {metrics[key]:.4f}")
+        log.info(f"  {key:22s} {metrics[key]:.4f}")
     return metrics
 
 
@@ -126,12 +163,16 @@ class SamplesAndCurves(L.Callback):
         if value is not None:
             self.history["train"].append((trainer.current_epoch + 1, float(value)))
 
-    def on_validation_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        if trainer.sanity_checking:
+    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        # after the epoch's metrics are collected (at on_validation_epoch_end they are the previous epoch's)
+        if trainer.sanity_checking or trainer.state.fn != "fit":
             return
         value = trainer.callback_metrics.get("val/loss")
         if value is not None:
             self.history["val"].append((trainer.current_epoch + 1, float(value)))
+        for key in ("val/mnist_psnr", "val/cifar_psnr"):
+            if key in trainer.callback_metrics:
+                self.history.setdefault(key, []).append((trainer.current_epoch + 1, float(trainer.callback_metrics[key])))
         self._log_wandb_images(trainer, module)
 
     def _log_wandb_images(self, trainer: L.Trainer, module: L.LightningModule) -> None:

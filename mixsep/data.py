@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ import lightning as L
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler
 
 from mixsep.errors import ConfigError, DataNotFoundError
 
@@ -44,18 +45,26 @@ def default_cache_dir() -> str:
     return os.environ.get("MIXSEP_CACHE_DIR", user_cache_dir("mixsep"))
 
 
-def _missing_data_error(root: Path, looked_at: list[Path], detail: str = "") -> DataNotFoundError:
+def _missing_data_error(root: Path, looked_at: list[Path], detail: str = "", download: bool = False,
+                        unreadable: bool = False) -> DataNotFoundError:
+    """One message: what failed, the paths looked at, and the fixes that apply to this failure."""
     paths = "\n".join(f"  - {p}" for p in looked_at)
+    where = ("  point at a folder holding them:  data.root=/path/to/data  (or export MIXSEP_DATA_ROOT)\n"
+             "     with <root>/MNIST/raw/*-ubyte and either <root>/cifar-10-batches-py/ or "
+             "<root>/cifar10/{train,test}/<class>/*.png|jpg")
+    if unreadable:
+        fixes = ("Fix it: replace the unreadable file with a good copy (or delete it, and with the official "
+                 "layouts let data.download=true fetch it again), or\n" + where)
+    elif download:
+        fixes = ("The download through torchvision failed (no network, or the server refused: the reason is "
+                 "above). Fix it offline:\n" + where + "\n  data.download=false never tries the network.")
+    else:
+        fixes = ("Fix it in one of two ways:\n"
+                 "  1. let torchvision download MNIST and CIFAR-10:   data.download=true\n  2." + where)
     return DataNotFoundError(
         f"Could not load the datasets from data.root={root} ({root.resolve()}).\n"
         f"{detail + chr(10) if detail else ''}"
-        f"Paths looked at:\n{paths}\n"
-        "Fix it in one of two ways:\n"
-        "  1. let torchvision download MNIST and CIFAR-10:   data.download=true\n"
-        "  2. point at a folder holding them:                 data.root=/path/to/data  "
-        "(or export MIXSEP_DATA_ROOT)\n"
-        "     with <root>/MNIST/raw/*-ubyte and either <root>/cifar-10-batches-py/ or "
-        "<root>/cifar10/{train,test}/<class>/*.png|jpg"
+        f"Paths looked at:\n{paths}\n{fixes}"
     )
 
 
@@ -81,10 +90,11 @@ def load_mnist(root: Path, train: bool, download: bool) -> torch.Tensor:
 
     try:
         ds = MNIST(str(root), train=train, download=download)
-    except RuntimeError as err:  # torchvision: "Dataset not found. You can use download=True ..."
-        raise _missing_data_error(root, _mnist_paths(root), f"MNIST: {err}") from err
+    except RuntimeError as err:  # torchvision: "Dataset not found. You can use download=True ..." / download failed
+        raise _missing_data_error(root, _mnist_paths(root), f"MNIST: {err}", download) from err
     except Exception as err:  # truncated / corrupt idx files
-        raise _missing_data_error(root, _mnist_paths(root), f"MNIST is unreadable: {err!r}") from err
+        raise _missing_data_error(root, _mnist_paths(root), f"MNIST is unreadable: {err!r}",
+                                  unreadable=True) from err
     images = ds.data
     if images.ndim != 3 or images.shape[1:] != (28, 28) or len(images) == 0:
         raise _missing_data_error(root, _mnist_paths(root), f"MNIST has shape {tuple(images.shape)}")
@@ -116,8 +126,11 @@ def list_image_folder(split_dir: Path) -> list[Path]:
 
 
 def _read_rgb32(path: Path) -> np.ndarray:
-    with Image.open(path) as img:
-        arr = np.asarray(img.convert("RGB"))
+    try:
+        with Image.open(path) as img:
+            arr = np.asarray(img.convert("RGB"))
+    except Exception as err:  # PIL's own messages ("image file is truncated") do not name the file
+        raise ValueError(f"{path}: {err}") from err
     if arr.shape != (32, 32, 3):
         raise ValueError(f"{path}: expected a 32x32 image, got {arr.shape[1]}x{arr.shape[0]}")
     return arr
@@ -136,7 +149,7 @@ def load_cifar(root: Path, train: bool, download: bool) -> torch.Tensor:
         try:
             data = CIFAR10(str(root), train=train, download=download).data  # (N, 32, 32, 3)
         except Exception as err:
-            raise _missing_data_error(root, _cifar_paths(root), f"CIFAR-10 archive: {err}") from err
+            raise _missing_data_error(root, _cifar_paths(root), f"CIFAR-10 archive: {err}", download) from err
         return torch.from_numpy(np.ascontiguousarray(data)).permute(0, 3, 1, 2).contiguous()
     split_dir = root / "cifar10" / ("train" if train else "test")
     files = list_image_folder(split_dir)
@@ -147,7 +160,7 @@ def load_cifar(root: Path, train: bool, download: bool) -> torch.Tensor:
         for i, f in enumerate(files):
             out[i] = _read_rgb32(f)
     except Exception as err:
-        raise _missing_data_error(root, [split_dir], f"CIFAR-10 image unreadable: {err}") from err
+        raise _missing_data_error(root, [split_dir], f"CIFAR-10 image unreadable: {err}", unreadable=True) from err
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
 
@@ -200,7 +213,7 @@ def cached_split(root: Path, cache_dir: Path, name: str, train: bool, download: 
                     "images": images}, tmp)
         os.replace(tmp, path)
     except OSError as err:  # a read-only cache only costs time
-        print(f"mixsep: could not write the data cache {path}: {err}")
+        logging.getLogger("mixsep").warning(f"could not write the data cache {path}: {err}")
     return images
 
 
@@ -240,8 +253,12 @@ class PairBatches(Dataset):
         return len(self.mnist)
 
 
-class FixedPairSampler(Sampler):
-    """Yields (B, 2) index batches over a fixed list of pairs, in order (each rank a strided share)."""
+class FixedPairSampler(SequentialSampler):
+    """Yields (B, 2) index batches over a fixed list of pairs, in order (each rank a strided share).
+
+    A SequentialSampler (never shuffled): with ``trainer.overfit_batches`` Lightning keeps it as it is
+    instead of swapping in one that yields single indices.
+    """
 
     def __init__(self, pairs: torch.Tensor, batch_size: int, rank: int = 0, world_size: int = 1) -> None:
         self.pairs, self.batch_size = pairs[rank::world_size], batch_size
@@ -382,6 +399,11 @@ class MixDataModule(L.LightningDataModule):
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
+        overfit = getattr(getattr(self, "trainer", None), "overfit_batches", 0) or 0
+        if overfit:  # a fixed handful of training pairs, the same ones every epoch
+            batches = int(overfit) if overfit >= 1 else max(1, int(overfit * len(self.train_sampler)))
+            fixed = FixedPairSampler(self.train_sampler.draw(0)[: batches * self.batch_size], self.batch_size)
+            return self._loader(self.splits.mnist_train, self.splits.cifar_train, fixed)
         return self._loader(self.splits.mnist_train, self.splits.cifar_train, self.train_sampler)
 
     def val_dataloader(self) -> DataLoader:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -185,6 +186,8 @@ class SeparationModule(L.LightningModule):
 
     def test_step(self, batch, batch_idx: int) -> None:
         self._eval_step(batch, "test")
+        # how many test pairs were really scored (all ranks): metrics.json says so, and marks a partial test
+        self.log("test/pairs", float(len(batch[0])), reduce_fx="sum", sync_dist=True, batch_size=len(batch[0]))
 
     def on_test_epoch_end(self) -> None:
         self._eval_epoch_end("test")
@@ -227,5 +230,5 @@ def _try_compile(net: nn.Module):
         net.train(was_training)
         return compiled
     except Exception as err:  # no C compiler, unsupported platform, ...
-        print(f"mixsep: torch.compile is not available here ({type(err).__name__}: {err}); running eager.")
+        logging.getLogger("mixsep").warning(f"torch.compile is not available here ({type(err).__name__}: {err}); running eager.")
         return net

@@ -46,8 +46,9 @@ REPORTED_ELSEWHERE = [
 DATA_RANGE_255_DB = 48.13
 
 
-def find_runs(dirs: list[str | Path], ranked_only: bool = True) -> list[dict]:
-    """Runs under the folders; ``ranked_only``: separators with all four test scores."""
+def find_runs(dirs: list[str | Path], ranked_only: bool = True, include_debug: bool = False) -> list[dict]:
+    """Runs under the folders; ``ranked_only``: separators with all four test scores on the whole test
+    set (never a partial test); debug runs (``debug=...``) only with ``include_debug``."""
     runs = []
     for d in dirs:
         d = Path(d)
@@ -58,9 +59,15 @@ def find_runs(dirs: list[str | Path], ranked_only: bool = True) -> list[dict]:
             except (OSError, json.JSONDecodeError) as err:
                 print(f"mixsep.report: skipping {f}: {err}")
                 continue
-            if not ranked_only or all(isinstance(m.get(k), (int, float)) for k in SCORE_KEYS):
+            if m.get("debug_mode") and not include_debug:
+                continue
+            if not ranked_only or rankable(m):
                 runs.append({**m, "path": str(f.parent)})
     return runs
+
+
+def rankable(m: dict) -> bool:
+    return all(isinstance(m.get(k), (int, float)) for k in SCORE_KEYS) and not m.get("partial_test")
 
 
 def rank_key(row: dict) -> float:
@@ -193,12 +200,14 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--chart", default="leaderboard.png", help="bar chart PNG to write")
     parser.add_argument("--data-root", default=None, help="data for the baselines (default: MIXSEP_DATA_ROOT)")
     parser.add_argument("--cache-dir", default=None)
+    parser.add_argument("--include-debug", action="store_true",
+                        help="also list debug runs (debug=...); a partial test is never ranked")
     parser.add_argument("--test-pairs", type=int, default=10000,
                         help="test pairs of the baselines when no run says how many it was scored on")
     args = parser.parse_args(argv)
 
-    all_runs = find_runs(args.dirs, ranked_only=False)
-    runs = [r for r in all_runs if all(isinstance(r.get(k), (int, float)) for k in SCORE_KEYS)]
+    all_runs = find_runs(args.dirs, ranked_only=False, include_debug=args.include_debug)
+    runs = [r for r in all_runs if rankable(r)]
     if not all_runs:
         parser.error(f"no metrics.json under {' '.join(args.dirs)}")
     sweeps = [Path(d) for d in args.dirs if is_sweep(Path(d))]

@@ -16,15 +16,18 @@ import hydra
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
 from mixsep import jobs
-from mixsep.artifacts import SamplesAndCurves, save_loss_plot, write_test_outputs
+from mixsep.artifacts import SamplesAndCurves, save_loss_plot, write_config_tree, write_test_outputs
 from mixsep.errors import ConfigError
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")  # absolute: main may run as mixsep.run or __main__
 TEST_KEYS = ("test/mnist_psnr", "test/mnist_ssim", "test/cifar_psnr", "test/cifar_ssim")
 log = logging.getLogger("mixsep")
+# ${if_tty:a,b}: a on a terminal, b when stdout goes to a file or a pipe (progress bar refresh rates)
+OmegaConf.register_new_resolver("if_tty", lambda tty, plain: tty if sys.stdout.isatty() else plain, replace=True)
 
 
 def _prepare_wandb_env(cfg: DictConfig) -> None:
@@ -35,7 +38,7 @@ def _prepare_wandb_env(cfg: DictConfig) -> None:
     has_key = bool(os.environ.get("WANDB_API_KEY")) or (netrc.exists() and "api.wandb.ai" in netrc.read_text())
     if not has_key:
         os.environ["WANDB_MODE"] = "offline"
-        print("mixsep: no W&B API key found; logging to W&B offline (sync later with `wandb sync`).")
+        log.info("no W&B API key found; logging to W&B offline (sync later with `wandb sync`).")
 
 
 def build_loggers(cfg: DictConfig, out: Path) -> list:
@@ -56,6 +59,26 @@ def build_loggers(cfg: DictConfig, out: Path) -> list:
 def build_module(model_cfg: DictConfig) -> L.LightningModule:
     # plain containers: the net's config is saved in the checkpoint and must load without omegaconf
     return instantiate(OmegaConf.to_container(model_cfg, resolve=True), _recursive_=False)
+
+
+INTEGER_TRAINER_ARGS = ("max_epochs", "min_epochs", "max_steps", "num_nodes", "log_every_n_steps",
+                        "check_val_every_n_epoch", "num_sanity_val_steps", "accumulate_grad_batches")
+
+
+def build_trainer(trainer_cfg: DictConfig, callbacks: list, loggers: list) -> L.Trainer:
+    for key in INTEGER_TRAINER_ARGS:  # Lightning checks some of these only mid-fit, with a bare assert
+        value = trainer_cfg.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ConfigError(f"trainer.{key}={value!r} must be an integer (e.g. trainer.{key}=10)")
+    try:
+        return instantiate(trainer_cfg, callbacks=callbacks, logger=loggers or False)
+    except Exception as err:
+        if jobs.user_error(err) is not None:
+            raise
+        cause = err.__cause__ or err
+        raise ConfigError(f"Lightning's Trainer refused the trainer config: {type(cause).__name__}: {cause}. "
+                          "Check the trainer.* values (e.g. trainer.max_epochs must be an integer, "
+                          "trainer.precision one of 32-true, bf16-mixed, 16-mixed).") from err
 
 
 def resolve_ckpt_path(cfg: DictConfig, out: Path) -> str | None:
@@ -90,6 +113,7 @@ def validation_objective(trainer: L.Trainer, module, datamodule, ckpt_path: str 
 def train(cfg: DictConfig) -> dict:
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    write_config_tree(cfg, out / "config_tree.txt")
     jobs.check_strategy(cfg.trainer)
     L.seed_everything(cfg.seed, workers=True)
     if cfg.get("float32_matmul_precision"):
@@ -97,9 +121,11 @@ def train(cfg: DictConfig) -> dict:
     resume_from = resolve_ckpt_path(cfg, out)
     datamodule = instantiate(cfg.data)
     module = build_module(cfg.model)
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     loggers = build_loggers(cfg, out)
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    if loggers and module.hparams.get("scheduler") and not any(isinstance(c, LearningRateMonitor) for c in callbacks):
+        callbacks.append(LearningRateMonitor(logging_interval="step"))
+    trainer = build_trainer(cfg.trainer, callbacks, loggers)
     for logger in loggers:
         logger.log_hyperparams(composed_config(cfg))
 
@@ -117,6 +143,7 @@ def train(cfg: DictConfig) -> dict:
 
     extra = {
         "experiment": cfg.experiment_name,
+        "debug_mode": cfg.get("debug_mode"),
         "train_seconds": round(train_seconds, 2),
         "train_start": started,
         "train_end": ended,

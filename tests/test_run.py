@@ -138,11 +138,37 @@ def test_cli_reports_missing_data_without_a_traceback(tmp_path):
     import subprocess
     import sys
 
-    result = subprocess.run(
-        [sys.executable, "-m", "mixsep.run", f"data.root={tmp_path / 'none'}", f"data.cache_dir={tmp_path / 'c'}",
-         f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True, timeout=300)
-    assert result.returncode != 0
-    assert "data.download=true" in result.stderr and "Traceback" not in result.stderr
+    def run(*extra):
+        return subprocess.run(
+            [sys.executable, "-m", "mixsep.run", f"data.root={tmp_path / 'none'}", f"data.cache_dir={tmp_path / 'c'}",
+             f"hydra.run.dir={tmp_path / 'run'}", *extra], capture_output=True, text=True, timeout=300)
+
+    offline = run("data.download=false")  # strictly offline: the two fixes, one of them the download
+    assert offline.returncode != 0 and "Traceback" not in offline.stderr
+    assert "data.download=true" in offline.stderr and "MIXSEP_DATA_ROOT" in offline.stderr
+    # the default downloads; without a network it says the download failed and gives the offline fix only
+    default = run()
+    assert default.returncode != 0 and "Traceback" not in default.stderr
+    assert "download through torchvision failed" in default.stderr and "data.root=" in default.stderr
+    assert "data.download=true" not in default.stderr
+
+
+def test_a_truncated_image_is_named_in_the_error(tiny_overrides, tiny_root, tmp_path):
+    from mixsep.errors import DataNotFoundError
+
+    victim = sorted((tiny_root / "cifar10" / "test").rglob("*.png"))[3]
+    victim.write_bytes(victim.read_bytes()[:60])
+    with pytest.raises(DataNotFoundError, match=str(victim)) as err:
+        train(compose_cfg("config", tiny_overrides, tmp_path))
+    assert "replace the unreadable file" in str(err.value)
+
+
+def test_bad_trainer_values_are_config_errors(tiny_overrides, tmp_path):
+    from mixsep.errors import ConfigError
+
+    for bad in ("trainer.max_epochs=abc", "trainer.precision=17-bits"):
+        with pytest.raises(ConfigError, match="trainer"):
+            train(compose_cfg("config", tiny_overrides + [bad], tmp_path))
 
 
 def test_exported_checkpoint_is_slim_and_separates_identically(trained_run, tmp_path):

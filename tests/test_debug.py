@@ -1,0 +1,121 @@
+"""Lightning + Hydra habits: debug modes, trainer pass-through, callbacks, run records, resume anywhere."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from mixsep import report
+from mixsep.run import train
+from tests.test_run import compose_cfg
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def csv_rows(out: Path) -> list[dict]:
+    with open(out / "csv" / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def last_value(rows: list[dict], key: str) -> float:
+    return float([r[key] for r in rows if r.get(key)][-1])
+
+
+def test_fast_dev_run_records_the_pairs_it_really_scored(tiny_overrides, tmp_path):
+    cfg = compose_cfg("config", tiny_overrides + ["debug=fdr"], tmp_path)
+    assert str(cfg.hydra.run.dir).startswith("outputs/debug/fdr/") and cfg.ckpt_path is None
+    metrics = train(cfg)
+    assert metrics["test_pairs"] == 8 and metrics["partial_test"]  # one batch of 8, of 12 pairs
+    assert metrics["debug_mode"] == "fdr"
+    on_disk = json.loads((tmp_path / "metrics.json").read_text())
+    assert on_disk["test_pairs"] == 8 and "test/pairs" not in on_disk
+
+
+def test_a_full_test_is_not_partial(tiny_overrides, tmp_path):
+    metrics = train(compose_cfg("config", tiny_overrides, tmp_path))
+    assert metrics["test_pairs"] == 12 and not metrics["partial_test"] and metrics["debug_mode"] is None
+
+
+def test_report_leaves_out_debug_runs_and_never_ranks_a_partial_test(tiny_overrides, tiny_root, tmp_path):
+    train(compose_cfg("config", tiny_overrides + ["debug=limit", "trainer.limit_test_batches=1"], tmp_path / "d"))
+    train(compose_cfg("config", tiny_overrides + ["trainer.limit_test_batches=1"], tmp_path / "p"))
+    train(compose_cfg("config", tiny_overrides, tmp_path / "full"))
+    assert json.loads((tmp_path / "p" / "metrics.json").read_text())["partial_test"]
+    args = ["--chart", str(tmp_path / "c.png"), "--data-root", str(tiny_root), "--cache-dir", str(tmp_path / "c")]
+    ranked = [r["path"] for r in report.find_runs([tmp_path])]
+    assert ranked == [str(tmp_path / "full")]
+    listed = report.find_runs([tmp_path], ranked_only=False, include_debug=True)
+    assert {Path(r["path"]).name for r in listed} == {"d", "p", "full"}
+    text = report.main([str(tmp_path), *args])
+    assert sum(line.startswith("| ") and "| conv_dual |" in line for line in text.splitlines()) == 1
+
+
+def test_overfit_memorises_a_fixed_handful_of_pairs(tiny_overrides, tmp_path):
+    base = [o for o in tiny_overrides if not o.startswith(("trainer.max_epochs", "data.batch_size"))]
+    base += ["model=unet", "model.scheduler=null", "data.batch_size=8", "trainer.max_epochs=25"]
+    overfit = train(compose_cfg("config", base + ["debug=overfit", "trainer.overfit_batches=1",
+                                                  "trainer.max_epochs=25", "data.batch_size=8"], tmp_path / "o"))
+    normal = train(compose_cfg("config", base + ["trainer.limit_train_batches=1"], tmp_path / "n"))
+    assert overfit["global_step"] == normal["global_step"] == 25  # the same number of steps
+    memorised = last_value(csv_rows(tmp_path / "o"), "train/loss_epoch")
+    fresh_pairs = last_value(csv_rows(tmp_path / "n"), "train/loss_epoch")
+    assert memorised < fresh_pairs - 0.3  # psnr loss: 0.3 = 3 dB better on the pairs it saw every epoch
+
+
+def test_trainer_arguments_need_no_plus_and_the_profiler_writes_its_report(tiny_overrides, tmp_path):
+    cfg = compose_cfg("config", tiny_overrides + ["trainer.profiler=simple", "trainer.gradient_clip_val=1.0",
+                                                  "trainer.limit_train_batches=2", "trainer.overfit_batches=0"],
+                      tmp_path / "a")
+    assert cfg.trainer.profiler == "simple" and cfg.trainer.gradient_clip_val == 1.0
+    train(compose_cfg("config", tiny_overrides + ["debug=profiler"], tmp_path / "p"))
+    reports = list((tmp_path / "p").glob("*profile*.txt"))
+    assert reports and "Action" in reports[0].read_text()
+
+
+def test_whole_config_is_logged_and_learning_rate_monitored(tiny_overrides, tmp_path):
+    train(compose_cfg("config", tiny_overrides + ["model=unet", "model.scheduler=onecycle", "seed=3"], tmp_path))
+    hparams = yaml.safe_load((tmp_path / "csv" / "hparams.yaml").read_text())
+    assert hparams["model"]["net"]["width"] == 32 and hparams["data"]["val_pairs"] == 8
+    assert hparams["trainer"]["max_epochs"] == 1 and hparams["seed"] == 3
+    assert any(k.startswith("lr-") for k in csv_rows(tmp_path)[0])  # LearningRateMonitor with a scheduler
+    assert (tmp_path / "config_tree.txt").read_text().startswith("config")
+
+
+def test_loss_history_records_validation_psnr_per_source(tiny_overrides, tmp_path):
+    train(compose_cfg("config", tiny_overrides + ["trainer.max_epochs=2"], tmp_path))
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    history = next(v["history"] for k, v in ckpt["callbacks"].items() if k.startswith("SamplesAndCurves"))
+    assert [e for e, _ in history["val/mnist_psnr"]] == [1, 2] and len(history["val/cifar_psnr"]) == 2
+
+
+def test_resume_into_a_new_folder_keeps_the_best_record(tiny_overrides, tmp_path):
+    base = [o for o in tiny_overrides if not o.startswith("trainer.max_epochs")] + ["model.lr=0.02"]
+    first = train(compose_cfg("config", base + ["trainer.max_epochs=2"], tmp_path / "a"))
+    resumed = train(compose_cfg("config", base + ["trainer.max_epochs=3",
+                                                  f"ckpt_path={tmp_path / 'a' / 'checkpoints' / 'last.ckpt'}"],
+                                tmp_path / "b"))
+    ckpt = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", weights_only=False)
+    state = next(v for k, v in ckpt["callbacks"].items() if k.startswith("ModelCheckpoint{'monitor': 'val/loss'"))
+    history = next(v["history"] for k, v in ckpt["callbacks"].items() if k.startswith("SamplesAndCurves"))
+    val_losses = dict(history["val"])
+    assert sorted(val_losses) == [1, 2, 3]  # the loss history came along
+    best_epoch = min(val_losses, key=val_losses.get)
+    assert float(state["best_model_score"]) == pytest.approx(val_losses[best_epoch], rel=1e-5)
+    assert resumed["checkpoint"].endswith(f"best-epoch{best_epoch - 1:03d}.ckpt")  # the true best is tested
+    assert Path(first["checkpoint"]).exists()  # nothing of the earlier run was deleted
+
+
+def test_cli_messages_land_in_hydras_run_log(tiny_overrides, tmp_path):
+    run = tmp_path / "run"
+    result = subprocess.run([sys.executable, "-m", "mixsep.run", *tiny_overrides, f"hydra.run.dir={run}"],
+                            capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    text = (run / "run.log").read_text()
+    assert "wrote" in text and "test/mnist_psnr" in text
