@@ -14,6 +14,7 @@ import yaml
 
 from mixsep import report
 from mixsep.run import train
+from tests.conftest import REAL_ROOT, requires_real_data
 from tests.test_run import compose_cfg
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,16 +58,29 @@ def test_report_leaves_out_debug_runs_and_never_ranks_a_partial_test(tiny_overri
     assert sum(line.startswith("| ") and "| conv_dual |" in line for line in text.splitlines()) == 1
 
 
-def test_overfit_memorises_a_fixed_handful_of_pairs(tiny_overrides, tmp_path):
-    base = [o for o in tiny_overrides if not o.startswith(("trainer.max_epochs", "data.batch_size"))]
-    base += ["model=unet", "model.scheduler=null", "data.batch_size=8", "trainer.max_epochs=25"]
-    overfit = train(compose_cfg("config", base + ["debug=overfit", "trainer.overfit_batches=1",
-                                                  "trainer.max_epochs=25", "data.batch_size=8"], tmp_path / "o"))
-    normal = train(compose_cfg("config", base + ["trainer.limit_train_batches=1"], tmp_path / "n"))
-    assert overfit["global_step"] == normal["global_step"] == 25  # the same number of steps
-    memorised = last_value(csv_rows(tmp_path / "o"), "train/loss_epoch")
-    fresh_pairs = last_value(csv_rows(tmp_path / "n"), "train/loss_epoch")
-    assert memorised < fresh_pairs - 0.3  # psnr loss: 0.3 = 3 dB better on the pairs it saw every epoch
+def test_overfit_trains_on_the_same_fixed_pairs_every_epoch(tiny_overrides, tmp_path, monkeypatch):
+    from mixsep.module import SeparationModule
+
+    seen = []
+    step = SeparationModule.training_step
+    monkeypatch.setattr(SeparationModule, "training_step",
+                        lambda self, batch, i: seen.append((self.current_epoch, batch[1].sum().item())) or step(self, batch, i))
+    metrics = train(compose_cfg("config", tiny_overrides + ["debug=overfit", "trainer.overfit_batches=1",
+                                                            "trainer.max_epochs=3", "data.batch_size=8"], tmp_path))
+    assert [epoch for epoch, _ in seen] == [0, 1, 2] and len({s for _, s in seen}) == 1  # one batch, the same
+    assert metrics["debug_mode"] == "overfit" and str(tmp_path) in metrics["checkpoint"]
+
+
+@requires_real_data
+def test_overfit_memorises_its_pairs_far_below_a_normal_runs_loss(tmp_path):
+    common = [f"data.root={REAL_ROOT}", "debug=overfit", "data.val_pairs=200", "trainer.check_val_every_n_epoch=20",
+              "data.test_pairs=200", "callbacks.progress_bar.refresh_rate=0"]
+    train(compose_cfg("config", common, tmp_path / "overfit"))  # 2 fixed batches of 32 pairs, 60 epochs
+    train(compose_cfg("config", common + ["trainer.overfit_batches=0", "trainer.limit_train_batches=2"],
+                      tmp_path / "normal"))  # the same number of steps on fresh pairs
+    memorised = last_value(csv_rows(tmp_path / "overfit"), "train/loss_epoch")
+    fresh = last_value(csv_rows(tmp_path / "normal"), "train/loss_epoch")
+    assert memorised < 0.5 * fresh
 
 
 def test_trainer_arguments_need_no_plus_and_the_profiler_writes_its_report(tiny_overrides, tmp_path):
@@ -119,3 +133,15 @@ def test_cli_messages_land_in_hydras_run_log(tiny_overrides, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     text = (run / "run.log").read_text()
     assert "wrote" in text and "test/mnist_psnr" in text
+
+
+def test_early_stopping_watches_the_validation_objective_and_tqdm_is_available(tiny_overrides, tmp_path):
+    from hydra.utils import instantiate
+    from lightning.pytorch.callbacks import EarlyStopping, TQDMProgressBar
+
+    cfg = compose_cfg("config", tiny_overrides + ["callbacks=early_stopping", "callbacks/progress_bar=tqdm"], tmp_path)
+    stopper = instantiate(cfg.callbacks.early_stopping)
+    assert isinstance(stopper, EarlyStopping) and stopper.monitor == "val/psnr" and stopper.mode == "max"
+    assert isinstance(instantiate(cfg.callbacks.progress_bar), TQDMProgressBar)
+    metrics = train(cfg)
+    assert metrics["epochs"] == 1
