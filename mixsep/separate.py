@@ -1,0 +1,158 @@
+"""Separate mean images from files: ``python -m mixsep.separate INPUT [INPUT ...]``.
+
+INPUT is an image file or a folder of them (PNG, JPEG, ...). For each mean image it writes
+``<name>.gray.png`` and ``<name>.color.png`` (8-bit PNG), and one contact sheet ``separations.png``
+(mix | gray | colour per row). Default model: the shipped ``results/best_cpu/model.ckpt``; default
+output folder: ``separated/`` next to the (first) input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from mixsep.errors import MixsepError
+
+SHIPPED = Path(__file__).resolve().parents[1] / "results" / "best_cpu" / "model.ckpt"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+SHEET_ROWS = 16
+
+
+def find_images(inputs: list[Path]) -> list[Path]:
+    """Image files of the inputs (a folder: its own image files, sorted; not those of subfolders such as
+    an earlier separated/)."""
+    files = []
+    for path in inputs:
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            files.append(path)
+    return files
+
+
+def read_mix(path: Path, resize: bool, said: set[str]) -> tuple[torch.Tensor, tuple[int, int]]:
+    """(3, 32, 32) float in [0, 1] and the original size. Gray is repeated, alpha dropped (said once)."""
+    with Image.open(path) as img:
+        img.load()
+        size = img.size
+        if img.mode in ("L", "I", "I;16", "F", "1", "LA"):
+            _say_once(said, "gray", "gray input images are repeated to three channels")
+        elif img.mode in ("RGBA", "PA") or "transparency" in img.info:
+            _say_once(said, "alpha", "the alpha channel of RGBA input images is dropped")
+        rgb = img.convert("L").convert("RGB") if img.mode in ("L", "I", "I;16", "F", "1", "LA") else img.convert("RGB")
+    if size != (32, 32):
+        if not resize:
+            raise MixsepError(f"{path} is {size[0]}x{size[1]}; mixsep separates 32x32 mean images. "
+                              "Pass --resize to resize it to 32x32 (the outputs are resized back).")
+        _say_once(said, "resize", "inputs that are not 32x32 are resized to 32x32 and the outputs back")
+        rgb = rgb.resize((32, 32), Image.BICUBIC)
+    array = np.asarray(rgb, dtype=np.float32) / 255
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous(), size
+
+
+def _say_once(said: set[str], key: str, message: str) -> None:
+    if key not in said:
+        said.add(key)
+        print(f"mixsep.separate: {message}")
+
+
+def write_png(image: torch.Tensor, path: Path, size: tuple[int, int]) -> None:
+    array = image.clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+    picture = Image.fromarray(array, "RGB")
+    if size != (32, 32):
+        picture = picture.resize(size, Image.BICUBIC)
+    picture.save(path)
+
+
+def separate_files(files: list[Path], ckpt: Path, out: Path, device: str = "cpu", resize: bool = False,
+                   batch_size: int = 256) -> tuple[int, list[str]]:
+    """Separate every readable file; returns (how many were written, one line per file that failed)."""
+    from rich.progress import track
+
+    from mixsep import load_separator
+    from mixsep.artifacts import save_samples
+
+    sep = load_separator(ckpt, device=device)
+    out.mkdir(parents=True, exist_ok=True)
+    inputs = {f.resolve() for f in files}
+    failed: list[str] = []
+    said: set[str] = set()
+    sheet: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    written = 0
+    for start in track(range(0, len(files), batch_size), description="separating",
+                       disable=len(files) <= batch_size):
+        batch, kept = [], []
+        for path in files[start:start + batch_size]:
+            try:
+                mix, size = read_mix(path, resize, said)
+            except MixsepError as err:
+                failed.append(str(err))
+                continue
+            except Exception as err:  # unreadable: skipped, the others still processed
+                failed.append(f"{path}: unreadable ({type(err).__name__}: {err})")
+                continue
+            targets = (out / f"{path.stem}.gray.png", out / f"{path.stem}.color.png")
+            if any(t.resolve() in inputs for t in targets):
+                failed.append(f"{path}: its output would overwrite an input; choose another --out")
+                continue
+            batch.append(mix)
+            kept.append((path, size, targets))
+        if not batch:
+            continue
+        mixes = torch.stack(batch)
+        gray, color = sep(mixes)
+        for i, (path, size, (gray_path, color_path)) in enumerate(kept):
+            write_png(gray[i], gray_path, size)
+            write_png(color[i], color_path, size)
+            if len(sheet) < SHEET_ROWS:
+                sheet.append((mixes[i], gray[i].cpu(), color[i].cpu()))
+        written += len(kept)
+    if sheet:
+        columns = [torch.stack(c) for c in zip(*sheet)]
+        save_samples(out / "separations.png", columns, ("mix", "gray", "colour"))
+    return written, failed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mixsep.separate", description=__doc__.splitlines()[0])
+    parser.add_argument("inputs", nargs="+", type=Path, help="image files or folders of them")
+    parser.add_argument("--ckpt", type=Path, default=SHIPPED, help=f"model checkpoint (default: {SHIPPED})")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: separated/ next to the input)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--resize", action="store_true", help="resize other sizes to 32x32 (outputs resized back)")
+    parser.add_argument("--batch-size", type=int, default=256)
+    args = parser.parse_args(argv)
+    first = args.inputs[0]
+    out = args.out or ((first if first.is_dir() else first.parent) / "separated")
+    missing = [str(p) for p in args.inputs if not p.exists()]
+    if missing:
+        print(f"mixsep.separate: no such file or folder: {', '.join(missing)}", file=sys.stderr)
+        return 1
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("mixsep.separate: --device cuda, but no CUDA GPU is available; use --device cpu", file=sys.stderr)
+        return 1
+    files = find_images(args.inputs)
+    if not files:
+        print(f"mixsep.separate: no image files in {', '.join(map(str, args.inputs))}", file=sys.stderr)
+        return 1
+    start = time.perf_counter()
+    try:
+        written, failed = separate_files(files, args.ckpt, out, args.device, args.resize, args.batch_size)
+    except MixsepError as err:
+        print(f"mixsep.separate: {err}", file=sys.stderr)
+        return 1
+    for line in failed:
+        print(f"mixsep.separate: skipped {line}", file=sys.stderr)
+    print(f"mixsep.separate: separated {written} of {len(files)} images in {time.perf_counter() - start:.1f} s "
+          f"into {out} ({len(failed)} skipped)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
