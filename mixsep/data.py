@@ -21,12 +21,11 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler
 
-from mixsep.errors import ConfigError, DataNotFoundError
+from mixsep.errors import ConfigError, DataNotFoundError  # noqa: F401  (DataNotFoundError: re-exported)
+from mixsep.sources import (  # noqa: F401  (re-exported: mixsep.data is where users look for them)
+    CIFAR_CLASSES, DEFAULT_PAIR, IMAGE_SUFFIXES, check_sources, cifar_layout, list_image_folder, load_cifar,
+    load_color, load_gray, load_mnist, resize_mnist, source_files, source_name)
 
-CIFAR_CLASSES = (
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
-)
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 CACHE_VERSION = 3
 # Fixed, independent of the run seed: every run and every model sees the same test pairs and the same
 # held-out validation images.
@@ -45,141 +44,23 @@ def default_cache_dir() -> str:
     return os.environ.get("MIXSEP_CACHE_DIR", user_cache_dir("mixsep"))
 
 
-def _missing_data_error(root: Path, looked_at: list[Path], detail: str = "", download: bool = False,
-                        unreadable: bool = False) -> DataNotFoundError:
-    """One message: what failed, the paths looked at, and the fixes that apply to this failure."""
-    paths = "\n".join(f"  - {p}" for p in looked_at)
-    where = ("  point at a folder holding them:  data.root=/path/to/data  (or export MIXSEP_DATA_ROOT)\n"
-             "     with <root>/MNIST/raw/*-ubyte and either <root>/cifar-10-batches-py/ or "
-             "<root>/cifar10/{train,test}/<class>/*.png|jpg")
-    if unreadable:
-        fixes = ("Fix it: replace the unreadable file with a good copy (or delete it, and with the official "
-                 "layouts let data.download=true fetch it again), or\n" + where)
-    elif download:
-        fixes = ("The download through torchvision failed (no network, or the server refused: the reason is "
-                 "above). Fix it offline:\n" + where + "\n  data.download=false never tries the network.")
-    else:
-        fixes = ("Fix it in one of two ways:\n"
-                 "  1. let torchvision download MNIST and CIFAR-10:   data.download=true\n  2." + where)
-    return DataNotFoundError(
-        f"Could not load the datasets from data.root={root} ({root.resolve()}).\n"
-        f"{detail + chr(10) if detail else ''}"
-        f"Paths looked at:\n{paths}\n{fixes}"
-    )
-
-
-# --------------------------------------------------------------------------- decoding (once)
-def resize_mnist(images: torch.Tensor) -> torch.Tensor:
-    """(N, 28, 28) uint8 -> (N, 1, 32, 32) uint8: PIL bilinear (antialiased) resize.
-
-    Kept with one channel (a third of the memory and of the bytes gathered per batch); the three
-    equal channels are a broadcast view made when the batch is turned into floats.
-    """
-    out = np.empty((len(images), 32, 32), dtype=np.uint8)
-    for i, img in enumerate(images.numpy()):
-        out[i] = np.asarray(Image.fromarray(img).resize((32, 32), Image.BILINEAR))
-    return torch.from_numpy(out).unsqueeze(1)
-
-
-def _mnist_paths(root: Path) -> list[Path]:
-    return [root / "MNIST" / "raw"]
-
-
-def load_mnist(root: Path, train: bool, download: bool) -> torch.Tensor:
-    from torchvision.datasets import MNIST
-
-    try:
-        ds = MNIST(str(root), train=train, download=download)
-    except RuntimeError as err:  # torchvision: "Dataset not found. You can use download=True ..." / download failed
-        raise _missing_data_error(root, _mnist_paths(root), f"MNIST: {err}", download) from err
-    except Exception as err:  # truncated / corrupt idx files
-        raise _missing_data_error(root, _mnist_paths(root), f"MNIST is unreadable: {err!r}",
-                                  unreadable=True) from err
-    images = ds.data
-    if images.ndim != 3 or images.shape[1:] != (28, 28) or len(images) == 0:
-        raise _missing_data_error(root, _mnist_paths(root), f"MNIST has shape {tuple(images.shape)}")
-    return resize_mnist(images)
-
-
-def cifar_layout(root: Path) -> str | None:
-    """'archive' (torchvision's cifar-10-batches-py), 'folder' (ImageFolder PNG/JPEG) or None."""
-    if (root / "cifar-10-batches-py").is_dir():
-        return "archive"
-    if (root / "cifar10" / "train").is_dir() and (root / "cifar10" / "test").is_dir():
-        return "folder"
-    return None
-
-
-def _cifar_paths(root: Path) -> list[Path]:
-    return [root / "cifar-10-batches-py", root / "cifar10" / "train", root / "cifar10" / "test"]
-
-
-def list_image_folder(split_dir: Path) -> list[Path]:
-    """Image files of an ImageFolder split in a deterministic order: class (official order), file name."""
-    classes = sorted(d.name for d in split_dir.iterdir() if d.is_dir())
-    order = {c: i for i, c in enumerate(CIFAR_CLASSES)}
-    classes.sort(key=lambda c: (order.get(c, len(order)), c))
-    files: list[Path] = []
-    for c in classes:
-        files += sorted(p for p in (split_dir / c).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    return files
-
-
-def _read_rgb32(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as img:
-            arr = np.asarray(img.convert("RGB"))
-    except Exception as err:  # PIL's own messages ("image file is truncated") do not name the file
-        raise ValueError(f"{path}: {err}") from err
-    if arr.shape != (32, 32, 3):
-        raise ValueError(f"{path}: expected a 32x32 image, got {arr.shape[1]}x{arr.shape[0]}")
-    return arr
-
-
-def load_cifar(root: Path, train: bool, download: bool) -> torch.Tensor:
-    """(N, 3, 32, 32) uint8 CIFAR-10 images from whichever layout is present."""
-    layout = cifar_layout(root)
-    if layout is None and download:
-        layout = "archive"
-    if layout is None:
-        raise _missing_data_error(root, _cifar_paths(root), "CIFAR-10: no known layout found.")
-    if layout == "archive":
-        from torchvision.datasets import CIFAR10
-
-        try:
-            data = CIFAR10(str(root), train=train, download=download).data  # (N, 32, 32, 3)
-        except Exception as err:
-            raise _missing_data_error(root, _cifar_paths(root), f"CIFAR-10 archive: {err}", download) from err
-        return torch.from_numpy(np.ascontiguousarray(data)).permute(0, 3, 1, 2).contiguous()
-    split_dir = root / "cifar10" / ("train" if train else "test")
-    files = list_image_folder(split_dir)
-    if not files:
-        raise _missing_data_error(root, [split_dir], "CIFAR-10: the ImageFolder split holds no images.")
-    out = np.empty((len(files), 32, 32, 3), dtype=np.uint8)
-    try:
-        for i, f in enumerate(files):
-            out[i] = _read_rgb32(f)
-    except Exception as err:
-        raise _missing_data_error(root, [split_dir], f"CIFAR-10 image unreadable: {err}", unreadable=True) from err
-    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
-
-
 # --------------------------------------------------------------------------- cache
-def _source_signature(root: Path, name: str, train: bool) -> dict:
-    """What the cached tensor was built from: file names, sizes and mtimes of the source files."""
-    if name == "mnist":
-        prefix = "train" if train else "t10k"
-        files = sorted((root / "MNIST" / "raw").glob(f"{prefix}-images-idx3-ubyte*"))
-    elif cifar_layout(root) == "archive":
-        files = sorted((root / "cifar-10-batches-py").iterdir())
-    else:
-        split_dir = root / "cifar10" / ("train" if train else "test")
-        files = list_image_folder(split_dir) if split_dir.is_dir() else []
+def _cache_name(source, kind: str) -> str:
+    """The default pair keeps its historical cache names (mnist, cifar); any other source its own."""
+    name = source_name(source)
+    if (kind, name) in (("gray", "mnist"), ("color", "cifar10")):
+        return "mnist" if kind == "gray" else "cifar"
+    return f"image_folder-{source['folder']}" if name == "image_folder" else name  # folder: checked on init
+
+
+def _source_signature(root: Path, source, kind: str, train: bool) -> dict:
+    """What the cached tensor was built from: the source, and its files' names, sizes and mtimes."""
+    files = source_files(root, source, kind, train)
     h = hashlib.sha256()
     for f in files:
         st = f.stat()
         h.update(f"{f.relative_to(root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    return {"version": CACHE_VERSION, "root": str(root.resolve()), "name": name, "train": train,
+    return {"version": CACHE_VERSION, "root": str(root.resolve()), "name": _cache_name(source, kind), "train": train,
             "files": len(files), "digest": h.hexdigest()}
 
 
@@ -187,9 +68,11 @@ def _tensor_digest(t: torch.Tensor) -> str:
     return hashlib.sha256(t.numpy().tobytes()).hexdigest()
 
 
-def cached_split(root: Path, cache_dir: Path, name: str, train: bool, download: bool) -> torch.Tensor:
-    """Decoded uint8 images of one split, from the cache when it is valid, else decoded and cached."""
-    signature = _source_signature(root, name, train)
+def cached_split(root: Path, cache_dir: Path, source, kind: str, train: bool, download: bool) -> torch.Tensor:
+    """Decoded uint8 images of one split of a source (``kind`` gray or color), from the cache when it is
+    valid, else decoded and cached."""
+    name = _cache_name(source, kind)
+    signature = _source_signature(root, source, kind, train)
     key = hashlib.sha256(json.dumps(signature, sort_keys=True).encode()).hexdigest()[:16]
     path = cache_dir / f"{name}_{'train' if train else 'test'}_{key}.pt"
     if path.exists() and signature["files"] > 0:
@@ -200,10 +83,10 @@ def cached_split(root: Path, cache_dir: Path, name: str, train: bool, download: 
                 return images
         except Exception:
             pass  # corrupt or stale: rebuilt below
-    loader = load_mnist if name == "mnist" else load_cifar
-    images = loader(root, train, download)
+    images = load_gray(root, source_name(source), train, download) if kind == "gray" else \
+        load_color(root, source, train, download)
     if signature["files"] == 0:  # just downloaded: the signature can now see the files
-        signature = _source_signature(root, name, train)
+        signature = _source_signature(root, source, kind, train)
         key = hashlib.sha256(json.dumps(signature, sort_keys=True).encode()).hexdigest()[:16]
         path = cache_dir / f"{name}_{'train' if train else 'test'}_{key}.pt"
     try:
@@ -323,10 +206,14 @@ class Splits:
     cifar_test: torch.Tensor
 
 
-def load_splits(root: str | Path, cache_dir: str | Path, download: bool = False) -> Splits:
+def load_splits(root: str | Path, cache_dir: str | Path, download: bool = False, gray="mnist",
+                color="cifar10") -> Splits:
+    """Both sources' train and test splits. The fields keep the default pair's names: ``mnist_*`` is
+    the gray source, ``cifar_*`` the colour source."""
     root, cache_dir = Path(root).expanduser(), Path(cache_dir).expanduser()
-    get = lambda name, train: cached_split(root, cache_dir, name, train, download)  # noqa: E731
-    return Splits(get("mnist", True), get("cifar", True), get("mnist", False), get("cifar", False))
+    get = lambda source, kind, train: cached_split(root, cache_dir, source, kind, train, download)  # noqa: E731
+    return Splits(get(gray, "gray", True), get(color, "color", True), get(gray, "gray", False),
+                  get(color, "color", False))
 
 
 def to_float_batch(mnist_u8: torch.Tensor, cifar_u8: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -348,8 +235,13 @@ class MixDataModule(L.LightningDataModule):
                  batch_size: int = 256, eval_batch_size: int = 500, num_workers: int = 0,
                  train_pairs: int | None = None, val_pairs: int = 5000, test_pairs: int = 10000,
                  val_holdout: int = 5000, seed: int = 0, task: str = "separate",
-                 noise_std: float = 0.1, cifar_train_noise: float = 0.0, data_on_device: bool = True) -> None:
+                 noise_std: float = 0.1, cifar_train_noise: float = 0.0, data_on_device: bool = True,
+                 gray="mnist", color="cifar10") -> None:
         super().__init__()
+        gray = gray if isinstance(gray, str) else dict(gray)
+        color = color if isinstance(color, str) else dict(color)
+        check_sources(gray, color)
+        self.gray, self.color = gray, color
         if task not in TASKS:
             raise ConfigError(f"data.task={task!r} is not one of {TASKS}")
         for name, v in (("batch_size", batch_size), ("val_pairs", val_pairs), ("test_pairs", test_pairs)):
@@ -369,12 +261,13 @@ class MixDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         # Lightning calls this once (rank 0) before setup: download / decode / cache here, and keep the
         # tensors so that setup in the same process does not load them a second time.
-        self._prepared = load_splits(self.root, self.cache_dir, self.download)
+        self._prepared = load_splits(self.root, self.cache_dir, self.download, self.gray, self.color)
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits is not None:
             return
-        s = self.splits = getattr(self, "_prepared", None) or load_splits(self.root, self.cache_dir, self.download)
+        s = self.splits = getattr(self, "_prepared", None) or \
+            load_splits(self.root, self.cache_dir, self.download, self.gray, self.color)
         self._prepared = None
         self.mnist_train_ids, self.mnist_val_ids = holdout_split(len(s.mnist_train), self.val_holdout, 0)
         self.cifar_train_ids, self.cifar_val_ids = holdout_split(len(s.cifar_train), self.val_holdout, 1)
@@ -393,6 +286,14 @@ class MixDataModule(L.LightningDataModule):
         self.train_sampler = RandomPairSampler(self.mnist_train_ids, self.cifar_train_ids, n_train,
                                                self.batch_size, self.seed, rank=self.rank,
                                                world_size=self.world_size)
+
+    @property
+    def sources(self) -> str:
+        """The source pair, e.g. ``mnist+cifar10`` (image_folder: ``image_folder:<folder>``)."""
+        color = source_name(self.color)
+        if color == "image_folder":
+            color = f"image_folder:{self.color['folder']}"
+        return f"{source_name(self.gray)}+{color}"
 
     def _loader(self, mnist: torch.Tensor, cifar: torch.Tensor, sampler: Sampler) -> DataLoader:
         return DataLoader(PairBatches(mnist, cifar), batch_size=None, sampler=sampler,

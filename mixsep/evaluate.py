@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from mixsep.artifacts import write_test_outputs
 from mixsep.errors import MixsepError
-from mixsep.separator import checkpoint_precision, load_module
+from mixsep.separator import checkpoint_precision, checkpoint_sources, load_module
 
 
 def evaluate(cfg: DictConfig) -> dict:
@@ -28,7 +28,8 @@ def evaluate(cfg: DictConfig) -> dict:
                         default_root_dir=str(out), enable_checkpointing=False)
     results = trainer.test(module, datamodule=datamodule)[0]
     metrics = write_test_outputs(out, results, module, datamodule, cfg.samples, experiment=cfg.experiment_name,
-                                 checkpoint=str(cfg.ckpt_path), precision=precision)
+                                 checkpoint=str(cfg.ckpt_path), precision=precision,
+                                 trained_on=checkpoint_sources(cfg.ckpt_path))
     return metrics
 
 

@@ -196,6 +196,7 @@ class SeparationModule(L.LightningModule):
         # so that mixsep.evaluate scores a checkpoint at the precision it was tested at after training
         if self._trainer is not None:
             checkpoint["mixsep_precision"] = str(self.trainer.precision)
+            checkpoint["mixsep_sources"] = getattr(self.trainer.datamodule, "sources", None)
 
     def configure_optimizers(self):
         opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay) \

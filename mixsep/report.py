@@ -74,12 +74,29 @@ def rank_key(row: dict) -> float:
     return -(row["test/mnist_psnr"] + row["test/cifar_psnr"]) / 2
 
 
+DEFAULT_SOURCES = "mnist+cifar10"
+
+
+def run_sources(row: dict) -> str:
+    return row.get("sources") or DEFAULT_SOURCES  # runs from before other sources existed: the default pair
+
+
+def parse_sources(sources: str) -> tuple[str, str | dict]:
+    gray, color = sources.split("+", 1)
+    if color.startswith("image_folder:"):
+        return gray, {"name": "image_folder", "folder": color.split(":", 1)[1]}
+    return gray, color
+
+
 @torch.no_grad()
-def baseline_rows(data_root: str | None = None, cache_dir: str | None = None, test_pairs: int = 10000) -> list[dict]:
-    """Trivial separations on the fixed test pairs, scored exactly like the models."""
+def baseline_rows(data_root: str | None = None, cache_dir: str | None = None, test_pairs: int = 10000,
+                  sources: str = DEFAULT_SOURCES) -> list[dict]:
+    """Trivial separations on the fixed test pairs of a source pair, scored exactly like the models."""
     from mixsep.data import MixDataModule
 
-    dm = MixDataModule(root=data_root, cache_dir=cache_dir, test_pairs=test_pairs, val_holdout=1)
+    gray, color = parse_sources(sources)
+    dm = MixDataModule(root=data_root, cache_dir=cache_dir, test_pairs=test_pairs, val_holdout=1, gray=gray,
+                       color=color)
     dm.setup("test")
     rules = {
         "baseline: MNIST := 0, CIFAR := clamp(2·mix)": lambda mix: (torch.zeros_like(mix), (2 * mix).clamp(0, 1)),
@@ -94,7 +111,7 @@ def baseline_rows(data_root: str | None = None, cache_dir: str | None = None, te
             metrics["mnist"].update(mnist_hat, mnist)
             metrics["cifar"].update(cifar_hat, cifar)
         row = {"model": name, "experiment": "baseline", "params": 0, "train_seconds": 0, "hardware": "-",
-               "test_pairs": len(dm.test_pair_ids), "path": "-"}
+               "test_pairs": len(dm.test_pair_ids), "path": "-", "sources": sources}
         for s, coll in metrics.items():
             for k, v in coll.compute().items():
                 row[f"test/{s}_{k}"] = float(v)
@@ -115,13 +132,13 @@ def _minutes(seconds) -> str:
 def leaderboard(runs: list[dict], baselines: list[dict]) -> str:
     rows = sorted(runs + baselines, key=rank_key)
     lines = [
-        "| # | model | experiment | params | training time | hardware | test pairs "
+        "| # | model | experiment | sources | params | training time | hardware | test pairs "
         "| MNIST PSNR | MNIST SSIM | CIFAR PSNR | CIFAR SSIM |",
-        "|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|",
+        "|---|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
     for i, r in enumerate(rows, 1):
         lines.append(
-            f"| {i} | {r.get('model', '?')} | {r.get('experiment', '-')} | {r.get('params', 0):,} "
+            f"| {i} | {r.get('model', '?')} | {r.get('experiment', '-')} | {run_sources(r)} | {r.get('params', 0):,} "
             f"| {_minutes(r.get('train_seconds'))} | {r.get('hardware', '-')} | {r.get('test_pairs', '-')} "
             f"| {_fmt(r['test/mnist_psnr'])} | {_fmt(r['test/mnist_ssim'], 4)} "
             f"| {_fmt(r['test/cifar_psnr'])} | {_fmt(r['test/cifar_ssim'], 4)} |")
@@ -212,21 +229,24 @@ def main(argv: list[str] | None = None) -> str:
         parser.error(f"no metrics.json under {' '.join(args.dirs)}")
     sweeps = [Path(d) for d in args.dirs if is_sweep(Path(d))]
     # rows scored on different numbers of test pairs are never ranked together; baselines for each count
-    counts = sorted({int(r.get("test_pairs") or args.test_pairs) for r in runs}) or [args.test_pairs]
+    # runs on different source pairs or numbers of test pairs are never ranked together; each table
+    # has its own baselines, scored on its pairs
+    count_of = lambda r: int(r.get("test_pairs") or args.test_pairs)  # noqa: E731
+    groups = sorted({(run_sources(r), count_of(r)) for r in runs}) or [(DEFAULT_SOURCES, args.test_pairs)]
     tables, baselines = [], []
-    for count in counts:
-        rows = [r for r in runs if int(r.get("test_pairs") or args.test_pairs) == count]
-        base = baseline_rows(args.data_root, args.cache_dir, count)
+    for sources, count in groups:
+        rows = [r for r in runs if (run_sources(r), count_of(r)) == (sources, count)]
+        base = baseline_rows(args.data_root, args.cache_dir, count, sources)
         baselines += base
-        heading = f"Scored on {count:,} test pairs:\n\n" if len(counts) > 1 else ""
+        heading = f"Scored on {count:,} test pairs of {sources}:\n\n" if len(groups) > 1 else ""
         tables.append(heading + leaderboard(rows, base))
     text = "\n\n".join([*(report_sweep(s) for s in sweeps), *tables, reported_block()])
     if any(str(r.get("experiment", "")).startswith("prior/") for r in all_runs):
         text += "\n\nEarlier systems rerun by mixsep (`experiment=prior/...`):\n\n" + prior_table(all_runs)
     print(text)
-    main_count = max(counts, key=lambda c: sum(int(r.get("test_pairs") or args.test_pairs) == c for r in runs))
-    bar_chart(args.chart, [r for r in runs if int(r.get("test_pairs") or args.test_pairs) == main_count],
-              [b for b in baselines if b["test_pairs"] == main_count])
+    main = max(groups, key=lambda g: sum((run_sources(r), count_of(r)) == g for r in runs))
+    bar_chart(args.chart, [r for r in runs if (run_sources(r), count_of(r)) == main],
+              [b for b in baselines if (b["sources"], b["test_pairs"]) == main])
     print(f"\n(chart: {args.chart})")
     return text
 

@@ -24,13 +24,22 @@ def load_module(ckpt_path: str | Path, map_location: str | torch.device = "cpu")
     return module.eval()
 
 
-def checkpoint_precision(ckpt_path: str | Path) -> str:
-    """The precision a checkpoint's run trained and tested at (32-true when it does not say)."""
+def _checkpoint_field(ckpt_path: str | Path, key: str, default: str) -> str:
     try:
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True)
-        return str(ckpt.get("mixsep_precision") or "32-true")
+        return str(ckpt.get(key) or default)
     except Exception:
-        return "32-true"
+        return default
+
+
+def checkpoint_precision(ckpt_path: str | Path) -> str:
+    """The precision a checkpoint's run trained and tested at (32-true when it does not say)."""
+    return _checkpoint_field(ckpt_path, "mixsep_precision", "32-true")
+
+
+def checkpoint_sources(ckpt_path: str | Path) -> str:
+    """The source pair a checkpoint was trained on (checkpoints from before sources existed: the default)."""
+    return _checkpoint_field(ckpt_path, "mixsep_sources", "mnist+cifar10")
 
 
 def export_checkpoint(src: str | Path, dst: str | Path, precision: str | None = None) -> Path:
@@ -39,6 +48,7 @@ def export_checkpoint(src: str | Path, dst: str | Path, precision: str | None = 
     ckpt = torch.load(src, map_location="cpu", weights_only=False)
     slim = {key: ckpt[key] for key in ("state_dict", "hyper_parameters", "pytorch-lightning_version") if key in ckpt}
     slim["mixsep_precision"] = precision or ckpt.get("mixsep_precision") or "32-true"
+    slim["mixsep_sources"] = ckpt.get("mixsep_sources") or "mnist+cifar10"
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     torch.save(slim, dst)

@@ -140,8 +140,8 @@ def test_cache_is_reused_and_rebuilt_after_corruption(tiny_data_kwargs, monkeypa
     files = sorted(cache.glob("*.pt"))
     assert len(files) == 4
     calls = []
-    real_loader = D.load_cifar
-    monkeypatch.setattr(D, "load_cifar", lambda *a: calls.append(a) or real_loader(*a))
+    real_loader = D.load_color
+    monkeypatch.setattr(D, "load_color", lambda *a: calls.append(a) or real_loader(*a))
     _dm(tiny_data_kwargs)
     assert calls == []  # served from the cache
     target = next(f for f in files if f.name.startswith("cifar_test"))

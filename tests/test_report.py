@@ -104,7 +104,7 @@ def test_runs_on_different_test_pair_counts_are_never_ranked_together(tmp_path, 
     _run(runs / "part", "part", 40.0, 40.0, test_pairs=8)
     text = report.main([str(runs), "--chart", str(tmp_path / "c.png"), "--data-root", str(tiny_root),
                         "--cache-dir", str(tmp_path / "cache")])
-    assert "Scored on 8 test pairs" in text and "Scored on 12 test pairs" in text
+    assert "Scored on 8 test pairs of mnist+cifar10" in text and "Scored on 12 test pairs of mnist+cifar10" in text
     tables = text.split("Scored on ")
     eight = next(t for t in tables if t.startswith("8 "))
     twelve = next(t for t in tables if t.startswith("12 "))

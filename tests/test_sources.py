@@ -1,0 +1,133 @@
+"""Other gray and colour sources than MNIST + CIFAR-10, in their real on-disk formats."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mixsep import report
+from mixsep.data import MixDataModule
+from mixsep.errors import ConfigError, DataNotFoundError
+from mixsep.evaluate import evaluate
+from mixsep.run import TEST_KEYS, train
+from tests.conftest import make_mnist, write_idx_images, write_idx_labels
+from tests.test_run import compose_cfg
+
+
+def make_gray(root: Path, folder: str, n_train: int, n_test: int, seed: int) -> None:
+    """A torchvision idx-layout gray source (FashionMNIST, KMNIST) at <root>/<folder>/raw/."""
+    rng = np.random.default_rng(seed)
+    raw = root / folder / "raw"
+    raw.mkdir(parents=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        write_idx_images(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        write_idx_labels(raw / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, n))
+
+
+def make_folder(root: Path, folder: str, n_train: int, n_test: int, seed: int, classes=("cats", "dogs")) -> None:
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", n_train), ("test", n_test)):
+        for i in range(n):
+            path = root / folder / split / classes[i % len(classes)]
+            path.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(path / f"{i:04d}.png")
+
+
+@pytest.fixture
+def other_root(tiny_root: Path) -> Path:
+    """The tiny MNIST + CIFAR-10, plus FashionMNIST (idx) and an ImageFolder of 32x32 images."""
+    make_gray(tiny_root, "FashionMNIST", 40, 12, seed=5)
+    make_folder(tiny_root, "textures", 40, 14, seed=6)
+    return tiny_root
+
+
+def kwargs(root: Path, tmp_path: Path, **extra) -> dict:
+    return dict(root=str(root), cache_dir=str(tmp_path / "cache"), batch_size=8, eval_batch_size=8, val_pairs=8,
+                val_holdout=8, test_pairs=12, **extra)
+
+
+def test_the_default_pair_is_unchanged(tiny_root, tmp_path):
+    named = MixDataModule(**kwargs(tiny_root, tmp_path, gray="mnist", color={"name": "cifar10"}))
+    default = MixDataModule(**kwargs(tiny_root, tmp_path))
+    named.setup("fit")
+    default.setup("fit")
+    assert torch.equal(named.test_pair_ids, default.test_pair_ids) and default.sources == "mnist+cifar10"
+    assert torch.equal(named.splits.cifar_test, default.splits.cifar_test)
+    assert sorted(p.name.split("_")[0] for p in (tmp_path / "cache").glob("*.pt")) == ["cifar"] * 2 + ["mnist"] * 2
+
+
+def test_other_sources_load_with_their_own_cache_and_fixed_pairs(other_root, tmp_path):
+    dm = MixDataModule(**kwargs(other_root, tmp_path, gray="fashion_mnist",
+                                color={"name": "image_folder", "folder": "textures"}))
+    dm.setup("fit")
+    assert dm.sources == "fashion_mnist+image_folder:textures"
+    assert dm.splits.mnist_test.shape == (12, 1, 32, 32) and dm.splits.cifar_test.shape == (14, 3, 32, 32)
+    assert len(dm.test_pair_ids) == 12  # min of the two test sets, a fixed pairing
+    names = {p.name.split("_test")[0].split("_train")[0] for p in (tmp_path / "cache").glob("*.pt")}
+    assert names == {"fashion_mnist", "image_folder-textures"}
+    again = MixDataModule(**kwargs(other_root, tmp_path, gray="fashion_mnist",
+                                   color={"name": "image_folder", "folder": "textures"}))
+    again.setup("fit")
+    assert torch.equal(again.test_pair_ids, dm.test_pair_ids)
+    mnist = MixDataModule(**kwargs(other_root, tmp_path))
+    mnist.setup("fit")
+    assert not torch.equal(mnist.splits.mnist_test, dm.splits.mnist_test)
+
+
+def test_cifar100_folder_and_svhn_files_are_read(tiny_root, tmp_path):
+    from scipy.io import savemat
+
+    from mixsep.sources import load_color
+
+    make_folder(tiny_root, "cifar100", 6, 4, seed=7, classes=("apple", "bee", "cloud"))
+    assert load_color(tiny_root, "cifar100", False, False).shape == (4, 3, 32, 32)
+    images = np.random.default_rng(8).integers(0, 256, (32, 32, 3, 5), dtype=np.uint8)
+    (tiny_root / "svhn").mkdir()
+    savemat(tiny_root / "svhn" / "test_32x32.mat", {"X": images, "y": np.ones((5, 1), dtype=np.uint8)})
+    svhn = load_color(tiny_root, "svhn", False, False)
+    assert svhn.shape == (5, 3, 32, 32) and torch.equal(svhn[2].permute(1, 2, 0), torch.from_numpy(images[..., 2]))
+
+
+def test_missing_source_names_its_paths_and_fixes(tiny_root, tmp_path):
+    dm = MixDataModule(**kwargs(tiny_root, tmp_path, gray="kmnist"))
+    with pytest.raises(DataNotFoundError) as err:
+        dm.setup("fit")
+    assert str(tiny_root / "KMNIST" / "raw") in str(err.value) and "data.download=true" in str(err.value)
+    with pytest.raises(ConfigError, match="data/gray=emnist"):
+        MixDataModule(**kwargs(tiny_root, tmp_path, gray="emnist"))
+    with pytest.raises(ConfigError, match="data.color.folder"):
+        MixDataModule(**kwargs(tiny_root, tmp_path, color={"name": "image_folder"})).setup("fit")
+
+
+def test_train_on_another_pair_and_score_across_sources(other_root, tiny_overrides, tmp_path):
+    data = [o for o in tiny_overrides if o.startswith("data.")]
+    other = ["data/gray=fashion_mnist", "data/color=image_folder", "data.color.folder=textures"]
+    metrics = train(compose_cfg("config", tiny_overrides + other + ["model=unet"], tmp_path / "run"))
+    assert metrics["sources"] == "fashion_mnist+image_folder:textures"
+    assert all(math.isfinite(metrics[k]) for k in TEST_KEYS)  # the gray slot is scored as test/mnist_*
+    # cross-source: the same model on the default pair's fixed test pairs
+    cross = evaluate(compose_cfg("evaluate", data + [f"ckpt_path={metrics['checkpoint']}", "samples=2",
+                                                     "accelerator=cpu"], tmp_path / "cross"))
+    assert cross["sources"] == "mnist+cifar10" and cross["trained_on"] == "fashion_mnist+image_folder:textures"
+    assert cross["test/mnist_psnr"] != pytest.approx(metrics["test/mnist_psnr"], abs=1e-3)
+
+
+def test_report_never_ranks_different_source_pairs_together(tmp_path, other_root):
+    for name, sources, psnr in (("a", "mnist+cifar10", 20.0), ("b", "fashion_mnist+cifar10", 30.0)):
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        (tmp_path / "runs" / name / "metrics.json").write_text(json.dumps(
+            {"model": name, "params": 1, "test_pairs": 12, "sources": sources, "test/mnist_psnr": psnr,
+             "test/cifar_psnr": psnr, "test/mnist_ssim": 0.5, "test/cifar_ssim": 0.5}))
+    text = report.main([str(tmp_path / "runs"), "--chart", str(tmp_path / "c.png"), "--data-root", str(other_root),
+                        "--cache-dir", str(tmp_path / "cache")])
+    tables = {t.split(":")[0]: t for t in text.split("Scored on ")[1:]}
+    fashion = tables["12 test pairs of fashion_mnist+cifar10"]
+    assert "| b |" in fashion and "| a |" not in fashion and fashion.count("| baseline: ") == 2
+    assert "| a |" in tables["12 test pairs of mnist+cifar10"]
