@@ -138,6 +138,7 @@ def write_test_outputs(out: Path, results: dict, module, datamodule, n_samples: 
         "test_pairs": scored,  # the pairs really scored (fast_dev_run / limit_test_batches score fewer)
         "partial_test": scored < len(datamodule.test_pair_ids),
         "task": datamodule.task,
+        "tta": bool(module.hparams.get("tta", False)),  # scored with the 8-transform self-ensemble?
         "sources": datamodule.sources,  # gray+colour source pair; test/mnist_* scores the gray one
         **extra,
     })

@@ -25,6 +25,7 @@ from mixsep.errors import ConfigError, DataNotFoundError  # noqa: F401  (DataNot
 from mixsep.sources import (  # noqa: F401  (re-exported: mixsep.data is where users look for them)
     CIFAR_CLASSES, DEFAULT_PAIR, IMAGE_SUFFIXES, check_sources, cifar_layout, list_image_folder, load_cifar,
     load_color, load_gray, load_mnist, resize_mnist, source_files, source_name)
+from mixsep.symmetry import TRANSFORMS, dihedral
 
 CACHE_VERSION = 3
 # Fixed, independent of the run seed: every run and every model sees the same test pairs and the same
@@ -236,7 +237,7 @@ class MixDataModule(L.LightningDataModule):
                  train_pairs: int | None = None, val_pairs: int = 5000, test_pairs: int = 10000,
                  val_holdout: int = 5000, seed: int = 0, task: str = "separate",
                  noise_std: float = 0.1, cifar_train_noise: float = 0.0, data_on_device: bool = True,
-                 gray="mnist", color="cifar10") -> None:
+                 gray="mnist", color="cifar10", dihedral_augment: bool = False) -> None:
         super().__init__()
         gray = gray if isinstance(gray, str) else dict(gray)
         color = color if isinstance(color, str) else dict(color)
@@ -255,7 +256,7 @@ class MixDataModule(L.LightningDataModule):
         self.num_workers, self.train_pairs, self.val_pairs = num_workers, train_pairs, val_pairs
         self.test_pairs, self.val_holdout, self.seed, self.task = test_pairs, val_holdout, seed, task
         self.noise_std, self.cifar_train_noise = noise_std, cifar_train_noise
-        self.data_on_device = data_on_device
+        self.data_on_device, self.dihedral_augment = data_on_device, dihedral_augment
         self.splits: Splits | None = None
 
     def prepare_data(self) -> None:
@@ -346,7 +347,11 @@ class MixDataModule(L.LightningDataModule):
         if not (isinstance(batch, (tuple, list)) and len(batch) == 2 and batch[0].dtype == torch.uint8):
             return batch
         trainer = self.trainer
-        if self.task == "separate" and self.cifar_train_noise > 0 and trainer is not None and trainer.training:
+        training = trainer is not None and trainer.training
+        if training and self.dihedral_augment:  # one of the 8 flips/rotations, the same for both sources
+            k = int(torch.randint(TRANSFORMS, (1,)))
+            batch = (dihedral(batch[0], k), dihedral(batch[1], k))
+        if self.task == "separate" and self.cifar_train_noise > 0 and training:
             return self._noisy_cifar_batch(*batch)
         return self.make_batch(*batch)
 

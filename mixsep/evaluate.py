@@ -22,6 +22,8 @@ def evaluate(cfg: DictConfig) -> dict:
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     module = load_module(cfg.ckpt_path)
+    if cfg.get("tta") is not None:  # score with (or without) the 8-transform self-ensemble
+        module.hparams["tta"] = bool(cfg.tta)
     datamodule = instantiate(cfg.data)
     precision = cfg.precision or checkpoint_precision(cfg.ckpt_path)
     trainer = L.Trainer(accelerator=cfg.accelerator, devices=1, precision=precision, logger=False,

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mixsep.errors import ConfigError
+from mixsep.symmetry import TRANSFORMS, dihedral, undo_dihedral
 from torchmetrics import MetricCollection
 from torchmetrics.functional.image import structural_similarity_index_measure
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
@@ -66,7 +67,7 @@ class SeparationModule(L.LightningModule):
     def __init__(self, net: dict | nn.Module, name: str = "separator", lr: float = 1e-3, weight_decay: float = 0.0,
                  loss: str = "mse", ssim_weight: float = 0.1, scheduler: str | None = None,
                  compile: bool = False, channels_last: bool = False, task: str = "separate",
-                 normalize: bool = False, subtraction_metrics: bool = False) -> None:
+                 normalize: bool = False, subtraction_metrics: bool = False, tta: bool = False) -> None:
         super().__init__()
         if loss not in LOSSES:
             raise ConfigError(f"model.loss={loss!r} is not one of {LOSSES}")
@@ -104,6 +105,13 @@ class SeparationModule(L.LightningModule):
         return ["image"]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if self.hparams.get("tta") and not self.training:
+            # self-ensemble: the mean of the 8 back-transformed predictions of the flipped/rotated mix
+            outs = [tuple(undo_dihedral(o, k) for o in self._forward(dihedral(x, k))) for k in range(TRANSFORMS)]
+            return tuple(torch.stack(group).mean(0) for group in zip(*outs))
+        return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if self.hparams.normalize:  # mean 0.5, std 0.5: the net works on [-1, 1] images
             x = x * 2 - 1
         if self.hparams.channels_last:
