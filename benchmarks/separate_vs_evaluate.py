@@ -46,8 +46,15 @@ def main() -> None:
                 metric.update(load(tmp / "sep" / f"{path.stem}.{source}.png")[None], load(path)[None])
             cli.update({f"test/{name}_{k}": float(v) for k, v in metric.compute().items()})
         with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-            cfg = compose(config_name="evaluate", overrides=[f"ckpt_path={args.ckpt}", f"data.test_pairs={args.pairs}",
-                                                             "accelerator=cpu", "precision=32-true"])
+            cfg = compose(
+                config_name="evaluate",
+                overrides=[
+                    f"ckpt_path={args.ckpt}",
+                    f"data.test_pairs={args.pairs}",
+                    "accelerator=cpu",
+                    "precision=32-true",
+                ],
+            )
         cfg.paths.output_dir = str(tmp / "eval")
         reference = evaluate(cfg)
     print(f"\n{'score':18s} {'separate (PNG)':>15s} {'evaluate':>10s} {'difference':>11s}")

@@ -19,7 +19,6 @@ import contextlib
 import resource
 import statistics
 import time
-
 from pathlib import Path
 
 import torch
@@ -41,8 +40,9 @@ def peak_rss_mib() -> float:
 class Pipeline:
     """An endless stream of float (mix, mnist, cifar) batches on the device, plus its training setup."""
 
-    def __init__(self, name: str, batches, batch_size: int, bf16: bool, channels_last: bool, device: torch.device,
-                 model: str) -> None:
+    def __init__(
+        self, name: str, batches, batch_size: int, bf16: bool, channels_last: bool, device: torch.device, model: str
+    ) -> None:
         self.name, self.batch_size, self.bf16, self.device = name, batch_size, bf16, device
         self._batches = batches
         torch.manual_seed(0)
@@ -103,17 +103,23 @@ def build(args) -> tuple[Pipeline, Pipeline]:
             yield dm.make_batch(mnist_u8.to(device, non_blocking=True), cifar_u8.to(device, non_blocking=True))
 
     mnist_28 = MNIST(str(dm.root), train=True).data  # per-item pipelines resize in __getitem__
-    pairs = torch.stack([dm.mnist_train_ids, dm.cifar_train_ids[torch.randint(len(dm.cifar_train_ids),
-                                                                              (len(dm.mnist_train_ids),))]], 1)
-    per_item = DataLoader(PerItemPairDataset(mnist_28, dm.splits.cifar_train, pairs), batch_size=64, shuffle=True,
-                          num_workers=2, persistent_workers=True, pin_memory=device.type == "cuda")
+    pairs = torch.stack(
+        [dm.mnist_train_ids, dm.cifar_train_ids[torch.randint(len(dm.cifar_train_ids), (len(dm.mnist_train_ids),))]], 1
+    )
+    per_item = DataLoader(
+        PerItemPairDataset(mnist_28, dm.splits.cifar_train, pairs),
+        batch_size=64,
+        shuffle=True,
+        num_workers=2,
+        persistent_workers=True,
+        pin_memory=device.type == "cuda",
+    )
 
     def slow_batches():
         for b in per_item:
             yield tuple(t.to(device, non_blocking=True) for t in b)
 
-    fast = Pipeline("mixsep", fast_batches, batch, bf16=True, channels_last=True,
-                    device=device, model=args.model)
+    fast = Pipeline("mixsep", fast_batches, batch, bf16=True, channels_last=True, device=device, model=args.model)
     slow = Pipeline("per-item", slow_batches, 64, bf16=False, channels_last=False, device=device, model=args.model)
     return fast, slow
 
@@ -145,19 +151,26 @@ def main() -> None:
             if p is fast:
                 wait.append(waited)
             data[p.name].append(p.data_only(max(1, args.data_pairs // p.batch_size)))
-        print(f"round {r + 1}: train mixsep {train['mixsep'][-1]:.0f} / per-item {train['per-item'][-1]:.0f} pairs/s;"
-              f" data mixsep {data['mixsep'][-1]:.0f} / per-item {data['per-item'][-1]:.0f} pairs/s", flush=True)
+        print(
+            f"round {r + 1}: train mixsep {train['mixsep'][-1]:.0f} / per-item {train['per-item'][-1]:.0f} pairs/s;"
+            f" data mixsep {data['mixsep'][-1]:.0f} / per-item {data['per-item'][-1]:.0f} pairs/s",
+            flush=True,
+        )
 
     med = {k: statistics.median(v) for k, v in train.items()}
     dmed = {k: statistics.median(v) for k, v in data.items()}
     print()
     print("| pipeline | batch | precision | train pairs/s | data-only pairs/s |")
     print("|---|---:|---|---:|---:|")
-    print(f"| mixsep (tensor gathers) | {fast.batch_size} | bf16-mixed, channels_last "
-          f"| {med['mixsep']:.0f} | {dmed['mixsep']:.0f} |")
+    print(
+        f"| mixsep (tensor gathers) | {fast.batch_size} | bf16-mixed, channels_last "
+        f"| {med['mixsep']:.0f} | {dmed['mixsep']:.0f} |"
+    )
     print(f"| per-item Dataset + DataLoader(workers=2) | 64 | fp32 | {med['per-item']:.0f} | {dmed['per-item']:.0f} |")
     print(f"waiting for data (mixsep): {100 * statistics.median(wait):.2f}% of step time")
-    print(f"resident memory: {rss_data - rss_before:.0f} MiB for the decoded data set; peak RSS {peak_rss_mib():.0f} MiB")
+    print(
+        f"resident memory: {rss_data - rss_before:.0f} MiB for the decoded data set; peak RSS {peak_rss_mib():.0f} MiB"
+    )
     print(f"data_speedup={dmed['mixsep'] / dmed['per-item']:.2f}")
     print(f"speedup_vs_per_item_pipeline={med['mixsep'] / med['per-item']:.2f}")
 

@@ -27,7 +27,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import Pipeline, build  # noqa: E402
+from throughput import build  # noqa: E402
 
 from mixsep.run import build_module  # noqa: E402
 
@@ -59,8 +59,11 @@ class QualityClock(L.Callback):
     def on_validation_end(self, trainer, module) -> None:
         m = {k: float(trainer.callback_metrics[k]) for k in TARGET}
         self.history.append((self.train_seconds, trainer.global_step, m["val/mnist_psnr"], m["val/cifar_psnr"]))
-        print(f"  {self.train_seconds:7.1f} s  step {trainer.global_step:5d}  val MNIST {m['val/mnist_psnr']:.2f} dB"
-              f"  CIFAR {m['val/cifar_psnr']:.2f} dB", flush=True)
+        print(
+            f"  {self.train_seconds:7.1f} s  step {trainer.global_step:5d}  val MNIST {m['val/mnist_psnr']:.2f} dB"
+            f"  CIFAR {m['val/cifar_psnr']:.2f} dB",
+            flush=True,
+        )
         if self.reached is None and all(m[k] >= v for k, v in TARGET.items()):
             self.reached = self.train_seconds
         both = min(m.values())
@@ -73,20 +76,39 @@ class QualityClock(L.Callback):
 
 def mixsep_time(experiment: str, every: int, max_minutes: float) -> QualityClock:
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[f"experiment={experiment}", "data.val_pairs=1000",
-                                                       "logger=none", "paths.output_dir=outputs/bench"])
+        cfg = compose(
+            config_name="config",
+            overrides=[
+                f"experiment={experiment}",
+                "data.val_pairs=1000",
+                "logger=none",
+                "paths.output_dir=outputs/bench",
+            ],
+        )
     L.seed_everything(cfg.seed)
     dm = instantiate(cfg.data)
     module = build_module(cfg.model)
     clock = QualityClock()
     extra = [instantiate(c) for k, c in (cfg.get("callbacks") or {}).items() if k == "ema" and c]  # the recipe's EMA
-    trainer = L.Trainer(accelerator=cfg.trainer.accelerator, devices=1, precision=cfg.trainer.precision,
-                        max_epochs=cfg.trainer.max_epochs, max_time={"minutes": max_minutes},
-                        val_check_interval=every, check_val_every_n_epoch=None, num_sanity_val_steps=0,
-                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, callbacks=[*extra, clock])
-    print(f"mixsep, experiment={experiment}: model {cfg.model.name}, batch {cfg.data.batch_size}, "
-          f"precision {cfg.trainer.precision}, schedule {cfg.model.scheduler}, EMA {bool(extra)}")
+    trainer = L.Trainer(
+        accelerator=cfg.trainer.accelerator,
+        devices=1,
+        precision=cfg.trainer.precision,
+        max_epochs=cfg.trainer.max_epochs,
+        max_time={"minutes": max_minutes},
+        val_check_interval=every,
+        check_val_every_n_epoch=None,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[*extra, clock],
+    )
+    print(
+        f"mixsep, experiment={experiment}: model {cfg.model.name}, batch {cfg.data.batch_size}, "
+        f"precision {cfg.trainer.precision}, schedule {cfg.model.scheduler}, EMA {bool(extra)}"
+    )
     trainer.fit(module, datamodule=dm)
     return clock
 
@@ -149,13 +171,17 @@ def main() -> None:
         print(frontier_table(name, clock))
     plot_frontier(Path(args.plot), clocks)
     print(f"\n(plot: {args.plot})")
-    print(f"report-000 recipe (conv_dual, batch 64, fp32, per-item pipeline): {rate:.0f} pairs/s measured; "
-          f"its {REPORT_000_EPOCHS} epochs x {REPORT_000_PAIRS_PER_EPOCH} pairs take {recipe_s:.0f} s (extrapolated)")
+    print(
+        f"report-000 recipe (conv_dual, batch 64, fp32, per-item pipeline): {rate:.0f} pairs/s measured; "
+        f"its {REPORT_000_EPOCHS} epochs x {REPORT_000_PAIRS_PER_EPOCH} pairs take {recipe_s:.0f} s (extrapolated)"
+    )
     first = clocks[args.experiment]
     if first.reached is not None:
-        print(f"{args.experiment} reaches MNIST >= {TARGET['val/mnist_psnr']} dB and CIFAR >= "
-              f"{TARGET['val/cifar_psnr']} dB after {first.reached:.1f} s of training: "
-              f"{recipe_s / first.reached:.0f}x sooner than the report-000 recipe")
+        print(
+            f"{args.experiment} reaches MNIST >= {TARGET['val/mnist_psnr']} dB and CIFAR >= "
+            f"{TARGET['val/cifar_psnr']} dB after {first.reached:.1f} s of training: "
+            f"{recipe_s / first.reached:.0f}x sooner than the report-000 recipe"
+        )
     print(f"seconds_to_32db={first.levels.get(32.0, float('nan')):.2f}")
     print(f"seconds_to_baseline_quality={first.reached if first.reached is not None else float('nan'):.2f}")
 

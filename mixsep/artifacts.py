@@ -15,6 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
+from torchvision.utils import make_grid  # noqa: E402
 
 log = logging.getLogger("mixsep")
 SAMPLE_COLUMNS = ("mix", "true MNIST", "predicted MNIST", "true CIFAR", "predicted CIFAR")
@@ -65,8 +66,14 @@ def save_loss_plot(path: str | Path, history: dict[str, list[tuple[int, float]]]
     the ``psnr`` objective (about -0.65) means nothing to a reader, decibels do."""
     psnr = {name: points for name, points in history.items() if name.endswith("psnr") and points}
     fig, axes = plt.subplots(1, 2 if psnr else 1, figsize=(11 if psnr else 6, 4), squeeze=False)
-    panels = [(axes[0][0], {k: v for k, v in history.items() if k in ("train", "val")}, "loss",
-               "training and validation loss")]
+    panels = [
+        (
+            axes[0][0],
+            {k: v for k, v in history.items() if k in ("train", "val")},
+            "loss",
+            "training and validation loss",
+        )
+    ]
     if psnr:
         panels.append((axes[0][1], psnr, "PSNR (dB)", "validation PSNR per source"))
     for ax, series, ylabel, title in panels:
@@ -131,23 +138,27 @@ def write_test_outputs(out: Path, results: dict, module, datamodule, n_samples: 
     """metrics.json (test scores + what was run, where) and samples.png; prints the scores."""
     metrics = {k: float(v) for k, v in results.items() if k != "test/pairs"}
     scored = int(round(float(results.get("test/pairs", len(datamodule.test_pair_ids)))))
-    metrics.update({
-        "model": module.hparams.get("name", "separator"),
-        "params": count_params(module.net),
-        "hardware": hardware(),
-        "test_pairs": scored,  # the pairs really scored (fast_dev_run / limit_test_batches score fewer)
-        "partial_test": scored < len(datamodule.test_pair_ids),
-        "task": datamodule.task,
-        "tta": bool(module.hparams.get("tta", False)),  # scored with the 8-transform self-ensemble?
-        "sources": datamodule.sources,  # gray+colour source pair; test/mnist_* scores the gray one
-        **extra,
-    })
+    metrics.update(
+        {
+            "model": module.hparams.get("name", "separator"),
+            "params": count_params(module.net),
+            "hardware": hardware(),
+            "test_pairs": scored,  # the pairs really scored (fast_dev_run / limit_test_batches score fewer)
+            "partial_test": scored < len(datamodule.test_pair_ids),
+            "task": datamodule.task,
+            "tta": bool(module.hparams.get("tta", False)),  # scored with the 8-transform self-ensemble?
+            "sources": datamodule.sources,  # gray+colour source pair; test/mnist_* scores the gray one
+            **extra,
+        }
+    )
     write_metrics(out / "metrics.json", metrics)
     save_samples(out / "samples.png", *sample_columns(module, datamodule.fixed_batch("test", n_samples, spread=True)))
     log.info(f"wrote {out / 'metrics.json'} and {out / 'samples.png'}")
     if metrics["partial_test"]:
-        log.warning(f"partial test: {scored} of {len(datamodule.test_pair_ids)} test pairs scored "
-                    "(fast_dev_run / limit_test_batches); mixsep.report does not rank it")
+        log.warning(
+            f"partial test: {scored} of {len(datamodule.test_pair_ids)} test pairs scored "
+            "(fast_dev_run / limit_test_batches); mixsep.report does not rank it"
+        )
     for key in sorted(k for k in metrics if k.startswith(("test/", "oracle/"))):
         log.info(f"  {key:22s} {metrics[key]:.4f}")
     return metrics
@@ -174,7 +185,9 @@ class SamplesAndCurves(L.Callback):
             self.history["val"].append((trainer.current_epoch + 1, float(value)))
         for key in ("val/mnist_psnr", "val/cifar_psnr"):
             if key in trainer.callback_metrics:
-                self.history.setdefault(key, []).append((trainer.current_epoch + 1, float(trainer.callback_metrics[key])))
+                self.history.setdefault(key, []).append(
+                    (trainer.current_epoch + 1, float(trainer.callback_metrics[key]))
+                )
         self._log_wandb_images(trainer, module)
 
     def _log_wandb_images(self, trainer: L.Trainer, module: L.LightningModule) -> None:
@@ -185,8 +198,9 @@ class SamplesAndCurves(L.Callback):
         if not loggers or dm is None:
             return
         cols, titles = sample_columns(module, dm.fixed_batch("val", self.n_samples, spread=True))
-        grid = torch.cat([torch.cat(list(c), dim=2) for c in cols], dim=1)  # rows: kinds, cols: pairs
-        loggers[0].log_image("samples", [grid.float().cpu()], caption=[" / ".join(titles)])
+        # one row per image kind, one column per pair
+        grid = make_grid(torch.cat([c.float().cpu() for c in cols]), nrow=len(cols[0]), padding=1)
+        loggers[0].log_image("samples", [grid], caption=[" / ".join(titles)])
 
     def state_dict(self) -> dict:
         return {"history": self.history}

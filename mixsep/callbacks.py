@@ -19,7 +19,7 @@ class BestCheckpoint(ModelCheckpoint):
 
     @property
     def state_key(self) -> str:  # the same key as ModelCheckpoint: checkpoints of either restore into both
-        return "ModelCheckpoint" + super().state_key[len(type(self).__qualname__):]
+        return "ModelCheckpoint" + super().state_key[len(type(self).__qualname__) :]
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)

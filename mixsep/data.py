@@ -11,20 +11,31 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import lightning as L
-import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler
 
 from mixsep.errors import ConfigError, DataNotFoundError  # noqa: F401  (DataNotFoundError: re-exported)
 from mixsep.sources import (  # noqa: F401  (re-exported: mixsep.data is where users look for them)
-    CIFAR_CLASSES, DEFAULT_PAIR, IMAGE_SUFFIXES, check_sources, cifar_layout, list_image_folder, load_cifar,
-    load_color, load_gray, load_mnist, resize_mnist, source_files, source_name)
+    CIFAR_CLASSES,
+    DEFAULT_PAIR,
+    IMAGE_SUFFIXES,
+    check_sources,
+    cifar_layout,
+    list_image_folder,
+    load_cifar,
+    load_color,
+    load_gray,
+    load_mnist,
+    resize_mnist,
+    source_files,
+    source_name,
+)
 from mixsep.symmetry import TRANSFORMS, dihedral
 
 CACHE_VERSION = 3
@@ -46,6 +57,10 @@ def default_cache_dir() -> str:
 
 
 # --------------------------------------------------------------------------- cache
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _cache_name(source, kind: str) -> str:
     """The default pair keeps its historical cache names (mnist, cifar); any other source its own."""
     name = source_name(source)
@@ -61,8 +76,14 @@ def _source_signature(root: Path, source, kind: str, train: bool) -> dict:
     for f in files:
         st = f.stat()
         h.update(f"{f.relative_to(root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    return {"version": CACHE_VERSION, "root": str(root.resolve()), "name": _cache_name(source, kind), "train": train,
-            "files": len(files), "digest": h.hexdigest()}
+    return {
+        "version": CACHE_VERSION,
+        "root": str(root.resolve()),
+        "name": _cache_name(source, kind),
+        "train": train,
+        "files": len(files),
+        "digest": h.hexdigest(),
+    }
 
 
 def _tensor_digest(t: torch.Tensor) -> str:
@@ -84,8 +105,11 @@ def cached_split(root: Path, cache_dir: Path, source, kind: str, train: bool, do
                 return images
         except Exception:
             pass  # corrupt or stale: rebuilt below
-    images = load_gray(root, source_name(source), train, download) if kind == "gray" else \
-        load_color(root, source, train, download)
+    images = (
+        load_gray(root, source_name(source), train, download)
+        if kind == "gray"
+        else load_color(root, source, train, download)
+    )
     if signature["files"] == 0:  # just downloaded: the signature can now see the files
         signature = _source_signature(root, source, kind, train)
         key = hashlib.sha256(json.dumps(signature, sort_keys=True).encode()).hexdigest()[:16]
@@ -93,8 +117,10 @@ def cached_split(root: Path, cache_dir: Path, source, kind: str, train: bool, do
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save({"signature": json.dumps(signature, sort_keys=True), "sha256": _tensor_digest(images),
-                    "images": images}, tmp)
+        torch.save(
+            {"signature": json.dumps(signature, sort_keys=True), "sha256": _tensor_digest(images), "images": images},
+            tmp,
+        )
         os.replace(tmp, path)
     except OSError as err:  # a read-only cache only costs time
         logging.getLogger("mixsep").warning(f"could not write the data cache {path}: {err}")
@@ -161,8 +187,17 @@ class RandomPairSampler(Sampler):
     draws the same pairs as an uninterrupted one.
     """
 
-    def __init__(self, mnist_ids: torch.Tensor, cifar_ids: torch.Tensor, pairs_per_epoch: int,
-                 batch_size: int, seed: int, drop_last: bool = True, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self,
+        mnist_ids: torch.Tensor,
+        cifar_ids: torch.Tensor,
+        pairs_per_epoch: int,
+        batch_size: int,
+        seed: int,
+        drop_last: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         self.mnist_ids, self.cifar_ids = mnist_ids, cifar_ids
         self.rank, self.world_size = rank, world_size
         pairs_per_epoch = pairs_per_epoch // world_size  # every rank draws the same pairs, keeps its share
@@ -178,7 +213,7 @@ class RandomPairSampler(Sampler):
         n = self.pairs_per_epoch * self.world_size
         m = self.mnist_ids[_cycled_perm(len(self.mnist_ids), n, g)]
         c = self.cifar_ids[_cycled_perm(len(self.cifar_ids), n, g)]
-        return torch.stack([m, c], dim=1)[self.rank::self.world_size]
+        return torch.stack([m, c], dim=1)[self.rank :: self.world_size]
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         pairs = self.draw(self.epoch)
@@ -207,14 +242,16 @@ class Splits:
     cifar_test: torch.Tensor
 
 
-def load_splits(root: str | Path, cache_dir: str | Path, download: bool = False, gray="mnist",
-                color="cifar10") -> Splits:
+def load_splits(
+    root: str | Path, cache_dir: str | Path, download: bool = False, gray="mnist", color="cifar10"
+) -> Splits:
     """Both sources' train and test splits. The fields keep the default pair's names: ``mnist_*`` is
     the gray source, ``cifar_*`` the colour source."""
     root, cache_dir = Path(root).expanduser(), Path(cache_dir).expanduser()
     get = lambda source, kind, train: cached_split(root, cache_dir, source, kind, train, download)  # noqa: E731
-    return Splits(get(gray, "gray", True), get(color, "color", True), get(gray, "gray", False),
-                  get(color, "color", False))
+    return Splits(
+        get(gray, "gray", True), get(color, "color", True), get(gray, "gray", False), get(color, "color", False)
+    )
 
 
 def to_float_batch(mnist_u8: torch.Tensor, cifar_u8: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -232,12 +269,27 @@ class MixDataModule(L.LightningDataModule):
     or ``denoise`` (cifar + noise, cifar); the last two use CIFAR-10 only.
     """
 
-    def __init__(self, root: str | None = None, cache_dir: str | None = None, download: bool = False,
-                 batch_size: int = 256, eval_batch_size: int = 500, num_workers: int = 0,
-                 train_pairs: int | None = None, val_pairs: int = 5000, test_pairs: int = 10000,
-                 val_holdout: int = 5000, seed: int = 0, task: str = "separate",
-                 noise_std: float = 0.1, cifar_train_noise: float = 0.0, data_on_device: bool = True,
-                 gray="mnist", color="cifar10", dihedral_augment: bool = False) -> None:
+    def __init__(
+        self,
+        root: str | None = None,
+        cache_dir: str | None = None,
+        download: bool = False,
+        batch_size: int = 256,
+        eval_batch_size: int = 500,
+        num_workers: int = 0,
+        train_pairs: int | None = None,
+        val_pairs: int = 5000,
+        test_pairs: int = 10000,
+        val_holdout: int = 5000,
+        seed: int = 0,
+        task: str = "separate",
+        noise_std: float = 0.1,
+        cifar_train_noise: float = 0.0,
+        data_on_device: bool = True,
+        gray="mnist",
+        color="cifar10",
+        dihedral_augment: bool = False,
+    ) -> None:
         super().__init__()
         gray = gray if isinstance(gray, str) else dict(gray)
         color = color if isinstance(color, str) else dict(color)
@@ -245,11 +297,20 @@ class MixDataModule(L.LightningDataModule):
         self.gray, self.color = gray, color
         if task not in TASKS:
             raise ConfigError(f"data.task={task!r} is not one of {TASKS}")
-        for name, v in (("batch_size", batch_size), ("val_pairs", val_pairs), ("test_pairs", test_pairs)):
-            if v is None or v < 1:
+        counts = {
+            "batch_size": batch_size,
+            "eval_batch_size": eval_batch_size,
+            "val_pairs": val_pairs,
+            "test_pairs": test_pairs,
+            "val_holdout": val_holdout,
+        }
+        for name, v in counts.items():
+            if not _is_count(v) or v < 1:
                 raise ConfigError(f"data.{name} must be a positive integer, got {v!r}")
-        if train_pairs is not None and train_pairs < 1:
-            raise ConfigError(f"data.train_pairs must be positive or null (= all), got {train_pairs!r}")
+        if train_pairs is not None and (not _is_count(train_pairs) or train_pairs < 1):
+            raise ConfigError(f"data.train_pairs must be a positive integer or null (= all), got {train_pairs!r}")
+        if not _is_count(num_workers) or num_workers < 0:
+            raise ConfigError(f"data.num_workers must be an integer >= 0, got {num_workers!r}")
         self.root = Path(root or default_data_root())
         self.cache_dir = Path(cache_dir or default_cache_dir())
         self.download, self.batch_size, self.eval_batch_size = download, batch_size, eval_batch_size
@@ -267,16 +328,26 @@ class MixDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits is not None:
             return
-        s = self.splits = getattr(self, "_prepared", None) or \
-            load_splits(self.root, self.cache_dir, self.download, self.gray, self.color)
+        s = self.splits = getattr(self, "_prepared", None) or load_splits(
+            self.root, self.cache_dir, self.download, self.gray, self.color
+        )
         self._prepared = None
         self.mnist_train_ids, self.mnist_val_ids = holdout_split(len(s.mnist_train), self.val_holdout, 0)
         self.cifar_train_ids, self.cifar_val_ids = holdout_split(len(s.cifar_train), self.val_holdout, 1)
         n_val = min(self.val_pairs, self.val_holdout)
         self.val_pair_ids = torch.stack([self.mnist_val_ids[:n_val], self.cifar_val_ids[:n_val]], dim=1)
-        self.test_pair_ids = fixed_test_pairs(len(s.mnist_test), len(s.cifar_test))[: self.test_pairs]
-        n_all = max(len(self.mnist_train_ids), len(self.cifar_train_ids)) if self.task == "separate" \
-            else len(self.cifar_train_ids)  # CIFAR-10-only tasks: one pass over its training images
+        all_test = fixed_test_pairs(len(s.mnist_test), len(s.cifar_test))
+        if self.test_pairs > len(all_test):
+            logging.getLogger("mixsep").warning(
+                f"data.test_pairs={self.test_pairs} is more than the {len(all_test)} test pairs there are: "
+                f"scoring all {len(all_test)}"
+            )
+        self.test_pair_ids = all_test[: self.test_pairs]
+        n_all = (
+            max(len(self.mnist_train_ids), len(self.cifar_train_ids))
+            if self.task == "separate"
+            else len(self.cifar_train_ids)
+        )  # CIFAR-10-only tasks: one pass over its training images
         n_train = self.train_pairs or n_all
         trainer = getattr(self, "trainer", None)
         self.rank, self.world_size = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
@@ -284,9 +355,15 @@ class MixDataModule(L.LightningDataModule):
         if self.data_on_device and device.type == "cuda" and self.num_workers == 0:
             # the whole data set (~400 MB of uint8) lives on the GPU: batches never cross the bus
             self.splits = Splits(*(t.to(device) for t in (s.mnist_train, s.cifar_train, s.mnist_test, s.cifar_test)))
-        self.train_sampler = RandomPairSampler(self.mnist_train_ids, self.cifar_train_ids, n_train,
-                                               self.batch_size, self.seed, rank=self.rank,
-                                               world_size=self.world_size)
+        self.train_sampler = RandomPairSampler(
+            self.mnist_train_ids,
+            self.cifar_train_ids,
+            n_train,
+            self.batch_size,
+            self.seed,
+            rank=self.rank,
+            world_size=self.world_size,
+        )
 
     @property
     def sources(self) -> str:
@@ -297,8 +374,13 @@ class MixDataModule(L.LightningDataModule):
         return f"{source_name(self.gray)}+{color}"
 
     def _loader(self, mnist: torch.Tensor, cifar: torch.Tensor, sampler: Sampler) -> DataLoader:
-        return DataLoader(PairBatches(mnist, cifar), batch_size=None, sampler=sampler,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+        return DataLoader(
+            PairBatches(mnist, cifar),
+            batch_size=None,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
 
     def train_dataloader(self) -> DataLoader:
         overfit = getattr(getattr(self, "trainer", None), "overfit_batches", 0) or 0
@@ -320,8 +402,11 @@ class MixDataModule(L.LightningDataModule):
         """n fixed ``val`` or ``test`` pairs as a float batch: the first n, or (``spread``) n evenly
         spaced ones, which for the test pairs means CIFAR-10 images of different classes."""
         s = self.splits
-        mnist, cifar, ids = (s.mnist_train, s.cifar_train, self.val_pair_ids) if split == "val" else \
-            (s.mnist_test, s.cifar_test, self.test_pair_ids)
+        mnist, cifar, ids = (
+            (s.mnist_train, s.cifar_train, self.val_pair_ids)
+            if split == "val"
+            else (s.mnist_test, s.cifar_test, self.test_pair_ids)
+        )
         ids = ids[torch.linspace(0, len(ids) - 1, min(n, len(ids))).long()] if spread else ids[:n]
         return self.make_batch(*PairBatches(mnist, cifar)[ids])
 
@@ -373,11 +458,16 @@ class PerItemPairDataset(Dataset):
     def __init__(self, mnist_28: torch.Tensor, cifar: torch.Tensor, pairs: torch.Tensor) -> None:
         from torchvision import transforms as T
 
-        self.mnist = mnist_28.numpy()                      # (N, 28, 28) uint8, as in the idx files
-        self.cifar = cifar.permute(0, 2, 3, 1).numpy()     # (N, 32, 32, 3) uint8
+        self.mnist = mnist_28.numpy()  # (N, 28, 28) uint8, as in the idx files
+        self.cifar = cifar.permute(0, 2, 3, 1).numpy()  # (N, 32, 32, 3) uint8
         self.pairs = pairs
-        self.mnist_tf = T.Compose([T.Resize((32, 32), interpolation=T.InterpolationMode.BILINEAR),
-                                   T.ToTensor(), T.Lambda(lambda x: x.repeat(3, 1, 1))])
+        self.mnist_tf = T.Compose(
+            [
+                T.Resize((32, 32), interpolation=T.InterpolationMode.BILINEAR),
+                T.ToTensor(),
+                T.Lambda(lambda x: x.repeat(3, 1, 1)),
+            ]
+        )
         self.cifar_tf = T.ToTensor()
 
     def __len__(self) -> int:

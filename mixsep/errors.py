@@ -15,3 +15,7 @@ class DataNotFoundError(MixsepError, FileNotFoundError):
 
 class CheckpointError(MixsepError, ValueError):
     """The file is not a mixsep checkpoint (missing, truncated, or from something else)."""
+
+
+class TrainingDivergedError(MixsepError):
+    """The loss became NaN or infinite: the message names the step and what to change."""

@@ -26,12 +26,26 @@ def evaluate(cfg: DictConfig) -> dict:
         module.hparams["tta"] = bool(cfg.tta)
     datamodule = instantiate(cfg.data)
     precision = cfg.precision or checkpoint_precision(cfg.ckpt_path)
-    trainer = L.Trainer(accelerator=cfg.accelerator, devices=1, precision=precision, logger=False,
-                        default_root_dir=str(out), enable_checkpointing=False)
+    trainer = L.Trainer(
+        accelerator=cfg.accelerator,
+        devices=1,
+        precision=precision,
+        logger=False,
+        default_root_dir=str(out),
+        enable_checkpointing=False,
+    )
     results = trainer.test(module, datamodule=datamodule)[0]
-    metrics = write_test_outputs(out, results, module, datamodule, cfg.samples, experiment=cfg.experiment_name,
-                                 checkpoint=str(cfg.ckpt_path), precision=precision,
-                                 trained_on=checkpoint_sources(cfg.ckpt_path))
+    metrics = write_test_outputs(
+        out,
+        results,
+        module,
+        datamodule,
+        cfg.samples,
+        experiment=cfg.experiment_name,
+        checkpoint=str(cfg.ckpt_path),
+        precision=precision,
+        trained_on=checkpoint_sources(cfg.ckpt_path),
+    )
     return metrics
 
 

@@ -14,10 +14,11 @@ import secrets
 import socket
 import string
 import sys
+import tempfile
 import traceback
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -43,8 +44,12 @@ def hydra_job() -> dict:
         return {"multirun": False, "sweep": None, "job_num": None, "overrides": []}
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
-    return {"multirun": multirun, "sweep": Path(hc.sweep.dir).name if multirun else None,
-            "job_num": hc.job.num if multirun else None, "overrides": list(hc.overrides.task)}
+    return {
+        "multirun": multirun,
+        "sweep": Path(hc.sweep.dir).name if multirun else None,
+        "job_num": hc.job.num if multirun else None,
+        "overrides": list(hc.overrides.task),
+    }
 
 
 def where_it_ran(trainer) -> dict:
@@ -72,9 +77,22 @@ def user_error(err: BaseException) -> MixsepError | None:
     return None
 
 
+def check_writable(out: Path) -> None:
+    """The run folder must take files; nothing already in it is touched."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise ConfigError(
+            f"cannot write to the run folder {out} ({err.strerror or err}). Choose a writable one: "
+            "hydra.run.dir=... (hydra.sweep.dir=... under -m)."
+        ) from err
+
+
 def write_status(out: Path, status: str, **fields) -> None:
     """``status.json`` in the job's folder: running / completed / failed (with the error)."""
-    out.mkdir(parents=True, exist_ok=True)
+    check_writable(out)
     record = {"status": status, "time": now_iso(), "host": socket.gethostname(), **hydra_job(), **fields}
     tmp = out / "status.json.tmp"
     tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
@@ -85,8 +103,12 @@ def failure_fields(err: BaseException) -> dict:
     fixable = user_error(err)
     if fixable is not None:
         return {"error": str(fixable), "error_type": type(fixable).__name__, "user_fixable": True}
-    return {"error": f"{type(err).__name__}: {err}", "error_type": type(err).__name__, "user_fixable": False,
-            "traceback": "".join(traceback.format_exception(err))[-4000:]}
+    return {
+        "error": f"{type(err).__name__}: {err}",
+        "error_type": type(err).__name__,
+        "user_fixable": False,
+        "traceback": "".join(traceback.format_exception(err))[-4000:],
+    }
 
 
 def check_strategy(trainer_cfg: DictConfig) -> None:
@@ -95,15 +117,19 @@ def check_strategy(trainer_cfg: DictConfig) -> None:
         raise ConfigError(
             f"trainer.strategy={strategy} is not supported: it trains in child processes started by "
             "multiprocessing, so this process cannot write the run's outputs. Use trainer.strategy=ddp "
-            "(or trainer=ddp), which starts one script process per device.")
+            "(or trainer=ddp), which starts one script process per device."
+        )
 
 
 def _launches_processes(trainer_cfg: DictConfig) -> bool:
     """Would Lightning start more processes for this job (DDP over >1 local device, not under SLURM)?"""
     strategy = str(trainer_cfg.get("strategy") or "auto")
     devices = trainer_cfg.get("devices", 1)
-    many = devices in (-1, "-1", "auto") or (isinstance(devices, int) and devices > 1) or \
-        (isinstance(devices, (list, str)) and len(str(devices).split(",")) > 1)
+    many = (
+        devices in (-1, "-1", "auto")
+        or (isinstance(devices, int) and devices > 1)
+        or (isinstance(devices, (list, str)) and len(str(devices).split(",")) > 1)
+    )
     return strategy.startswith("ddp") and many and "SLURM_NTASKS" not in os.environ
 
 
@@ -112,8 +138,11 @@ def ddp_children_run_this_job(trainer_cfg: DictConfig, out: Path) -> Iterator[No
     """Under ``-m``, Lightning's DDP starts its children with this process's ``sys.argv``, which would
     re-launch the whole sweep from every child. For the length of the job, the command line becomes
     this one job (its overrides, its folder), so the children join it as ranks 1..N-1."""
-    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN \
-            or not _launches_processes(trainer_cfg):
+    if (
+        not HydraConfig.initialized()
+        or HydraConfig.get().mode != RunMode.MULTIRUN
+        or not _launches_processes(trainer_cfg)
+    ):
         yield
         return
     import __main__
@@ -122,7 +151,8 @@ def ddp_children_run_this_job(trainer_cfg: DictConfig, out: Path) -> Iterator[No
         raise ConfigError(
             "DDP over several devices inside a job of this launcher cannot start its processes. Give each "
             "job one device (trainer.devices=1, as hydra/launcher=gpus does), or let SLURM start one process "
-            "per device (hydra/launcher=slurm with hydra.launcher.tasks_per_node=trainer.devices).")
+            "per device (hydra/launcher=slurm with hydra.launcher.tasks_per_node=trainer.devices)."
+        )
     hc = HydraConfig.get()
     saved_argv, saved_dir, saved_env = sys.argv, hc.run.dir, dict(os.environ)
     sys.argv = [saved_argv[0], *hc.overrides.task]

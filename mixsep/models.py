@@ -25,17 +25,35 @@ class ConvDual(nn.Module):
         super().__init__()
         enc: list[nn.Module] = []
         for cin, cout in ((3, 64), (64, 128), (128, 256)):
-            enc += [nn.Conv2d(cin, cout, 4, stride=2, padding=1), nn.ReLU(inplace=True),
-                    nn.BatchNorm2d(cout), nn.Dropout(dropout_conv)]
-        self.encoder = nn.Sequential(*enc, nn.Flatten(), nn.Linear(256 * 4 * 4, 512), nn.ReLU(inplace=True),
-                                     nn.Dropout(dropout_fc), nn.Linear(512, 128), nn.ReLU(inplace=True))
+            enc += [
+                nn.Conv2d(cin, cout, 4, stride=2, padding=1),
+                nn.ReLU(inplace=True),
+                nn.BatchNorm2d(cout),
+                nn.Dropout(dropout_conv),
+            ]
+        self.encoder = nn.Sequential(
+            *enc,
+            nn.Flatten(),
+            nn.Linear(256 * 4 * 4, 512),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout_fc),
+            nn.Linear(512, 128),
+            nn.ReLU(inplace=True),
+        )
         self.decoders = nn.ModuleList([self._decoder() for _ in range(2)])
 
     @staticmethod
     def _decoder() -> nn.Module:
         return nn.Sequential(
-            nn.Linear(128, 512), nn.ReLU(inplace=True), nn.Linear(512, 256 * 4 * 4), nn.ReLU(inplace=True),
-            nn.Unflatten(1, (256, 4, 4)), *_deconv(256, 128), *_deconv(128, 64), *_deconv(64, 3, last=True))
+            nn.Linear(128, 512),
+            nn.ReLU(inplace=True),
+            nn.Linear(512, 256 * 4 * 4),
+            nn.ReLU(inplace=True),
+            nn.Unflatten(1, (256, 4, 4)),
+            *_deconv(256, 128),
+            *_deconv(128, 64),
+            *_deconv(64, 3, last=True),
+        )
 
     def forward(self, mix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         z = self.encoder(mix)
@@ -52,18 +70,24 @@ def resnet18_trunk(pretrained_weights: str | None = None) -> nn.Module:
             state = torch.load(pretrained_weights, map_location="cpu", weights_only=True)
             net.load_state_dict(state)
         except Exception as err:  # missing, not a pickle, wrong keys or shapes
-            raise ConfigError(f"model.pretrained_weights={pretrained_weights!r} is not a torchvision "
-                             f"ResNet18 state-dict file: {err}") from err
+            raise ConfigError(
+                f"model.pretrained_weights={pretrained_weights!r} is not a torchvision ResNet18 state-dict file: {err}"
+            ) from err
     return nn.Sequential(*list(net.children())[:-2])  # (B, 512, 1, 1) for 32x32 inputs
 
 
 def _resnet_decoder() -> nn.Module:
     # 1x1 -> 4 -> 8 -> 16 -> 32, four ConvTranspose layers with ReLU (report 002)
     return nn.Sequential(
-        nn.ConvTranspose2d(512, 256, 4, stride=1, padding=0), nn.ReLU(inplace=True),
-        nn.ConvTranspose2d(256, 128, 4, stride=2, padding=1), nn.ReLU(inplace=True),
-        nn.ConvTranspose2d(128, 64, 4, stride=2, padding=1), nn.ReLU(inplace=True),
-        nn.ConvTranspose2d(64, 3, 4, stride=2, padding=1), nn.Sigmoid())
+        nn.ConvTranspose2d(512, 256, 4, stride=1, padding=0),
+        nn.ReLU(inplace=True),
+        nn.ConvTranspose2d(256, 128, 4, stride=2, padding=1),
+        nn.ReLU(inplace=True),
+        nn.ConvTranspose2d(128, 64, 4, stride=2, padding=1),
+        nn.ReLU(inplace=True),
+        nn.ConvTranspose2d(64, 3, 4, stride=2, padding=1),
+        nn.Sigmoid(),
+    )
 
 
 class ResNetDual(nn.Module):
@@ -93,8 +117,14 @@ class SingleSub(nn.Module):
 
 
 def _conv_block(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-                         nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
 
 
 def feasible_gray_bounds(mix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -155,13 +185,20 @@ class MeanAE(nn.Module):
     def __init__(self, final: str = "sigmoid") -> None:
         super().__init__()
         self.encoder = nn.Sequential(
-            nn.Conv2d(3, 16, 3, stride=2, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(32, 64, 7))
+            nn.Conv2d(3, 16, 3, stride=2, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(32, 64, 7),
+        )
         self.decoder = nn.Sequential(
-            nn.ConvTranspose2d(64, 32, 7), nn.ReLU(inplace=True),
-            nn.ConvTranspose2d(32, 16, 3, stride=2, padding=1, output_padding=1), nn.ReLU(inplace=True),
-            nn.ConvTranspose2d(16, 3, 3, stride=2, padding=1, output_padding=1), _final(final))
+            nn.ConvTranspose2d(64, 32, 7),
+            nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(32, 16, 3, stride=2, padding=1, output_padding=1),
+            nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(16, 3, 3, stride=2, padding=1, output_padding=1),
+            _final(final),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x))
@@ -174,9 +211,12 @@ class CifarAE(nn.Module):
 
     def __init__(self, final: str = "sigmoid") -> None:
         super().__init__()
-        self.encoder = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(inplace=True), nn.Conv2d(8, 8, 3), nn.ReLU(inplace=True))
-        self.decoder = nn.Sequential(nn.ConvTranspose2d(8, 8, 3), nn.ReLU(inplace=True), nn.ConvTranspose2d(8, 3, 3),
-                                     _final(final))
+        self.encoder = nn.Sequential(
+            nn.Conv2d(3, 8, 3), nn.ReLU(inplace=True), nn.Conv2d(8, 8, 3), nn.ReLU(inplace=True)
+        )
+        self.decoder = nn.Sequential(
+            nn.ConvTranspose2d(8, 8, 3), nn.ReLU(inplace=True), nn.ConvTranspose2d(8, 3, 3), _final(final)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x))

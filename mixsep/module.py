@@ -3,26 +3,37 @@
 from __future__ import annotations
 
 import logging
+
 import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from mixsep.errors import ConfigError
-from mixsep.symmetry import TRANSFORMS, dihedral, undo_dihedral
 from torchmetrics import MetricCollection
 from torchmetrics.functional.image import structural_similarity_index_measure
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+
+from mixsep.errors import ConfigError, TrainingDivergedError
+from mixsep.symmetry import TRANSFORMS, dihedral, undo_dihedral
 
 LOSSES = ("mse", "l1", "psnr", "mse+ssim", "psnr+ssim")
 
 
 def image_metrics() -> MetricCollection:
     """SSIM and mean per-image PSNR, data range 1, as everywhere in mixsep."""
-    return MetricCollection({
-        "psnr": PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3)),
-        "ssim": StructuralSimilarityIndexMeasure(data_range=1.0),
-    })
+    return MetricCollection(
+        {
+            "psnr": PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3)),
+            "ssim": StructuralSimilarityIndexMeasure(data_range=1.0),
+        }
+    )
+
+
+def metric_prefix(stage: str, name: str) -> str:
+    """Logged names: ``{stage}/{source}_{psnr,ssim}``; ``{stage}/{psnr,ssim}`` for one-image tasks; the
+    ground-truth "separations" of the mean-image autoencoders only under ``oracle/``."""
+    if name.startswith("oracle_"):
+        return f"oracle/{name[7:]}_" if stage == "test" else f"oracle/{stage}_{name[7:]}_"
+    return f"{stage}/" if name == "image" else f"{stage}/{name}_"
 
 
 def full_precision(device: torch.device):
@@ -64,10 +75,22 @@ class SeparationModule(L.LightningModule):
     ``{stage}/{psnr,ssim}`` for the CIFAR-10 tasks.
     """
 
-    def __init__(self, net: dict | nn.Module, name: str = "separator", lr: float = 1e-3, weight_decay: float = 0.0,
-                 loss: str = "mse", ssim_weight: float = 0.1, scheduler: str | None = None,
-                 compile: bool = False, channels_last: bool = False, task: str = "separate",
-                 normalize: bool = False, subtraction_metrics: bool = False, tta: bool = False) -> None:
+    def __init__(
+        self,
+        net: dict | nn.Module,
+        name: str = "separator",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        loss: str = "mse",
+        ssim_weight: float = 0.1,
+        scheduler: str | None = None,
+        compile: bool = False,
+        channels_last: bool = False,
+        task: str = "separate",
+        normalize: bool = False,
+        subtraction_metrics: bool = False,
+        tta: bool = False,
+    ) -> None:
         super().__init__()
         if loss not in LOSSES:
             raise ConfigError(f"model.loss={loss!r} is not one of {LOSSES}")
@@ -88,15 +111,21 @@ class SeparationModule(L.LightningModule):
             self.net = self.net.to(memory_format=torch.channels_last)
         # kept out of the module tree, so the checkpoint holds the parameters once, under net.*
         object.__setattr__(self, "_compiled", _try_compile(self.net) if compile else None)
-        self.metrics = nn.ModuleDict({f"{stage}_{name}": image_metrics()
-                                      for stage in ("val", "test") for name in self.scored})
+        self.metrics = nn.ModuleDict(
+            {
+                f"{stage}_{name}": image_metrics().clone(prefix=metric_prefix(stage, name))
+                for stage in ("val", "test")
+                for name in self.scored
+            }
+        )
 
     @staticmethod
     def _scored_names(task: str, outputs: str, normalize: bool, subtraction: bool) -> list[str]:
         if outputs == "sources":
             if task != "separate":
-                raise ConfigError(f"data.task={task!r} needs a one-image model (cifar_ae, mean_ae); "
-                                 "this one separates two sources")
+                raise ConfigError(
+                    f"data.task={task!r} needs a one-image model (cifar_ae, mean_ae); this one separates two sources"
+                )
             if normalize:
                 raise ConfigError("model.normalize=true is for one-image models only")
             return ["mnist", "cifar"] + (["cifar_sub"] if subtraction else [])
@@ -145,7 +174,10 @@ class SeparationModule(L.LightningModule):
             (recon,) = self(mix)
             # oracle: "separates" with the ground truth of the other image (report 001); never a score
             return reconstruction_loss(recon, mix, kind, w), [
-                ("mix", recon, mix), ("oracle_mnist", 2 * recon - cifar, mnist), ("oracle_cifar", 2 * recon - mnist, cifar)]
+                ("mix", recon, mix),
+                ("oracle_mnist", 2 * recon - cifar, mnist),
+                ("oracle_cifar", 2 * recon - mnist, cifar),
+            ]
         x, target = batch
         (out,) = self(x)
         return reconstruction_loss(out, target, kind, w), [("image", out, target)]
@@ -157,8 +189,15 @@ class SeparationModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss, _ = self._predict(batch)
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(batch[0]),
-                 sync_dist=True)
+        if not torch.isfinite(loss):  # stop before a NaN reaches the weights, or a checkpoint
+            raise TrainingDivergedError(
+                f"the training loss became {loss.item()} at step {self.global_step} (epoch {self.current_epoch}): "
+                f"training diverged. Lower the learning rate (model.lr={self.hparams.lr:g}, try a tenth) or use "
+                "model.scheduler=onecycle; the checkpoints written so far stay in <run dir>/checkpoints/."
+            )
+        self.log(
+            "train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(batch[0]), sync_dist=True
+        )
         return loss
 
     def _eval_step(self, batch, stage: str) -> None:
@@ -172,16 +211,10 @@ class SeparationModule(L.LightningModule):
         psnrs = []  # of the sources the model is asked for: their mean is the validation objective val/psnr
         for name in self.scored:
             coll = self.metrics[f"{stage}_{name}"]
-            for metric, value in coll.compute().items():
-                if metric == "psnr" and name in ("mnist", "cifar", "mix"):
-                    psnrs.append(value)
-                if name.startswith("oracle_"):
-                    key = f"oracle/{name[7:]}_{metric}" if stage == "test" else f"oracle/{stage}_{name[7:]}_{metric}"
-                elif name == "image":
-                    key = f"{stage}/{metric}"
-                else:
-                    key = f"{stage}/{name}_{metric}"
-                self.log(key, value, prog_bar=stage == "val" and metric == "psnr" and not name.startswith("oracle"))
+            values = coll.compute()
+            if name in ("mnist", "cifar", "mix"):
+                psnrs.append(values[f"{metric_prefix(stage, name)}psnr"])
+            self.log_dict(values, prog_bar=stage == "val" and not name.startswith("oracle"))
             coll.reset()
         if stage == "val" and psnrs:
             self.log("val/psnr", torch.stack(psnrs).mean())
@@ -207,14 +240,18 @@ class SeparationModule(L.LightningModule):
             checkpoint["mixsep_sources"] = getattr(self.trainer.datamodule, "sources", None)
 
     def configure_optimizers(self):
-        opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay) \
-            if self.hparams.weight_decay else torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+        opt = (
+            torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+            if self.hparams.weight_decay
+            else torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+        )
         if self.hparams.scheduler is None:
             return opt
         steps = self.trainer.estimated_stepping_batches
         if self.hparams.scheduler == "onecycle":
-            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.hparams.lr, total_steps=int(steps),
-                                                        pct_start=0.15)
+            sched = torch.optim.lr_scheduler.OneCycleLR(
+                opt, max_lr=self.hparams.lr, total_steps=int(steps), pct_start=0.15
+            )
         else:
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=int(steps))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
@@ -239,5 +276,7 @@ def _try_compile(net: nn.Module):
         net.train(was_training)
         return compiled
     except Exception as err:  # no C compiler, unsupported platform, ...
-        logging.getLogger("mixsep").warning(f"torch.compile is not available here ({type(err).__name__}: {err}); running eager.")
+        logging.getLogger("mixsep").warning(
+            f"torch.compile is not available here ({type(err).__name__}: {err}); running eager."
+        )
         return net

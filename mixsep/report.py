@@ -22,26 +22,54 @@ SCORE_KEYS = ("test/mnist_psnr", "test/mnist_ssim", "test/cifar_psnr", "test/cif
 # Published figures of the earlier reports (../shared/reference), the preset that reruns each system,
 # and why the published number cannot be compared with a mixsep score.
 REPORTED_ELSEWHERE = [
-    {"system": "conv dual-decoder (report 000)", "preset": "prior/conv_dual",
-     "reported": {"test/mnist_ssim": 0.8998, "test/mnist_psnr": 22.54, "test/cifar_ssim": 0.3735,
-                  "test/cifar_psnr": 17.01, "test/loss": 0.0284},
-     "why": "comparable definitions, but measured on the report's own random test pairs"},
-    {"system": "mean-image autoencoder + subtraction (report 001)", "preset": "prior/mean_ae_subtract",
-     "reported": {"oracle/mnist_psnr": 44.55, "oracle/cifar_psnr": 44.55, "oracle/mnist_ssim": 0.995,
-                  "oracle/cifar_ssim": 0.999},
-     "why": "ORACLE: 'separates' with 2·recon − (ground truth of the other image), i.e. uses the answer; "
-            "not a separation score"},
-    {"system": "ResNet18 dual-decoder + subtraction (report 002)", "preset": "prior/resnet_dual",
-     "reported": {"test/mnist_psnr": 62.79, "test/cifar_psnr": 65.22},
-     "why": "PSNR with data range 255 on [0, 1] images adds 20·log10(255) = +48.13 dB"},
-    {"system": "mean-image autoencoder, normalised (report 003)", "preset": "prior/mean_ae_norm",
-     "reported": {"test/mix_ssim": 0.2322, "test/mix_psnr": 15.62},
-     "why": "reconstructs the mean image: separates nothing"},
-    {"system": "CIFAR-10 autoencoder (report 004)", "preset": "prior/cifar_ae", "reported": {},
-     "why": "CIFAR-10 reconstruction, another task; the report gives no number"},
-    {"system": "CIFAR-10 denoiser (report 004)", "preset": "prior/cifar_denoise",
-     "reported": {"test/psnr": 26.78, "test/ssim": 0.92},
-     "why": "CIFAR-10 denoising, another task; same metric definitions"},
+    {
+        "system": "conv dual-decoder (report 000)",
+        "preset": "prior/conv_dual",
+        "reported": {
+            "test/mnist_ssim": 0.8998,
+            "test/mnist_psnr": 22.54,
+            "test/cifar_ssim": 0.3735,
+            "test/cifar_psnr": 17.01,
+            "test/loss": 0.0284,
+        },
+        "why": "comparable definitions, but measured on the report's own random test pairs",
+    },
+    {
+        "system": "mean-image autoencoder + subtraction (report 001)",
+        "preset": "prior/mean_ae_subtract",
+        "reported": {
+            "oracle/mnist_psnr": 44.55,
+            "oracle/cifar_psnr": 44.55,
+            "oracle/mnist_ssim": 0.995,
+            "oracle/cifar_ssim": 0.999,
+        },
+        "why": "ORACLE: 'separates' with 2·recon − (ground truth of the other image), i.e. uses the answer; "
+        "not a separation score",
+    },
+    {
+        "system": "ResNet18 dual-decoder + subtraction (report 002)",
+        "preset": "prior/resnet_dual",
+        "reported": {"test/mnist_psnr": 62.79, "test/cifar_psnr": 65.22},
+        "why": "PSNR with data range 255 on [0, 1] images adds 20·log10(255) = +48.13 dB",
+    },
+    {
+        "system": "mean-image autoencoder, normalised (report 003)",
+        "preset": "prior/mean_ae_norm",
+        "reported": {"test/mix_ssim": 0.2322, "test/mix_psnr": 15.62},
+        "why": "reconstructs the mean image: separates nothing",
+    },
+    {
+        "system": "CIFAR-10 autoencoder (report 004)",
+        "preset": "prior/cifar_ae",
+        "reported": {},
+        "why": "CIFAR-10 reconstruction, another task; the report gives no number",
+    },
+    {
+        "system": "CIFAR-10 denoiser (report 004)",
+        "preset": "prior/cifar_denoise",
+        "reported": {"test/psnr": 26.78, "test/ssim": 0.92},
+        "why": "CIFAR-10 denoising, another task; same metric definitions",
+    },
 ]
 DATA_RANGE_255_DB = 48.13
 
@@ -89,14 +117,16 @@ def parse_sources(sources: str) -> tuple[str, str | dict]:
 
 
 @torch.no_grad()
-def baseline_rows(data_root: str | None = None, cache_dir: str | None = None, test_pairs: int = 10000,
-                  sources: str = DEFAULT_SOURCES) -> list[dict]:
+def baseline_rows(
+    data_root: str | None = None, cache_dir: str | None = None, test_pairs: int = 10000, sources: str = DEFAULT_SOURCES
+) -> list[dict]:
     """Trivial separations on the fixed test pairs of a source pair, scored exactly like the models."""
     from mixsep.data import MixDataModule
 
     gray, color = parse_sources(sources)
-    dm = MixDataModule(root=data_root, cache_dir=cache_dir, test_pairs=test_pairs, val_holdout=1, gray=gray,
-                       color=color)
+    dm = MixDataModule(
+        root=data_root, cache_dir=cache_dir, test_pairs=test_pairs, val_holdout=1, gray=gray, color=color
+    )
     dm.setup("test")
     rules = {
         "baseline: MNIST := 0, CIFAR := clamp(2·mix)": lambda mix: (torch.zeros_like(mix), (2 * mix).clamp(0, 1)),
@@ -110,8 +140,16 @@ def baseline_rows(data_root: str | None = None, cache_dir: str | None = None, te
             mnist_hat, cifar_hat = rule(mix)
             metrics["mnist"].update(mnist_hat, mnist)
             metrics["cifar"].update(cifar_hat, cifar)
-        row = {"model": name, "experiment": "baseline", "params": 0, "train_seconds": 0, "hardware": "-",
-               "test_pairs": len(dm.test_pair_ids), "path": "-", "sources": sources}
+        row = {
+            "model": name,
+            "experiment": "baseline",
+            "params": 0,
+            "train_seconds": 0,
+            "hardware": "-",
+            "test_pairs": len(dm.test_pair_ids),
+            "path": "-",
+            "sources": sources,
+        }
         for s, coll in metrics.items():
             for k, v in coll.compute().items():
                 row[f"test/{s}_{k}"] = float(v)
@@ -141,14 +179,16 @@ def leaderboard(runs: list[dict], baselines: list[dict]) -> str:
             f"| {i} | {r.get('model', '?')} | {r.get('experiment', '-')} | {run_sources(r)} | {r.get('params', 0):,} "
             f"| {_minutes(r.get('train_seconds'))} | {r.get('hardware', '-')} | {r.get('test_pairs', '-')} "
             f"| {_fmt(r['test/mnist_psnr'])} | {_fmt(r['test/mnist_ssim'], 4)} "
-            f"| {_fmt(r['test/cifar_psnr'])} | {_fmt(r['test/cifar_ssim'], 4)} |")
+            f"| {_fmt(r['test/cifar_psnr'])} | {_fmt(r['test/cifar_ssim'], 4)} |"
+        )
     return "\n".join(lines)
 
 
 def reported_block() -> str:
     lines = [
         "As reported elsewhere (not ranked: not measured by mixsep on the fixed test pairs, and each has a "
-        "reason it cannot be compared):", "",
+        "reason it cannot be compared):",
+        "",
         "| system | reported | why not comparable |",
         "|---|---|---|",
     ]
@@ -160,8 +200,10 @@ def reported_block() -> str:
 
 def prior_table(runs: list[dict]) -> str:
     """Each earlier system: reported vs mixsep with the same settings, with the difference."""
-    lines = ["| preset | mixsep run | score | reported | mixsep, same settings | difference | note |",
-             "|---|---|---|---:|---:|---:|---|"]
+    lines = [
+        "| preset | mixsep run | score | reported | mixsep, same settings | difference | note |",
+        "|---|---|---|---:|---:|---:|---|",
+    ]
     for r in REPORTED_ELSEWHERE:
         mine = [run for run in runs if run.get("experiment") == r["preset"]]
         run = mine[-1] if mine else {}
@@ -178,12 +220,16 @@ def prior_table(runs: list[dict]) -> str:
                 note = f"reported at data range 255; {comparable:.2f} dB at range 1, the difference is against that"
             diff = measured - comparable if isinstance(measured, (int, float)) and comparable is not None else None
             label = f"{key} (ORACLE)" if key.startswith("oracle/") else key
-            lines.append(f"| {r['preset']} | {budget} | {label} | {_fmt(reported, 4)} | {_fmt(measured, 4)} "
-                         f"| {_fmt(diff, 4) if diff is None or diff < 0 else '+' + _fmt(diff, 4)} | {note} |")
+            lines.append(
+                f"| {r['preset']} | {budget} | {label} | {_fmt(reported, 4)} | {_fmt(measured, 4)} "
+                f"| {_fmt(diff, 4) if diff is None or diff < 0 else '+' + _fmt(diff, 4)} | {note} |"
+            )
         if run and r["preset"] == "prior/resnet_dual":
             for key in ("test/cifar_sub_psnr", "test/cifar_sub_ssim"):
-                lines.append(f"| {r['preset']} | {budget} | {key} | - | {_fmt(run.get(key), 4)} | - | "
-                             "post-hoc CIFAR := clamp(2·mix − predicted MNIST) |")
+                lines.append(
+                    f"| {r['preset']} | {budget} | {key} | - | {_fmt(run.get(key), 4)} | - | "
+                    "post-hoc CIFAR := clamp(2·mix − predicted MNIST) |"
+                )
     return "\n".join(lines)
 
 
@@ -194,8 +240,12 @@ def bar_chart(path: str | Path, runs: list[dict], baselines: list[dict]) -> None
     import matplotlib.pyplot as plt
 
     rows = sorted(runs + baselines, key=rank_key)
-    labels = [f"{r.get('model')}\n{r.get('experiment', '')}" if r.get("experiment") != "baseline"
-              else r["model"].replace("baseline: ", "baseline\n") for r in rows]
+    labels = [
+        f"{r.get('model')}\n{r.get('experiment', '')}"
+        if r.get("experiment") != "baseline"
+        else r["model"].replace("baseline: ", "baseline\n")
+        for r in rows
+    ]
     fig, axes = plt.subplots(1, 2, figsize=(max(8, 1.3 * len(rows)), 4.5))
     for ax, metric, ylabel in ((axes[0], "psnr", "PSNR (dB)"), (axes[1], "ssim", "SSIM")):
         x = torch.arange(len(rows)).float()
@@ -217,10 +267,15 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--chart", default="leaderboard.png", help="bar chart PNG to write")
     parser.add_argument("--data-root", default=None, help="data for the baselines (default: MIXSEP_DATA_ROOT)")
     parser.add_argument("--cache-dir", default=None)
-    parser.add_argument("--include-debug", action="store_true",
-                        help="also list debug runs (debug=...); a partial test is never ranked")
-    parser.add_argument("--test-pairs", type=int, default=10000,
-                        help="test pairs of the baselines when no run says how many it was scored on")
+    parser.add_argument(
+        "--include-debug", action="store_true", help="also list debug runs (debug=...); a partial test is never ranked"
+    )
+    parser.add_argument(
+        "--test-pairs",
+        type=int,
+        default=10000,
+        help="test pairs of the baselines when no run says how many it was scored on",
+    )
     args = parser.parse_args(argv)
 
     all_runs = find_runs(args.dirs, ranked_only=False, include_debug=args.include_debug)
@@ -245,8 +300,11 @@ def main(argv: list[str] | None = None) -> str:
         text += "\n\nEarlier systems rerun by mixsep (`experiment=prior/...`):\n\n" + prior_table(all_runs)
     print(text)
     main = max(groups, key=lambda g: sum((run_sources(r), count_of(r)) == g for r in runs))
-    bar_chart(args.chart, [r for r in runs if (run_sources(r), count_of(r)) == main],
-              [b for b in baselines if (b["sources"], b["test_pairs"]) == main])
+    bar_chart(
+        args.chart,
+        [r for r in runs if (run_sources(r), count_of(r)) == main],
+        [b for b in baselines if (b["sources"], b["test_pairs"]) == main],
+    )
     print(f"\n(chart: {args.chart})")
     return text
 

@@ -6,6 +6,7 @@ logs. The task function returns the validation objective (``optimized_metric``) 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -15,9 +16,10 @@ from pathlib import Path
 import hydra
 import lightning as L
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mixsep import jobs
 from mixsep.artifacts import SamplesAndCurves, save_loss_plot, write_config_tree, write_test_outputs
@@ -56,13 +58,56 @@ def build_loggers(cfg: DictConfig, out: Path) -> list:
     return loggers
 
 
+def build(node, **kwargs):
+    """``hydra.utils.instantiate``, but a user-fixable error raised by the constructor comes out as itself
+    (Hydra wraps it in an InstantiationException)."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        fixable = jobs.user_error(err)
+        if fixable is None:
+            raise
+        raise fixable from err
+
+
 def build_module(model_cfg: DictConfig) -> L.LightningModule:
     # plain containers: the net's config is saved in the checkpoint and must load without omegaconf
-    return instantiate(OmegaConf.to_container(model_cfg, resolve=True), _recursive_=False)
+    return build(OmegaConf.to_container(model_cfg, resolve=True), _recursive_=False)
 
 
-INTEGER_TRAINER_ARGS = ("max_epochs", "min_epochs", "max_steps", "num_nodes", "log_every_n_steps",
-                        "check_val_every_n_epoch", "num_sanity_val_steps", "accumulate_grad_batches")
+INTEGER_TRAINER_ARGS = (
+    "max_epochs",
+    "min_epochs",
+    "max_steps",
+    "num_nodes",
+    "log_every_n_steps",
+    "check_val_every_n_epoch",
+    "num_sanity_val_steps",
+    "accumulate_grad_batches",
+)
+
+
+def cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(trainer_cfg: DictConfig) -> str:
+    """``auto``: bf16 mixed precision where the hardware computes bf16 natively, else 32-bit; says which."""
+    precision = str(trainer_cfg.get("precision"))
+    if precision != "auto":
+        return precision
+    accelerator = str(trainer_cfg.get("accelerator") or "auto")
+    if accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
+        fast, where = torch.cuda.is_bf16_supported(), f"GPU {torch.cuda.get_device_name(0)}"
+    else:
+        fast, where = cpu_has_bf16(), "CPU " + ("with" if cpu_has_bf16() else "without") + " AVX512-BF16/AMX"
+    choice = "bf16-mixed" if fast else "32-true"
+    log.info(f"precision: {choice} (trainer.precision=auto on this {where}; set trainer.precision= to choose)")
+    return choice
 
 
 def build_trainer(trainer_cfg: DictConfig, callbacks: list, loggers: list) -> L.Trainer:
@@ -76,9 +121,11 @@ def build_trainer(trainer_cfg: DictConfig, callbacks: list, loggers: list) -> L.
         if jobs.user_error(err) is not None:
             raise
         cause = err.__cause__ or err
-        raise ConfigError(f"Lightning's Trainer refused the trainer config: {type(cause).__name__}: {cause}. "
-                          "Check the trainer.* values (e.g. trainer.max_epochs must be an integer, "
-                          "trainer.precision one of 32-true, bf16-mixed, 16-mixed).") from err
+        raise ConfigError(
+            f"Lightning's Trainer refused the trainer config: {type(cause).__name__}: {cause}. "
+            "Check the trainer.* values (e.g. trainer.max_epochs must be an integer, "
+            "trainer.precision one of 32-true, bf16-mixed, 16-mixed)."
+        ) from err
 
 
 def resolve_ckpt_path(cfg: DictConfig, out: Path) -> str | None:
@@ -88,22 +135,29 @@ def resolve_ckpt_path(cfg: DictConfig, out: Path) -> str | None:
         last = out / "checkpoints" / "last.ckpt"
         return str(last) if last.is_file() else None
     if ckpt and not Path(str(ckpt)).is_file():
-        raise ConfigError(f"ckpt_path={ckpt} does not exist. Pass a .ckpt written by mixsep.run "
-                          "(<run dir>/checkpoints/last.ckpt), ckpt_path=auto or ckpt_path=null.")
+        raise ConfigError(
+            f"ckpt_path={ckpt} does not exist. Pass a .ckpt written by mixsep.run "
+            "(<run dir>/checkpoints/last.ckpt), ckpt_path=auto or ckpt_path=null."
+        )
     return ckpt or None
 
 
 def composed_config(cfg: DictConfig) -> dict:
     """The whole composed config (data, model incl. model.net, trainer, seed, ...), Hydra's own node aside."""
-    return {k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
-            for k in cfg if k != "hydra"}
+    return {
+        k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
+        for k in cfg
+        if k != "hydra"
+    }
 
 
 def validation_objective(trainer: L.Trainer, module, datamodule, ckpt_path: str | None, name: str) -> dict:
     """The validation scores of ``ckpt_path``: what a sweeper may optimise (never a test score)."""
     if not name.startswith("val/"):
-        raise ConfigError(f"optimized_metric={name} must be a validation metric (val/...): sweeps select on "
-                          "the validation pairs, never on the test pairs.")
+        raise ConfigError(
+            f"optimized_metric={name} must be a validation metric (val/...): sweeps select on "
+            "the validation pairs, never on the test pairs."
+        )
     results = trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)[0]
     if name not in results:
         raise ConfigError(f"optimized_metric={name} is not logged by this model; one of {sorted(results)}")
@@ -112,16 +166,18 @@ def validation_objective(trainer: L.Trainer, module, datamodule, ckpt_path: str 
 
 def train(cfg: DictConfig) -> dict:
     out = Path(cfg.paths.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    jobs.check_writable(out)
     write_config_tree(cfg, out / "config_tree.txt")
     jobs.check_strategy(cfg.trainer)
     L.seed_everything(cfg.seed, workers=True)
     if cfg.get("float32_matmul_precision"):
         torch.set_float32_matmul_precision(cfg.float32_matmul_precision)
     resume_from = resolve_ckpt_path(cfg, out)
-    datamodule = instantiate(cfg.data)
+    with open_dict(cfg):
+        cfg.trainer.precision = resolve_precision(cfg.trainer)
+    datamodule = build(cfg.data)
     module = build_module(cfg.model)
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    callbacks = [build(c) for c in (cfg.get("callbacks") or {}).values() if c]
     loggers = build_loggers(cfg, out)
     if loggers and module.hparams.get("scheduler") and not any(isinstance(c, LearningRateMonitor) for c in callbacks):
         callbacks.append(LearningRateMonitor(logging_interval="step"))
@@ -179,13 +235,14 @@ def main(cfg: DictConfig) -> float:
 
     out = Path(cfg.paths.output_dir)
     zero = rank_zero_only.rank == 0
-    if zero:
-        jobs.write_status(out, "running")
     try:
+        if zero:
+            jobs.write_status(out, "running")
         metrics = train(cfg)
     except BaseException as err:
         if zero:
-            jobs.write_status(out, "failed", **jobs.failure_fields(err))
+            with contextlib.suppress(OSError):  # an unwritable folder: the message below says so
+                jobs.write_status(out, "failed", **jobs.failure_fields(err))
         fixable = jobs.user_error(err)
         if fixable is not None and not jobs.hydra_job()["multirun"]:
             sys.exit(f"mixsep: {fixable}")

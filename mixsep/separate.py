@@ -48,8 +48,10 @@ def read_mix(path: Path, resize: bool, said: set[str]) -> tuple[torch.Tensor, tu
         rgb = img.convert("L").convert("RGB") if img.mode in ("L", "I", "I;16", "F", "1", "LA") else img.convert("RGB")
     if size != (32, 32):
         if not resize:
-            raise MixsepError(f"{path} is {size[0]}x{size[1]}; mixsep separates 32x32 mean images. "
-                              "Pass --resize to resize it to 32x32 (the outputs are resized back).")
+            raise MixsepError(
+                f"{path} is {size[0]}x{size[1]}; mixsep separates 32x32 mean images. "
+                "Pass --resize to resize it to 32x32 (the outputs are resized back)."
+            )
         _say_once(said, "resize", "inputs that are not 32x32 are resized to 32x32 and the outputs back")
         rgb = rgb.resize((32, 32), Image.BICUBIC)
     array = np.asarray(rgb, dtype=np.float32) / 255
@@ -70,8 +72,9 @@ def write_png(image: torch.Tensor, path: Path, size: tuple[int, int]) -> None:
     picture.save(path)
 
 
-def separate_files(files: list[Path], ckpt: Path, out: Path, device: str = "cpu", resize: bool = False,
-                   batch_size: int = 256) -> tuple[int, list[str]]:
+def separate_files(
+    files: list[Path], ckpt: Path, out: Path, device: str = "cpu", resize: bool = False, batch_size: int = 256
+) -> tuple[int, list[str]]:
     """Separate every readable file; returns (how many were written, one line per file that failed)."""
     from rich.progress import track
 
@@ -85,10 +88,9 @@ def separate_files(files: list[Path], ckpt: Path, out: Path, device: str = "cpu"
     said: set[str] = set()
     sheet: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
     written = 0
-    for start in track(range(0, len(files), batch_size), description="separating",
-                       disable=len(files) <= batch_size):
+    for start in track(range(0, len(files), batch_size), description="separating", disable=len(files) <= batch_size):
         batch, kept = [], []
-        for path in files[start:start + batch_size]:
+        for path in files[start : start + batch_size]:
             try:
                 mix, size = read_mix(path, resize, said)
             except MixsepError as err:
@@ -107,7 +109,7 @@ def separate_files(files: list[Path], ckpt: Path, out: Path, device: str = "cpu"
             continue
         mixes = torch.stack(batch)
         gray, color = sep(mixes)
-        for i, (path, size, (gray_path, color_path)) in enumerate(kept):
+        for i, (_, size, (gray_path, color_path)) in enumerate(kept):
             write_png(gray[i], gray_path, size)
             write_png(color[i], color_path, size)
             if len(sheet) < SHEET_ROWS:
@@ -149,8 +151,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for line in failed:
         print(f"mixsep.separate: skipped {line}", file=sys.stderr)
-    print(f"mixsep.separate: separated {written} of {len(files)} images in {time.perf_counter() - start:.1f} s "
-          f"into {out} ({len(failed)} skipped)")
+    print(
+        f"mixsep.separate: separated {written} of {len(files)} images in {time.perf_counter() - start:.1f} s "
+        f"into {out} ({len(failed)} skipped)"
+    )
     return 1 if failed else 0
 
 

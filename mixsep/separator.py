@@ -13,14 +13,18 @@ from mixsep.module import SeparationModule
 def load_module(ckpt_path: str | Path, map_location: str | torch.device = "cpu") -> SeparationModule:
     path = Path(ckpt_path)
     if not path.is_file():
-        raise CheckpointError(f"No checkpoint at {path}. Pass ckpt_path= a .ckpt written by mixsep.run "
-                              "(<run dir>/checkpoints/last.ckpt or best-*.ckpt).")
+        raise CheckpointError(
+            f"No checkpoint at {path}. Pass ckpt_path= a .ckpt written by mixsep.run "
+            "(<run dir>/checkpoints/last.ckpt or best-*.ckpt)."
+        )
     try:
         module = SeparationModule.load_from_checkpoint(path, map_location=map_location, weights_only=False)
     except Exception as err:
-        raise CheckpointError(f"{path} is not a readable mixsep checkpoint ({type(err).__name__}: {err}). "
-                              "It may be truncated or come from another program; use a .ckpt that "
-                              "mixsep.run wrote.") from err
+        raise CheckpointError(
+            f"{path} is not a readable mixsep checkpoint ({type(err).__name__}: {err}). "
+            "It may be truncated or come from another program; use a .ckpt that "
+            "mixsep.run wrote."
+        ) from err
     return module.eval()
 
 
@@ -65,7 +69,7 @@ class Separator:
     def device(self) -> torch.device:
         return self.module.device
 
-    def to(self, device: str | torch.device) -> "Separator":
+    def to(self, device: str | torch.device) -> Separator:
         self.module.to(device)
         return self
 

@@ -18,7 +18,16 @@ from PIL import Image
 from mixsep.errors import ConfigError, DataNotFoundError
 
 CIFAR_CLASSES = (
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
 )
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 GRAY_SOURCES = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "kmnist": "KMNIST"}  # torchvision class
@@ -50,22 +59,33 @@ def _folder_name(source) -> str:
     return name
 
 
-def _missing_data_error(root: Path, looked_at: list[Path], detail: str = "", download: bool = False,
-                        unreadable: bool = False, layout: str = "") -> DataNotFoundError:
+def _missing_data_error(
+    root: Path,
+    looked_at: list[Path],
+    detail: str = "",
+    download: bool = False,
+    unreadable: bool = False,
+    layout: str = "",
+) -> DataNotFoundError:
     """One message: what failed, the paths looked at, and the fixes that apply to this failure."""
     paths = "\n".join(f"  - {p}" for p in looked_at)
-    where = ("  point at a folder holding them:  data.root=/path/to/data  (or export MIXSEP_DATA_ROOT)\n"
-             f"     with {layout or '<root>/MNIST/raw/*-ubyte and either <root>/cifar-10-batches-py/ or '}"
-             f"{'' if layout else '<root>/cifar10/{train,test}/<class>/*.png|jpg'}")
+    where = (
+        "  point at a folder holding them:  data.root=/path/to/data  (or export MIXSEP_DATA_ROOT)\n"
+        f"     with {layout or '<root>/MNIST/raw/*-ubyte and either <root>/cifar-10-batches-py/ or '}"
+        f"{'' if layout else '<root>/cifar10/{train,test}/<class>/*.png|jpg'}"
+    )
     if unreadable:
-        fixes = ("Fix it: replace the unreadable file with a good copy (or delete it, and with the official "
-                 "layouts let data.download=true fetch it again), or\n" + where)
+        fixes = (
+            "Fix it: replace the unreadable file with a good copy (or delete it, and with the official "
+            "layouts let data.download=true fetch it again), or\n" + where
+        )
     elif download:
-        fixes = ("The download through torchvision failed (no network, or the server refused: the reason is "
-                 "above). Fix it offline:\n" + where + "\n  data.download=false never tries the network.")
+        fixes = (
+            "The download through torchvision failed (no network, or the server refused: the reason is "
+            "above). Fix it offline:\n" + where + "\n  data.download=false never tries the network."
+        )
     else:
-        fixes = ("Fix it in one of two ways:\n"
-                 "  1. let torchvision download the data:   data.download=true\n  2." + where)
+        fixes = "Fix it in one of two ways:\n  1. let torchvision download the data:   data.download=true\n  2." + where
     return DataNotFoundError(
         f"Could not load the datasets from data.root={root} ({root.resolve()}).\n"
         f"{detail + chr(10) if detail else ''}"
@@ -101,12 +121,14 @@ def load_gray(root: Path, name: str, train: bool, download: bool) -> torch.Tenso
     except RuntimeError as err:  # torchvision: "Dataset not found. You can use download=True ..." / download failed
         raise _missing_data_error(root, _gray_paths(root, name), f"{label}: {err}", download, layout=layout) from err
     except Exception as err:  # truncated / corrupt idx files
-        raise _missing_data_error(root, _gray_paths(root, name), f"{label} is unreadable: {err!r}",
-                                  unreadable=True, layout=layout) from err
+        raise _missing_data_error(
+            root, _gray_paths(root, name), f"{label} is unreadable: {err!r}", unreadable=True, layout=layout
+        ) from err
     images = ds.data
     if images.ndim != 3 or images.shape[1:] != (28, 28) or len(images) == 0:
-        raise _missing_data_error(root, _gray_paths(root, name), f"{label} has shape {tuple(images.shape)}",
-                                  layout=layout)
+        raise _missing_data_error(
+            root, _gray_paths(root, name), f"{label} has shape {tuple(images.shape)}", layout=layout
+        )
     return resize_mnist(images)
 
 
@@ -142,7 +164,7 @@ def _color_layout(source) -> str:
     return f"{archive}<root>/{folder}/{{train,test}}/<class>/*.png|jpg (32x32)"
 
 
-def list_image_folder(split_dir: Path) -> list[Path]:
+def list_image_folder(split_dir: Path, strict: bool = True) -> list[Path]:
     """Image files of an ImageFolder split in a deterministic order: class (CIFAR-10's official order
     first, then by name), file name."""
     classes = sorted(d.name for d in split_dir.iterdir() if d.is_dir())
@@ -150,7 +172,10 @@ def list_image_folder(split_dir: Path) -> list[Path]:
     classes.sort(key=lambda c: (order.get(c, len(order)), c))
     files: list[Path] = []
     for c in classes:
-        files += sorted(p for p in (split_dir / c).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        found = sorted(p for p in (split_dir / c).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not found and strict:  # a copy that broke off part-way: refuse, rather than train on a lopsided set
+            raise ValueError(f"the class folder {split_dir / c} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        files += found
     return files
 
 
@@ -179,8 +204,14 @@ def _load_svhn(root: Path, train: bool, download: bool) -> torch.Tensor:
     except FileNotFoundError as err:
         raise _missing_data_error(root, [path], f"SVHN: {err}", download, layout=_color_layout("svhn")) from err
     except Exception as err:
-        raise _missing_data_error(root, [path], f"SVHN {split} set unreadable or not downloaded: {err}",
-                                  download, unreadable=path.is_file(), layout=_color_layout("svhn")) from err
+        raise _missing_data_error(
+            root,
+            [path],
+            f"SVHN {split} set unreadable or not downloaded: {err}",
+            download,
+            unreadable=path.is_file(),
+            layout=_color_layout("svhn"),
+        ) from err
     return torch.from_numpy(np.ascontiguousarray(np.transpose(images, (3, 2, 0, 1))))
 
 
@@ -190,8 +221,11 @@ def load_color(root: Path, source, train: bool, download: bool) -> torch.Tensor:
     if name == "svhn":
         return _load_svhn(root, train, download)
     folder, paths, layout_text = _folder_name(source), _color_paths(root, source), _color_layout(source)
-    layout = cifar_layout(root, folder) if name != "image_folder" else \
-        ("folder" if (root / folder / "train").is_dir() and (root / folder / "test").is_dir() else None)
+    layout = (
+        cifar_layout(root, folder)
+        if name != "image_folder"
+        else ("folder" if (root / folder / "train").is_dir() and (root / folder / "test").is_dir() else None)
+    )
     if layout is None and download and name in ("cifar10", "cifar100"):
         layout = "archive"
     if layout is None:
@@ -205,17 +239,24 @@ def load_color(root: Path, source, train: bool, download: bool) -> torch.Tensor:
             raise _missing_data_error(root, paths, f"{name} archive: {err}", download, layout=layout_text) from err
         return torch.from_numpy(np.ascontiguousarray(data)).permute(0, 3, 1, 2).contiguous()
     split_dir = root / folder / ("train" if train else "test")
-    files = list_image_folder(split_dir)
+    try:
+        files = list_image_folder(split_dir)
+    except ValueError as err:
+        raise _missing_data_error(
+            root, [split_dir], f"{name}: {err}. Remove that folder or fill it.", layout=layout_text
+        ) from err
     if not files:
-        raise _missing_data_error(root, [split_dir], f"{name}: the ImageFolder split holds no images.",
-                                  layout=layout_text)
+        raise _missing_data_error(
+            root, [split_dir], f"{name}: the ImageFolder split holds no images.", layout=layout_text
+        )
     out = np.empty((len(files), 32, 32, 3), dtype=np.uint8)
     try:
         for i, f in enumerate(files):
             out[i] = _read_rgb32(f)
     except Exception as err:
-        raise _missing_data_error(root, [split_dir], f"{name} image unreadable: {err}", unreadable=True,
-                                  layout=layout_text) from err
+        raise _missing_data_error(
+            root, [split_dir], f"{name} image unreadable: {err}", unreadable=True, layout=layout_text
+        ) from err
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
 
@@ -237,4 +278,4 @@ def source_files(root: Path, source, kind: str, train: bool) -> list[Path]:
         archive = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}[name]
         return sorted((root / archive).iterdir())
     split_dir = root / folder / ("train" if train else "test")
-    return list_image_folder(split_dir) if split_dir.is_dir() else []
+    return list_image_folder(split_dir, strict=False) if split_dir.is_dir() else []

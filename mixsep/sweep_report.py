@@ -12,8 +12,12 @@ from pathlib import Path
 
 import yaml
 
-TEST_COLUMNS = (("test/mnist_psnr", "MNIST PSNR", 2), ("test/mnist_ssim", "MNIST SSIM", 4),
-                ("test/cifar_psnr", "CIFAR PSNR", 2), ("test/cifar_ssim", "CIFAR SSIM", 4))
+TEST_COLUMNS = (
+    ("test/mnist_psnr", "MNIST PSNR", 2),
+    ("test/mnist_ssim", "MNIST SSIM", 4),
+    ("test/cifar_psnr", "CIFAR PSNR", 2),
+    ("test/cifar_ssim", "CIFAR SSIM", 4),
+)
 
 
 def is_sweep(folder: Path) -> bool:
@@ -41,8 +45,15 @@ def load_jobs(sweep: Path) -> list[dict]:
     for folder in sorted((p for p in sweep.iterdir() if (p / ".hydra").is_dir()), key=_job_order):
         metrics = _read(folder / "metrics.json") or {}
         state = (_read(folder / "status.json") or {}).get("status") or ("completed" if metrics else "unknown")
-        jobs.append({"job": folder.name, "overrides": _overrides(folder), "metrics": metrics, "status": state,
-                     "error": (_read(folder / "status.json") or {}).get("error")})
+        jobs.append(
+            {
+                "job": folder.name,
+                "overrides": _overrides(folder),
+                "metrics": metrics,
+                "status": state,
+                "error": (_read(folder / "status.json") or {}).get("error"),
+            }
+        )
     return jobs
 
 
@@ -84,13 +95,20 @@ def sweep_table(jobs: list[dict]) -> str:
         m = j["metrics"]
         mark = " **← pick**" if j is best else ""
         state = j["status"] if j["status"] != "failed" else f"failed: {(j['error'] or '')[:80]}"
-        cells = [j["job"] + mark, *(j["overrides"].get(k, "-") for k in keys), _fmt(m.get("objective"), 3),
-                 *(_fmt(m.get(key), d) for key, _, d in TEST_COLUMNS), state]
+        cells = [
+            j["job"] + mark,
+            *(j["overrides"].get(k, "-") for k in keys),
+            _fmt(m.get("objective"), 3),
+            *(_fmt(m.get(key), d) for key, _, d in TEST_COLUMNS),
+            state,
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     text = "\n".join(lines)
     if best is not None:
-        text += (f"\n\nPicked by the validation objective ({objective}): job {best['job']}. Test scores are "
-                 "shown for reading, never used to pick.")
+        text += (
+            f"\n\nPicked by the validation objective ({objective}): job {best['job']}. Test scores are "
+            "shown for reading, never used to pick."
+        )
     if "seed" in keys:
         text += "\n\n" + seed_table(jobs, [k for k in keys if k != "seed"])
     return text
@@ -103,9 +121,12 @@ def seed_table(jobs: list[dict], keys: list[str]) -> str:
         if j["metrics"]:
             groups.setdefault(tuple(j["overrides"].get(k, "-") for k in keys), []).append(j["metrics"])
     cols = [("objective", "objective", 3), *TEST_COLUMNS]
-    lines = ["Over seeds (mean ± std):", "",
-             "| " + " | ".join([*keys, "seeds", *(c[1] for c in cols)]) + " |",
-             "|" + "---|" * (len(keys) + 1 + len(cols))]
+    lines = [
+        "Over seeds (mean ± std):",
+        "",
+        "| " + " | ".join([*keys, "seeds", *(c[1] for c in cols)]) + " |",
+        "|" + "---|" * (len(keys) + 1 + len(cols)),
+    ]
     for config, runs in groups.items():
         cells = list(config) + [str(len(runs))]
         for key, _, digits in cols:
@@ -118,8 +139,9 @@ def seed_table(jobs: list[dict], keys: list[str]) -> str:
 
 def objective_plot(path: Path, jobs: list[dict]) -> Path | None:
     """The objective against each swept numeric parameter, one panel each; None when none is numeric."""
-    numeric = [k for k in swept_keys(jobs) if k != "seed" and all(
-        _number(j["overrides"].get(k)) is not None for j in jobs)]
+    numeric = [
+        k for k in swept_keys(jobs) if k != "seed" and all(_number(j["overrides"].get(k)) is not None for j in jobs)
+    ]
     scored = [j for j in jobs if isinstance(j["metrics"].get("objective"), (int, float))]
     if not numeric or not scored:
         return None
@@ -133,8 +155,14 @@ def objective_plot(path: Path, jobs: list[dict]) -> Path | None:
     for ax, key in zip(axes[0], numeric):
         xs = [_number(j["overrides"][key]) for j in scored]
         ax.scatter(xs, [j["metrics"]["objective"] for j in scored])
-        ax.scatter([_number(best["overrides"][key])], [best["metrics"]["objective"]], marker="*", s=200,
-                   color="tab:red", label="picked (validation)")
+        ax.scatter(
+            [_number(best["overrides"][key])],
+            [best["metrics"]["objective"]],
+            marker="*",
+            s=200,
+            color="tab:red",
+            label="picked (validation)",
+        )
         if min(xs) > 0 and max(xs) / min(xs) >= 20:
             ax.set_xscale("log")
         ax.set_xlabel(key)

@@ -17,12 +17,21 @@ REAL_ROOT = os.environ.get("MIXSEP_DATA_ROOT", "")
 
 def real_data_available() -> bool:
     root = Path(REAL_ROOT) if REAL_ROOT else None
-    return bool(root) and (root / "MNIST" / "raw").is_dir() and (
-        (root / "cifar10" / "test").is_dir() or (root / "cifar-10-batches-py").is_dir())
+    return (
+        bool(root)
+        and (root / "MNIST" / "raw").is_dir()
+        and ((root / "cifar10" / "test").is_dir() or (root / "cifar-10-batches-py").is_dir())
+    )
 
 
-requires_real_data = pytest.mark.skipif(not real_data_available(),
-                                        reason="set MIXSEP_DATA_ROOT to the real MNIST + CIFAR-10")
+_skip_without_real_data = pytest.mark.skipif(
+    not real_data_available(), reason="set MIXSEP_DATA_ROOT to the real MNIST + CIFAR-10"
+)
+
+
+def requires_real_data(test):
+    """Real-data tests: skipped without MIXSEP_DATA_ROOT, and in the slow tier."""
+    return pytest.mark.slow(_skip_without_real_data(test))
 
 
 def write_idx_images(path: Path, images: np.ndarray) -> None:
@@ -44,7 +53,7 @@ def make_mnist(root: Path, n_train: int, n_test: int, rng: np.random.Generator) 
         images = np.zeros((n, 28, 28), dtype=np.uint8)
         for i in range(n):  # a bright random "stroke" on black, like a digit
             r, c = rng.integers(4, 20, size=2)
-            images[i, r:r + 8, c:c + 3] = rng.integers(150, 256)
+            images[i, r : r + 8, c : c + 3] = rng.integers(150, 256)
         write_idx_images(raw / f"{prefix}-images-idx3-ubyte", images)
         write_idx_labels(raw / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, size=n))
 
@@ -71,14 +80,31 @@ def tiny_root(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def tiny_data_kwargs(tiny_root: Path, tmp_path: Path) -> dict:
-    return dict(root=str(tiny_root), cache_dir=str(tmp_path / "cache"), batch_size=8, eval_batch_size=8,
-                val_pairs=8, val_holdout=8, test_pairs=12)
+    return dict(
+        root=str(tiny_root),
+        cache_dir=str(tmp_path / "cache"),
+        batch_size=8,
+        eval_batch_size=8,
+        val_pairs=8,
+        val_holdout=8,
+        test_pairs=12,
+    )
 
 
 @pytest.fixture
 def tiny_overrides(tiny_root: Path, tmp_path: Path) -> list[str]:
     """Hydra overrides for one tiny epoch on the tiny datasets."""
-    return [f"data.root={tiny_root}", f"data.cache_dir={tmp_path / 'cache'}", "data.batch_size=8",
-            "data.eval_batch_size=8", "data.val_pairs=8", "data.val_holdout=8", "data.test_pairs=12",
-            "trainer.max_epochs=1", "trainer.accelerator=cpu", "trainer.log_every_n_steps=1", "samples=4",
-            "callbacks.progress_bar.refresh_rate=0"]
+    return [
+        f"data.root={tiny_root}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "data.batch_size=8",
+        "data.eval_batch_size=8",
+        "data.val_pairs=8",
+        "data.val_holdout=8",
+        "data.test_pairs=12",
+        "trainer.max_epochs=1",
+        "trainer.accelerator=cpu",
+        "trainer.log_every_n_steps=1",
+        "samples=4",
+        "callbacks.progress_bar.refresh_rate=0",
+    ]

@@ -99,8 +99,10 @@ def test_train_pairs_sets_the_epoch_length(tiny_data_kwargs):
 def test_ddp_ranks_split_the_pairs_without_overlap(tiny_data_kwargs):
     dm = _dm(tiny_data_kwargs)
     full = dm.train_sampler.draw(0)
-    shards = [D.RandomPairSampler(dm.mnist_train_ids, dm.cifar_train_ids, len(full), 4, seed=0, rank=r,
-                                  world_size=2).draw(0) for r in range(2)]
+    shards = [
+        D.RandomPairSampler(dm.mnist_train_ids, dm.cifar_train_ids, len(full), 4, seed=0, rank=r, world_size=2).draw(0)
+        for r in range(2)
+    ]
     assert torch.equal(torch.cat([shards[0][:, None], shards[1][:, None]], 1).reshape(-1, 2), full)
 
 

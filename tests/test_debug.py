@@ -63,30 +63,56 @@ def test_overfit_trains_on_the_same_fixed_pairs_every_epoch(tiny_overrides, tmp_
 
     seen = []
     step = SeparationModule.training_step
-    monkeypatch.setattr(SeparationModule, "training_step",
-                        lambda self, batch, i: seen.append((self.current_epoch, batch[1].sum().item())) or step(self, batch, i))
-    metrics = train(compose_cfg("config", tiny_overrides + ["debug=overfit", "trainer.overfit_batches=1",
-                                                            "trainer.max_epochs=3", "data.batch_size=8"], tmp_path))
+    monkeypatch.setattr(
+        SeparationModule,
+        "training_step",
+        lambda self, batch, i: seen.append((self.current_epoch, batch[1].sum().item())) or step(self, batch, i),
+    )
+    metrics = train(
+        compose_cfg(
+            "config",
+            tiny_overrides
+            + ["debug=overfit", "trainer.overfit_batches=1", "trainer.max_epochs=3", "data.batch_size=8"],
+            tmp_path,
+        )
+    )
     assert [epoch for epoch, _ in seen] == [0, 1, 2] and len({s for _, s in seen}) == 1  # one batch, the same
     assert metrics["debug_mode"] == "overfit" and str(tmp_path) in metrics["checkpoint"]
 
 
 @requires_real_data
 def test_overfit_memorises_its_pairs_far_below_a_normal_runs_loss(tmp_path):
-    common = [f"data.root={REAL_ROOT}", "debug=overfit", "data.val_pairs=200", "trainer.check_val_every_n_epoch=20",
-              "data.test_pairs=200", "callbacks.progress_bar.refresh_rate=0"]
+    common = [
+        f"data.root={REAL_ROOT}",
+        "debug=overfit",
+        "data.val_pairs=200",
+        "trainer.check_val_every_n_epoch=20",
+        "data.test_pairs=200",
+        "callbacks.progress_bar.refresh_rate=0",
+    ]
     train(compose_cfg("config", common, tmp_path / "overfit"))  # 2 fixed batches of 32 pairs, 60 epochs
-    train(compose_cfg("config", common + ["trainer.overfit_batches=0", "trainer.limit_train_batches=2"],
-                      tmp_path / "normal"))  # the same number of steps on fresh pairs
+    train(
+        compose_cfg(
+            "config", common + ["trainer.overfit_batches=0", "trainer.limit_train_batches=2"], tmp_path / "normal"
+        )
+    )  # the same number of steps on fresh pairs
     memorised = last_value(csv_rows(tmp_path / "overfit"), "train/loss_epoch")
     fresh = last_value(csv_rows(tmp_path / "normal"), "train/loss_epoch")
     assert memorised < 0.5 * fresh
 
 
 def test_trainer_arguments_need_no_plus_and_the_profiler_writes_its_report(tiny_overrides, tmp_path):
-    cfg = compose_cfg("config", tiny_overrides + ["trainer.profiler=simple", "trainer.gradient_clip_val=1.0",
-                                                  "trainer.limit_train_batches=2", "trainer.overfit_batches=0"],
-                      tmp_path / "a")
+    cfg = compose_cfg(
+        "config",
+        tiny_overrides
+        + [
+            "trainer.profiler=simple",
+            "trainer.gradient_clip_val=1.0",
+            "trainer.limit_train_batches=2",
+            "trainer.overfit_batches=0",
+        ],
+        tmp_path / "a",
+    )
     assert cfg.trainer.profiler == "simple" and cfg.trainer.gradient_clip_val == 1.0
     train(compose_cfg("config", tiny_overrides + ["debug=profiler"], tmp_path / "p"))
     reports = list((tmp_path / "p").glob("*profile*.txt"))
@@ -112,9 +138,13 @@ def test_loss_history_records_validation_psnr_per_source(tiny_overrides, tmp_pat
 def test_resume_into_a_new_folder_keeps_the_best_record(tiny_overrides, tmp_path):
     base = [o for o in tiny_overrides if not o.startswith("trainer.max_epochs")] + ["model.lr=0.02"]
     first = train(compose_cfg("config", base + ["trainer.max_epochs=2"], tmp_path / "a"))
-    resumed = train(compose_cfg("config", base + ["trainer.max_epochs=3",
-                                                  f"ckpt_path={tmp_path / 'a' / 'checkpoints' / 'last.ckpt'}"],
-                                tmp_path / "b"))
+    resumed = train(
+        compose_cfg(
+            "config",
+            base + ["trainer.max_epochs=3", f"ckpt_path={tmp_path / 'a' / 'checkpoints' / 'last.ckpt'}"],
+            tmp_path / "b",
+        )
+    )
     ckpt = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", weights_only=False)
     state = next(v for k, v in ckpt["callbacks"].items() if k.startswith("ModelCheckpoint{'monitor': 'val/loss'"))
     history = next(v["history"] for k, v in ckpt["callbacks"].items() if k.startswith("SamplesAndCurves"))
@@ -126,10 +156,16 @@ def test_resume_into_a_new_folder_keeps_the_best_record(tiny_overrides, tmp_path
     assert Path(first["checkpoint"]).exists()  # nothing of the earlier run was deleted
 
 
+@pytest.mark.slow
 def test_cli_messages_land_in_hydras_run_log(tiny_overrides, tmp_path):
     run = tmp_path / "run"
-    result = subprocess.run([sys.executable, "-m", "mixsep.run", *tiny_overrides, f"hydra.run.dir={run}"],
-                            capture_output=True, text=True, timeout=300, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-m", "mixsep.run", *tiny_overrides, f"hydra.run.dir={run}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     text = (run / "run.log").read_text()
     assert "wrote" in text and "test/mnist_psnr" in text

@@ -35,11 +35,20 @@ def test_self_ensemble_averages_the_eight_and_keeps_mixture_consistency():
 
 
 def test_ema_augmentation_and_tta_run_and_are_recorded(tiny_overrides, tmp_path):
-    overrides = tiny_overrides + ["model=unet", "callbacks=ema", "callbacks.ema.update_starting_at_step=0",
-                                  "data.dihedral_augment=true", "model.tta=true", "trainer.max_epochs=2"]
+    overrides = tiny_overrides + [
+        "model=unet",
+        "callbacks=ema",
+        "callbacks.ema.update_starting_at_step=0",
+        "data.dihedral_augment=true",
+        "model.tta=true",
+        "trainer.max_epochs=2",
+    ]
     metrics = train(compose_cfg("config", overrides, tmp_path))
     assert metrics["tta"] is True and all(math.isfinite(metrics[k]) for k in TEST_KEYS)
     ckpt = torch.load(metrics["checkpoint"], weights_only=False)
     assert "current_model_state" in ckpt  # Lightning's EMA: state_dict holds the averaged weights
-    assert any(not torch.equal(ckpt["state_dict"][k], ckpt["current_model_state"][k])
-               for k in ckpt["state_dict"] if k.startswith("net.") and "weight" in k)
+    assert any(
+        not torch.equal(ckpt["state_dict"][k], ckpt["current_model_state"][k])
+        for k in ckpt["state_dict"]
+        if k.startswith("net.") and "weight" in k
+    )

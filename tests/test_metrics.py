@@ -28,7 +28,7 @@ def reference_ssim(a: np.ndarray, b: np.ndarray) -> float:
     """SSIM of two (H, W) images, Gaussian window 11 / sigma 1.5, data range 1, averaged over the whole
     image with reflected borders (torchmetrics' convention; scikit-image averages valid windows only)."""
     x = np.arange(11) - 5
-    w = np.exp(-x**2 / (2 * 1.5**2))
+    w = np.exp(-(x**2) / (2 * 1.5**2))
     w = np.outer(w, w) / w.sum() ** 2
     blur = lambda z: convolve2d(np.pad(z, 5, mode="reflect"), w, mode="valid")  # noqa: E731
     mu_a, mu_b = blur(a), blur(b)
@@ -80,5 +80,5 @@ def test_metrics_are_computed_in_full_precision_under_bf16_autocast():
             module._eval_step(batch, "test")
         results.append({k: float(v) for k, v in module.metrics["test_cifar"].compute().items()})
     # the network itself runs in bf16, so only the network's own rounding may differ
-    assert results[1]["ssim"] == pytest.approx(results[0]["ssim"], abs=5e-3)
-    assert results[1]["psnr"] == pytest.approx(results[0]["psnr"], abs=0.2)
+    assert results[1]["test/cifar_ssim"] == pytest.approx(results[0]["test/cifar_ssim"], abs=5e-3)
+    assert results[1]["test/cifar_psnr"] == pytest.approx(results[0]["test/cifar_psnr"], abs=0.2)

@@ -77,4 +77,6 @@ def test_train_noise_augmentation_only_touches_training_cifar(tiny_data_kwargs):
     assert torch.equal(mnist, clean_mnist) and not torch.equal(cifar, clean_cifar)
     torch.testing.assert_close(mix, (mnist + cifar) / 2)
     Stage.training = False
-    assert all(torch.equal(a, b) for a, b in zip(dm.on_after_batch_transfer(batch, 0), (clean_mix, clean_mnist, clean_cifar)))
+    assert all(
+        torch.equal(a, b) for a, b in zip(dm.on_after_batch_transfer(batch, 0), (clean_mix, clean_mnist, clean_cifar))
+    )

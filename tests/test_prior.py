@@ -62,7 +62,7 @@ def test_normalisation_is_undone_before_metrics():
     (out,) = module(images)
     torch.testing.assert_close(out, images)  # back in [0, 1]: a perfect reconstruction, not a shifted one
     module._eval_step((images, images), "test")
-    assert module.metrics["test_image"].compute()["psnr"] > 60
+    assert module.metrics["test_image"].compute()["test/psnr"] > 60
 
 
 def test_separator_models_refuse_one_image_tasks_and_vice_versa():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 import torch
 
 from mixsep import load_separator
@@ -51,9 +50,17 @@ def test_shipped_model_separates_real_test_pairs_with_its_reported_quality(tmp_p
 
 @requires_real_data
 def test_short_conv_dual_run_beats_the_trivial_baseline(tmp_path):
-    overrides = [f"data.root={REAL_ROOT}", "model=conv_dual", "trainer=cpu", "trainer.max_epochs=3",
-                 "data.train_pairs=4000", "data.batch_size=32", "data.val_pairs=500", "data.test_pairs=1000",
-                 "callbacks.progress_bar.refresh_rate=0"]
+    overrides = [
+        f"data.root={REAL_ROOT}",
+        "model=conv_dual",
+        "trainer=cpu",
+        "trainer.max_epochs=3",
+        "data.train_pairs=4000",
+        "data.batch_size=32",
+        "data.val_pairs=500",
+        "data.test_pairs=1000",
+        "callbacks.progress_bar.refresh_rate=0",
+    ]
     metrics = train(compose_cfg("config", overrides, tmp_path))
     zero = baseline_rows(REAL_ROOT, None, test_pairs=1000)[0]  # MNIST := 0, CIFAR := clamp(2·mix)
     assert metrics["test/mnist_psnr"] > zero["test/mnist_psnr"] + 2.0

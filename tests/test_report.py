@@ -8,9 +8,19 @@ from mixsep import report
 
 def _run(folder: Path, model: str, mnist_psnr: float, cifar_psnr: float, **extra) -> None:
     folder.mkdir(parents=True)
-    metrics = {"model": model, "experiment": model, "params": 1000, "train_seconds": 60.0, "hardware": "CPU",
-               "test_pairs": 12, "test/mnist_psnr": mnist_psnr, "test/mnist_ssim": 0.5,
-               "test/cifar_psnr": cifar_psnr, "test/cifar_ssim": 0.5, **extra}
+    metrics = {
+        "model": model,
+        "experiment": model,
+        "params": 1000,
+        "train_seconds": 60.0,
+        "hardware": "CPU",
+        "test_pairs": 12,
+        "test/mnist_psnr": mnist_psnr,
+        "test/mnist_ssim": 0.5,
+        "test/cifar_psnr": cifar_psnr,
+        "test/cifar_ssim": 0.5,
+        **extra,
+    }
     (folder / "metrics.json").write_text(json.dumps(metrics))
 
 
@@ -21,13 +31,25 @@ def test_report_ranks_runs_best_first_with_baselines_and_a_chart(tmp_path, tiny_
     _run(runs / "multirun" / "1_y", "middle", 25.0, 20.0)
     _run(runs / "oracle", "mean_ae", 99.0, 99.0, **{"oracle/mnist_psnr": 99.0})
     (runs / "mean").mkdir()
-    (runs / "mean" / "metrics.json").write_text(json.dumps({"model": "mean_ae", "test/mix_psnr": 40.0,
-                                                            "oracle/mnist_psnr": 44.0}))
+    (runs / "mean" / "metrics.json").write_text(
+        json.dumps({"model": "mean_ae", "test/mix_psnr": 40.0, "oracle/mnist_psnr": 44.0})
+    )
     (runs / "broken").mkdir()
     (runs / "broken" / "metrics.json").write_text("{not json")
     chart = tmp_path / "board.png"
-    text = report.main([str(runs), "--chart", str(chart), "--data-root", str(tiny_root),
-                        "--cache-dir", str(tmp_path / "cache"), "--test-pairs", "12"])
+    text = report.main(
+        [
+            str(runs),
+            "--chart",
+            str(chart),
+            "--data-root",
+            str(tiny_root),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--test-pairs",
+            "12",
+        ]
+    )
     ranked = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
     models = [line.split("|")[2].strip() for line in ranked]
     # the run that only has oracle/mix scores is not ranked; one with test scores is ranked on those alone
@@ -43,11 +65,33 @@ def test_oracle_keys_never_rank_a_run(tmp_path, tiny_root):
     runs = tmp_path / "outputs"
     _run(runs / "real", "real", 20.0, 20.0)
     (runs / "mean").mkdir()
-    (runs / "mean" / "metrics.json").write_text(json.dumps(
-        {"model": "mean_ae", "experiment": "prior/mean_ae_subtract", "test/mix_psnr": 40.0, "test/mix_ssim": 0.99,
-         "oracle/mnist_psnr": 44.0, "oracle/cifar_psnr": 44.0, "oracle/mnist_ssim": 0.99, "oracle/cifar_ssim": 0.99}))
-    text = report.main([str(runs), "--chart", str(tmp_path / "c.png"), "--data-root", str(tiny_root),
-                        "--cache-dir", str(tmp_path / "cache"), "--test-pairs", "12"])
+    (runs / "mean" / "metrics.json").write_text(
+        json.dumps(
+            {
+                "model": "mean_ae",
+                "experiment": "prior/mean_ae_subtract",
+                "test/mix_psnr": 40.0,
+                "test/mix_ssim": 0.99,
+                "oracle/mnist_psnr": 44.0,
+                "oracle/cifar_psnr": 44.0,
+                "oracle/mnist_ssim": 0.99,
+                "oracle/cifar_ssim": 0.99,
+            }
+        )
+    )
+    text = report.main(
+        [
+            str(runs),
+            "--chart",
+            str(tmp_path / "c.png"),
+            "--data-root",
+            str(tiny_root),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--test-pairs",
+            "12",
+        ]
+    )
     ranked = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
     assert not any("mean_ae" in line for line in ranked)
     prior = [line for line in text.splitlines() if line.startswith("| prior/mean_ae_subtract")]
@@ -70,9 +114,18 @@ def _job(sweep: Path, name: str, overrides: list[str], objective: float | None, 
     if objective is None:
         (sweep / name / "status.json").write_text(json.dumps({"status": "failed", "error": "model.lr=-1 is bad"}))
         return
-    _run_files = {"model": "unet", "experiment": "s", "params": 1, "test_pairs": 12, "objective": objective,
-                  "optimized_metric": "val/psnr", "test/mnist_psnr": test_psnr, "test/cifar_psnr": test_psnr,
-                  "test/mnist_ssim": 0.5, "test/cifar_ssim": 0.5}
+    _run_files = {
+        "model": "unet",
+        "experiment": "s",
+        "params": 1,
+        "test_pairs": 12,
+        "objective": objective,
+        "optimized_metric": "val/psnr",
+        "test/mnist_psnr": test_psnr,
+        "test/cifar_psnr": test_psnr,
+        "test/mnist_ssim": 0.5,
+        "test/cifar_ssim": 0.5,
+    }
     (sweep / name / "metrics.json").write_text(json.dumps(_run_files))
     (sweep / name / "status.json").write_text(json.dumps({"status": "completed"}))
 
@@ -87,8 +140,19 @@ def test_sweep_report_picks_by_validation_and_averages_over_seeds(tmp_path, tiny
     _job(sweep, "2_unet", ["data.root=/d", "model.lr=0.01", "seed=0"], 25.0, test_psnr=21.0)
     _job(sweep, "3_unet", ["data.root=/d", "model.lr=0.01", "seed=1"], 23.0, test_psnr=21.0)
     _job(sweep, "4_unet", ["data.root=/d", "model.lr=-1", "seed=0"], None)
-    text = report.main([str(sweep), "--chart", str(tmp_path / "c.png"), "--data-root", str(tiny_root),
-                        "--cache-dir", str(tmp_path / "cache"), "--test-pairs", "12"])
+    text = report.main(
+        [
+            str(sweep),
+            "--chart",
+            str(tmp_path / "c.png"),
+            "--data-root",
+            str(tiny_root),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--test-pairs",
+            "12",
+        ]
+    )
     head = next(line for line in text.splitlines() if line.startswith("| job |"))
     assert "model.lr" in head and "seed" in head and "data.root" not in head  # swept overrides only
     rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ") and "_unet" in line}
@@ -102,8 +166,17 @@ def test_runs_on_different_test_pair_counts_are_never_ranked_together(tmp_path, 
     runs = tmp_path / "outputs"
     _run(runs / "full", "full", 30.0, 30.0)
     _run(runs / "part", "part", 40.0, 40.0, test_pairs=8)
-    text = report.main([str(runs), "--chart", str(tmp_path / "c.png"), "--data-root", str(tiny_root),
-                        "--cache-dir", str(tmp_path / "cache")])
+    text = report.main(
+        [
+            str(runs),
+            "--chart",
+            str(tmp_path / "c.png"),
+            "--data-root",
+            str(tiny_root),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ]
+    )
     assert "Scored on 8 test pairs of mnist+cifar10" in text and "Scored on 12 test pairs of mnist+cifar10" in text
     tables = text.split("Scored on ")
     eight = next(t for t in tables if t.startswith("8 "))

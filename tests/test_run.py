@@ -28,17 +28,29 @@ def compose_cfg(name: str, overrides: list[str], out: Path):
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     """One tiny conv_dual run shared by the tests below."""
-    from tests.conftest import make_cifar_folder, make_mnist
     import numpy as np
+
+    from tests.conftest import make_cifar_folder, make_mnist
 
     tmp = tmp_path_factory.mktemp("run")
     rng = np.random.default_rng(0)
     make_mnist(tmp / "data", 40, 12, rng)
     make_cifar_folder(tmp / "data", 40, 12, rng)
-    overrides = [f"data.root={tmp / 'data'}", f"data.cache_dir={tmp / 'cache'}", "data.batch_size=8",
-                 "data.eval_batch_size=8", "data.val_pairs=8", "data.val_holdout=8", "data.test_pairs=12",
-                 "trainer.max_epochs=2", "trainer.accelerator=cpu", "trainer.log_every_n_steps=1", "samples=4",
-                 "callbacks.progress_bar.refresh_rate=0", "model=conv_dual"]
+    overrides = [
+        f"data.root={tmp / 'data'}",
+        f"data.cache_dir={tmp / 'cache'}",
+        "data.batch_size=8",
+        "data.eval_batch_size=8",
+        "data.val_pairs=8",
+        "data.val_holdout=8",
+        "data.test_pairs=12",
+        "trainer.max_epochs=2",
+        "trainer.accelerator=cpu",
+        "trainer.log_every_n_steps=1",
+        "samples=4",
+        "callbacks.progress_bar.refresh_rate=0",
+        "model=conv_dual",
+    ]
     out = tmp / "out"
     metrics = train(compose_cfg("config", overrides, out))
     return out, metrics, overrides
@@ -60,8 +72,9 @@ def test_run_writes_metrics_samples_loss_curve_and_checkpoints(trained_run):
 def test_evaluate_reproduces_the_test_metrics(trained_run, tmp_path):
     out, metrics, overrides = trained_run
     data_overrides = [o for o in overrides if o.startswith("data.")]
-    cfg = compose_cfg("evaluate", data_overrides + [f"ckpt_path={metrics['checkpoint']}", "samples=4",
-                                                    "accelerator=cpu"], tmp_path)
+    cfg = compose_cfg(
+        "evaluate", data_overrides + [f"ckpt_path={metrics['checkpoint']}", "samples=4", "accelerator=cpu"], tmp_path
+    )
     again = evaluate(cfg)
     for key in TEST_KEYS:
         assert again[key] == pytest.approx(metrics[key], abs=1e-4)
@@ -94,8 +107,9 @@ def test_bad_checkpoints_give_clear_errors(tmp_path):
 def test_training_resumes_from_last_checkpoint(trained_run, tmp_path):
     out, _, overrides = trained_run
     more = [o for o in overrides if not o.startswith("trainer.max_epochs")]
-    cfg = compose_cfg("config", more + ["trainer.max_epochs=3", f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}"],
-                      tmp_path)
+    cfg = compose_cfg(
+        "config", more + ["trainer.max_epochs=3", f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}"], tmp_path
+    )
     metrics = train(cfg)
     assert metrics["global_step"] == 12  # 8 steps restored + one more epoch of 4
 
@@ -134,14 +148,26 @@ def test_wandb_logger_goes_offline_without_a_key(tiny_overrides, tmp_path, monke
     assert math.isfinite(metrics["test/mnist_psnr"])
 
 
+@pytest.mark.slow
 def test_cli_reports_missing_data_without_a_traceback(tmp_path):
     import subprocess
     import sys
 
     def run(*extra):
         return subprocess.run(
-            [sys.executable, "-m", "mixsep.run", f"data.root={tmp_path / 'none'}", f"data.cache_dir={tmp_path / 'c'}",
-             f"hydra.run.dir={tmp_path / 'run'}", *extra], capture_output=True, text=True, timeout=300)
+            [
+                sys.executable,
+                "-m",
+                "mixsep.run",
+                f"data.root={tmp_path / 'none'}",
+                f"data.cache_dir={tmp_path / 'c'}",
+                f"hydra.run.dir={tmp_path / 'run'}",
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
 
     offline = run("data.download=false")  # strictly offline: the two fixes, one of them the download
     assert offline.returncode != 0 and "Traceback" not in offline.stderr

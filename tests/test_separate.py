@@ -12,6 +12,7 @@ from PIL import Image
 from mixsep import mix as mix_cli
 from mixsep import separate as separate_cli
 from mixsep.module import image_metrics
+from tests.conftest import requires_real_data
 from tests.test_run import compose_cfg
 
 SHIPPED = Path(__file__).resolve().parents[1] / "results" / "best_cpu" / "model.ckpt"  # a U-Net: mix-consistent
@@ -25,8 +26,12 @@ def pixels(path: Path) -> np.ndarray:
 @pytest.fixture
 def exported(tiny_root: Path, tmp_path: Path) -> Path:
     out = tmp_path / "pairs"
-    assert mix_cli.main(["--test-pairs", "6", "-o", str(out), "--data-root", str(tiny_root),
-                         "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert (
+        mix_cli.main(
+            ["--test-pairs", "6", "-o", str(out), "--data-root", str(tiny_root), "--cache-dir", str(tmp_path / "cache")]
+        )
+        == 0
+    )
     return out
 
 
@@ -56,10 +61,21 @@ def test_separate_scores_match_evaluate_within_8_bit_rounding(exported, tiny_roo
             pred = torch.from_numpy(pixels(out / f"{path.stem}.{source}.png")).permute(2, 0, 1)[None].float()
             metric.update(pred, torch.from_numpy(pixels(path)).permute(2, 0, 1)[None].float())
         scores[source] = float(metric.compute()["psnr"])
-    cfg = compose_cfg("evaluate", [f"data.root={tiny_root}", f"data.cache_dir={tmp_path / 'cache'}",
-                                   "data.test_pairs=6", "data.val_holdout=8", "data.val_pairs=8",
-                                   f"ckpt_path={SHIPPED}", "samples=2", "accelerator=cpu", "precision=32-true"],
-                      tmp_path / "eval")
+    cfg = compose_cfg(
+        "evaluate",
+        [
+            f"data.root={tiny_root}",
+            f"data.cache_dir={tmp_path / 'cache'}",
+            "data.test_pairs=6",
+            "data.val_holdout=8",
+            "data.val_pairs=8",
+            f"ckpt_path={SHIPPED}",
+            "samples=2",
+            "accelerator=cpu",
+            "precision=32-true",
+        ],
+        tmp_path / "eval",
+    )
     reference = evaluate(cfg)
     assert scores["gray"] == pytest.approx(reference["test/mnist_psnr"], abs=0.5)
     assert scores["color"] == pytest.approx(reference["test/cifar_psnr"], abs=0.5)
@@ -110,10 +126,45 @@ def test_mix_makes_the_training_mean_image(tmp_path):
     assert mix_cli.main([str(tmp_path / "g.png"), str(tmp_path / "c.png"), "-o", str(tmp_path / "m.png")]) == 0
     from mixsep.data import resize_mnist, to_float_batch
 
-    expected, _, _ = to_float_batch(resize_mnist(torch.from_numpy(gray)[None]),
-                                    torch.from_numpy(color).permute(2, 0, 1)[None])
+    expected, _, _ = to_float_batch(
+        resize_mnist(torch.from_numpy(gray)[None]), torch.from_numpy(color).permute(2, 0, 1)[None]
+    )
     made = torch.from_numpy(pixels(tmp_path / "m.png")).permute(2, 0, 1).float()
     assert (made - expected[0]).abs().max() <= 0.5 / 255 + 1e-6  # the training mix, rounded to 8 bits
     with pytest.raises(SystemExit):  # never overwrites an input
         mix_cli.main([str(tmp_path / "g.png"), str(tmp_path / "c.png"), "-o", str(tmp_path / "g.png")])
     assert np.array_equal(np.asarray(Image.open(tmp_path / "g.png")), gray)
+
+
+def test_exported_test_pairs_are_the_data_modules_fixed_pairs(exported, tiny_root, tmp_path):
+    from mixsep.data import MixDataModule
+
+    dm = MixDataModule(root=str(tiny_root), cache_dir=str(tmp_path / "cache"), test_pairs=6, val_holdout=8)
+    dm.setup("test")
+    mix, gray, color = dm.fixed_batch("test", 6)
+    for i in range(6):
+        name = f"{i:05d}.png"
+        assert np.allclose(pixels(exported / "gray" / name), gray[i].permute(1, 2, 0).double().numpy(), atol=1e-6)
+        assert np.allclose(pixels(exported / "color" / name), color[i].permute(1, 2, 0).double().numpy(), atol=1e-6)
+        assert (
+            np.abs(pixels(exported / "mix" / name) - mix[i].permute(1, 2, 0).double().numpy()).max() <= 0.5 / 255 + 1e-6
+        )
+
+
+@requires_real_data
+def test_separate_on_real_exported_pairs_scores_like_evaluate(tmp_path):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [sys.executable, "benchmarks/separate_vs_evaluate.py", "--pairs", "200"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=root,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = {line.split()[0]: float(line.split()[-1]) for line in result.stdout.splitlines() if line.startswith("test/")}
+    assert set(rows) == {"test/mnist_psnr", "test/mnist_ssim", "test/cifar_psnr", "test/cifar_ssim"}
+    assert abs(rows["test/mnist_psnr"]) < 0.05 and abs(rows["test/cifar_psnr"]) < 0.15  # 8-bit rounding only

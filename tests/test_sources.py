@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ from mixsep.data import MixDataModule
 from mixsep.errors import ConfigError, DataNotFoundError
 from mixsep.evaluate import evaluate
 from mixsep.run import TEST_KEYS, train
-from tests.conftest import make_mnist, write_idx_images, write_idx_labels
+from tests.conftest import write_idx_images, write_idx_labels
 from tests.test_run import compose_cfg
 
 
@@ -49,8 +48,16 @@ def other_root(tiny_root: Path) -> Path:
 
 
 def kwargs(root: Path, tmp_path: Path, **extra) -> dict:
-    return dict(root=str(root), cache_dir=str(tmp_path / "cache"), batch_size=8, eval_batch_size=8, val_pairs=8,
-                val_holdout=8, test_pairs=12, **extra)
+    return dict(
+        root=str(root),
+        cache_dir=str(tmp_path / "cache"),
+        batch_size=8,
+        eval_batch_size=8,
+        val_pairs=8,
+        val_holdout=8,
+        test_pairs=12,
+        **extra,
+    )
 
 
 def test_the_default_pair_is_unchanged(tiny_root, tmp_path):
@@ -64,16 +71,18 @@ def test_the_default_pair_is_unchanged(tiny_root, tmp_path):
 
 
 def test_other_sources_load_with_their_own_cache_and_fixed_pairs(other_root, tmp_path):
-    dm = MixDataModule(**kwargs(other_root, tmp_path, gray="fashion_mnist",
-                                color={"name": "image_folder", "folder": "textures"}))
+    dm = MixDataModule(
+        **kwargs(other_root, tmp_path, gray="fashion_mnist", color={"name": "image_folder", "folder": "textures"})
+    )
     dm.setup("fit")
     assert dm.sources == "fashion_mnist+image_folder:textures"
     assert dm.splits.mnist_test.shape == (12, 1, 32, 32) and dm.splits.cifar_test.shape == (14, 3, 32, 32)
     assert len(dm.test_pair_ids) == 12  # min of the two test sets, a fixed pairing
     names = {p.name.split("_test")[0].split("_train")[0] for p in (tmp_path / "cache").glob("*.pt")}
     assert names == {"fashion_mnist", "image_folder-textures"}
-    again = MixDataModule(**kwargs(other_root, tmp_path, gray="fashion_mnist",
-                                   color={"name": "image_folder", "folder": "textures"}))
+    again = MixDataModule(
+        **kwargs(other_root, tmp_path, gray="fashion_mnist", color={"name": "image_folder", "folder": "textures"})
+    )
     again.setup("fit")
     assert torch.equal(again.test_pair_ids, dm.test_pair_ids)
     mnist = MixDataModule(**kwargs(other_root, tmp_path))
@@ -113,8 +122,13 @@ def test_train_on_another_pair_and_score_across_sources(other_root, tiny_overrid
     assert metrics["sources"] == "fashion_mnist+image_folder:textures"
     assert all(math.isfinite(metrics[k]) for k in TEST_KEYS)  # the gray slot is scored as test/mnist_*
     # cross-source: the same model on the default pair's fixed test pairs
-    cross = evaluate(compose_cfg("evaluate", data + [f"ckpt_path={metrics['checkpoint']}", "samples=2",
-                                                     "accelerator=cpu"], tmp_path / "cross"))
+    cross = evaluate(
+        compose_cfg(
+            "evaluate",
+            data + [f"ckpt_path={metrics['checkpoint']}", "samples=2", "accelerator=cpu"],
+            tmp_path / "cross",
+        )
+    )
     assert cross["sources"] == "mnist+cifar10" and cross["trained_on"] == "fashion_mnist+image_folder:textures"
     assert cross["test/mnist_psnr"] != pytest.approx(metrics["test/mnist_psnr"], abs=1e-3)
 
@@ -122,11 +136,31 @@ def test_train_on_another_pair_and_score_across_sources(other_root, tiny_overrid
 def test_report_never_ranks_different_source_pairs_together(tmp_path, other_root):
     for name, sources, psnr in (("a", "mnist+cifar10", 20.0), ("b", "fashion_mnist+cifar10", 30.0)):
         (tmp_path / "runs" / name).mkdir(parents=True)
-        (tmp_path / "runs" / name / "metrics.json").write_text(json.dumps(
-            {"model": name, "params": 1, "test_pairs": 12, "sources": sources, "test/mnist_psnr": psnr,
-             "test/cifar_psnr": psnr, "test/mnist_ssim": 0.5, "test/cifar_ssim": 0.5}))
-    text = report.main([str(tmp_path / "runs"), "--chart", str(tmp_path / "c.png"), "--data-root", str(other_root),
-                        "--cache-dir", str(tmp_path / "cache")])
+        (tmp_path / "runs" / name / "metrics.json").write_text(
+            json.dumps(
+                {
+                    "model": name,
+                    "params": 1,
+                    "test_pairs": 12,
+                    "sources": sources,
+                    "test/mnist_psnr": psnr,
+                    "test/cifar_psnr": psnr,
+                    "test/mnist_ssim": 0.5,
+                    "test/cifar_ssim": 0.5,
+                }
+            )
+        )
+    text = report.main(
+        [
+            str(tmp_path / "runs"),
+            "--chart",
+            str(tmp_path / "c.png"),
+            "--data-root",
+            str(other_root),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ]
+    )
     tables = {t.split(":")[0]: t for t in text.split("Scored on ")[1:]}
     fashion = tables["12 test pairs of fashion_mnist+cifar10"]
     assert "| b |" in fashion and "| a |" not in fashion and fashion.count("| baseline: ") == 2

@@ -20,6 +20,7 @@ from hydra import compose, initialize_config_dir
 from mixsep.evaluate import evaluate
 from mixsep.run import TEST_KEYS, train
 
+pytestmark = pytest.mark.slow  # real command lines, launchers and DDP processes
 ROOT = Path(__file__).resolve().parents[1]
 CONF = str(ROOT / "conf")
 
@@ -27,8 +28,14 @@ CONF = str(ROOT / "conf")
 def cli(args: list[str], timeout: int = 600, **env) -> subprocess.CompletedProcess:
     multirun = ["-m"] if "-m" in args else []  # Hydra's flag goes before the overrides
     args = multirun + [a for a in args if a != "-m"]
-    return subprocess.run([sys.executable, "-m", "mixsep.run", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env={**os.environ, "HYDRA_FULL_ERROR": "0", **env})
+    return subprocess.run(
+        [sys.executable, "-m", "mixsep.run", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env={**os.environ, "HYDRA_FULL_ERROR": "0", **env},
+    )
 
 
 def compose_cfg(name: str, overrides: list[str], out: Path):
@@ -52,10 +59,19 @@ def interval(m: dict) -> tuple[datetime, datetime]:
 
 def test_ray_launcher_gives_each_job_its_own_gpu_and_queues_the_rest(tiny_overrides, tmp_path):
     sweep = tmp_path / "sweep"
-    result = cli(tiny_overrides + [
-        "-m", "hydra/launcher=gpus", "hydra.launcher.ray.init.num_gpus=2", "hydra.launcher.ray.init.num_cpus=2",
-        "hydra.launcher.ray.remote.num_cpus=1", "seed=0,1,2,3", "trainer.max_epochs=3",
-        f"hydra.sweep.dir={sweep}"])
+    result = cli(
+        tiny_overrides
+        + [
+            "-m",
+            "hydra/launcher=gpus",
+            "hydra.launcher.ray.init.num_gpus=2",
+            "hydra.launcher.ray.init.num_cpus=2",
+            "hydra.launcher.ray.remote.num_cpus=1",
+            "seed=0,1,2,3",
+            "trainer.max_epochs=3",
+            f"hydra.sweep.dir={sweep}",
+        ]
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = job_metrics(sweep)
     assert len(jobs) == 4
@@ -75,9 +91,17 @@ def test_ray_launcher_gives_each_job_its_own_gpu_and_queues_the_rest(tiny_overri
 def test_optuna_search_optimises_the_validation_objective(tiny_overrides, tmp_path):
     sweep, db = tmp_path / "optuna", tmp_path / "study.db"
     overrides = [o for o in tiny_overrides if not o.startswith("data.batch_size")]
-    result = cli(overrides + ["hparams_search=optuna", "hydra.sweeper.n_trials=3", "data.batch_size=choice(4,8)",
-                              f"hydra.sweeper.storage=sqlite:///{db}", "hydra.sweeper.study_name=t",
-                              f"hydra.sweep.dir={sweep}"])
+    result = cli(
+        overrides
+        + [
+            "hparams_search=optuna",
+            "hydra.sweeper.n_trials=3",
+            "data.batch_size=choice(4,8)",
+            f"hydra.sweeper.storage=sqlite:///{db}",
+            "hydra.sweeper.study_name=t",
+            f"hydra.sweep.dir={sweep}",
+        ]
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     import optuna
 
@@ -115,8 +139,11 @@ def test_a_single_run_prints_a_user_error_in_one_line(tiny_overrides, tmp_path):
 def test_wandb_multirun_gives_every_job_its_own_run_in_the_sweep_group(tiny_overrides, tmp_path):
     sweep = tmp_path / "sweep"
     env = {"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "WANDB_CONFIG_DIR": str(tmp_path)}
-    result = cli(tiny_overrides + ["-m", "logger=wandb", "model=conv_dual,unet", "logger.wandb.tags=[t1]",
-                                   f"hydra.sweep.dir={sweep}"], **env)
+    result = cli(
+        tiny_overrides
+        + ["-m", "logger=wandb", "model=conv_dual,unet", "logger.wandb.tags=[t1]", f"hydra.sweep.dir={sweep}"],
+        **env,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     ids = []
     for job in sorted(p for p in sweep.iterdir() if p.is_dir()):
@@ -149,8 +176,17 @@ def test_slurm_launcher_composes_with_its_keys(tmp_path):
     cfg = compose_cfg("config", ["hydra/launcher=slurm", "hydra.launcher.partition=gpu"], tmp_path)
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher") and launcher.partition == "gpu"
-    for key in ("gpus_per_node", "tasks_per_node", "cpus_per_task", "mem_gb", "timeout_min", "array_parallelism",
-                "max_num_timeout", "account", "setup"):
+    for key in (
+        "gpus_per_node",
+        "tasks_per_node",
+        "cpus_per_task",
+        "mem_gb",
+        "timeout_min",
+        "array_parallelism",
+        "max_num_timeout",
+        "account",
+        "setup",
+    ):
         assert key in launcher
     assert launcher.max_num_timeout > 0 and cfg.ckpt_path == "auto"
     ray = compose_cfg("config", ["hydra/launcher=gpus"], tmp_path).hydra.launcher
@@ -159,8 +195,10 @@ def test_slurm_launcher_composes_with_its_keys(tmp_path):
 
 def test_the_same_command_in_the_same_folder_resumes_and_matches_an_uninterrupted_run(tiny_overrides, tmp_path):
     # a constant learning rate: a one-cycle schedule is planned for the run's length and cannot be extended
-    base = [o for o in tiny_overrides if not o.startswith("trainer.max_epochs")] + ["model=unet",
-                                                                                   "model.scheduler=null"]
+    base = [o for o in tiny_overrides if not o.startswith("trainer.max_epochs")] + [
+        "model=unet",
+        "model.scheduler=null",
+    ]
     interrupted = tmp_path / "requeued"
     first = train(compose_cfg("config", base + ["trainer.max_epochs=1"], interrupted))
     assert first["resumed_from"] is None
@@ -178,22 +216,25 @@ def test_the_same_command_in_the_same_folder_resumes_and_matches_an_uninterrupte
 
 def test_ddp_on_two_cpu_processes_scores_every_test_pair_once(tiny_overrides, tmp_path):
     run = tmp_path / "ddp"
-    result = cli(tiny_overrides + ["trainer.devices=2", "trainer.strategy=ddp",
-                                   f"hydra.run.dir={run}"])
+    result = cli(tiny_overrides + ["trainer.devices=2", "trainer.strategy=ddp", f"hydra.run.dir={run}"])
     assert result.returncode == 0, result.stderr[-3000:]
     m = json.loads((run / "metrics.json").read_text())
     assert m["world_size"] == 2 and m["strategy"] == "DDPStrategy" and m["test_pairs"] == 12
     data = [o for o in tiny_overrides if o.startswith("data.")]
-    single = evaluate(compose_cfg("evaluate", data + [f"ckpt_path={m['checkpoint']}", "samples=4",
-                                                     "accelerator=cpu"], tmp_path / "eval"))
+    single = evaluate(
+        compose_cfg(
+            "evaluate", data + [f"ckpt_path={m['checkpoint']}", "samples=4", "accelerator=cpu"], tmp_path / "eval"
+        )
+    )
     for key in TEST_KEYS:
         assert m[key] == pytest.approx(single[key], abs=1e-4)
 
 
 def test_ddp_inside_a_multirun_runs_each_job_once(tiny_overrides, tmp_path):
     sweep = tmp_path / "sweep"
-    result = cli(tiny_overrides + ["-m", "trainer.devices=2", "trainer.strategy=ddp", "seed=0,1",
-                                   f"hydra.sweep.dir={sweep}"])
+    result = cli(
+        tiny_overrides + ["-m", "trainer.devices=2", "trainer.strategy=ddp", "seed=0,1", f"hydra.sweep.dir={sweep}"]
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = job_metrics(sweep)
     assert sorted(jobs) == ["0_conv_dual", "1_conv_dual"]  # no sweep re-launched from a DDP child
