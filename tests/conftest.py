@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -108,3 +110,20 @@ def tiny_overrides(tiny_root: Path, tmp_path: Path) -> list[str]:
         "samples=4",
         "callbacks.progress_bar.refresh_rate=0",
     ]
+
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(args: list[str], timeout: int = 600, **env) -> subprocess.CompletedProcess:
+    """``python -m mixsep.run ARGS`` as a user types it (Hydra's -m goes before the overrides)."""
+    multirun = ["-m"] if "-m" in args else []
+    args = multirun + [a for a in args if a != "-m"]
+    return subprocess.run(
+        [sys.executable, "-m", "mixsep.run", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "HYDRA_FULL_ERROR": "0", **env},
+    )

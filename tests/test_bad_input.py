@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +13,7 @@ from mixsep import load_separator
 from mixsep.data import MixDataModule
 from mixsep.errors import ConfigError, DataNotFoundError, TrainingDivergedError
 from mixsep.run import train
+from tests.conftest import run_cli
 from tests.test_run import compose_cfg
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,13 +84,7 @@ def test_a_failed_download_says_so_and_gives_the_offline_fix(tmp_path, monkeypat
 @pytest.mark.slow
 def test_the_rich_progress_bar_completes_off_a_terminal(tiny_overrides, tmp_path):
     overrides = [o for o in tiny_overrides if not o.startswith("callbacks.progress_bar")] + ["trainer.max_epochs=2"]
-    result = subprocess.run(
-        [sys.executable, "-m", "mixsep.run", *overrides, f"hydra.run.dir={tmp_path}"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
+    result = run_cli([*overrides, f"hydra.run.dir={tmp_path}"])
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "metrics.json").exists()
     assert len(result.stdout.splitlines()) < 400  # final states only, no redraw per step

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +12,7 @@ import yaml
 
 from mixsep import report
 from mixsep.run import train
-from tests.conftest import REAL_ROOT, requires_real_data
+from tests.conftest import REAL_ROOT, requires_real_data, run_cli
 from tests.test_run import compose_cfg
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,13 +159,7 @@ def test_resume_into_a_new_folder_keeps_the_best_record(tiny_overrides, tmp_path
 @pytest.mark.slow
 def test_cli_messages_land_in_hydras_run_log(tiny_overrides, tmp_path):
     run = tmp_path / "run"
-    result = subprocess.run(
-        [sys.executable, "-m", "mixsep.run", *tiny_overrides, f"hydra.run.dir={run}"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
+    result = run_cli([*tiny_overrides, f"hydra.run.dir={run}"])
     assert result.returncode == 0, result.stderr[-2000:]
     text = (run / "run.log").read_text()
     assert "wrote" in text and "test/mnist_psnr" in text

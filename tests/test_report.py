@@ -6,6 +6,22 @@ from pathlib import Path
 from mixsep import report
 
 
+def report_main(folder: Path, tmp_path: Path, data_root: Path, *extra: str, chart: str = "c.png") -> str:
+    """``python -m mixsep.report FOLDER`` with its baselines on the tiny data."""
+    return report.main(
+        [
+            str(folder),
+            "--chart",
+            str(tmp_path / chart),
+            "--data-root",
+            str(data_root),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            *extra,
+        ]
+    )
+
+
 def _run(folder: Path, model: str, mnist_psnr: float, cifar_psnr: float, **extra) -> None:
     folder.mkdir(parents=True)
     metrics = {
@@ -37,19 +53,7 @@ def test_report_ranks_runs_best_first_with_baselines_and_a_chart(tmp_path, tiny_
     (runs / "broken").mkdir()
     (runs / "broken" / "metrics.json").write_text("{not json")
     chart = tmp_path / "board.png"
-    text = report.main(
-        [
-            str(runs),
-            "--chart",
-            str(chart),
-            "--data-root",
-            str(tiny_root),
-            "--cache-dir",
-            str(tmp_path / "cache"),
-            "--test-pairs",
-            "12",
-        ]
-    )
+    text = report_main(runs, tmp_path, tiny_root, "--test-pairs", "12", chart="board.png")
     ranked = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
     models = [line.split("|")[2].strip() for line in ranked]
     # the run that only has oracle/mix scores is not ranked; one with test scores is ranked on those alone
@@ -79,19 +83,7 @@ def test_oracle_keys_never_rank_a_run(tmp_path, tiny_root):
             }
         )
     )
-    text = report.main(
-        [
-            str(runs),
-            "--chart",
-            str(tmp_path / "c.png"),
-            "--data-root",
-            str(tiny_root),
-            "--cache-dir",
-            str(tmp_path / "cache"),
-            "--test-pairs",
-            "12",
-        ]
-    )
+    text = report_main(runs, tmp_path, tiny_root, "--test-pairs", "12")
     ranked = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
     assert not any("mean_ae" in line for line in ranked)
     prior = [line for line in text.splitlines() if line.startswith("| prior/mean_ae_subtract")]
@@ -140,19 +132,7 @@ def test_sweep_report_picks_by_validation_and_averages_over_seeds(tmp_path, tiny
     _job(sweep, "2_unet", ["data.root=/d", "model.lr=0.01", "seed=0"], 25.0, test_psnr=21.0)
     _job(sweep, "3_unet", ["data.root=/d", "model.lr=0.01", "seed=1"], 23.0, test_psnr=21.0)
     _job(sweep, "4_unet", ["data.root=/d", "model.lr=-1", "seed=0"], None)
-    text = report.main(
-        [
-            str(sweep),
-            "--chart",
-            str(tmp_path / "c.png"),
-            "--data-root",
-            str(tiny_root),
-            "--cache-dir",
-            str(tmp_path / "cache"),
-            "--test-pairs",
-            "12",
-        ]
-    )
+    text = report_main(sweep, tmp_path, tiny_root, "--test-pairs", "12")
     head = next(line for line in text.splitlines() if line.startswith("| job |"))
     assert "model.lr" in head and "seed" in head and "data.root" not in head  # swept overrides only
     rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ") and "_unet" in line}
@@ -166,17 +146,7 @@ def test_runs_on_different_test_pair_counts_are_never_ranked_together(tmp_path, 
     runs = tmp_path / "outputs"
     _run(runs / "full", "full", 30.0, 30.0)
     _run(runs / "part", "part", 40.0, 40.0, test_pairs=8)
-    text = report.main(
-        [
-            str(runs),
-            "--chart",
-            str(tmp_path / "c.png"),
-            "--data-root",
-            str(tiny_root),
-            "--cache-dir",
-            str(tmp_path / "cache"),
-        ]
-    )
+    text = report_main(runs, tmp_path, tiny_root)
     assert "Scored on 8 test pairs of mnist+cifar10" in text and "Scored on 12 test pairs of mnist+cifar10" in text
     tables = text.split("Scored on ")
     eight = next(t for t in tables if t.startswith("8 "))

@@ -11,12 +11,12 @@ import pytest
 import torch
 from PIL import Image
 
-from mixsep import report
 from mixsep.data import MixDataModule
 from mixsep.errors import ConfigError, DataNotFoundError
 from mixsep.evaluate import evaluate
 from mixsep.run import TEST_KEYS, train
 from tests.conftest import write_idx_images, write_idx_labels
+from tests.test_report import report_main
 from tests.test_run import compose_cfg
 
 
@@ -47,22 +47,9 @@ def other_root(tiny_root: Path) -> Path:
     return tiny_root
 
 
-def kwargs(root: Path, tmp_path: Path, **extra) -> dict:
-    return dict(
-        root=str(root),
-        cache_dir=str(tmp_path / "cache"),
-        batch_size=8,
-        eval_batch_size=8,
-        val_pairs=8,
-        val_holdout=8,
-        test_pairs=12,
-        **extra,
-    )
-
-
-def test_the_default_pair_is_unchanged(tiny_root, tmp_path):
-    named = MixDataModule(**kwargs(tiny_root, tmp_path, gray="mnist", color={"name": "cifar10"}))
-    default = MixDataModule(**kwargs(tiny_root, tmp_path))
+def test_the_default_pair_is_unchanged(tiny_data_kwargs, tmp_path):
+    named = MixDataModule(**tiny_data_kwargs, gray="mnist", color={"name": "cifar10"})
+    default = MixDataModule(**tiny_data_kwargs)
     named.setup("fit")
     default.setup("fit")
     assert torch.equal(named.test_pair_ids, default.test_pair_ids) and default.sources == "mnist+cifar10"
@@ -70,22 +57,19 @@ def test_the_default_pair_is_unchanged(tiny_root, tmp_path):
     assert sorted(p.name.split("_")[0] for p in (tmp_path / "cache").glob("*.pt")) == ["cifar"] * 2 + ["mnist"] * 2
 
 
-def test_other_sources_load_with_their_own_cache_and_fixed_pairs(other_root, tmp_path):
-    dm = MixDataModule(
-        **kwargs(other_root, tmp_path, gray="fashion_mnist", color={"name": "image_folder", "folder": "textures"})
-    )
+def test_other_sources_load_with_their_own_cache_and_fixed_pairs(other_root, tiny_data_kwargs, tmp_path):
+    textures = {"name": "image_folder", "folder": "textures"}
+    dm = MixDataModule(**tiny_data_kwargs, gray="fashion_mnist", color=textures)
     dm.setup("fit")
     assert dm.sources == "fashion_mnist+image_folder:textures"
     assert dm.splits.mnist_test.shape == (12, 1, 32, 32) and dm.splits.cifar_test.shape == (14, 3, 32, 32)
     assert len(dm.test_pair_ids) == 12  # min of the two test sets, a fixed pairing
     names = {p.name.split("_test")[0].split("_train")[0] for p in (tmp_path / "cache").glob("*.pt")}
     assert names == {"fashion_mnist", "image_folder-textures"}
-    again = MixDataModule(
-        **kwargs(other_root, tmp_path, gray="fashion_mnist", color={"name": "image_folder", "folder": "textures"})
-    )
+    again = MixDataModule(**tiny_data_kwargs, gray="fashion_mnist", color=textures)
     again.setup("fit")
     assert torch.equal(again.test_pair_ids, dm.test_pair_ids)
-    mnist = MixDataModule(**kwargs(other_root, tmp_path))
+    mnist = MixDataModule(**tiny_data_kwargs)
     mnist.setup("fit")
     assert not torch.equal(mnist.splits.mnist_test, dm.splits.mnist_test)
 
@@ -104,15 +88,15 @@ def test_cifar100_folder_and_svhn_files_are_read(tiny_root, tmp_path):
     assert svhn.shape == (5, 3, 32, 32) and torch.equal(svhn[2].permute(1, 2, 0), torch.from_numpy(images[..., 2]))
 
 
-def test_missing_source_names_its_paths_and_fixes(tiny_root, tmp_path):
-    dm = MixDataModule(**kwargs(tiny_root, tmp_path, gray="kmnist"))
+def test_missing_source_names_its_paths_and_fixes(tiny_root, tiny_data_kwargs):
+    dm = MixDataModule(**tiny_data_kwargs, gray="kmnist")
     with pytest.raises(DataNotFoundError) as err:
         dm.setup("fit")
     assert str(tiny_root / "KMNIST" / "raw") in str(err.value) and "data.download=true" in str(err.value)
     with pytest.raises(ConfigError, match="data/gray=emnist"):
-        MixDataModule(**kwargs(tiny_root, tmp_path, gray="emnist"))
+        MixDataModule(**tiny_data_kwargs, gray="emnist")
     with pytest.raises(ConfigError, match="data.color.folder"):
-        MixDataModule(**kwargs(tiny_root, tmp_path, color={"name": "image_folder"})).setup("fit")
+        MixDataModule(**tiny_data_kwargs, color={"name": "image_folder"}).setup("fit")
 
 
 def test_train_on_another_pair_and_score_across_sources(other_root, tiny_overrides, tmp_path):
@@ -150,17 +134,7 @@ def test_report_never_ranks_different_source_pairs_together(tmp_path, other_root
                 }
             )
         )
-    text = report.main(
-        [
-            str(tmp_path / "runs"),
-            "--chart",
-            str(tmp_path / "c.png"),
-            "--data-root",
-            str(other_root),
-            "--cache-dir",
-            str(tmp_path / "cache"),
-        ]
-    )
+    text = report_main(tmp_path / "runs", tmp_path, other_root)
     tables = {t.split(":")[0]: t for t in text.split("Scored on ")[1:]}
     fashion = tables["12 test pairs of fashion_mnist+cifar10"]
     assert "| b |" in fashion and "| a |" not in fashion and fashion.count("| baseline: ") == 2

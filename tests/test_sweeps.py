@@ -8,9 +8,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
-import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -19,23 +16,11 @@ from hydra import compose, initialize_config_dir
 
 from mixsep.evaluate import evaluate
 from mixsep.run import TEST_KEYS, train
+from tests.conftest import run_cli as cli
 
 pytestmark = pytest.mark.slow  # real command lines, launchers and DDP processes
 ROOT = Path(__file__).resolve().parents[1]
 CONF = str(ROOT / "conf")
-
-
-def cli(args: list[str], timeout: int = 600, **env) -> subprocess.CompletedProcess:
-    multirun = ["-m"] if "-m" in args else []  # Hydra's flag goes before the overrides
-    args = multirun + [a for a in args if a != "-m"]
-    return subprocess.run(
-        [sys.executable, "-m", "mixsep.run", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-        env={**os.environ, "HYDRA_FULL_ERROR": "0", **env},
-    )
 
 
 def compose_cfg(name: str, overrides: list[str], out: Path):
