@@ -23,7 +23,6 @@ from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler
 from mixsep.errors import ConfigError, DataNotFoundError  # noqa: F401  (DataNotFoundError: re-exported)
 from mixsep.sources import (  # noqa: F401  (re-exported: mixsep.data is where users look for them)
     CIFAR_CLASSES,
-    DEFAULT_PAIR,
     IMAGE_SUFFIXES,
     check_sources,
     cifar_layout,
@@ -32,8 +31,10 @@ from mixsep.sources import (  # noqa: F401  (re-exported: mixsep.data is where u
     load_color,
     load_gray,
     load_mnist,
+    pair_label,
     resize_mnist,
     source_files,
+    source_label,
     source_name,
 )
 from mixsep.symmetry import TRANSFORMS, dihedral
@@ -66,7 +67,7 @@ def _cache_name(source, kind: str) -> str:
     name = source_name(source)
     if (kind, name) in (("gray", "mnist"), ("color", "cifar10")):
         return "mnist" if kind == "gray" else "cifar"
-    return f"image_folder-{source['folder']}" if name == "image_folder" else name  # folder: checked on init
+    return source_label(source).replace(":", "-")
 
 
 def _source_signature(root: Path, source, kind: str, train: bool) -> dict:
@@ -368,10 +369,7 @@ class MixDataModule(L.LightningDataModule):
     @property
     def sources(self) -> str:
         """The source pair, e.g. ``mnist+cifar10`` (image_folder: ``image_folder:<folder>``)."""
-        color = source_name(self.color)
-        if color == "image_folder":
-            color = f"image_folder:{self.color['folder']}"
-        return f"{source_name(self.gray)}+{color}"
+        return pair_label(self.gray, self.color)
 
     def _loader(self, mnist: torch.Tensor, cifar: torch.Tensor, sampler: Sampler) -> DataLoader:
         return DataLoader(

@@ -92,7 +92,7 @@ def check_writable(out: Path) -> None:
 
 def write_status(out: Path, status: str, **fields) -> None:
     """``status.json`` in the job's folder: running / completed / failed (with the error)."""
-    check_writable(out)
+    out.mkdir(parents=True, exist_ok=True)
     record = {"status": status, "time": now_iso(), "host": socket.gethostname(), **hydra_job(), **fields}
     tmp = out / "status.json.tmp"
     tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")

@@ -17,43 +17,41 @@ import numpy as np
 import torch
 from PIL import Image
 
+from mixsep.data import MixDataModule, resize_mnist, to_float_batch
 from mixsep.errors import MixsepError
 
 
-def to_png(image: torch.Tensor, path: Path) -> None:
-    """(3, H, W) float in [0, 1] -> 8-bit RGB PNG (rounded)."""
+def to_png(image: torch.Tensor, path: Path, size: tuple[int, int] = (32, 32)) -> None:
+    """(3, H, W) float in [0, 1] -> 8-bit RGB PNG (rounded), resized (bicubic) to ``size`` if given."""
     array = image.detach().float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+    picture = Image.fromarray(array, "RGB")
+    if size != picture.size:
+        picture = picture.resize(size, Image.BICUBIC)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array, "RGB").save(path)
+    picture.save(path)
 
 
-def read_gray(path: Path) -> np.ndarray:
+def read_gray(path: Path) -> torch.Tensor:
+    """(1, 1, 32, 32) uint8; a 28x28 image is resized exactly as MNIST is for training."""
     with Image.open(path) as img:
-        gray = img.convert("L")
-        if gray.size == (28, 28):
-            gray = gray.resize((32, 32), Image.BILINEAR)  # as MNIST is resized for training
-        if gray.size != (32, 32):
-            raise MixsepError(f"{path}: the gray image is {gray.size[0]}x{gray.size[1]}; give a 28x28 or 32x32 one")
-        return np.asarray(gray)
+        gray = torch.from_numpy(np.asarray(img.convert("L")).copy())
+    if tuple(gray.shape) == (28, 28):
+        return resize_mnist(gray[None])
+    if tuple(gray.shape) != (32, 32):
+        raise MixsepError(f"{path}: the gray image is {gray.shape[1]}x{gray.shape[0]}; give a 28x28 or 32x32 one")
+    return gray[None, None]
 
 
-def read_color(path: Path) -> np.ndarray:
+def read_color(path: Path) -> torch.Tensor:
+    """(1, 3, 32, 32) uint8."""
     with Image.open(path) as img:
-        rgb = img.convert("RGB")
-        if rgb.size != (32, 32):
-            raise MixsepError(f"{path}: the colour image is {rgb.size[0]}x{rgb.size[1]}; give a 32x32 one")
-        return np.asarray(rgb)
-
-
-def mix_pair(gray: np.ndarray, color: np.ndarray) -> np.ndarray:
-    """uint8 (32, 32) gray + uint8 (32, 32, 3) colour -> uint8 (32, 32, 3) mean, rounded."""
-    total = gray.astype(np.uint16)[:, :, None] + color.astype(np.uint16)
-    return ((total + 1) // 2).astype(np.uint8)  # round half up: (g + c) / 2 to the nearest 8-bit value
+        rgb = torch.from_numpy(np.asarray(img.convert("RGB")).copy())
+    if tuple(rgb.shape[:2]) != (32, 32):
+        raise MixsepError(f"{path}: the colour image is {rgb.shape[1]}x{rgb.shape[0]}; give a 32x32 one")
+    return rgb.permute(2, 0, 1)[None]
 
 
 def export_test_pairs(n: int, out: Path, data_root: str | None, cache_dir: str | None) -> int:
-    from mixsep.data import MixDataModule
-
     dm = MixDataModule(root=data_root, cache_dir=cache_dir, test_pairs=n, val_holdout=1)
     dm.setup("test")
     mix, gray, color = dm.fixed_batch("test", n)
@@ -86,9 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         gray_path, color_path = map(Path, args.images)
         if out.resolve() in (gray_path.resolve(), color_path.resolve()):
             parser.error(f"-o {out} would overwrite an input")
-        mixed = mix_pair(read_gray(gray_path), read_color(color_path))
-        out.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(mixed, "RGB").save(out)
+        mix, _, _ = to_float_batch(read_gray(gray_path), read_color(color_path))  # the training data's mix
+        to_png(mix[0], out)
         print(f"mixsep.mix: wrote {out}")
         return 0
     except (MixsepError, OSError) as err:

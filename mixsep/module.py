@@ -189,16 +189,27 @@ class SeparationModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss, _ = self._predict(batch)
-        if not torch.isfinite(loss):  # stop before a NaN reaches the weights, or a checkpoint
+        self._check_finite(loss)
+        self.log(
+            "train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(batch[0]), sync_dist=True
+        )
+        return loss
+
+    def _check_finite(self, loss: torch.Tensor) -> None:
+        """Stop a diverged run before NaN weights reach a checkpoint. Reading the loss waits for the device:
+        on the CPU that is free, so every step is checked; on a GPU the flag accumulates on the device and is
+        read every ``log_every_n_steps`` steps, so the GPU's queue of work is not drained each step."""
+        bad = ~torch.isfinite(loss.detach())
+        self._diverged = bad if getattr(self, "_diverged", None) is None else self._diverged | bad
+        every = self.trainer.log_every_n_steps if self._trainer is not None else 1
+        if loss.device.type != "cpu" and self.global_step % max(every, 1):
+            return
+        if self._diverged.item():
             raise TrainingDivergedError(
                 f"the training loss became {loss.item()} at step {self.global_step} (epoch {self.current_epoch}): "
                 f"training diverged. Lower the learning rate (model.lr={self.hparams.lr:g}, try a tenth) or use "
                 "model.scheduler=onecycle; the checkpoints written so far stay in <run dir>/checkpoints/."
             )
-        self.log(
-            "train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(batch[0]), sync_dist=True
-        )
-        return loss
 
     def _eval_step(self, batch, stage: str) -> None:
         loss, scored = self._predict(batch)

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from mixsep.module import image_metrics
+from mixsep.sources import DEFAULT_SOURCES, parse_pair
 from mixsep.sweep_report import is_sweep, report_sweep
 
 SCORE_KEYS = ("test/mnist_psnr", "test/mnist_ssim", "test/cifar_psnr", "test/cifar_ssim")
@@ -102,18 +103,8 @@ def rank_key(row: dict) -> float:
     return -(row["test/mnist_psnr"] + row["test/cifar_psnr"]) / 2
 
 
-DEFAULT_SOURCES = "mnist+cifar10"
-
-
 def run_sources(row: dict) -> str:
-    return row.get("sources") or DEFAULT_SOURCES  # runs from before other sources existed: the default pair
-
-
-def parse_sources(sources: str) -> tuple[str, str | dict]:
-    gray, color = sources.split("+", 1)
-    if color.startswith("image_folder:"):
-        return gray, {"name": "image_folder", "folder": color.split(":", 1)[1]}
-    return gray, color
+    return row.get("sources") or DEFAULT_SOURCES
 
 
 @torch.no_grad()
@@ -123,7 +114,7 @@ def baseline_rows(
     """Trivial separations on the fixed test pairs of a source pair, scored exactly like the models."""
     from mixsep.data import MixDataModule
 
-    gray, color = parse_sources(sources)
+    gray, color = parse_pair(sources)
     dm = MixDataModule(
         root=data_root, cache_dir=cache_dir, test_pairs=test_pairs, val_holdout=1, gray=gray, color=color
     )

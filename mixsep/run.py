@@ -104,7 +104,8 @@ def resolve_precision(trainer_cfg: DictConfig) -> str:
     if accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
         fast, where = torch.cuda.is_bf16_supported(), f"GPU {torch.cuda.get_device_name(0)}"
     else:
-        fast, where = cpu_has_bf16(), "CPU " + ("with" if cpu_has_bf16() else "without") + " AVX512-BF16/AMX"
+        fast = cpu_has_bf16()
+        where = f"CPU {'with' if fast else 'without'} AVX512-BF16/AMX"
     choice = "bf16-mixed" if fast else "32-true"
     log.info(f"precision: {choice} (trainer.precision=auto on this {where}; set trainer.precision= to choose)")
     return choice
@@ -151,13 +152,16 @@ def composed_config(cfg: DictConfig) -> dict:
     }
 
 
-def validation_objective(trainer: L.Trainer, module, datamodule, ckpt_path: str | None, name: str) -> dict:
-    """The validation scores of ``ckpt_path``: what a sweeper may optimise (never a test score)."""
+def check_optimized_metric(name: str) -> None:
     if not name.startswith("val/"):
         raise ConfigError(
             f"optimized_metric={name} must be a validation metric (val/...): sweeps select on "
             "the validation pairs, never on the test pairs."
         )
+
+
+def validation_objective(trainer: L.Trainer, module, datamodule, ckpt_path: str | None, name: str) -> dict:
+    """The validation scores of ``ckpt_path``: what a sweeper may optimise (never a test score)."""
     results = trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)[0]
     if name not in results:
         raise ConfigError(f"optimized_metric={name} is not logged by this model; one of {sorted(results)}")
@@ -169,6 +173,7 @@ def train(cfg: DictConfig) -> dict:
     jobs.check_writable(out)
     write_config_tree(cfg, out / "config_tree.txt")
     jobs.check_strategy(cfg.trainer)
+    check_optimized_metric(cfg.optimized_metric)
     L.seed_everything(cfg.seed, workers=True)
     if cfg.get("float32_matmul_precision"):
         torch.set_float32_matmul_precision(cfg.float32_matmul_precision)
@@ -237,6 +242,7 @@ def main(cfg: DictConfig) -> float:
     zero = rank_zero_only.rank == 0
     try:
         if zero:
+            jobs.check_writable(out)
             jobs.write_status(out, "running")
         metrics = train(cfg)
     except BaseException as err:

@@ -18,10 +18,12 @@ import torch
 from PIL import Image
 
 from mixsep.errors import MixsepError
+from mixsep.mix import to_png
 
 SHIPPED = Path(__file__).resolve().parents[1] / "results" / "best_cpu" / "model.ckpt"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 SHEET_ROWS = 16
+GRAY_MODES = ("L", "I", "I;16", "F", "1", "LA")  # PIL modes of one-channel images
 
 
 def find_images(inputs: list[Path]) -> list[Path]:
@@ -41,11 +43,13 @@ def read_mix(path: Path, resize: bool, said: set[str]) -> tuple[torch.Tensor, tu
     with Image.open(path) as img:
         img.load()
         size = img.size
-        if img.mode in ("L", "I", "I;16", "F", "1", "LA"):
+        if img.mode in GRAY_MODES:
             _say_once(said, "gray", "gray input images are repeated to three channels")
-        elif img.mode in ("RGBA", "PA") or "transparency" in img.info:
-            _say_once(said, "alpha", "the alpha channel of RGBA input images is dropped")
-        rgb = img.convert("L").convert("RGB") if img.mode in ("L", "I", "I;16", "F", "1", "LA") else img.convert("RGB")
+            rgb = img.convert("L").convert("RGB")
+        else:
+            if img.mode in ("RGBA", "PA") or "transparency" in img.info:
+                _say_once(said, "alpha", "the alpha channel of RGBA input images is dropped")
+            rgb = img.convert("RGB")
     if size != (32, 32):
         if not resize:
             raise MixsepError(
@@ -62,14 +66,6 @@ def _say_once(said: set[str], key: str, message: str) -> None:
     if key not in said:
         said.add(key)
         print(f"mixsep.separate: {message}")
-
-
-def write_png(image: torch.Tensor, path: Path, size: tuple[int, int]) -> None:
-    array = image.clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
-    picture = Image.fromarray(array, "RGB")
-    if size != (32, 32):
-        picture = picture.resize(size, Image.BICUBIC)
-    picture.save(path)
 
 
 def separate_files(
@@ -110,8 +106,8 @@ def separate_files(
         mixes = torch.stack(batch)
         gray, color = sep(mixes)
         for i, (_, size, (gray_path, color_path)) in enumerate(kept):
-            write_png(gray[i], gray_path, size)
-            write_png(color[i], color_path, size)
+            to_png(gray[i], gray_path, size)
+            to_png(color[i], color_path, size)
             if len(sheet) < SHEET_ROWS:
                 sheet.append((mixes[i], gray[i].cpu(), color[i].cpu()))
         written += len(kept)

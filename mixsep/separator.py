@@ -8,6 +8,7 @@ import torch
 
 from mixsep.errors import CheckpointError
 from mixsep.module import SeparationModule
+from mixsep.sources import DEFAULT_SOURCES
 
 
 def load_module(ckpt_path: str | Path, map_location: str | torch.device = "cpu") -> SeparationModule:
@@ -43,7 +44,7 @@ def checkpoint_precision(ckpt_path: str | Path) -> str:
 
 def checkpoint_sources(ckpt_path: str | Path) -> str:
     """The source pair a checkpoint was trained on (checkpoints from before sources existed: the default)."""
-    return _checkpoint_field(ckpt_path, "mixsep_sources", "mnist+cifar10")
+    return _checkpoint_field(ckpt_path, "mixsep_sources", DEFAULT_SOURCES)
 
 
 def export_checkpoint(src: str | Path, dst: str | Path, precision: str | None = None) -> Path:
@@ -52,7 +53,7 @@ def export_checkpoint(src: str | Path, dst: str | Path, precision: str | None = 
     ckpt = torch.load(src, map_location="cpu", weights_only=False)
     slim = {key: ckpt[key] for key in ("state_dict", "hyper_parameters", "pytorch-lightning_version") if key in ckpt}
     slim["mixsep_precision"] = precision or ckpt.get("mixsep_precision") or "32-true"
-    slim["mixsep_sources"] = ckpt.get("mixsep_sources") or "mnist+cifar10"
+    slim["mixsep_sources"] = ckpt.get("mixsep_sources") or DEFAULT_SOURCES
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     torch.save(slim, dst)

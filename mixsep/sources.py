@@ -32,7 +32,10 @@ CIFAR_CLASSES = (
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 GRAY_SOURCES = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "kmnist": "KMNIST"}  # torchvision class
 COLOR_SOURCES = ("cifar10", "cifar100", "svhn", "image_folder")
-DEFAULT_PAIR = ("mnist", "cifar10")
+DEFAULT_SOURCES = "mnist+cifar10"  # runs and checkpoints from before other sources existed used this pair
+DEFAULT_LAYOUT = (
+    "<root>/MNIST/raw/*-ubyte and either <root>/cifar-10-batches-py/ or <root>/cifar10/{train,test}/<class>/*.png|jpg"
+)
 
 
 def source_name(source) -> str:
@@ -59,6 +62,24 @@ def _folder_name(source) -> str:
     return name
 
 
+def source_label(source) -> str:
+    """A source as written in metrics.json: its name; an image folder as ``image_folder:<folder>``."""
+    name = source_name(source)
+    return f"image_folder:{_folder_name(source)}" if name == "image_folder" else name
+
+
+def pair_label(gray, color) -> str:
+    return f"{source_label(gray)}+{source_label(color)}"
+
+
+def parse_pair(label: str) -> tuple[str, str | dict]:
+    """The inverse of ``pair_label``: (gray, colour) as MixDataModule takes them."""
+    gray, color = label.split("+", 1)
+    if color.startswith("image_folder:"):
+        return gray, {"name": "image_folder", "folder": color.split(":", 1)[1]}
+    return gray, color
+
+
 def _missing_data_error(
     root: Path,
     looked_at: list[Path],
@@ -71,8 +92,7 @@ def _missing_data_error(
     paths = "\n".join(f"  - {p}" for p in looked_at)
     where = (
         "  point at a folder holding them:  data.root=/path/to/data  (or export MIXSEP_DATA_ROOT)\n"
-        f"     with {layout or '<root>/MNIST/raw/*-ubyte and either <root>/cifar-10-batches-py/ or '}"
-        f"{'' if layout else '<root>/cifar10/{train,test}/<class>/*.png|jpg'}"
+        f"     with {layout or DEFAULT_LAYOUT}"
     )
     if unreadable:
         fixes = (

@@ -44,14 +44,14 @@ def load_jobs(sweep: Path) -> list[dict]:
     jobs = []
     for folder in sorted((p for p in sweep.iterdir() if (p / ".hydra").is_dir()), key=_job_order):
         metrics = _read(folder / "metrics.json") or {}
-        state = (_read(folder / "status.json") or {}).get("status") or ("completed" if metrics else "unknown")
+        status = _read(folder / "status.json") or {}
         jobs.append(
             {
                 "job": folder.name,
                 "overrides": _overrides(folder),
                 "metrics": metrics,
-                "status": state,
-                "error": (_read(folder / "status.json") or {}).get("error"),
+                "status": status.get("status") or ("completed" if metrics else "unknown"),
+                "error": status.get("error"),
             }
         )
     return jobs
