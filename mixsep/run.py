@@ -171,6 +171,8 @@ def validation_objective(trainer: L.Trainer, module, datamodule, ckpt_path: str 
 def train(cfg: DictConfig) -> dict:
     out = Path(cfg.paths.output_dir)
     jobs.check_writable(out)
+    with open_dict(cfg):  # the tree and metrics.json show the precision actually used
+        cfg.trainer.precision = resolve_precision(cfg.trainer)
     write_config_tree(cfg, out / "config_tree.txt")
     jobs.check_strategy(cfg.trainer)
     check_optimized_metric(cfg.optimized_metric)
@@ -178,8 +180,6 @@ def train(cfg: DictConfig) -> dict:
     if cfg.get("float32_matmul_precision"):
         torch.set_float32_matmul_precision(cfg.float32_matmul_precision)
     resume_from = resolve_ckpt_path(cfg, out)
-    with open_dict(cfg):
-        cfg.trainer.precision = resolve_precision(cfg.trainer)
     datamodule = build(cfg.data)
     module = build_module(cfg.model)
     callbacks = [build(c) for c in (cfg.get("callbacks") or {}).values() if c]
