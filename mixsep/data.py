@@ -290,6 +290,7 @@ class MixDataModule(L.LightningDataModule):
         gray="mnist",
         color="cifar10",
         dihedral_augment: bool = False,
+        color_flip: bool = False,
     ) -> None:
         super().__init__()
         gray = gray if isinstance(gray, str) else dict(gray)
@@ -318,7 +319,7 @@ class MixDataModule(L.LightningDataModule):
         self.num_workers, self.train_pairs, self.val_pairs = num_workers, train_pairs, val_pairs
         self.test_pairs, self.val_holdout, self.seed, self.task = test_pairs, val_holdout, seed, task
         self.noise_std, self.cifar_train_noise = noise_std, cifar_train_noise
-        self.data_on_device, self.dihedral_augment = data_on_device, dihedral_augment
+        self.data_on_device, self.dihedral_augment, self.color_flip = data_on_device, dihedral_augment, color_flip
         self.splits: Splits | None = None
 
     def prepare_data(self) -> None:
@@ -434,6 +435,8 @@ class MixDataModule(L.LightningDataModule):
         if training and self.dihedral_augment:  # one of the 8 flips/rotations, the same for both sources
             k = int(torch.randint(TRANSFORMS, (1,)))
             batch = (dihedral(batch[0], k), dihedral(batch[1], k))
+        if training and self.color_flip and self.task == "separate":
+            batch = (batch[0], mirror_half(batch[1]))
         if self.task == "separate" and self.cifar_train_noise > 0 and training:
             return self._noisy_cifar_batch(*batch)
         return self.make_batch(*batch)
@@ -444,6 +447,13 @@ class MixDataModule(L.LightningDataModule):
         mix, mnist, cifar = to_float_batch(mnist_u8, cifar_u8)
         cifar = (cifar + torch.randn_like(cifar) * self.cifar_train_noise).clamp_(0, 1)
         return (mnist + cifar) / 2, mnist, cifar
+
+
+def mirror_half(images: torch.Tensor) -> torch.Tensor:
+    """Each image mirrored left-right with probability 1/2: photographs look as natural mirrored (digits do
+    not, so only the colour source is flipped). Twice the colour images for the same pairs of files."""
+    flip = torch.rand(len(images), device=images.device) < 0.5
+    return torch.where(flip[:, None, None, None], images.flip(-1), images)
 
 
 class PerItemPairDataset(Dataset):

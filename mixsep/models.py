@@ -138,24 +138,91 @@ def feasible_gray_bounds(mix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     return lo, torch.maximum(lo, hi)
 
 
+class ResidualBlock(nn.Module):
+    """Two 3×3 convolutions with BatchNorm, added to their input."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(channels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x + self.body(x))
+
+
+class GlobalAttention(nn.Module):
+    """Multi-head self-attention over every position of a (coarse) feature map, added to its input: at 4×4
+    each position sees the whole image, so the fill-in under a stroke can use context from anywhere."""
+
+    def __init__(self, channels: int, heads: int = 4) -> None:
+        super().__init__()
+        if channels % heads:
+            raise ConfigError(f"attention needs channels ({channels}) divisible by its heads ({heads})")
+        self.heads = heads
+        self.norm = nn.GroupNorm(1, channels)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.proj = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w).transpose(-1, -2).unbind(1)
+        out = F.scaled_dot_product_attention(q, k, v)  # (b, heads, h*w, c/heads)
+        return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
+
+
+def _level(cin: int, cout: int, blocks: int) -> nn.Sequential:
+    level = _conv_block(cin, cout)  # extended in place: with no blocks, the parameter names of earlier checkpoints
+    for _ in range(blocks):
+        level.append(ResidualBlock(cout))
+    return level
+
+
 class UNetSeparator(nn.Module):
     """U-Net that predicts the gray MNIST image; CIFAR follows from the mixture exactly.
 
     Uses the structure of the problem: MNIST is gray (one output channel, repeated), the colour
     deviation of the mix belongs to CIFAR alone, the mixture is known (``cifar = 2·mix − mnist``, so
     ``(mnist_hat + cifar_hat) / 2 == mix`` exactly), and the feasible interval of every pixel is
-    known (the prediction is projected into it, which can only move it closer to the truth).
+    known (the prediction is kept inside it, which can only move it closer to the truth).
+
+    ``width``/``depth``: ``width·2^i`` channels at level i, ``depth`` down-samplings; ``widths`` lists the
+    channels per level instead (its length is depth + 1). ``blocks``: residual blocks added at each level
+    (an int for every level, or a list per level), in the encoder and the decoder. ``attention``:
+    self-attention at the coarsest level. ``output``: ``clamp`` (a sigmoid clamped into the feasible
+    interval) or ``interval`` (``lo + (hi − lo)·sigmoid``: always inside it, with a gradient everywhere).
     """
 
-    def __init__(self, width: int = 32, depth: int = 3) -> None:
+    def __init__(
+        self,
+        width: int = 32,
+        depth: int = 3,
+        widths: list[int] | None = None,
+        blocks: int | list[int] = 0,
+        attention: bool = False,
+        output: str = "clamp",
+    ) -> None:
         super().__init__()
-        if width < 1 or depth < 1:
-            raise ConfigError(f"model.net.width and depth must be >= 1, got {width}, {depth}")
-        chans = [width * 2**i for i in range(depth + 1)]
-        self.stem = _conv_block(3 + 1 + 2, chans[0])  # mix, its gray value, feasible bounds
-        self.down = nn.ModuleList(_conv_block(chans[i], chans[i + 1]) for i in range(depth))
+        chans = list(widths) if widths else [width * 2**i for i in range(depth + 1)]
+        depth = len(chans) - 1
+        per_level = [blocks] * len(chans) if isinstance(blocks, int) else list(blocks)
+        if depth < 1 or min(chans) < 1 or len(per_level) != len(chans) or min(per_level) < 0:
+            raise ConfigError(
+                f"model.net: need width >= 1 and depth >= 1 (or widths with 2+ levels, each >= 1) and one "
+                f"blocks count >= 0 per level; got width={width}, depth={depth}, widths={widths}, blocks={blocks}"
+            )
+        if output not in ("clamp", "interval"):
+            raise ConfigError(f"model.net.output={output!r} is not one of clamp, interval")
+        self.output = output
+        self.stem = _level(3 + 1 + 2, chans[0], per_level[0])  # mix, its gray value, feasible bounds
+        self.down = nn.ModuleList(_level(chans[i], chans[i + 1], per_level[i + 1]) for i in range(depth))
+        self.context = GlobalAttention(chans[-1]) if attention else nn.Identity()
         self.up = nn.ModuleList(nn.ConvTranspose2d(chans[i + 1], chans[i], 2, stride=2) for i in range(depth))
-        self.merge = nn.ModuleList(_conv_block(2 * chans[i], chans[i]) for i in range(depth))
+        self.merge = nn.ModuleList(_level(2 * chans[i], chans[i], per_level[i]) for i in range(depth))
         self.head = nn.Conv2d(chans[0], 1, 1)
 
     def forward(self, mix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -164,11 +231,14 @@ class UNetSeparator(nn.Module):
         skips = [self.stem(x)]
         for block in self.down:
             skips.append(block(F.max_pool2d(skips[-1], 2)))
-        x = skips.pop()
+        x = self.context(skips.pop())
         for i in reversed(range(len(self.up))):
             x = self.merge[i](torch.cat([self.up[i](x), skips[i]], dim=1))
-        gray = torch.sigmoid(self.head(x).float())
-        gray = torch.minimum(torch.maximum(gray, lo), hi)
+        logit = self.head(x).float()
+        if self.output == "interval":
+            gray = lo + (hi - lo) * torch.sigmoid(logit)
+        else:
+            gray = torch.minimum(torch.maximum(torch.sigmoid(logit), lo), hi)
         mnist = gray.expand(-1, 3, -1, -1)
         return mnist, 2 * mix - mnist
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.callbacks import Timer
 from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.functional.image import structural_similarity_index_measure
@@ -16,6 +18,8 @@ from mixsep.errors import ConfigError, TrainingDivergedError
 from mixsep.symmetry import TRANSFORMS, dihedral, undo_dihedral
 
 LOSSES = ("mse", "l1", "psnr", "mse+ssim", "psnr+ssim")
+SCHEDULERS = (None, "onecycle", "onecycle_time", "cosine")
+ONECYCLE_WARMUP = 0.15  # share of the schedule spent warming up
 
 
 def image_metrics() -> MetricCollection:
@@ -94,8 +98,8 @@ class SeparationModule(L.LightningModule):
         super().__init__()
         if loss not in LOSSES:
             raise ConfigError(f"model.loss={loss!r} is not one of {LOSSES}")
-        if scheduler not in (None, "onecycle", "cosine"):
-            raise ConfigError(f"model.scheduler={scheduler!r} is not one of null, onecycle, cosine")
+        if scheduler not in SCHEDULERS:
+            raise ConfigError(f"model.scheduler={scheduler!r} is not one of null, {', '.join(SCHEDULERS[1:])}")
         # The net's config (a dict with _target_) is saved with the checkpoint, so any checkpoint can be
         # rebuilt without the run's config files; an nn.Module instance is accepted for quick experiments.
         self.save_hyperparameters(ignore=["net"])
@@ -258,14 +262,46 @@ class SeparationModule(L.LightningModule):
         )
         if self.hparams.scheduler is None:
             return opt
+        if self.hparams.scheduler == "onecycle_time":
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, _time_onecycle(_max_time_timer(self.trainer)))
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
         steps = self.trainer.estimated_stepping_batches
         if self.hparams.scheduler == "onecycle":
             sched = torch.optim.lr_scheduler.OneCycleLR(
-                opt, max_lr=self.hparams.lr, total_steps=int(steps), pct_start=0.15
+                opt, max_lr=self.hparams.lr, total_steps=int(steps), pct_start=ONECYCLE_WARMUP
             )
         else:
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=int(steps))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def _max_time_timer(trainer: L.Trainer) -> Timer:
+    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+    if timer is None or timer.time_remaining() is None:
+        raise ConfigError(
+            "model.scheduler=onecycle_time spreads its schedule over the training time budget: set "
+            "trainer.max_time (e.g. trainer.max_time=00:00:30:00), or use model.scheduler=onecycle"
+        )
+    return timer
+
+
+def _time_onecycle(timer: Timer):
+    """OneCycleLR's learning-rate curve (cosine warm-up to ``lr``, cosine annealing to ``lr / 25e4``) laid
+    over wall-clock training time instead of steps, so the schedule ends exactly when ``trainer.max_time``
+    stops training, on a fast machine or a slow one. Lightning's Timer keeps the elapsed time in the
+    checkpoint, so a resumed run continues the curve where it stopped."""
+    budget = timer.time_elapsed() + timer.time_remaining()
+    start, peak, end = 1 / 25, 1.0, 1 / 25e4
+
+    def factor(_step: int) -> float:  # a plain function: LambdaLR then leaves it (and the Timer) out of its state
+        done = min(timer.time_elapsed() / budget, 1.0)
+        if done < ONECYCLE_WARMUP:
+            low, high, t = start, peak, done / ONECYCLE_WARMUP
+        else:
+            low, high, t = peak, end, (done - ONECYCLE_WARMUP) / (1 - ONECYCLE_WARMUP)
+        return high + (low - high) * (1 + math.cos(math.pi * t)) / 2
+
+    return factor
 
 
 def build_net(net: dict | nn.Module) -> nn.Module:

@@ -58,6 +58,20 @@ def build_loggers(cfg: DictConfig, out: Path) -> list:
     return loggers
 
 
+def build_callbacks(cfg: DictConfig) -> list:
+    callbacks = []
+    for name, node in (cfg.get("callbacks") or {}).items():
+        if not node:
+            continue
+        if "_target_" not in node:  # e.g. a preset's callbacks.ema options on top of callbacks=default
+            raise ConfigError(
+                f"callbacks.{name} has options but no _target_: the callbacks group in use does not define "
+                f"it. Choose a group that does (e.g. callbacks={name}), or remove it with ~callbacks.{name}"
+            )
+        callbacks.append(build(node))
+    return callbacks
+
+
 def build(node, **kwargs):
     """``hydra.utils.instantiate``, but a user-fixable error raised by the constructor comes out as itself
     (Hydra wraps it in an InstantiationException)."""
@@ -168,6 +182,17 @@ def validation_objective(trainer: L.Trainer, module, datamodule, ckpt_path: str 
     return {k: float(v) for k, v in results.items()}
 
 
+def checkpoint_paths(trainer: L.Trainer) -> tuple[str, str]:
+    """The best checkpoint (of the monitoring ModelCheckpoint) and the last one (``last.ckpt``, written by a
+    ModelCheckpoint without a monitor), each "" where none was written."""
+    best = next((c.best_model_path for c in trainer.checkpoint_callbacks if c.monitor and c.best_model_path), "")
+    last = next(
+        (c.best_model_path for c in trainer.checkpoint_callbacks if not c.monitor and c.best_model_path),
+        next((c.last_model_path for c in trainer.checkpoint_callbacks if c.last_model_path), ""),
+    )
+    return best, last
+
+
 def train(cfg: DictConfig) -> dict:
     out = Path(cfg.paths.output_dir)
     jobs.check_writable(out)
@@ -182,7 +207,7 @@ def train(cfg: DictConfig) -> dict:
     resume_from = resolve_ckpt_path(cfg, out)
     datamodule = build(cfg.data)
     module = build_module(cfg.model)
-    callbacks = [build(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    callbacks = build_callbacks(cfg)
     loggers = build_loggers(cfg, out)
     if loggers and module.hparams.get("scheduler") and not any(isinstance(c, LearningRateMonitor) for c in callbacks):
         callbacks.append(LearningRateMonitor(logging_interval="step"))
@@ -195,9 +220,7 @@ def train(cfg: DictConfig) -> dict:
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
         train_seconds, ended = time.perf_counter() - start, jobs.now_iso()
 
-        ckpt = trainer.checkpoint_callback
-        best = ckpt.best_model_path if ckpt is not None else ""
-        last = ckpt.last_model_path if ckpt is not None else ""
+        best, last = checkpoint_paths(trainer)
         val = validation_objective(trainer, module, datamodule, best or last or None, cfg.optimized_metric)
         tested = (best if cfg.test_ckpt == "best" else "") or last or None
         results = trainer.test(module, datamodule=datamodule, ckpt_path=tested)[0]

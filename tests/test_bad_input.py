@@ -25,6 +25,13 @@ def test_wrong_data_types_are_config_errors(bad, tiny_overrides, tmp_path):
         train(compose_cfg("config", tiny_overrides + [bad], tmp_path))
 
 
+def test_callback_options_without_their_callback_are_a_config_error(tiny_overrides, tmp_path):
+    # best_cpu_5min sets callbacks.ema options; callbacks=default then leaves them without a _target_
+    overrides = tiny_overrides + ["experiment=best_cpu_5min", "callbacks=default"]
+    with pytest.raises(ConfigError, match=r"callbacks\.ema .*callbacks=ema"):
+        train(compose_cfg("config", overrides, tmp_path))
+
+
 def test_a_wrong_size_image_is_named_with_its_size(tiny_root, tiny_data_kwargs):
     victim = sorted((tiny_root / "cifar10" / "test").rglob("*.png"))[2]
     Image.fromarray(np.zeros((28, 30, 3), dtype=np.uint8)).save(victim)

@@ -1,9 +1,11 @@
-"""Quality levers: the 8 flips/rotations (training augmentation, test-time self-ensemble) and EMA weights."""
+"""Quality levers: the 8 flips/rotations (training augmentation, test-time self-ensemble), EMA weights and the
+one-cycle schedule laid over the time budget."""
 
 from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from mixsep.models import UNetSeparator
@@ -52,3 +54,68 @@ def test_ema_augmentation_and_tta_run_and_are_recorded(tiny_overrides, tmp_path)
         for k in ckpt["state_dict"]
         if k.startswith("net.") and "weight" in k
     )
+
+
+def _timer_at(seconds: float, budget: str = "00:00:01:40"):
+    from lightning.pytorch.callbacks import Timer
+
+    timer = Timer(duration=budget)  # 100 s
+    timer.load_state_dict({"time_elapsed": {"train": seconds}})  # as a resumed run's Timer
+    return timer
+
+
+def test_time_onecycle_follows_onecycle_lr_over_the_time_budget():
+    from mixsep.module import _time_onecycle
+
+    steps, lr = 1001, 3e-3
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    reference = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
+    by_step = []
+    for _ in range(steps):
+        by_step.append(opt.param_groups[0]["lr"])
+        opt.step()
+        reference.step()
+    for step in (0, 75, 150, 400, 700, 1000):
+        factor = _time_onecycle(_timer_at(100 * step / (steps - 1)))(step)
+        assert math.isclose(factor * lr, by_step[step], rel_tol=0.02, abs_tol=1e-8), step
+    assert _time_onecycle(_timer_at(250))(0) * lr == pytest.approx(lr / 25e4)  # past the budget: the floor
+
+
+def test_time_onecycle_needs_max_time_and_fills_the_budget(tiny_overrides, tmp_path):
+    from mixsep.errors import ConfigError
+
+    overrides = tiny_overrides + ["model=unet", "model.scheduler=onecycle_time", "trainer.max_epochs=2"]
+    with pytest.raises(ConfigError, match="trainer.max_time"):
+        train(compose_cfg("config", overrides, tmp_path / "no_budget"))
+    overrides += ["trainer.max_epochs=1000", "trainer.max_time=00:00:00:06"]
+    metrics = train(compose_cfg("config", overrides, tmp_path / "budget"))
+    assert 5 <= metrics["train_seconds"] < 30 and all(math.isfinite(metrics[k]) for k in TEST_KEYS)
+    ckpt = torch.load(tmp_path / "budget" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["global_step"] == metrics["global_step"]  # last.ckpt is the final state, improved or not
+    (lr,) = ckpt["lr_schedulers"][0]["_last_lr"]
+    assert lr < 2e-3 / 20  # model.lr annealed (to under a twentieth) by the end of the budget
+
+
+def test_color_flip_mirrors_about_half_the_colour_images_and_never_the_digits():
+    from mixsep.data import MixDataModule, mirror_half
+
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (400, 3, 32, 32), dtype=torch.uint8)
+    out = mirror_half(images)
+    flipped = torch.tensor([torch.equal(o, i.flip(-1)) for o, i in zip(out, images)])
+    kept = torch.tensor([torch.equal(o, i) for o, i in zip(out, images)])
+    assert (flipped | kept).all() and 150 < int(flipped.sum()) < 250
+
+    class Stage:  # what on_after_batch_transfer reads of the trainer
+        training = True
+
+    dm = MixDataModule(root="unused", color_flip=True)
+    dm.trainer = Stage()
+    mnist_u8 = torch.randint(0, 256, (64, 1, 32, 32), dtype=torch.uint8)
+    mix, mnist, cifar = dm.on_after_batch_transfer((mnist_u8, images[:64]), 0)
+    torch.testing.assert_close(mnist[:, :1], mnist_u8.float() / 255)  # digits as they were
+    torch.testing.assert_close((mnist + cifar) / 2, mix)
+    assert not torch.equal(cifar, images[:64].float() / 255)
+    Stage.training = False  # validation and test pairs are never changed
+    _, _, cifar = dm.on_after_batch_transfer((mnist_u8, images[:64]), 0)
+    torch.testing.assert_close(cifar, images[:64].float() / 255)

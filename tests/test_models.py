@@ -11,6 +11,9 @@ NETS = {
     "resnet_dual": lambda: ResNetDual(),
     "single_sub": lambda: SingleSub(),
     "unet": lambda: UNetSeparator(width=8, depth=2),
+    "unet_residual_attention": lambda: UNetSeparator(
+        widths=[8, 16, 24], blocks=[0, 1, 2], attention=True, output="interval"
+    ),
 }
 
 
@@ -45,7 +48,7 @@ def test_a_few_optimizer_steps_reduce_the_loss(name):
     assert losses[-1] < losses[0]
 
 
-@pytest.mark.parametrize("name", ["single_sub", "unet"])
+@pytest.mark.parametrize("name", ["single_sub", "unet", "unet_residual_attention"])
 def test_mixture_consistency_is_exact_before_clamping(name):
     torch.manual_seed(1)
     net = NETS[name]().eval()
@@ -55,15 +58,58 @@ def test_mixture_consistency_is_exact_before_clamping(name):
     torch.testing.assert_close((mnist_hat + cifar_hat) / 2, mix, rtol=0, atol=1e-6)
 
 
-def test_unet_predicts_gray_mnist_inside_the_feasible_interval():
+@pytest.mark.parametrize("output", ["clamp", "interval"])
+def test_unet_predicts_gray_mnist_inside_the_feasible_interval(output):
     torch.manual_seed(2)
     mix, mnist, cifar = _pairs(8)
     with torch.no_grad():
-        mnist_hat, cifar_hat = UNetSeparator(width=8, depth=2).eval()(mix)
+        mnist_hat, cifar_hat = UNetSeparator(width=8, depth=2, output=output).eval()(mix)
     assert torch.equal(mnist_hat[:, 0], mnist_hat[:, 2])
     lo, hi = feasible_gray_bounds(mix)
     assert (mnist[:, :1] >= lo - 1e-6).all() and (mnist[:, :1] <= hi + 1e-6).all()  # truth is feasible
+    assert (mnist_hat[:, :1] >= lo - 1e-6).all() and (mnist_hat[:, :1] <= hi + 1e-6).all()
     assert (cifar_hat >= -1e-6).all() and (cifar_hat <= 1 + 1e-6).all()
+
+
+def test_interval_output_has_a_gradient_where_clamping_has_none():
+    """A clamped sigmoid outside the feasible interval passes no gradient; lo + (hi − lo)·sigmoid always does."""
+    torch.manual_seed(3)
+    mix = torch.rand(4, 3, 32, 32) * 0.3 + 0.6  # bright mixes: lo > 0 at most pixels
+    grads = {}
+    for output in ("clamp", "interval"):
+        torch.manual_seed(3)
+        net = UNetSeparator(width=4, depth=1, output=output)
+        with torch.no_grad():  # push the raw prediction far below every lower bound
+            net.head.bias.fill_(-20.0)
+        net(mix)[0].sum().backward()
+        grads[output] = net.head.bias.grad.abs().item()
+    assert grads["clamp"] == 0.0 and grads["interval"] > 0.0
+
+
+def test_unet_options_keep_the_parameter_names_of_earlier_checkpoints():
+    plain = set(UNetSeparator(width=8, depth=2).state_dict())
+    assert "stem.0.weight" in plain and not any(k.startswith("context.") for k in plain)
+    same = UNetSeparator(widths=[8, 16, 32], blocks=0).state_dict()
+    assert set(same) == plain
+    residual = set(UNetSeparator(width=8, depth=2, blocks=[0, 1, 1], attention=True).state_dict())
+    assert plain < residual and any(k.startswith("down.1.6.body.") for k in residual)
+    assert any(k.startswith("context.qkv.") for k in residual)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(width=0), "width"),
+        (dict(widths=[8]), "widths"),
+        (dict(width=8, depth=2, blocks=[0, 1]), "blocks"),
+        (dict(width=8, depth=2, blocks=-1), "blocks"),
+        (dict(width=8, depth=2, output="tanh"), "model.net.output"),
+        (dict(widths=[8, 10], attention=True), "attention"),
+    ],
+)
+def test_bad_unet_options_are_rejected_with_the_config_name(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        UNetSeparator(**kwargs)
 
 
 @pytest.mark.parametrize("kind", ["mse", "l1", "psnr", "mse+ssim", "psnr+ssim"])
