@@ -75,7 +75,9 @@ class QualityClock(L.Callback):
             trainer.should_stop = True
 
 
-def mixsep_time(experiment: str, every: int, max_minutes: float) -> QualityClock:
+def mixsep_time(experiment: str, every: int | float, max_minutes: float) -> QualityClock:
+    """``every``: validate every N steps (int) or every N seconds of wall clock (float, for presets whose
+    steps differ in size: one time grid for all)."""
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(
             config_name="config",
@@ -97,7 +99,7 @@ def mixsep_time(experiment: str, every: int, max_minutes: float) -> QualityClock
         precision=cfg.trainer.precision,
         max_epochs=cfg.trainer.max_epochs,
         max_time={"minutes": min(max_minutes, preset_minutes(cfg.trainer.get("max_time")))},
-        val_check_interval=every,
+        val_check_interval=every if isinstance(every, int) else {"seconds": every},
         check_val_every_n_epoch=None,
         num_sanity_val_steps=0,
         logger=False,
@@ -167,13 +169,15 @@ def main() -> None:
     parser.add_argument("--experiment", default="fast_cpu" if not torch.cuda.is_available() else "best_gpu")
     parser.add_argument("--compare", default="", help="comma-separated presets measured beside it")
     parser.add_argument("--every", type=int, default=20, help="validate every N training steps")
+    parser.add_argument("--every-seconds", type=float, default=None, help="validate every N seconds instead")
     parser.add_argument("--max-minutes", type=float, default=4.0, help="training time cap (or the preset's max_time)")
     parser.add_argument("--recipe-steps", type=int, default=60, help="steps to measure the report-000 recipe")
     parser.add_argument("--plot", default="quality_vs_time.png")
     args = parser.parse_args()
 
     names = [args.experiment] + [n for n in args.compare.split(",") if n]
-    clocks = {name: mixsep_time(name, args.every, args.max_minutes) for name in names}
+    every = args.every if args.every_seconds is None else float(args.every_seconds)
+    clocks = {name: mixsep_time(name, every, args.max_minutes) for name in names}
     rate, recipe_s = recipe_000_seconds(args.recipe_steps)
     print()
     print("Training seconds until validation PSNR >= level on both sources (1,000 validation pairs):\n")
