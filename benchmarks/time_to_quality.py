@@ -123,7 +123,7 @@ def preset_minutes(max_time: str | None) -> float:
         return float("inf")
     if not isinstance(max_time, str):  # {"minutes": 5}, as Lightning also takes it
         return timedelta(**max_time).total_seconds() / 60
-    days, hours, minutes, seconds = (int(part) for part in str(max_time).split(":"))
+    days, hours, minutes, seconds = (int(part) for part in max_time.split(":"))
     return days * 1440 + hours * 60 + minutes + seconds / 60
 
 

@@ -450,8 +450,8 @@ class MixDataModule(L.LightningDataModule):
 
 
 def mirror_half(images: torch.Tensor) -> torch.Tensor:
-    """Each image mirrored left-right with probability 1/2: photographs look as natural mirrored (digits do
-    not, so only the colour source is flipped). Twice the colour images for the same pairs of files."""
+    """Each image mirrored left-right with probability 1/2: a mirrored photograph is still a natural one (a
+    mirrored digit is not, so only the colour source is flipped): twice as many distinct colour images."""
     flip = torch.rand(len(images), device=images.device) < 0.5
     return torch.where(flip[:, None, None, None], images.flip(-1), images)
 

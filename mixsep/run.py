@@ -185,12 +185,11 @@ def validation_objective(trainer: L.Trainer, module, datamodule, ckpt_path: str 
 def checkpoint_paths(trainer: L.Trainer) -> tuple[str, str]:
     """The best checkpoint (of the monitoring ModelCheckpoint) and the last one (``last.ckpt``, written by a
     ModelCheckpoint without a monitor), each "" where none was written."""
-    best = next((c.best_model_path for c in trainer.checkpoint_callbacks if c.monitor and c.best_model_path), "")
-    last = next(
-        (c.best_model_path for c in trainer.checkpoint_callbacks if not c.monitor and c.best_model_path),
-        next((c.last_model_path for c in trainer.checkpoint_callbacks if c.last_model_path), ""),
-    )
-    return best, last
+    written = [c for c in trainer.checkpoint_callbacks if c.best_model_path]
+    best = next((c.best_model_path for c in written if c.monitor), "")
+    last = next((c.best_model_path for c in written if not c.monitor), "")
+    # a config that brings back save_last on the monitoring callback instead
+    return best, last or next((c.last_model_path for c in trainer.checkpoint_callbacks if c.last_model_path), "")
 
 
 def train(cfg: DictConfig) -> dict:
