@@ -185,7 +185,9 @@ class RandomPairSampler(Sampler):
     """Random (MNIST, CIFAR) training pairs, re-drawn every epoch from (seed, epoch).
 
     Lightning calls ``set_epoch`` before each epoch (as for a DistributedSampler), so a resumed run
-    draws the same pairs as an uninterrupted one.
+    draws the same pairs as an uninterrupted one. ``consumed`` counts the batches of the current epoch
+    that reached training (the data module counts them); a run resumed from a mid-epoch checkpoint
+    (``resume``) skips exactly those, so it trains on the rest of the pairs it would have seen.
     """
 
     def __init__(
@@ -205,6 +207,8 @@ class RandomPairSampler(Sampler):
         self.pairs_per_epoch, self.batch_size, self.seed = pairs_per_epoch, batch_size, seed
         self.drop_last = drop_last and pairs_per_epoch >= batch_size
         self.epoch = 0
+        self.consumed = 0
+        self.resume: tuple[int, int] | None = None  # (epoch, batches already trained) of a mid-epoch checkpoint
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -218,15 +222,39 @@ class RandomPairSampler(Sampler):
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         pairs = self.draw(self.epoch)
-        for batch in pairs.split(self.batch_size):
+        skip = 0
+        if self.resume is not None and self.resume[0] <= self.epoch:  # kept until its epoch is iterated
+            skip = self.resume[1] if self.resume[0] == self.epoch else 0
+            self.resume = None
+        self.consumed = skip
+        for batch in pairs.split(self.batch_size)[skip:]:
             if self.drop_last and len(batch) < self.batch_size:
                 return
             yield batch
+
+    def position(self) -> dict:
+        return {"epoch": self.epoch, "batches": self.consumed}
+
+    def resume_at(self, position: dict) -> None:
+        self.resume = (int(position["epoch"]), int(position["batches"]))
 
     def __len__(self) -> int:
         if self.drop_last:
             return self.pairs_per_epoch // self.batch_size
         return -(-self.pairs_per_epoch // self.batch_size)
+
+
+class ResumableLoader(DataLoader):
+    """The training DataLoader, resumable in Lightning's sense (``state_dict``/``load_state_dict``): a
+    checkpoint written mid-epoch records where the epoch stood. Lightning restores a loader's state only
+    when it builds the loader after the restore; the data module's own state (which Lightning restores
+    first) carries the same position for the other case (a schedule that counts the steps early)."""
+
+    def state_dict(self) -> dict:
+        return self.sampler.position()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sampler.resume_at(state)
 
 
 def _cycled_perm(n: int, k: int, g: torch.Generator) -> torch.Tensor:
@@ -373,7 +401,8 @@ class MixDataModule(L.LightningDataModule):
         return pair_label(self.gray, self.color)
 
     def _loader(self, mnist: torch.Tensor, cifar: torch.Tensor, sampler: Sampler) -> DataLoader:
-        return DataLoader(
+        loader = ResumableLoader if isinstance(sampler, RandomPairSampler) else DataLoader
+        return loader(
             PairBatches(mnist, cifar),
             batch_size=None,
             sampler=sampler,
@@ -396,6 +425,16 @@ class MixDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         sampler = FixedPairSampler(self.test_pair_ids, self.eval_batch_size, self.rank, self.world_size)
         return self._loader(self.splits.mnist_test, self.splits.cifar_test, sampler)
+
+    def state_dict(self) -> dict:
+        """Where the training epoch stands (saved in every checkpoint, restored before training resumes)."""
+        sampler = getattr(self, "train_sampler", None)
+        return {"train_position": sampler.position()} if sampler is not None else {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        if "train_position" in state_dict:
+            self.setup("fit")
+            self.train_sampler.resume_at(state_dict["train_position"])
 
     def fixed_batch(self, split: str, n: int, spread: bool = False) -> tuple[torch.Tensor, ...]:
         """n fixed ``val`` or ``test`` pairs as a float batch: the first n, or (``spread``) n evenly
@@ -432,6 +471,8 @@ class MixDataModule(L.LightningDataModule):
             return batch
         trainer = self.trainer
         training = trainer is not None and trainer.training
+        if training and not trainer.overfit_batches:
+            self.train_sampler.consumed += 1
         if training and self.dihedral_augment:  # one of the 8 flips/rotations, the same for both sources
             k = int(torch.randint(TRANSFORMS, (1,)))
             batch = (dihedral(batch[0], k), dihedral(batch[1], k))

@@ -63,7 +63,20 @@ def where_it_ran(trainer) -> dict:
         "world_size": trainer.world_size,
         "num_nodes": trainer.num_nodes,
         "strategy": type(trainer.strategy).__name__,
+        **ray_cluster(),
     }
+
+
+def ray_cluster() -> dict:
+    """The Ray cluster a job of hydra/launcher=gpus ran in (its GCS address and node), else nothing."""
+    if "ray" not in sys.modules:
+        return {}
+    import ray
+
+    if not ray.is_initialized():
+        return {}
+    context = ray.get_runtime_context()
+    return {"ray_gcs_address": context.gcs_address, "ray_node_id": context.get_node_id()}
 
 
 def user_error(err: BaseException) -> MixsepError | None:
@@ -91,7 +104,8 @@ def check_writable(out: Path) -> None:
 
 
 def write_status(out: Path, status: str, **fields) -> None:
-    """``status.json`` in the job's folder: running / completed / failed (with the error)."""
+    """``status.json`` in the job's folder: running / requeued (count, reason) / completed / failed (with the
+    error) / cancelled."""
     out.mkdir(parents=True, exist_ok=True)
     record = {"status": status, "time": now_iso(), "host": socket.gethostname(), **hydra_job(), **fields}
     tmp = out / "status.json.tmp"
@@ -193,11 +207,14 @@ def wandb_identity(cfg: DictConfig, out: Path) -> dict:
     return {"id": run_id, "group": job["sweep"], "name": name}
 
 
-def finish_wandb(failed: bool) -> None:
-    """Close this job's W&B run, so the next job of the sweep (same process) starts its own."""
+def finish_wandb(failed: bool, preempted: bool = False) -> None:
+    """Close this job's W&B run, so the next job of the sweep (same process) starts its own. A re-queued
+    job's run is marked preempting, not failed: its next allocation continues the same run id."""
     if "wandb" not in sys.modules:
         return
     import wandb
 
     if wandb.run is not None:
+        if preempted:
+            wandb.run.mark_preempting()
         wandb.finish(exit_code=1 if failed else 0)

@@ -21,7 +21,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from mixsep import jobs
+from mixsep import jobs, requeue
 from mixsep.artifacts import SamplesAndCurves, save_loss_plot, write_config_tree, write_test_outputs
 from mixsep.errors import ConfigError
 
@@ -265,20 +265,31 @@ def main(cfg: DictConfig) -> float:
     try:
         if zero:
             jobs.check_writable(out)
-            jobs.write_status(out, "running")
+            jobs.write_status(out, "running", requeues=requeue.requeue_count())
         metrics = train(cfg)
     except BaseException as err:
+        stopped_early = dict(requeue.stopping) if isinstance(err, SystemExit) else {}
         if zero:
             with contextlib.suppress(OSError):  # an unwritable folder: the message below says so
-                jobs.write_status(out, "failed", **jobs.failure_fields(err))
+                if stopped_early:  # re-queued or cancelled by the scheduler: not a failure
+                    requeues = requeue.requeue_count() + (stopped_early["status"] == "requeued")
+                    jobs.write_status(out, stopped_early["status"], reason=stopped_early["reason"], requeues=requeues)
+                else:
+                    jobs.write_status(out, "failed", **jobs.failure_fields(err))
+        jobs.finish_wandb(failed=not stopped_early, preempted=stopped_early.get("status") == "requeued")
         fixable = jobs.user_error(err)
         if fixable is not None and not jobs.hydra_job()["multirun"]:
             sys.exit(f"mixsep: {fixable}")
         raise
-    finally:
-        jobs.finish_wandb(failed=sys.exc_info()[0] is not None)
+    jobs.finish_wandb(failed=False)
     if zero:
-        jobs.write_status(out, "completed", optimized_metric=cfg.optimized_metric, objective=metrics["objective"])
+        jobs.write_status(
+            out,
+            "completed",
+            optimized_metric=cfg.optimized_metric,
+            objective=metrics["objective"],
+            requeues=requeue.requeue_count(),
+        )
     return metrics["objective"]
 
 

@@ -1,0 +1,60 @@
+"""Hydra launchers on the engines' current APIs: Ray (this machine, or a running Ray cluster).
+
+hydra-ray-launcher 1.2 passes every ``hydra.launcher.ray.init`` key to ``ray.init`` and adds its own
+``object_store_memory``; Ray refuses all such local-only resource arguments when it joins an existing
+cluster (``address=auto`` or ``ray://HOST:10001``). This subclass sends a cluster only what a client may
+send, and leaves the plugin's job launching as it is.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from hydra.core.utils import JobReturn
+from hydra_plugins.hydra_ray_launcher.ray_launcher import RayLauncher
+from omegaconf import OmegaConf, open_dict
+
+log = logging.getLogger("mixsep")
+
+# ray.init arguments that only make sense when Ray starts a new local instance
+LOCAL_ONLY_INIT_ARGS = (
+    "num_cpus",
+    "num_gpus",
+    "resources",
+    "labels",
+    "object_store_memory",
+    "include_dashboard",
+    "dashboard_host",
+    "dashboard_port",
+    "_system_config",
+    "_temp_dir",
+)
+
+
+def ray_init_args(init: dict) -> dict:
+    """``init`` as ``ray.init`` takes it: unchanged for a new local Ray, without the local-only
+    arguments (said once in the log) when it joins a running cluster."""
+    init = {k: v for k, v in init.items() if v is not None}
+    if not init.get("address"):
+        return init
+    dropped = sorted(k for k in init if k in LOCAL_ONLY_INIT_ARGS)
+    if dropped:
+        log.info(f"joining the Ray cluster at {init['address']}: its own resources apply; ignoring {dropped}")
+    return {k: v for k, v in init.items() if k not in LOCAL_ONLY_INIT_ARGS}
+
+
+class RayClusterLauncher(RayLauncher):
+    """hydra-ray-launcher's RayLauncher that can join a running Ray cluster."""
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        import ray
+
+        init = OmegaConf.to_container(self.ray_cfg.init, resolve=True)
+        if not ray.is_initialized():
+            if init.get("address"):
+                ray.init(**ray_init_args(init))
+            else:  # a local Ray: the plugin's small object store default (jobs pass only configs)
+                with open_dict(self.ray_cfg):
+                    self.ray_cfg.init.setdefault("object_store_memory", 78643200)
+        return super().launch(job_overrides, initial_job_idx)

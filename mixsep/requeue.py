@@ -1,0 +1,120 @@
+"""A job that a scheduler stops early: save its whole training state at the signal, let submitit re-queue it,
+and say so in status.json.
+
+SLURM warns a job ``signal_delay_s`` before its time limit, and on pre-emption, with submitit's signal
+(USR2; hydra.launcher.signal_delay_s). submitit's own handler then re-queues the job (``scontrol requeue``)
+and exits. mixsep defers that handler to the next training-batch boundary, where it first writes
+``last.ckpt`` (weights, optimiser, schedule, loop position, best record, EMA, the epoch's pair position),
+so the next allocation resumes from that very batch. SIGTERM without that signal (``scontrol requeue``,
+``scancel``, a kill at the time limit) is caught by Lightning's own handler; the state is saved the same
+way and the job ends as ``requeued`` (SLURM will start it again) or ``cancelled``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import subprocess
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+log = logging.getLogger("mixsep")
+
+# why this process is ending early: {"status": "requeued" | "cancelled", "reason": ...}; read by the
+# task wrapper (mixsep.run.main) to record the right status instead of "failed"
+stopping: dict = {}
+
+
+def requeue_count() -> int:
+    """How often SLURM has re-queued this job so far (0 for the first allocation, or outside SLURM)."""
+    return int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+
+
+def _submitit_handler(signum: int):
+    """submitit's re-queue handler for ``signum``, if submitit installed one in this process."""
+    handler = signal.getsignal(signum)
+    owner = getattr(handler, "__self__", None)
+    return handler if type(owner).__name__ == "SignalHandler" and "submitit" in type(owner).__module__ else None
+
+
+def _slurm_will_requeue() -> bool:
+    """After a SIGTERM: does SLURM hold this job for another allocation (``scontrol requeue``, pre-emption)
+    rather than end it (``scancel``, the time limit)? A re-queue has already raised its restart count."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job:
+        return False
+    try:
+        shown = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    restarts = re.search(r"\bRestarts=(\d+)", shown)
+    return restarts is not None and int(restarts.group(1)) > requeue_count()
+
+
+class SaveOnSignal(L.Callback):
+    """Write ``last.ckpt`` at the next batch boundary after a scheduler's warning or SIGTERM, then let the
+    job be re-queued (submitit) or end. Outside a scheduler it acts on SIGTERM only (``cancelled``)."""
+
+    def __init__(self, dirpath: str, filename: str = "last") -> None:
+        self.path = Path(dirpath) / f"{filename}.ckpt"
+        self._signum: int | None = None
+        self._submitit = None
+        self._pending = False
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        stopping.clear()
+        try:
+            from submitit import JobEnvironment
+
+            self._signum = JobEnvironment._usr_sig()
+        except (ImportError, ValueError):
+            return
+        self._submitit = _submitit_handler(self._signum)
+        if self._submitit is not None:
+            signal.signal(self._signum, self._defer)
+
+    def _defer(self, signum: int, frame) -> None:
+        log.warning(f"received {signal.Signals(signum).name}: saving at the end of this training batch")
+        self._pending = True
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._restore()
+
+    def _restore(self) -> None:
+        """After fit, submitit's handler acts at once again (a signal during the test re-queues immediately:
+        the next allocation resumes from the finished fit)."""
+        if self._submitit is not None and signal.getsignal(self._signum) == self._defer:
+            signal.signal(self._signum, self._submitit)
+            if self._pending:
+                self._pending = False
+                self._submitit(self._signum, None)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if self._pending:
+            self._save(trainer)
+            handler = self._submitit.__self__
+            timed_out = handler.has_timed_out()
+            stopping.update(status="requeued", reason="timeout" if timed_out else "preemption")
+            signal.signal(self._signum, self._submitit)
+            self._pending = False
+            # submitit: checkpoint the submission, `scontrol requeue`, exit (or raise if none are left)
+            self._submitit(self._signum, None)
+        elif trainer.received_sigterm:
+            self._save(trainer)
+            requeued = _slurm_will_requeue()
+            stopping.update(
+                status="requeued" if requeued else "cancelled",
+                reason="preemption" if requeued else "SIGTERM",
+            )
+            raise SIGTERMException(128 + signal.SIGTERM)
+
+    def _save(self, trainer: L.Trainer) -> None:
+        trainer.save_checkpoint(self.path)
+        log.info(f"saved the training state at step {trainer.global_step} to {self.path}")

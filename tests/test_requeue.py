@@ -1,0 +1,69 @@
+"""Save on a scheduler's signal, resume mid-epoch exactly where the run stood (mixsep.requeue)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from mixsep import requeue
+from mixsep.data import MixDataModule
+from mixsep.module import SeparationModule
+from mixsep.requeue import SaveOnSignal
+
+NET = {"_target_": "mixsep.models.UNetSeparator", "widths": [4, 8]}
+
+
+class RecordBatches(L.Callback):
+    """The training batches a run saw (a digest of their uint8 pixels), and a SIGTERM at one of them."""
+
+    def __init__(self, sigterm_at_step: int | None = None) -> None:
+        self.seen, self.sigterm_at_step = [], sigterm_at_step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        mix = batch[0]
+        self.seen.append(hashlib.sha256(mix.float().numpy().tobytes()).hexdigest()[:16])
+        if trainer.global_step == self.sigterm_at_step:
+            trainer._signal_connector.received_sigterm = True  # what Lightning's SIGTERM handler sets
+
+
+def fit(tiny_data_kwargs, tmp_path, callbacks, ckpt_path=None) -> tuple[L.Trainer, SeparationModule]:
+    L.seed_everything(0)
+    data = MixDataModule(**{**tiny_data_kwargs, "train_pairs": 96})
+    module = SeparationModule(net=NET, lr=1e-2, loss="psnr", scheduler="onecycle")
+    trainer = L.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=callbacks,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+    return trainer, module
+
+
+def test_a_sigterm_saves_mid_epoch_and_the_resumed_run_matches_an_uninterrupted_one(tiny_data_kwargs, tmp_path):
+    whole = RecordBatches()
+    _, reference = fit(tiny_data_kwargs, tmp_path / "a", [whole])
+    assert len(whole.seen) == 24  # 2 epochs of 12 batches
+
+    first = RecordBatches(sigterm_at_step=16)  # epoch 1, batch 4
+    with pytest.raises(SIGTERMException):
+        fit(tiny_data_kwargs, tmp_path / "b", [first, SaveOnSignal(dirpath=str(tmp_path / "b"))])
+    assert requeue.stopping == {"status": "cancelled", "reason": "SIGTERM"}  # no scheduler will re-queue it
+    saved = torch.load(tmp_path / "b" / "last.ckpt", weights_only=False)
+    assert saved["global_step"] == 17
+    assert saved["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [{"epoch": 1, "batches": 5}]
+
+    rest = RecordBatches()
+    trainer, resumed = fit(tiny_data_kwargs, tmp_path / "b", [rest], ckpt_path=tmp_path / "b" / "last.ckpt")
+    assert trainer.global_step == 24
+    assert first.seen + rest.seen == whole.seen  # the same pairs, in the same order, none twice
+    for (name, a), b in zip(reference.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
