@@ -34,6 +34,19 @@ log = logging.getLogger("mixsep")
 _MULTIPROCESSING_STRATEGIES = ("spawn", "fork", "notebook")
 
 
+def slurm_job_id() -> str | None:
+    """This job's SLURM id as ``scontrol``/``squeue`` name it: ``ARRAY_TASK`` for a task of a job array
+    (a sweep's jobs), whose bare SLURM_JOB_ID may also name the whole array."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{array}_{task}" if array and task else os.environ.get("SLURM_JOB_ID")
+
+
+def scheduler_fields() -> dict:
+    """What a user watching a sweep wants in status.json: which cluster job, which GPUs."""
+    fields = {"slurm_job_id": slurm_job_id(), "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
+    return {k: v for k, v in fields.items() if v}
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).astimezone().isoformat(timespec="milliseconds")
 
@@ -57,7 +70,7 @@ def where_it_ran(trainer) -> dict:
     return {
         "host": socket.gethostname(),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "slurm_job_id": slurm_job_id(),
         "accelerator": type(trainer.accelerator).__name__.replace("Accelerator", "").lower(),
         "device_ids": list(trainer.device_ids),
         "world_size": trainer.world_size,
@@ -107,7 +120,14 @@ def write_status(out: Path, status: str, **fields) -> None:
     """``status.json`` in the job's folder: running / requeued (count, reason) / completed / failed (with the
     error) / cancelled."""
     out.mkdir(parents=True, exist_ok=True)
-    record = {"status": status, "time": now_iso(), "host": socket.gethostname(), **hydra_job(), **fields}
+    record = {
+        "status": status,
+        "time": now_iso(),
+        "host": socket.gethostname(),
+        **scheduler_fields(),
+        **hydra_job(),
+        **fields,
+    }
     tmp = out / "status.json.tmp"
     tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
     os.replace(tmp, out / "status.json")
@@ -214,7 +234,11 @@ def finish_wandb(failed: bool, preempted: bool = False) -> None:
         return
     import wandb
 
-    if wandb.run is not None:
+    if wandb.run is None:
+        return
+    try:
         if preempted:
             wandb.run.mark_preempting()
         wandb.finish(exit_code=1 if failed else 0)
+    except Exception as err:  # e.g. its service was stopped by the same signal: the job's outcome stands
+        log.warning(f"W&B run not closed cleanly ({type(err).__name__}: {err}); its files are kept")

@@ -22,6 +22,8 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from mixsep.jobs import slurm_job_id
+
 log = logging.getLogger("mixsep")
 
 # why this process is ending early: {"status": "requeued" | "cancelled", "reason": ...}; read by the
@@ -44,7 +46,7 @@ def _submitit_handler(signum: int):
 def _slurm_will_requeue() -> bool:
     """After a SIGTERM: does SLURM hold this job for another allocation (``scontrol requeue``, pre-emption)
     rather than end it (``scancel``, the time limit)? A re-queue has already raised its restart count."""
-    job = os.environ.get("SLURM_JOB_ID")
+    job = slurm_job_id()
     if not job:
         return False
     try:
@@ -57,16 +59,16 @@ def _slurm_will_requeue() -> bool:
 
 class SaveOnSignal(L.Callback):
     """Write ``last.ckpt`` at the next batch boundary after a scheduler's warning or SIGTERM, then let the
-    job be re-queued (submitit) or end. Outside a scheduler it acts on SIGTERM only (``cancelled``)."""
+    job be re-queued (submitit) or end. Outside a scheduler it acts on SIGTERM only (``cancelled``).
+
+    Under submitit, its handler for the warning signal is wrapped from the moment the callbacks are built:
+    outside ``fit`` (loading data, testing) the job is re-queued at once, recorded as ``requeued``; during
+    ``fit`` the re-queue waits for the end of the current training batch, after the state is saved."""
 
     def __init__(self, dirpath: str, filename: str = "last") -> None:
         self.path = Path(dirpath) / f"{filename}.ckpt"
-        self._signum: int | None = None
-        self._submitit = None
         self._pending = False
-
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        stopping.clear()
+        self._signum, self._submitit = None, None
         try:
             from submitit import JobEnvironment
 
@@ -75,37 +77,51 @@ class SaveOnSignal(L.Callback):
             return
         self._submitit = _submitit_handler(self._signum)
         if self._submitit is not None:
-            signal.signal(self._signum, self._defer)
+            signal.signal(self._signum, self._requeue_now)
+
+    def _requeue_now(self, signum: int, frame) -> None:
+        """submitit's handler (checkpoint the submission, ``scontrol requeue``, exit), recorded as a re-queue."""
+        stopping.update(
+            status="requeued", reason="timeout" if self._submitit.__self__.has_timed_out() else "preemption"
+        )
+        try:
+            self._submitit(signum, frame)
+        except subprocess.CalledProcessError:
+            if not _slurm_will_requeue():
+                raise
+            log.info("the job was re-queued already (pre-empted at the same moment)")
+            raise SystemExit(-1) from None
 
     def _defer(self, signum: int, frame) -> None:
         log.warning(f"received {signal.Signals(signum).name}: saving at the end of this training batch")
         self._pending = True
 
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        stopping.clear()
+        if self._submitit is not None:
+            signal.signal(self._signum, self._defer)
+
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._restore()
+        self._outside_fit()
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        self._restore()
+        self._outside_fit()
 
-    def _restore(self) -> None:
-        """After fit, submitit's handler acts at once again (a signal during the test re-queues immediately:
-        the next allocation resumes from the finished fit)."""
+    def _outside_fit(self) -> None:
+        """After fit a warning re-queues at once (the next allocation resumes from the finished fit); one
+        that came after the last training batch is acted on now."""
         if self._submitit is not None and signal.getsignal(self._signum) == self._defer:
-            signal.signal(self._signum, self._submitit)
+            signal.signal(self._signum, self._requeue_now)
             if self._pending:
                 self._pending = False
-                self._submitit(self._signum, None)
+                self._requeue_now(self._signum, None)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         if self._pending:
-            self._save(trainer)
-            handler = self._submitit.__self__
-            timed_out = handler.has_timed_out()
-            stopping.update(status="requeued", reason="timeout" if timed_out else "preemption")
-            signal.signal(self._signum, self._submitit)
             self._pending = False
-            # submitit: checkpoint the submission, `scontrol requeue`, exit (or raise if none are left)
-            self._submitit(self._signum, None)
+            self._save(trainer)
+            signal.signal(self._signum, self._requeue_now)
+            self._requeue_now(self._signum, None)
         elif trainer.received_sigterm:
             self._save(trainer)
             requeued = _slurm_will_requeue()

@@ -127,3 +127,27 @@ def run_cli(args: list[str], timeout: int = 600, **env) -> subprocess.CompletedP
         cwd=PROJECT_ROOT,
         env={**os.environ, "HYDRA_FULL_ERROR": "0", **env},
     )
+
+
+def wandb_records(path: Path) -> list:
+    """The records of a W&B run file (``run-<id>.wandb``), read with W&B's own protobuf messages: a 7-byte
+    header, then LevelDB-log blocks of 32 KiB whose chunks (7-byte headers) join into one record each."""
+    from wandb.proto import wandb_internal_pb2
+
+    data, block, records, parts = path.read_bytes(), 32768, [], b""
+    assert data[:4] == b":W&B", f"{path} is not a W&B run file"
+    pos = 7
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # a block's tail too short for a chunk header is padding
+            pos += block - pos % block
+            continue
+        length, kind = int.from_bytes(data[pos + 4 : pos + 6], "little"), data[pos + 6]
+        chunk, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
+        if kind == 0 and length == 0:
+            continue
+        parts = chunk if kind in (1, 2) else parts + chunk
+        if kind in (1, 4):  # FULL or LAST: a whole record
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(parts)
+            records.append(record)
+    return records
