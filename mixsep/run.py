@@ -125,7 +125,27 @@ def resolve_precision(trainer_cfg: DictConfig) -> str:
     return choice
 
 
+def fit_trainer_to_machine(trainer_cfg: DictConfig) -> None:
+    """Refuse more devices than the machine has; on CPUs, DDP (gloo) trains without SyncBatchNorm, which
+    works only on GPUs (said once)."""
+    accelerator = str(trainer_cfg.get("accelerator") or "auto")
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    devices = trainer_cfg.get("devices")
+    if isinstance(devices, int) and not isinstance(devices, bool) and devices > 1:
+        have = torch.cuda.device_count() if on_gpu else os.cpu_count() or 1
+        what = "GPUs" if on_gpu else "CPU cores"
+        if devices > have:
+            raise ConfigError(
+                f"trainer.devices={devices} is more than the {have} {what} of this machine: "
+                f"use trainer.devices={have} or fewer (-1: all of them)"
+            )
+    if trainer_cfg.get("sync_batchnorm") and not on_gpu:
+        trainer_cfg.sync_batchnorm = False
+        log.info("trainer.sync_batchnorm: off on CPU (SyncBatchNorm needs GPUs); each process keeps its own statistics")
+
+
 def build_trainer(trainer_cfg: DictConfig, callbacks: list, loggers: list) -> L.Trainer:
+    fit_trainer_to_machine(trainer_cfg)
     for key in INTEGER_TRAINER_ARGS:  # Lightning checks some of these only mid-fit, with a bare assert
         value = trainer_cfg.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):

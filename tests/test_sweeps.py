@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 from datetime import datetime
 from pathlib import Path
 
@@ -98,6 +99,36 @@ def test_optuna_search_optimises_the_validation_objective(tiny_overrides, tmp_pa
         assert trial.value == pytest.approx(m["objective"], abs=1e-9)
         assert m["objective"] == pytest.approx((m["val/mnist_psnr"] + m["val/cifar_psnr"]) / 2, abs=1e-4)
         assert all(abs(trial.value - m[k]) > 1e-6 for k in TEST_KEYS)  # never a test score
+
+    # the stored study resumes: a total of 4 trials asks for one more, numbered after the others
+    again = cli(
+        overrides
+        + [
+            "hparams_search=optuna",
+            "hydra.sweeper.n_trials=4",
+            "data.batch_size=choice(4,8)",
+            f"hydra.sweeper.storage=sqlite:///{db}",
+            "hydra.sweeper.study_name=t",
+            f"hydra.sweep.dir={tmp_path / 'resumed'}",
+        ]
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len(optuna.load_study(study_name="t", storage=f"sqlite:///{db}").trials) == 4
+    assert sorted(p.name for p in (tmp_path / "resumed").iterdir() if p.is_dir()) == ["3"]
+
+
+def test_optuna_search_spaces_follow_hydra_sweep_syntax():
+    import optuna.distributions as d
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from hydra_plugins.mixsep_plugins.optuna_sweeper import distribution
+
+    parse = OverridesParser.create().parse_override
+    assert distribution(parse("model.lr=tag(log, interval(3e-4, 1e-2))")) == d.FloatDistribution(3e-4, 1e-2, log=True)
+    assert distribution(parse("data.batch_size=choice(64, 128)")) == d.CategoricalDistribution([64, 128])
+    assert distribution(parse("model.net.width=range(16, 65, 16)")) == d.IntDistribution(16, 64, step=16)
+    assert distribution(parse("x=interval(1, 5)")) == d.FloatDistribution(1.0, 5.0)
+    assert distribution(parse("x=tag(int, log, interval(1, 64))")) == d.IntDistribution(1, 64, log=True)
 
 
 def test_a_failing_job_does_not_stop_the_sweep(tiny_overrides, tmp_path):
@@ -199,10 +230,12 @@ def test_the_same_command_in_the_same_folder_resumes_and_matches_an_uninterrupte
     assert finished["global_step"] == 8 and finished["test/mnist_psnr"] == pytest.approx(whole["test/mnist_psnr"])
 
 
-def test_ddp_on_two_cpu_processes_scores_every_test_pair_once(tiny_overrides, tmp_path):
+def test_the_ddp_preset_on_two_cpu_processes_scores_every_test_pair_once(tiny_overrides, tmp_path):
     run = tmp_path / "ddp"
-    result = cli(tiny_overrides + ["trainer.devices=2", "trainer.strategy=ddp", f"hydra.run.dir={run}"])
+    # the README's way to try trainer=ddp before a GPU node: gloo, and no SyncBatchNorm (GPU-only)
+    result = cli(["trainer=ddp"] + tiny_overrides + ["trainer.devices=2", f"hydra.run.dir={run}"])
     assert result.returncode == 0, result.stderr[-3000:]
+    assert (run / "run.log").read_text().count("sync_batchnorm: off on CPU") == 1
     m = json.loads((run / "metrics.json").read_text())
     assert m["world_size"] == 2 and m["strategy"] == "DDPStrategy" and m["test_pairs"] == 12
     data = [o for o in tiny_overrides if o.startswith("data.")]
@@ -232,3 +265,10 @@ def test_spawned_ddp_is_refused_with_a_clear_error(tiny_overrides, tmp_path):
     result = cli(tiny_overrides + ["trainer.devices=2", "trainer.strategy=ddp_spawn", f"hydra.run.dir={tmp_path}"])
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "trainer.strategy=ddp_spawn is not supported" in result.stderr and "trainer.strategy=ddp" in result.stderr
+
+
+def test_more_devices_than_the_machine_has_are_refused_in_one_line(tiny_overrides, tmp_path):
+    cores = os.cpu_count()
+    result = cli(tiny_overrides + [f"trainer.devices={cores + 2}", "trainer.strategy=ddp", f"hydra.run.dir={tmp_path}"])
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert f"trainer.devices={cores + 2} is more than the {cores} CPU cores of this machine" in result.stderr
