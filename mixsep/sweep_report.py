@@ -52,6 +52,8 @@ def load_jobs(sweep: Path) -> list[dict]:
                 "metrics": metrics,
                 "status": status.get("status") or ("completed" if metrics else "unknown"),
                 "error": status.get("error"),
+                "reason": status.get("reason"),
+                "requeues": status.get("requeues") or 0,
             }
         )
     return jobs
@@ -85,6 +87,16 @@ def picked(jobs: list[dict]) -> dict | None:
     return max(scored, key=lambda j: j["metrics"]["objective"]) if scored else None
 
 
+def status_cell(job: dict) -> str:
+    """running, requeued (count, reason), completed, failed (the error), cancelled: as status.json says."""
+    state, n = job["status"], job["requeues"]
+    if state == "failed":
+        return f"failed: {(job['error'] or '')[:80]}"
+    if state in ("requeued", "cancelled"):
+        return f"{state} ({job['reason']}{f', {n}×' if state == 'requeued' else ''})"
+    return f"{state} (re-queued {n}×)" if n else state
+
+
 def sweep_table(jobs: list[dict]) -> str:
     keys = swept_keys(jobs)
     best = picked(jobs)
@@ -94,7 +106,7 @@ def sweep_table(jobs: list[dict]) -> str:
     for j in jobs:
         m = j["metrics"]
         mark = " **← pick**" if j is best else ""
-        state = j["status"] if j["status"] != "failed" else f"failed: {(j['error'] or '')[:80]}"
+        state = status_cell(j)
         cells = [
             j["job"] + mark,
             *(j["overrides"].get(k, "-") for k in keys),

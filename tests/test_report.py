@@ -142,6 +142,34 @@ def test_sweep_report_picks_by_validation_and_averages_over_seeds(tmp_path, tiny
     assert (sweep / "objective.png").stat().st_size > 1000
 
 
+def test_sweep_report_shows_requeues_and_cancellations_in_words(tmp_path, tiny_root):
+    sweep = tmp_path / "multirun" / "2026-01-01_00-00-00"
+    sweep.mkdir(parents=True)
+    (sweep / "multirun.yaml").write_text("hydra: {}\n")
+    _job(sweep, "0_unet", ["model.lr=0.001"], 20.0)
+    _job(sweep, "1_unet", ["model.lr=0.002"], 21.0)
+    _job(sweep, "2_unet", ["model.lr=0.003"], 22.0)
+    _job(sweep, "3_unet", ["model.lr=0.004"], 23.0)
+    states = {
+        "0_unet": {"status": "requeued", "reason": "timeout", "requeues": 2},
+        "1_unet": {"status": "cancelled", "reason": "SIGTERM", "requeues": 0},
+        "2_unet": {"status": "completed", "requeues": 3},
+        "3_unet": {"status": "running", "requeues": 1},
+    }
+    for name, state in states.items():
+        (sweep / name / "status.json").write_text(json.dumps(state))
+    text = report_main(sweep, tmp_path, tiny_root, "--test-pairs", "12")
+    rows = {
+        line.split("|")[1].strip().split()[0]: line
+        for line in text.splitlines()
+        if line.startswith("| ") and "_unet" in line
+    }
+    assert "| requeued (timeout, 2×) |" in rows["0_unet"]
+    assert "| cancelled (SIGTERM) |" in rows["1_unet"]
+    assert "| completed (re-queued 3×) |" in rows["2_unet"]
+    assert "| running (re-queued 1×) |" in rows["3_unet"]
+
+
 def test_runs_on_different_test_pair_counts_are_never_ranked_together(tmp_path, tiny_root):
     runs = tmp_path / "outputs"
     _run(runs / "full", "full", 30.0, 30.0)
