@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import resource
 import statistics
 import time
@@ -30,7 +31,13 @@ from mixsep.data import MixDataModule, PerItemPairDataset
 from mixsep.models import ConvDual, ResNetDual, SingleSub, UNetSeparator
 from mixsep.module import SeparationModule
 
-NETS = {"conv_dual": ConvDual, "resnet_dual": ResNetDual, "single_sub": SingleSub, "unet": UNetSeparator}
+NETS = {
+    "conv_dual": ConvDual,
+    "resnet_dual": ResNetDual,
+    "single_sub": SingleSub,
+    "unet": UNetSeparator,
+    "best_gpu_unet": functools.partial(UNetSeparator, width=64, depth=3),  # experiment=best_gpu's net
+}
 
 
 def peak_rss_mib() -> float:
@@ -91,11 +98,12 @@ class Pipeline:
         return n_batches * self.batch_size / (time.perf_counter() - start)
 
 
-def build(args) -> tuple[Pipeline, Pipeline]:
+def build(args, **data_kwargs) -> tuple[Pipeline, Pipeline]:
+    """The two pipelines on the same data and device; ``data_kwargs`` go to the MixDataModule."""
     device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
     default_batch = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "data" / "default.yaml").batch_size
     batch = args.batch_size or (512 if device.type == "cuda" else default_batch)
-    dm = MixDataModule(batch_size=batch, num_workers=0)
+    dm = MixDataModule(batch_size=batch, num_workers=0, **data_kwargs)
     dm.setup("fit")
 
     def fast_batches():

@@ -75,9 +75,9 @@ class QualityClock(L.Callback):
             trainer.should_stop = True
 
 
-def mixsep_time(experiment: str, every: int | float, max_minutes: float) -> QualityClock:
+def mixsep_time(experiment: str, every: int | float, max_minutes: float, overrides: tuple = ()) -> QualityClock:
     """``every``: validate every N steps (int) or every N seconds of wall clock (float, for presets whose
-    steps differ in size: one time grid for all)."""
+    steps differ in size: one time grid for all). ``overrides``: more Hydra overrides (e.g. data sizes)."""
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(
             config_name="config",
@@ -86,6 +86,7 @@ def mixsep_time(experiment: str, every: int | float, max_minutes: float) -> Qual
                 "data.val_pairs=1000",
                 "logger=none",
                 "paths.output_dir=outputs/bench",
+                *overrides,
             ],
         )
     L.seed_everything(cfg.seed)

@@ -471,8 +471,8 @@ class MixDataModule(L.LightningDataModule):
             return batch
         trainer = self.trainer
         training = trainer is not None and trainer.training
-        if training and not trainer.overfit_batches:
-            self.train_sampler.consumed += 1
+        if training and not getattr(trainer, "overfit_batches", 0) and hasattr(self, "train_sampler"):
+            self.train_sampler.consumed += 1  # this batch reached training: where a mid-epoch resume restarts
         if training and self.dihedral_augment:  # one of the 8 flips/rotations, the same for both sources
             k = int(torch.randint(TRANSFORMS, (1,)))
             batch = (dihedral(batch[0], k), dihedral(batch[1], k))

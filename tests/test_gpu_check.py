@@ -1,0 +1,33 @@
+"""benchmarks/gpu_check.py runs to the end (on the CPU here, as CI checks it) and prints every section."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import PROJECT_ROOT
+
+
+@pytest.mark.slow
+def test_gpu_check_runs_on_a_cpu_with_a_note(tiny_root, tmp_path):
+    run = subprocess.run(
+        [sys.executable, "benchmarks/gpu_check.py", "--data", str(tiny_root), "--quick"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "MIXSEP_CACHE_DIR": str(tmp_path / "cache")},
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = run.stdout
+    assert "torch " in out and "CUDA" in out
+    if "GPU: none" in out:
+        assert "note: no CUDA GPU here" in out and "skipped" in out.split("== GPU-only tests")[1]
+    for model in ("best_gpu_unet", "conv_dual"):
+        row = next(line for line in out.splitlines() if line.startswith(f"| {model} |"))
+        mixsep, per_item = (float(row.split("|")[i]) for i in (3, 4))
+        assert mixsep > 0 and per_item > 0 and "x |" in row
+    assert "db_per_minute=" in out and "gpu_check_seconds=" in out
