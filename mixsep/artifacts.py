@@ -165,7 +165,8 @@ def write_test_outputs(out: Path, results: dict, module, datamodule, n_samples: 
 
 
 class SamplesAndCurves(L.Callback):
-    """Records train/val loss per epoch (whatever the logger) and logs sample separations to W&B."""
+    """Records train/val loss per epoch (whatever the logger) and logs sample separations to W&B and
+    TensorBoard."""
 
     def __init__(self, n_samples: int = 8) -> None:
         self.n_samples = n_samples
@@ -188,19 +189,27 @@ class SamplesAndCurves(L.Callback):
                 self.history.setdefault(key, []).append(
                     (trainer.current_epoch + 1, float(trainer.callback_metrics[key]))
                 )
-        self._log_wandb_images(trainer, module)
+        self._log_images(trainer, module)
 
-    def _log_wandb_images(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        from lightning.pytorch.loggers import WandbLogger
+    def _log_images(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        """The fixed validation samples (one row per image kind: mix, true and predicted of each source; one
+        column per pair) to W&B and TensorBoard, as 8-bit RGB pictures each validation epoch."""
+        from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 
-        loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
+        loggers = [lg for lg in trainer.loggers if isinstance(lg, (WandbLogger, TensorBoardLogger))]
         dm = trainer.datamodule
-        if not loggers or dm is None:
+        if not loggers or dm is None or not trainer.is_global_zero:
             return
         cols, titles = sample_columns(module, dm.fixed_batch("val", self.n_samples, spread=True))
-        # one row per image kind, one column per pair
         grid = make_grid(torch.cat([c.float().cpu() for c in cols]), nrow=len(cols[0]), padding=1)
-        loggers[0].log_image("samples", [grid], caption=[" / ".join(titles)])
+        # 8-bit pixels: W&B's own float conversion turns a [0, 1] float image black
+        pixels = grid.clamp(0, 1).mul(255).round().to(torch.uint8)
+        caption = "rows: " + " / ".join(titles)
+        for lg in loggers:
+            if isinstance(lg, WandbLogger):
+                lg.log_image("samples", [pixels.permute(1, 2, 0).numpy()], step=trainer.global_step, caption=[caption])
+            else:
+                lg.experiment.add_image("samples", pixels, global_step=trainer.global_step, dataformats="CHW")
 
     def state_dict(self) -> dict:
         return {"history": self.history}

@@ -212,6 +212,26 @@ def checkpoint_paths(trainer: L.Trainer) -> tuple[str, str]:
     return best, last or next((c.last_model_path for c in trainer.checkpoint_callbacks if c.last_model_path), "")
 
 
+def publish_final_scores(loggers: list, params: dict, metrics: dict, step: int) -> None:
+    """The objective and the final validation and test scores on the dashboards: TensorBoard's hparams
+    table (``hp_metric`` is the objective) and the W&B run's summary."""
+    from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+
+    final = {
+        k: v
+        for k, v in metrics.items()
+        if k.startswith(("test/", "val/")) and isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
+    final["objective"] = metrics["objective"]
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):
+            scores = {"hp_metric": metrics["objective"], **{f"final/{k}": v for k, v in final.items()}}
+            logger.log_hyperparams(params, metrics=scores, step=step)
+            logger.experiment.flush()
+        elif isinstance(logger, WandbLogger):
+            logger.experiment.summary.update(final)
+
+
 def train(cfg: DictConfig) -> dict:
     out = Path(cfg.paths.output_dir)
     jobs.check_writable(out)
@@ -264,6 +284,7 @@ def train(cfg: DictConfig) -> dict:
     if not trainer.is_global_zero:
         return {**results, **extra}
     metrics = write_test_outputs(out, results, module, datamodule, cfg.samples, **extra)
+    publish_final_scores(loggers, composed_config(cfg), metrics, trainer.global_step)
     history = next((c for c in callbacks if isinstance(c, SamplesAndCurves)), None)
     if history is not None:
         save_loss_plot(out / "loss.png", history.history)
