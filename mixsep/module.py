@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 
 import lightning as L
 import torch
@@ -253,6 +254,29 @@ class SeparationModule(L.LightningModule):
         if self._trainer is not None:
             checkpoint["mixsep_precision"] = str(self.trainer.precision)
             checkpoint["mixsep_sources"] = getattr(self.trainer.datamodule, "sources", None)
+
+    def on_train_start(self) -> None:
+        """A resumed run given a new budget (trainer.max_epochs, trainer.max_steps): its restored
+        step-counted schedule still counts the old budget. It is laid over the new one from the step
+        reached, so the learning rate anneals at the new end instead of stepping past the old one."""
+        total, step = int(self.trainer.estimated_stepping_batches), self.trainer.global_step
+        for config in self.trainer.lr_scheduler_configs:
+            old = config.scheduler
+            if isinstance(old, torch.optim.lr_scheduler.CosineAnnealingLR) and old.T_max != total:
+                old.T_max = total
+            if not isinstance(old, torch.optim.lr_scheduler.OneCycleLR) or old.total_steps == total or total <= step:
+                continue
+            with warnings.catch_warnings():  # stepping a fresh scheduler before the optimizer: on purpose
+                warnings.simplefilter("ignore")
+                new = torch.optim.lr_scheduler.OneCycleLR(
+                    old.optimizer, max_lr=self.hparams.lr, total_steps=total, pct_start=ONECYCLE_WARMUP
+                )
+                new.last_epoch = old.last_epoch - 1
+                new.step()  # the learning rate (and momentum) of the step reached, on the new curve
+            config.scheduler = new
+            logging.getLogger("mixsep").info(
+                f"resumed with a new budget: the one-cycle schedule now spans {total} steps (was {old.total_steps})"
+            )
 
     def configure_optimizers(self):
         opt = (

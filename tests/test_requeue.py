@@ -67,3 +67,25 @@ def test_a_sigterm_saves_mid_epoch_and_the_resumed_run_matches_an_uninterrupted_
     assert first.seen + rest.seen == whole.seen  # the same pairs, in the same order, none twice
     for (name, a), b in zip(reference.state_dict().items(), resumed.state_dict().values()):
         torch.testing.assert_close(a, b, msg=name)
+
+
+@pytest.mark.slow
+def test_the_readmes_resume_with_a_new_budget_continues_a_scheduled_unet(tiny_overrides, tmp_path):
+    """python -m mixsep.run hydra.run.dir=<a finished unet run> trainer.max_epochs=3: the one-cycle
+    schedule is laid over the new budget (it used to step past the old one and fail)."""
+    import csv
+    import json
+
+    from tests.conftest import run_cli
+
+    run = tmp_path / "unet"
+    first = run_cli(tiny_overrides + ["model=unet", f"hydra.run.dir={run}"])
+    assert first.returncode == 0, first.stderr[-3000:]
+    steps_one_epoch = json.loads((run / "metrics.json").read_text())["global_step"]
+    again = run_cli(tiny_overrides + ["model=unet", "trainer.max_epochs=3", f"hydra.run.dir={run}"])
+    assert again.returncode == 0, again.stderr[-3000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["global_step"] == 3 * steps_one_epoch and metrics["resumed_from"].endswith("last.ckpt")
+    assert json.loads((run / "status.json").read_text())["status"] == "completed"
+    rates = [float(r["lr-Adam"]) for r in csv.DictReader(open(run / "csv" / "metrics.csv")) if r.get("lr-Adam")]
+    assert rates[-1] < 2e-3 / 1000  # annealed at the new end (model.lr 2e-3, one-cycle ends at lr / 25e4)
