@@ -7,6 +7,7 @@ tensors in [0, 1] with ``mix = (mnist + cifar) / 2``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -115,16 +116,21 @@ def cached_split(root: Path, cache_dir: Path, source, kind: str, train: bool, do
         signature = _source_signature(root, source, kind, train)
         key = hashlib.sha256(json.dumps(signature, sort_keys=True).encode()).hexdigest()[:16]
         path = cache_dir / f"{name}_{'train' if train else 'test'}_{key}.pt"
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
         torch.save(
             {"signature": json.dumps(signature, sort_keys=True), "sha256": _tensor_digest(images), "images": images},
             tmp,
         )
         os.replace(tmp, path)
-    except OSError as err:  # a read-only cache only costs time
-        logging.getLogger("mixsep").warning(f"could not write the data cache {path}: {err}")
+    except (OSError, RuntimeError) as err:  # a read-only cache only costs time (torch.save: RuntimeError)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        logging.getLogger("mixsep").warning(
+            f"could not write the data cache in {cache_dir} ({str(err).splitlines()[0]}): the data is decoded "
+            "again next time; point data.cache_dir= (or MIXSEP_CACHE_DIR) at a writable folder to keep it"
+        )
     return images
 
 

@@ -97,6 +97,8 @@ class SeparationModule(L.LightningModule):
         tta: bool = False,
     ) -> None:
         super().__init__()
+        if not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0 and math.isfinite(lr)):
+            raise ConfigError(f"model.lr={lr!r} must be a positive number (e.g. model.lr=1e-3)")
         if loss not in LOSSES:
             raise ConfigError(f"model.loss={loss!r} is not one of {LOSSES}")
         if scheduler not in SCHEDULERS:

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mixsep import jobs, requeue
 from mixsep.artifacts import SamplesAndCurves, save_loss_plot, write_config_tree, write_test_outputs
-from mixsep.errors import ConfigError
+from mixsep.errors import CheckpointError, ConfigError
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")  # absolute: main may run as mixsep.run or __main__
 TEST_KEYS = ("test/mnist_psnr", "test/mnist_ssim", "test/cifar_psnr", "test/cifar_ssim")
@@ -174,7 +174,28 @@ def resolve_ckpt_path(cfg: DictConfig, out: Path) -> str | None:
             f"ckpt_path={ckpt} does not exist. Pass a .ckpt written by mixsep.run "
             "(<run dir>/checkpoints/last.ckpt), ckpt_path=auto or ckpt_path=null."
         )
+    if ckpt:
+        check_resumable(Path(str(ckpt)))
     return ckpt or None
+
+
+def check_resumable(path: Path) -> None:
+    """A checkpoint to resume from must be a whole training checkpoint that mixsep.run wrote."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except Exception as err:
+        raise CheckpointError(
+            f"ckpt_path={path} is not a readable checkpoint ({type(err).__name__}: {str(err).splitlines()[0]}); "
+            "it may be truncated. Pass a .ckpt that mixsep.run wrote (<run dir>/checkpoints/last.ckpt), or "
+            "ckpt_path=null to start afresh."
+        ) from err
+    missing = [k for k in ("state_dict", "optimizer_states", "loops") if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise CheckpointError(
+            f"ckpt_path={path} holds no training state to resume ({', '.join(missing)} missing): a slim export "
+            "or another program's file. Resume from <run dir>/checkpoints/last.ckpt; score a model with "
+            "mixsep.evaluate ckpt_path=..."
+        )
 
 
 def composed_config(cfg: DictConfig) -> dict:

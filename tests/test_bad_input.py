@@ -109,3 +109,58 @@ def test_precision_auto_resolves_and_is_recorded(tiny_overrides, tmp_path):
         torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["mixsep_precision"]
         == metrics["precision"]
     )
+
+
+def _text_file(tmp_path: Path) -> Path:
+    path = tmp_path / "notes.ckpt"
+    path.write_text("not a checkpoint\n")
+    return path
+
+
+def _truncated_checkpoint(tmp_path: Path) -> Path:
+    whole, path = tmp_path / "whole.ckpt", tmp_path / "truncated.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(1000)}, "optimizer_states": [], "loops": {}}, whole)
+    path.write_bytes(whole.read_bytes()[:500])
+    return path
+
+
+def _slim_export(tmp_path: Path) -> Path:
+    path = tmp_path / "model.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {}}, path)
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "make_bad, message",
+    [
+        (lambda tmp: [f"ckpt_path={_text_file(tmp)}"], "is not a readable checkpoint"),
+        (lambda tmp: [f"ckpt_path={_truncated_checkpoint(tmp)}"], "is not a readable checkpoint"),
+        (lambda tmp: [f"ckpt_path={_slim_export(tmp)}"], "holds no training state to resume"),
+        (lambda tmp: ["model.lr=-1"], "model.lr=-1 must be a positive number"),
+        (lambda tmp: ["model.lr=0"], "model.lr=0 must be a positive number"),
+    ],
+    ids=["ckpt-text-file", "ckpt-truncated", "ckpt-slim-export", "lr-negative", "lr-zero"],
+)
+def test_run_refuses_bad_input_in_one_line_and_keeps_earlier_files(make_bad, message, tiny_overrides, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "keep.txt").write_text("earlier result\n")
+    result = run_cli(tiny_overrides + make_bad(tmp_path) + [f"hydra.run.dir={run}"])
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("mixsep: ")]
+    assert len(lines) == 1 and message in lines[0], result.stderr[-2000:]
+    assert (run / "keep.txt").read_text() == "earlier result\n"
+
+
+def test_an_unwritable_cache_costs_time_and_says_where(tiny_data_kwargs, monkeypatch, caplog):
+    def read_only(*args, **kwargs):  # what torch.save raises on a read-only file system
+        raise RuntimeError("File notes.pt cannot be opened: Read-only file system")
+
+    monkeypatch.setattr("mixsep.data.torch.save", read_only)
+    dm = MixDataModule(**tiny_data_kwargs)
+    with caplog.at_level("WARNING", logger="mixsep"):
+        dm.setup("fit")
+    assert len(dm.splits.mnist_train) == 40  # the data is there all the same
+    assert "could not write the data cache in" in caplog.text and tiny_data_kwargs["cache_dir"] in caplog.text
