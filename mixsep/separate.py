@@ -38,6 +38,9 @@ def find_images(inputs: list[Path]) -> list[Path]:
     return files
 
 
+MIN_RESIZE = 8  # below this, "resizing to 32x32" invents the picture rather than separating one
+
+
 def read_mix(path: Path, resize: bool, said: set[str]) -> tuple[torch.Tensor, tuple[int, int]]:
     """(3, 32, 32) float in [0, 1] and the original size. Gray is repeated, alpha dropped (said once)."""
     with Image.open(path) as img:
@@ -55,6 +58,11 @@ def read_mix(path: Path, resize: bool, said: set[str]) -> tuple[torch.Tensor, tu
             raise MixsepError(
                 f"{path} is {size[0]}x{size[1]}; mixsep separates 32x32 mean images. "
                 "Pass --resize to resize it to 32x32 (the outputs are resized back)."
+            )
+        if min(size) < MIN_RESIZE:
+            raise MixsepError(
+                f"{path} is {size[0]}x{size[1]}: too small to separate (--resize needs at least "
+                f"{MIN_RESIZE}x{MIN_RESIZE}; a 32x32 mean image is what mixsep separates)."
             )
         _say_once(said, "resize", "inputs that are not 32x32 are resized to 32x32 and the outputs back")
         rgb = rgb.resize((32, 32), Image.BICUBIC)

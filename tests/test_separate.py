@@ -94,6 +94,15 @@ def test_wrong_size_is_refused_with_the_file_named_unless_resize(tmp_path, capsy
     assert "resized to 32x32" in capsys.readouterr().out
 
 
+def test_a_tiny_image_is_refused_even_with_resize(tmp_path, capsys):
+    dot = tmp_path / "dot.png"
+    Image.fromarray(np.full((1, 1, 3), 128, dtype=np.uint8)).save(dot)
+    assert separate_cli.main([str(dot), "--ckpt", str(SHIPPED), "--resize"]) == 1
+    err = capsys.readouterr().err
+    assert str(dot) in err and "1x1" in err and "at least 8x8" in err
+    assert not (tmp_path / "separated" / "dot.gray.png").exists()
+
+
 def test_an_unreadable_file_is_skipped_and_the_others_written(exported, capsys):
     folder = exported / "mix"
     (folder / "broken.png").write_bytes(b"\x89PNG not really")
