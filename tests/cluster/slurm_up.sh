@@ -83,7 +83,7 @@ CONF
 echo "NodeName=$host Name=gpu File=/dev/mixsep_gpu[0-1]" >"$CONF_DIR/gres.conf"
 rm -f "$CONF_DIR/cgroup.conf"
 
-slurmctld -i || { echo "slurm_up: slurmctld did not start (see $LOG/slurmctld.log)" >&2; exit 1; }
+slurmctld -c -i || { echo "slurm_up: slurmctld did not start (see $LOG/slurmctld.log)" >&2; exit 1; }
 slurmd || { echo "slurm_up: slurmd did not start (see $LOG/slurmd.log)" >&2; exit 1; }
 for _ in $(seq 60); do
   state=$(sinfo -h -N -o '%t' -n "$host" 2>/dev/null || true)
