@@ -108,8 +108,9 @@ def sample_columns(module, batch: tuple[torch.Tensor, ...]) -> tuple[list[torch.
     return [batch[0], outputs[0], batch[1]], ("input", "output", "target")
 
 
-def write_config_tree(cfg, path: Path) -> None:
-    """The composed config as a tree (rich): printed at start, and saved in the run folder."""
+def write_config_tree(cfg, path: Path):
+    """The composed config as a tree (rich), saved in the run folder; returned for printing once the config
+    has proved valid (a config error is then one line, not a screen of config before it)."""
     import rich
     import rich.syntax
     import rich.tree
@@ -117,7 +118,7 @@ def write_config_tree(cfg, path: Path) -> None:
     from omegaconf import OmegaConf
 
     if rank_zero_only.rank != 0:
-        return
+        return None
     tree = rich.tree.Tree("config", guide_style="dim")
     for key in cfg:
         if key == "hydra":
@@ -125,9 +126,9 @@ def write_config_tree(cfg, path: Path) -> None:
         node = cfg[key]
         text = OmegaConf.to_yaml(node, resolve=True) if OmegaConf.is_config(node) else str(node)
         tree.add(str(key)).add(rich.syntax.Syntax(text, "yaml"))
-    rich.print(tree)
     with open(path, "w") as f:
         rich.print(tree, file=f)
+    return tree
 
 
 def count_params(module: torch.nn.Module) -> int:

@@ -10,21 +10,27 @@ from pathlib import Path
 
 import hydra
 import lightning as L
-from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from mixsep.artifacts import write_test_outputs
-from mixsep.errors import MixsepError
+from mixsep.errors import ConfigError
+from mixsep.jobs import user_error
+from mixsep.run import build
 from mixsep.separator import checkpoint_precision, checkpoint_sources, load_module
 
 
 def evaluate(cfg: DictConfig) -> dict:
+    if OmegaConf.is_missing(cfg, "ckpt_path"):
+        raise ConfigError(
+            "mixsep.evaluate needs a checkpoint: ckpt_path=<run dir>/checkpoints/best-epochNNN.ckpt "
+            "(or results/best_cpu/model.ckpt, the shipped model)"
+        )
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     module = load_module(cfg.ckpt_path)
     if cfg.get("tta") is not None:  # score with (or without) the 8-transform self-ensemble
         module.hparams["tta"] = bool(cfg.tta)
-    datamodule = instantiate(cfg.data)
+    datamodule = build(cfg.data)
     precision = cfg.precision or checkpoint_precision(cfg.ckpt_path)
     trainer = L.Trainer(
         accelerator=cfg.accelerator,
@@ -53,8 +59,11 @@ def evaluate(cfg: DictConfig) -> dict:
 def main(cfg: DictConfig) -> None:
     try:
         evaluate(cfg)
-    except MixsepError as err:  # a problem the user can fix: the message, not a traceback
-        sys.exit(f"mixsep: {err}")
+    except Exception as err:  # a problem the user can fix: the message, not a traceback
+        fixable = user_error(err)
+        if fixable is None:
+            raise
+        sys.exit(f"mixsep: {fixable}")
 
 
 if __name__ == "__main__":

@@ -258,7 +258,7 @@ def train(cfg: DictConfig) -> dict:
     jobs.check_writable(out)
     with open_dict(cfg):  # the tree and metrics.json show the precision actually used
         cfg.trainer.precision = resolve_precision(cfg.trainer)
-    write_config_tree(cfg, out / "config_tree.txt")
+    tree = write_config_tree(cfg, out / "config_tree.txt")
     jobs.check_strategy(cfg.trainer)
     check_optimized_metric(cfg.optimized_metric)
     L.seed_everything(cfg.seed, workers=True)
@@ -272,6 +272,10 @@ def train(cfg: DictConfig) -> dict:
     if loggers and module.hparams.get("scheduler") and not any(isinstance(c, LearningRateMonitor) for c in callbacks):
         callbacks.append(LearningRateMonitor(logging_interval="step"))
     trainer = build_trainer(cfg.trainer, callbacks, loggers)
+    if tree is not None:  # the config built: show it (a bad value stopped above with one line instead)
+        import rich
+
+        rich.print(tree)
     for logger in loggers:
         logger.log_hyperparams(composed_config(cfg))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -164,3 +166,35 @@ def test_an_unwritable_cache_costs_time_and_says_where(tiny_data_kwargs, monkeyp
         dm.setup("fit")
     assert len(dm.splits.mnist_train) == 40  # the data is there all the same
     assert "could not write the data cache in" in caplog.text and tiny_data_kwargs["cache_dir"] in caplog.text
+
+
+def _evaluate_cli(args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mixsep.evaluate", *args], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
+
+
+@pytest.mark.slow
+def test_evaluate_without_a_checkpoint_or_with_a_bad_value_says_one_line(tiny_overrides, tmp_path):
+    data = [o for o in tiny_overrides if o.startswith("data.")] + [f"hydra.run.dir={tmp_path}"]
+    missing = _evaluate_cli(data)
+    assert missing.returncode != 0 and "Traceback" not in missing.stderr
+    assert missing.stderr.strip().splitlines()[-1].startswith("mixsep: mixsep.evaluate needs a checkpoint: ckpt_path=")
+    shipped = ROOT / "results" / "best_cpu" / "model.ckpt"
+    bad = _evaluate_cli(
+        [o for o in data if not o.startswith("data.batch_size")] + [f"ckpt_path={shipped}", "data.batch_size=1.5"]
+    )
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr and "Error in call to target" not in bad.stderr
+    (line,) = [line for line in bad.stderr.splitlines() if line.startswith("mixsep: ")]
+    assert "data.batch_size" in line
+
+
+@pytest.mark.slow
+def test_a_config_error_is_one_line_without_the_config_tree_before_it(tiny_overrides, tmp_path):
+    result = run_cli(tiny_overrides + ["model.loss=bogus", f"hydra.run.dir={tmp_path}"])
+    assert result.returncode != 0
+    assert "└──" not in result.stdout + result.stderr  # the tree is not printed ...
+    assert (tmp_path / "config_tree.txt").read_text().startswith("config")  # ... but saved
+    assert [line for line in result.stderr.splitlines() if line.startswith("mixsep: ")] == [
+        next(line for line in result.stderr.splitlines() if "model.loss='bogus'" in line)
+    ]
