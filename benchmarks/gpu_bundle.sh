@@ -8,9 +8,11 @@
 # x86_64; data/: a real-format subset of MNIST (idx) and CIFAR-10 (ImageFolder): 10,000 training images
 # of each, 2,000 test images of each.
 set -euo pipefail
-out=${1:?usage: gpu_bundle.sh DIR}
+[[ $# -eq 1 ]] || { echo "mixsep: usage: bash benchmarks/gpu_bundle.sh DIR" >&2; exit 2; }
+out=$1
 cd "$(dirname "$0")/.."
-root=${MIXSEP_DATA_ROOT:?set MIXSEP_DATA_ROOT to the real MNIST + CIFAR-10}
+root=${MIXSEP_DATA_ROOT:-}
+[[ -d "$root/MNIST/raw" ]] || { echo "mixsep: set MIXSEP_DATA_ROOT to the real MNIST + CIFAR-10 (e.g. ../shared/data)" >&2; exit 2; }
 mkdir -p "$out/wheels" "$out/data"
 # torchvision 0.26 is the release built against torch 2.11 (the GPU node's torch)
 cat >"$out/requirements.txt" <<'REQ'

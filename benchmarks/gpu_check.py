@@ -98,6 +98,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks that the script works (CI)")
     args = parser.parse_args()
     if args.data:
+        if not (Path(args.data) / "MNIST" / "raw").is_dir():
+            sys.exit(f"mixsep: --data {args.data} holds no MNIST/raw: pass the data folder of gpu_bundle.sh (DIR/data)")
         os.environ["MIXSEP_DATA_ROOT"] = str(Path(args.data).resolve())
     os.chdir(ROOT)
     start = time.perf_counter()

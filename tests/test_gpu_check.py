@@ -31,3 +31,18 @@ def test_gpu_check_runs_on_a_cpu_with_a_note(tiny_root, tmp_path):
         mixsep, per_item = (float(row.split("|")[i]) for i in (3, 4))
         assert mixsep > 0 and per_item > 0 and "x |" in row
     assert "db_per_minute=" in out and "gpu_check_seconds=" in out
+
+
+def test_gpu_check_names_a_data_folder_without_the_data(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "benchmarks/gpu_check.py", "--data", str(tmp_path)],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode != 0 and "Traceback" not in run.stderr
+    assert (
+        run.stderr.strip()
+        == f"mixsep: --data {tmp_path} holds no MNIST/raw: pass the data folder of gpu_bundle.sh (DIR/data)"
+    )
