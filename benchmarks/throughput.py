@@ -24,10 +24,11 @@ from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
+from per_item import PerItemPairDataset  # noqa: E402
 from torch.utils.data import DataLoader
 from torchvision.datasets import MNIST
 
-from mixsep.data import MixDataModule, PerItemPairDataset
+from mixsep.data import MixDataModule
 from mixsep.models import ConvDual, ResNetDual, SingleSub, UNetSeparator
 from mixsep.module import SeparationModule
 
@@ -81,7 +82,7 @@ class Pipeline:
             sync()
             wait += time.perf_counter() - t0
             with self.autocast():
-                loss, _, _ = self.module._loss(batch)
+                loss, _, _ = self.module.loss_and_outputs(batch)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()

@@ -30,7 +30,8 @@ from hydra.utils import instantiate
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from throughput import build  # noqa: E402
 
-from mixsep.run import build_module  # noqa: E402
+from mixsep.hardware import resolve_precision  # noqa: E402
+from mixsep.task import build_module  # noqa: E402
 
 TARGET = {"val/mnist_psnr": 22.54, "val/cifar_psnr": 17.01}
 REPORT_000_EPOCHS, REPORT_000_PAIRS_PER_EPOCH = 50, 60000
@@ -90,6 +91,7 @@ def mixsep_time(experiment: str, every: int | float, max_minutes: float, overrid
             ],
         )
     L.seed_everything(cfg.seed)
+    precision = resolve_precision(cfg.trainer)  # auto: bf16 where this machine has it, as mixsep.run does
     dm = instantiate(cfg.data)
     module = build_module(cfg.model)
     clock = QualityClock()
@@ -97,7 +99,7 @@ def mixsep_time(experiment: str, every: int | float, max_minutes: float, overrid
     trainer = L.Trainer(
         accelerator=cfg.trainer.accelerator,
         devices=1,
-        precision=cfg.trainer.precision,
+        precision=precision,
         max_epochs=cfg.trainer.max_epochs,
         max_time={"minutes": min(max_minutes, preset_minutes(cfg.trainer.get("max_time")))},
         val_check_interval=every if isinstance(every, int) else {"seconds": every},
@@ -111,7 +113,7 @@ def mixsep_time(experiment: str, every: int | float, max_minutes: float, overrid
     )
     print(
         f"mixsep, experiment={experiment}: model {cfg.model.name}, batch {cfg.data.batch_size}, "
-        f"precision {cfg.trainer.precision}, schedule {cfg.model.scheduler}, EMA {bool(extra)}"
+        f"precision {precision}, schedule {cfg.model.scheduler}, EMA {bool(extra)}"
     )
     trainer.fit(module, datamodule=dm)
     return clock

@@ -6,33 +6,19 @@ import json
 import logging
 import math
 import os
-import platform
 from pathlib import Path
 
-import lightning as L
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
-from torchvision.utils import make_grid  # noqa: E402
+
+from mixsep.hardware import describe_machine  # noqa: E402
+from mixsep.stats import SCORES_FILE, VAL_SCORES_FILE, write_scores  # noqa: E402
 
 log = logging.getLogger("mixsep")
-SAMPLE_COLUMNS = ("mix", "true MNIST", "predicted MNIST", "true CIFAR", "predicted CIFAR")
-
-
-def hardware() -> str:
-    if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"CPU {cpu}, {os.cpu_count()} cores"
 
 
 def write_metrics(path: str | Path, metrics: dict) -> None:
@@ -44,8 +30,14 @@ def write_metrics(path: str | Path, metrics: dict) -> None:
     os.replace(tmp, path)
 
 
-def save_samples(path: str | Path, columns: list[torch.Tensor], titles: tuple[str, ...] = SAMPLE_COLUMNS) -> None:
-    """One row per pair, one column per image kind; images (B, 3, H, W) in [0, 1]."""
+def save_samples(
+    path: str | Path,
+    columns: list[torch.Tensor],
+    titles: tuple[str, ...],
+    row_labels: list[str] | None = None,
+) -> None:
+    """One row per pair, one column per image kind; images (B, 3, H, W) in [0, 1]; ``row_labels`` (e.g. the
+    input file names) at the left of each row."""
     rows = len(columns[0])
     fig, axes = plt.subplots(rows, len(columns), figsize=(1.6 * len(columns), 1.6 * rows), squeeze=False)
     for c, (images, title) in enumerate(zip(columns, titles)):
@@ -56,22 +48,47 @@ def save_samples(path: str | Path, columns: list[torch.Tensor], titles: tuple[st
             ax.set_yticks([])
             if r == 0:
                 ax.set_title(title, fontsize=8)
+            if c == 0 and row_labels:
+                ax.set_ylabel(row_labels[r], fontsize=7, rotation=0, ha="right", va="center")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-def save_loss_plot(path: str | Path, history: dict[str, list[tuple[int, float]]]) -> None:
-    """Loss per epoch (left) and, when recorded, validation PSNR per source in dB (right): the loss of
-    the ``psnr`` objective (about -0.65) means nothing to a reader, decibels do."""
+LOSS_NAMES = {
+    "mse": "MSE",
+    "l1": "L1",
+    "psnr": "PSNR loss: mean log10(MSE) / 10 = −dB / 100",
+    "mse+ssim": "MSE + w·(1 − SSIM)",
+    "psnr+ssim": "log10(MSE) / 10 + w·(1 − SSIM)",
+}
+
+
+def psnr_curves(history: dict[str, list[tuple[int, float]]]) -> dict[str, list[tuple[int, float]]]:
+    """The validation PSNR curves to draw; two equal ones (the U-Net's, by construction) as one, labelled so."""
     psnr = {name: points for name, points in history.items() if name.endswith("psnr") and points}
+    if len(psnr) == 2:
+        (_, pa), (_, pb) = psnr.items()
+        if len(pa) == len(pb) and all(abs(ya - yb) < 1e-3 for (_, ya), (_, yb) in zip(pa, pb)):
+            return {"MNIST and CIFAR (equal: CIFAR = 2·mix − MNIST)": pa}
+    return psnr
+
+
+def save_loss_plot(path: str | Path, history: dict[str, list[tuple[int, float]]], loss: str = "mse") -> None:
+    """Loss per epoch (left, named after ``model.loss``) and, when recorded, validation PSNR per source in
+    dB (right): the loss of the ``psnr`` objective (about -0.65) means nothing to a reader, decibels do.
+    Curves that are equal (the U-Net's two PSNRs, by construction) are drawn once, labelled so."""
+    from matplotlib.ticker import MaxNLocator
+
+    psnr = psnr_curves(history)
     fig, axes = plt.subplots(1, 2 if psnr else 1, figsize=(11 if psnr else 6, 4), squeeze=False)
+    loss_name = LOSS_NAMES.get(loss, loss)
     panels = [
         (
             axes[0][0],
             {k: v for k, v in history.items() if k in ("train", "val")},
-            "loss",
-            "training and validation loss",
+            loss_name,
+            f"training and validation loss: {loss_name}",
         )
     ]
     if psnr:
@@ -81,31 +98,26 @@ def save_loss_plot(path: str | Path, history: dict[str, list[tuple[int, float]]]
             if points:
                 xs, ys = zip(*points)
                 ax.plot(xs, ys, marker="o", markersize=3, label=name.replace("val/", ""))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
-        ax.set_title(title)
+        ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-@torch.no_grad()
-def sample_columns(module, batch: tuple[torch.Tensor, ...]) -> tuple[list[torch.Tensor], tuple[str, ...]]:
-    """Picture columns and titles; for separators: mix | true MNIST | predicted MNIST | true CIFAR |
-    predicted CIFAR (predictions clamped)."""
+def picture_columns(module, batch: tuple[torch.Tensor, ...]) -> tuple[list[torch.Tensor], tuple[str, ...]]:
+    """The module's own picture columns of a fixed batch, drawn in eval mode (the mode it was in is kept)."""
     batch = tuple(t.to(module.device) for t in batch)
     was_training = module.training
     module.eval()
-    outputs = [o.clamp(0, 1) for o in module(batch[0])]
-    module.train(was_training)
-    if module.outputs == "sources":
-        mix, mnist, cifar = batch
-        return [mix, mnist, outputs[0], cifar, outputs[1]], SAMPLE_COLUMNS
-    if len(batch) == 3:
-        return [batch[0], outputs[0]], ("mix", "reconstructed mix")
-    return [batch[0], outputs[0], batch[1]], ("input", "output", "target")
+    try:
+        return module.picture_columns(batch)
+    finally:
+        module.train(was_training)
 
 
 def write_config_tree(cfg, path: Path):
@@ -143,7 +155,7 @@ def write_test_outputs(out: Path, results: dict, module, datamodule, n_samples: 
         {
             "model": module.hparams.get("name", "separator"),
             "params": count_params(module.net),
-            "hardware": hardware(),
+            "hardware": describe_machine(),
             "test_pairs": scored,  # the pairs really scored (fast_dev_run / limit_test_batches score fewer)
             "partial_test": scored < len(datamodule.test_pair_ids),
             "task": datamodule.task,
@@ -153,7 +165,11 @@ def write_test_outputs(out: Path, results: dict, module, datamodule, n_samples: 
         }
     )
     write_metrics(out / "metrics.json", metrics)
-    save_samples(out / "samples.png", *sample_columns(module, datamodule.fixed_batch("test", n_samples, spread=True)))
+    for stage, name in (("test", SCORES_FILE), ("val", VAL_SCORES_FILE)):
+        scores = getattr(module, "per_pair_scores", {}).get(stage)
+        if scores:  # one row per pair, in the fixed order of the pairs: for paired confidence intervals
+            write_scores(out / name, {"pair": np.arange(len(next(iter(scores.values())))), **scores})
+    save_samples(out / "samples.png", *picture_columns(module, datamodule.fixed_batch("test", n_samples, spread=True)))
     log.info(f"wrote {out / 'metrics.json'} and {out / 'samples.png'}")
     if metrics["partial_test"]:
         log.warning(
@@ -163,57 +179,3 @@ def write_test_outputs(out: Path, results: dict, module, datamodule, n_samples: 
     for key in sorted(k for k in metrics if k.startswith(("test/", "oracle/"))):
         log.info(f"  {key:22s} {metrics[key]:.4f}")
     return metrics
-
-
-class SamplesAndCurves(L.Callback):
-    """Records train/val loss per epoch (whatever the logger) and logs sample separations to W&B and
-    TensorBoard."""
-
-    def __init__(self, n_samples: int = 8) -> None:
-        self.n_samples = n_samples
-        self.history: dict[str, list[tuple[int, float]]] = {"train": [], "val": []}
-
-    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        value = trainer.callback_metrics.get("train/loss_epoch")
-        if value is not None:
-            self.history["train"].append((trainer.current_epoch + 1, float(value)))
-
-    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        # after the epoch's metrics are collected (at on_validation_epoch_end they are the previous epoch's)
-        if trainer.sanity_checking or trainer.state.fn != "fit":
-            return
-        value = trainer.callback_metrics.get("val/loss")
-        if value is not None:
-            self.history["val"].append((trainer.current_epoch + 1, float(value)))
-        for key in ("val/mnist_psnr", "val/cifar_psnr"):
-            if key in trainer.callback_metrics:
-                self.history.setdefault(key, []).append(
-                    (trainer.current_epoch + 1, float(trainer.callback_metrics[key]))
-                )
-        self._log_images(trainer, module)
-
-    def _log_images(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        """The fixed validation samples (one row per image kind: mix, true and predicted of each source; one
-        column per pair) to W&B and TensorBoard, as 8-bit RGB pictures each validation epoch."""
-        from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
-
-        loggers = [lg for lg in trainer.loggers if isinstance(lg, (WandbLogger, TensorBoardLogger))]
-        dm = trainer.datamodule
-        if not loggers or dm is None or not trainer.is_global_zero:
-            return
-        cols, titles = sample_columns(module, dm.fixed_batch("val", self.n_samples, spread=True))
-        grid = make_grid(torch.cat([c.float().cpu() for c in cols]), nrow=len(cols[0]), padding=1)
-        # 8-bit pixels: W&B's own float conversion turns a [0, 1] float image black
-        pixels = grid.clamp(0, 1).mul(255).round().to(torch.uint8)
-        caption = "rows: " + " / ".join(titles)
-        for lg in loggers:
-            if isinstance(lg, WandbLogger):
-                lg.log_image("samples", [pixels.permute(1, 2, 0).numpy()], step=trainer.global_step, caption=[caption])
-            else:
-                lg.experiment.add_image("samples", pixels, global_step=trainer.global_step, dataformats="CHW")
-
-    def state_dict(self) -> dict:
-        return {"history": self.history}
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        self.history = state_dict.get("history", self.history)

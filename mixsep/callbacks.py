@@ -1,11 +1,17 @@
-"""Lightning callbacks that mixsep adds to Lightning's own."""
+"""Lightning callbacks that mixsep adds to Lightning's own; each writes its own outputs."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
+import lightning as L
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from torchvision.utils import make_grid
+
+from mixsep.artifacts import picture_columns, save_loss_plot
 
 
 class BestCheckpoint(ModelCheckpoint):
@@ -33,3 +39,62 @@ class BestCheckpoint(ModelCheckpoint):
             self.kth_value = state_dict.get("kth_value", self.kth_value)
         else:  # the earlier best file is gone: start the record afresh rather than point at nothing
             self.best_model_path = ""
+
+
+class SamplesAndCurves(L.Callback):
+    """Records train/val loss per epoch (whatever the logger) and draws it as ``<dirpath>/loss.png`` when
+    fitting ends; logs sample separations to W&B and TensorBoard after every validation."""
+
+    def __init__(self, n_samples: int = 8, dirpath: str | None = None) -> None:
+        self.n_samples = n_samples
+        self.dirpath = dirpath
+        self.history: dict[str, list[tuple[int, float]]] = {"train": [], "val": []}
+
+    def on_fit_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if self.dirpath and trainer.is_global_zero:
+            save_loss_plot(Path(self.dirpath) / "loss.png", self.history, str(module.hparams.get("loss", "mse")))
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        value = trainer.callback_metrics.get("train/loss_epoch")
+        if value is not None:
+            self.history["train"].append((trainer.current_epoch + 1, float(value)))
+
+    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        # after the epoch's metrics are collected (at on_validation_epoch_end they are the previous epoch's)
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        value = trainer.callback_metrics.get("val/loss")
+        if value is not None:
+            self.history["val"].append((trainer.current_epoch + 1, float(value)))
+        for key in ("val/mnist_psnr", "val/cifar_psnr"):
+            if key in trainer.callback_metrics:
+                self.history.setdefault(key, []).append(
+                    (trainer.current_epoch + 1, float(trainer.callback_metrics[key]))
+                )
+        self._log_images(trainer, module)
+
+    def _log_images(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        """The fixed validation samples (one row per image kind: mix, true and predicted of each source; one
+        column per pair) to W&B and TensorBoard, as 8-bit RGB pictures each validation epoch."""
+        from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+
+        loggers = [lg for lg in trainer.loggers if isinstance(lg, (WandbLogger, TensorBoardLogger))]
+        dm = trainer.datamodule
+        if not loggers or dm is None or not trainer.is_global_zero:
+            return
+        cols, titles = picture_columns(module, dm.fixed_batch("val", self.n_samples, spread=True))
+        grid = make_grid(torch.cat([c.float().cpu() for c in cols]), nrow=len(cols[0]), padding=1)
+        # 8-bit pixels: W&B's own float conversion turns a [0, 1] float image black
+        pixels = grid.clamp(0, 1).mul(255).round().to(torch.uint8)
+        caption = "rows: " + " / ".join(titles)
+        for lg in loggers:
+            if isinstance(lg, WandbLogger):
+                lg.log_image("samples", [pixels.permute(1, 2, 0).numpy()], step=trainer.global_step, caption=[caption])
+            else:
+                lg.experiment.add_image("samples", pixels, global_step=trainer.global_step, dataformats="CHW")
+
+    def state_dict(self) -> dict:
+        return {"history": self.history}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.history = state_dict.get("history", self.history)

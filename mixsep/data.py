@@ -7,286 +7,40 @@ tensors in [0, 1] with ``mix = (mnist + cifar) / 2``.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import logging
-import os
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
 import torch
-from PIL import Image
-from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler
+from torch.utils.data import DataLoader, Sampler
 
-from mixsep.errors import ConfigError, DataNotFoundError  # noqa: F401  (DataNotFoundError: re-exported)
-from mixsep.sources import (  # noqa: F401  (re-exported: mixsep.data is where users look for them)
-    CIFAR_CLASSES,
-    IMAGE_SUFFIXES,
-    check_sources,
-    cifar_layout,
-    list_image_folder,
-    load_cifar,
-    load_color,
-    load_gray,
-    load_mnist,
-    pair_label,
-    resize_mnist,
-    source_files,
-    source_label,
-    source_name,
+from mixsep.cache import Splits, default_cache_dir, load_splits
+from mixsep.errors import ConfigError
+from mixsep.pairs import (
+    TEST_PAIRING_SEED,
+    FixedPairSampler,
+    PairBatches,
+    RandomPairSampler,
+    ResumableLoader,
+    fixed_test_pairs,
+    holdout_split,
 )
+from mixsep.sources import check_sources, pair_label
 from mixsep.symmetry import TRANSFORMS, dihedral
 
-CACHE_VERSION = 3
-# Fixed, independent of the run seed: every run and every model sees the same test pairs and the same
-# held-out validation images.
-TEST_PAIRING_SEED = 20240601
-HOLDOUT_SEED = 20240602
 TASKS = ("separate", "reconstruct", "denoise")
 
 
 def default_data_root() -> str:
-    return os.environ.get("MIXSEP_DATA_ROOT", "./data")
+    """``data.root`` as conf/data/default.yaml writes it (MIXSEP_DATA_ROOT, else ./data): the one place it is
+    written, also for the commands that take no config (mix --test-pairs, report's baselines)."""
+    from omegaconf import OmegaConf
+
+    return str(OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "data" / "default.yaml").root)
 
 
-def default_cache_dir() -> str:
-    from platformdirs import user_cache_dir
-
-    return os.environ.get("MIXSEP_CACHE_DIR", user_cache_dir("mixsep"))
-
-
-# --------------------------------------------------------------------------- cache
 def _is_count(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _cache_name(source, kind: str) -> str:
-    """The default pair keeps its historical cache names (mnist, cifar); any other source its own."""
-    name = source_name(source)
-    if (kind, name) in (("gray", "mnist"), ("color", "cifar10")):
-        return "mnist" if kind == "gray" else "cifar"
-    return source_label(source).replace(":", "-")
-
-
-def _source_signature(root: Path, source, kind: str, train: bool) -> dict:
-    """What the cached tensor was built from: the source, and its files' names, sizes and mtimes."""
-    files = source_files(root, source, kind, train)
-    h = hashlib.sha256()
-    for f in files:
-        st = f.stat()
-        h.update(f"{f.relative_to(root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    return {
-        "version": CACHE_VERSION,
-        "root": str(root.resolve()),
-        "name": _cache_name(source, kind),
-        "train": train,
-        "files": len(files),
-        "digest": h.hexdigest(),
-    }
-
-
-def _tensor_digest(t: torch.Tensor) -> str:
-    return hashlib.sha256(t.numpy().tobytes()).hexdigest()
-
-
-def cached_split(root: Path, cache_dir: Path, source, kind: str, train: bool, download: bool) -> torch.Tensor:
-    """Decoded uint8 images of one split of a source (``kind`` gray or color), from the cache when it is
-    valid, else decoded and cached."""
-    name = _cache_name(source, kind)
-    signature = _source_signature(root, source, kind, train)
-    key = hashlib.sha256(json.dumps(signature, sort_keys=True).encode()).hexdigest()[:16]
-    path = cache_dir / f"{name}_{'train' if train else 'test'}_{key}.pt"
-    if path.exists() and signature["files"] > 0:
-        try:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-            images = blob["images"]
-            if blob["signature"] == json.dumps(signature, sort_keys=True) and blob["sha256"] == _tensor_digest(images):
-                return images
-        except Exception:
-            pass  # corrupt or stale: rebuilt below
-    images = (
-        load_gray(root, source_name(source), train, download)
-        if kind == "gray"
-        else load_color(root, source, train, download)
-    )
-    if signature["files"] == 0:  # just downloaded: the signature can now see the files
-        signature = _source_signature(root, source, kind, train)
-        key = hashlib.sha256(json.dumps(signature, sort_keys=True).encode()).hexdigest()[:16]
-        path = cache_dir / f"{name}_{'train' if train else 'test'}_{key}.pt"
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        torch.save(
-            {"signature": json.dumps(signature, sort_keys=True), "sha256": _tensor_digest(images), "images": images},
-            tmp,
-        )
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as err:  # a read-only cache only costs time (torch.save: RuntimeError)
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        logging.getLogger("mixsep").warning(
-            f"could not write the data cache in {cache_dir} ({str(err).splitlines()[0]}): the data is decoded "
-            "again next time; point data.cache_dir= (or MIXSEP_CACHE_DIR) at a writable folder to keep it"
-        )
-    return images
-
-
-# --------------------------------------------------------------------------- pairs and batches
-def fixed_test_pairs(n_mnist: int, n_cifar: int) -> torch.Tensor:
-    """(N, 2) indices: MNIST test in a fixed random order, paired with CIFAR-10 test in its order
-    (pair i = (perm[i], i)), the list itself in a fixed random order."""
-    n = min(n_mnist, n_cifar)
-    g = torch.Generator().manual_seed(TEST_PAIRING_SEED)
-    pairs = torch.stack([torch.randperm(n_mnist, generator=g)[:n], torch.arange(n)], dim=1)
-    # The list is in a fixed random order (the set of pairs is unchanged): the CIFAR-10 test set is
-    # sorted by class, so a prefix (data.test_pairs=1000) would otherwise hold airplanes only.
-    return pairs[torch.randperm(n, generator=g)]
-
-
-def holdout_split(n: int, holdout: int, seed_offset: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fixed (train, val) index split of a training set: ``holdout`` images go to validation."""
-    if not 0 < holdout < n:
-        raise ConfigError(f"data.val_holdout={holdout} must be between 1 and the training set size - 1 ({n - 1})")
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(HOLDOUT_SEED + seed_offset))
-    # validation ids stay in random order, so any prefix (data.val_pairs) mixes all classes
-    return perm[holdout:].sort().values, perm[:holdout]
-
-
-class PairBatches(Dataset):
-    """Batch-level dataset: ``ds[pairs]`` with pairs an (B, 2) index tensor gathers a whole batch."""
-
-    def __init__(self, mnist: torch.Tensor, cifar: torch.Tensor) -> None:
-        self.mnist, self.cifar = mnist, cifar
-
-    def __getitem__(self, pairs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # index_select copies whole rows: about 5x faster than advanced indexing here
-        pairs = pairs.to(self.mnist.device, non_blocking=True)
-        return torch.index_select(self.mnist, 0, pairs[:, 0]), torch.index_select(self.cifar, 0, pairs[:, 1])
-
-    def __len__(self) -> int:  # not used for sampling; Lightning only asks
-        return len(self.mnist)
-
-
-class FixedPairSampler(SequentialSampler):
-    """Yields (B, 2) index batches over a fixed list of pairs, in order (each rank a strided share).
-
-    A SequentialSampler (never shuffled): with ``trainer.overfit_batches`` Lightning keeps it as it is
-    instead of swapping in one that yields single indices.
-    """
-
-    def __init__(self, pairs: torch.Tensor, batch_size: int, rank: int = 0, world_size: int = 1) -> None:
-        self.pairs, self.batch_size = pairs[rank::world_size], batch_size
-
-    def __iter__(self) -> Iterator[torch.Tensor]:
-        yield from self.pairs.split(self.batch_size)
-
-    def __len__(self) -> int:
-        return -(-len(self.pairs) // self.batch_size)
-
-
-class RandomPairSampler(Sampler):
-    """Random (MNIST, CIFAR) training pairs, re-drawn every epoch from (seed, epoch).
-
-    Lightning calls ``set_epoch`` before each epoch (as for a DistributedSampler), so a resumed run
-    draws the same pairs as an uninterrupted one. ``consumed`` counts the batches of the current epoch
-    that reached training (the data module counts them); a run resumed from a mid-epoch checkpoint
-    (``resume``) skips exactly those, so it trains on the rest of the pairs it would have seen.
-    """
-
-    def __init__(
-        self,
-        mnist_ids: torch.Tensor,
-        cifar_ids: torch.Tensor,
-        pairs_per_epoch: int,
-        batch_size: int,
-        seed: int,
-        drop_last: bool = True,
-        rank: int = 0,
-        world_size: int = 1,
-    ) -> None:
-        self.mnist_ids, self.cifar_ids = mnist_ids, cifar_ids
-        self.rank, self.world_size = rank, world_size
-        pairs_per_epoch = pairs_per_epoch // world_size  # every rank draws the same pairs, keeps its share
-        self.pairs_per_epoch, self.batch_size, self.seed = pairs_per_epoch, batch_size, seed
-        self.drop_last = drop_last and pairs_per_epoch >= batch_size
-        self.epoch = 0
-        self.consumed = 0
-        self.resume: tuple[int, int] | None = None  # (epoch, batches already trained) of a mid-epoch checkpoint
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def draw(self, epoch: int) -> torch.Tensor:
-        g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-        n = self.pairs_per_epoch * self.world_size
-        m = self.mnist_ids[_cycled_perm(len(self.mnist_ids), n, g)]
-        c = self.cifar_ids[_cycled_perm(len(self.cifar_ids), n, g)]
-        return torch.stack([m, c], dim=1)[self.rank :: self.world_size]
-
-    def __iter__(self) -> Iterator[torch.Tensor]:
-        pairs = self.draw(self.epoch)
-        skip = 0
-        if self.resume is not None and self.resume[0] <= self.epoch:  # kept until its epoch is iterated
-            skip = self.resume[1] if self.resume[0] == self.epoch else 0
-            self.resume = None
-        self.consumed = skip
-        for batch in pairs.split(self.batch_size)[skip:]:
-            if self.drop_last and len(batch) < self.batch_size:
-                return
-            yield batch
-
-    def position(self) -> dict:
-        return {"epoch": self.epoch, "batches": self.consumed}
-
-    def resume_at(self, position: dict) -> None:
-        self.resume = (int(position["epoch"]), int(position["batches"]))
-
-    def __len__(self) -> int:
-        if self.drop_last:
-            return self.pairs_per_epoch // self.batch_size
-        return -(-self.pairs_per_epoch // self.batch_size)
-
-
-class ResumableLoader(DataLoader):
-    """The training DataLoader, resumable in Lightning's sense (``state_dict``/``load_state_dict``): a
-    checkpoint written mid-epoch records where the epoch stood. Lightning restores a loader's state only
-    when it builds the loader after the restore; the data module's own state (which Lightning restores
-    first) carries the same position for the other case (a schedule that counts the steps early)."""
-
-    def state_dict(self) -> dict:
-        return self.sampler.position()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.sampler.resume_at(state)
-
-
-def _cycled_perm(n: int, k: int, g: torch.Generator) -> torch.Tensor:
-    """k indices into range(n): whole random permutations, concatenated, so each image is used evenly."""
-    reps = -(-k // n)
-    return torch.cat([torch.randperm(n, generator=g) for _ in range(reps)])[:k]
-
-
-@dataclass
-class Splits:
-    mnist_train: torch.Tensor
-    cifar_train: torch.Tensor
-    mnist_test: torch.Tensor
-    cifar_test: torch.Tensor
-
-
-def load_splits(
-    root: str | Path, cache_dir: str | Path, download: bool = False, gray="mnist", color="cifar10"
-) -> Splits:
-    """Both sources' train and test splits. The fields keep the default pair's names: ``mnist_*`` is
-    the gray source, ``cifar_*`` the colour source."""
-    root, cache_dir = Path(root).expanduser(), Path(cache_dir).expanduser()
-    get = lambda source, kind, train: cached_split(root, cache_dir, source, kind, train, download)  # noqa: E731
-    return Splits(
-        get(gray, "gray", True), get(color, "color", True), get(gray, "gray", False), get(color, "color", False)
-    )
 
 
 def to_float_batch(mnist_u8: torch.Tensor, cifar_u8: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -359,7 +113,18 @@ class MixDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         # Lightning calls this once (rank 0) before setup: download / decode / cache here, and keep the
         # tensors so that setup in the same process does not load them a second time.
+        if self.splits is not None or getattr(self, "_prepared", None) is not None:  # check() loaded them
+            return
         self._prepared = load_splits(self.root, self.cache_dir, self.download, self.gray, self.color)
+
+    def check(self) -> None:
+        """Load the data now and refuse sizes it cannot give: a user error before the run starts (and
+        before its config is printed), not in the middle of Lightning's setup."""
+        if self.splits is None and getattr(self, "_prepared", None) is None:
+            self._prepared = load_splits(self.root, self.cache_dir, self.download, self.gray, self.color)
+        s = self.splits or self._prepared
+        holdout_split(len(s.mnist_train), self.val_holdout, 0)
+        holdout_split(len(s.cifar_train), self.val_holdout, 1)
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits is not None:
@@ -501,35 +266,3 @@ def mirror_half(images: torch.Tensor) -> torch.Tensor:
     mirrored digit is not, so only the colour source is flipped): twice as many distinct colour images."""
     flip = torch.rand(len(images), device=images.device) < 0.5
     return torch.where(flip[:, None, None, None], images.flip(-1), images)
-
-
-class PerItemPairDataset(Dataset):
-    """The usual per-item pipeline of earlier reports, kept as a reference for tests and benchmarks.
-
-    ``__getitem__`` builds PIL images, runs torchvision transforms (Resize 32, ToTensor, channel repeat)
-    and averages the pair: per-item Python work that mixsep's batch gathers avoid.
-    """
-
-    def __init__(self, mnist_28: torch.Tensor, cifar: torch.Tensor, pairs: torch.Tensor) -> None:
-        from torchvision import transforms as T
-
-        self.mnist = mnist_28.numpy()  # (N, 28, 28) uint8, as in the idx files
-        self.cifar = cifar.permute(0, 2, 3, 1).numpy()  # (N, 32, 32, 3) uint8
-        self.pairs = pairs
-        self.mnist_tf = T.Compose(
-            [
-                T.Resize((32, 32), interpolation=T.InterpolationMode.BILINEAR),
-                T.ToTensor(),
-                T.Lambda(lambda x: x.repeat(3, 1, 1)),
-            ]
-        )
-        self.cifar_tf = T.ToTensor()
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        m, c = self.pairs[i].tolist()
-        mnist = self.mnist_tf(Image.fromarray(self.mnist[m]))
-        cifar = self.cifar_tf(Image.fromarray(self.cifar[c]))
-        return (mnist + cifar) / 2, mnist, cifar

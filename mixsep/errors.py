@@ -1,4 +1,11 @@
-"""Errors a user can fix; their messages say how. The entry points print them without a traceback."""
+"""Errors a user can fix; their messages say how. Every entry point prints them as one line
+``mixsep: …`` without a traceback and exits non-zero."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import sys
 
 
 class MixsepError(Exception):
@@ -19,3 +26,54 @@ class CheckpointError(MixsepError, ValueError):
 
 class TrainingDivergedError(MixsepError):
     """The loss became NaN or infinite: the message names the step and what to change."""
+
+
+class DiskError(MixsepError, OSError):
+    """A file could not be written: the disk is full, or the folder is read-only."""
+
+
+_DISK_ERRNOS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EROFS: "the file system is read-only",
+    errno.EDQUOT: "over quota",
+}
+
+
+def disk_error(err: BaseException) -> DiskError | None:
+    """A full disk or a read-only folder behind ``err``; torch.save reports ENOSPC as a RuntimeError of its
+    zip writer ("file write failed")."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in _DISK_ERRNOS:
+            where = f" writing {err.filename}" if err.filename else ""
+            return DiskError(
+                f"{_DISK_ERRNOS[err.errno]}{where}: free some space, or write elsewhere (hydra.run.dir=...)"
+            )
+        text = str(err)
+        if isinstance(err, RuntimeError) and ("file write failed" in text or "No space left" in text):
+            return DiskError(
+                "a file could not be written (the disk is full?): free some space, or write elsewhere "
+                "(hydra.run.dir=...)"
+            )
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def user_error(err: BaseException) -> MixsepError | None:
+    """The user-fixable error behind ``err`` (Hydra's instantiate wraps what a constructor raises; a full disk
+    hides behind the writer's own exception)."""
+    seen, cause = set(), err
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, MixsepError):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return disk_error(err)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line ``mixsep: …`` naming --help (exit status 2)."""
+
+    def error(self, message: str):
+        sys.exit(f"mixsep: {message} (see {self.prog} --help)")

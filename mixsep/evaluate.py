@@ -13,10 +13,11 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
 from mixsep.artifacts import write_test_outputs
-from mixsep.errors import ConfigError
-from mixsep.jobs import user_error
-from mixsep.run import build
+from mixsep.errors import ConfigError, user_error
+from mixsep.hardware import quiet_srun_hint
+from mixsep.loggers import quiet_lightning_tips
 from mixsep.separator import checkpoint_precision, checkpoint_sources, load_module
+from mixsep.task import build, check_command_line
 
 
 def evaluate(cfg: DictConfig) -> dict:
@@ -32,6 +33,8 @@ def evaluate(cfg: DictConfig) -> dict:
         module.hparams["tta"] = bool(cfg.tta)
     datamodule = build(cfg.data)
     precision = cfg.precision or checkpoint_precision(cfg.ckpt_path)
+    quiet_srun_hint()
+    quiet_lightning_tips()
     trainer = L.Trainer(
         accelerator=cfg.accelerator,
         devices=1,
@@ -67,4 +70,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_command_line(sys.argv[1:], config_name="evaluate")
     main()

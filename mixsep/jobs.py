@@ -1,8 +1,8 @@
-"""One training job inside a sweep: where it ran, how it ended, its W&B identity, DDP inside a multirun.
+"""A job's context: which job of which sweep it is, where it ran (host, GPUs, SLURM job, Ray node), its
+status.json, and DDP inside a multirun.
 
 Launching is Hydra's (basic, Ray, submitit launchers; the Optuna sweeper); this file only makes each
-job a well-behaved citizen of whatever launched it.
-"""
+job a well-behaved citizen of whatever launched it (its W&B run: loggers.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,7 @@ import contextlib
 import json
 import logging
 import os
-import secrets
 import socket
-import string
 import sys
 import tempfile
 import traceback
@@ -24,7 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict, read_write
 
-from mixsep.errors import ConfigError, MixsepError
+from mixsep.errors import ConfigError, user_error
 
 log = logging.getLogger("mixsep")
 
@@ -90,17 +88,6 @@ def ray_cluster() -> dict:
         return {}
     context = ray.get_runtime_context()
     return {"ray_gcs_address": context.gcs_address, "ray_node_id": context.get_node_id()}
-
-
-def user_error(err: BaseException) -> MixsepError | None:
-    """The MixsepError behind ``err`` (Hydra's instantiate wraps what a constructor raises)."""
-    seen = set()
-    while err is not None and id(err) not in seen:
-        if isinstance(err, MixsepError):
-            return err
-        seen.add(id(err))
-        err = err.__cause__ or err.__context__
-    return None
 
 
 def check_writable(out: Path) -> None:
@@ -205,40 +192,3 @@ def ddp_children_run_this_job(trainer_cfg: DictConfig, out: Path) -> Iterator[No
         sys.argv = saved_argv
         with read_write(hc), open_dict(hc):
             hc.run.dir = saved_dir
-
-
-def wandb_identity(cfg: DictConfig, out: Path) -> dict:
-    """Run id (kept in the run folder, so a resumed job continues the same W&B run), group (the sweep)
-    and name (the job's overrides) for the WandbLogger."""
-    id_file = out / "wandb_id.txt"
-    ckpt = cfg.get("ckpt_path")
-    earlier = Path(str(ckpt)).parent.parent / "wandb_id.txt" if ckpt and ckpt != "auto" else None
-    if id_file.exists():
-        run_id = id_file.read_text().strip()
-    elif earlier is not None and earlier.exists():  # resumed into a new folder: same W&B run
-        run_id = earlier.read_text().strip()
-    else:  # W&B's own id alphabet and length
-        run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
-    out.mkdir(parents=True, exist_ok=True)
-    id_file.write_text(run_id + "\n")
-    job = hydra_job()
-    swept = [o for o in job["overrides"] if not o.startswith(("hydra.", "data.root=", "data.cache_dir="))]
-    name = cfg.experiment_name if not job["multirun"] else f"{job['job_num']}:{','.join(swept) or cfg.experiment_name}"
-    return {"id": run_id, "group": job["sweep"], "name": name}
-
-
-def finish_wandb(failed: bool, preempted: bool = False) -> None:
-    """Close this job's W&B run, so the next job of the sweep (same process) starts its own. A re-queued
-    job's run is marked preempting, not failed: its next allocation continues the same run id."""
-    if "wandb" not in sys.modules:
-        return
-    import wandb
-
-    if wandb.run is None:
-        return
-    try:
-        if preempted:
-            wandb.run.mark_preempting()
-        wandb.finish(exit_code=1 if failed else 0)
-    except Exception as err:  # e.g. its service was stopped by the same signal: the job's outcome stands
-        log.warning(f"W&B run not closed cleanly ({type(err).__name__}: {err}); its files are kept")

@@ -9,7 +9,6 @@ the mean is rounded to 8 bits. Exported test pairs are the same fixed pairs ``mi
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -17,8 +16,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mixsep.data import MixDataModule, resize_mnist, to_float_batch
-from mixsep.errors import MixsepError
+from mixsep.data import MixDataModule, to_float_batch
+from mixsep.errors import ArgumentParser, MixsepError, user_error
+from mixsep.sources import resize_mnist
 
 
 def to_png(image: torch.Tensor, path: Path, size: tuple[int, int] = (32, 32)) -> None:
@@ -64,7 +64,7 @@ def export_test_pairs(n: int, out: Path, data_root: str | None, cache_dir: str |
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mixsep.mix", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m mixsep.mix", description=__doc__.splitlines()[0])
     parser.add_argument("images", nargs="*", help="GRAY_IMAGE COLOR_IMAGE")
     parser.add_argument("-o", "--out", required=True, help="mix PNG to write (a folder with --test-pairs)")
     parser.add_argument("--test-pairs", type=int, help="export this many of the fixed test pairs instead")
@@ -82,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
         if len(args.images) != 2:
             parser.error("give GRAY_IMAGE COLOR_IMAGE (or --test-pairs N)")
         gray_path, color_path = map(Path, args.images)
+        missing = [str(p) for p in (gray_path, color_path) if not p.is_file()]
+        if missing:
+            print(f"mixsep: no such image: {', '.join(missing)}", file=sys.stderr)
+            return 1
         if out.resolve() in (gray_path.resolve(), color_path.resolve()):
             parser.error(f"-o {out} would overwrite an input")
         mix, _, _ = to_float_batch(read_gray(gray_path), read_color(color_path))  # the training data's mix
@@ -89,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mixsep.mix: wrote {out}")
         return 0
     except (MixsepError, OSError) as err:
-        print(f"mixsep.mix: {err}", file=sys.stderr)
+        print(f"mixsep: {user_error(err) or err}", file=sys.stderr)
         return 1
 
 

@@ -19,6 +19,12 @@ from mixsep.errors import ConfigError, TrainingDivergedError
 from mixsep.symmetry import TRANSFORMS, dihedral, undo_dihedral
 
 LOSSES = ("mse", "l1", "psnr", "mse+ssim", "psnr+ssim")
+SAMPLE_COLUMNS = ("mix", "true MNIST", "predicted MNIST", "true CIFAR", "predicted CIFAR")
+# The scores of a separator, as logged and written to metrics.json: {stage}/{source}_{score}. Defined here
+# only; the report, the sweep report and the tests import them.
+SOURCES = ("mnist", "cifar")
+SCORES = ("psnr", "ssim")
+TEST_KEYS = tuple(f"test/{source}_{score}" for source in SOURCES for score in SCORES)
 SCHEDULERS = (None, "onecycle", "onecycle_time", "cosine")
 ONECYCLE_WARMUP = 0.15  # share of the schedule spent warming up
 
@@ -33,12 +39,19 @@ def image_metrics() -> MetricCollection:
     )
 
 
+def per_image_psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """PSNR of each image, data range 1: the values whose mean is the logged PSNR."""
+    return -10 * torch.log10((pred - target).pow(2).mean(dim=(1, 2, 3)))
+
+
+def per_image_ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """SSIM of each image, as the logged SSIM computes it (whose mean it is)."""
+    return structural_similarity_index_measure(pred, target, data_range=1.0, reduction="none")
+
+
 def metric_prefix(stage: str, name: str) -> str:
-    """Logged names: ``{stage}/{source}_{psnr,ssim}``; ``{stage}/{psnr,ssim}`` for one-image tasks; the
-    ground-truth "separations" of the mean-image autoencoders only under ``oracle/``."""
-    if name.startswith("oracle_"):
-        return f"oracle/{name[7:]}_" if stage == "test" else f"oracle/{stage}_{name[7:]}_"
-    return f"{stage}/" if name == "image" else f"{stage}/{name}_"
+    """Logged names of a separator's scores: ``{stage}/{source}_{psnr,ssim}`` (one-image systems: one_image.py)."""
+    return f"{stage}/{name}_"
 
 
 def full_precision(device: torch.device):
@@ -113,32 +126,44 @@ class SeparationModule(L.LightningModule):
             self.hparams["net"] = net
         self.net = build_net(net)
         self.outputs = getattr(self.net, "outputs", "sources")
+        # one mean image: the model summary then shows each layer's sizes and the real FLOPs (not 0)
+        self.example_input_array = torch.zeros(1, 3, 32, 32)
         self.scored = self._scored_names(task, self.outputs, normalize, subtraction_metrics)
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         # kept out of the module tree, so the checkpoint holds the parameters once, under net.*
         object.__setattr__(self, "_compiled", _try_compile(self.net) if compile else None)
+        self._per_pair: dict[str, list[torch.Tensor]] = {}
+        self.per_pair_scores: dict[str, dict] = {}  # stage -> {mnist,cifar}_{psnr,ssim}: one value per pair
         self.metrics = nn.ModuleDict(
             {
-                f"{stage}_{name}": image_metrics().clone(prefix=metric_prefix(stage, name))
+                f"{stage}_{name}": image_metrics().clone(prefix=self.metric_prefix(stage, name))
                 for stage in ("val", "test")
                 for name in self.scored
             }
         )
 
-    @staticmethod
-    def _scored_names(task: str, outputs: str, normalize: bool, subtraction: bool) -> list[str]:
-        if outputs == "sources":
-            if task != "separate":
-                raise ConfigError(
-                    f"data.task={task!r} needs a one-image model (cifar_ae, mean_ae); this one separates two sources"
-                )
-            if normalize:
-                raise ConfigError("model.normalize=true is for one-image models only")
-            return ["mnist", "cifar"] + (["cifar_sub"] if subtraction else [])
-        if task == "separate":
-            return ["mix", "oracle_mnist", "oracle_cifar"]
-        return ["image"]
+    def _scored_names(self, task: str, outputs: str, normalize: bool, subtraction: bool) -> list[str]:
+        """What this module scores: the two sources (and, on request, CIFAR by subtraction)."""
+        if outputs != "sources":
+            raise ConfigError(
+                f"model.net ({type(self.net).__name__}) gives back one image: an earlier report's system, trained "
+                "by mixsep.one_image.OneImageModule (model=mean_ae or model=cifar_ae use it)"
+            )
+        if task != "separate":
+            raise ConfigError(
+                f"data.task={task!r} needs a one-image model (cifar_ae, mean_ae); this one separates two sources"
+            )
+        if normalize:
+            raise ConfigError("model.normalize=true is for one-image models only")
+        return ["mnist", "cifar"] + (["cifar_sub"] if subtraction else [])
+
+    def metric_prefix(self, stage: str, name: str) -> str:
+        return metric_prefix(stage, name)
+
+    @property
+    def objective_sources(self) -> tuple[str, ...]:  # val/psnr: the mean of their PSNRs
+        return ("mnist", "cifar")
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if self.hparams.get("tta") and not self.training:
@@ -160,39 +185,33 @@ class SeparationModule(L.LightningModule):
 
     @torch.no_grad()
     def separate(self, mix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.outputs != "sources":
-            raise ValueError(f"model {self.hparams.name!r} reconstructs one image; it does not separate the mix")
         mnist, cifar = self(mix)
         return mnist.clamp(0, 1), cifar.clamp(0, 1)
 
     def _predict(self, batch) -> tuple[torch.Tensor, list[tuple[str, torch.Tensor, torch.Tensor]]]:
         """The loss and the (name, prediction, target) triples to score."""
         kind, w = self.hparams.loss, self.hparams.ssim_weight
-        if self.outputs == "sources":
-            mix, mnist, cifar = batch
-            mnist_hat, cifar_hat = self(mix)
-            loss = reconstruction_loss(mnist_hat, mnist, kind, w) + reconstruction_loss(cifar_hat, cifar, kind, w)
-            scored = [("mnist", mnist_hat, mnist), ("cifar", cifar_hat, cifar)]
-            if "cifar_sub" in self.scored:
-                scored.append(("cifar_sub", 2 * mix - mnist_hat, cifar))
-            return loss, scored
-        if len(batch) == 3:  # mean-image autoencoder
-            mix, mnist, cifar = batch
-            (recon,) = self(mix)
-            # oracle: "separates" with the ground truth of the other image (report 001); never a score
-            return reconstruction_loss(recon, mix, kind, w), [
-                ("mix", recon, mix),
-                ("oracle_mnist", 2 * recon - cifar, mnist),
-                ("oracle_cifar", 2 * recon - mnist, cifar),
-            ]
-        x, target = batch
-        (out,) = self(x)
-        return reconstruction_loss(out, target, kind, w), [("image", out, target)]
+        mix, mnist, cifar = batch
+        mnist_hat, cifar_hat = self(mix)
+        loss = reconstruction_loss(mnist_hat, mnist, kind, w) + reconstruction_loss(cifar_hat, cifar, kind, w)
+        scored = [("mnist", mnist_hat, mnist), ("cifar", cifar_hat, cifar)]
+        if "cifar_sub" in self.scored:
+            scored.append(("cifar_sub", 2 * mix - mnist_hat, cifar))
+        return loss, scored
 
-    def _loss(self, batch) -> tuple[torch.Tensor, ...]:
+    @torch.no_grad()
+    def picture_columns(self, batch: tuple[torch.Tensor, ...]) -> tuple[list[torch.Tensor], tuple[str, ...]]:
+        """samples.png's columns and titles: mix | true MNIST | predicted MNIST | true CIFAR | predicted CIFAR."""
+        mix, mnist, cifar = batch
+        mnist_hat, cifar_hat = (o.clamp(0, 1) for o in self(mix))
+        return [mix, mnist, mnist_hat, cifar, cifar_hat], SAMPLE_COLUMNS
+
+    def loss_and_outputs(self, batch) -> tuple[torch.Tensor, ...]:
         """Loss and the network's outputs (tests and benchmarks use this)."""
         loss, scored = self._predict(batch)
-        return (loss, *(pred for name, pred, _ in scored if not name.startswith(("oracle", "cifar_sub"))))
+        return (loss, *(pred for name, pred, _ in scored if name not in ("cifar_sub", *self.reference_names)))
+
+    reference_names: tuple[str, ...] = ()  # scored, but not outputs of the network (one_image.py: oracle/)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss, _ = self._predict(batch)
@@ -223,15 +242,32 @@ class SeparationModule(L.LightningModule):
         self.log(f"{stage}/loss", loss, prog_bar=stage == "val", batch_size=len(batch[0]), sync_dist=True)
         with full_precision(batch[0].device):
             for name, pred, target in scored:
-                self.metrics[f"{stage}_{name}"].update(pred.float().clamp(0, 1), target.float())
+                pred, target = pred.float().clamp(0, 1), target.float()
+                self.metrics[f"{stage}_{name}"].update(pred, target)
+                if name in ("mnist", "cifar"):  # per-pair scores, for confidence intervals over the pairs
+                    self._per_pair.setdefault(f"{name}_psnr", []).append(per_image_psnr(pred, target).cpu())
+                    self._per_pair.setdefault(f"{name}_ssim", []).append(per_image_ssim(pred, target).cpu())
+
+    def on_validation_epoch_start(self) -> None:
+        self._per_pair = {}
+
+    def on_test_epoch_start(self) -> None:
+        self._per_pair = {}
+
+    def _keep_per_pair(self, stage: str) -> None:
+        """This process's per-pair scores of the pass, in the order of its pairs (one process: the fixed
+        order of the pairs; several DDP processes each hold their shard, so none are kept)."""
+        if self._trainer is not None and self.trainer.world_size > 1:
+            return
+        self.per_pair_scores[stage] = {k: torch.cat(v).numpy() for k, v in self._per_pair.items()}
 
     def _eval_epoch_end(self, stage: str) -> None:
         psnrs = []  # of the sources the model is asked for: their mean is the validation objective val/psnr
         for name in self.scored:
             coll = self.metrics[f"{stage}_{name}"]
             values = coll.compute()
-            if name in ("mnist", "cifar", "mix"):
-                psnrs.append(values[f"{metric_prefix(stage, name)}psnr"])
+            if name in self.objective_sources:
+                psnrs.append(values[f"{self.metric_prefix(stage, name)}psnr"])
             self.log_dict(values, prog_bar=stage == "val" and not name.startswith("oracle"))
             coll.reset()
         if stage == "val" and psnrs:
@@ -242,6 +278,7 @@ class SeparationModule(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self._eval_epoch_end("val")
+        self._keep_per_pair("val")
 
     def test_step(self, batch, batch_idx: int) -> None:
         self._eval_step(batch, "test")
@@ -250,6 +287,7 @@ class SeparationModule(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._eval_epoch_end("test")
+        self._keep_per_pair("test")
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # so that mixsep.evaluate scores a checkpoint at the precision it was tested at after training

@@ -7,72 +7,20 @@ the reason it cannot be compared.
 
 from __future__ import annotations
 
-import argparse
 import json
-import math
+import os
+import sys
 from pathlib import Path
 
 import torch
 
-from mixsep.module import image_metrics
+from mixsep.errors import ArgumentParser, ConfigError, MixsepError, user_error
+from mixsep.module import TEST_KEYS, image_metrics
+from mixsep.prior import prior_table, reported_block
 from mixsep.sources import DEFAULT_SOURCES, parse_pair
+from mixsep.stats import SCORES_FILE, bootstrap_mean, pair_psnr, paired_difference, read_scores, unpaired_difference
 from mixsep.sweep_report import is_sweep, report_sweep
-
-SCORE_KEYS = ("test/mnist_psnr", "test/mnist_ssim", "test/cifar_psnr", "test/cifar_ssim")
-
-# Published figures of the earlier reports (../shared/reference), the preset that reruns each system,
-# and why the published number cannot be compared with a mixsep score.
-REPORTED_ELSEWHERE = [
-    {
-        "system": "conv dual-decoder (report 000)",
-        "preset": "prior/conv_dual",
-        "reported": {
-            "test/mnist_ssim": 0.8998,
-            "test/mnist_psnr": 22.54,
-            "test/cifar_ssim": 0.3735,
-            "test/cifar_psnr": 17.01,
-            "test/loss": 0.0284,
-        },
-        "why": "comparable definitions, but measured on the report's own random test pairs",
-    },
-    {
-        "system": "mean-image autoencoder + subtraction (report 001)",
-        "preset": "prior/mean_ae_subtract",
-        "reported": {
-            "oracle/mnist_psnr": 44.55,
-            "oracle/cifar_psnr": 44.55,
-            "oracle/mnist_ssim": 0.995,
-            "oracle/cifar_ssim": 0.999,
-        },
-        "why": "ORACLE: 'separates' with 2·recon − (ground truth of the other image), i.e. uses the answer; "
-        "not a separation score",
-    },
-    {
-        "system": "ResNet18 dual-decoder + subtraction (report 002)",
-        "preset": "prior/resnet_dual",
-        "reported": {"test/mnist_psnr": 62.79, "test/cifar_psnr": 65.22},
-        "why": "PSNR with data range 255 on [0, 1] images adds 20·log10(255) = +48.13 dB",
-    },
-    {
-        "system": "mean-image autoencoder, normalised (report 003)",
-        "preset": "prior/mean_ae_norm",
-        "reported": {"test/mix_ssim": 0.2322, "test/mix_psnr": 15.62},
-        "why": "reconstructs the mean image: separates nothing",
-    },
-    {
-        "system": "CIFAR-10 autoencoder (report 004)",
-        "preset": "prior/cifar_ae",
-        "reported": {},
-        "why": "CIFAR-10 reconstruction, another task; the report gives no number",
-    },
-    {
-        "system": "CIFAR-10 denoiser (report 004)",
-        "preset": "prior/cifar_denoise",
-        "reported": {"test/psnr": 26.78, "test/ssim": 0.92},
-        "why": "CIFAR-10 denoising, another task; same metric definitions",
-    },
-]
-DATA_RANGE_255_DB = 48.13
+from mixsep.tables import fmt, minutes
 
 
 def find_runs(dirs: list[str | Path], ranked_only: bool = True, include_debug: bool = False) -> list[dict]:
@@ -96,7 +44,7 @@ def find_runs(dirs: list[str | Path], ranked_only: bool = True, include_debug: b
 
 
 def rankable(m: dict) -> bool:
-    return all(isinstance(m.get(k), (int, float)) for k in SCORE_KEYS) and not m.get("partial_test")
+    return all(isinstance(m.get(k), (int, float)) for k in TEST_KEYS) and not m.get("partial_test")
 
 
 def rank_key(row: dict) -> float:
@@ -148,104 +96,127 @@ def baseline_rows(
     return rows
 
 
-def _fmt(v, digits: int = 2) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "-"
-    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+def run_name(row: dict) -> str:
+    """The run folder, relative to the current folder where it lies below it ("-" for a baseline)."""
+    path = row.get("path", "-")
+    if path == "-":
+        return path
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
 
 
-def _minutes(seconds) -> str:
-    return "-" if not seconds else f"{seconds / 60:.1f} min"
+def _ci(mean: float, lo: float, hi: float, signed: bool = False) -> str:
+    return f"{mean:+.2f} [{lo:+.2f}, {hi:+.2f}]" if signed else f"{mean:.2f} [{lo:.2f}, {hi:.2f}]"
+
+
+def interval_cells(rows: list[dict]) -> dict[int, tuple[str, str]]:
+    """Per row with per-pair scores (scores.npz): the 95 % bootstrap interval of its mean PSNR (both sources)
+    over the test pairs, and its paired difference from the best such row, with its interval."""
+    scored = {i: read_scores(r["path"]) for i, r in enumerate(rows) if r.get("path", "-") != "-"}
+    scored = {i: pair_psnr(s) for i, s in scored.items() if s is not None}
+    if not scored:
+        return {}
+    best = min(scored, key=lambda i: rank_key(rows[i]))
+    cells = {}
+    for i, values in scored.items():
+        ci = _ci(*bootstrap_mean(values, n_boot=1000))
+        if i == best:
+            delta = "best"
+        elif len(values) == len(scored[best]):
+            delta = _ci(*paired_difference(values, scored[best], n_boot=1000), signed=True)
+        else:
+            delta = "-"
+        cells[i] = (ci, delta)
+    return cells
 
 
 def leaderboard(runs: list[dict], baselines: list[dict]) -> str:
     rows = sorted(runs + baselines, key=rank_key)
+    intervals = interval_cells(rows)
     lines = [
-        "| # | model | experiment | sources | params | training time | hardware | test pairs "
-        "| MNIST PSNR | MNIST SSIM | CIFAR PSNR | CIFAR SSIM |",
-        "|---|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|",
+        "| # | run | model | experiment | sources | params | training time | hardware | test pairs "
+        "| MNIST PSNR | MNIST SSIM | CIFAR PSNR | CIFAR SSIM | PSNR, 95 % CI | Δ vs best, 95 % CI |",
+        "|---|---|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for i, r in enumerate(rows, 1):
+        ci, delta = intervals.get(i - 1, ("-", "-"))
         lines.append(
-            f"| {i} | {r.get('model', '?')} | {r.get('experiment', '-')} | {run_sources(r)} | {r.get('params', 0):,} "
-            f"| {_minutes(r.get('train_seconds'))} | {r.get('hardware', '-')} | {r.get('test_pairs', '-')} "
-            f"| {_fmt(r['test/mnist_psnr'])} | {_fmt(r['test/mnist_ssim'], 4)} "
-            f"| {_fmt(r['test/cifar_psnr'])} | {_fmt(r['test/cifar_ssim'], 4)} |"
+            f"| {i} | {run_name(r)} | {r.get('model', '?')} | {r.get('experiment', '-')} | {run_sources(r)} "
+            f"| {r.get('params', 0):,} "
+            f"| {minutes(r.get('train_seconds'))} | {r.get('hardware', '-')} | {r.get('test_pairs', '-')} "
+            f"| {fmt(r['test/mnist_psnr'])} | {fmt(r['test/mnist_ssim'], 4)} "
+            f"| {fmt(r['test/cifar_psnr'])} | {fmt(r['test/cifar_ssim'], 4)} | {ci} | {delta} |"
+        )
+    if intervals:
+        lines.append(
+            "\nPSNR: the mean of both sources' per-pair PSNR; intervals: 95 % bootstrap over the test pairs "
+            "(runs with per-pair scores, scores.npz); Δ vs best: paired, on the same test pairs."
         )
     return "\n".join(lines)
 
 
-def reported_block() -> str:
+def _interval(value: tuple[float, float, float], digits: int, sign: str = "") -> str:
+    m, lo, hi = value
+    return f"{m:{sign}.{digits}f} [{lo:{sign}.{digits}f}, {hi:{sign}.{digits}f}]"
+
+
+def compare(run_a: str, run_b: str) -> str:
+    """Two runs scored on the same test pairs: each score with its interval, and the paired difference."""
+    a, b = read_scores(run_a), read_scores(run_b)
+    missing = [r for r, s in ((run_a, a), (run_b, b)) if s is None]
+    if missing:
+        raise ConfigError(
+            f"no per-pair scores ({SCORES_FILE}) in {', '.join(missing)}: runs and evaluations write them; "
+            "re-score an older run with python -m mixsep.evaluate ckpt_path=<its checkpoint>"
+        )
+    if len(a["pair"]) != len(b["pair"]):
+        raise ConfigError(f"{run_a} and {run_b} were scored on different numbers of test pairs: no paired comparison")
     lines = [
-        "As reported elsewhere (not ranked: not measured by mixsep on the fixed test pairs, and each has a "
-        "reason it cannot be compared):",
+        f"A = {run_a}, B = {run_b}: {len(a['pair']):,} test pairs, 95 % bootstrap intervals over the pairs",
         "",
-        "| system | reported | why not comparable |",
-        "|---|---|---|",
+        "| score | A | B | A − B (paired) | A − B (unpaired) |",
+        "|---|---:|---:|---:|---:|",
     ]
-    for r in REPORTED_ELSEWHERE:
-        reported = ", ".join(f"{k} {v}" for k, v in r["reported"].items()) or "-"
-        lines.append(f"| {r['system']} | {reported} | {r['why']} |")
+    keys = [("psnr (both)", pair_psnr(a), pair_psnr(b))] + [
+        (k, a[k], b[k]) for k in ("mnist_psnr", "cifar_psnr", "mnist_ssim", "cifar_ssim")
+    ]
+    for name, x, y in keys:
+        d = 4 if "ssim" in name else 2
+        lines.append(
+            f"| {name} | {_interval(bootstrap_mean(x), d)} | {_interval(bootstrap_mean(y), d)} "
+            f"| {_interval(paired_difference(x, y), d, '+')} | {_interval(unpaired_difference(x, y), d, '+')} |"
+        )
     return "\n".join(lines)
 
 
-def prior_table(runs: list[dict]) -> str:
-    """Each earlier system: reported vs mixsep with the same settings, with the difference."""
-    lines = [
-        "| preset | mixsep run | score | reported | mixsep, same settings | difference | note |",
-        "|---|---|---|---:|---:|---:|---|",
-    ]
-    for r in REPORTED_ELSEWHERE:
-        mine = [run for run in runs if run.get("experiment") == r["preset"]]
-        run = mine[-1] if mine else {}
-        keys = list(r["reported"]) or sorted(k for k in run if k.startswith("test/") and k != "test/loss")
-        budget = f"{run.get('global_step', '?')} steps, {_minutes(run.get('train_seconds'))}" if run else "not run"
-        for key in keys:
-            reported, measured = r["reported"].get(key), run.get(key)
-            comparable = reported
-            note = r["why"]
-            if key.startswith("oracle/"):
-                note = "uses ground truth (oracle), never a separation score"
-            elif r["preset"] == "prior/resnet_dual" and reported is not None:
-                comparable = reported - DATA_RANGE_255_DB
-                note = f"reported at data range 255; {comparable:.2f} dB at range 1, the difference is against that"
-            diff = measured - comparable if isinstance(measured, (int, float)) and comparable is not None else None
-            label = f"{key} (ORACLE)" if key.startswith("oracle/") else key
-            lines.append(
-                f"| {r['preset']} | {budget} | {label} | {_fmt(reported, 4)} | {_fmt(measured, 4)} "
-                f"| {_fmt(diff, 4) if diff is None or diff < 0 else '+' + _fmt(diff, 4)} | {note} |"
-            )
-        if run and r["preset"] == "prior/resnet_dual":
-            for key in ("test/cifar_sub_psnr", "test/cifar_sub_ssim"):
-                lines.append(
-                    f"| {r['preset']} | {budget} | {key} | - | {_fmt(run.get(key), 4)} | - | "
-                    "post-hoc CIFAR := clamp(2·mix − predicted MNIST) |"
-                )
-    return "\n".join(lines)
-
-
-def bar_chart(path: str | Path, runs: list[dict], baselines: list[dict]) -> None:
+def bar_chart(path: str | Path, groups: list[tuple[str, int, list[dict]]]) -> None:
+    """One row of panels (PSNR, SSIM) per group of runs ranked together, titled with its test-pair count
+    and source pair; bars labelled with the run folder."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = sorted(runs + baselines, key=rank_key)
-    labels = [
-        f"{r.get('model')}\n{r.get('experiment', '')}"
-        if r.get("experiment") != "baseline"
-        else r["model"].replace("baseline: ", "baseline\n")
-        for r in rows
-    ]
-    fig, axes = plt.subplots(1, 2, figsize=(max(8, 1.3 * len(rows)), 4.5))
-    for ax, metric, ylabel in ((axes[0], "psnr", "PSNR (dB)"), (axes[1], "ssim", "SSIM")):
-        x = torch.arange(len(rows)).float()
-        ax.bar(x - 0.2, [r[f"test/mnist_{metric}"] for r in rows], width=0.4, label="MNIST")
-        ax.bar(x + 0.2, [r[f"test/cifar_{metric}"] for r in rows], width=0.4, label="CIFAR-10")
-        ax.set_xticks(x.tolist(), labels, fontsize=7, rotation=30, ha="right")
-        ax.set_ylabel(ylabel)
-        ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize=8)
+    widest = max(len(rows) for _, _, rows in groups)
+    fig, axes = plt.subplots(len(groups), 2, figsize=(max(8, 1.3 * widest), 4.8 * len(groups)), squeeze=False)
+    for (sources, count, rows), panel in zip(groups, axes):
+        rows = sorted(rows, key=rank_key)
+        labels = [
+            f"{run_name(r)}\n{r.get('model')}"
+            if r.get("experiment") != "baseline"
+            else r["model"].replace("baseline: ", "baseline\n")
+            for r in rows
+        ]
+        for ax, metric, ylabel in ((panel[0], "psnr", "PSNR (dB)"), (panel[1], "ssim", "SSIM")):
+            x = torch.arange(len(rows)).float()
+            gray, color = (s.replace("_", " ") for s in parse_pair(sources))
+            ax.bar(x - 0.2, [r[f"test/mnist_{metric}"] for r in rows], width=0.4, label=f"gray ({gray})")
+            ax.bar(x + 0.2, [r[f"test/cifar_{metric}"] for r in rows], width=0.4, label=f"colour ({color})")
+            ax.set_xticks(x.tolist(), labels, fontsize=7, rotation=30, ha="right")
+            ax.set_ylabel(ylabel)
+            ax.set_title(f"{count:,} test pairs of {sources}", fontsize=10)
+            ax.grid(axis="y", alpha=0.3)
+            ax.legend(fontsize=8)
     fig.suptitle("mixsep leaderboard (fixed test pairs, data range 1)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -253,9 +224,18 @@ def bar_chart(path: str | Path, runs: list[dict], baselines: list[dict]) -> None
 
 
 def main(argv: list[str] | None = None) -> str:
-    parser = argparse.ArgumentParser(prog="python -m mixsep.report", description=__doc__.splitlines()[0])
-    parser.add_argument("dirs", nargs="+", help="run folders, multirun folders or metrics.json files")
-    parser.add_argument("--chart", default="leaderboard.png", help="bar chart PNG to write")
+    parser = ArgumentParser(prog="python -m mixsep.report", description=__doc__.splitlines()[0])
+    parser.add_argument("dirs", nargs="*", help="run folders, multirun folders or metrics.json files")
+    parser.add_argument(
+        "--compare", nargs=2, metavar=("RUN_A", "RUN_B"), help="paired comparison of two runs on the same test pairs"
+    )
+    parser.add_argument("-o", "--output", default=None, help="also write the Markdown report to this file")
+    parser.add_argument(
+        "--chart",
+        default=None,
+        help="bar chart PNG to write (default: beside --output, named after it; else leaderboard.png in the "
+        "first folder given)",
+    )
     parser.add_argument("--data-root", default=None, help="data for the baselines (default: MIXSEP_DATA_ROOT)")
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument(
@@ -268,11 +248,19 @@ def main(argv: list[str] | None = None) -> str:
         help="test pairs of the baselines when no run says how many it was scored on",
     )
     args = parser.parse_args(argv)
+    if args.compare:
+        text = compare(*args.compare)
+        print(text)
+        return text
+    if not args.dirs:
+        parser.error("give run folders (e.g. outputs/) or --compare RUN_A RUN_B")
 
     all_runs = find_runs(args.dirs, ranked_only=False, include_debug=args.include_debug)
     runs = [r for r in all_runs if rankable(r)]
     if not all_runs:
-        parser.error(f"no metrics.json under {' '.join(args.dirs)}")
+        missing = [d for d in args.dirs if not Path(d).exists()]
+        where = f"no such folder: {', '.join(missing)}" if missing else f"no metrics.json under {' '.join(args.dirs)}"
+        sys.exit(f"mixsep: {where}; give run folders, sweep folders or metrics.json files (e.g. outputs/)")
     sweeps = [Path(d) for d in args.dirs if is_sweep(Path(d))]
     # rows scored on different numbers of test pairs are never ranked together; baselines for each count
     # runs on different source pairs or numbers of test pairs are never ranked together; each table
@@ -290,15 +278,47 @@ def main(argv: list[str] | None = None) -> str:
     if any(str(r.get("experiment", "")).startswith("prior/") for r in all_runs):
         text += "\n\nEarlier systems rerun by mixsep (`experiment=prior/...`):\n\n" + prior_table(all_runs)
     print(text)
-    main = max(groups, key=lambda g: sum((run_sources(r), count_of(r)) == g for r in runs))
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+    chart = Path(args.chart) if args.chart else default_chart_path(args.output, args.dirs[0])
     bar_chart(
-        args.chart,
-        [r for r in runs if (run_sources(r), count_of(r)) == main],
-        [b for b in baselines if (b["sources"], b["test_pairs"]) == main],
+        chart,
+        [
+            (
+                sources,
+                count,
+                [r for r in runs + baselines if (run_sources(r), count_of(r)) == (sources, count)],
+            )
+            for sources, count in groups
+        ],
     )
-    print(f"\n(chart: {args.chart})")
+    print(f"\n(chart: {chart})")
     return text
 
 
+def default_chart_path(output: str | None, first: str) -> Path:
+    """Beside the Markdown output, named after it; else ``leaderboard.png`` in the first folder given."""
+    if output:
+        return Path(output).with_suffix(".png")
+    first_path = Path(first)
+    return (first_path if first_path.is_dir() else first_path.parent) / "leaderboard.png"
+
+
+def cli() -> None:
+    try:
+        main()
+    except BrokenPipeError:  # the reader (e.g. | head) stopped reading
+        sys.exit(0)
+    except (MixsepError, OSError, RuntimeError) as err:
+        fixable = user_error(err)
+        if fixable is None and isinstance(err, OSError):  # the chart or report file cannot be written
+            fixable = (
+                f"cannot write {err.filename or 'the report'} ({err.strerror or err}): choose another --chart / -o"
+            )
+        if fixable is None:
+            raise
+        sys.exit(f"mixsep: {fixable}")
+
+
 if __name__ == "__main__":
-    main()
+    cli()

@@ -8,7 +8,6 @@ output folder: ``separated/`` next to the (first) input.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -17,11 +16,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mixsep.errors import MixsepError
+from mixsep.errors import ArgumentParser, MixsepError, user_error
 from mixsep.mix import to_png
 
 SHIPPED = Path(__file__).resolve().parents[1] / "results" / "best_cpu" / "model.ckpt"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+READABLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 SHEET_ROWS = 16
 GRAY_MODES = ("L", "I", "I;16", "F", "1", "LA")  # PIL modes of one-channel images
 
@@ -32,7 +31,7 @@ def find_images(inputs: list[Path]) -> list[Path]:
     files = []
     for path in inputs:
         if path.is_dir():
-            files += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            files += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in READABLE_SUFFIXES)
         else:
             files.append(path)
     return files
@@ -91,6 +90,7 @@ def separate_files(
     failed: list[str] = []
     said: set[str] = set()
     sheet: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    sheet_names: list[str] = []
     written = 0
     for start in track(range(0, len(files), batch_size), description="separating", disable=len(files) <= batch_size):
         batch, kept = [], []
@@ -113,20 +113,21 @@ def separate_files(
             continue
         mixes = torch.stack(batch)
         gray, color = sep(mixes)
-        for i, (_, size, (gray_path, color_path)) in enumerate(kept):
+        for i, (path, size, (gray_path, color_path)) in enumerate(kept):
             to_png(gray[i], gray_path, size)
             to_png(color[i], color_path, size)
             if len(sheet) < SHEET_ROWS:
                 sheet.append((mixes[i], gray[i].cpu(), color[i].cpu()))
+                sheet_names.append(path.name)
         written += len(kept)
     if sheet:
         columns = [torch.stack(c) for c in zip(*sheet)]
-        save_samples(out / "separations.png", columns, ("mix", "gray", "colour"))
+        save_samples(out / "separations.png", columns, ("mix", "gray", "colour"), row_labels=sheet_names)
     return written, failed
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mixsep.separate", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m mixsep.separate", description=__doc__.splitlines()[0])
     parser.add_argument("inputs", nargs="+", type=Path, help="image files or folders of them")
     parser.add_argument("--ckpt", type=Path, default=SHIPPED, help=f"model checkpoint (default: {SHIPPED})")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: separated/ next to the input)")
@@ -138,23 +139,28 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or ((first if first.is_dir() else first.parent) / "separated")
     missing = [str(p) for p in args.inputs if not p.exists()]
     if missing:
-        print(f"mixsep.separate: no such file or folder: {', '.join(missing)}", file=sys.stderr)
+        print(f"mixsep: no such file or folder: {', '.join(missing)}", file=sys.stderr)
         return 1
     if args.device == "cuda" and not torch.cuda.is_available():
-        print("mixsep.separate: --device cuda, but no CUDA GPU is available; use --device cpu", file=sys.stderr)
+        print("mixsep: --device cuda, but no CUDA GPU is available; use --device cpu", file=sys.stderr)
         return 1
     files = find_images(args.inputs)
     if not files:
-        print(f"mixsep.separate: no image files in {', '.join(map(str, args.inputs))}", file=sys.stderr)
+        print(f"mixsep: no image files in {', '.join(map(str, args.inputs))}", file=sys.stderr)
         return 1
     start = time.perf_counter()
     try:
         written, failed = separate_files(files, args.ckpt, out, args.device, args.resize, args.batch_size)
-    except MixsepError as err:
-        print(f"mixsep.separate: {err}", file=sys.stderr)
+    except (MixsepError, OSError, RuntimeError) as err:
+        fixable = user_error(err)
+        if fixable is None and isinstance(err, OSError):  # e.g. an output folder that cannot be made
+            fixable = f"cannot write to {out} ({err.strerror or err}): choose another --out"
+        if fixable is None:
+            raise
+        print(f"mixsep: {fixable}", file=sys.stderr)
         return 1
     for line in failed:
-        print(f"mixsep.separate: skipped {line}", file=sys.stderr)
+        print(f"mixsep: skipped {line}", file=sys.stderr)
     print(
         f"mixsep.separate: separated {written} of {len(files)} images in {time.perf_counter() - start:.1f} s "
         f"into {out} ({len(failed)} skipped)"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from mixsep.errors import CheckpointError
+from mixsep.errors import CheckpointError, MixsepError
 from mixsep.module import SeparationModule
 from mixsep.sources import DEFAULT_SOURCES
 
@@ -19,14 +19,40 @@ def load_module(ckpt_path: str | Path, map_location: str | torch.device = "cpu")
             "(<run dir>/checkpoints/last.ckpt or best-*.ckpt)."
         )
     try:
-        module = SeparationModule.load_from_checkpoint(path, map_location=map_location, weights_only=False)
+        module = module_class(path).load_from_checkpoint(path, map_location=map_location, weights_only=False)
+    except MixsepError:
+        raise
     except Exception as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        if "Error(s) in loading state_dict" in first or isinstance(err, (KeyError, TypeError, ImportError)):
+            raise CheckpointError(
+                f"{path}: its weights or settings do not fit the networks of this mixsep version "
+                f"({type(err).__name__}: {first[:160]}); it was written by another version. Evaluate it with the "
+                "mixsep version that wrote it, or retrain (python -m mixsep.run ...)."
+            ) from err
         raise CheckpointError(
-            f"{path} is not a readable mixsep checkpoint ({type(err).__name__}: {err}). "
-            "It may be truncated or come from another program; use a .ckpt that "
-            "mixsep.run wrote."
+            f"{path} is not a readable mixsep checkpoint ({type(err).__name__}: {first[:160]}). "
+            "It may be truncated or come from another program; use a .ckpt that mixsep.run wrote."
         ) from err
     return module.eval()
+
+
+def module_class(ckpt_path: str | Path) -> type[SeparationModule]:
+    """The LightningModule a checkpoint was trained with: a separator, or an earlier report's one-image
+    system (whose network gives back one image)."""
+    try:
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True)
+        target = ckpt["hyper_parameters"]["net"]["_target_"]
+        from hydra.utils import get_class
+
+        one_image = getattr(get_class(target), "outputs", "sources") == "image"
+    except Exception:  # unreadable: load_from_checkpoint says why
+        return SeparationModule
+    if one_image:
+        from mixsep.one_image import OneImageModule
+
+        return OneImageModule
+    return SeparationModule
 
 
 def _checkpoint_field(ckpt_path: str | Path, key: str, default: str) -> str:
@@ -86,4 +112,11 @@ class Separator:
 
 
 def load_separator(ckpt_path: str | Path, device: str | torch.device = "cpu") -> Separator:
-    return Separator(load_module(ckpt_path, map_location=device))
+    module = load_module(ckpt_path, map_location=device)
+    if module.outputs != "sources":
+        raise CheckpointError(
+            f"{ckpt_path} holds a {module.hparams.get('name', 'one-image')} model, which gives back one image "
+            "(an earlier report's system), not the two sources; separate with a separator's checkpoint, e.g. "
+            "results/best_cpu/model.ckpt"
+        )
+    return Separator(module)

@@ -9,6 +9,9 @@ Gray sources (torchvision's idx layout ``<root>/<ClassName>/raw/``, 28x28 resize
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +32,7 @@ CIFAR_CLASSES = (
     "ship",
     "truck",
 )
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+DATASET_SUFFIXES = (".png", ".jpg", ".jpeg")
 GRAY_SOURCES = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "kmnist": "KMNIST"}  # torchvision class
 COLOR_SOURCES = ("cifar10", "cifar100", "svhn", "image_folder")
 DEFAULT_SOURCES = "mnist+cifar10"  # runs and checkpoints from before other sources existed used this pair
@@ -88,28 +91,24 @@ def _missing_data_error(
     unreadable: bool = False,
     layout: str = "",
 ) -> DataNotFoundError:
-    """One message: what failed, the paths looked at, and the fixes that apply to this failure."""
-    paths = "\n".join(f"  - {p}" for p in looked_at)
-    where = (
-        "  point at a folder holding them:  data.root=/path/to/data  (or export MIXSEP_DATA_ROOT)\n"
-        f"     with {layout or DEFAULT_LAYOUT}"
-    )
+    """One line: what failed, the paths looked at, and the fixes that apply to this failure."""
+    where = f"point data.root=/path/to/data (or MIXSEP_DATA_ROOT) at a folder with {layout or DEFAULT_LAYOUT}"
     if unreadable:
         fixes = (
-            "Fix it: replace the unreadable file with a good copy (or delete it, and with the official "
-            "layouts let data.download=true fetch it again), or\n" + where
+            "replace the unreadable file with a good copy (or delete it, and with the official layouts let "
+            f"data.download=true fetch it again), or {where}"
         )
     elif download:
         fixes = (
-            "The download through torchvision failed (no network, or the server refused: the reason is "
-            "above). Fix it offline:\n" + where + "\n  data.download=false never tries the network."
+            "the download through torchvision failed (no network, or the server refused); fix it offline: "
+            f"{where} (data.download=false never tries the network)"
         )
     else:
-        fixes = "Fix it in one of two ways:\n  1. let torchvision download the data:   data.download=true\n  2." + where
+        fixes = f"let torchvision download the data (data.download=true), or {where}"
+    reason = " ".join(detail.split()) if detail else "missing"
     return DataNotFoundError(
-        f"Could not load the datasets from data.root={root} ({root.resolve()}).\n"
-        f"{detail + chr(10) if detail else ''}"
-        f"Paths looked at:\n{paths}\n{fixes}"
+        f"could not load the datasets from data.root={root} ({root.resolve()}): {reason}; looked at "
+        f"{', '.join(str(p) for p in looked_at)}. Fix: {fixes}"
     )
 
 
@@ -130,6 +129,22 @@ def _gray_paths(root: Path, name: str) -> list[Path]:
     return [root / GRAY_SOURCES[name] / "raw"]
 
 
+@contextlib.contextmanager
+def no_debris(download: bool, root: Path, *targets: Path) -> Iterator[None]:
+    """A download that fails takes away what it created (the targets, and ``root`` itself, that did not
+    exist before): nothing is written inside data.root except by a successful download."""
+    fresh = [p for p in (root, *targets) if not p.exists()] if download else []
+    try:
+        yield
+    except BaseException:
+        for path in fresh:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            elif path.exists():
+                path.unlink()
+        raise
+
+
 def load_gray(root: Path, name: str, train: bool, download: bool) -> torch.Tensor:
     import torchvision.datasets
 
@@ -137,7 +152,8 @@ def load_gray(root: Path, name: str, train: bool, download: bool) -> torch.Tenso
     label = GRAY_SOURCES[name]
     layout = f"<root>/{label}/raw/{{train,t10k}}-{{images-idx3,labels-idx1}}-ubyte"
     try:
-        ds = cls(str(root), train=train, download=download)
+        with no_debris(download, root, root / label):
+            ds = cls(str(root), train=train, download=download)
     except RuntimeError as err:  # torchvision: "Dataset not found. You can use download=True ..." / download failed
         raise _missing_data_error(root, _gray_paths(root, name), f"{label}: {err}", download, layout=layout) from err
     except Exception as err:  # truncated / corrupt idx files
@@ -192,9 +208,9 @@ def list_image_folder(split_dir: Path, strict: bool = True) -> list[Path]:
     classes.sort(key=lambda c: (order.get(c, len(order)), c))
     files: list[Path] = []
     for c in classes:
-        found = sorted(p for p in (split_dir / c).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        found = sorted(p for p in (split_dir / c).iterdir() if p.suffix.lower() in DATASET_SUFFIXES)
         if not found and strict:  # a copy that broke off part-way: refuse, rather than train on a lopsided set
-            raise ValueError(f"the class folder {split_dir / c} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+            raise ValueError(f"the class folder {split_dir / c} holds no images ({', '.join(DATASET_SUFFIXES)})")
         files += found
     return files
 
@@ -217,7 +233,8 @@ def _load_svhn(root: Path, train: bool, download: bool) -> torch.Tensor:
         if not path.is_file() and download:
             from torchvision.datasets import SVHN
 
-            SVHN(str(root / "svhn"), split=split, download=True)
+            with no_debris(download, root, root / "svhn"):
+                SVHN(str(root / "svhn"), split=split, download=True)
         from scipy.io import loadmat
 
         images = loadmat(str(path))["X"]  # (32, 32, 3, N), as torchvision reads it
@@ -254,7 +271,10 @@ def load_color(root: Path, source, train: bool, download: bool) -> torch.Tensor:
         from torchvision.datasets import CIFAR10, CIFAR100
 
         try:
-            data = (CIFAR10 if name == "cifar10" else CIFAR100)(str(root), train=train, download=download).data
+            archive = "cifar-10-batches-py" if name == "cifar10" else "cifar-100-python"
+            tarball = "cifar-10-python.tar.gz" if name == "cifar10" else "cifar-100-python.tar.gz"
+            with no_debris(download, root, root / archive, root / tarball):
+                data = (CIFAR10 if name == "cifar10" else CIFAR100)(str(root), train=train, download=download).data
         except Exception as err:
             raise _missing_data_error(root, paths, f"{name} archive: {err}", download, layout=layout_text) from err
         return torch.from_numpy(np.ascontiguousarray(data)).permute(0, 3, 1, 2).contiguous()

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import yaml
 
-TEST_COLUMNS = (
-    ("test/mnist_psnr", "MNIST PSNR", 2),
-    ("test/mnist_ssim", "MNIST SSIM", 4),
-    ("test/cifar_psnr", "CIFAR PSNR", 2),
-    ("test/cifar_ssim", "CIFAR SSIM", 4),
+from mixsep.module import TEST_KEYS
+from mixsep.stats import t_interval
+
+TEST_COLUMNS = tuple(  # (key, heading, digits): test/mnist_psnr -> "MNIST PSNR", 2
+    (key, key[5:].replace("_", " ").upper(), 4 if key.endswith("ssim") else 2) for key in TEST_KEYS
 )
 
 
@@ -134,7 +134,7 @@ def seed_table(jobs: list[dict], keys: list[str]) -> str:
             groups.setdefault(tuple(j["overrides"].get(k, "-") for k in keys), []).append(j["metrics"])
     cols = [("objective", "objective", 3), *TEST_COLUMNS]
     lines = [
-        "Over seeds (mean ± std):",
+        "Over seeds (mean ± std; the objective's 95 % t-interval over the seeds in brackets):",
         "",
         "| " + " | ".join([*keys, "seeds", *(c[1] for c in cols)]) + " |",
         "|" + "---|" * (len(keys) + 1 + len(cols)),
@@ -144,13 +144,28 @@ def seed_table(jobs: list[dict], keys: list[str]) -> str:
         for key, _, digits in cols:
             values = [r[key] for r in runs if isinstance(r.get(key), (int, float))]
             spread = statistics.stdev(values) if len(values) > 1 else 0.0
-            cells.append(f"{_fmt(statistics.mean(values), digits)} ± {_fmt(spread, digits)}" if values else "-")
+            cell = f"{_fmt(statistics.mean(values), digits)} ± {_fmt(spread, digits)}" if values else "-"
+            if key == "objective" and len(values) > 1:
+                _, _, lo, hi = t_interval(values)
+                cell += f" [{_fmt(lo, digits)}, {_fmt(hi, digits)}]"
+            cells.append(cell)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def objective_plot(path: Path, jobs: list[dict]) -> Path | None:
-    """The objective against each swept numeric parameter, one panel each; None when none is numeric."""
+def log_sampled(sweep: Path) -> set[str]:
+    """Parameters the sweeper samples on a log scale (``tag(log, ...)`` in ``hydra.sweeper.params``)."""
+    try:
+        config = yaml.safe_load((sweep / "multirun.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return set()
+    params = ((config.get("hydra") or {}).get("sweeper") or {}).get("params") or {}
+    return {key for key, spec in params.items() if "log" in str(spec)}
+
+
+def objective_plot(path: Path, jobs: list[dict], log_keys: set[str] = frozenset()) -> Path | None:
+    """The objective against each swept numeric parameter, one panel each (a log axis for a parameter
+    sampled on a log scale, or spanning 20× or more); None when none is numeric."""
     numeric = [
         k for k in swept_keys(jobs) if k != "seed" and all(_number(j["overrides"].get(k)) is not None for j in jobs)
     ]
@@ -175,7 +190,7 @@ def objective_plot(path: Path, jobs: list[dict]) -> Path | None:
             color="tab:red",
             label="picked (validation)",
         )
-        if min(xs) > 0 and max(xs) / min(xs) >= 20:
+        if min(xs) > 0 and (key in log_keys or max(xs) / min(xs) >= 20):
             ax.set_xscale("log")
         ax.set_xlabel(key)
         ax.set_ylabel(scored[0]["metrics"].get("optimized_metric", "objective"))
@@ -190,7 +205,7 @@ def objective_plot(path: Path, jobs: list[dict]) -> Path | None:
 def report_sweep(sweep: Path) -> str:
     jobs = load_jobs(sweep)
     text = f"## Sweep {sweep.name}: {len(jobs)} jobs\n\n" + sweep_table(jobs)
-    plot = objective_plot(sweep / "objective.png", jobs)
+    plot = objective_plot(sweep / "objective.png", jobs, log_sampled(sweep))
     if plot is not None:
         text += f"\n\n(objective plot: {plot})"
     return text

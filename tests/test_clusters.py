@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PROJECT_ROOT, run_cli, wandb_records
+from tests.conftest import PROJECT_ROOT, readme_command, run_cli, wandb_records
 
 pytestmark = pytest.mark.slow
 
@@ -41,10 +42,13 @@ def ray_cluster():
     ray_cli = Path(sys.executable).with_name("ray")
     if subprocess.run([ray_cli, "status"], capture_output=True).returncode == 0:
         pytest.skip("a Ray cluster is already running on this machine; stop it (ray stop) to run this test")
-    port = free_port()
+    command = readme_command("ray start --head")  # --port=6379 --num-gpus=2, as the README writes it
+    port = command.split("--port=")[1].split()[0]
+    with socket.socket() as s:
+        if s.connect_ex(("127.0.0.1", int(port))) == 0:
+            pytest.skip(f"port {port} is taken here: the README's head node cannot start")
     started = subprocess.run(
-        [ray_cli, "start", "--head", f"--port={port}", "--num-cpus=2", "--num-gpus=2"]
-        + ["--include-dashboard=false", "--disable-usage-stats"],
+        [ray_cli, *shlex.split(command)[1:], "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -59,27 +63,21 @@ def ray_cluster():
 
 def test_sweep_joins_a_running_ray_cluster(ray_cluster, tiny_overrides, tmp_path):
     sweep = tmp_path / "sweep"
-    result = run_cli(
-        tiny_overrides
-        + [
-            "-m",
-            "hydra/launcher=gpus",
-            "hydra.launcher.ray.init.address=auto",  # the README's command
-            "hydra.launcher.ray.remote.num_cpus=1",
-            "seed=0,1",
-            "trainer.max_epochs=2",
-            f"hydra.sweep.dir={sweep}",
-        ]
-    )
+    command = readme_command("hydra.launcher.ray.init.address=auto")  # model=unet seed=0,1,2,3
+    # two jobs at once on 2 cores, each training long enough (80 steps) for the two to overlap
+    size = ["hydra.launcher.ray.remote.num_cpus=1", "data.train_pairs=320", "trainer.max_epochs=2"]
+    size.append(f"hydra.sweep.dir={sweep}")
+    result = run_cli(shlex.split(command)[3:] + [o for o in tiny_overrides if "max_epochs" not in o] + size)
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = list(job_metrics(sweep).values())
-    assert len(jobs) == 2
+    assert len(jobs) == 4
     port = ray_cluster.rsplit(":", 1)[1]
     for m in jobs:  # each job ran in the cluster started above, on one of its two GPUs
         assert m["ray_gcs_address"].endswith(f":{port}")
         assert m["cuda_visible_devices"] in ("0", "1")
-    assert overlap(*jobs), "the cluster has two GPUs: both jobs train at once"
-    assert jobs[0]["cuda_visible_devices"] != jobs[1]["cuda_visible_devices"]
+    together = [(a, b) for i, a in enumerate(jobs) for b in jobs[i + 1 :] if overlap(a, b)]
+    assert together, "the cluster has two GPUs: two jobs train at once"
+    assert all(a["cuda_visible_devices"] != b["cuda_visible_devices"] for a, b in together)
 
 
 # --------------------------------------------------------------------------- SLURM
@@ -191,10 +189,13 @@ def test_slurm_sweep_survives_time_limits_and_preemption(slurm_cluster, tiny_ove
             if r.returncode == 0:  # else its time limit re-queued it first: try in its next allocation
                 preempted.append(status["slurm_job_id"])
 
+    # the README's command (partition gpu, model=unet seed=0,1), with 1-minute allocations instead of 120
+    command = shlex.split(readme_command("hydra/launcher=slurm hydra.launcher.partition=gpu"))[3:]
     result = run_sweep(
-        train
-        + slurm_overrides(sweep, timeout_min=1)
-        + ["hydra.launcher.signal_delay_s=5", "hydra.launcher.max_num_timeout=12", "logger=wandb", "seed=0,1"],
+        command
+        + train
+        + slurm_overrides(sweep, timeout_min=1)[2:]
+        + ["hydra.launcher.signal_delay_s=5", "hydra.launcher.max_num_timeout=12", "logger=wandb"],
         watch,
         during=preempt_job_1,
         timeout=540,

@@ -9,8 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from mixsep import data as D
-from mixsep.data import DataNotFoundError, MixDataModule
+from mixsep import cache as data_cache
+from mixsep import pairs as pairing
+from mixsep import sources
+from mixsep.data import MixDataModule
+from mixsep.errors import DataNotFoundError
 
 
 def _dm(kwargs: dict, **over) -> MixDataModule:
@@ -43,7 +46,7 @@ def test_mnist_is_resized_with_pil_bilinear_and_cifar_read_in_class_then_name_or
     raw = MNIST(str(tiny_root), train=False).data[3].numpy()
     expected = np.asarray(Image.fromarray(raw).resize((32, 32), Image.BILINEAR))
     assert np.array_equal(dm.splits.mnist_test[3, 0].numpy(), expected)
-    files = D.list_image_folder(tiny_root / "cifar10" / "test")
+    files = sources.list_image_folder(tiny_root / "cifar10" / "test")
     assert [f.parent.name for f in files][:2] == ["airplane", "airplane"]
     assert np.array_equal(dm.splits.cifar_test[5].permute(1, 2, 0).numpy(), np.asarray(Image.open(files[5])))
 
@@ -100,7 +103,9 @@ def test_ddp_ranks_split_the_pairs_without_overlap(tiny_data_kwargs):
     dm = _dm(tiny_data_kwargs)
     full = dm.train_sampler.draw(0)
     shards = [
-        D.RandomPairSampler(dm.mnist_train_ids, dm.cifar_train_ids, len(full), 4, seed=0, rank=r, world_size=2).draw(0)
+        pairing.RandomPairSampler(
+            dm.mnist_train_ids, dm.cifar_train_ids, len(full), 4, seed=0, rank=r, world_size=2
+        ).draw(0)
         for r in range(2)
     ]
     assert torch.equal(torch.cat([shards[0][:, None], shards[1][:, None]], 1).reshape(-1, 2), full)
@@ -142,8 +147,8 @@ def test_cache_is_reused_and_rebuilt_after_corruption(tiny_data_kwargs, monkeypa
     files = sorted(cache.glob("*.pt"))
     assert len(files) == 4
     calls = []
-    real_loader = D.load_color
-    monkeypatch.setattr(D, "load_color", lambda *a: calls.append(a) or real_loader(*a))
+    real_loader = data_cache.load_color
+    monkeypatch.setattr(data_cache, "load_color", lambda *a: calls.append(a) or real_loader(*a))
     _dm(tiny_data_kwargs)
     assert calls == []  # served from the cache
     target = next(f for f in files if f.name.startswith("cifar_test"))
@@ -157,7 +162,7 @@ def test_cache_is_reused_and_rebuilt_after_corruption(tiny_data_kwargs, monkeypa
 
 def test_cache_is_rebuilt_when_the_source_changes(tiny_root, tiny_data_kwargs):
     before = _dm(tiny_data_kwargs).splits.cifar_test.clone()
-    f = D.list_image_folder(tiny_root / "cifar10" / "test")[0]
+    f = sources.list_image_folder(tiny_root / "cifar10" / "test")[0]
     Image.fromarray(np.full((32, 32, 3), 7, dtype=np.uint8)).save(f)
     after = _dm(tiny_data_kwargs).splits.cifar_test
     assert (after[0] == 7).all() and not torch.equal(before, after)
@@ -175,12 +180,12 @@ def test_torchvision_archive_layout_is_detected_and_read(tiny_root, tiny_data_kw
         with open(base / name, "wb") as f:
             pickle.dump({"data": arrays[name], "labels": [0] * n}, f)
     with open(base / "batches.meta", "wb") as f:
-        pickle.dump({"label_names": list(D.CIFAR_CLASSES)}, f)
+        pickle.dump({"label_names": list(sources.CIFAR_CLASSES)}, f)
     import torchvision.datasets.cifar as tv_cifar
 
     monkeypatch.setattr(tv_cifar.CIFAR10, "_check_integrity", lambda self: True)
     monkeypatch.setattr(tv_cifar, "check_integrity", lambda *a, **k: True)
-    assert D.cifar_layout(tiny_root) == "archive"
+    assert sources.cifar_layout(tiny_root) == "archive"
     dm = _dm(tiny_data_kwargs)
     assert dm.splits.cifar_train.shape == (50, 3, 32, 32)
     expected = torch.from_numpy(arrays["test_batch"].reshape(12, 3, 32, 32))
@@ -198,7 +203,7 @@ def test_bad_config_values_are_rejected(tiny_data_kwargs):
 
 def test_prefixes_of_the_fixed_pairs_mix_all_classes(tiny_data_kwargs):
     dm = _dm(tiny_data_kwargs)
-    files = D.list_image_folder(Path(tiny_data_kwargs["root"]) / "cifar10" / "test")
+    files = sources.list_image_folder(Path(tiny_data_kwargs["root"]) / "cifar10" / "test")
     classes = [files[i].parent.name for i in dm.test_pair_ids[:6, 1].tolist()]
     assert len(set(classes)) > 2  # the ImageFolder order is by class; the pair order is not
     assert sorted(dm.test_pair_ids[:, 1].tolist()) == list(range(12))  # still each CIFAR test image once

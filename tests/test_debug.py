@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
-import pytest
-import torch
-import yaml
-
 from mixsep import report
 from mixsep.run import train
-from tests.conftest import REAL_ROOT, requires_real_data, run_cli
-from tests.test_run import compose_cfg
+from tests.conftest import REAL_ROOT, csv_rows, requires_real_data
+from tests.conftest import compose_config as compose_cfg
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def csv_rows(out: Path) -> list[dict]:
-    with open(out / "csv" / "metrics.csv") as f:
-        return list(csv.DictReader(f))
 
 
 def last_value(rows: list[dict], key: str) -> float:
@@ -117,61 +107,3 @@ def test_trainer_arguments_need_no_plus_and_the_profiler_writes_its_report(tiny_
     train(compose_cfg("config", tiny_overrides + ["debug=profiler"], tmp_path / "p"))
     reports = list((tmp_path / "p").glob("*profile*.txt"))
     assert reports and "Action" in reports[0].read_text()
-
-
-def test_whole_config_is_logged_and_learning_rate_monitored(tiny_overrides, tmp_path):
-    train(compose_cfg("config", tiny_overrides + ["model=unet", "model.scheduler=onecycle", "seed=3"], tmp_path))
-    hparams = yaml.safe_load((tmp_path / "csv" / "hparams.yaml").read_text())
-    assert hparams["model"]["net"]["width"] == 32 and hparams["data"]["val_pairs"] == 8
-    assert hparams["trainer"]["max_epochs"] == 1 and hparams["seed"] == 3
-    assert any(k.startswith("lr-") for k in csv_rows(tmp_path)[0])  # LearningRateMonitor with a scheduler
-    assert (tmp_path / "config_tree.txt").read_text().startswith("config")
-
-
-def test_loss_history_records_validation_psnr_per_source(tiny_overrides, tmp_path):
-    train(compose_cfg("config", tiny_overrides + ["trainer.max_epochs=2"], tmp_path))
-    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
-    history = next(v["history"] for k, v in ckpt["callbacks"].items() if k.startswith("SamplesAndCurves"))
-    assert [e for e, _ in history["val/mnist_psnr"]] == [1, 2] and len(history["val/cifar_psnr"]) == 2
-
-
-def test_resume_into_a_new_folder_keeps_the_best_record(tiny_overrides, tmp_path):
-    base = [o for o in tiny_overrides if not o.startswith("trainer.max_epochs")] + ["model.lr=0.02"]
-    first = train(compose_cfg("config", base + ["trainer.max_epochs=2"], tmp_path / "a"))
-    resumed = train(
-        compose_cfg(
-            "config",
-            base + ["trainer.max_epochs=3", f"ckpt_path={tmp_path / 'a' / 'checkpoints' / 'last.ckpt'}"],
-            tmp_path / "b",
-        )
-    )
-    ckpt = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", weights_only=False)
-    state = next(v for k, v in ckpt["callbacks"].items() if k.startswith("ModelCheckpoint{'monitor': 'val/loss'"))
-    history = next(v["history"] for k, v in ckpt["callbacks"].items() if k.startswith("SamplesAndCurves"))
-    val_losses = dict(history["val"])
-    assert sorted(val_losses) == [1, 2, 3]  # the loss history came along
-    best_epoch = min(val_losses, key=val_losses.get)
-    assert float(state["best_model_score"]) == pytest.approx(val_losses[best_epoch], rel=1e-5)
-    assert resumed["checkpoint"].endswith(f"best-epoch{best_epoch - 1:03d}.ckpt")  # the true best is tested
-    assert Path(first["checkpoint"]).exists()  # nothing of the earlier run was deleted
-
-
-@pytest.mark.slow
-def test_cli_messages_land_in_hydras_run_log(tiny_overrides, tmp_path):
-    run = tmp_path / "run"
-    result = run_cli([*tiny_overrides, f"hydra.run.dir={run}"])
-    assert result.returncode == 0, result.stderr[-2000:]
-    text = (run / "run.log").read_text()
-    assert "wrote" in text and "test/mnist_psnr" in text
-
-
-def test_early_stopping_watches_the_validation_objective_and_tqdm_is_available(tiny_overrides, tmp_path):
-    from hydra.utils import instantiate
-    from lightning.pytorch.callbacks import EarlyStopping, TQDMProgressBar
-
-    cfg = compose_cfg("config", tiny_overrides + ["callbacks=early_stopping", "callbacks/progress_bar=tqdm"], tmp_path)
-    stopper = instantiate(cfg.callbacks.early_stopping)
-    assert isinstance(stopper, EarlyStopping) and stopper.monitor == "val/psnr" and stopper.mode == "max"
-    assert isinstance(instantiate(cfg.callbacks.progress_bar), TQDMProgressBar)
-    metrics = train(cfg)
-    assert metrics["epochs"] == 1

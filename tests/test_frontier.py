@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from mixsep.models import UNetSeparator
-from mixsep.module import SeparationModule
-from mixsep.run import TEST_KEYS, train
+from mixsep.module import TEST_KEYS, SeparationModule
+from mixsep.run import train
 from mixsep.symmetry import TRANSFORMS, dihedral, undo_dihedral
-from tests.test_run import compose_cfg
+from tests.conftest import compose_config as compose_cfg
 
 
 def test_every_transform_is_undone_and_all_eight_differ():

@@ -40,7 +40,7 @@ def test_a_few_optimizer_steps_reduce_the_loss(name):
     module.train()
     losses = []
     for _ in range(8):
-        loss, _, _ = module._loss(batch)
+        loss, _, _ = module.loss_and_outputs(batch)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -142,7 +142,7 @@ def test_bf16_autocast_and_channels_last_train_a_step_on_cpu():
     module = SeparationModule(UNetSeparator(width=8, depth=2), channels_last=True)
     opt = module.configure_optimizers()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss, mnist_hat, _ = module._loss(_pairs(4))
+        loss, mnist_hat, _ = module.loss_and_outputs(_pairs(4))
     assert mnist_hat.dtype == torch.float32 and torch.isfinite(loss)
     loss.backward()
     opt.step()
@@ -151,6 +151,6 @@ def test_bf16_autocast_and_channels_last_train_a_step_on_cpu():
 def test_compile_option_runs_a_training_step_or_falls_back():
     torch.manual_seed(5)
     module = SeparationModule(ConvDual(), compile=True)
-    loss, _, _ = module._loss(_pairs(4))
+    loss, _, _ = module.loss_and_outputs(_pairs(4))
     loss.backward()
     assert all(k.startswith(("net.", "metrics.")) for k in module.state_dict())

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torchvision.datasets import MNIST
 
-from mixsep.data import MixDataModule, PerItemPairDataset
+from benchmarks.per_item import PerItemPairDataset
+from mixsep.data import MixDataModule
 
 
 def _dm(kwargs, **over) -> MixDataModule:

@@ -10,8 +10,9 @@ import torch
 from mixsep.data import MixDataModule
 from mixsep.models import MeanAE
 from mixsep.module import SeparationModule
+from mixsep.one_image import OneImageModule
 from mixsep.run import train
-from tests.test_run import compose_cfg
+from tests.conftest import compose_config as compose_cfg
 
 PRESET_KEYS = {
     "prior/conv_dual": ["test/mnist_psnr", "test/mnist_ssim", "test/cifar_psnr", "test/cifar_ssim"],
@@ -57,7 +58,7 @@ def test_normalisation_is_undone_before_metrics():
             assert x.min() < 0  # the net sees [-1, 1] images
             return x
 
-    module = SeparationModule(Identity(), normalize=True, task="reconstruct")
+    module = OneImageModule(Identity(), normalize=True, task="reconstruct")
     images = torch.rand(4, 3, 32, 32)
     (out,) = module(images)
     torch.testing.assert_close(out, images)  # back in [0, 1]: a perfect reconstruction, not a shifted one
@@ -70,5 +71,7 @@ def test_separator_models_refuse_one_image_tasks_and_vice_versa():
 
     with pytest.raises(ValueError, match="one-image model"):
         SeparationModule(ConvDual(), task="denoise")
-    with pytest.raises(ValueError, match="does not separate"):
-        SeparationModule(MeanAE()).separate(torch.rand(2, 3, 32, 32))
+    with pytest.raises(ValueError, match="gives back one image"):  # the separators' module refuses it ...
+        SeparationModule(MeanAE())
+    with pytest.raises(ValueError, match="does not separate"):  # ... and its own module does not separate
+        OneImageModule(MeanAE()).separate(torch.rand(2, 3, 32, 32))

@@ -13,7 +13,7 @@ from mixsep.module import image_metrics
 from mixsep.report import baseline_rows
 from mixsep.run import train
 from tests.conftest import REAL_ROOT, requires_real_data
-from tests.test_run import compose_cfg
+from tests.conftest import compose_config as compose_cfg
 
 SHIPPED = Path(__file__).resolve().parents[1] / "results" / "best_cpu"
 

@@ -3,23 +3,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 from mixsep import report
-
-
-def report_main(folder: Path, tmp_path: Path, data_root: Path, *extra: str, chart: str = "c.png") -> str:
-    """``python -m mixsep.report FOLDER`` with its baselines on the tiny data."""
-    return report.main(
-        [
-            str(folder),
-            "--chart",
-            str(tmp_path / chart),
-            "--data-root",
-            str(data_root),
-            "--cache-dir",
-            str(tmp_path / "cache"),
-            *extra,
-        ]
-    )
+from tests.conftest import report_main
 
 
 def _run(folder: Path, model: str, mnist_psnr: float, cifar_psnr: float, **extra) -> None:
@@ -55,7 +43,7 @@ def test_report_ranks_runs_best_first_with_baselines_and_a_chart(tmp_path, tiny_
     chart = tmp_path / "board.png"
     text = report_main(runs, tmp_path, tiny_root, "--test-pairs", "12", chart="board.png")
     ranked = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
-    models = [line.split("|")[2].strip() for line in ranked]
+    models = [line.split("|")[3].strip() for line in ranked]  # columns: #, run, model, ...
     # the run that only has oracle/mix scores is not ranked; one with test scores is ranked on those alone
     assert "mean_ae" in models and models.index("mean_ae") == 0
     assert models.index("strong") < models.index("middle") < models.index("weak")
@@ -138,7 +126,9 @@ def test_sweep_report_picks_by_validation_and_averages_over_seeds(tmp_path, tiny
     rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ") and "_unet" in line}
     assert rows["2_unet **← pick**"] and not any("pick" in k for k in rows if not k.startswith("2_unet"))
     assert "failed: model.lr=-1 is bad" in rows["4_unet"]
-    assert "| 0.001 | 2 | 21.000 ± 1.414 |" in text and "| 0.01 | 2 | 24.000 ± 1.414 |" in text
+    # mean ± std over the seeds, and the t-interval of the mean (2 seeds: 21 ± t(0.975, 1) · 1.414 / √2)
+    assert "| 0.001 | 2 | 21.000 ± 1.414 [8.294, 33.706] |" in text
+    assert "| 0.01 | 2 | 24.000 ± 1.414 [11.294, 36.706] |" in text
     assert (sweep / "objective.png").stat().st_size > 1000
 
 
@@ -181,3 +171,84 @@ def test_runs_on_different_test_pair_counts_are_never_ranked_together(tmp_path, 
     twelve = next(t for t in tables if t.startswith("12 "))
     assert "part" in eight and "full" not in eight and "full" in twelve and "part" not in twelve
     assert eight.count("| baseline: ") == 2 and "| 8 |" in eight  # baselines scored on the same 8 pairs
+
+
+def test_rows_are_named_by_run_folder_and_the_chart_stays_in_the_folders_given(tmp_path, tiny_root, monkeypatch):
+    runs = tmp_path / "outputs"
+    _run(runs / "unet_a", "unet", 30.0, 30.0)
+    _run(runs / "unet_b", "unet", 31.0, 31.0)
+    _run(runs / "other", "unet", 25.0, 25.0, test_pairs=8)  # another group: 8 test pairs
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(tmp_path)
+    args = ["outputs", "--data-root", str(tiny_root), "--cache-dir", str(tmp_path / "cache"), "--test-pairs", "12"]
+    text = report.main(args)
+    assert "| outputs/unet_a | unet |" in text and "| outputs/unet_b | unet |" in text  # two unets told apart
+    assert (runs / "leaderboard.png").is_file() and not (tmp_path / "leaderboard.png").exists()
+    from PIL import Image
+
+    one_group_height = Image.open(runs / "leaderboard.png").size[1]
+    report.main([*args, "-o", str(tmp_path / "board.md")])
+    assert (tmp_path / "board.md").read_text().startswith(text.split("\n")[0])
+    assert Image.open(tmp_path / "board.png").size[1] == one_group_height  # the chart beside the Markdown
+    assert "Scored on 8 test pairs" in text and "Scored on 12 test pairs" in text
+
+
+def test_a_log_sampled_parameter_gets_a_log_axis(tmp_path):
+    from mixsep.sweep_report import log_sampled
+
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text(
+        "hydra:\n  sweeper:\n    params:\n      model.lr: tag(log, interval(1e-4, 1e-2))\n"
+        "      data.batch_size: choice(32, 64)\n"
+    )
+    assert log_sampled(sweep) == {"model.lr"}
+
+
+def test_equal_psnr_curves_are_drawn_once_and_labelled(tmp_path):
+    from mixsep.artifacts import psnr_curves
+
+    same = [(1, 20.0), (2, 25.0)]
+    merged = psnr_curves({"train": [], "val": [], "val/mnist_psnr": same, "val/cifar_psnr": list(same)})
+    assert list(merged) == ["MNIST and CIFAR (equal: CIFAR = 2·mix − MNIST)"]
+    apart = psnr_curves({"val/mnist_psnr": same, "val/cifar_psnr": [(1, 18.0), (2, 22.0)]})
+    assert sorted(apart) == ["val/cifar_psnr", "val/mnist_psnr"]
+
+
+def _scores(folder: Path, mnist: np.ndarray, cifar: np.ndarray) -> None:
+    from mixsep.stats import write_scores
+
+    write_scores(
+        folder / "scores.npz",
+        {
+            "pair": np.arange(len(mnist)),
+            "mnist_psnr": mnist,
+            "mnist_ssim": mnist / 40,
+            "cifar_psnr": cifar,
+            "cifar_ssim": cifar / 40,
+        },
+    )
+
+
+def test_the_leaderboard_and_compare_give_paired_intervals(tmp_path, tiny_root, capsys):
+    rng = np.random.default_rng(0)
+    hard = rng.normal(0, 2, 12)
+    runs = tmp_path / "outputs"
+    _run(runs / "a", "unet", 30.2, 30.2)
+    _run(runs / "b", "unet", 30.0, 30.0)
+    _scores(runs / "a", 30.2 + hard, 30.2 + hard)
+    _scores(runs / "b", 30.0 + hard + rng.normal(0, 0.01, 12), 30.0 + hard)
+    text = report_main(runs, tmp_path, tiny_root, "--test-pairs", "12")
+    rows = {line.split("|")[2].strip(): line for line in text.splitlines() if line.startswith("| ")}
+    row_a, row_b = (next(v for k, v in rows.items() if k.endswith(f"outputs/{n}")) for n in "ab")
+    assert row_a.rstrip().endswith("| best |")
+    delta = row_b.split("|")[-2].strip()  # "-0.20 [lo, hi]": paired, so tight around -0.2
+    mean, lo, hi = (float(v) for v in delta.replace("[", " ").replace("]", " ").replace(",", " ").split())
+    assert mean == pytest.approx(-0.2, abs=0.01) and -0.22 < lo <= hi < -0.18
+    compared = report.main(["--compare", str(runs / "a"), str(runs / "b")])
+    assert "| psnr (both) |" in compared and "A − B (paired)" in compared
+    from mixsep.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no per-pair scores"):  # the bad-input table checks the one line
+        report.main(["--compare", str(runs / "a"), str(tiny_root)])

@@ -1,8 +1,10 @@
-"""Save on a scheduler's signal, resume mid-epoch exactly where the run stood (mixsep.requeue)."""
+"""Save on a scheduler's signal, resume mid-epoch exactly where the run stood (mixsep.requeue), and resume
+into another folder with the best-checkpoint record."""
 
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -13,6 +15,8 @@ from mixsep import requeue
 from mixsep.data import MixDataModule
 from mixsep.module import SeparationModule
 from mixsep.requeue import SaveOnSignal
+from mixsep.run import train
+from tests.conftest import compose_config as compose_cfg
 
 NET = {"_target_": "mixsep.models.UNetSeparator", "widths": [4, 8]}
 
@@ -89,3 +93,24 @@ def test_the_readmes_resume_with_a_new_budget_continues_a_scheduled_unet(tiny_ov
     assert json.loads((run / "status.json").read_text())["status"] == "completed"
     rates = [float(r["lr-Adam"]) for r in csv.DictReader(open(run / "csv" / "metrics.csv")) if r.get("lr-Adam")]
     assert rates[-1] < 2e-3 / 1000  # annealed at the new end (model.lr 2e-3, one-cycle ends at lr / 25e4)
+
+
+def test_resume_into_a_new_folder_keeps_the_best_record(tiny_overrides, tmp_path):
+    base = [o for o in tiny_overrides if not o.startswith("trainer.max_epochs")] + ["model.lr=0.02"]
+    first = train(compose_cfg("config", base + ["trainer.max_epochs=2"], tmp_path / "a"))
+    resumed = train(
+        compose_cfg(
+            "config",
+            base + ["trainer.max_epochs=3", f"ckpt_path={tmp_path / 'a' / 'checkpoints' / 'last.ckpt'}"],
+            tmp_path / "b",
+        )
+    )
+    ckpt = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", weights_only=False)
+    state = next(v for k, v in ckpt["callbacks"].items() if k.startswith("ModelCheckpoint{'monitor': 'val/loss'"))
+    history = next(v["history"] for k, v in ckpt["callbacks"].items() if k.startswith("SamplesAndCurves"))
+    val_losses = dict(history["val"])
+    assert sorted(val_losses) == [1, 2, 3]  # the loss history came along
+    best_epoch = min(val_losses, key=val_losses.get)
+    assert float(state["best_model_score"]) == pytest.approx(val_losses[best_epoch], rel=1e-5)
+    assert resumed["checkpoint"].endswith(f"best-epoch{best_epoch - 1:03d}.ckpt")  # the true best is tested
+    assert Path(first["checkpoint"]).exists()  # nothing of the earlier run was deleted

@@ -8,21 +8,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from mixsep import load_separator
 from mixsep.evaluate import evaluate
-from mixsep.run import TEST_KEYS, train
+from mixsep.module import TEST_KEYS
+from mixsep.run import train
 from mixsep.separator import CheckpointError
-
-CONF = str(Path(__file__).resolve().parents[1] / "conf")
-
-
-def compose_cfg(name: str, overrides: list[str], out: Path):
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        cfg = compose(config_name=name, overrides=overrides, return_hydra_config=True)
-    cfg.paths.output_dir = str(out)  # what Hydra's ${hydra:runtime.output_dir} gives under @hydra.main
-    return cfg
+from tests.conftest import CONF, run_cli
+from tests.conftest import compose_config as compose_cfg
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +60,17 @@ def test_run_writes_metrics_samples_loss_curve_and_checkpoints(trained_run):
     ckpts = sorted(p.name for p in (out / "checkpoints").glob("*.ckpt"))
     assert "last.ckpt" in ckpts and any(n.startswith("best") for n in ckpts)
     assert (out / "csv" / "metrics.csv").exists()
+
+
+def test_per_pair_scores_are_written_and_average_to_the_logged_scores(trained_run):
+    import numpy as np
+
+    out, metrics, _ = trained_run
+    for name, stage in (("scores.npz", "test"), ("val_scores.npz", "val")):
+        with np.load(out / name) as scores:
+            assert list(scores["pair"]) == list(range(12 if stage == "test" else 8))
+            for key in ("mnist_psnr", "mnist_ssim", "cifar_psnr", "cifar_ssim"):
+                assert float(scores[key].mean()) == pytest.approx(metrics[f"{stage}/{key}"], abs=1e-4)
 
 
 def test_evaluate_reproduces_the_test_metrics(trained_run, tmp_path):
@@ -208,3 +212,12 @@ def test_exported_checkpoint_is_slim_and_separates_identically(trained_run, tmp_
     mix = torch.rand(2, 3, 32, 32)
     for a, b in zip(load_separator(src)(mix), load_separator(dst)(mix)):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.slow
+def test_cli_messages_land_in_hydras_run_log(tiny_overrides, tmp_path):
+    run = tmp_path / "run"
+    result = run_cli([*tiny_overrides, f"hydra.run.dir={run}"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    text = (run / "run.log").read_text()
+    assert "wrote" in text and "test/mnist_psnr" in text

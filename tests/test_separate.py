@@ -12,8 +12,8 @@ from PIL import Image
 from mixsep import mix as mix_cli
 from mixsep import separate as separate_cli
 from mixsep.module import image_metrics
+from tests.conftest import compose_config as compose_cfg
 from tests.conftest import requires_real_data
-from tests.test_run import compose_cfg
 
 SHIPPED = Path(__file__).resolve().parents[1] / "results" / "best_cpu" / "model.ckpt"  # a U-Net: mix-consistent
 
@@ -133,7 +133,8 @@ def test_mix_makes_the_training_mean_image(tmp_path):
     Image.fromarray(gray, "L").save(tmp_path / "g.png")
     Image.fromarray(color, "RGB").save(tmp_path / "c.png")
     assert mix_cli.main([str(tmp_path / "g.png"), str(tmp_path / "c.png"), "-o", str(tmp_path / "m.png")]) == 0
-    from mixsep.data import resize_mnist, to_float_batch
+    from mixsep.data import to_float_batch
+    from mixsep.sources import resize_mnist
 
     expected, _, _ = to_float_batch(
         resize_mnist(torch.from_numpy(gray)[None]), torch.from_numpy(color).permute(2, 0, 1)[None]

@@ -9,34 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from mixsep.data import MixDataModule
 from mixsep.errors import ConfigError, DataNotFoundError
 from mixsep.evaluate import evaluate
-from mixsep.run import TEST_KEYS, train
-from tests.conftest import write_idx_images, write_idx_labels
-from tests.test_report import report_main
-from tests.test_run import compose_cfg
-
-
-def make_gray(root: Path, folder: str, n_train: int, n_test: int, seed: int) -> None:
-    """A torchvision idx-layout gray source (FashionMNIST, KMNIST) at <root>/<folder>/raw/."""
-    rng = np.random.default_rng(seed)
-    raw = root / folder / "raw"
-    raw.mkdir(parents=True)
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        write_idx_images(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
-        write_idx_labels(raw / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, n))
-
-
-def make_folder(root: Path, folder: str, n_train: int, n_test: int, seed: int, classes=("cats", "dogs")) -> None:
-    rng = np.random.default_rng(seed)
-    for split, n in (("train", n_train), ("test", n_test)):
-        for i in range(n):
-            path = root / folder / split / classes[i % len(classes)]
-            path.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(path / f"{i:04d}.png")
+from mixsep.module import TEST_KEYS
+from mixsep.run import train
+from tests.conftest import compose_config as compose_cfg
+from tests.conftest import make_folder, make_gray, report_main
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import itertools
 import json
 import math
 import os
+import shlex
 from datetime import datetime
 from pathlib import Path
 
@@ -16,7 +17,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from mixsep.evaluate import evaluate
-from mixsep.run import TEST_KEYS, train
+from mixsep.module import TEST_KEYS
+from mixsep.run import train
+from tests.conftest import readme_command
 from tests.conftest import run_cli as cli
 
 pytestmark = pytest.mark.slow  # real command lines, launchers and DDP processes
@@ -233,7 +236,8 @@ def test_the_same_command_in_the_same_folder_resumes_and_matches_an_uninterrupte
 def test_the_ddp_preset_on_two_cpu_processes_scores_every_test_pair_once(tiny_overrides, tmp_path):
     run = tmp_path / "ddp"
     # the README's way to try trainer=ddp before a GPU node: gloo, and no SyncBatchNorm (GPU-only)
-    result = cli(["trainer=ddp"] + tiny_overrides + ["trainer.devices=2", f"hydra.run.dir={run}"])
+    command = shlex.split(readme_command("trainer=ddp trainer.accelerator=cpu"))[3:]
+    result = cli(command + tiny_overrides + [f"hydra.run.dir={run}"])
     assert result.returncode == 0, result.stderr[-3000:]
     assert (run / "run.log").read_text().count("sync_batchnorm: off on CPU") == 1
     m = json.loads((run / "metrics.json").read_text())

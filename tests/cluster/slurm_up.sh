@@ -31,7 +31,8 @@ if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! comm
 fi
 
 host=$(hostname -s)
-if sinfo -h -N -o '%N %t' 2>/dev/null | grep -Eq "^$host (idle|mix|alloc)"; then exit 0; fi
+if sinfo -h -N -o '%N %t' 2>/dev/null | grep -Eq "^$host (idle|mix|alloc)" \
+  && sinfo -h -o '%P' 2>/dev/null | grep -q '^gpu'; then exit 0; fi   # up, with this script's partition
 down
 
 mkdir -p "$CONF_DIR" "$STATE/ctld" "$STATE/d" "$LOG"
@@ -78,7 +79,7 @@ MinJobAge=300
 KillWait=10
 InactiveLimit=0
 NodeName=$host CPUs=$cpus RealMemory=$mem Gres=gpu:2 State=UNKNOWN
-PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
+PartitionName=gpu Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 CONF
 echo "NodeName=$host Name=gpu File=/dev/mixsep_gpu[0-1]" >"$CONF_DIR/gres.conf"
 rm -f "$CONF_DIR/cgroup.conf"

@@ -1,0 +1,126 @@
+"""Loggers and dashboards: the configured Lightning loggers, one W&B run per job (offline without a key,
+closed when the job ends, its id kept for resumes), and the final scores on W&B's summary and TensorBoard's
+hparams table."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import string
+import sys
+from pathlib import Path
+
+from hydra.utils import instantiate
+from lightning.pytorch import loggers as pl_loggers
+from omegaconf import DictConfig
+
+from mixsep.jobs import hydra_job
+
+log = logging.getLogger("mixsep")
+
+
+class WandbLogger(pl_loggers.WandbLogger):
+    """Lightning's W&B logger without its ``anonymous`` argument, which Lightning always passes (as None) and
+    wandb >= 0.19 warns about on every run ("The anonymous setting has no effect")."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._wandb_init.pop("anonymous", None)
+
+
+class _NoLitLoggerTip(logging.Filter):
+    """Lightning >= 2.6 advertises its cloud logger on every Trainer (rank_zero_info; no switch exists:
+    Lightning-AI/pytorch-lightning#21294)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+def quiet_lightning_tips() -> None:
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _NoLitLoggerTip) for f in logger.filters):
+        logger.addFilter(_NoLitLoggerTip())
+
+
+def _prepare_wandb_env(cfg: DictConfig) -> None:
+    """Offline W&B when there is no API key: never a login prompt, never a hang."""
+    if "wandb" not in (cfg.get("logger") or {}) or os.environ.get("WANDB_MODE"):
+        return
+    netrc = Path.home() / ".netrc"
+    has_key = bool(os.environ.get("WANDB_API_KEY")) or (netrc.exists() and "api.wandb.ai" in netrc.read_text())
+    if not has_key:
+        os.environ["WANDB_MODE"] = "offline"
+        log.info("no W&B API key found; logging to W&B offline (sync later with `wandb sync`).")
+
+
+def build_loggers(cfg: DictConfig, out: Path) -> list:
+    _prepare_wandb_env(cfg)
+    loggers = []
+    for key, logger_cfg in (cfg.get("logger") or {}).items():
+        if key == "wandb":
+            if os.environ.get("WANDB_MODE") == "disabled":
+                continue
+            identity = wandb_identity(cfg, out)  # one W&B run per job, grouped by sweep
+            overrides = {k: v for k, v in identity.items() if logger_cfg.get(k) is None}
+            loggers.append(instantiate(logger_cfg, **overrides))
+        else:
+            loggers.append(instantiate(logger_cfg))
+    return loggers
+
+
+def wandb_identity(cfg: DictConfig, out: Path) -> dict:
+    """Run id (kept in the run folder, so a resumed job continues the same W&B run), group (the sweep)
+    and name (the job's overrides) for the WandbLogger."""
+    id_file = out / "wandb_id.txt"
+    ckpt = cfg.get("ckpt_path")
+    earlier = Path(str(ckpt)).parent.parent / "wandb_id.txt" if ckpt and ckpt != "auto" else None
+    if id_file.exists():
+        run_id = id_file.read_text().strip()
+    elif earlier is not None and earlier.exists():  # resumed into a new folder: same W&B run
+        run_id = earlier.read_text().strip()
+    else:  # W&B's own id alphabet and length
+        run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+    out.mkdir(parents=True, exist_ok=True)
+    id_file.write_text(run_id + "\n")
+    job = hydra_job()
+    swept = [o for o in job["overrides"] if not o.startswith(("hydra.", "data.root=", "data.cache_dir="))]
+    name = cfg.experiment_name if not job["multirun"] else f"{job['job_num']}:{','.join(swept) or cfg.experiment_name}"
+    return {"id": run_id, "group": job["sweep"], "name": name}
+
+
+def finish_wandb(failed: bool, preempted: bool = False) -> None:
+    """Close this job's W&B run, so the next job of the sweep (same process) starts its own. A re-queued
+    job's run is marked preempting, not failed: its next allocation continues the same run id."""
+    if "wandb" not in sys.modules:
+        return
+    import wandb
+
+    if wandb.run is None:
+        return
+    try:
+        if preempted:
+            wandb.run.mark_preempting()
+        wandb.finish(exit_code=1 if failed else 0)
+    except Exception as err:  # e.g. its service was stopped by the same signal: the job's outcome stands
+        log.warning(f"W&B run not closed cleanly ({type(err).__name__}: {err}); its files are kept")
+
+
+def publish_final_scores(loggers: list, params: dict, metrics: dict, step: int) -> None:
+    """The objective and the final validation and test scores on the dashboards: TensorBoard's hparams
+    table (``hp_metric`` is the objective) and the W&B run's summary."""
+    from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+
+    final = {
+        k: v
+        for k, v in metrics.items()
+        if k.startswith(("test/", "val/")) and isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
+    final["objective"] = metrics["objective"]
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):
+            scores = {"hp_metric": metrics["objective"], **{f"final/{k}": v for k, v in final.items()}}
+            logger.log_hyperparams(params, metrics=scores, step=step)
+            logger.experiment.flush()
+        elif isinstance(logger, WandbLogger):
+            logger.experiment.summary.update(final)

@@ -1,0 +1,97 @@
+"""What every entry point (run, evaluate, separate, mix, report) shares: building objects from the config
+with a user's mistake unwrapped, and a command line checked before Hydra would print a screen about it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import lightning as L
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from mixsep.errors import ConfigError, user_error
+
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")  # absolute: main may run as mixsep.run or __main__
+# ${if_tty:a,b}: a on a terminal, b when stdout goes to a file or a pipe (progress bar refresh rates)
+OmegaConf.register_new_resolver("if_tty", lambda tty, plain: tty if sys.stdout.isatty() else plain, replace=True)
+
+
+def build(node, **kwargs):
+    """``hydra.utils.instantiate``, but a user-fixable error raised by the constructor comes out as itself
+    (Hydra wraps it in an InstantiationException)."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        fixable = user_error(err)
+        if fixable is None:
+            raise
+        raise fixable from err
+
+
+def build_module(model_cfg: DictConfig) -> L.LightningModule:
+    # plain containers: the net's config is saved in the checkpoint and must load without omegaconf
+    return build(OmegaConf.to_container(model_cfg, resolve=True), _recursive_=False)
+
+
+def build_callbacks(cfg: DictConfig) -> list:
+    callbacks = []
+    for name, node in (cfg.get("callbacks") or {}).items():
+        if not node:
+            continue
+        if "_target_" not in node:  # e.g. a preset's callbacks.ema options on top of callbacks=default
+            raise ConfigError(
+                f"callbacks.{name} has options but no _target_: the callbacks group in use does not define "
+                f"it. Choose a group that does (e.g. callbacks={name}), or remove it with ~callbacks.{name}"
+            )
+        callbacks.append(build(node))
+    return callbacks
+
+
+def read_bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def check_command_line(args: list[str], config_name: str = "config") -> None:
+    """What Hydra would refuse with a screen of text, refused in one line before it runs: an option no config
+    group has (``model=bogus``, ``data/gray=bogus``), a run folder that is a file, a key the config does not
+    have, an override Hydra cannot parse."""
+    _check_overrides(args)
+    if any(a.startswith("-") or "(" in a or "," in a or a.startswith("hparams_search=") for a in args):
+        return  # sweeps (-m, or a sweeper's search space), --cfg, --help: Hydra's own
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+
+    try:
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            compose(config_name=config_name, overrides=args, return_hydra_config=True)
+    except HydraException as err:
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        sys.exit(f"mixsep: {'; '.join(lines[:3])}")
+
+
+def _check_overrides(args: list[str]) -> None:
+    conf = Path(CONF_DIR)
+    for arg in args:
+        key, _, value = arg.partition("=")
+        key = key.lstrip("+~")
+        if not value or key.startswith("hydra") and key != "hydra.run.dir":
+            continue
+        if key == "hydra.run.dir" and Path(value).exists() and not Path(value).is_dir():
+            sys.exit(f"mixsep: hydra.run.dir={value} is a file, not a folder: choose a folder for the run")
+        group = conf / key
+        if "." in key or not group.is_dir() or "(" in value:
+            continue
+        for option in value.strip("[]").split(","):
+            option = option.strip()
+            if option and option != "null" and not (group / f"{option}.yaml").is_file():
+                choices = sorted(
+                    str(p.relative_to(group).with_suffix(""))
+                    for p in group.rglob("*.yaml")
+                    if not p.name.startswith("_")
+                )
+                sys.exit(f"mixsep: {key}={option} is not an option of conf/{key}/: choose one of {', '.join(choices)}")
