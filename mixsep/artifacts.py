@@ -160,6 +160,7 @@ def write_test_outputs(out: Path, results: dict, module, datamodule, n_samples: 
             "partial_test": scored < len(datamodule.test_pair_ids),
             "task": datamodule.task,
             "tta": bool(module.hparams.get("tta", False)),  # scored with the 8-transform self-ensemble?
+            "tta_color": bool(module.hparams.get("tta_color", False)),  # ... with the 6 RGB orders'?
             "sources": datamodule.sources,  # gray+colour source pair; test/mnist_* scores the gray one
             **extra,
         }

@@ -7,6 +7,7 @@ tensors in [0, 1] with ``mix = (mnist + cifar) / 2``.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from pathlib import Path
 
@@ -79,6 +80,7 @@ class MixDataModule(L.LightningDataModule):
         color="cifar10",
         dihedral_augment: bool = False,
         color_flip: bool = False,
+        color_permute: bool = False,
     ) -> None:
         super().__init__()
         gray = gray if isinstance(gray, str) else dict(gray)
@@ -108,6 +110,7 @@ class MixDataModule(L.LightningDataModule):
         self.test_pairs, self.val_holdout, self.seed, self.task = test_pairs, val_holdout, seed, task
         self.noise_std, self.cifar_train_noise = noise_std, cifar_train_noise
         self.data_on_device, self.dihedral_augment, self.color_flip = data_on_device, dihedral_augment, color_flip
+        self.color_permute = color_permute
         self.splits: Splits | None = None
 
     def prepare_data(self) -> None:
@@ -249,6 +252,8 @@ class MixDataModule(L.LightningDataModule):
             batch = (dihedral(batch[0], k), dihedral(batch[1], k))
         if training and self.color_flip and self.task == "separate":
             batch = (batch[0], mirror_half(batch[1]))
+        if training and self.color_permute and self.task == "separate":
+            batch = (batch[0], permute_channels(batch[1]))
         if self.task == "separate" and self.cifar_train_noise > 0 and training:
             return self._noisy_cifar_batch(*batch)
         return self.make_batch(*batch)
@@ -259,6 +264,14 @@ class MixDataModule(L.LightningDataModule):
         mix, mnist, cifar = to_float_batch(mnist_u8, cifar_u8)
         cifar = (cifar + torch.randn_like(cifar) * self.cifar_train_noise).clamp_(0, 1)
         return (mnist + cifar) / 2, mnist, cifar
+
+
+def permute_channels(images: torch.Tensor) -> torch.Tensor:
+    """Each image's R, G, B channels in one of the 6 orders, at random. The digit is gray, so permuting the
+    mix's channels permutes only the colour source: six colour images for one, and the digit as it was."""
+    orders = torch.tensor(list(itertools.permutations(range(3))), device=images.device)
+    order = orders[torch.randint(len(orders), (len(images),), device=images.device)]  # (B, 3)
+    return torch.gather(images, 1, order[:, :, None, None].expand(-1, -1, *images.shape[2:]))
 
 
 def mirror_half(images: torch.Tensor) -> torch.Tensor:

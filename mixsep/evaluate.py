@@ -29,8 +29,9 @@ def evaluate(cfg: DictConfig) -> dict:
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     module = load_module(cfg.ckpt_path)
-    if cfg.get("tta") is not None:  # score with (or without) the 8-transform self-ensemble
-        module.hparams["tta"] = bool(cfg.tta)
+    for key in ("tta", "tta_color"):  # score with (or without) a self-ensemble
+        if cfg.get(key) is not None:
+            module.hparams[key] = bool(cfg[key])
     datamodule = build(cfg.data)
     precision = cfg.precision or checkpoint_precision(cfg.ckpt_path)
     quiet_srun_hint()

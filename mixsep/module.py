@@ -16,7 +16,7 @@ from torchmetrics.functional.image import structural_similarity_index_measure
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
 from mixsep.errors import ConfigError, TrainingDivergedError
-from mixsep.symmetry import TRANSFORMS, dihedral, undo_dihedral
+from mixsep.symmetry import CHANNEL_ORDERS, TRANSFORMS, dihedral, reorder_channels, undo_dihedral, undo_reorder_channels
 
 LOSSES = ("mse", "l1", "psnr", "mse+ssim", "psnr+ssim")
 SAMPLE_COLUMNS = ("mix", "true MNIST", "predicted MNIST", "true CIFAR", "predicted CIFAR")
@@ -108,6 +108,7 @@ class SeparationModule(L.LightningModule):
         normalize: bool = False,
         subtraction_metrics: bool = False,
         tta: bool = False,
+        tta_color: bool = False,
     ) -> None:
         super().__init__()
         if not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0 and math.isfinite(lr)):
@@ -166,6 +167,17 @@ class SeparationModule(L.LightningModule):
         return ("mnist", "cifar")
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if self.hparams.get("tta_color") and not self.training:
+            # self-ensemble over the 6 channel orders of the mix: the digit (gray) is the same in each, the colour
+            # source is reordered; the mean of the back-ordered estimates
+            outs = [
+                tuple(undo_reorder_channels(o, k) for o in self._dihedral_ensemble(reorder_channels(x, k)))
+                for k in range(len(CHANNEL_ORDERS))
+            ]
+            return tuple(torch.stack(group).mean(0) for group in zip(*outs))
+        return self._dihedral_ensemble(x)
+
+    def _dihedral_ensemble(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if self.hparams.get("tta") and not self.training:
             # self-ensemble: the mean of the 8 back-transformed predictions of the flipped/rotated mix
             outs = [tuple(undo_dihedral(o, k) for o in self._forward(dihedral(x, k))) for k in range(TRANSFORMS)]

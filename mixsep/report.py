@@ -18,7 +18,15 @@ from mixsep.errors import ArgumentParser, ConfigError, MixsepError, user_error
 from mixsep.module import TEST_KEYS, image_metrics
 from mixsep.prior import prior_table, reported_block
 from mixsep.sources import DEFAULT_SOURCES, parse_pair
-from mixsep.stats import SCORES_FILE, bootstrap_mean, pair_psnr, paired_difference, read_scores, unpaired_difference
+from mixsep.stats import (
+    SCORES_FILE,
+    VAL_SCORES_FILE,
+    bootstrap_mean,
+    pair_psnr,
+    paired_difference,
+    read_scores,
+    unpaired_difference,
+)
 from mixsep.sweep_report import is_sweep, report_sweep
 from mixsep.tables import fmt, minutes
 
@@ -130,8 +138,9 @@ def interval_cells(rows: list[dict]) -> dict[int, tuple[str, str]]:
     return cells
 
 
-def leaderboard(runs: list[dict], baselines: list[dict]) -> str:
-    rows = sorted(runs + baselines, key=rank_key)
+def leaderboard(rows: list[dict]) -> str:
+    """The Markdown table of runs (and baselines) ranked together, best first."""
+    rows = sorted(rows, key=rank_key)
     intervals = interval_cells(rows)
     lines = [
         "| # | run | model | experiment | sources | params | training time | hardware | test pairs "
@@ -160,19 +169,22 @@ def _interval(value: tuple[float, float, float], digits: int, sign: str = "") ->
     return f"{m:{sign}.{digits}f} [{lo:{sign}.{digits}f}, {hi:{sign}.{digits}f}]"
 
 
-def compare(run_a: str, run_b: str) -> str:
-    """Two runs scored on the same test pairs: each score with its interval, and the paired difference."""
-    a, b = read_scores(run_a), read_scores(run_b)
+def compare(run_a: str, run_b: str, on: str = "test") -> str:
+    """Two runs scored on the same pairs (``on``: test, or val: the validation pairs, where levers are chosen):
+    each score with its interval, and the paired difference."""
+    name = SCORES_FILE if on == "test" else VAL_SCORES_FILE
+    a, b = read_scores(run_a, name), read_scores(run_b, name)
     missing = [r for r, s in ((run_a, a), (run_b, b)) if s is None]
     if missing:
         raise ConfigError(
-            f"no per-pair scores ({SCORES_FILE}) in {', '.join(missing)}: runs and evaluations write them; "
+            f"no per-pair scores ({name}) in {', '.join(missing)}: runs and evaluations write them; "
             "re-score an older run with python -m mixsep.evaluate ckpt_path=<its checkpoint>"
         )
     if len(a["pair"]) != len(b["pair"]):
         raise ConfigError(f"{run_a} and {run_b} were scored on different numbers of test pairs: no paired comparison")
     lines = [
-        f"A = {run_a}, B = {run_b}: {len(a['pair']):,} test pairs, 95 % bootstrap intervals over the pairs",
+        f"A = {run_a}, B = {run_b}: {len(a['pair']):,} {'test' if on == 'test' else 'validation'} pairs, 95 % "
+        "bootstrap intervals over the pairs",
         "",
         "| score | A | B | A − B (paired) | A − B (unpaired) |",
         "|---|---:|---:|---:|---:|",
@@ -223,11 +235,14 @@ def bar_chart(path: str | Path, groups: list[tuple[str, int, list[dict]]]) -> No
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> str:
+def parse_args(argv: list[str] | None):
     parser = ArgumentParser(prog="python -m mixsep.report", description=__doc__.splitlines()[0])
     parser.add_argument("dirs", nargs="*", help="run folders, multirun folders or metrics.json files")
     parser.add_argument(
         "--compare", nargs=2, metavar=("RUN_A", "RUN_B"), help="paired comparison of two runs on the same test pairs"
+    )
+    parser.add_argument(
+        "--on", choices=("test", "val"), default="test", help="--compare on the test or the validation pairs"
     )
     parser.add_argument("-o", "--output", default=None, help="also write the Markdown report to this file")
     parser.add_argument(
@@ -248,50 +263,52 @@ def main(argv: list[str] | None = None) -> str:
         help="test pairs of the baselines when no run says how many it was scored on",
     )
     args = parser.parse_args(argv)
+    if not args.compare and not args.dirs:
+        parser.error("give run folders (e.g. outputs/) or --compare RUN_A RUN_B")
+    return args
+
+
+def ranked_groups(runs: list[dict], args) -> list[tuple[str, int, list[dict]]]:
+    """Runs on different source pairs or numbers of test pairs are never ranked together: one group each,
+    with its own baselines scored on its pairs."""
+    count_of = lambda r: int(r.get("test_pairs") or args.test_pairs)  # noqa: E731
+    keys = sorted({(run_sources(r), count_of(r)) for r in runs}) or [(DEFAULT_SOURCES, args.test_pairs)]
+    return [
+        (
+            sources,
+            count,
+            [r for r in runs if (run_sources(r), count_of(r)) == (sources, count)]
+            + baseline_rows(args.data_root, args.cache_dir, count, sources),
+        )
+        for sources, count in keys
+    ]
+
+
+def main(argv: list[str] | None = None) -> str:
+    args = parse_args(argv)
     if args.compare:
-        text = compare(*args.compare)
+        text = compare(*args.compare, on=args.on)
         print(text)
         return text
-    if not args.dirs:
-        parser.error("give run folders (e.g. outputs/) or --compare RUN_A RUN_B")
-
     all_runs = find_runs(args.dirs, ranked_only=False, include_debug=args.include_debug)
-    runs = [r for r in all_runs if rankable(r)]
     if not all_runs:
         missing = [d for d in args.dirs if not Path(d).exists()]
         where = f"no such folder: {', '.join(missing)}" if missing else f"no metrics.json under {' '.join(args.dirs)}"
         sys.exit(f"mixsep: {where}; give run folders, sweep folders or metrics.json files (e.g. outputs/)")
-    sweeps = [Path(d) for d in args.dirs if is_sweep(Path(d))]
-    # rows scored on different numbers of test pairs are never ranked together; baselines for each count
-    # runs on different source pairs or numbers of test pairs are never ranked together; each table
-    # has its own baselines, scored on its pairs
-    count_of = lambda r: int(r.get("test_pairs") or args.test_pairs)  # noqa: E731
-    groups = sorted({(run_sources(r), count_of(r)) for r in runs}) or [(DEFAULT_SOURCES, args.test_pairs)]
-    tables, baselines = [], []
-    for sources, count in groups:
-        rows = [r for r in runs if (run_sources(r), count_of(r)) == (sources, count)]
-        base = baseline_rows(args.data_root, args.cache_dir, count, sources)
-        baselines += base
-        heading = f"Scored on {count:,} test pairs of {sources}:\n\n" if len(groups) > 1 else ""
-        tables.append(heading + leaderboard(rows, base))
-    text = "\n\n".join([*(report_sweep(s) for s in sweeps), *tables, reported_block()])
+    groups = ranked_groups([r for r in all_runs if rankable(r)], args)
+    tables = [
+        (f"Scored on {count:,} test pairs of {sources}:\n\n" if len(groups) > 1 else "") + leaderboard(rows)
+        for sources, count, rows in groups
+    ]
+    sweeps = [report_sweep(Path(d)) for d in args.dirs if is_sweep(Path(d))]
+    text = "\n\n".join([*sweeps, *tables, reported_block()])
     if any(str(r.get("experiment", "")).startswith("prior/") for r in all_runs):
         text += "\n\nEarlier systems rerun by mixsep (`experiment=prior/...`):\n\n" + prior_table(all_runs)
     print(text)
     if args.output:
         Path(args.output).write_text(text + "\n")
     chart = Path(args.chart) if args.chart else default_chart_path(args.output, args.dirs[0])
-    bar_chart(
-        chart,
-        [
-            (
-                sources,
-                count,
-                [r for r in runs + baselines if (run_sources(r), count_of(r)) == (sources, count)],
-            )
-            for sources, count in groups
-        ],
-    )
+    bar_chart(chart, groups)
     print(f"\n(chart: {chart})")
     return text
 

@@ -1,7 +1,10 @@
-"""The 8 flips and rotations of a square image (the dihedral group D4): training augmentation and the
-test-time self-ensemble. The mixing of the two sources commutes with all of them."""
+"""The 8 flips and rotations of a square image (the dihedral group D4), and the 6 orders of the RGB channels:
+training augmentations and test-time self-ensembles. The mixing of the two sources commutes with all of them;
+a channel order leaves the gray digit as it is and reorders only the colour source."""
 
 from __future__ import annotations
+
+import itertools
 
 import torch
 
@@ -18,3 +21,16 @@ def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
 def undo_dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
     x = torch.rot90(x, -(k % 4), dims=(-2, -1))
     return x.flip(-1) if k >= 4 else x
+
+
+CHANNEL_ORDERS = tuple(itertools.permutations(range(3)))  # the 6 orders of R, G, B
+
+
+def reorder_channels(x: torch.Tensor, k: int) -> torch.Tensor:
+    """(B, 3, H, W) images with their channels in order k of the 6."""
+    return x[:, list(CHANNEL_ORDERS[k])]
+
+
+def undo_reorder_channels(x: torch.Tensor, k: int) -> torch.Tensor:
+    order = CHANNEL_ORDERS[k]
+    return x[:, [order.index(c) for c in range(3)]]

@@ -115,17 +115,23 @@ def tiny_data_kwargs(tiny_root: Path, tmp_path: Path) -> dict:
     )
 
 
+# the sizes that fit the tiny datasets (40 training and 12 test images per source)
+TINY_SIZES = [
+    "data.batch_size=8",
+    "data.eval_batch_size=8",
+    "data.val_pairs=8",
+    "data.val_holdout=8",
+    "data.test_pairs=12",
+]
+
+
 @pytest.fixture
 def tiny_overrides(tiny_root: Path, tmp_path: Path) -> list[str]:
     """Hydra overrides for one tiny epoch on the tiny datasets."""
     return [
         f"data.root={tiny_root}",
         f"data.cache_dir={tmp_path / 'cache'}",
-        "data.batch_size=8",
-        "data.eval_batch_size=8",
-        "data.val_pairs=8",
-        "data.val_holdout=8",
-        "data.test_pairs=12",
+        *TINY_SIZES,
         "trainer.max_epochs=1",
         "trainer.accelerator=cpu",
         "trainer.log_every_n_steps=1",

@@ -14,8 +14,8 @@ from mixsep import load_separator
 from mixsep.data import MixDataModule
 from mixsep.errors import ConfigError, DataNotFoundError, TrainingDivergedError
 from mixsep.run import train
+from tests.conftest import TINY_SIZES, run_cli, run_in_this_process
 from tests.conftest import compose_config as compose_cfg
-from tests.conftest import run_cli, run_in_this_process
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -170,14 +170,7 @@ def test_a_config_error_is_one_line_without_the_config_tree_before_it(tiny_overr
 # Every row: one entry point as a user types it, one thing wrong. Each must end with exactly one line
 # "mixsep: …" that contains the row's words, a non-zero exit status, no traceback, no config tree, and the
 # files of an earlier finished run in the folder it names (keep.txt, status.json) untouched.
-TINY = [
-    "data.batch_size=8",
-    "data.eval_batch_size=8",
-    "data.val_pairs=8",
-    "data.val_holdout=8",
-    "data.test_pairs=12",
-    "trainer.max_epochs=1",
-]
+TINY = [*TINY_SIZES, "trainer.max_epochs=1"]
 SHIPPED = str(ROOT / "results" / "best_cpu" / "model.ckpt")
 
 

@@ -119,3 +119,44 @@ def test_color_flip_mirrors_about_half_the_colour_images_and_never_the_digits():
     Stage.training = False  # validation and test pairs are never changed
     _, _, cifar = dm.on_after_batch_transfer((mnist_u8, images[:64]), 0)
     torch.testing.assert_close(cifar, images[:64].float() / 255)
+
+
+def test_color_permute_reorders_each_colour_images_channels_and_never_the_digits():
+    from mixsep.data import MixDataModule
+
+    torch.manual_seed(0)
+    mnist = torch.randint(0, 256, (600, 1, 32, 32), dtype=torch.uint8)
+    cifar = torch.randint(0, 256, (600, 3, 32, 32), dtype=torch.uint8)
+    dm = MixDataModule(root="unused", color_permute=True)
+    dm.trainer = type("T", (), {"training": True, "overfit_batches": 0})()
+    mix, digits, colours = dm.on_after_batch_transfer((mnist, cifar), 0)
+    torch.testing.assert_close(digits, mnist.float().div(255).expand(-1, 3, -1, -1))  # the digit as it was
+    seen = set()
+    for before, after in zip(cifar, (colours * 255).round().to(torch.uint8)):
+        order = tuple(next(c for c in range(3) if torch.equal(after[k], before[c])) for k in range(3))
+        seen.add(order)
+    assert len(seen) == 6  # all six channel orders occur, each image a permutation of its own channels
+    torch.testing.assert_close(mix, (digits + colours) / 2)
+    dm.trainer.training = False
+    _, _, untouched = dm.on_after_batch_transfer((mnist, cifar), 0)
+    torch.testing.assert_close(untouched, cifar.float() / 255)  # never at evaluation
+
+
+def test_the_colour_order_self_ensemble_averages_the_six_back_ordered_estimates():
+    from mixsep.models import UNetSeparator
+    from mixsep.module import SeparationModule
+    from mixsep.symmetry import CHANNEL_ORDERS, reorder_channels, undo_reorder_channels
+
+    x = torch.rand(2, 3, 32, 32)
+    for k in range(6):
+        torch.testing.assert_close(undo_reorder_channels(reorder_channels(x, k), k), x)
+    torch.manual_seed(0)
+    module = SeparationModule(UNetSeparator(width=8, depth=2), tta_color=True).eval()
+    with torch.no_grad():
+        mnist, cifar = module(x)
+        plain = [module._forward(reorder_channels(x, k)) for k in range(6)]
+    expected = [torch.stack([undo_reorder_channels(p[i], k) for k, p in enumerate(plain)]).mean(0) for i in (0, 1)]
+    torch.testing.assert_close(mnist, expected[0])
+    torch.testing.assert_close(cifar, expected[1])
+    torch.testing.assert_close((mnist + cifar) / 2, x, atol=1e-5, rtol=0)  # still the mix, for the U-Net
+    assert len(CHANNEL_ORDERS) == 6

@@ -28,6 +28,7 @@ from tests.conftest import (
     PROJECT_ROOT,
     README,
     REAL_ROOT,
+    TINY_SIZES,
     make_cifar_folder,
     make_folder,
     make_gray,
@@ -37,13 +38,7 @@ from tests.conftest import (
     run_in_this_process,
 )
 
-TINY_DATA = [
-    "data.batch_size=8",
-    "data.eval_batch_size=8",
-    "data.val_pairs=8",
-    "data.val_holdout=8",
-    "data.test_pairs=12",
-]
+TINY_DATA = TINY_SIZES
 TINY = TINY_DATA + ["trainer.max_epochs=1"]
 
 
