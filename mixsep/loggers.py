@@ -34,7 +34,7 @@ class _NoLitLoggerTip(logging.Filter):
     Lightning-AI/pytorch-lightning#21294)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "litlogger" not in record.getMessage()
+        return not any(ad in record.getMessage() for ad in ("litlogger", "litmodels"))
 
 
 def quiet_lightning_tips() -> None:
