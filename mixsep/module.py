@@ -256,7 +256,7 @@ class SeparationModule(L.LightningModule):
             for name, pred, target in scored:
                 pred, target = pred.float().clamp(0, 1), target.float()
                 self.metrics[f"{stage}_{name}"].update(pred, target)
-                if name in ("mnist", "cifar"):  # per-pair scores, for confidence intervals over the pairs
+                if name in ("mnist", "cifar") and self._scores_per_pair():  # for intervals over the pairs
                     self._per_pair.setdefault(f"{name}_psnr", []).append(per_image_psnr(pred, target).cpu())
                     self._per_pair.setdefault(f"{name}_ssim", []).append(per_image_ssim(pred, target).cpu())
 
@@ -266,12 +266,18 @@ class SeparationModule(L.LightningModule):
     def on_test_epoch_start(self) -> None:
         self._per_pair = {}
 
+    def _scores_per_pair(self) -> bool:
+        """Per-pair scores are written by the test and the final validation (trainer.validate), never by the
+        validations inside fit: SSIM would be computed twice on every one of them, in the timed budget."""
+        return self._trainer is None or self.trainer.state.fn != "fit"
+
     def _keep_per_pair(self, stage: str) -> None:
         """This process's per-pair scores of the pass, in the order of its pairs (one process: the fixed
         order of the pairs; several DDP processes each hold their shard, so none are kept)."""
         if self._trainer is not None and self.trainer.world_size > 1:
             return
-        self.per_pair_scores[stage] = {k: torch.cat(v).numpy() for k, v in self._per_pair.items()}
+        if self._per_pair:
+            self.per_pair_scores[stage] = {k: torch.cat(v).numpy() for k, v in self._per_pair.items()}
 
     def _eval_epoch_end(self, stage: str) -> None:
         psnrs = []  # of the sources the model is asked for: their mean is the validation objective val/psnr
