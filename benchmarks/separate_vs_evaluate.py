@@ -20,7 +20,7 @@ from PIL import Image
 
 from mixsep import mix, separate
 from mixsep.evaluate import evaluate
-from mixsep.module import image_metrics
+from mixsep.metrics import image_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,8 +51,8 @@ def main() -> None:
                 overrides=[
                     f"ckpt_path={args.ckpt}",
                     f"data.test_pairs={args.pairs}",
-                    "accelerator=cpu",
-                    "precision=32-true",
+                    "trainer.accelerator=cpu",
+                    "trainer.precision=32-true",
                 ],
             )
         cfg.paths.output_dir = str(tmp / "eval")

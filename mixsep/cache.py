@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from mixsep.sources import load_color, load_gray, source_files, source_label, source_name
+from mixsep.sources import Source
 
 CACHE_VERSION = 3
 # Fixed, independent of the run seed: every run and every model sees the same test pairs and the same
@@ -29,17 +29,9 @@ def default_cache_dir() -> str:
 # --------------------------------------------------------------------------- cache
 
 
-def _cache_name(source, kind: str) -> str:
-    """The default pair keeps its historical cache names (mnist, cifar); any other source its own."""
-    name = source_name(source)
-    if (kind, name) in (("gray", "mnist"), ("color", "cifar10")):
-        return "mnist" if kind == "gray" else "cifar"
-    return source_label(source).replace(":", "-")
-
-
-def _source_signature(root: Path, source, kind: str, train: bool) -> dict:
+def _source_signature(root: Path, source: Source, train: bool) -> dict:
     """What the cached tensor was built from: the source, and its files' names, sizes and mtimes."""
-    files = source_files(root, source, kind, train)
+    files = source.files(root, train)
     h = hashlib.sha256()
     for f in files:
         st = f.stat()
@@ -47,7 +39,7 @@ def _source_signature(root: Path, source, kind: str, train: bool) -> dict:
     return {
         "version": CACHE_VERSION,
         "root": str(root.resolve()),
-        "name": _cache_name(source, kind),
+        "name": source.cache_name,
         "train": train,
         "files": len(files),
         "digest": h.hexdigest(),
@@ -58,11 +50,10 @@ def _tensor_digest(t: torch.Tensor) -> str:
     return hashlib.sha256(t.numpy().tobytes()).hexdigest()
 
 
-def cached_split(root: Path, cache_dir: Path, source, kind: str, train: bool, download: bool) -> torch.Tensor:
-    """Decoded uint8 images of one split of a source (``kind`` gray or color), from the cache when it is
-    valid, else decoded and cached."""
-    name = _cache_name(source, kind)
-    signature = _source_signature(root, source, kind, train)
+def cached_split(root: Path, cache_dir: Path, source: Source, train: bool, download: bool) -> torch.Tensor:
+    """Decoded uint8 images of one split of a source, from the cache when it is valid, else decoded and cached."""
+    name = source.cache_name
+    signature = _source_signature(root, source, train)
     key = hashlib.sha256(json.dumps(signature, sort_keys=True).encode()).hexdigest()[:16]
     path = cache_dir / f"{name}_{'train' if train else 'test'}_{key}.pt"
     if path.exists() and signature["files"] > 0:
@@ -73,13 +64,9 @@ def cached_split(root: Path, cache_dir: Path, source, kind: str, train: bool, do
                 return images
         except Exception:
             pass  # corrupt or stale: rebuilt below
-    images = (
-        load_gray(root, source_name(source), train, download)
-        if kind == "gray"
-        else load_color(root, source, train, download)
-    )
+    images = source.load(root, train, download)
     if signature["files"] == 0:  # just downloaded: the signature can now see the files
-        signature = _source_signature(root, source, kind, train)
+        signature = _source_signature(root, source, train)
         key = hashlib.sha256(json.dumps(signature, sort_keys=True).encode()).hexdigest()[:16]
         path = cache_dir / f"{name}_{'train' if train else 'test'}_{key}.pt"
     tmp = path.with_suffix(f".tmp{os.getpid()}")
@@ -111,13 +98,9 @@ class Splits:
     cifar_test: torch.Tensor
 
 
-def load_splits(
-    root: str | Path, cache_dir: str | Path, download: bool = False, gray="mnist", color="cifar10"
-) -> Splits:
+def load_splits(root: str | Path, cache_dir: str | Path, download: bool, gray: Source, color: Source) -> Splits:
     """Both sources' train and test splits. The fields keep the default pair's names: ``mnist_*`` is
     the gray source, ``cifar_*`` the colour source."""
     root, cache_dir = Path(root).expanduser(), Path(cache_dir).expanduser()
-    get = lambda source, kind, train: cached_split(root, cache_dir, source, kind, train, download)  # noqa: E731
-    return Splits(
-        get(gray, "gray", True), get(color, "color", True), get(gray, "gray", False), get(color, "color", False)
-    )
+    get = lambda source, train: cached_split(root, cache_dir, source, train, download)  # noqa: E731
+    return Splits(get(gray, True), get(color, True), get(gray, False), get(color, False))

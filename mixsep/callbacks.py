@@ -8,10 +8,11 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from torchvision.utils import make_grid
 
 from mixsep.artifacts import picture_columns, save_loss_plot
+from mixsep.metrics import SOURCES
 
 
 class BestCheckpoint(ModelCheckpoint):
@@ -41,6 +42,23 @@ class BestCheckpoint(ModelCheckpoint):
             self.best_model_path = ""
 
 
+class LearningRateWhereLogged(LearningRateMonitor):
+    """Lightning's LearningRateMonitor, in the default callbacks: it refuses a run that logs nowhere
+    (``logger=none``); this one then stays silent."""
+
+    def on_train_start(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
+        if trainer.loggers:
+            super().on_train_start(trainer, *args, **kwargs)
+
+    def on_train_batch_start(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
+        if trainer.loggers:
+            super().on_train_batch_start(trainer, *args, **kwargs)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
+        if trainer.loggers:
+            super().on_train_epoch_start(trainer, *args, **kwargs)
+
+
 class SamplesAndCurves(L.Callback):
     """Records train/val loss per epoch (whatever the logger) and draws it as ``<dirpath>/loss.png`` when
     fitting ends; logs sample separations to W&B and TensorBoard after every validation."""
@@ -66,7 +84,7 @@ class SamplesAndCurves(L.Callback):
         value = trainer.callback_metrics.get("val/loss")
         if value is not None:
             self.history["val"].append((trainer.current_epoch + 1, float(value)))
-        for key in ("val/mnist_psnr", "val/cifar_psnr"):
+        for key in (f"val/{source}_psnr" for source in SOURCES):
             if key in trainer.callback_metrics:
                 self.history.setdefault(key, []).append(
                     (trainer.current_epoch + 1, float(trainer.callback_metrics[key]))

@@ -26,7 +26,7 @@ from mixsep.pairs import (
     fixed_test_pairs,
     holdout_split,
 )
-from mixsep.sources import check_sources, pair_label
+from mixsep.sources import Source, make_source, pair_label
 from mixsep.symmetry import TRANSFORMS, dihedral
 
 TASKS = ("separate", "reconstruct", "denoise")
@@ -76,17 +76,14 @@ class MixDataModule(L.LightningDataModule):
         noise_std: float = 0.1,
         cifar_train_noise: float = 0.0,
         data_on_device: bool = True,
-        gray="mnist",
-        color="cifar10",
+        gray: Source | str | dict = "mnist",
+        color: Source | str | dict = "cifar10",
         dihedral_augment: bool = False,
         color_flip: bool = False,
         color_permute: bool = False,
     ) -> None:
         super().__init__()
-        gray = gray if isinstance(gray, str) else dict(gray)
-        color = color if isinstance(color, str) else dict(color)
-        check_sources(gray, color)
-        self.gray, self.color = gray, color
+        self.gray, self.color = make_source(gray, "gray"), make_source(color, "color")
         if task not in TASKS:
             raise ConfigError(f"data.task={task!r} is not one of {TASKS}")
         counts = {

@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import sys
+from collections.abc import Iterator
 
 
 class MixsepError(Exception):
@@ -77,3 +79,21 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         sys.exit(f"mixsep: {message} (see {self.prog} --help)")
+
+
+@contextlib.contextmanager
+def one_line_errors(os_error: str | None = None) -> Iterator[None]:
+    """The one error path of every entry point: a user-fixable error inside exits with one line ``mixsep: …``
+    (status 1, no traceback). ``os_error`` says what to do about any other OSError (a file the entry point
+    cannot read or write; ``{error}`` is filled in); anything else is a bug and keeps its traceback."""
+    try:
+        yield
+    except BrokenPipeError:  # the reader (e.g. | head) stopped reading
+        sys.exit(0)
+    except Exception as err:
+        fixable = user_error(err)
+        if fixable is None and os_error and isinstance(err, OSError):
+            fixable = os_error.format(error=f"{err.filename}: {err.strerror}" if err.filename else err)
+        if fixable is None:
+            raise
+        sys.exit(f"mixsep: {fixable}")

@@ -9,13 +9,11 @@ import sys
 from pathlib import Path
 
 import hydra
-import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
 from mixsep.artifacts import write_test_outputs
-from mixsep.errors import ConfigError, user_error
-from mixsep.hardware import quiet_srun_hint
-from mixsep.loggers import quiet_lightning_tips
+from mixsep.errors import ConfigError, one_line_errors
+from mixsep.hardware import build_trainer, resolve_precision
 from mixsep.separator import checkpoint_precision, checkpoint_sources, load_module
 from mixsep.task import build, check_command_line
 
@@ -33,17 +31,10 @@ def evaluate(cfg: DictConfig) -> dict:
         if cfg.get(key) is not None:
             module.hparams[key] = bool(cfg[key])
     datamodule = build(cfg.data)
-    precision = cfg.precision or checkpoint_precision(cfg.ckpt_path)
-    quiet_srun_hint()
-    quiet_lightning_tips()
-    trainer = L.Trainer(
-        accelerator=cfg.accelerator,
-        devices=1,
-        precision=precision,
-        logger=False,
-        default_root_dir=str(out),
-        enable_checkpointing=False,
-    )
+    if cfg.trainer.precision is None:
+        cfg.trainer.precision = checkpoint_precision(cfg.ckpt_path)
+    precision = cfg.trainer.precision = resolve_precision(cfg.trainer)
+    trainer = build_trainer(cfg.trainer, callbacks=[], loggers=[])
     results = trainer.test(module, datamodule=datamodule)[0]
     metrics = write_test_outputs(
         out,
@@ -61,13 +52,8 @@ def evaluate(cfg: DictConfig) -> dict:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    try:
+    with one_line_errors():
         evaluate(cfg)
-    except Exception as err:  # a problem the user can fix: the message, not a traceback
-        fixable = user_error(err)
-        if fixable is None:
-            raise
-        sys.exit(f"mixsep: {fixable}")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from mixsep.data import MixDataModule, to_float_batch
-from mixsep.errors import ArgumentParser, MixsepError, user_error
+from mixsep.errors import ArgumentParser, MixsepError, one_line_errors
 from mixsep.sources import resize_mnist
 
 
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", default=None)
     args = parser.parse_args(argv)
     out = Path(args.out)
-    try:
+    with one_line_errors(os_error="{error}: check the two images, and that -o can be written"):
         if args.test_pairs is not None:
             if args.images or args.test_pairs < 1:
                 parser.error("--test-pairs N (N >= 1) takes no images")
@@ -92,9 +92,6 @@ def main(argv: list[str] | None = None) -> int:
         to_png(mix[0], out)
         print(f"mixsep.mix: wrote {out}")
         return 0
-    except (MixsepError, OSError) as err:
-        print(f"mixsep: {user_error(err) or err}", file=sys.stderr)
-        return 1
 
 
 if __name__ == "__main__":

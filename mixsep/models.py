@@ -175,7 +175,50 @@ class GlobalAttention(nn.Module):
         return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
 
 
-def _level(cin: int, cout: int, blocks: int) -> nn.Sequential:
+class ChannelNorm(nn.Module):
+    """LayerNorm over the channels of every pixel (NAFNet's LayerNorm2d), in any memory layout."""
+
+    def __init__(self, channels: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(1, channels, 1, 1))
+        self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(1, keepdim=True)
+        var = (x - mean).pow(2).mean(1, keepdim=True)
+        return (x - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
+
+
+class NAFBlock(nn.Module):
+    """NAFNet's block (Chen et al., 2022): channel LayerNorm, 1×1 expand, depthwise 3×3, SimpleGate (the two halves
+    multiplied, no activation function), simplified channel attention, 1×1; then a gated 1×1 feed-forward. Both
+    branches are added through zero-initialised scales, so a new block starts as the identity."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        c = channels
+        self.norm1, self.norm2 = ChannelNorm(c), ChannelNorm(c)
+        self.expand = nn.Conv2d(c, 2 * c, 1)
+        self.depthwise = nn.Conv2d(2 * c, 2 * c, 3, padding=1, groups=2 * c)
+        self.attention = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(c, c, 1))
+        self.project = nn.Conv2d(c, c, 1)
+        self.ffn_expand = nn.Conv2d(c, 2 * c, 1)
+        self.ffn_project = nn.Conv2d(c, c, 1)
+        self.beta = nn.Parameter(torch.zeros(1, c, 1, 1))
+        self.gamma = nn.Parameter(torch.zeros(1, c, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = self.depthwise(self.expand(self.norm1(x))).chunk(2, dim=1)
+        y = a * b
+        y = x + self.project(y * self.attention(y)) * self.beta
+        a, b = self.ffn_expand(self.norm2(y)).chunk(2, dim=1)
+        return y + self.ffn_project(a * b) * self.gamma
+
+
+def _level(cin: int, cout: int, blocks: int, kind: str = "conv") -> nn.Sequential:
+    if kind == "naf":  # one 3×3 convolution to change the width, then 1 + blocks NAF blocks
+        return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), *(NAFBlock(cout) for _ in range(1 + blocks)))
     level = _conv_block(cin, cout)  # extended in place: with no blocks, the parameter names of earlier checkpoints
     for _ in range(blocks):
         level.append(ResidualBlock(cout))
@@ -193,8 +236,10 @@ class UNetSeparator(nn.Module):
     ``width``/``depth``: ``width·2^i`` channels at level i, ``depth`` down-samplings; ``widths`` lists the
     channels per level instead (its length is depth + 1). ``blocks``: residual blocks added at each level
     (an int for every level, or a list per level), in the encoder and the decoder. ``attention``:
-    self-attention at the coarsest level. ``output``: ``clamp`` (a sigmoid clamped into the feasible
-    interval) or ``interval`` (``lo + (hi − lo)·sigmoid``: always inside it, with a gradient everywhere).
+    self-attention at the coarsest level. ``block``: ``conv`` (two 3×3 conv–BN–ReLU) or ``naf`` (a 3×3 conv,
+    then 1 + blocks NAFNet blocks) at every level, or a list per level (e.g. ``[naf, naf, conv, conv]``).
+    ``output``: ``clamp`` (a sigmoid clamped into the feasible interval) or ``interval``
+    (``lo + (hi − lo)·sigmoid``: always inside it, with a gradient everywhere).
     """
 
     def __init__(
@@ -205,6 +250,7 @@ class UNetSeparator(nn.Module):
         blocks: int | list[int] = 0,
         attention: bool = False,
         output: str = "clamp",
+        block: str | list[str] = "conv",
     ) -> None:
         super().__init__()
         chans = list(widths) if widths else [width * 2**i for i in range(depth + 1)]
@@ -217,12 +263,17 @@ class UNetSeparator(nn.Module):
             )
         if output not in ("clamp", "interval"):
             raise ConfigError(f"model.net.output={output!r} is not one of clamp, interval")
+        kinds = [block] * len(chans) if isinstance(block, str) else list(block)
+        if len(kinds) != len(chans) or not set(kinds) <= {"conv", "naf"}:
+            raise ConfigError(
+                f"model.net.block={block!r}: give conv or naf, or a list of them with one per level ({len(chans)})"
+            )
         self.output = output
-        self.stem = _level(3 + 1 + 2, chans[0], per_level[0])  # mix, its gray value, feasible bounds
-        self.down = nn.ModuleList(_level(chans[i], chans[i + 1], per_level[i + 1]) for i in range(depth))
+        self.stem = _level(3 + 1 + 2, chans[0], per_level[0], kinds[0])  # mix, its gray value, feasible bounds
+        self.down = nn.ModuleList(_level(chans[i], chans[i + 1], per_level[i + 1], kinds[i + 1]) for i in range(depth))
         self.context = GlobalAttention(chans[-1]) if attention else nn.Identity()
         self.up = nn.ModuleList(nn.ConvTranspose2d(chans[i + 1], chans[i], 2, stride=2) for i in range(depth))
-        self.merge = nn.ModuleList(_level(2 * chans[i], chans[i], per_level[i]) for i in range(depth))
+        self.merge = nn.ModuleList(_level(2 * chans[i], chans[i], per_level[i], kinds[i]) for i in range(depth))
         self.head = nn.Conv2d(chans[0], 1, 1)
 
     def forward(self, mix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

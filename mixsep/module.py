@@ -1,4 +1,5 @@
-"""The one LightningModule: losses, optimizer, metrics and logging for any separator network."""
+"""The one LightningModule: training and evaluation steps, optimiser, metric logging for any separator network
+(the losses: losses.py; the score names and definitions: metrics.py; the time-laid schedule: schedules.py)."""
 
 from __future__ import annotations
 
@@ -8,76 +9,15 @@ import warnings
 
 import lightning as L
 import torch
-import torch.nn.functional as F
-from lightning.pytorch.callbacks import Timer
 from torch import nn
-from torchmetrics import MetricCollection
-from torchmetrics.functional.image import structural_similarity_index_measure
-from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
 from mixsep.errors import ConfigError, TrainingDivergedError
+from mixsep.losses import LOSSES, reconstruction_loss
+from mixsep.metrics import full_precision, image_metrics, metric_prefix, per_image_psnr, per_image_ssim
+from mixsep.schedules import ONECYCLE_WARMUP, SCHEDULERS, max_time_timer, time_onecycle
 from mixsep.symmetry import CHANNEL_ORDERS, TRANSFORMS, dihedral, reorder_channels, undo_dihedral, undo_reorder_channels
 
-LOSSES = ("mse", "l1", "psnr", "mse+ssim", "psnr+ssim")
 SAMPLE_COLUMNS = ("mix", "true MNIST", "predicted MNIST", "true CIFAR", "predicted CIFAR")
-# The scores of a separator, as logged and written to metrics.json: {stage}/{source}_{score}. Defined here
-# only; the report, the sweep report and the tests import them.
-SOURCES = ("mnist", "cifar")
-SCORES = ("psnr", "ssim")
-TEST_KEYS = tuple(f"test/{source}_{score}" for source in SOURCES for score in SCORES)
-SCHEDULERS = (None, "onecycle", "onecycle_time", "cosine")
-ONECYCLE_WARMUP = 0.15  # share of the schedule spent warming up
-
-
-def image_metrics() -> MetricCollection:
-    """SSIM and mean per-image PSNR, data range 1, as everywhere in mixsep."""
-    return MetricCollection(
-        {
-            "psnr": PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3)),
-            "ssim": StructuralSimilarityIndexMeasure(data_range=1.0),
-        }
-    )
-
-
-def per_image_psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """PSNR of each image, data range 1: the values whose mean is the logged PSNR."""
-    return -10 * torch.log10((pred - target).pow(2).mean(dim=(1, 2, 3)))
-
-
-def per_image_ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """SSIM of each image, as the logged SSIM computes it (whose mean it is)."""
-    return structural_similarity_index_measure(pred, target, data_range=1.0, reduction="none")
-
-
-def metric_prefix(stage: str, name: str) -> str:
-    """Logged names of a separator's scores: ``{stage}/{source}_{psnr,ssim}`` (one-image systems: one_image.py)."""
-    return f"{stage}/{name}_"
-
-
-def full_precision(device: torch.device):
-    """Autocast off: SSIM's variance terms (E[x²] − E[x]²) are wrong in bf16/fp16."""
-    return torch.autocast(device_type=device.type, enabled=False)
-
-
-def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, kind: str, ssim_weight: float = 0.1) -> torch.Tensor:
-    """Loss of one source. ``psnr`` = mean over images of log10(MSE): the metric's own objective."""
-    with full_precision(pred.device):
-        return _reconstruction_loss(pred.float(), target.float(), kind, ssim_weight)
-
-
-def _reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, kind: str, ssim_weight: float) -> torch.Tensor:
-    if kind.startswith("mse"):
-        loss = F.mse_loss(pred, target)
-    elif kind == "l1":
-        loss = F.l1_loss(pred, target)
-    elif kind.startswith("psnr"):
-        per_image = (pred - target).pow(2).mean(dim=(1, 2, 3))
-        loss = torch.log10(per_image + 1e-6).mean() / 10  # = -PSNR / 100 + const
-    else:
-        raise ConfigError(f"model.loss={kind!r} is not one of {LOSSES}")
-    if kind.endswith("+ssim"):
-        loss = loss + ssim_weight * (1 - structural_similarity_index_measure(pred, target, data_range=1.0))
-    return loss
 
 
 class SeparationModule(L.LightningModule):
@@ -345,7 +285,7 @@ class SeparationModule(L.LightningModule):
         if self.hparams.scheduler is None:
             return opt
         if self.hparams.scheduler == "onecycle_time":
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, _time_onecycle(_max_time_timer(self.trainer)))
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, time_onecycle(max_time_timer(self.trainer)))
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
         steps = self.trainer.estimated_stepping_batches
         if self.hparams.scheduler == "onecycle":
@@ -357,35 +297,6 @@ class SeparationModule(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
-def _max_time_timer(trainer: L.Trainer) -> Timer:
-    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
-    if timer is None or timer.time_remaining() is None:
-        raise ConfigError(
-            "model.scheduler=onecycle_time spreads its schedule over the training time budget: set "
-            "trainer.max_time (e.g. trainer.max_time=00:00:30:00), or use model.scheduler=onecycle"
-        )
-    return timer
-
-
-def _time_onecycle(timer: Timer):
-    """OneCycleLR's learning-rate curve (cosine warm-up to ``lr``, cosine annealing to ``lr / 25e4``) laid
-    over wall-clock training time instead of steps, so the schedule ends exactly when ``trainer.max_time``
-    stops training, on a fast machine or a slow one. Lightning's Timer keeps the elapsed time in the
-    checkpoint, so a resumed run continues the curve where it stopped."""
-    budget = timer.time_elapsed() + timer.time_remaining()
-    start, peak, end = 1 / 25, 1.0, 1 / 25e4
-
-    def factor(_step: int) -> float:  # a plain function: LambdaLR then leaves it (and the Timer) out of its state
-        done = min(timer.time_elapsed() / budget, 1.0)
-        if done < ONECYCLE_WARMUP:
-            low, high, t = start, peak, done / ONECYCLE_WARMUP
-        else:
-            low, high, t = peak, end, (done - ONECYCLE_WARMUP) / (1 - ONECYCLE_WARMUP)
-        return high + (low - high) * (1 + math.cos(math.pi * t)) / 2
-
-    return factor
-
-
 def build_net(net: dict | nn.Module) -> nn.Module:
     if isinstance(net, nn.Module):
         return net
@@ -395,15 +306,13 @@ def build_net(net: dict | nn.Module) -> nn.Module:
 
 
 def _try_compile(net: nn.Module):
-    """torch.compile where it works here; the eager module otherwise (with a note why)."""
-    try:
-        compiled = torch.compile(net)
-        was_training = net.training
-        net.eval()
-        with torch.no_grad():  # compile now, so a missing compiler shows up here, not mid-run
-            compiled(torch.rand(2, 3, 32, 32))
-        net.train(was_training)
-        return compiled
+    """torch.compile where it works here; the eager module otherwise (with a note why).
+
+    One static graph per input shape (training batch, evaluation batch): a probe or a last short batch must not
+    turn the training graph into a slower dynamic-shape one."""
+    try:  # a tiny function first, so a missing C compiler shows up here, not mid-run
+        torch.compile(lambda x: x * 2 + 1, dynamic=False)(torch.rand(2))
+        return torch.compile(net, dynamic=False)
     except Exception as err:  # no C compiler, unsupported platform, ...
         logging.getLogger("mixsep").warning(
             f"torch.compile is not available here ({type(err).__name__}: {err}); running eager."

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import torch
 
-from mixsep.module import SeparationModule, reconstruction_loss
+from mixsep.losses import reconstruction_loss
+from mixsep.module import SeparationModule
 
 
 class OneImageModule(SeparationModule):

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from mixsep.errors import ArgumentParser, ConfigError, MixsepError, user_error
-from mixsep.module import TEST_KEYS, image_metrics
+from mixsep.errors import ArgumentParser, ConfigError, one_line_errors
+from mixsep.metrics import SOURCES, TEST_KEYS, image_metrics
 from mixsep.prior import prior_table, reported_block
 from mixsep.sources import DEFAULT_SOURCES, parse_pair
 from mixsep.stats import (
@@ -56,7 +56,7 @@ def rankable(m: dict) -> bool:
 
 
 def rank_key(row: dict) -> float:
-    return -(row["test/mnist_psnr"] + row["test/cifar_psnr"]) / 2
+    return -sum(row[f"test/{source}_psnr"] for source in SOURCES) / len(SOURCES)
 
 
 def run_sources(row: dict) -> str:
@@ -153,8 +153,8 @@ def leaderboard(rows: list[dict]) -> str:
             f"| {i} | {run_name(r)} | {r.get('model', '?')} | {r.get('experiment', '-')} | {run_sources(r)} "
             f"| {r.get('params', 0):,} "
             f"| {minutes(r.get('train_seconds'))} | {r.get('hardware', '-')} | {r.get('test_pairs', '-')} "
-            f"| {fmt(r['test/mnist_psnr'])} | {fmt(r['test/mnist_ssim'], 4)} "
-            f"| {fmt(r['test/cifar_psnr'])} | {fmt(r['test/cifar_ssim'], 4)} | {ci} | {delta} |"
+            + "".join(f"| {fmt(r[key], 4 if key.endswith('ssim') else 2)} " for key in TEST_KEYS)
+            + f"| {ci} | {delta} |"
         )
     if intervals:
         lines.append(
@@ -190,7 +190,7 @@ def compare(run_a: str, run_b: str, on: str = "test") -> str:
         "|---|---:|---:|---:|---:|",
     ]
     keys = [("psnr (both)", pair_psnr(a), pair_psnr(b))] + [
-        (k, a[k], b[k]) for k in ("mnist_psnr", "cifar_psnr", "mnist_ssim", "cifar_ssim")
+        (k, a[k], b[k]) for k in (key.removeprefix("test/") for key in TEST_KEYS)
     ]
     for name, x, y in keys:
         d = 4 if "ssim" in name else 2
@@ -221,7 +221,7 @@ def bar_chart(path: str | Path, groups: list[tuple[str, int, list[dict]]]) -> No
         ]
         for ax, metric, ylabel in ((panel[0], "psnr", "PSNR (dB)"), (panel[1], "ssim", "SSIM")):
             x = torch.arange(len(rows)).float()
-            gray, color = (s.replace("_", " ") for s in parse_pair(sources))
+            gray, color = (source.label.replace("_", " ") for source in parse_pair(sources))
             ax.bar(x - 0.2, [r[f"test/mnist_{metric}"] for r in rows], width=0.4, label=f"gray ({gray})")
             ax.bar(x + 0.2, [r[f"test/cifar_{metric}"] for r in rows], width=0.4, label=f"colour ({color})")
             ax.set_xticks(x.tolist(), labels, fontsize=7, rotation=30, ha="right")
@@ -322,19 +322,8 @@ def default_chart_path(output: str | None, first: str) -> Path:
 
 
 def cli() -> None:
-    try:
+    with one_line_errors(os_error="cannot write the report ({error}): choose another --chart / -o"):
         main()
-    except BrokenPipeError:  # the reader (e.g. | head) stopped reading
-        sys.exit(0)
-    except (MixsepError, OSError, RuntimeError) as err:
-        fixable = user_error(err)
-        if fixable is None and isinstance(err, OSError):  # the chart or report file cannot be written
-            fixable = (
-                f"cannot write {err.filename or 'the report'} ({err.strerror or err}): choose another --chart / -o"
-            )
-        if fixable is None:
-            raise
-        sys.exit(f"mixsep: {fixable}")
 
 
 if __name__ == "__main__":

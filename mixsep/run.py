@@ -6,7 +6,6 @@ logs. The task function returns the validation objective (``optimized_metric``) 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sys
 import time
@@ -15,16 +14,15 @@ from pathlib import Path
 import hydra
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from mixsep import jobs, requeue
+from mixsep import jobs
 from mixsep.artifacts import write_config_tree, write_test_outputs
 from mixsep.checkpoints import checkpoint_paths, resolve_ckpt_path
-from mixsep.errors import ConfigError, DiskError, TrainingDivergedError, user_error
+from mixsep.errors import ConfigError
 from mixsep.hardware import build_trainer, resolve_precision
-from mixsep.loggers import build_loggers, finish_wandb, publish_final_scores
-from mixsep.task import CONF_DIR, build, build_callbacks, build_module, check_command_line, read_bytes
+from mixsep.loggers import build_loggers, publish_final_scores
+from mixsep.task import CONF_DIR, build, build_callbacks, build_module, check_command_line, recorded_job
 
 log = logging.getLogger("mixsep")
 
@@ -70,8 +68,6 @@ def train(cfg: DictConfig) -> dict:
     module = build_module(cfg.model)
     callbacks = build_callbacks(cfg)
     loggers = build_loggers(cfg, out)
-    if loggers and module.hparams.get("scheduler") and not any(isinstance(c, LearningRateMonitor) for c in callbacks):
-        callbacks.append(LearningRateMonitor(logging_interval="step"))
     trainer = build_trainer(cfg.trainer, callbacks, loggers)
     datamodule.check()
     if tree is not None:  # the config built: show it (a bad value stopped above with one line instead)
@@ -117,49 +113,11 @@ def train(cfg: DictConfig) -> dict:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def main(cfg: DictConfig) -> float:
-    """Hydra's task function: one job. Returns the validation objective to sweepers.
-
-    A failing job records the failure in its folder's status.json. Inside a sweep it raises, so that
-    the launcher marks this job failed and the other jobs go on; a single run prints the message of a
-    user-fixable error (no traceback) and exits non-zero.
-    """
-    from lightning.pytorch.utilities import rank_zero_only
-
-    out = Path(cfg.paths.output_dir)
-    zero = rank_zero_only.rank == 0
-    earlier_status = read_bytes(out / "status.json")  # a finished run's record survives a refused resume
-    try:
-        if zero:
-            jobs.check_writable(out)
-            jobs.write_status(out, "running", requeues=requeue.requeue_count())
-        metrics = train(cfg)
-    except BaseException as err:
-        stopped_early = dict(requeue.stopping) if isinstance(err, SystemExit) else {}
-        if zero:
-            with contextlib.suppress(OSError):  # an unwritable folder: the message below says so
-                if stopped_early:  # re-queued or cancelled by the scheduler: not a failure
-                    requeues = requeue.requeue_count() + (stopped_early["status"] == "requeued")
-                    jobs.write_status(out, stopped_early["status"], reason=stopped_early["reason"], requeues=requeues)
-                else:
-                    jobs.write_status(out, "failed", **jobs.failure_fields(err))
-        finish_wandb(failed=not stopped_early, preempted=stopped_early.get("status") == "requeued")
-        fixable = user_error(err)
-        if fixable is not None and not jobs.hydra_job()["multirun"]:
-            if zero and earlier_status is not None and not isinstance(fixable, (TrainingDivergedError, DiskError)):
-                with contextlib.suppress(OSError):  # refused before training: the folder's record stays
-                    (out / "status.json").write_bytes(earlier_status)
-            sys.exit(f"mixsep: {fixable}")
-        raise
-    finish_wandb(failed=False)
-    if zero:
-        jobs.write_status(
-            out,
-            "completed",
-            optimized_metric=cfg.optimized_metric,
-            objective=metrics["objective"],
-            requeues=requeue.requeue_count(),
-        )
-    return metrics["objective"]
+    """Hydra's task function: one job, recorded in its folder's status.json. Returns the validation objective
+    to sweepers."""
+    with recorded_job(Path(cfg.paths.output_dir), cfg.optimized_metric) as record:
+        record["objective"] = train(cfg)["objective"]
+    return record["objective"]
 
 
 if __name__ == "__main__":

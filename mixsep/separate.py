@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mixsep.errors import ArgumentParser, MixsepError, user_error
+from mixsep.errors import ArgumentParser, MixsepError, one_line_errors
 from mixsep.mix import to_png
 
 SHIPPED = Path(__file__).resolve().parents[1] / "results" / "best_cpu" / "model.ckpt"
@@ -149,16 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mixsep: no image files in {', '.join(map(str, args.inputs))}", file=sys.stderr)
         return 1
     start = time.perf_counter()
-    try:
+    with one_line_errors(os_error=f"cannot write to {out} ({{error}}): choose another --out"):
         written, failed = separate_files(files, args.ckpt, out, args.device, args.resize, args.batch_size)
-    except (MixsepError, OSError, RuntimeError) as err:
-        fixable = user_error(err)
-        if fixable is None and isinstance(err, OSError):  # e.g. an output folder that cannot be made
-            fixable = f"cannot write to {out} ({err.strerror or err}): choose another --out"
-        if fixable is None:
-            raise
-        print(f"mixsep: {fixable}", file=sys.stderr)
-        return 1
     for line in failed:
         print(f"mixsep: skipped {line}", file=sys.stderr)
     print(

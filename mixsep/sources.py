@@ -1,17 +1,18 @@
-"""The two sources of a mean image, by name: a gray source and a colour source, decoded to uint8.
+"""The two sources of a mean image, one class each: where a source's files are, in which layout, and how they
+are decoded into uint8 tensors. ``conf/data/{gray,color}/<name>.yaml`` picks the class by ``_target_``.
 
-Gray sources (torchvision's idx layout ``<root>/<ClassName>/raw/``, 28x28 resized to 32x32):
-``mnist``, ``fashion_mnist``, ``kmnist``. Colour sources (32x32 RGB): ``cifar10`` and ``cifar100``
-(torchvision's archive, or ImageFolder ``<root>/<name>/{train,test}/<class>/*``), ``svhn``
-(torchvision's ``<root>/svhn/{train,test}_32x32.mat``) and ``image_folder`` (any
-``<root>/<folder>/{train,test}/<class>/*`` of 32x32 images). torchvision downloads the first five.
+Gray sources (torchvision's idx layout ``<root>/<ClassName>/raw/``, 28x28 resized to 32x32): ``TorchvisionGray``
+(``mnist``, ``fashion_mnist``, ``kmnist``). Colour sources (32x32 RGB): ``Cifar`` (``cifar10``, ``cifar100``:
+torchvision's archive, or ImageFolder ``<root>/<name>/{train,test}/<class>/*``), ``Svhn`` (torchvision's
+``<root>/svhn/{train,test}_32x32.mat``) and ``ImageFolder`` (any ``<root>/<folder>/{train,test}/<class>/*`` of
+32x32 images). torchvision downloads all but the last.
 """
 
 from __future__ import annotations
 
 import contextlib
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -33,54 +34,10 @@ CIFAR_CLASSES = (
     "truck",
 )
 DATASET_SUFFIXES = (".png", ".jpg", ".jpeg")
-GRAY_SOURCES = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "kmnist": "KMNIST"}  # torchvision class
-COLOR_SOURCES = ("cifar10", "cifar100", "svhn", "image_folder")
 DEFAULT_SOURCES = "mnist+cifar10"  # runs and checkpoints from before other sources existed used this pair
 DEFAULT_LAYOUT = (
     "<root>/MNIST/raw/*-ubyte and either <root>/cifar-10-batches-py/ or <root>/cifar10/{train,test}/<class>/*.png|jpg"
 )
-
-
-def source_name(source) -> str:
-    """A source given as its name or as its config group node ({name: ..., ...})."""
-    return source if isinstance(source, str) else str(source["name"])
-
-
-def check_sources(gray, color) -> None:
-    if source_name(gray) not in GRAY_SOURCES:
-        raise ConfigError(f"data/gray={source_name(gray)} is not one of {sorted(GRAY_SOURCES)}")
-    if source_name(color) not in COLOR_SOURCES:
-        raise ConfigError(f"data/color={source_name(color)} is not one of {list(COLOR_SOURCES)}")
-    _folder_name(color)  # image_folder: which folder
-
-
-def _folder_name(source) -> str:
-    """The folder of a colour source's ImageFolder layout: cifar10/, cifar100/, or image_folder's own."""
-    name = source_name(source)
-    if name == "image_folder":
-        folder = None if isinstance(source, str) else source.get("folder")
-        if not folder:
-            raise ConfigError("data/color=image_folder needs data.color.folder=<name of the folder under data.root>")
-        return str(folder)
-    return name
-
-
-def source_label(source) -> str:
-    """A source as written in metrics.json: its name; an image folder as ``image_folder:<folder>``."""
-    name = source_name(source)
-    return f"image_folder:{_folder_name(source)}" if name == "image_folder" else name
-
-
-def pair_label(gray, color) -> str:
-    return f"{source_label(gray)}+{source_label(color)}"
-
-
-def parse_pair(label: str) -> tuple[str, str | dict]:
-    """The inverse of ``pair_label``: (gray, colour) as MixDataModule takes them."""
-    gray, color = label.split("+", 1)
-    if color.startswith("image_folder:"):
-        return gray, {"name": "image_folder", "folder": color.split(":", 1)[1]}
-    return gray, color
 
 
 def _missing_data_error(
@@ -112,7 +69,6 @@ def _missing_data_error(
     )
 
 
-# --------------------------------------------------------------------------- gray sources
 def resize_mnist(images: torch.Tensor) -> torch.Tensor:
     """(N, 28, 28) uint8 -> (N, 1, 32, 32) uint8: PIL bilinear (antialiased) resize.
 
@@ -123,10 +79,6 @@ def resize_mnist(images: torch.Tensor) -> torch.Tensor:
     for i, img in enumerate(images.numpy()):
         out[i] = np.asarray(Image.fromarray(img).resize((32, 32), Image.BILINEAR))
     return torch.from_numpy(out).unsqueeze(1)
-
-
-def _gray_paths(root: Path, name: str) -> list[Path]:
-    return [root / GRAY_SOURCES[name] / "raw"]
 
 
 @contextlib.contextmanager
@@ -143,61 +95,6 @@ def no_debris(download: bool, root: Path, *targets: Path) -> Iterator[None]:
             elif path.exists():
                 path.unlink()
         raise
-
-
-def load_gray(root: Path, name: str, train: bool, download: bool) -> torch.Tensor:
-    import torchvision.datasets
-
-    cls = getattr(torchvision.datasets, GRAY_SOURCES[name])
-    label = GRAY_SOURCES[name]
-    layout = f"<root>/{label}/raw/{{train,t10k}}-{{images-idx3,labels-idx1}}-ubyte"
-    try:
-        with no_debris(download, root, root / label):
-            ds = cls(str(root), train=train, download=download)
-    except RuntimeError as err:  # torchvision: "Dataset not found. You can use download=True ..." / download failed
-        raise _missing_data_error(root, _gray_paths(root, name), f"{label}: {err}", download, layout=layout) from err
-    except Exception as err:  # truncated / corrupt idx files
-        raise _missing_data_error(
-            root, _gray_paths(root, name), f"{label} is unreadable: {err!r}", unreadable=True, layout=layout
-        ) from err
-    images = ds.data
-    if images.ndim != 3 or images.shape[1:] != (28, 28) or len(images) == 0:
-        raise _missing_data_error(
-            root, _gray_paths(root, name), f"{label} has shape {tuple(images.shape)}", layout=layout
-        )
-    return resize_mnist(images)
-
-
-def load_mnist(root: Path, train: bool, download: bool) -> torch.Tensor:
-    return load_gray(root, "mnist", train, download)
-
-
-# --------------------------------------------------------------------------- colour sources
-def cifar_layout(root: Path, name: str = "cifar10") -> str | None:
-    """'archive' (torchvision's cifar-10-batches-py / cifar-100-python), 'folder' (ImageFolder) or None."""
-    archive = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}.get(name)
-    if archive and (root / archive).is_dir():
-        return "archive"
-    if (root / name / "train").is_dir() and (root / name / "test").is_dir():
-        return "folder"
-    return None
-
-
-def _color_paths(root: Path, source) -> list[Path]:
-    name = source_name(source)
-    if name == "svhn":
-        return [root / "svhn" / "train_32x32.mat", root / "svhn" / "test_32x32.mat"]
-    folder = _folder_name(source)
-    archive = {"cifar10": [root / "cifar-10-batches-py"], "cifar100": [root / "cifar-100-python"]}.get(name, [])
-    return archive + [root / folder / "train", root / folder / "test"]
-
-
-def _color_layout(source) -> str:
-    name, folder = source_name(source), _folder_name(source)
-    if name == "svhn":
-        return "<root>/svhn/{train,test}_32x32.mat (torchvision's SVHN files)"
-    archive = {"cifar10": "<root>/cifar-10-batches-py/ or ", "cifar100": "<root>/cifar-100-python/ or "}.get(name, "")
-    return f"{archive}<root>/{folder}/{{train,test}}/<class>/*.png|jpg (32x32)"
 
 
 def list_image_folder(split_dir: Path, strict: bool = True) -> list[Path]:
@@ -226,96 +123,250 @@ def _read_rgb32(path: Path) -> np.ndarray:
     return arr
 
 
-def _load_svhn(root: Path, train: bool, download: bool) -> torch.Tensor:
-    split = "train" if train else "test"
-    path = root / "svhn" / f"{split}_32x32.mat"
-    try:
-        if not path.is_file() and download:
-            from torchvision.datasets import SVHN
+class Source:
+    """One source: ``kind`` (gray or color), ``name`` (its config option), and what the cache and errors need."""
 
-            with no_debris(download, root, root / "svhn"):
-                SVHN(str(root / "svhn"), split=split, download=True)
-        from scipy.io import loadmat
+    kind: str
+    name: str
 
-        images = loadmat(str(path))["X"]  # (32, 32, 3, N), as torchvision reads it
-    except FileNotFoundError as err:
-        raise _missing_data_error(root, [path], f"SVHN: {err}", download, layout=_color_layout("svhn")) from err
-    except Exception as err:
-        raise _missing_data_error(
-            root,
-            [path],
-            f"SVHN {split} set unreadable or not downloaded: {err}",
-            download,
-            unreadable=path.is_file(),
-            layout=_color_layout("svhn"),
-        ) from err
-    return torch.from_numpy(np.ascontiguousarray(np.transpose(images, (3, 2, 0, 1))))
+    @property
+    def label(self) -> str:
+        """As written in metrics.json and checkpoints (``mnist``, ``image_folder:<folder>``)."""
+        return self.name
+
+    @property
+    def cache_name(self) -> str:
+        return self.label.replace(":", "-")
+
+    def looked_at(self, root: Path) -> list[Path]:
+        """Where its files are looked for (named in a missing-data error)."""
+        raise NotImplementedError
+
+    def layout(self) -> str:
+        """Its on-disk layout, in words."""
+        raise NotImplementedError
+
+    def files(self, root: Path, train: bool) -> list[Path]:
+        """The files a split is decoded from (the cache key)."""
+        raise NotImplementedError
+
+    def load(self, root: Path, train: bool, download: bool) -> torch.Tensor:
+        """(N, C, 32, 32) uint8 images of a split."""
+        raise NotImplementedError
+
+    def missing(self, root: Path, detail: str, looked_at: list[Path] | None = None, **fix) -> DataNotFoundError:
+        return _missing_data_error(root, looked_at or self.looked_at(root), detail, layout=self.layout(), **fix)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.label!r})"
 
 
-def load_color(root: Path, source, train: bool, download: bool) -> torch.Tensor:
-    """(N, 3, 32, 32) uint8 images of a colour source, from whichever layout is present."""
-    name = source_name(source)
-    if name == "svhn":
-        return _load_svhn(root, train, download)
-    folder, paths, layout_text = _folder_name(source), _color_paths(root, source), _color_layout(source)
-    layout = (
-        cifar_layout(root, folder)
-        if name != "image_folder"
-        else ("folder" if (root / folder / "train").is_dir() and (root / folder / "test").is_dir() else None)
-    )
-    if layout is None and download and name in ("cifar10", "cifar100"):
-        layout = "archive"
-    if layout is None:
-        raise _missing_data_error(root, paths, f"{name}: no known layout found.", layout=layout_text)
-    if layout == "archive":
-        from torchvision.datasets import CIFAR10, CIFAR100
+class TorchvisionGray(Source):
+    """A 28x28 gray source in torchvision's idx layout, resized to 32x32 and kept with one channel."""
+
+    kind = "gray"
+    DATASETS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "kmnist": "KMNIST"}  # torchvision's class
+
+    def __init__(self, name: str = "mnist") -> None:
+        if name not in self.DATASETS:
+            raise ConfigError(f"data/gray={name} is not one of {sorted(self.DATASETS)}")
+        self.name, self.dataset = name, self.DATASETS[name]
+
+    @property
+    def cache_name(self) -> str:
+        return "mnist" if self.name == "mnist" else self.name  # the cache name from before other sources existed
+
+    def looked_at(self, root: Path) -> list[Path]:
+        return [root / self.dataset / "raw"]
+
+    def layout(self) -> str:
+        return f"<root>/{self.dataset}/raw/{{train,t10k}}-{{images-idx3,labels-idx1}}-ubyte"
+
+    def files(self, root: Path, train: bool) -> list[Path]:
+        prefix = "train" if train else "t10k"
+        return sorted((root / self.dataset / "raw").glob(f"{prefix}-images-idx3-ubyte*"))
+
+    def load(self, root: Path, train: bool, download: bool) -> torch.Tensor:
+        import torchvision.datasets
 
         try:
-            archive = "cifar-10-batches-py" if name == "cifar10" else "cifar-100-python"
-            tarball = "cifar-10-python.tar.gz" if name == "cifar10" else "cifar-100-python.tar.gz"
-            with no_debris(download, root, root / archive, root / tarball):
-                data = (CIFAR10 if name == "cifar10" else CIFAR100)(str(root), train=train, download=download).data
+            with no_debris(download, root, root / self.dataset):
+                ds = getattr(torchvision.datasets, self.dataset)(str(root), train=train, download=download)
+        except RuntimeError as err:  # torchvision: "Dataset not found. You can use download=True ..." / download failed
+            raise self.missing(root, f"{self.dataset}: {err}", download=download) from err
+        except Exception as err:  # truncated / corrupt idx files
+            raise self.missing(root, f"{self.dataset} is unreadable: {err!r}", unreadable=True) from err
+        images = ds.data
+        if images.ndim != 3 or images.shape[1:] != (28, 28) or len(images) == 0:
+            raise self.missing(root, f"{self.dataset} has shape {tuple(images.shape)}")
+        return resize_mnist(images)
+
+
+class ImageFolder(Source):
+    """Any ImageFolder of 32x32 images, ``<root>/<folder>/{train,test}/<class>/*.png|jpg``."""
+
+    kind = "color"
+
+    def __init__(self, folder: str | None = None, name: str = "image_folder") -> None:
+        if not folder:
+            raise ConfigError("data/color=image_folder needs data.color.folder=<name of the folder under data.root>")
+        self.name, self.folder = name, str(folder)
+
+    @property
+    def label(self) -> str:
+        return f"image_folder:{self.folder}" if self.name == "image_folder" else self.name
+
+    def looked_at(self, root: Path) -> list[Path]:
+        return [root / self.folder / "train", root / self.folder / "test"]
+
+    def layout(self) -> str:
+        return f"<root>/{self.folder}/{{train,test}}/<class>/*.png|jpg (32x32)"
+
+    def has_folder(self, root: Path) -> bool:
+        return (root / self.folder / "train").is_dir() and (root / self.folder / "test").is_dir()
+
+    def files(self, root: Path, train: bool) -> list[Path]:
+        split_dir = root / self.folder / ("train" if train else "test")
+        return list_image_folder(split_dir, strict=False) if split_dir.is_dir() else []
+
+    def load(self, root: Path, train: bool, download: bool) -> torch.Tensor:
+        if not self.has_folder(root):
+            raise self.missing(root, f"{self.name}: no known layout found.")
+        split_dir = root / self.folder / ("train" if train else "test")
+        try:
+            files = list_image_folder(split_dir)
+        except ValueError as err:
+            raise self.missing(root, f"{self.name}: {err}. Remove that folder or fill it.", [split_dir]) from err
+        if not files:
+            raise self.missing(root, f"{self.name}: the ImageFolder split holds no images.", [split_dir])
+        out = np.empty((len(files), 32, 32, 3), dtype=np.uint8)
+        try:
+            for i, f in enumerate(files):
+                out[i] = _read_rgb32(f)
         except Exception as err:
-            raise _missing_data_error(root, paths, f"{name} archive: {err}", download, layout=layout_text) from err
+            raise self.missing(root, f"{self.name} image unreadable: {err}", [split_dir], unreadable=True) from err
+        return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+
+
+class Cifar(ImageFolder):
+    """CIFAR-10 or CIFAR-100: torchvision's pickled archive (downloadable), or an ImageFolder ``<root>/<name>/``."""
+
+    ARCHIVES = {  # folder, tarball, torchvision's class
+        "cifar10": ("cifar-10-batches-py", "cifar-10-python.tar.gz", "CIFAR10"),
+        "cifar100": ("cifar-100-python", "cifar-100-python.tar.gz", "CIFAR100"),
+    }
+
+    def __init__(self, name: str = "cifar10") -> None:
+        if name not in self.ARCHIVES:
+            raise ConfigError(f"data/color={name} is not one of {list(COLOR_SOURCES)}")
+        super().__init__(folder=name, name=name)
+        self.archive, self.tarball, self.dataset = self.ARCHIVES[name]
+
+    @property
+    def cache_name(self) -> str:
+        return "cifar" if self.name == "cifar10" else self.name  # the cache name from before other sources existed
+
+    def looked_at(self, root: Path) -> list[Path]:
+        return [root / self.archive, *super().looked_at(root)]
+
+    def layout(self) -> str:
+        return f"<root>/{self.archive}/ or {super().layout()}"
+
+    def on_disk(self, root: Path) -> str | None:
+        """'archive' (torchvision's), 'folder' (ImageFolder) or None."""
+        if (root / self.archive).is_dir():
+            return "archive"
+        return "folder" if self.has_folder(root) else None
+
+    def files(self, root: Path, train: bool) -> list[Path]:
+        if self.on_disk(root) == "archive":
+            return sorted((root / self.archive).iterdir())
+        return super().files(root, train)
+
+    def load(self, root: Path, train: bool, download: bool) -> torch.Tensor:
+        layout = self.on_disk(root) or ("archive" if download else None)
+        if layout != "archive":
+            return super().load(root, train, download)
+        import torchvision.datasets
+
+        try:
+            with no_debris(download, root, root / self.archive, root / self.tarball):
+                data = getattr(torchvision.datasets, self.dataset)(str(root), train=train, download=download).data
+        except Exception as err:
+            raise self.missing(root, f"{self.name} archive: {err}", download=download) from err
         return torch.from_numpy(np.ascontiguousarray(data)).permute(0, 3, 1, 2).contiguous()
-    split_dir = root / folder / ("train" if train else "test")
-    try:
-        files = list_image_folder(split_dir)
-    except ValueError as err:
-        raise _missing_data_error(
-            root, [split_dir], f"{name}: {err}. Remove that folder or fill it.", layout=layout_text
-        ) from err
-    if not files:
-        raise _missing_data_error(
-            root, [split_dir], f"{name}: the ImageFolder split holds no images.", layout=layout_text
-        )
-    out = np.empty((len(files), 32, 32, 3), dtype=np.uint8)
-    try:
-        for i, f in enumerate(files):
-            out[i] = _read_rgb32(f)
-    except Exception as err:
-        raise _missing_data_error(
-            root, [split_dir], f"{name} image unreadable: {err}", unreadable=True, layout=layout_text
-        ) from err
-    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
 
-def load_cifar(root: Path, train: bool, download: bool) -> torch.Tensor:
-    return load_color(root, "cifar10", train, download)
+class Svhn(Source):
+    """SVHN's 32x32 digits in torchvision's ``.mat`` files (downloadable; reading them needs scipy)."""
 
+    kind = "color"
 
-def source_files(root: Path, source, kind: str, train: bool) -> list[Path]:
-    """The files a split of a source is decoded from (for the cache key)."""
-    name = source_name(source)
-    if kind == "gray":
-        prefix = "train" if train else "t10k"
-        return sorted((root / GRAY_SOURCES[name] / "raw").glob(f"{prefix}-images-idx3-ubyte*"))
-    if name == "svhn":
-        path = root / "svhn" / f"{'train' if train else 'test'}_32x32.mat"
+    def __init__(self, name: str = "svhn") -> None:
+        if name != "svhn":
+            raise ConfigError(f"data/color={name} is not one of {list(COLOR_SOURCES)}")
+        self.name = name
+
+    def _path(self, root: Path, train: bool) -> Path:
+        return root / "svhn" / f"{'train' if train else 'test'}_32x32.mat"
+
+    def looked_at(self, root: Path) -> list[Path]:
+        return [self._path(root, True), self._path(root, False)]
+
+    def layout(self) -> str:
+        return "<root>/svhn/{train,test}_32x32.mat (torchvision's SVHN files)"
+
+    def files(self, root: Path, train: bool) -> list[Path]:
+        path = self._path(root, train)
         return [path] if path.is_file() else []
-    folder = _folder_name(source)
-    if name != "image_folder" and cifar_layout(root, folder) == "archive":
-        archive = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}[name]
-        return sorted((root / archive).iterdir())
-    split_dir = root / folder / ("train" if train else "test")
-    return list_image_folder(split_dir, strict=False) if split_dir.is_dir() else []
+
+    def load(self, root: Path, train: bool, download: bool) -> torch.Tensor:
+        split, path = ("train" if train else "test"), self._path(root, train)
+        try:
+            if not path.is_file() and download:
+                from torchvision.datasets import SVHN
+
+                with no_debris(download, root, root / "svhn"):
+                    SVHN(str(root / "svhn"), split=split, download=True)
+            from scipy.io import loadmat
+
+            images = loadmat(str(path))["X"]  # (32, 32, 3, N), as torchvision reads it
+        except FileNotFoundError as err:
+            raise self.missing(root, f"SVHN: {err}", [path], download=download) from err
+        except Exception as err:
+            detail = f"SVHN {split} set unreadable or not downloaded: {err}"
+            raise self.missing(root, detail, [path], download=download, unreadable=path.is_file()) from err
+        return torch.from_numpy(np.ascontiguousarray(np.transpose(images, (3, 2, 0, 1))))
+
+
+GRAY_SOURCES = {name: TorchvisionGray for name in TorchvisionGray.DATASETS}
+COLOR_SOURCES = {"cifar10": Cifar, "cifar100": Cifar, "svhn": Svhn, "image_folder": ImageFolder}
+
+
+def make_source(spec: Source | str | Mapping, kind: str) -> Source:
+    """A source from its class (built by Hydra from ``_target_``), its name, or its config node without
+    ``_target_`` (as older runs and checkpoints wrote it): ``{name: image_folder, folder: ...}``."""
+    if isinstance(spec, Source):
+        if spec.kind != kind:
+            raise ConfigError(f"data/{kind}: {spec.label} is a {spec.kind} source, not a {kind} one")
+        return spec
+    options = {"name": spec} if isinstance(spec, str) else {k: v for k, v in dict(spec).items() if k != "_target_"}
+    classes = GRAY_SOURCES if kind == "gray" else COLOR_SOURCES
+    name = str(options.get("name"))
+    if name not in classes:
+        raise ConfigError(f"data/{kind}={name} is not one of {sorted(classes) if kind == 'gray' else list(classes)}")
+    if classes[name] is ImageFolder:
+        return ImageFolder(folder=options.get("folder"))
+    return classes[name](name)
+
+
+def pair_label(gray: Source, color: Source) -> str:
+    return f"{gray.label}+{color.label}"
+
+
+def parse_pair(label: str) -> tuple[Source, Source]:
+    """The inverse of ``pair_label``."""
+    gray, color = label.split("+", 1)
+    if color.startswith("image_folder:"):
+        return make_source(gray, "gray"), ImageFolder(folder=color.split(":", 1)[1])
+    return make_source(gray, "gray"), make_source(color, "color")

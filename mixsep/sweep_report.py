@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from mixsep.module import TEST_KEYS
+from mixsep.metrics import TEST_KEYS
 from mixsep.stats import t_interval
 
 TEST_COLUMNS = tuple(  # (key, heading, digits): test/mnist_psnr -> "MNIST PSNR", 2

@@ -1,9 +1,12 @@
-"""What every entry point (run, evaluate, separate, mix, report) shares: building objects from the config
-with a user's mistake unwrapped, and a command line checked before Hydra would print a screen about it."""
+"""What the entry points share: building objects from the config with a user's mistake unwrapped, a command
+line checked before Hydra would print a screen about it, and one training job's record (status.json, W&B,
+the one-line error). The one-line error path itself is ``errors.one_line_errors``."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import lightning as L
@@ -11,7 +14,9 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from mixsep.errors import ConfigError, user_error
+from mixsep import jobs, requeue
+from mixsep.errors import ConfigError, DiskError, TrainingDivergedError, user_error
+from mixsep.loggers import finish_wandb
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")  # absolute: main may run as mixsep.run or __main__
 # ${if_tty:a,b}: a on a terminal, b when stdout goes to a file or a pipe (progress bar refresh rates)
@@ -95,3 +100,49 @@ def _check_overrides(args: list[str]) -> None:
                     if not p.name.startswith("_")
                 )
                 sys.exit(f"mixsep: {key}={option} is not an option of conf/{key}/: choose one of {', '.join(choices)}")
+
+
+@contextlib.contextmanager
+def recorded_job(out: Path, optimized_metric: str) -> Iterator[dict]:
+    """One training job's life in its folder's status.json: running, then completed (with
+    ``record["objective"]``), failed, re-queued or cancelled; its W&B run finished alike.
+
+    A user-fixable error of a single run exits with one line ``mixsep: …`` (no traceback); inside a sweep it
+    raises, so that the launcher marks this job failed and the other jobs go on. A run refused before training
+    leaves a finished run's record as it was."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    zero = rank_zero_only.rank == 0
+    earlier_status = read_bytes(out / "status.json")
+    record: dict = {}
+    try:
+        if zero:
+            jobs.check_writable(out)
+            jobs.write_status(out, "running", requeues=requeue.requeue_count())
+        yield record
+    except BaseException as err:
+        stopped_early = dict(requeue.stopping) if isinstance(err, SystemExit) else {}
+        if zero:
+            with contextlib.suppress(OSError):  # an unwritable folder: the message below says so
+                if stopped_early:  # re-queued or cancelled by the scheduler: not a failure
+                    requeues = requeue.requeue_count() + (stopped_early["status"] == "requeued")
+                    jobs.write_status(out, stopped_early["status"], reason=stopped_early["reason"], requeues=requeues)
+                else:
+                    jobs.write_status(out, "failed", **jobs.failure_fields(err))
+        finish_wandb(failed=not stopped_early, preempted=stopped_early.get("status") == "requeued")
+        fixable = user_error(err)
+        if fixable is not None and not jobs.hydra_job()["multirun"]:
+            if zero and earlier_status is not None and not isinstance(fixable, (TrainingDivergedError, DiskError)):
+                with contextlib.suppress(OSError):  # refused before training: the folder's record stays
+                    (out / "status.json").write_bytes(earlier_status)
+            sys.exit(f"mixsep: {fixable}")
+        raise
+    finish_wandb(failed=False)
+    if zero:
+        jobs.write_status(
+            out,
+            "completed",
+            optimized_metric=optimized_metric,
+            objective=record["objective"],
+            requeues=requeue.requeue_count(),
+        )

@@ -14,23 +14,22 @@ from mixsep import load_separator
 from mixsep.data import MixDataModule
 from mixsep.errors import ConfigError, DataNotFoundError, TrainingDivergedError
 from mixsep.run import train
-from tests.conftest import TINY_SIZES, run_cli, run_in_this_process
-from tests.conftest import compose_config as compose_cfg
+from tests.helpers import TINY_SIZES, compose_config, run_cli, run_in_this_process
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("bad", ["data.batch_size=1.5", "data.val_pairs=abc", "data.num_workers=-1"])
-def test_wrong_data_types_are_config_errors(bad, tiny_overrides, tmp_path):
+def test_wrong_data_types_are_config_errors(compose, bad, tiny_overrides, tmp_path):
     with pytest.raises(ConfigError, match=bad.split("=")[0]):
-        train(compose_cfg("config", tiny_overrides + [bad], tmp_path))
+        train(compose("config", tiny_overrides + [bad], tmp_path))
 
 
-def test_callback_options_without_their_callback_are_a_config_error(tiny_overrides, tmp_path):
+def test_callback_options_without_their_callback_are_a_config_error(compose, tiny_overrides, tmp_path):
     # best_cpu_5min sets callbacks.ema options; callbacks=default then leaves them without a _target_
     overrides = tiny_overrides + ["experiment=best_cpu_5min", "callbacks=default"]
     with pytest.raises(ConfigError, match=r"callbacks\.ema .*callbacks=ema"):
-        train(compose_cfg("config", overrides, tmp_path))
+        train(compose("config", overrides, tmp_path))
 
 
 def test_a_wrong_size_image_is_named_with_its_size(tiny_root, tiny_data_kwargs):
@@ -48,30 +47,26 @@ def test_an_empty_class_folder_is_named(tiny_root, tiny_data_kwargs):
     assert str(tiny_root / "cifar10" / "train" / "zebra") in str(err.value) and "holds no images" in str(err.value)
 
 
-def test_more_test_pairs_than_there_are_are_capped_and_said(tiny_overrides, tmp_path, caplog):
-    metrics = train(compose_cfg("config", tiny_overrides + ["data.test_pairs=50"], tmp_path))
+def test_more_test_pairs_than_there_are_are_capped_and_said(compose, tiny_overrides, tmp_path, caplog):
+    metrics = train(compose("config", tiny_overrides + ["data.test_pairs=50"], tmp_path))
     assert metrics["test_pairs"] == 12 and not metrics["partial_test"]
     assert "data.test_pairs=50 is more than the 12 test pairs" in caplog.text
 
 
-def test_an_unwritable_run_folder_is_a_config_error_and_loses_nothing(tiny_overrides, tmp_path):
+def test_an_unwritable_run_folder_is_a_config_error_and_loses_nothing(compose, tiny_overrides, tmp_path):
     blocker = tmp_path / "notes.txt"
     blocker.write_text("keep me")
     with pytest.raises(ConfigError, match="cannot write to the run folder"):
-        train(compose_cfg("config", tiny_overrides, blocker / "run"))
+        train(compose("config", tiny_overrides, blocker / "run"))
     assert blocker.read_text() == "keep me"
 
 
-def test_a_diverging_run_stops_naming_the_step_and_keeps_earlier_checkpoints(tiny_overrides, tmp_path):
-    train(compose_cfg("config", tiny_overrides, tmp_path))
+def test_a_diverging_run_stops_naming_the_step_and_keeps_earlier_checkpoints(compose, tiny_overrides, tmp_path):
+    train(compose("config", tiny_overrides, tmp_path))
     last = tmp_path / "checkpoints" / "last.ckpt"
     before = last.read_bytes()
     with pytest.raises(TrainingDivergedError, match=r"at step \d+ .*model.lr=1e\+30"):
-        train(
-            compose_cfg(
-                "config", tiny_overrides + ["model.lr=1e30", "ckpt_path=null", "trainer.max_epochs=3"], tmp_path
-            )
-        )
+        train(compose("config", tiny_overrides + ["model.lr=1e30", "ckpt_path=null", "trainer.max_epochs=3"], tmp_path))
     assert last.read_bytes() == before  # the last good checkpoint is still there, untouched
     load_separator(last)
 
@@ -111,12 +106,12 @@ def test_the_rich_progress_bar_completes_off_a_terminal(tiny_overrides, tmp_path
     assert "precision: bf16-mixed" in result.stdout or "precision: 32-true" in result.stdout  # said at start
 
 
-def test_precision_auto_resolves_and_is_recorded(tiny_overrides, tmp_path):
+def test_precision_auto_resolves_and_is_recorded(compose, tiny_overrides, tmp_path):
     from mixsep.hardware import cpu_has_bf16
 
-    metrics = train(compose_cfg("config", tiny_overrides, tmp_path))
+    metrics = train(compose("config", tiny_overrides, tmp_path))
     assert metrics["precision"] == ("bf16-mixed" if cpu_has_bf16() else "32-true")
-    prior = compose_cfg("config", ["experiment=prior/conv_dual"], tmp_path)
+    prior = compose("config", ["experiment=prior/conv_dual"], tmp_path)
     assert prior.trainer.precision == "32-true"  # the earlier reports' presets keep fp32
     assert (
         torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["mixsep_precision"]
@@ -178,7 +173,7 @@ def _training_checkpoint(tmp: Path, model: str = "unet") -> Path:
     """A whole training checkpoint of another model kind, as mixsep.run writes one."""
     from mixsep.task import build_module
 
-    cfg = compose_cfg("config", [f"model={model}"], tmp)
+    cfg = compose_config("config", [f"model={model}"], tmp)
     module = build_module(cfg.model)
     path = tmp / f"{model}-last.ckpt"
     torch.save(

@@ -1,10 +1,12 @@
-"""Sweeps on real clusters: a Ray cluster started with ``ray start`` and a single-node SLURM cluster
-(Debian's slurmctld/slurmd/munge, started by tests/cluster/slurm_up.sh), driven through the README's
+"""Sweeps on clusters: Ray's launcher on this machine, a Ray cluster started with ``ray start``, a single-node
+SLURM cluster (Debian's slurmctld/slurmd/munge, started by tests/cluster/slurm_up.sh), driven through the README's
 command lines. Skipped, with the reason, only where the cluster cannot be started here."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 import os
 import shlex
 import socket
@@ -15,13 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PROJECT_ROOT, readme_command, run_cli, wandb_records
+from tests.helpers import PROJECT_ROOT, job_metrics, readme_command, run_cli, wandb_records
 
-pytestmark = pytest.mark.slow
-
-
-def job_metrics(sweep: Path) -> dict[str, dict]:
-    return {p.parent.name: json.loads(p.read_text()) for p in sorted(sweep.glob("*/metrics.json"))}
+pytestmark = pytest.mark.slow  # pytest-xdist --dist loadfile: the Ray and SLURM tests of this file run one at a time
 
 
 def overlap(a: dict, b: dict) -> bool:
@@ -59,6 +57,36 @@ def ray_cluster():
         yield f"127.0.0.1:{port}"
     finally:
         subprocess.run([ray_cli, "stop", "--force"], capture_output=True, timeout=120)
+
+
+def test_ray_launcher_gives_each_job_its_own_gpu_and_queues_the_rest(tiny_overrides, tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_cli(
+        tiny_overrides
+        + [
+            "-m",
+            "hydra/launcher=gpus",
+            "hydra.launcher.ray.init.num_gpus=2",
+            "hydra.launcher.ray.init.num_cpus=2",
+            "hydra.launcher.ray.remote.num_cpus=1",
+            "seed=0,1,2,3",
+            "trainer.max_epochs=3",
+            f"hydra.sweep.dir={sweep}",
+        ]
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = job_metrics(sweep)
+    assert len(jobs) == 4
+    for m in jobs.values():
+        assert m["cuda_visible_devices"] in ("0", "1")  # exactly one of the two GPUs Ray was told of
+        assert m["world_size"] == 1 and math.isfinite(m["test/mnist_psnr"])
+    for a, b in itertools.combinations(jobs.values(), 2):
+        if overlap(a, b):  # trained at the same time: never on the same GPU
+            assert a["cuda_visible_devices"] != b["cuda_visible_devices"]
+    spans = [tuple(datetime.fromisoformat(m[k]) for k in ("train_start", "train_end")) for m in jobs.values()]
+    moments = sorted(t for span in spans for t in span)
+    running = [sum(s0 <= t < s1 for s0, s1 in spans) for t in moments]
+    assert max(running) == 2  # two GPUs: two jobs at once, never three
 
 
 def test_sweep_joins_a_running_ray_cluster(ray_cluster, tiny_overrides, tmp_path):

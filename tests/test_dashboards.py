@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import run_cli, wandb_records
+from tests.helpers import run_cli, wandb_records
 
 pytestmark = pytest.mark.slow  # real command lines
 

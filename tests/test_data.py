@@ -9,7 +9,6 @@ import pytest
 import torch
 from PIL import Image
 
-from mixsep import cache as data_cache
 from mixsep import pairs as pairing
 from mixsep import sources
 from mixsep.data import MixDataModule
@@ -147,8 +146,8 @@ def test_cache_is_reused_and_rebuilt_after_corruption(tiny_data_kwargs, monkeypa
     files = sorted(cache.glob("*.pt"))
     assert len(files) == 4
     calls = []
-    real_loader = data_cache.load_color
-    monkeypatch.setattr(data_cache, "load_color", lambda *a: calls.append(a) or real_loader(*a))
+    real_loader = sources.Cifar.load
+    monkeypatch.setattr(sources.Cifar, "load", lambda *a: calls.append(a) or real_loader(*a))
     _dm(tiny_data_kwargs)
     assert calls == []  # served from the cache
     target = next(f for f in files if f.name.startswith("cifar_test"))
@@ -185,7 +184,7 @@ def test_torchvision_archive_layout_is_detected_and_read(tiny_root, tiny_data_kw
 
     monkeypatch.setattr(tv_cifar.CIFAR10, "_check_integrity", lambda self: True)
     monkeypatch.setattr(tv_cifar, "check_integrity", lambda *a, **k: True)
-    assert sources.cifar_layout(tiny_root) == "archive"
+    assert sources.Cifar("cifar10").on_disk(tiny_root) == "archive"
     dm = _dm(tiny_data_kwargs)
     assert dm.splits.cifar_train.shape == (50, 3, 32, 32)
     expected = torch.from_numpy(arrays["test_batch"].reshape(12, 3, 32, 32))

@@ -7,8 +7,7 @@ from pathlib import Path
 
 from mixsep import report
 from mixsep.run import train
-from tests.conftest import REAL_ROOT, csv_rows, requires_real_data
-from tests.conftest import compose_config as compose_cfg
+from tests.helpers import REAL_ROOT, csv_rows, requires_real_data
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -17,8 +16,8 @@ def last_value(rows: list[dict], key: str) -> float:
     return float([r[key] for r in rows if r.get(key)][-1])
 
 
-def test_fast_dev_run_records_the_pairs_it_really_scored(tiny_overrides, tmp_path):
-    cfg = compose_cfg("config", tiny_overrides + ["debug=fdr"], tmp_path)
+def test_fast_dev_run_records_the_pairs_it_really_scored(compose, tiny_overrides, tmp_path):
+    cfg = compose("config", tiny_overrides + ["debug=fdr"], tmp_path)
     assert str(cfg.hydra.run.dir).startswith("outputs/debug/fdr/") and cfg.ckpt_path is None
     metrics = train(cfg)
     assert metrics["test_pairs"] == 8 and metrics["partial_test"]  # one batch of 8, of 12 pairs
@@ -27,15 +26,15 @@ def test_fast_dev_run_records_the_pairs_it_really_scored(tiny_overrides, tmp_pat
     assert on_disk["test_pairs"] == 8 and "test/pairs" not in on_disk
 
 
-def test_a_full_test_is_not_partial(tiny_overrides, tmp_path):
-    metrics = train(compose_cfg("config", tiny_overrides, tmp_path))
+def test_a_full_test_is_not_partial(compose, tiny_overrides, tmp_path):
+    metrics = train(compose("config", tiny_overrides, tmp_path))
     assert metrics["test_pairs"] == 12 and not metrics["partial_test"] and metrics["debug_mode"] is None
 
 
-def test_report_leaves_out_debug_runs_and_never_ranks_a_partial_test(tiny_overrides, tiny_root, tmp_path):
-    train(compose_cfg("config", tiny_overrides + ["debug=limit", "trainer.limit_test_batches=1"], tmp_path / "d"))
-    train(compose_cfg("config", tiny_overrides + ["trainer.limit_test_batches=1"], tmp_path / "p"))
-    train(compose_cfg("config", tiny_overrides, tmp_path / "full"))
+def test_report_leaves_out_debug_runs_and_never_ranks_a_partial_test(compose, tiny_overrides, tiny_root, tmp_path):
+    train(compose("config", tiny_overrides + ["debug=limit", "trainer.limit_test_batches=1"], tmp_path / "d"))
+    train(compose("config", tiny_overrides + ["trainer.limit_test_batches=1"], tmp_path / "p"))
+    train(compose("config", tiny_overrides, tmp_path / "full"))
     assert json.loads((tmp_path / "p" / "metrics.json").read_text())["partial_test"]
     args = ["--chart", str(tmp_path / "c.png"), "--data-root", str(tiny_root), "--cache-dir", str(tmp_path / "c")]
     ranked = [r["path"] for r in report.find_runs([tmp_path])]
@@ -46,7 +45,7 @@ def test_report_leaves_out_debug_runs_and_never_ranks_a_partial_test(tiny_overri
     assert sum(line.startswith("| ") and "| conv_dual |" in line for line in text.splitlines()) == 1
 
 
-def test_overfit_trains_on_the_same_fixed_pairs_every_epoch(tiny_overrides, tmp_path, monkeypatch):
+def test_overfit_trains_on_the_same_fixed_pairs_every_epoch(compose, tiny_overrides, tmp_path, monkeypatch):
     from mixsep.module import SeparationModule
 
     seen = []
@@ -57,7 +56,7 @@ def test_overfit_trains_on_the_same_fixed_pairs_every_epoch(tiny_overrides, tmp_
         lambda self, batch, i: seen.append((self.current_epoch, batch[1].sum().item())) or step(self, batch, i),
     )
     metrics = train(
-        compose_cfg(
+        compose(
             "config",
             tiny_overrides
             + ["debug=overfit", "trainer.overfit_batches=1", "trainer.max_epochs=3", "data.batch_size=8"],
@@ -69,7 +68,7 @@ def test_overfit_trains_on_the_same_fixed_pairs_every_epoch(tiny_overrides, tmp_
 
 
 @requires_real_data
-def test_overfit_memorises_its_pairs_far_below_a_normal_runs_loss(tmp_path):
+def test_overfit_memorises_its_pairs_far_below_a_normal_runs_loss(compose, tmp_path):
     common = [
         f"data.root={REAL_ROOT}",
         "debug=overfit",
@@ -78,11 +77,9 @@ def test_overfit_memorises_its_pairs_far_below_a_normal_runs_loss(tmp_path):
         "data.test_pairs=200",
         "callbacks.progress_bar.refresh_rate=0",
     ]
-    train(compose_cfg("config", common, tmp_path / "overfit"))  # 2 fixed batches of 32 pairs, 60 epochs
+    train(compose("config", common, tmp_path / "overfit"))  # 2 fixed batches of 32 pairs, 60 epochs
     train(
-        compose_cfg(
-            "config", common + ["trainer.overfit_batches=0", "trainer.limit_train_batches=2"], tmp_path / "normal"
-        )
+        compose("config", common + ["trainer.overfit_batches=0", "trainer.limit_train_batches=2"], tmp_path / "normal")
     )  # the same number of steps on fresh pairs
     memorised = last_value(csv_rows(tmp_path / "overfit"), "train/loss_epoch")
     fresh = last_value(csv_rows(tmp_path / "normal"), "train/loss_epoch")
@@ -91,8 +88,8 @@ def test_overfit_memorises_its_pairs_far_below_a_normal_runs_loss(tmp_path):
     assert memorised < 0.2 * first  # measured: 0.39 -> 0.026
 
 
-def test_trainer_arguments_need_no_plus_and_the_profiler_writes_its_report(tiny_overrides, tmp_path):
-    cfg = compose_cfg(
+def test_trainer_arguments_need_no_plus_and_the_profiler_writes_its_report(compose, tiny_overrides, tmp_path):
+    cfg = compose(
         "config",
         tiny_overrides
         + [
@@ -104,6 +101,6 @@ def test_trainer_arguments_need_no_plus_and_the_profiler_writes_its_report(tiny_
         tmp_path / "a",
     )
     assert cfg.trainer.profiler == "simple" and cfg.trainer.gradient_clip_val == 1.0
-    train(compose_cfg("config", tiny_overrides + ["debug=profiler"], tmp_path / "p"))
+    train(compose("config", tiny_overrides + ["debug=profiler"], tmp_path / "p"))
     reports = list((tmp_path / "p").glob("*profile*.txt"))
     assert reports and "Action" in reports[0].read_text()

@@ -8,11 +8,11 @@ import math
 import pytest
 import torch
 
+from mixsep.metrics import TEST_KEYS
 from mixsep.models import UNetSeparator
-from mixsep.module import TEST_KEYS, SeparationModule
+from mixsep.module import SeparationModule
 from mixsep.run import train
 from mixsep.symmetry import TRANSFORMS, dihedral, undo_dihedral
-from tests.conftest import compose_config as compose_cfg
 
 
 def test_every_transform_is_undone_and_all_eight_differ():
@@ -36,7 +36,7 @@ def test_self_ensemble_averages_the_eight_and_keeps_mixture_consistency():
     assert torch.equal(module(mix)[0], module._forward(mix)[0])  # training never averages
 
 
-def test_ema_augmentation_and_tta_run_and_are_recorded(tiny_overrides, tmp_path):
+def test_ema_augmentation_and_tta_run_and_are_recorded(compose, tiny_overrides, tmp_path):
     overrides = tiny_overrides + [
         "model=unet",
         "callbacks=ema",
@@ -45,7 +45,7 @@ def test_ema_augmentation_and_tta_run_and_are_recorded(tiny_overrides, tmp_path)
         "model.tta=true",
         "trainer.max_epochs=2",
     ]
-    metrics = train(compose_cfg("config", overrides, tmp_path))
+    metrics = train(compose("config", overrides, tmp_path))
     assert metrics["tta"] is True and all(math.isfinite(metrics[k]) for k in TEST_KEYS)
     ckpt = torch.load(metrics["checkpoint"], weights_only=False)
     assert "current_model_state" in ckpt  # Lightning's EMA: state_dict holds the averaged weights
@@ -65,7 +65,7 @@ def _timer_at(seconds: float, budget: str = "00:00:01:40"):
 
 
 def test_time_onecycle_follows_onecycle_lr_over_the_time_budget():
-    from mixsep.module import _time_onecycle
+    from mixsep.schedules import time_onecycle
 
     steps, lr = 1001, 3e-3
     opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=lr)
@@ -76,19 +76,19 @@ def test_time_onecycle_follows_onecycle_lr_over_the_time_budget():
         opt.step()
         reference.step()
     for step in (0, 75, 150, 400, 700, 1000):
-        factor = _time_onecycle(_timer_at(100 * step / (steps - 1)))(step)
+        factor = time_onecycle(_timer_at(100 * step / (steps - 1)))(step)
         assert math.isclose(factor * lr, by_step[step], rel_tol=0.02, abs_tol=1e-8), step
-    assert _time_onecycle(_timer_at(250))(0) * lr == pytest.approx(lr / 25e4)  # past the budget: the floor
+    assert time_onecycle(_timer_at(250))(0) * lr == pytest.approx(lr / 25e4)  # past the budget: the floor
 
 
-def test_time_onecycle_needs_max_time_and_fills_the_budget(tiny_overrides, tmp_path):
+def test_time_onecycle_needs_max_time_and_fills_the_budget(compose, tiny_overrides, tmp_path):
     from mixsep.errors import ConfigError
 
     overrides = tiny_overrides + ["model=unet", "model.scheduler=onecycle_time", "trainer.max_epochs=2"]
     with pytest.raises(ConfigError, match="trainer.max_time"):
-        train(compose_cfg("config", overrides, tmp_path / "no_budget"))
+        train(compose("config", overrides, tmp_path / "no_budget"))
     overrides += ["trainer.max_epochs=1000", "trainer.max_time=00:00:00:06"]
-    metrics = train(compose_cfg("config", overrides, tmp_path / "budget"))
+    metrics = train(compose("config", overrides, tmp_path / "budget"))
     assert 5 <= metrics["train_seconds"] < 30 and all(math.isfinite(metrics[k]) for k in TEST_KEYS)
     ckpt = torch.load(tmp_path / "budget" / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["global_step"] == metrics["global_step"]  # last.ckpt is the final state, improved or not

@@ -8,7 +8,7 @@ import torch
 from scipy.signal import convolve2d
 from skimage.metrics import peak_signal_noise_ratio as sk_psnr
 
-from mixsep.module import image_metrics
+from mixsep.metrics import image_metrics
 
 
 def _score(pred: torch.Tensor, target: torch.Tensor) -> dict[str, float]:

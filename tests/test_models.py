@@ -3,8 +3,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from mixsep.losses import reconstruction_loss
 from mixsep.models import ConvDual, ResNetDual, SingleSub, UNetSeparator, feasible_gray_bounds
-from mixsep.module import SeparationModule, reconstruction_loss
+from mixsep.module import SeparationModule
 
 NETS = {
     "conv_dual": lambda: ConvDual(),
@@ -96,6 +97,30 @@ def test_unet_options_keep_the_parameter_names_of_earlier_checkpoints():
     assert any(k.startswith("context.qkv.") for k in residual)
 
 
+def test_naf_blocks_start_as_the_identity_and_learn():
+    """NAFNet's blocks add both branches through zero-initialised scales: a new block passes its input
+    through unchanged, in either memory layout, and training moves those scales."""
+    from mixsep.models import NAFBlock
+
+    torch.manual_seed(6)
+    block = NAFBlock(8)
+    x = torch.randn(2, 8, 16, 16)
+    assert torch.equal(block(x), x)
+    assert torch.allclose(block(x.contiguous(memory_format=torch.channels_last)), x)
+    net = UNetSeparator(width=8, depth=2, block=["naf", "naf", "conv"])
+    names = set(net.state_dict())
+    assert {"stem.1.beta", "down.0.1.beta", "merge.0.1.gamma", "merge.1.1.gamma"} <= names  # levels 0 and 1
+    assert not any(k.startswith("down.1.") and "beta" in k for k in names)  # level 2: conv-BN-ReLU
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    mix, mnist, _ = _pairs(4)
+    for _ in range(3):
+        loss = torch.nn.functional.mse_loss(net(mix)[0], mnist)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert net.stem[1].gamma.abs().sum() > 0 and net.stem[1].beta.abs().sum() > 0
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -105,6 +130,8 @@ def test_unet_options_keep_the_parameter_names_of_earlier_checkpoints():
         (dict(width=8, depth=2, blocks=-1), "blocks"),
         (dict(width=8, depth=2, output="tanh"), "model.net.output"),
         (dict(widths=[8, 10], attention=True), "attention"),
+        (dict(width=8, depth=2, block="nafnet"), "model.net.block"),
+        (dict(width=8, depth=2, block=["naf", "conv"]), "one per level"),
     ],
 )
 def test_bad_unet_options_are_rejected_with_the_config_name(kwargs, message):

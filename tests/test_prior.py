@@ -12,7 +12,6 @@ from mixsep.models import MeanAE
 from mixsep.module import SeparationModule
 from mixsep.one_image import OneImageModule
 from mixsep.run import train
-from tests.conftest import compose_config as compose_cfg
 
 PRESET_KEYS = {
     "prior/conv_dual": ["test/mnist_psnr", "test/mnist_ssim", "test/cifar_psnr", "test/cifar_ssim"],
@@ -25,8 +24,8 @@ PRESET_KEYS = {
 
 
 @pytest.mark.parametrize("preset", sorted(PRESET_KEYS))
-def test_preset_runs_one_tiny_epoch_and_logs_its_keys(preset, tiny_overrides, tmp_path):
-    cfg = compose_cfg("config", [f"experiment={preset}"] + tiny_overrides, tmp_path)
+def test_preset_runs_one_tiny_epoch_and_logs_its_keys(compose, preset, tiny_overrides, tmp_path):
+    cfg = compose("config", [f"experiment={preset}"] + tiny_overrides, tmp_path)
     metrics = train(cfg)
     assert metrics["experiment"] == preset
     for key in PRESET_KEYS[preset]:

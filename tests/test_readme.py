@@ -23,7 +23,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import (
+from tests.helpers import (
     BENCHMARKS_README,
     PROJECT_ROOT,
     README,
@@ -320,18 +320,16 @@ def _raw(cfg: dict, key: str):
     return node
 
 
-def test_the_readme_knob_table_gives_the_configs_defaults(tmp_path):
+def test_the_readme_knob_table_gives_the_configs_defaults(compose, tmp_path):
     """Every `data.*` / `model.*` / `trainer.*` row of README's "Config knobs": its default cell names the value
     the config composes to (with model=conv_dual, the default), and the value of every model that differs."""
     from omegaconf import OmegaConf
-
-    from tests.conftest import compose_config
 
     text = README.read_text().split("### Config knobs", 1)[1].split("\n\n", 2)[1]
     rows = [line.split("|")[1:3] for line in text.splitlines() if line.startswith("| `")]
     models = sorted(p.stem for p in (PROJECT_ROOT / "conf" / "model").glob("*.yaml") if not p.stem.startswith("_"))
     configs = {
-        m: OmegaConf.to_container(compose_config("config", [f"model={m}"], tmp_path), resolve=False) for m in models
+        m: OmegaConf.to_container(compose("config", [f"model={m}"], tmp_path), resolve=False) for m in models
     }  # unresolved: an interpolation (e.g. ${oc.env:MIXSEP_DATA_ROOT,./data}) stays one
     checked = 0
     for key_cell, default_cell in rows:

@@ -9,11 +9,10 @@ import torch
 
 from mixsep import load_separator
 from mixsep.data import MixDataModule
-from mixsep.module import image_metrics
+from mixsep.metrics import image_metrics
 from mixsep.report import baseline_rows
 from mixsep.run import train
-from tests.conftest import REAL_ROOT, requires_real_data
-from tests.conftest import compose_config as compose_cfg
+from tests.helpers import REAL_ROOT, requires_real_data
 
 SHIPPED = Path(__file__).resolve().parents[1] / "results" / "best_cpu"
 
@@ -49,7 +48,7 @@ def test_shipped_model_separates_real_test_pairs_with_its_reported_quality(tmp_p
 
 
 @requires_real_data
-def test_short_conv_dual_run_beats_the_trivial_baseline(tmp_path):
+def test_short_conv_dual_run_beats_the_trivial_baseline(compose, tmp_path):
     overrides = [
         f"data.root={REAL_ROOT}",
         "model=conv_dual",
@@ -61,7 +60,7 @@ def test_short_conv_dual_run_beats_the_trivial_baseline(tmp_path):
         "data.test_pairs=500",
         "callbacks.progress_bar.refresh_rate=0",
     ]
-    metrics = train(compose_cfg("config", overrides, tmp_path))
+    metrics = train(compose("config", overrides, tmp_path))
     zero = baseline_rows(REAL_ROOT, None, test_pairs=500)[0]  # MNIST := 0, CIFAR := clamp(2·mix)
     assert metrics["test/mnist_psnr"] > zero["test/mnist_psnr"] + 2.0
     assert metrics["test/cifar_psnr"] > zero["test/cifar_psnr"] + 0.5

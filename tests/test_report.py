@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mixsep import report
-from tests.conftest import report_main
+from tests.helpers import report_main
 
 
 def _run(folder: Path, model: str, mnist_psnr: float, cifar_psnr: float, **extra) -> None:

@@ -16,7 +16,6 @@ from mixsep.data import MixDataModule
 from mixsep.module import SeparationModule
 from mixsep.requeue import SaveOnSignal
 from mixsep.run import train
-from tests.conftest import compose_config as compose_cfg
 
 NET = {"_target_": "mixsep.models.UNetSeparator", "widths": [4, 8]}
 
@@ -80,7 +79,7 @@ def test_the_readmes_resume_with_a_new_budget_continues_a_scheduled_unet(tiny_ov
     import csv
     import json
 
-    from tests.conftest import run_cli
+    from tests.helpers import run_cli
 
     run = tmp_path / "unet"
     first = run_cli(tiny_overrides + ["model=unet", f"hydra.run.dir={run}"])
@@ -95,11 +94,11 @@ def test_the_readmes_resume_with_a_new_budget_continues_a_scheduled_unet(tiny_ov
     assert rates[-1] < 2e-3 / 1000  # annealed at the new end (model.lr 2e-3, one-cycle ends at lr / 25e4)
 
 
-def test_resume_into_a_new_folder_keeps_the_best_record(tiny_overrides, tmp_path):
+def test_resume_into_a_new_folder_keeps_the_best_record(compose, tiny_overrides, tmp_path):
     base = [o for o in tiny_overrides if not o.startswith("trainer.max_epochs")] + ["model.lr=0.02"]
-    first = train(compose_cfg("config", base + ["trainer.max_epochs=2"], tmp_path / "a"))
+    first = train(compose("config", base + ["trainer.max_epochs=2"], tmp_path / "a"))
     resumed = train(
-        compose_cfg(
+        compose(
             "config",
             base + ["trainer.max_epochs=3", f"ckpt_path={tmp_path / 'a' / 'checkpoints' / 'last.ckpt'}"],
             tmp_path / "b",

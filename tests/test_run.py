@@ -11,19 +11,18 @@ import torch
 
 from mixsep import load_separator
 from mixsep.evaluate import evaluate
-from mixsep.module import TEST_KEYS
+from mixsep.metrics import TEST_KEYS
 from mixsep.run import train
 from mixsep.separator import CheckpointError
-from tests.conftest import CONF, run_cli
-from tests.conftest import compose_config as compose_cfg
+from tests.helpers import CONF, run_cli
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
+def trained_run(compose, tmp_path_factory):
     """One tiny conv_dual run shared by the tests below."""
     import numpy as np
 
-    from tests.conftest import make_cifar_folder, make_mnist
+    from tests.helpers import TINY_SIZES, make_cifar_folder, make_mnist
 
     tmp = tmp_path_factory.mktemp("run")
     rng = np.random.default_rng(0)
@@ -32,11 +31,7 @@ def trained_run(tmp_path_factory):
     overrides = [
         f"data.root={tmp / 'data'}",
         f"data.cache_dir={tmp / 'cache'}",
-        "data.batch_size=8",
-        "data.eval_batch_size=8",
-        "data.val_pairs=8",
-        "data.val_holdout=8",
-        "data.test_pairs=12",
+        *TINY_SIZES,
         "trainer.max_epochs=2",
         "trainer.accelerator=cpu",
         "trainer.log_every_n_steps=1",
@@ -45,7 +40,7 @@ def trained_run(tmp_path_factory):
         "model=conv_dual",
     ]
     out = tmp / "out"
-    metrics = train(compose_cfg("config", overrides, out))
+    metrics = train(compose("config", overrides, out))
     return out, metrics, overrides
 
 
@@ -73,11 +68,13 @@ def test_per_pair_scores_are_written_and_average_to_the_logged_scores(trained_ru
                 assert float(scores[key].mean()) == pytest.approx(metrics[f"{stage}/{key}"], abs=1e-4)
 
 
-def test_evaluate_reproduces_the_test_metrics(trained_run, tmp_path):
+def test_evaluate_reproduces_the_test_metrics(compose, trained_run, tmp_path):
     out, metrics, overrides = trained_run
     data_overrides = [o for o in overrides if o.startswith("data.")]
-    cfg = compose_cfg(
-        "evaluate", data_overrides + [f"ckpt_path={metrics['checkpoint']}", "samples=4", "accelerator=cpu"], tmp_path
+    cfg = compose(
+        "evaluate",
+        data_overrides + [f"ckpt_path={metrics['checkpoint']}", "samples=4", "trainer.accelerator=cpu"],
+        tmp_path,
     )
     again = evaluate(cfg)
     for key in TEST_KEYS:
@@ -108,43 +105,41 @@ def test_bad_checkpoints_give_clear_errors(tmp_path):
         load_separator(bad)
 
 
-def test_training_resumes_from_last_checkpoint(trained_run, tmp_path):
+def test_training_resumes_from_last_checkpoint(compose, trained_run, tmp_path):
     out, _, overrides = trained_run
     more = [o for o in overrides if not o.startswith("trainer.max_epochs")]
-    cfg = compose_cfg(
-        "config", more + ["trainer.max_epochs=3", f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}"], tmp_path
-    )
+    cfg = compose("config", more + ["trainer.max_epochs=3", f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}"], tmp_path)
     metrics = train(cfg)
     assert metrics["global_step"] == 12  # 8 steps restored + one more epoch of 4
 
 
 @pytest.mark.parametrize("model", ["resnet_dual", "single_sub", "unet"])
-def test_every_model_config_runs_end_to_end(model, tiny_overrides, tmp_path):
-    metrics = train(compose_cfg("config", tiny_overrides + [f"model={model}"], tmp_path / model))
+def test_every_model_config_runs_end_to_end(compose, model, tiny_overrides, tmp_path):
+    metrics = train(compose("config", tiny_overrides + [f"model={model}"], tmp_path / model))
     assert metrics["model"] == model
     assert all(math.isfinite(metrics[k]) for k in TEST_KEYS)
 
 
 @pytest.mark.parametrize("preset", ["best_cpu", "best_gpu", "fast_cpu"])
-def test_tuned_presets_run_on_cpu(preset, tiny_overrides, tmp_path):
+def test_tuned_presets_run_on_cpu(compose, preset, tiny_overrides, tmp_path):
     overrides = [o for o in tiny_overrides if o != "trainer.accelerator=cpu"] + [f"experiment={preset}"]
-    metrics = train(compose_cfg("config", overrides, tmp_path))
+    metrics = train(compose("config", overrides, tmp_path))
     assert metrics["experiment"] == preset and metrics["model"] == "unet"
     assert all(math.isfinite(metrics[k]) for k in TEST_KEYS)
 
 
-def test_experiment_presets_compose(tiny_overrides, tmp_path):
+def test_experiment_presets_compose(compose, tiny_overrides, tmp_path):
     for preset in sorted(p.stem for p in (Path(CONF) / "experiment").glob("*.yaml")):
-        cfg = compose_cfg("config", [f"experiment={preset}"], tmp_path)
+        cfg = compose("config", [f"experiment={preset}"], tmp_path)
         assert cfg.model.name and cfg.experiment_name == preset
 
 
-def test_wandb_logger_goes_offline_without_a_key(tiny_overrides, tmp_path, monkeypatch):
+def test_wandb_logger_goes_offline_without_a_key(compose, tiny_overrides, tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
-    metrics = train(compose_cfg("config", tiny_overrides + ["logger=wandb"], tmp_path / "w"))
+    metrics = train(compose("config", tiny_overrides + ["logger=wandb"], tmp_path / "w"))
     import os
 
     assert os.environ["WANDB_MODE"] == "offline"
@@ -183,22 +178,22 @@ def test_cli_reports_missing_data_without_a_traceback(tmp_path):
     assert "data.download=true" not in default.stderr
 
 
-def test_a_truncated_image_is_named_in_the_error(tiny_overrides, tiny_root, tmp_path):
+def test_a_truncated_image_is_named_in_the_error(compose, tiny_overrides, tiny_root, tmp_path):
     from mixsep.errors import DataNotFoundError
 
     victim = sorted((tiny_root / "cifar10" / "test").rglob("*.png"))[3]
     victim.write_bytes(victim.read_bytes()[:60])
     with pytest.raises(DataNotFoundError, match=str(victim)) as err:
-        train(compose_cfg("config", tiny_overrides, tmp_path))
+        train(compose("config", tiny_overrides, tmp_path))
     assert "replace the unreadable file" in str(err.value)
 
 
-def test_bad_trainer_values_are_config_errors(tiny_overrides, tmp_path):
+def test_bad_trainer_values_are_config_errors(compose, tiny_overrides, tmp_path):
     from mixsep.errors import ConfigError
 
     for bad in ("trainer.max_epochs=abc", "trainer.precision=17-bits"):
         with pytest.raises(ConfigError, match="trainer"):
-            train(compose_cfg("config", tiny_overrides + [bad], tmp_path))
+            train(compose("config", tiny_overrides + [bad], tmp_path))
 
 
 def test_exported_checkpoint_is_slim_and_separates_identically(trained_run, tmp_path):

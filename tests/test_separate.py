@@ -11,9 +11,8 @@ from PIL import Image
 
 from mixsep import mix as mix_cli
 from mixsep import separate as separate_cli
-from mixsep.module import image_metrics
-from tests.conftest import compose_config as compose_cfg
-from tests.conftest import requires_real_data
+from mixsep.metrics import image_metrics
+from tests.helpers import requires_real_data
 
 SHIPPED = Path(__file__).resolve().parents[1] / "results" / "best_cpu" / "model.ckpt"  # a U-Net: mix-consistent
 
@@ -49,7 +48,7 @@ def test_separate_writes_two_consistent_sources_per_mix(exported, capsys):
     assert "separated 6 of 6 images" in capsys.readouterr().out
 
 
-def test_separate_scores_match_evaluate_within_8_bit_rounding(exported, tiny_root, tmp_path):
+def test_separate_scores_match_evaluate_within_8_bit_rounding(compose, exported, tiny_root, tmp_path):
     from mixsep.evaluate import evaluate
 
     out = tmp_path / "sep"
@@ -61,7 +60,7 @@ def test_separate_scores_match_evaluate_within_8_bit_rounding(exported, tiny_roo
             pred = torch.from_numpy(pixels(out / f"{path.stem}.{source}.png")).permute(2, 0, 1)[None].float()
             metric.update(pred, torch.from_numpy(pixels(path)).permute(2, 0, 1)[None].float())
         scores[source] = float(metric.compute()["psnr"])
-    cfg = compose_cfg(
+    cfg = compose(
         "evaluate",
         [
             f"data.root={tiny_root}",
@@ -71,8 +70,8 @@ def test_separate_scores_match_evaluate_within_8_bit_rounding(exported, tiny_roo
             "data.val_pairs=8",
             f"ckpt_path={SHIPPED}",
             "samples=2",
-            "accelerator=cpu",
-            "precision=32-true",
+            "trainer.accelerator=cpu",
+            "trainer.precision=32-true",
         ],
         tmp_path / "eval",
     )

@@ -13,10 +13,9 @@ import torch
 from mixsep.data import MixDataModule
 from mixsep.errors import ConfigError, DataNotFoundError
 from mixsep.evaluate import evaluate
-from mixsep.module import TEST_KEYS
+from mixsep.metrics import TEST_KEYS
 from mixsep.run import train
-from tests.conftest import compose_config as compose_cfg
-from tests.conftest import make_folder, make_gray, report_main
+from tests.helpers import make_folder, make_gray, report_main
 
 
 @pytest.fixture
@@ -25,6 +24,30 @@ def other_root(tiny_root: Path) -> Path:
     make_gray(tiny_root, "FashionMNIST", 40, 12, seed=5)
     make_folder(tiny_root, "textures", 40, 14, seed=6)
     return tiny_root
+
+
+def test_each_source_option_builds_its_class_and_names_itself(compose, tmp_path):
+    """conf/data/{gray,color}/<name>.yaml picks the class by _target_; a name or an old config node without
+    _target_ (as earlier runs and checkpoints wrote them) builds the same source."""
+    from hydra.utils import instantiate
+
+    from mixsep.sources import Cifar, ImageFolder, Svhn, TorchvisionGray, make_source, parse_pair
+
+    expected = {
+        "gray": {"mnist": TorchvisionGray, "fashion_mnist": TorchvisionGray, "kmnist": TorchvisionGray},
+        "color": {"cifar10": Cifar, "cifar100": Cifar, "svhn": Svhn, "image_folder": ImageFolder},
+    }
+    for kind, options in expected.items():
+        for name, cls in options.items():
+            extra = ["data.color.folder=textures"] if name == "image_folder" else []
+            node = compose("config", [f"data/{kind}={name}", *extra], tmp_path)["data"][kind]
+            source = instantiate(node)
+            assert type(source) is cls and source.kind == kind
+            assert make_source(name if name != "image_folder" else dict(node), kind).label == source.label
+    gray, color = parse_pair("fashion_mnist+image_folder:textures")
+    assert (gray.label, color.label, color.folder) == ("fashion_mnist", "image_folder:textures", "textures")
+    with pytest.raises(ConfigError, match="not a gray one"):
+        make_source(Cifar(), "gray")
 
 
 def test_the_default_pair_is_unchanged(tiny_data_kwargs, tmp_path):
@@ -57,14 +80,14 @@ def test_other_sources_load_with_their_own_cache_and_fixed_pairs(other_root, tin
 def test_cifar100_folder_and_svhn_files_are_read(tiny_root, tmp_path):
     from scipy.io import savemat
 
-    from mixsep.sources import load_color
+    from mixsep.sources import Cifar, Svhn
 
     make_folder(tiny_root, "cifar100", 6, 4, seed=7, classes=("apple", "bee", "cloud"))
-    assert load_color(tiny_root, "cifar100", False, False).shape == (4, 3, 32, 32)
+    assert Cifar("cifar100").load(tiny_root, False, False).shape == (4, 3, 32, 32)
     images = np.random.default_rng(8).integers(0, 256, (32, 32, 3, 5), dtype=np.uint8)
     (tiny_root / "svhn").mkdir()
     savemat(tiny_root / "svhn" / "test_32x32.mat", {"X": images, "y": np.ones((5, 1), dtype=np.uint8)})
-    svhn = load_color(tiny_root, "svhn", False, False)
+    svhn = Svhn().load(tiny_root, False, False)
     assert svhn.shape == (5, 3, 32, 32) and torch.equal(svhn[2].permute(1, 2, 0), torch.from_numpy(images[..., 2]))
 
 
@@ -79,17 +102,17 @@ def test_missing_source_names_its_paths_and_fixes(tiny_root, tiny_data_kwargs):
         MixDataModule(**tiny_data_kwargs, color={"name": "image_folder"}).setup("fit")
 
 
-def test_train_on_another_pair_and_score_across_sources(other_root, tiny_overrides, tmp_path):
+def test_train_on_another_pair_and_score_across_sources(compose, other_root, tiny_overrides, tmp_path):
     data = [o for o in tiny_overrides if o.startswith("data.")]
     other = ["data/gray=fashion_mnist", "data/color=image_folder", "data.color.folder=textures"]
-    metrics = train(compose_cfg("config", tiny_overrides + other + ["model=unet"], tmp_path / "run"))
+    metrics = train(compose("config", tiny_overrides + other + ["model=unet"], tmp_path / "run"))
     assert metrics["sources"] == "fashion_mnist+image_folder:textures"
     assert all(math.isfinite(metrics[k]) for k in TEST_KEYS)  # the gray slot is scored as test/mnist_*
     # cross-source: the same model on the default pair's fixed test pairs
     cross = evaluate(
-        compose_cfg(
+        compose(
             "evaluate",
-            data + [f"ckpt_path={metrics['checkpoint']}", "samples=2", "accelerator=cpu"],
+            data + [f"ckpt_path={metrics['checkpoint']}", "samples=2", "trainer.accelerator=cpu"],
             tmp_path / "cross",
         )
     )

@@ -5,76 +5,26 @@ These run the real command line (``python -m mixsep.run -m ...``) on the tiny da
 
 from __future__ import annotations
 
-import itertools
 import json
-import math
 import os
 import shlex
-from datetime import datetime
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
 from mixsep.evaluate import evaluate
-from mixsep.module import TEST_KEYS
+from mixsep.metrics import TEST_KEYS
 from mixsep.run import train
-from tests.conftest import readme_command
-from tests.conftest import run_cli as cli
+from tests.helpers import job_metrics, readme_command
+from tests.helpers import run_cli as cli
 
 pytestmark = pytest.mark.slow  # real command lines, launchers and DDP processes
 ROOT = Path(__file__).resolve().parents[1]
 CONF = str(ROOT / "conf")
 
 
-def compose_cfg(name: str, overrides: list[str], out: Path):
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        cfg = compose(config_name=name, overrides=overrides, return_hydra_config=True)
-    cfg.paths.output_dir = str(out)
-    return cfg
-
-
-def job_metrics(sweep: Path) -> dict[str, dict]:
-    return {p.parent.name: json.loads(p.read_text()) for p in sorted(sweep.glob("*/metrics.json"))}
-
-
 def status(folder: Path) -> dict:
     return json.loads((folder / "status.json").read_text())
-
-
-def interval(m: dict) -> tuple[datetime, datetime]:
-    return datetime.fromisoformat(m["train_start"]), datetime.fromisoformat(m["train_end"])
-
-
-def test_ray_launcher_gives_each_job_its_own_gpu_and_queues_the_rest(tiny_overrides, tmp_path):
-    sweep = tmp_path / "sweep"
-    result = cli(
-        tiny_overrides
-        + [
-            "-m",
-            "hydra/launcher=gpus",
-            "hydra.launcher.ray.init.num_gpus=2",
-            "hydra.launcher.ray.init.num_cpus=2",
-            "hydra.launcher.ray.remote.num_cpus=1",
-            "seed=0,1,2,3",
-            "trainer.max_epochs=3",
-            f"hydra.sweep.dir={sweep}",
-        ]
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    jobs = job_metrics(sweep)
-    assert len(jobs) == 4
-    for m in jobs.values():
-        assert m["cuda_visible_devices"] in ("0", "1")  # exactly one of the two GPUs Ray was told of
-        assert m["world_size"] == 1 and math.isfinite(m["test/mnist_psnr"])
-    spans = {name: interval(m) for name, m in jobs.items()}
-    for a, b in itertools.combinations(jobs, 2):
-        (a0, a1), (b0, b1) = spans[a], spans[b]
-        if a0 < b1 and b0 < a1:  # trained at the same time: never on the same GPU
-            assert jobs[a]["cuda_visible_devices"] != jobs[b]["cuda_visible_devices"]
-    moments = sorted(t for s in spans.values() for t in s)
-    running = [sum(s0 <= t < s1 for s0, s1 in spans.values()) for t in moments]
-    assert max(running) == 2  # two GPUs: two jobs at once, never three
 
 
 def test_optuna_search_optimises_the_validation_objective(tiny_overrides, tmp_path):
@@ -191,8 +141,8 @@ def test_a_resumed_run_continues_the_same_wandb_run(tiny_overrides, tmp_path):
     assert len(list((run / "wandb").glob(f"offline-run-*-{first}"))) == 2  # two sessions, one W&B run
 
 
-def test_slurm_launcher_composes_with_its_keys(tmp_path):
-    cfg = compose_cfg("config", ["hydra/launcher=slurm", "hydra.launcher.partition=gpu"], tmp_path)
+def test_slurm_launcher_composes_with_its_keys(compose, tmp_path):
+    cfg = compose("config", ["hydra/launcher=slurm", "hydra.launcher.partition=gpu"], tmp_path)
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher") and launcher.partition == "gpu"
     for key in (
@@ -208,32 +158,34 @@ def test_slurm_launcher_composes_with_its_keys(tmp_path):
     ):
         assert key in launcher
     assert launcher.max_num_timeout > 0 and cfg.ckpt_path == "auto"
-    ray = compose_cfg("config", ["hydra/launcher=gpus"], tmp_path).hydra.launcher
+    ray = compose("config", ["hydra/launcher=gpus"], tmp_path).hydra.launcher
     assert ray.ray.remote.num_gpus == 1 and ray.ray.remote.max_calls == 1
 
 
-def test_the_same_command_in_the_same_folder_resumes_and_matches_an_uninterrupted_run(tiny_overrides, tmp_path):
+def test_the_same_command_in_the_same_folder_resumes_and_matches_an_uninterrupted_run(
+    compose, tiny_overrides, tmp_path
+):
     # a constant learning rate: a one-cycle schedule is planned for the run's length and cannot be extended
     base = [o for o in tiny_overrides if not o.startswith("trainer.max_epochs")] + [
         "model=unet",
         "model.scheduler=null",
     ]
     interrupted = tmp_path / "requeued"
-    first = train(compose_cfg("config", base + ["trainer.max_epochs=1"], interrupted))
+    first = train(compose("config", base + ["trainer.max_epochs=1"], interrupted))
     assert first["resumed_from"] is None
-    requeued = train(compose_cfg("config", base + ["trainer.max_epochs=2"], interrupted))
+    requeued = train(compose("config", base + ["trainer.max_epochs=2"], interrupted))
     assert requeued["resumed_from"] == str(interrupted / "checkpoints" / "last.ckpt")
-    whole = train(compose_cfg("config", base + ["trainer.max_epochs=2"], tmp_path / "whole"))
+    whole = train(compose("config", base + ["trainer.max_epochs=2"], tmp_path / "whole"))
     assert requeued["global_step"] == whole["global_step"] == 8
     for key in TEST_KEYS + ("objective",):
         assert requeued[key] == pytest.approx(whole[key], abs=1e-5)
     # the best-checkpoint record survived the resume: the same epoch is tested in both runs
     assert Path(requeued["checkpoint"]).name == Path(whole["checkpoint"]).name
-    finished = train(compose_cfg("config", base + ["trainer.max_epochs=2"], interrupted))  # run once more
+    finished = train(compose("config", base + ["trainer.max_epochs=2"], interrupted))  # run once more
     assert finished["global_step"] == 8 and finished["test/mnist_psnr"] == pytest.approx(whole["test/mnist_psnr"])
 
 
-def test_the_ddp_preset_on_two_cpu_processes_scores_every_test_pair_once(tiny_overrides, tmp_path):
+def test_the_ddp_preset_on_two_cpu_processes_scores_every_test_pair_once(compose, tiny_overrides, tmp_path):
     run = tmp_path / "ddp"
     # the README's way to try trainer=ddp before a GPU node: gloo, and no SyncBatchNorm (GPU-only)
     command = shlex.split(readme_command("trainer=ddp trainer.accelerator=cpu"))[3:]
@@ -244,8 +196,10 @@ def test_the_ddp_preset_on_two_cpu_processes_scores_every_test_pair_once(tiny_ov
     assert m["world_size"] == 2 and m["strategy"] == "DDPStrategy" and m["test_pairs"] == 12
     data = [o for o in tiny_overrides if o.startswith("data.")]
     single = evaluate(
-        compose_cfg(
-            "evaluate", data + [f"ckpt_path={m['checkpoint']}", "samples=4", "accelerator=cpu"], tmp_path / "eval"
+        compose(
+            "evaluate",
+            data + [f"ckpt_path={m['checkpoint']}", "samples=4", "trainer.accelerator=cpu"],
+            tmp_path / "eval",
         )
     )
     for key in TEST_KEYS:
