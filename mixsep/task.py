@@ -5,6 +5,7 @@ the one-line error). The one-line error path itself is ``errors.one_line_errors`
 from __future__ import annotations
 
 import contextlib
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,7 +77,16 @@ def check_command_line(args: list[str], config_name: str = "config") -> None:
             compose(config_name=config_name, overrides=args, return_hydra_config=True)
     except HydraException as err:
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        key = re.match(r"Could not override '([\w.]+)'", lines[0] if lines else "")
+        if key and "." not in key[1] and key[1] in _trainer_keys():  # e.g. evaluate's accelerator= before 2026-11
+            sys.exit(f"mixsep: {key[1]} is not a key of this command: it is a trainer setting, trainer.{key[1]}=...")
         sys.exit(f"mixsep: {'; '.join(lines[:3])}")
+
+
+def _trainer_keys() -> set[str]:
+    from omegaconf import OmegaConf
+
+    return set(OmegaConf.load(Path(CONF_DIR) / "trainer" / "default.yaml"))
 
 
 def _check_overrides(args: list[str]) -> None:

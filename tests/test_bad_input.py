@@ -291,6 +291,7 @@ BAD_INPUTS = [
     ("evaluate-ckpt-missing", lambda t, r: EVALUATE + [f"ckpt_path={t}/nothing.ckpt"], "No checkpoint at"),
     ("evaluate-other-version", lambda t, r: EVALUATE + [f"ckpt_path={_other_version(t)}"], "another version"),
     ("evaluate-model-key", lambda t, r: EVALUATE + ["ckpt_path=x.ckpt", "model=unet"], "Could not override 'model'"),
+    ("evaluate-trainer-key", lambda t, r: EVALUATE + ["ckpt_path=x.ckpt", "accelerator=cpu"], "trainer.accelerator="),
     ("separate-ckpt-text", lambda t, r: SEPARATE + [str(_image(t, 32)), "--ckpt", str(_text_file(t))], "readable"),
     (
         "separate-one-image-model",
