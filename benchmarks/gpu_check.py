@@ -49,7 +49,19 @@ def versions() -> str:
 def gpu_tests() -> str:
     """The summary line of ``pytest -m gpu``."""
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", "tests/test_gpu.py"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-m",
+            "gpu",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-o",
+            "addopts=",
+            "tests/test_gpu.py",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -115,7 +127,7 @@ def main() -> None:
     if args.quick:  # the tiny data sets of the tests: a smoke test, not a measurement
         data_kwargs = {"val_holdout": 8, "val_pairs": 8, "test_pairs": 12}
         overrides = ("data.val_holdout=8", "data.val_pairs=8", "data.test_pairs=12", "data.batch_size=8")
-        rounds, pairs = 1, 64
+        rounds, pairs = 1, 16
     print("\n== training throughput, mixsep vs the per-item DataLoader pipeline (same device, one process)")
     print("| model | mixsep batch | mixsep pairs/s | per-item pairs/s (batch 64) | ratio | waiting for data |")
     print("|---|---:|---:|---:|---:|---:|")

@@ -11,6 +11,16 @@ import torch
 
 from tests.helpers import TINY_SIZES, compose_config, make_cifar_folder, make_mnist
 
+# files whose tests take minutes go first, so that no worker starts one of them at the end (--dist loadfile
+# hands out whole files in this order, --no-loadscope-reorder keeps it)
+LONGEST_FIRST = ("test_clusters.py", "test_sweeps.py", "test_readme.py", "test_debug.py", "test_realdata.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's own order is kept
+
+
 if os.environ.get("PYTEST_XDIST_WORKER"):  # two workers on two cores: one thread each, their subprocesses too
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     torch.set_num_threads(1)

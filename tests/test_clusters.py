@@ -92,8 +92,8 @@ def test_ray_launcher_gives_each_job_its_own_gpu_and_queues_the_rest(tiny_overri
 def test_sweep_joins_a_running_ray_cluster(ray_cluster, tiny_overrides, tmp_path):
     sweep = tmp_path / "sweep"
     command = readme_command("hydra.launcher.ray.init.address=auto")  # model=unet seed=0,1,2,3
-    # two jobs at once on 2 cores, each training long enough (80 steps) for the two to overlap
-    size = ["hydra.launcher.ray.remote.num_cpus=1", "data.train_pairs=320", "trainer.max_epochs=2"]
+    # two jobs at once on 2 cores, each training long enough (40 steps, ~6 s alone) for the two to overlap
+    size = ["hydra.launcher.ray.remote.num_cpus=1", "data.train_pairs=160", "trainer.max_epochs=2"]
     size.append(f"hydra.sweep.dir={sweep}")
     result = run_cli(shlex.split(command)[3:] + [o for o in tiny_overrides if "max_epochs" not in o] + size)
     assert result.returncode == 0, result.stderr[-3000:]
