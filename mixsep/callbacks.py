@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from torchvision.utils import make_grid
 
 from mixsep.artifacts import picture_columns, save_loss_plot
+from mixsep.jobs import HEARTBEAT_SECONDS, heartbeat
 from mixsep.metrics import SOURCES
 
 
@@ -116,3 +119,18 @@ class SamplesAndCurves(L.Callback):
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.history = state_dict.get("history", self.history)
+
+
+class Heartbeat(L.Callback):
+    """Refreshes the running job's heartbeat in ``<dirpath>/status.json`` (time, host, pid, step) every
+    ``every_seconds`` of training, so ``mixsep.report`` can tell a live job from a lost one (jobs.effective_status)."""
+
+    def __init__(self, dirpath: str, every_seconds: float = HEARTBEAT_SECONDS) -> None:
+        self.dirpath, self.every_seconds, self._last = Path(dirpath), every_seconds, 0.0
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        now = time.monotonic()
+        if trainer.is_global_zero and now - self._last >= self.every_seconds:
+            self._last = now
+            with contextlib.suppress(OSError):  # a full disk must not stop training for a heartbeat
+                heartbeat(self.dirpath, trainer.global_step)

@@ -1,25 +1,71 @@
-"""Which checkpoint a run resumes from (and whether it can), and which ones it wrote (best and last)."""
+"""How checkpoints are written (whole or not at all), which one a run resumes from (and whether it can), and
+which ones it wrote (best and last)."""
 
 from __future__ import annotations
 
+import io
+import logging
+import os
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from omegaconf import DictConfig
 
 from mixsep.errors import CheckpointError, ConfigError
 
+log = logging.getLogger("mixsep")
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` that a reader only ever sees whole: written to a temporary file in the same folder,
+    flushed to disk, then renamed over ``path`` (a rename within one file system is atomic). A kill, a node
+    failure or a full disk mid-save leaves the previous file as it was (and at most a ``.tmp-*`` file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(buffer.getbuffer())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:  # the rename itself made durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's CheckpointIO plugin for every checkpoint the Trainer writes (last, best, the save at a
+    scheduler's signal): whole files only (``atomic_torch_save``). Lightning's own ``_atomic_save`` stages the
+    file in the system's temporary folder, so the final move is a copy wherever that is another file system,
+    and never flushes it to disk."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options; got {storage_options!r}")
+        atomic_torch_save(checkpoint, path)
+
 
 def resolve_ckpt_path(cfg: DictConfig, out: Path) -> str | None:
-    """``auto``: resume from this run folder's last.ckpt when there is one (a re-queued or re-run job)."""
+    """``auto``: resume from this run folder's newest checkpoint that loads (a re-queued or re-run job):
+    last.ckpt, else the newest best-*.ckpt; says which one and why in one line."""
     ckpt = cfg.get("ckpt_path")
     if ckpt == "auto":
-        last = out / "checkpoints" / "last.ckpt"
-        if not last.is_file():
-            return None
-        check_resumable(last, cfg.model)
-        return str(last)
+        return newest_resumable(out / "checkpoints", cfg.model)
     if ckpt and not Path(str(ckpt)).is_file():
         raise ConfigError(
             f"ckpt_path={ckpt} does not exist. Pass a .ckpt written by mixsep.run "
@@ -28,6 +74,32 @@ def resolve_ckpt_path(cfg: DictConfig, out: Path) -> str | None:
     if ckpt:
         check_resumable(Path(str(ckpt)), cfg.model)
     return ckpt or None
+
+
+def newest_resumable(folder: Path, model_cfg: DictConfig | None = None) -> str | None:
+    """The checkpoint in ``folder`` to resume from: last.ckpt when it loads, else the newest best-*.ckpt that
+    does (a torn last.ckpt does not block the resume). None when the folder holds no checkpoint."""
+    last = folder / "last.ckpt"
+    best = sorted(folder.glob("best*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True) if folder.is_dir() else []
+    candidates = ([last] if last.is_file() else []) + best
+    refused: list[str] = []
+    for path in candidates:
+        try:
+            check_resumable(path, model_cfg)
+        except CheckpointError as err:
+            if "holds a" in str(err):  # another model's checkpoint: not a torn file, a different run
+                raise
+            refused.append(f"{path.name} ({str(err).split('(', 1)[-1].split(')')[0]})")
+            continue
+        why = "the last checkpoint" if path == last else f"the newest best checkpoint, as {'; '.join(refused)}"
+        log.info(f"resuming from {path} ({why})")
+        return str(path)
+    if refused:
+        raise CheckpointError(
+            f"no checkpoint in {folder} loads: {'; '.join(refused)}. Resume from a copy of a whole one "
+            "(ckpt_path=PATH), or start afresh with ckpt_path=null"
+        )
+    return None
 
 
 def check_resumable(path: Path, model_cfg: DictConfig | None = None) -> None:

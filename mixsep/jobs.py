@@ -7,9 +7,11 @@ job a well-behaved citizen of whatever launched it (its W&B run: loggers.py)."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
+import secrets
 import socket
 import sys
 import tempfile
@@ -23,6 +25,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict, read_write
 
 from mixsep.errors import ConfigError, user_error
+from mixsep.provenance import provenance
 
 log = logging.getLogger("mixsep")
 
@@ -47,6 +50,127 @@ def scheduler_fields() -> dict:
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).astimezone().isoformat(timespec="milliseconds")
+
+
+@functools.cache
+def run_id() -> str:
+    """The unique part of this process's run folder name (``${mixsep_run_id:}`` in conf/hydra/default.yaml):
+    the scheduler's job id where there is one (so a re-queued job finds its folder again), else 6 random hex
+    digits (processes started in the same instant, on one host or many, get different folders)."""
+    job = slurm_job_id()
+    return f"job{job}" if job else secrets.token_hex(3)
+
+
+# a running job refreshes its heartbeat this often (callbacks.heartbeat) and is shown as lost when it is older
+# than LOST_AFTER_SECONDS (a job on another host), or at once when its pid is gone on this host
+HEARTBEAT_SECONDS = 30
+LOST_AFTER_SECONDS = 600
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def _age_seconds(stamp: str | None) -> float | None:
+    try:
+        return (datetime.now(timezone.utc) - datetime.fromisoformat(stamp)).total_seconds()
+    except (TypeError, ValueError):
+        return None
+
+
+def effective_status(record: dict) -> str:
+    """status.json's status, with a ``running`` job whose process is gone shown as ``lost``: its pid no longer
+    exists on this host, or its heartbeat is older than LOST_AFTER_SECONDS (any host)."""
+    status = record.get("status") or "unknown"
+    if status != "running":
+        return status
+    pid = record.get("pid")
+    if record.get("host") == socket.gethostname() and isinstance(pid, int) and not _pid_alive(pid):
+        return "lost"
+    age = _age_seconds(record.get("heartbeat") or record.get("time"))
+    return "lost" if age is not None and age > LOST_AFTER_SECONDS else status
+
+
+class FolderInUse(ConfigError):
+    pass
+
+
+class FolderLock:
+    """This job's claim on its run folder: an exclusive ``flock`` on ``<run dir>/.mixsep.lock`` for the life of
+    the job, released by the kernel when the process ends (a kill -9 included), so the folder of a dead job is
+    free to resume at once. A live process's folder is refused, naming its host and pid; a job on another host
+    (a shared file system without working locks) is refused while its heartbeat is fresh."""
+
+    def __init__(self, out: Path) -> None:
+        self.out, self.fd = out, None
+
+    def acquire(self) -> None:
+        import fcntl
+
+        status = _read_json(self.out / "status.json")
+        if (
+            status.get("status") == "running"
+            and status.get("host") != socket.gethostname()
+            and effective_status(status) == "running"
+            and not (slurm_job_id() and status.get("slurm_job_id") == slurm_job_id())  # this job, re-queued
+        ):
+            raise FolderInUse(self._refusal(status))
+        self.out.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.out / ".mixsep.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            owner = os.read(fd, 4096).decode(errors="replace")
+            os.close(fd)
+            try:
+                holder = json.loads(owner)
+            except json.JSONDecodeError:
+                holder = {}
+            raise FolderInUse(self._refusal(holder)) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": now_iso()}).encode())
+        self.fd = fd
+
+    def _refusal(self, holder: dict) -> str:
+        return (
+            f"the run folder {self.out} is in use by pid {holder.get('pid', '?')} on host {holder.get('host', '?')} "
+            f"(since {holder.get('since') or holder.get('time') or '?'}): let that run end, or give this one its "
+            "own folder (drop hydra.run.dir=..., or choose another)"
+        )
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the file releases the lock; the file stays (it is only a name)
+            self.fd = None
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def heartbeat(out: Path, step: int) -> None:
+    """A running job's sign of life in status.json: the time, its pid, the step reached."""
+    record = _read_json(out / "status.json")
+    if record.get("status") != "running":
+        return
+    record.update(heartbeat=now_iso(), pid=os.getpid(), step=step)
+    _write_json(out / "status.json", record)
+
+
+def _write_json(path: Path, record: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
 
 
 def hydra_job() -> dict:
@@ -107,17 +231,19 @@ def write_status(out: Path, status: str, **fields) -> None:
     """``status.json`` in the job's folder: running / requeued (count, reason) / completed / failed (with the
     error) / cancelled."""
     out.mkdir(parents=True, exist_ok=True)
+    stamp = now_iso()
     record = {
         "status": status,
-        "time": now_iso(),
+        "time": stamp,
+        "heartbeat": stamp,
         "host": socket.gethostname(),
+        "pid": os.getpid(),
         **scheduler_fields(),
         **hydra_job(),
         **fields,
+        "provenance": provenance(),
     }
-    tmp = out / "status.json.tmp"
-    tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
-    os.replace(tmp, out / "status.json")
+    _write_json(out / "status.json", record)
 
 
 def failure_fields(err: BaseException) -> dict:

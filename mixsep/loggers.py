@@ -52,6 +52,41 @@ def _prepare_wandb_env(cfg: DictConfig) -> None:
     if not has_key:
         os.environ["WANDB_MODE"] = "offline"
         log.info("no W&B API key found; logging to W&B offline (sync later with `wandb sync`).")
+        return
+    server = os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai"
+    if not reachable(server, WANDB_REACH_SECONDS):
+        os.environ["WANDB_MODE"] = "offline"
+        log.warning(
+            f"W&B server {server} not reachable within {WANDB_REACH_SECONDS:g} s: logging to W&B offline "
+            "(sync later with `wandb sync <run dir>/wandb/offline-run-*`)"
+        )
+
+
+WANDB_REACH_SECONDS = 5.0  # a compute node without network: offline after this long, not W&B's 90 s and a traceback
+
+
+def reachable(url: str, timeout: float) -> bool:
+    """Whether a TCP connection to the URL's host and port opens within ``timeout`` seconds (name lookup
+    included: it runs in a thread, as getaddrinfo itself has no timeout)."""
+    import socket
+    import threading
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+    result: list[bool] = []
+
+    def connect() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                result.append(True)
+        except OSError:
+            result.append(False)
+
+    worker = threading.Thread(target=connect, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return bool(result and result[0])
 
 
 def build_loggers(cfg: DictConfig, out: Path) -> list:

@@ -14,7 +14,7 @@ from torch import nn
 from mixsep.errors import ConfigError, TrainingDivergedError
 from mixsep.losses import LOSSES, reconstruction_loss
 from mixsep.metrics import full_precision, image_metrics, metric_prefix, per_image_psnr, per_image_ssim
-from mixsep.schedules import ONECYCLE_WARMUP, SCHEDULERS, max_time_timer, time_onecycle
+from mixsep.schedules import ONECYCLE_WARMUP, SCHEDULERS, budget_onecycle, max_time_timer, time_onecycle
 from mixsep.symmetry import CHANNEL_ORDERS, TRANSFORMS, dihedral, reorder_channels, undo_dihedral, undo_reorder_channels
 
 SAMPLE_COLUMNS = ("mix", "true MNIST", "predicted MNIST", "true CIFAR", "predicted CIFAR")
@@ -38,6 +38,7 @@ class SeparationModule(L.LightningModule):
         net: dict | nn.Module,
         name: str = "separator",
         lr: float = 1e-3,
+        batch_size: int = 256,
         weight_decay: float = 0.0,
         loss: str = "mse",
         ssim_weight: float = 0.1,
@@ -59,7 +60,9 @@ class SeparationModule(L.LightningModule):
             raise ConfigError(f"model.scheduler={scheduler!r} is not one of null, {', '.join(SCHEDULERS[1:])}")
         # The net's config (a dict with _target_) is saved with the checkpoint, so any checkpoint can be
         # rebuilt without the run's config files; an nn.Module instance is accepted for quick experiments.
-        self.save_hyperparameters(ignore=["net"])
+        # batch_size is the family's recipe, read by data.batch_size (conf/data/default.yaml); the data module
+        # records the batch size really used, so it is not recorded twice here
+        self.save_hyperparameters(ignore=["net", "batch_size"])
         if not isinstance(net, nn.Module):
             from omegaconf import OmegaConf
 
@@ -284,8 +287,13 @@ class SeparationModule(L.LightningModule):
         )
         if self.hparams.scheduler is None:
             return opt
-        if self.hparams.scheduler == "onecycle_time":
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, time_onecycle(max_time_timer(self.trainer)))
+        if self.hparams.scheduler in ("onecycle_time", "onecycle_budget"):
+            curve = (
+                time_onecycle(max_time_timer(self.trainer))
+                if self.hparams.scheduler == "onecycle_time"
+                else budget_onecycle(self.trainer)
+            )
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, curve)
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
         steps = self.trainer.estimated_stepping_batches
         if self.hparams.scheduler == "onecycle":

@@ -15,8 +15,10 @@ from pathlib import Path
 import torch
 
 from mixsep.errors import ArgumentParser, ConfigError, one_line_errors
+from mixsep.jobs import effective_status
 from mixsep.metrics import SOURCES, TEST_KEYS, image_metrics
 from mixsep.prior import prior_table, reported_block
+from mixsep.provenance import short_commit
 from mixsep.sources import DEFAULT_SOURCES, parse_pair
 from mixsep.stats import (
     SCORES_FILE,
@@ -49,6 +51,37 @@ def find_runs(dirs: list[str | Path], ranked_only: bool = True, include_debug: b
             if not ranked_only or rankable(m):
                 runs.append({**m, "path": str(f.parent)})
     return runs
+
+
+def unscored_runs(dirs: list[str | Path]) -> list[str]:
+    """One line per run folder under ``dirs`` that has a status.json but no final scores (running, lost,
+    failed, re-queued, cancelled, refused): what the leaderboard cannot rank, said instead of left out."""
+    lines = []
+    for d in dirs:
+        d = Path(d)
+        for status_file in sorted(d.rglob("status.json")) if d.is_dir() else []:
+            folder = status_file.parent
+            try:
+                metrics = json.loads((folder / "metrics.json").read_text())
+            except (OSError, json.JSONDecodeError):
+                metrics = {}
+            if rankable(metrics) or metrics.get("debug_mode"):
+                continue
+            try:
+                record = json.loads(status_file.read_text())
+            except (OSError, json.JSONDecodeError):
+                record = {}
+            state = effective_status(record)
+            detail = {
+                "lost": f"lost at step {record.get('step', '?')} (last heartbeat {record.get('heartbeat', '?')} on "
+                f"{record.get('host', '?')}, pid {record.get('pid', '?')}): run it again in its folder to resume",
+                "running": f"running (step {record.get('step', '?')}, heartbeat {record.get('heartbeat', '?')})",
+                "failed": f"failed: {str(record.get('error') or '')[:100]}",
+            }.get(state, state)
+            if state == "completed":
+                detail = "completed without whole-test-set scores (a partial test or a one-image system)"
+            lines.append(f"- {folder}: {detail}")
+    return lines
 
 
 def rankable(m: dict) -> bool:
@@ -143,16 +176,17 @@ def leaderboard(rows: list[dict]) -> str:
     rows = sorted(rows, key=rank_key)
     intervals = interval_cells(rows)
     lines = [
-        "| # | run | model | experiment | sources | params | training time | hardware | test pairs "
+        "| # | run | model | experiment | sources | params | training time | hardware | commit | test pairs "
         "| MNIST PSNR | MNIST SSIM | CIFAR PSNR | CIFAR SSIM | PSNR, 95 % CI | Δ vs best, 95 % CI |",
-        "|---|---|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---|---|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for i, r in enumerate(rows, 1):
         ci, delta = intervals.get(i - 1, ("-", "-"))
         lines.append(
             f"| {i} | {run_name(r)} | {r.get('model', '?')} | {r.get('experiment', '-')} | {run_sources(r)} "
             f"| {r.get('params', 0):,} "
-            f"| {minutes(r.get('train_seconds'))} | {r.get('hardware', '-')} | {r.get('test_pairs', '-')} "
+            f"| {minutes(r.get('train_seconds'))} | {r.get('hardware', '-')} | {short_commit(r)} "
+            f"| {r.get('test_pairs', '-')} "
             + "".join(f"| {fmt(r[key], 4 if key.endswith('ssim') else 2)} " for key in TEST_KEYS)
             + f"| {ci} | {delta} |"
         )
@@ -301,6 +335,9 @@ def main(argv: list[str] | None = None) -> str:
         for sources, count, rows in groups
     ]
     sweeps = [report_sweep(Path(d)) for d in args.dirs if is_sweep(Path(d))]
+    unscored = unscored_runs(args.dirs)
+    if unscored:
+        tables.append("Runs without final scores (not ranked):\n\n" + "\n".join(unscored))
     text = "\n\n".join([*sweeps, *tables, reported_block()])
     if any(str(r.get("experiment", "")).startswith("prior/") for r in all_runs):
         text += "\n\nEarlier systems rerun by mixsep (`experiment=prior/...`):\n\n" + prior_table(all_runs)

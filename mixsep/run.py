@@ -22,18 +22,28 @@ from mixsep.checkpoints import checkpoint_paths, resolve_ckpt_path
 from mixsep.errors import ConfigError
 from mixsep.hardware import build_trainer, resolve_precision
 from mixsep.loggers import build_loggers, publish_final_scores
+from mixsep.provenance import provenance
 from mixsep.task import CONF_DIR, build, build_callbacks, build_module, check_command_line, recorded_job
 
 log = logging.getLogger("mixsep")
 
 
 def composed_config(cfg: DictConfig) -> dict:
-    """The whole composed config (data, model incl. model.net, trainer, seed, ...), Hydra's own node aside."""
+    """The whole composed config (data, model incl. model.net, trainer, seed, ...), Hydra's own node aside, and
+    the provenance of the code that runs it (commit, versions, command line)."""
     return {
-        k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
-        for k in cfg
-        if k != "hydra"
+        **{
+            k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
+            for k in cfg
+            if k != "hydra"
+        },
+        "provenance": provenance(),
     }
+
+
+def check_samples(samples) -> None:
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 0:
+        raise ConfigError(f"samples={samples!r} must be a whole number >= 0 (the test pairs drawn in samples.png)")
 
 
 def check_optimized_metric(name: str) -> None:
@@ -60,6 +70,7 @@ def train(cfg: DictConfig) -> dict:
     tree = write_config_tree(cfg, out / "config_tree.txt")
     jobs.check_strategy(cfg.trainer)
     check_optimized_metric(cfg.optimized_metric)
+    check_samples(cfg.samples)
     L.seed_everything(cfg.seed, workers=True)
     if cfg.get("float32_matmul_precision"):
         torch.set_float32_matmul_precision(cfg.float32_matmul_precision)
@@ -103,6 +114,7 @@ def train(cfg: DictConfig) -> dict:
         "objective": val[cfg.optimized_metric],
         **val,
         **jobs.where_it_ran(trainer),
+        "provenance": provenance(),
     }
     if not trainer.is_global_zero:
         return {**results, **extra}

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from mixsep.checkpoints import atomic_torch_save
 from mixsep.errors import CheckpointError, MixsepError
 from mixsep.module import SeparationModule
 from mixsep.sources import DEFAULT_SOURCES
@@ -81,8 +82,7 @@ def export_checkpoint(src: str | Path, dst: str | Path, precision: str | None = 
     slim["mixsep_precision"] = precision or ckpt.get("mixsep_precision") or "32-true"
     slim["mixsep_sources"] = ckpt.get("mixsep_sources") or DEFAULT_SOURCES
     dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(slim, dst)
+    atomic_torch_save(slim, dst)
     return dst
 
 

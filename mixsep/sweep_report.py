@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from mixsep.jobs import effective_status
 from mixsep.metrics import TEST_KEYS
 from mixsep.stats import t_interval
 
@@ -50,7 +51,8 @@ def load_jobs(sweep: Path) -> list[dict]:
                 "job": folder.name,
                 "overrides": _overrides(folder),
                 "metrics": metrics,
-                "status": status.get("status") or ("completed" if metrics else "unknown"),
+                "status": effective_status(status) if status else ("completed" if metrics else "unknown"),
+                "step": status.get("step"),
                 "error": status.get("error"),
                 "reason": status.get("reason"),
                 "requeues": status.get("requeues") or 0,
@@ -92,6 +94,8 @@ def status_cell(job: dict) -> str:
     state, n = job["status"], job["requeues"]
     if state == "failed":
         return f"failed: {(job['error'] or '')[:80]}"
+    if state == "lost":
+        return f"lost at step {job.get('step') if job.get('step') is not None else '?'} (run it again to resume)"
     if state in ("requeued", "cancelled"):
         return f"{state} ({job['reason']}{f', {n}×' if state == 'requeued' else ''})"
     return f"{state} (re-queued {n}×)" if n else state

@@ -22,6 +22,9 @@ from mixsep.loggers import finish_wandb
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")  # absolute: main may run as mixsep.run or __main__
 # ${if_tty:a,b}: a on a terminal, b when stdout goes to a file or a pipe (progress bar refresh rates)
 OmegaConf.register_new_resolver("if_tty", lambda tty, plain: tty if sys.stdout.isatty() else plain, replace=True)
+# ${mixsep_run_id:}: the unique part of a run folder's name; cached in the config, so a sweep's jobs (pickled
+# to Ray or SLURM) resolve the sweep folder to the same name as the process that launched them
+OmegaConf.register_new_resolver("mixsep_run_id", jobs.run_id, use_cache=True, replace=True)
 
 
 def build(node, **kwargs):
@@ -74,13 +77,78 @@ def check_command_line(args: list[str], config_name: str = "config") -> None:
 
     try:
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            compose(config_name=config_name, overrides=args, return_hydra_config=True)
+            composed = compose(config_name=config_name, overrides=args, return_hydra_config=True)
+            choices = [a for a in args if _is_group_choice(a)]
+            reference = compose(config_name=config_name, overrides=choices, return_hydra_config=True)
     except HydraException as err:
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         key = re.match(r"Could not override '([\w.]+)'", lines[0] if lines else "")
         if key and "." not in key[1] and key[1] in _trainer_keys():  # e.g. evaluate's accelerator= before 2026-11
             sys.exit(f"mixsep: {key[1]} is not a key of this command: it is a trainer setting, trainer.{key[1]}=...")
         sys.exit(f"mixsep: {'; '.join(lines[:3])}")
+    given = {a.partition("=")[0].lstrip("+~") for a in args if "=" in a and not _is_group_choice(a)}
+    problem = value_kind_problem(
+        OmegaConf.to_container(composed, resolve=False), OmegaConf.to_container(reference, resolve=False), given
+    )
+    if problem:
+        sys.exit(f"mixsep: {problem}")
+
+
+def _is_group_choice(arg: str) -> bool:
+    key = arg.partition("=")[0].lstrip("+~")
+    return key.startswith("hydra") or (Path(CONF_DIR) / key).is_dir()
+
+
+def _kind(value) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, list):
+        return "a list"
+    return "a word" if isinstance(value, str) else type(value).__name__
+
+
+# values of another kind that Lightning documents for these keys (trainer.devices=auto, fast_dev_run=N, ...)
+ALSO_ACCEPTED = {
+    "trainer.devices": (str,),
+    "trainer.deterministic": (str,),
+    "trainer.fast_dev_run": (int,),
+    "trainer.benchmark": (bool,),
+}
+
+
+def value_kind_problem(given: dict, default: dict, keys: set[str], prefix: str = "") -> str | None:
+    """The first value given on the command line whose kind is not the kind its default has: a word where a
+    number, a list or true/false belongs, true/false where a number belongs, a number or a list where true/false
+    belongs. Never silently taken as something else (a word ``yes`` for a switch, ``1e-3x`` for a rate)."""
+    for key, ref in default.items():
+        name = f"{prefix}{key}"
+        if key == "hydra" or key not in given:
+            continue
+        value = given[key]
+        if isinstance(ref, dict) and isinstance(value, dict):
+            found = value_kind_problem(value, ref, keys, f"{name}.")
+            if found:
+                return found
+            continue
+        if name not in keys or value is None or ref is None or _interpolation(value) or _interpolation(ref):
+            continue
+        if isinstance(value, ALSO_ACCEPTED.get(name, ())):
+            continue
+        wrong = (
+            (isinstance(ref, bool) and not isinstance(value, bool))
+            or (isinstance(ref, (int, float)) and not isinstance(ref, bool) and isinstance(value, (str, bool)))
+            or (isinstance(ref, list) and isinstance(value, (str, bool)))
+        )
+        if wrong:
+            example = str(ref).lower() if isinstance(ref, bool) else ref
+            return f"{name}={value!r} is {_kind(value)}, but {name} takes {_kind(ref)} (its default: {name}={example})"
+    return None
+
+
+def _interpolation(value) -> bool:
+    return isinstance(value, str) and "${" in value
 
 
 def _trainer_keys() -> set[str]:
@@ -123,6 +191,14 @@ def recorded_job(out: Path, optimized_metric: str) -> Iterator[dict]:
     from lightning.pytorch.utilities import rank_zero_only
 
     zero = rank_zero_only.rank == 0
+    lock = jobs.FolderLock(out)
+    if zero:  # before anything is written: a live job's folder is left exactly as it is
+        try:
+            lock.acquire()
+        except jobs.FolderInUse as err:
+            if jobs.hydra_job()["multirun"]:
+                raise
+            sys.exit(f"mixsep: {err}")
     earlier_status = read_bytes(out / "status.json")
     record: dict = {}
     try:
@@ -140,6 +216,7 @@ def recorded_job(out: Path, optimized_metric: str) -> Iterator[dict]:
                 else:
                     jobs.write_status(out, "failed", **jobs.failure_fields(err))
         finish_wandb(failed=not stopped_early, preempted=stopped_early.get("status") == "requeued")
+        lock.release()
         fixable = user_error(err)
         if fixable is not None and not jobs.hydra_job()["multirun"]:
             if zero and earlier_status is not None and not isinstance(fixable, (TrainingDivergedError, DiskError)):
@@ -156,3 +233,4 @@ def recorded_job(out: Path, optimized_metric: str) -> Iterator[dict]:
             objective=record["objective"],
             requeues=requeue.requeue_count(),
         )
+    lock.release()

@@ -4,13 +4,31 @@ import pytest
 import torch
 
 from mixsep.losses import reconstruction_loss
-from mixsep.models import ConvDual, ResNetDual, SingleSub, UNetSeparator, feasible_gray_bounds
+from mixsep.models import (
+    ConvDual,
+    ConvSkipDual,
+    ResNetDual,
+    ResNetSkipDual,
+    ResNetSkipSub,
+    SingleSub,
+    SourceHead,
+    UNetSeparator,
+    feasible_gray_bounds,
+)
 from mixsep.module import SeparationModule
 
+# the design-card families at their best (small widths where a test only needs the shape of the network)
+FAMILIES = {
+    "conv_dual": lambda **kw: ConvSkipDual(widths=[8, 16, 24], decoder_widths=[8, 16], **kw),
+    "resnet_dual": lambda **kw: ResNetSkipDual(input_width=8, decoder_widths=[8, 8, 16, 16], **kw),
+    "single_sub": lambda **kw: ResNetSkipSub(input_width=8, decoder_widths=[8, 8, 16, 16], **kw),
+}
 NETS = {
-    "conv_dual": lambda: ConvDual(),
-    "resnet_dual": lambda: ResNetDual(),
-    "single_sub": lambda: SingleSub(),
+    **{name: build for name, build in FAMILIES.items()},
+    "resnet_dual_4_stages": lambda: ResNetSkipDual(stages=4, input_width=8, decoder_widths=[8, 8, 16, 16, 32]),
+    "conv_dual_bottleneck": lambda: ConvDual(),
+    "resnet_dual_bottleneck": lambda: ResNetDual(),
+    "single_sub_bottleneck": lambda: SingleSub(),
     "unet": lambda: UNetSeparator(width=8, depth=2),
     "unet_residual_attention": lambda: UNetSeparator(
         widths=[8, 16, 24], blocks=[0, 1, 2], attention=True, output="interval"
@@ -49,7 +67,9 @@ def test_a_few_optimizer_steps_reduce_the_loss(name):
     assert losses[-1] < losses[0]
 
 
-@pytest.mark.parametrize("name", ["single_sub", "unet", "unet_residual_attention"])
+@pytest.mark.parametrize(
+    "name", ["conv_dual", "resnet_dual", "single_sub", "single_sub_bottleneck", "unet", "unet_residual_attention"]
+)
 def test_mixture_consistency_is_exact_before_clamping(name):
     torch.manual_seed(1)
     net = NETS[name]().eval()
@@ -181,3 +201,116 @@ def test_compile_option_runs_a_training_step_or_falls_back():
     loss, _, _ = module.loss_and_outputs(_pairs(4))
     loss.backward()
     assert all(k.startswith(("net.", "metrics.")) for k in module.state_dict())
+
+
+def _feasible_mixes(n: int = 8, seed: int = 7) -> torch.Tensor:
+    _, mnist, cifar = _pairs(n, seed)
+    return (mnist + cifar) / 2
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_families_give_a_gray_digit_inside_its_feasible_interval(family):
+    torch.manual_seed(8)
+    mix = _feasible_mixes()
+    with torch.no_grad():
+        mnist_hat, cifar_hat = FAMILIES[family]().eval()(mix)
+    assert torch.equal(mnist_hat[:, 0], mnist_hat[:, 1]) and torch.equal(mnist_hat[:, 0], mnist_hat[:, 2])
+    lo, hi = feasible_gray_bounds(mix)
+    assert (mnist_hat[:, :1] >= lo - 1e-6).all() and (mnist_hat[:, :1] <= hi + 1e-6).all()
+    assert (cifar_hat >= -1e-6).all() and (cifar_hat <= 1 + 1e-6).all()
+
+
+@pytest.mark.parametrize("family", ["conv_dual", "resnet_dual"])
+def test_structure_switches_off_give_two_free_decoders(family):
+    """gray=false, consistency=none: the report-style dual decoder (three-channel MNIST, no mixture constraint)."""
+    torch.manual_seed(9)
+    mix = _feasible_mixes()
+    with torch.no_grad():
+        mnist_hat, cifar_hat = FAMILIES[family](gray=False, consistency="none").eval()(mix)
+    assert not torch.equal(mnist_hat[:, 0], mnist_hat[:, 1])
+    assert ((mnist_hat + cifar_hat) / 2 - mix).abs().max() > 1e-3
+
+
+def test_dual_consistency_is_the_nearest_pair_that_averages_to_the_mix():
+    """Two decoders' estimates (m, c) projected onto {(g, 2·mix − g)}: the gray value minimising
+    3·(g − m)² + Σ_c (2·mix_c − g − c_c)² (a gray digit has three equal channels) is what the head returns."""
+    torch.manual_seed(10)
+    mix = torch.rand(2, 3, 4, 4)
+    m_logit, c_logit = torch.randn(2, 1, 4, 4), torch.randn(2, 3, 4, 4)
+    mnist_hat, cifar_hat = SourceHead(interval=False)(mix, m_logit, c_logit)
+    torch.testing.assert_close((mnist_hat + cifar_hat) / 2, mix, rtol=0, atol=1e-6)
+    m, c = torch.sigmoid(m_logit), torch.sigmoid(c_logit)
+
+    def cost(g):
+        return 3 * (g - m) ** 2 + ((2 * mix - g - c) ** 2).sum(1, keepdim=True)
+
+    best = cost(mnist_hat[:, :1])
+    for step in (-0.05, -0.01, 0.01, 0.05):
+        assert (cost(mnist_hat[:, :1] + step) > best).all()
+
+
+def test_resize_range_keeps_resized_digits_and_moves_others():
+    """PIL's bilinear 28→32 resize is linear: a resized digit (before 8-bit rounding) is a fixed point of the
+    projection; 32×32 noise is not in the range and moves."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(11)
+    digit = rng.random((28, 28)).astype(np.float32)
+    resized = torch.from_numpy(np.asarray(Image.fromarray(digit, mode="F").resize((32, 32), Image.BILINEAR)).copy())
+    projector = SourceHead(resize_range=True).projector
+    torch.testing.assert_close(projector @ resized @ projector.T, resized, rtol=0, atol=1e-5)
+    noise = torch.from_numpy(rng.random((32, 32)).astype(np.float32))
+    assert (projector @ noise @ projector.T - noise).abs().max() > 0.05
+    with pytest.raises(ValueError, match="gray"):
+        SourceHead(gray=False, resize_range=True)
+
+
+def test_bottleneck_versions_keep_the_reports_parameter_counts():
+    count = lambda net: sum(p.numel() for p in net.parameters())
+    assert count(ConvDual()) == 8_475_718
+    assert count(ResNetDual()) == 16_688_582
+
+
+@pytest.mark.parametrize(
+    "preset, target, params",
+    [
+        ("prior/conv_dual", "mixsep.models.ConvDual", 8_475_718),
+        ("prior/resnet_dual", "mixsep.models.ResNetDual", 16_688_582),
+    ],
+)
+def test_prior_presets_compose_to_the_reports_architectures(compose, tmp_path, preset, target, params):
+    from hydra.utils import instantiate
+
+    cfg = compose("config", [f"experiment={preset}"], tmp_path)
+    assert cfg.model.net._target_ == target
+    assert sum(p.numel() for p in instantiate(cfg.model.net).parameters()) == params
+
+
+@pytest.mark.parametrize("option", ["resnet_dual", "single_sub"])
+def test_resnet_families_take_torchvisions_stages_and_local_weights(option, tmp_path):
+    from torchvision.models import resnet18
+
+    torch.manual_seed(12)
+    weights = resnet18(weights=None).state_dict()
+    torch.save(weights, tmp_path / "r18.pth")
+    net = FAMILIES[option](pretrained_weights=str(tmp_path / "r18.pth"))
+    torch.testing.assert_close(net.encoder.conv1.weight, weights["conv1.weight"])
+    torch.testing.assert_close(net.encoder.get_submodule("layer2.0.conv1").weight, weights["layer2.0.conv1.weight"])
+    assert not any(name.startswith(("layer4.", "fc.")) for name in net.encoder.state_dict())  # stages=3
+    with pytest.raises(ValueError, match="pretrained_weights"):
+        FAMILIES[option](pretrained_weights=str(tmp_path / "missing.pth"))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(consistency="soft"), "consistency"),
+        (dict(stages=2), "stages"),
+        (dict(stem_stride=4), "stem_stride"),
+        (dict(decoder_widths=[8, 8]), "decoder_widths"),
+    ],
+)
+def test_bad_family_options_are_rejected_with_the_config_name(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ResNetSkipDual(**{"input_width": 8, **kwargs})

@@ -1,0 +1,56 @@
+"""Building blocks that several families share."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mixsep.errors import ConfigError
+
+
+def conv_block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class SkipDecoder(nn.Module):
+    """A U-Net decoder over any encoder: from the coarsest feature map up, merging the encoder's feature map at
+    every scale (concatenation, two 3×3 conv–BN–ReLU), then a 1×1 head with ``out_channels`` logits.
+
+    ``skip_shapes``: (channels, size) of the skip features, finest first; ``bottom``: (channels, size) of the
+    coarsest map; ``widths``: the decoder's channels at each skip level, finest first. A level at twice the size
+    of the one below is reached by a 2×2 transposed convolution, a level at the same size by a 1×1 convolution.
+    """
+
+    def __init__(
+        self, skip_shapes: list[tuple[int, int]], bottom: tuple[int, int], widths: list[int], out_channels: int
+    ) -> None:
+        super().__init__()
+        if len(widths) != len(skip_shapes) or min(widths) < 1:
+            raise ConfigError(
+                f"model.net.decoder_widths={widths}: give {len(skip_shapes)} positive widths, one per skip level "
+                "(finest first)"
+            )
+        below = [(w, size) for w, (_, size) in zip(widths[1:], skip_shapes[1:])] + [bottom]  # what feeds each
+        self.up = nn.ModuleList()
+        for (_, size), (cin, below_size), width in zip(skip_shapes, below, widths):
+            factor = size // below_size
+            if factor * below_size != size:
+                raise ConfigError(f"a skip level of {size} pixels sits above one of {below_size}: not a whole factor")
+            self.up.append(
+                nn.ConvTranspose2d(cin, width, factor, stride=factor) if factor > 1 else nn.Conv2d(cin, width, 1)
+            )
+        self.merge = nn.ModuleList(conv_block(width + chans, width) for (chans, _), width in zip(skip_shapes, widths))
+        self.head = nn.Conv2d(widths[0], out_channels, 1)
+
+    def forward(self, skips: list[torch.Tensor], bottom: torch.Tensor) -> torch.Tensor:
+        x = bottom
+        for i in reversed(range(len(skips))):
+            x = self.merge[i](torch.cat([self.up[i](x), skips[i]], dim=1))
+        return self.head(x)

@@ -1,0 +1,114 @@
+"""What the problem's structure gives every family for free, as switches of one output head.
+
+The digit is gray (one channel, repeated); the mixture is known, so ``cifar = 2·mix − mnist`` makes
+``(mnist_hat + cifar_hat) / 2 == mix`` exact; every pixel's gray value has a feasible interval (both sources
+in [0, 1]); and a 28×28 digit resized to 32×32 by PIL's bilinear filter lies in the range of a fixed linear map.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+from torch import nn
+
+from mixsep.errors import ConfigError
+
+CONSISTENCY = ("exact", "none")
+
+
+def feasible_gray_bounds(mix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-pixel interval that the gray MNIST value m must lie in for CIFAR = 2·mix − m to be in [0, 1].
+
+    For every channel c: 0 <= 2·mix_c − m <= 1, so max_c(2·mix_c) − 1 <= m <= min_c(2·mix_c); and m in [0, 1].
+    """
+    two_mix = 2 * mix
+    lo = (two_mix.amax(1, keepdim=True) - 1).clamp(min=0)
+    hi = two_mix.amin(1, keepdim=True).clamp(max=1)
+    return lo, torch.maximum(lo, hi)
+
+
+def feasible_bounds(mix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same interval for a three-channel MNIST estimate, channel by channel."""
+    two_mix = 2 * mix
+    return (two_mix - 1).clamp(min=0), two_mix.clamp(max=1)
+
+
+def structured_input(mix: torch.Tensor) -> torch.Tensor:
+    """(B, 6, H, W) in [-1, 1]: the mix, its gray value and the feasible interval of the gray digit."""
+    lo, hi = feasible_gray_bounds(mix)
+    return torch.cat([mix, mix.mean(1, keepdim=True), lo, hi], dim=1) * 2 - 1
+
+
+@functools.cache
+def _resize_projector(small: int = 28, large: int = 32) -> np.ndarray:
+    """(large, large) orthogonal projector onto the range of PIL's bilinear small→large resize along one axis.
+
+    PIL's filter is linear and separable: resizing unit rows gives its (large, small) matrix A exactly, and a
+    resized image is A·X·Aᵀ (before rounding to 8 bits), so P·Y·Pᵀ with P = A(AᵀA)⁻¹Aᵀ is the nearest such image.
+    """
+    from PIL import Image
+
+    a = np.zeros((large, small))
+    for j in range(small):
+        row = np.zeros((1, small), np.float32)
+        row[0, j] = 1
+        a[:, j] = np.asarray(Image.fromarray(row, mode="F").resize((large, 1), Image.BILINEAR))[0]
+    return a @ np.linalg.solve(a.T @ a, a.T)
+
+
+class SourceHead(nn.Module):
+    """Decoder logits → (mnist_hat, cifar_hat), each (B, 3, H, W), using the structure the switches allow.
+
+    ``gray``: the MNIST logits have one channel (repeated to three). ``consistency="exact"``: a single decoder's
+    colour estimate is ``2·mix − mnist``; two decoders' estimates are projected onto the pairs that average
+    to the mix (the nearest such pair in squared error: the gray value is the mean of the MNIST decoder's and
+    the one the colour decoder implies), so both decoders shape the answer and the mixture holds exactly.
+    ``interval``: the MNIST estimate is clamped into its feasible interval (both sources then lie in [0, 1]).
+    ``resize_range``: the gray estimate is projected onto the resized 28×28 images, alternated with the interval.
+    """
+
+    def __init__(
+        self, gray: bool = True, consistency: str = "exact", interval: bool = True, resize_range: bool = False
+    ) -> None:
+        super().__init__()
+        if consistency not in CONSISTENCY:
+            raise ConfigError(f"model.net.consistency={consistency!r} is not one of {', '.join(CONSISTENCY)}")
+        if resize_range and not gray:
+            raise ConfigError("model.net.resize_range=true needs model.net.gray=true (the resize maps a gray digit)")
+        self.gray, self.consistency, self.interval, self.resize_range = gray, consistency, interval, resize_range
+        self.mnist_channels = 1 if gray else 3
+        if resize_range:  # derived from PIL at start-up, so not part of the checkpoint
+            self.register_buffer("projector", torch.from_numpy(_resize_projector()).float(), persistent=False)
+
+    def forward(
+        self, mix: torch.Tensor, mnist_logit: torch.Tensor, cifar_logit: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        mix = mix.float()
+        mnist = torch.sigmoid(mnist_logit.float())
+        if cifar_logit is not None:
+            cifar = torch.sigmoid(cifar_logit.float())
+            if self.consistency == "none":
+                return mnist.expand(-1, 3, -1, -1), cifar
+            implied = 2 * mix - cifar
+            mnist = (mnist + (implied.mean(1, keepdim=True) if self.gray else implied)) / 2
+        elif self.consistency == "none":
+            raise ConfigError(
+                "a single decoder needs model.net.consistency=exact: its colour estimate is 2·mix − mnist"
+            )
+        mnist = self._constrain(mix, mnist)
+        mnist = mnist.expand(-1, 3, -1, -1)
+        return mnist, 2 * mix - mnist
+
+    def _constrain(self, mix: torch.Tensor, mnist: torch.Tensor) -> torch.Tensor:
+        lo, hi = feasible_gray_bounds(mix) if self.gray else feasible_bounds(mix)
+        rounds = 2 if self.resize_range else 0
+        for _ in range(rounds):  # alternating projections: onto the resize's range, then into the interval
+            if mnist.shape[-2:] == self.projector.shape:
+                mnist = self.projector @ mnist @ self.projector.T
+            if self.interval:
+                mnist = torch.minimum(torch.maximum(mnist, lo), hi)
+        if self.interval and not rounds:
+            mnist = torch.minimum(torch.maximum(mnist, lo), hi)
+        return mnist
