@@ -29,13 +29,16 @@ from torch.utils.data import DataLoader
 from torchvision.datasets import MNIST
 
 from mixsep.data import MixDataModule
-from mixsep.models import ConvDual, ResNetDual, SingleSub, UNetSeparator
+from mixsep.models import ConvDual, ConvSkipDual, ResNetDual, ResNetSkipDual, ResNetSkipSub, SingleSub, UNetSeparator
 from mixsep.module import SeparationModule
 
-NETS = {
-    "conv_dual": ConvDual,
-    "resnet_dual": ResNetDual,
-    "single_sub": SingleSub,
+NETS = {  # the model= options' networks (with their default options)
+    "conv_dual": ConvSkipDual,
+    "resnet_dual": ResNetSkipDual,
+    "single_sub": ResNetSkipSub,
+    "conv_dual_bottleneck": ConvDual,
+    "resnet_dual_bottleneck": ResNetDual,
+    "single_sub_bottleneck": SingleSub,
     "unet": UNetSeparator,
     "best_gpu_unet": functools.partial(UNetSeparator, width=64, depth=3),  # experiment=best_gpu's net
 }

@@ -30,6 +30,9 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
     torch.save(obj, buffer)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # as open() would create it (mkstemp's files are private)
         with os.fdopen(fd, "wb") as f:
             f.write(buffer.getbuffer())
             f.flush()

@@ -14,6 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 from mixsep.artifacts import write_test_outputs
 from mixsep.errors import ConfigError, one_line_errors
 from mixsep.hardware import build_trainer, resolve_precision
+from mixsep.models.tta import ShiftEnsemble
+from mixsep.provenance import provenance
 from mixsep.separator import checkpoint_precision, checkpoint_sources, load_module
 from mixsep.task import build, check_command_line
 
@@ -30,6 +32,8 @@ def evaluate(cfg: DictConfig) -> dict:
     for key in ("tta", "tta_color"):  # score with (or without) a self-ensemble
         if cfg.get(key) is not None:
             module.hparams[key] = bool(cfg[key])
+    if cfg.get("tta_shift"):  # an evaluation wrapper: the checkpoint's network is unchanged
+        module.net = ShiftEnsemble(module.net)
     datamodule = build(cfg.data)
     if cfg.trainer.precision is None:
         cfg.trainer.precision = checkpoint_precision(cfg.ckpt_path)
@@ -46,6 +50,8 @@ def evaluate(cfg: DictConfig) -> dict:
         checkpoint=str(cfg.ckpt_path),
         precision=precision,
         trained_on=checkpoint_sources(cfg.ckpt_path),
+        tta_shift=bool(cfg.get("tta_shift")),
+        provenance=provenance(),
     )
     return metrics
 

@@ -121,8 +121,11 @@ class FolderLock:
             and not (slurm_job_id() and status.get("slurm_job_id") == slurm_job_id())  # this job, re-queued
         ):
             raise FolderInUse(self._refusal(status))
-        self.out.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.out / ".mixsep.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        check_writable(self.out)
+        try:
+            fd = os.open(self.out / ".mixsep.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise ConfigError(f"cannot write to the run folder {self.out} ({err.strerror or err})") from err
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -133,9 +136,10 @@ class FolderLock:
             except json.JSONDecodeError:
                 holder = {}
             raise FolderInUse(self._refusal(holder)) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": now_iso()}).encode())
         self.fd = fd
+        with contextlib.suppress(OSError):  # who holds it, for the refusal; a full disk leaves it unsaid
+            os.ftruncate(fd, 0)
+            os.write(fd, json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": now_iso()}).encode())
 
     def _refusal(self, holder: dict) -> str:
         return (

@@ -325,7 +325,8 @@ def main(argv: list[str] | None = None) -> str:
         print(text)
         return text
     all_runs = find_runs(args.dirs, ranked_only=False, include_debug=args.include_debug)
-    if not all_runs:
+    unscored = unscored_runs(args.dirs)
+    if not all_runs and not unscored:
         missing = [d for d in args.dirs if not Path(d).exists()]
         where = f"no such folder: {', '.join(missing)}" if missing else f"no metrics.json under {' '.join(args.dirs)}"
         sys.exit(f"mixsep: {where}; give run folders, sweep folders or metrics.json files (e.g. outputs/)")
@@ -335,7 +336,6 @@ def main(argv: list[str] | None = None) -> str:
         for sources, count, rows in groups
     ]
     sweeps = [report_sweep(Path(d)) for d in args.dirs if is_sweep(Path(d))]
-    unscored = unscored_runs(args.dirs)
     if unscored:
         tables.append("Runs without final scores (not ranked):\n\n" + "\n".join(unscored))
     text = "\n\n".join([*sweeps, *tables, reported_block()])

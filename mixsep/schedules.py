@@ -65,7 +65,8 @@ def budget_onecycle(trainer: L.Trainer):
         )
 
     def factor(step: int) -> float:
-        done = step / steps if math.isfinite(steps) and steps > 0 else 0.0
+        # as OneCycleLR: the last of the steps already trains at the final learning rate
+        done = step / max(steps - 1, 1) if math.isfinite(steps) else 0.0
         return _onecycle(max(done, timer.time_elapsed() / budget) if budget else done)
 
     return factor

@@ -143,7 +143,8 @@ def value_kind_problem(given: dict, default: dict, keys: set[str], prefix: str =
         )
         if wrong:
             example = str(ref).lower() if isinstance(ref, bool) else ref
-            return f"{name}={value!r} is {_kind(value)}, but {name} takes {_kind(ref)} (its default: {name}={example})"
+            typed = str(value).lower() if isinstance(value, bool) else repr(value)
+            return f"{name}={typed} is {_kind(value)}, but {name} takes {_kind(ref)} (its default: {name}={example})"
     return None
 
 
@@ -195,7 +196,7 @@ def recorded_job(out: Path, optimized_metric: str) -> Iterator[dict]:
     if zero:  # before anything is written: a live job's folder is left exactly as it is
         try:
             lock.acquire()
-        except jobs.FolderInUse as err:
+        except ConfigError as err:  # in use by a live job, or not writable
             if jobs.hydra_job()["multirun"]:
                 raise
             sys.exit(f"mixsep: {err}")

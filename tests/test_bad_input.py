@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -246,6 +247,19 @@ def _read_only(tmp: Path) -> Path:
     return point
 
 
+LOCKS: list = []  # folder locks held by this process for a row, released after it
+
+
+def _folder_in_use(run: Path) -> Path:
+    """The earlier run's folder, claimed by a live job (this test process holds its lock, as a training does)."""
+    from mixsep.jobs import FolderLock
+
+    lock = FolderLock(run)
+    lock.acquire()
+    LOCKS.append(lock)
+    return run
+
+
 def _earlier_run(run: Path) -> None:
     run.mkdir(parents=True, exist_ok=True)
     (run / "keep.txt").write_text("earlier result\n")
@@ -284,6 +298,18 @@ BAD_INPUTS = [
     ("run-callback-options-alone", lambda t, r: RUN + ["experiment=best_cpu_5min", "callbacks=default"], "_target_"),
     ("run-no-data-offline", lambda t, r: RUN + [f"data.root={_empty_root(t)}", "data.download=false"], "MNIST"),
     ("run-dir-is-a-file", lambda t, r: RUN + [f"hydra.run.dir={_file(t)}"], "is a file, not a folder"),
+    ("run-dir-in-use", lambda t, r: RUN + [f"hydra.run.dir={_folder_in_use(r)}"], f"is in use by pid {os.getpid()}"),
+    ("run-samples-negative", lambda t, r: RUN + ["samples=-3"], "samples=-3 must be a whole number >= 0"),
+    ("run-seed-word", lambda t, r: RUN + ["seed=abc"], "seed='abc' is a word, but seed takes a number"),
+    ("run-switch-word", lambda t, r: RUN + ["model.compile=yes"], "model.compile='yes' is a word, but model.compile"),
+    (
+        "run-switch-number",
+        lambda t, r: RUN + ["data.color_flip=1"],
+        "data.color_flip=1 is a number, but data.color_flip",
+    ),
+    ("run-lr-word", lambda t, r: RUN + ["model.lr=1e-3x"], "model.lr='1e-3x' is a word, but model.lr takes a number"),
+    ("run-widths-word", lambda t, r: RUN + ["model.net.widths=wide"], "model.net.widths='wide' is a word, but"),
+    ("run-count-switch", lambda t, r: RUN + ["trainer.log_every_n_steps=true"], "log_every_n_steps=true is true/false"),
     ("run-full-disk", lambda t, r: RUN + [f"hydra.run.dir={_full_disk_run(t)}"], "disk is full"),
     ("evaluate-no-ckpt", lambda t, r: EVALUATE, "mixsep.evaluate needs a checkpoint: ckpt_path="),
     ("evaluate-batch-fraction", lambda t, r: EVALUATE + [f"ckpt_path={SHIPPED}", "data.batch_size=1.5"], "batch_size"),
@@ -338,6 +364,8 @@ def bad_input_env(tiny_root, tmp_path, monkeypatch):
     yield run
     while MOUNTS:
         subprocess.run(["umount", "-l", str(MOUNTS.pop())], capture_output=True)
+    while LOCKS:
+        LOCKS.pop().release()
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from mixsep.errors import ConfigError
 from mixsep.metrics import TEST_KEYS
 from mixsep.models import UNetSeparator
 from mixsep.module import SeparationModule
@@ -94,6 +95,22 @@ def test_time_onecycle_needs_max_time_and_fills_the_budget(compose, tiny_overrid
     assert ckpt["global_step"] == metrics["global_step"]  # last.ckpt is the final state, improved or not
     (lr,) = ckpt["lr_schedulers"][0]["_last_lr"]
     assert lr < 2e-3 / 20  # model.lr annealed (to under a twentieth) by the end of the budget
+
+
+def test_budget_onecycle_anneals_at_the_last_epoch_or_when_the_time_is_up(compose, tiny_overrides, tmp_path):
+    """The families' default schedule: over the epochs' steps without trainer.max_time, over the clock with it."""
+    base = tiny_overrides + ["model=unet", "model.scheduler=onecycle_budget", "model.lr=2e-3"]
+    by_steps = train(compose("config", base + ["trainer.max_epochs=3"], tmp_path / "steps"))
+    ckpt = torch.load(tmp_path / "steps" / "checkpoints" / "last.ckpt", weights_only=False)
+    (lr,) = ckpt["lr_schedulers"][0]["_last_lr"]
+    assert by_steps["global_step"] == 12 and lr < 2e-3 / 20  # annealed at the last of 3 epochs' 12 steps
+    timed = base + ["trainer.max_epochs=100000", "trainer.max_time=00:00:00:06"]
+    by_time = train(compose("config", timed, tmp_path / "time"))
+    ckpt = torch.load(tmp_path / "time" / "checkpoints" / "last.ckpt", weights_only=False)
+    (lr,) = ckpt["lr_schedulers"][0]["_last_lr"]
+    assert 5 <= by_time["train_seconds"] < 30 and lr < 2e-3 / 20  # annealed when the 6 seconds were up
+    with pytest.raises(ConfigError, match="needs a budget"):
+        train(compose("config", base + ["trainer.max_epochs=-1"], tmp_path / "none"))
 
 
 def test_color_flip_mirrors_about_half_the_colour_images_and_never_the_digits():

@@ -314,3 +314,43 @@ def test_resnet_families_take_torchvisions_stages_and_local_weights(option, tmp_
 def test_bad_family_options_are_rejected_with_the_config_name(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ResNetSkipDual(**{"input_width": 8, **kwargs})
+
+
+def test_shift_ensemble_keeps_a_pointwise_separator_exact_and_the_mixture_consistent():
+    """A separator that works pixel by pixel commutes with shifts: the ensemble (wrapped borders left out of
+    each vote) gives back exactly its separation. A U-Net's ensemble still averages to the mix."""
+    from mixsep.models import ShiftEnsemble
+
+    class Pointwise(torch.nn.Module):
+        def forward(self, mix):
+            gray = mix.mean(1, keepdim=True).expand(-1, 3, -1, -1) * 0.8
+            return gray, 2 * mix - gray
+
+    mix = _feasible_mixes(4)
+    for a, b in zip(ShiftEnsemble(Pointwise())(mix), Pointwise()(mix)):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    torch.manual_seed(13)
+    net = UNetSeparator(width=8, depth=2).eval()
+    with torch.no_grad():
+        mnist_hat, cifar_hat = ShiftEnsemble(net)(mix)
+        plain, _ = net(mix)
+    torch.testing.assert_close((mnist_hat + cifar_hat) / 2, mix, rtol=0, atol=1e-6)
+    lo, hi = feasible_gray_bounds(mix)
+    assert (mnist_hat[:, :1] >= lo - 1e-6).all() and (mnist_hat[:, :1] <= hi + 1e-6).all()
+    assert not torch.allclose(mnist_hat, plain)  # the shifted passes do contribute
+
+
+def test_unet_resize_range_projects_its_gray_estimate_into_the_resize_range_and_the_interval():
+    torch.manual_seed(14)
+    mix = _feasible_mixes(4)
+    net = UNetSeparator(width=8, depth=2, resize_range=True).eval()
+    assert "projector" not in net.state_dict()  # derived at start-up: checkpoints are unchanged
+    with torch.no_grad():
+        mnist_hat, cifar_hat = net(mix)
+    torch.testing.assert_close((mnist_hat + cifar_hat) / 2, mix, rtol=0, atol=1e-6)
+    lo, hi = feasible_gray_bounds(mix)
+    assert (mnist_hat[:, :1] >= lo - 1e-6).all() and (mnist_hat[:, :1] <= hi + 1e-6).all()
+    plain = UNetSeparator(width=8, depth=2).eval()
+    plain.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        assert not torch.allclose(plain(mix)[0], mnist_hat)

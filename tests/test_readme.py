@@ -69,6 +69,7 @@ COMMANDS: dict[str, Run | Elsewhere | Skip] = {
     ),
     "python -m mixsep.run experiment=fast_cpu": Run(TINY),
     "python -m mixsep.run model=resnet_dual": Run(TINY),
+    "python -m mixsep.run model=resnet_dual trainer.max_time=00:00:30:00": Run(TINY),
     "ruff check . && ruff format --check .": Run(subprocess=True),
     "python -m pytest -q": Skip("this test suite itself"),
     'python -m pytest -q -m "not slow"': Skip("a subset of this test suite"),
@@ -135,6 +136,9 @@ COMMANDS: dict[str, Run | Elsewhere | Skip] = {
     ),
     "python benchmarks/gpu_check.py --data gpu_bundle/data": Skip(NEEDS_GPU),
     # ---- benchmarks/README.md
+    "python benchmarks/tta_shift.py --ckpt results/best_cpu/model.ckpt --pairs 1000": Run(
+        ["--pairs", "16"], real_data=True
+    ),
     "python benchmarks/throughput.py --model conv_dual": Run(
         ["--rounds", "1", "--pairs", "64", "--data-pairs", "256", "--batch-size", "16"], real_data=True
     ),

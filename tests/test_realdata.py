@@ -53,8 +53,8 @@ def test_short_conv_dual_run_beats_the_trivial_baseline(compose, tmp_path):
         f"data.root={REAL_ROOT}",
         "model=conv_dual",
         "trainer=cpu",
-        "trainer.max_epochs=2",
-        "data.train_pairs=3000",  # measured on a 2-core CPU without bf16: +4.3 dB MNIST, +1.1 dB CIFAR
+        "trainer.max_epochs=1",
+        "data.train_pairs=1600",  # 50 steps; measured on a 2-core CPU without bf16: +15.6 dB MNIST, +12.1 dB CIFAR
         "data.batch_size=32",
         "data.val_pairs=200",
         "data.test_pairs=500",
@@ -62,5 +62,5 @@ def test_short_conv_dual_run_beats_the_trivial_baseline(compose, tmp_path):
     ]
     metrics = train(compose("config", overrides, tmp_path))
     zero = baseline_rows(REAL_ROOT, None, test_pairs=500)[0]  # MNIST := 0, CIFAR := clamp(2·mix)
-    assert metrics["test/mnist_psnr"] > zero["test/mnist_psnr"] + 2.0
-    assert metrics["test/cifar_psnr"] > zero["test/cifar_psnr"] + 0.5
+    assert metrics["test/mnist_psnr"] > zero["test/mnist_psnr"] + 10.0  # the bottleneck version: +4.3 in 188 steps
+    assert metrics["test/cifar_psnr"] > zero["test/cifar_psnr"] + 8.0  # (+1.1 dB CIFAR)

@@ -6,7 +6,8 @@ two (B, 3, 32, 32) tensors before clamping. One file per family:
 - ``resnet.py``: the ResNet18-encoder dual-decoder and single-decoder families (``model=resnet_dual``, ``single_sub``);
 - ``bottleneck.py``: the earlier reports' systems, kept exact (``model=*_bottleneck``, ``experiment=prior/*``);
 - ``structure.py``: the structure head every family can switch on (gray digit, exact mixture, feasible interval,
-  resize range); ``blocks.py``: the shared conv block and skip decoder.
+  resize range); ``blocks.py``: the shared conv block and skip decoder; ``tta.py``: test-time shifts as an
+  evaluation wrapper (``mixsep.evaluate tta_shift=true``).
 
 Names are importable from ``mixsep.models`` (checkpoints name their network as ``mixsep.models.<Class>``).
 """
@@ -16,6 +17,7 @@ from mixsep.models.bottleneck import CifarAE, ConvDual, MeanAE, ResNetDual, Sing
 from mixsep.models.conv_dual import ConvSkipDual
 from mixsep.models.resnet import ResNetSkipDual, ResNetSkipSub, resnet18_stages
 from mixsep.models.structure import SourceHead, feasible_bounds, feasible_gray_bounds, structured_input
+from mixsep.models.tta import ShiftEnsemble
 from mixsep.models.unet import ChannelNorm, GlobalAttention, NAFBlock, ResidualBlock, UNetSeparator
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "ResNetSkipDual",
     "ResNetSkipSub",
     "ResidualBlock",
+    "ShiftEnsemble",
     "SingleSub",
     "SkipDecoder",
     "SourceHead",

@@ -15,23 +15,20 @@ from mixsep.models.structure import SourceHead, structured_input
 class ConvSkipDual(nn.Module):
     """Encoder: two 3×3 conv–BN–ReLU per level, ``widths`` channels, 2×2 max-pooling between levels (from 32×32
     down to 32 / 2^(levels − 1)). Two :class:`SkipDecoder`s, ``decoder_widths`` channels per level (finest first),
-    one for MNIST and one for CIFAR, each with skips from every encoder level. ``gray``, ``consistency``,
-    ``interval``, ``resize_range``: the structure head's switches."""
+    one for MNIST and one for CIFAR, each with skips from every encoder level. ``structure``: the structure
+    head's switches (``gray``, ``consistency``, ``interval``, ``resize_range``; :class:`SourceHead`)."""
 
     def __init__(
         self,
         widths: list[int] = (32, 64, 128, 256),
         decoder_widths: list[int] = (24, 48, 96),
-        gray: bool = True,
-        consistency: str = "exact",
-        interval: bool = True,
-        resize_range: bool = False,
+        **structure,
     ) -> None:
         super().__init__()
         widths = list(widths)
         if len(widths) < 2 or min(widths) < 1:
             raise ConfigError(f"model.net.widths={widths}: give 2 or more positive channel counts, one per level")
-        self.head = SourceHead(gray, consistency, interval, resize_range)
+        self.head = SourceHead(**structure)
         self.encoder = nn.ModuleList(conv_block(cin, cout) for cin, cout in zip([6, *widths[:-1]], widths))
         skips = [(w, 32 // 2**i) for i, w in enumerate(widths[:-1])]
         bottom = (widths[-1], 32 // 2 ** (len(widths) - 1))

@@ -49,7 +49,8 @@ class ResNetSkipDual(nn.Module):
     """ResNet18 stages on the mix plus a full-resolution conv block on the structured input (the mix, its gray
     value, the feasible interval) as skips; ``decoders`` skip decoders (2: MNIST and CIFAR; 1: MNIST only,
     CIFAR = 2·mix − MNIST), ``decoder_widths`` channels per skip level, finest first (full-resolution, stem,
-    layer1, layer2, and layer3 with ``stages=4``). ``stages=3`` (the default) leaves out layer4: with the
+    layer1, layer2, and layer3 with ``stages=4``). ``structure``: the structure head's switches
+    (:class:`SourceHead`). ``stages=3`` (the default) leaves out layer4: with the
     ImageNet stem it works on 1×1 maps, where its 3×3 convolutions see only their centre tap and its 8.4 M
     parameters cost 40 % of the training step on a CPU."""
 
@@ -62,15 +63,12 @@ class ResNetSkipDual(nn.Module):
         input_width: int = 32,
         decoder_widths: list[int] | None = None,
         decoders: int = 2,
-        gray: bool = True,
-        consistency: str = "exact",
-        interval: bool = True,
-        resize_range: bool = False,
+        **structure,
     ) -> None:
         super().__init__()
         if decoders not in (1, 2):
             raise ConfigError(f"model.net.decoders={decoders!r} is not 1 or 2")
-        self.head = SourceHead(gray, consistency, interval, resize_range)
+        self.head = SourceHead(**structure)
         self.full_resolution = conv_block(6, input_width)
         self.encoder = resnet18_stages(pretrained_weights, stem_stride, maxpool, stages)
         self.stages = STAGES[: 1 + stages]

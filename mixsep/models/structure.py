@@ -80,7 +80,7 @@ class SourceHead(nn.Module):
         self.gray, self.consistency, self.interval, self.resize_range = gray, consistency, interval, resize_range
         self.mnist_channels = 1 if gray else 3
         if resize_range:  # derived from PIL at start-up, so not part of the checkpoint
-            self.register_buffer("projector", torch.from_numpy(_resize_projector()).float(), persistent=False)
+            self.register_buffer("projector", resize_projector(), persistent=False)
 
     def forward(
         self, mix: torch.Tensor, mnist_logit: torch.Tensor, cifar_logit: torch.Tensor | None = None
@@ -103,12 +103,24 @@ class SourceHead(nn.Module):
 
     def _constrain(self, mix: torch.Tensor, mnist: torch.Tensor) -> torch.Tensor:
         lo, hi = feasible_gray_bounds(mix) if self.gray else feasible_bounds(mix)
-        rounds = 2 if self.resize_range else 0
-        for _ in range(rounds):  # alternating projections: onto the resize's range, then into the interval
-            if mnist.shape[-2:] == self.projector.shape:
-                mnist = self.projector @ mnist @ self.projector.T
-            if self.interval:
-                mnist = torch.minimum(torch.maximum(mnist, lo), hi)
-        if self.interval and not rounds:
-            mnist = torch.minimum(torch.maximum(mnist, lo), hi)
-        return mnist
+        return constrain(mnist, lo, hi, self.interval, self.projector if self.resize_range else None)
+
+
+def constrain(
+    gray: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, interval: bool = True, projector: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The estimate clamped into [lo, hi] (``interval``); with a resize-range ``projector``, two rounds of
+    alternating projections: onto the range of the 28→32 resize, then into the interval."""
+    rounds = 2 if projector is not None and gray.shape[-2:] == projector.shape else 0
+    for _ in range(rounds):
+        gray = projector @ gray @ projector.T
+        if interval:
+            gray = torch.minimum(torch.maximum(gray, lo), hi)
+    if interval and not rounds:
+        gray = torch.minimum(torch.maximum(gray, lo), hi)
+    return gray
+
+
+def resize_projector() -> torch.Tensor:
+    """(32, 32) float32: the projector onto the range of PIL's bilinear 28→32 resize, along one axis."""
+    return torch.from_numpy(_resize_projector()).float()

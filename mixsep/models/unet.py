@@ -8,7 +8,7 @@ from torch import nn
 
 from mixsep.errors import ConfigError
 from mixsep.models.blocks import conv_block
-from mixsep.models.structure import feasible_gray_bounds
+from mixsep.models.structure import constrain, feasible_gray_bounds, resize_projector
 
 
 class ResidualBlock(nn.Module):
@@ -112,7 +112,8 @@ class UNetSeparator(nn.Module):
     self-attention at the coarsest level. ``block``: ``conv`` (two 3×3 conv–BN–ReLU) or ``naf`` (a 3×3 conv,
     then 1 + blocks NAFNet blocks) at every level, or a list per level (e.g. ``[naf, naf, conv, conv]``).
     ``output``: ``clamp`` (a sigmoid clamped into the feasible interval) or ``interval``
-    (``lo + (hi − lo)·sigmoid``: always inside it, with a gradient everywhere).
+    (``lo + (hi − lo)·sigmoid``: always inside it, with a gradient everywhere). ``resize_range``: the gray
+    estimate is then projected onto the range of the 28→32 bilinear resize, alternated with the interval.
     """
 
     def __init__(
@@ -124,6 +125,7 @@ class UNetSeparator(nn.Module):
         attention: bool = False,
         output: str = "clamp",
         block: str | list[str] = "conv",
+        resize_range: bool = False,
     ) -> None:
         super().__init__()
         chans = list(widths) if widths else [width * 2**i for i in range(depth + 1)]
@@ -148,6 +150,9 @@ class UNetSeparator(nn.Module):
         self.up = nn.ModuleList(nn.ConvTranspose2d(chans[i + 1], chans[i], 2, stride=2) for i in range(depth))
         self.merge = nn.ModuleList(_level(2 * chans[i], chans[i], per_level[i], kinds[i]) for i in range(depth))
         self.head = nn.Conv2d(chans[0], 1, 1)
+        if resize_range:  # derived from PIL at start-up, so not part of the checkpoint
+            self.register_buffer("projector", resize_projector(), persistent=False)
+        self.resize_range = resize_range
 
     def forward(self, mix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         lo, hi = feasible_gray_bounds(mix)
@@ -163,5 +168,7 @@ class UNetSeparator(nn.Module):
             gray = lo + (hi - lo) * torch.sigmoid(logit)
         else:
             gray = torch.minimum(torch.maximum(torch.sigmoid(logit), lo), hi)
+        if self.resize_range:
+            gray = constrain(gray, lo, hi, True, self.projector)
         mnist = gray.expand(-1, 3, -1, -1)
         return mnist, 2 * mix - mnist
