@@ -243,3 +243,20 @@ def test_cli_messages_land_in_hydras_run_log(tiny_overrides, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     text = (run / "run.log").read_text()
     assert "wrote" in text and "test/mnist_psnr" in text
+
+
+def test_metrics_and_the_csv_loggers_config_record_the_code_that_ran(trained_run):
+    import subprocess
+
+    import yaml
+
+    out, metrics, _ = trained_run
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=CONF).stdout.strip()
+    hparams = yaml.safe_load((out / "csv" / "hparams.yaml").read_text())
+    for record in (
+        metrics["provenance"],
+        hparams["provenance"],
+        json.loads((out / "metrics.json").read_text())["provenance"],
+    ):
+        assert record["git_commit"] == (head or None) and record["torch_version"] and record["lightning_version"]
+        assert record["mixsep_version"] and record["hydra_core_version"] and record["command"]
