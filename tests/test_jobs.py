@@ -224,8 +224,13 @@ def test_wandb_with_a_key_but_no_server_goes_offline_within_its_timeout(compose,
     monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("WANDB_MODE", "")  # unset for the run; restored after the test
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    from mixsep.loggers import finish_wandb
+
     start = time.monotonic()
-    metrics = train(compose("config", [*tiny_overrides, "logger=wandb"], tmp_path / "run"))
+    try:
+        metrics = train(compose("config", [*tiny_overrides, "logger=wandb"], tmp_path / "run"))
+    finally:
+        finish_wandb(failed=False)  # as the job's record does: no W&B run left open for the next test
     assert time.monotonic() - start < 120 and os.environ["WANDB_MODE"] == "offline"
     assert metrics["global_step"] > 0 and list((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert WANDB_REACH_SECONDS <= 10
