@@ -203,8 +203,7 @@ def recorded_job(out: Path, optimized_metric: str) -> Iterator[dict]:
     earlier_status = read_bytes(out / "status.json")
     record: dict = {}
     try:
-        if zero:
-            jobs.check_writable(out)
+        if zero:  # the lock above has checked that the folder takes files
             jobs.write_status(out, "running", requeues=requeue.requeue_count())
         yield record
     except BaseException as err:
