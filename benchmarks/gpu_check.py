@@ -60,7 +60,7 @@ def gpu_tests() -> str:
             "no:cacheprovider",
             "-o",
             "addopts=",
-            "tests/test_gpu.py",
+            "tests/user_paths/test_gpu.py",
         ],
         cwd=ROOT,
         capture_output=True,
@@ -72,17 +72,17 @@ def gpu_tests() -> str:
     return "\n".join([*failures, lines[-1] if lines else f"pytest gave no output (exit {run.returncode})"])
 
 
-def throughput(model: str, rounds: int, pairs: int, batch_size: int | None, data_kwargs: dict) -> dict:
+def throughput(model: str, rounds: int, pairs: int, batch_size: int | None, data_kwargs: dict, warmup: int = 2) -> dict:
     """mixsep vs per-item pipeline for ``model``, medians of alternating rounds."""
     from throughput import build
 
     fast, slow = build(Namespace(model=model, batch_size=batch_size, cpu=False), **data_kwargs)
     for p in (fast, slow):
-        p.train_steps(2)  # warm-up: allocator, cuDNN / oneDNN kernels, workers
+        p.train_steps(warmup)  # warm-up: allocator, cuDNN / oneDNN kernels, workers
     rates, wait = {p.name: [] for p in (fast, slow)}, []
     for _ in range(rounds):
         for p in (fast, slow):
-            rate, waited = p.train_steps(max(2, pairs // p.batch_size))
+            rate, waited = p.train_steps(max(warmup, pairs // p.batch_size))
             rates[p.name].append(rate)
             if p is fast:
                 wait.append(waited)
@@ -127,12 +127,12 @@ def main() -> None:
     if args.quick:  # the tiny data sets of the tests: a smoke test, not a measurement
         data_kwargs = {"val_holdout": 8, "val_pairs": 8, "test_pairs": 12}
         overrides = ("data.val_holdout=8", "data.val_pairs=8", "data.test_pairs=12", "data.batch_size=8")
-        rounds, pairs = 1, 16
+        rounds, pairs = 1, 8
     print("\n== training throughput, mixsep vs the per-item DataLoader pipeline (same device, one process)")
     print("| model | mixsep batch | mixsep pairs/s | per-item pairs/s (batch 64) | ratio | waiting for data |")
     print("|---|---:|---:|---:|---:|---:|")
     for model in ("best_gpu_unet", "conv_dual"):
-        r = throughput(model, rounds, pairs, 8 if args.quick else None, data_kwargs)
+        r = throughput(model, rounds, pairs, 8 if args.quick else None, data_kwargs, warmup=1 if args.quick else 2)
         print(
             f"| {model} | {r['batch']} | {r['mixsep']:.0f} | {r['per-item']:.0f} | {r['ratio']:.2f}x "
             f"| {100 * r['wait']:.1f} % |",

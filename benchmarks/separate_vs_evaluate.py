@@ -20,7 +20,7 @@ from PIL import Image
 
 from mixsep import mix, separate
 from mixsep.evaluate import evaluate
-from mixsep.metrics import image_metrics
+from mixsep.models.metrics import image_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -28,9 +28,9 @@ from per_item import PerItemPairDataset  # noqa: E402
 from torch.utils.data import DataLoader
 from torchvision.datasets import MNIST
 
-from mixsep.data import MixDataModule
+from mixsep.data.datamodule import MixDataModule
 from mixsep.models import ConvDual, ConvSkipDual, ResNetDual, ResNetSkipDual, ResNetSkipSub, SingleSub, UNetSeparator
-from mixsep.module import SeparationModule
+from mixsep.models.module import SeparationModule
 
 NETS = {  # the model= options' networks (with their default options)
     "conv_dual": ConvSkipDual,

@@ -30,8 +30,8 @@ from hydra.utils import instantiate
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from throughput import build  # noqa: E402
 
-from mixsep.hardware import resolve_precision  # noqa: E402
-from mixsep.task import build_module  # noqa: E402
+from mixsep.training.build import build_module  # noqa: E402
+from mixsep.training.hardware import resolve_precision  # noqa: E402
 
 TARGET = {"val/mnist_psnr": 22.54, "val/cifar_psnr": 17.01}
 REPORT_000_EPOCHS, REPORT_000_PAIRS_PER_EPOCH = 50, 60000

@@ -15,12 +15,12 @@ import time
 
 import torch
 
-from mixsep.data import MixDataModule
-from mixsep.metrics import per_image_psnr
+from mixsep.data.datamodule import MixDataModule
+from mixsep.models.metrics import per_image_psnr
+from mixsep.models.separator import load_module
 from mixsep.models.structure import constrain, feasible_gray_bounds, resize_projector
 from mixsep.models.tta import ShiftEnsemble
-from mixsep.separator import load_module
-from mixsep.stats import bootstrap_mean, paired_difference
+from mixsep.report.stats import bootstrap_mean, paired_difference
 
 
 class RangeAfter(torch.nn.Module):

@@ -4,7 +4,7 @@ import logging
 
 from lightning.pytorch.utilities import rank_zero_only
 
-from mixsep.separator import Separator, load_separator
+from mixsep.models.separator import Separator, load_separator
 
 
 class _RankZeroOnly(logging.Filter):

@@ -1,3 +1,9 @@
-from mixsep.run import main
+"""``python -m mixsep``: the same as ``python -m mixsep.run``."""
 
+import sys
+
+from mixsep.run import main
+from mixsep.training.checks import check_command_line
+
+check_command_line(sys.argv[1:])
 main()

@@ -11,13 +11,14 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from mixsep.artifacts import write_test_outputs
 from mixsep.errors import ConfigError, one_line_errors
-from mixsep.hardware import build_trainer, resolve_precision
-from mixsep.models.tta import ShiftEnsemble
-from mixsep.provenance import provenance
-from mixsep.separator import checkpoint_precision, checkpoint_sources, load_module
-from mixsep.task import build, check_command_line
+from mixsep.models.separator import checkpoint_precision, checkpoint_sources, load_module
+from mixsep.models.tta import say
+from mixsep.training.artifacts import write_test_outputs
+from mixsep.training.build import build, build_trainer
+from mixsep.training.checks import check_command_line, check_trainer
+from mixsep.training.config import CONF_DIR, settle_for_this_machine
+from mixsep.training.provenance import provenance
 
 
 def evaluate(cfg: DictConfig) -> dict:
@@ -26,21 +27,21 @@ def evaluate(cfg: DictConfig) -> dict:
             "mixsep.evaluate needs a checkpoint: ckpt_path=<run dir>/checkpoints/best-epochNNN.ckpt "
             "(or results/best_cpu/model.ckpt, the shipped model)"
         )
+    check_trainer(cfg.trainer)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     module = load_module(cfg.ckpt_path)
-    for key in ("tta", "tta_color"):  # score with (or without) a self-ensemble
+    for key in ("tta", "tta_color"):  # null: as the checkpoint's run validated and tested
         if cfg.get(key) is not None:
             module.hparams[key] = bool(cfg[key])
-    if cfg.get("tta_shift"):  # an evaluation wrapper: the checkpoint's network is unchanged
-        module.net = ShiftEnsemble(module.net)
+    if hasattr(module, "use_test_time_ensemble"):  # a separator (not an earlier report's one-image system)
+        h = module.hparams
+        say(module.use_test_time_ensemble(h.get("tta", False), h.get("tta_color", False), bool(cfg.get("tta_shift"))))
     datamodule = build(cfg.data)
-    if cfg.trainer.precision is None:
-        cfg.trainer.precision = checkpoint_precision(cfg.ckpt_path)
-    precision = cfg.trainer.precision = resolve_precision(cfg.trainer)
+    cfg = settle_for_this_machine(cfg, default_precision=checkpoint_precision(cfg.ckpt_path))
     trainer = build_trainer(cfg.trainer, callbacks=[], loggers=[])
     results = trainer.test(module, datamodule=datamodule)[0]
-    metrics = write_test_outputs(
+    return write_test_outputs(
         out,
         results,
         module,
@@ -48,15 +49,14 @@ def evaluate(cfg: DictConfig) -> dict:
         cfg.samples,
         experiment=cfg.experiment_name,
         checkpoint=str(cfg.ckpt_path),
-        precision=precision,
+        precision=cfg.trainer.precision,
         trained_on=checkpoint_sources(cfg.ckpt_path),
         tta_shift=bool(cfg.get("tta_shift")),
         provenance=provenance(),
     )
-    return metrics
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     with one_line_errors():
         evaluate(cfg)

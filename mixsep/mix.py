@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mixsep.data import MixDataModule, to_float_batch
+from mixsep.data.datamodule import MixDataModule, to_float_batch
+from mixsep.data.sources import resize_mnist
 from mixsep.errors import ArgumentParser, MixsepError, one_line_errors
-from mixsep.sources import resize_mnist
 
 
 def to_png(image: torch.Tensor, path: Path, size: tuple[int, int] = (32, 32)) -> None:

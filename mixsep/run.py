@@ -6,52 +6,26 @@ logs. The task function returns the validation objective (``optimized_metric``) 
 
 from __future__ import annotations
 
-import logging
 import sys
 import time
 from pathlib import Path
 
 import hydra
 import lightning as L
-import torch
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig
 
-from mixsep import jobs
-from mixsep.artifacts import write_config_tree, write_test_outputs
-from mixsep.checkpoints import checkpoint_paths, resolve_ckpt_path
+from mixsep.cluster.ddp import ddp_children_run_this_job
+from mixsep.cluster.status import recorded_job
+from mixsep.cluster.where import now_iso, where_it_ran
 from mixsep.errors import ConfigError
-from mixsep.hardware import build_trainer, resolve_precision
-from mixsep.loggers import build_loggers, publish_final_scores
-from mixsep.provenance import provenance
-from mixsep.task import CONF_DIR, build, build_callbacks, build_module, check_command_line, recorded_job
-
-log = logging.getLogger("mixsep")
-
-
-def composed_config(cfg: DictConfig) -> dict:
-    """The whole composed config (data, model incl. model.net, trainer, seed, ...), Hydra's own node aside, and
-    the provenance of the code that runs it (commit, versions, command line)."""
-    return {
-        **{
-            k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
-            for k in cfg
-            if k != "hydra"
-        },
-        "provenance": provenance(),
-    }
-
-
-def check_samples(samples) -> None:
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 0:
-        raise ConfigError(f"samples={samples!r} must be a whole number >= 0 (the test pairs drawn in samples.png)")
-
-
-def check_optimized_metric(name: str) -> None:
-    if not name.startswith("val/"):
-        raise ConfigError(
-            f"optimized_metric={name} must be a validation metric (val/...): sweeps select on "
-            "the validation pairs, never on the test pairs."
-        )
+from mixsep.models.tta import say
+from mixsep.training.artifacts import write_config_tree, write_test_outputs
+from mixsep.training.build import build, build_callbacks, build_module, build_trainer
+from mixsep.training.checkpoints import checkpoint_paths, resolve_ckpt_path
+from mixsep.training.checks import check_command_line, check_run
+from mixsep.training.config import CONF_DIR, composed_config, set_float32_matmul_precision, settle_for_this_machine
+from mixsep.training.loggers import build_loggers, publish_final_scores
+from mixsep.training.provenance import provenance
 
 
 def validation_objective(trainer: L.Trainer, module, datamodule, ckpt_path: str | None, name: str) -> dict:
@@ -63,23 +37,19 @@ def validation_objective(trainer: L.Trainer, module, datamodule, ckpt_path: str 
 
 
 def train(cfg: DictConfig) -> dict:
-    out = Path(cfg.paths.output_dir)
-    jobs.check_writable(out)
-    with open_dict(cfg):  # the tree and metrics.json show the precision actually used
-        cfg.trainer.precision = resolve_precision(cfg.trainer)
+    out = Path(cfg.paths.output_dir)  # made by Hydra; claimed and checked writable by recorded_job
+    check_run(cfg)
+    cfg = settle_for_this_machine(cfg)  # the tree and metrics.json show the precision actually used
     tree = write_config_tree(cfg, out / "config_tree.txt")
-    jobs.check_strategy(cfg.trainer)
-    check_optimized_metric(cfg.optimized_metric)
-    check_samples(cfg.samples)
     L.seed_everything(cfg.seed, workers=True)
-    if cfg.get("float32_matmul_precision"):
-        torch.set_float32_matmul_precision(cfg.float32_matmul_precision)
-    resume_from = resolve_ckpt_path(cfg, out)
+    set_float32_matmul_precision(cfg)
+    resume_from = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.model, out)
     datamodule = build(cfg.data)
     module = build_module(cfg.model)
-    callbacks = build_callbacks(cfg)
-    loggers = build_loggers(cfg, out)
-    trainer = build_trainer(cfg.trainer, callbacks, loggers)
+    if cfg.model.get("tta") or cfg.model.get("tta_color"):  # validate and test with a self-ensemble
+        say(module.use_test_time_ensemble(dihedral=cfg.model.tta, color=cfg.model.get("tta_color", False)))
+    loggers = build_loggers(cfg.get("logger"), out, cfg.experiment_name, cfg.get("ckpt_path"))
+    trainer = build_trainer(cfg.trainer, build_callbacks(cfg.get("callbacks")), loggers)
     datamodule.check()
     if tree is not None:  # the config built: show it (a bad value stopped above with one line instead)
         import rich
@@ -88,10 +58,10 @@ def train(cfg: DictConfig) -> dict:
     for logger in loggers:
         logger.log_hyperparams(composed_config(cfg))
 
-    with jobs.ddp_children_run_this_job(cfg.trainer, out):
-        started, start = jobs.now_iso(), time.perf_counter()
+    with ddp_children_run_this_job(cfg.trainer, out):
+        started, start = now_iso(), time.perf_counter()
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
-        train_seconds, ended = time.perf_counter() - start, jobs.now_iso()
+        train_seconds, ended = time.perf_counter() - start, now_iso()
 
         best, last = checkpoint_paths(trainer)
         val = validation_objective(trainer, module, datamodule, best or last or None, cfg.optimized_metric)
@@ -113,7 +83,7 @@ def train(cfg: DictConfig) -> dict:
         "optimized_metric": cfg.optimized_metric,
         "objective": val[cfg.optimized_metric],
         **val,
-        **jobs.where_it_ran(trainer),
+        **where_it_ran(trainer),
         "provenance": provenance(),
     }
     if not trainer.is_global_zero:

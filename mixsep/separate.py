@@ -82,9 +82,11 @@ def separate_files(
     from rich.progress import track
 
     from mixsep import load_separator
-    from mixsep.artifacts import save_samples
+    from mixsep.training.artifacts import save_samples
 
     sep = load_separator(ckpt, device=device)
+    if sep.test_time_ensemble:  # as the checkpoint's run tested: say what it costs
+        print(f"mixsep.separate: {sep.test_time_ensemble}")
     out.mkdir(parents=True, exist_ok=True)
     inputs = {f.resolve() for f in files}
     failed: list[str] = []

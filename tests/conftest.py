@@ -13,7 +13,18 @@ from tests.helpers import TINY_SIZES, compose_config, make_cifar_folder, make_mn
 
 # files whose tests take minutes go first, so that no worker starts one of them at the end (--dist loadfile
 # hands out whole files in this order, --no-loadscope-reorder keeps it)
-LONGEST_FIRST = ("test_clusters.py", "test_sweeps.py", "test_readme.py", "test_debug.py", "test_realdata.py")
+LONGEST_FIRST = (
+    "test_sweeps.py",
+    "test_readme.py",
+    "test_slurm.py",
+    "test_run.py",
+    "test_status.py",
+    "test_ray.py",
+    "test_gpu_check.py",
+    "test_debug.py",
+    "test_requeue.py",
+    "test_realdata.py",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

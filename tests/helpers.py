@@ -3,6 +3,7 @@ gets tested), the README's commands, a CLI run in a subprocess or in this proces
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mixsep.sources import CIFAR_CLASSES
+from mixsep.data.sources import CIFAR_CLASSES
 
 REAL_ROOT = os.environ.get("MIXSEP_DATA_ROOT", "")
 
@@ -223,12 +224,14 @@ def compose_config(name: str, overrides: list[str], out: Path):
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
         cfg = compose(config_name=name, overrides=overrides, return_hydra_config=True)
     cfg.paths.output_dir = str(out)  # what Hydra's ${hydra:runtime.output_dir} gives under @hydra.main
+    with contextlib.suppress(OSError):  # and Hydra makes that folder before the task function runs
+        out.mkdir(parents=True, exist_ok=True)
     return cfg
 
 
 def report_main(folder: Path, tmp_path: Path, data_root: Path, *extra: str, chart: str = "c.png") -> str:
     """``python -m mixsep.report FOLDER`` with its baselines on the tiny data."""
-    from mixsep import report
+    from mixsep.report import leaderboard as report
 
     return report.main(
         [

@@ -13,12 +13,12 @@ Names are importable from ``mixsep.models`` (checkpoints name their network as `
 """
 
 from mixsep.models.blocks import SkipDecoder, conv_block
-from mixsep.models.bottleneck import CifarAE, ConvDual, MeanAE, ResNetDual, SingleSub, resnet18_trunk
 from mixsep.models.conv_dual import ConvSkipDual
 from mixsep.models.resnet import ResNetSkipDual, ResNetSkipSub, resnet18_stages
 from mixsep.models.structure import SourceHead, feasible_bounds, feasible_gray_bounds, structured_input
 from mixsep.models.tta import ShiftEnsemble
 from mixsep.models.unet import ChannelNorm, GlobalAttention, NAFBlock, ResidualBlock, UNetSeparator
+from mixsep.prior.nets import CifarAE, ConvDual, MeanAE, ResNetDual, SingleSub, resnet18_trunk
 
 __all__ = [
     "CifarAE",

@@ -1,11 +1,25 @@
-"""Test-time augmentation as an evaluation wrapper around any separator network (nothing of it is saved with a
-checkpoint): ``ShiftEnsemble`` averages the separations of the mix shifted by one pixel (digits have an
-orientation, so shifts, not flips)."""
+"""Test-time augmentation as evaluation wrappers around any separator network, chosen by whoever evaluates
+(``mixsep.run``'s ``model.tta`` / ``model.tta_color``, ``mixsep.evaluate``, ``load_separator``), never by
+``forward``: ``DihedralEnsemble`` (the 8 flips/rotations), ``ColorEnsemble`` (the 6 RGB orders; the digit is
+gray) and ``ShiftEnsemble`` (the mix shifted by one pixel; digits have an orientation, so shifts, not flips).
+Each averages the back-transformed separations, so a wrapped separator is still a separator."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+
 import torch
 from torch import nn
+
+from mixsep.data.augment import (
+    CHANNEL_ORDERS,
+    TRANSFORMS,
+    dihedral,
+    reorder_channels,
+    undo_dihedral,
+    undo_reorder_channels,
+)
 
 SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
 
@@ -34,3 +48,50 @@ class ShiftEnsemble(nn.Module):
             weight = weight + valid
             total = [o * valid for o in back] if total is None else [t + o * valid for t, o in zip(total, back)]
         return tuple(t / weight for t in total)
+
+
+class _Ensemble(nn.Module):
+    """The mean of ``undo(net(do(x)))`` over the transforms."""
+
+    transforms: int
+    do: Callable
+    undo: Callable
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, mix: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        outs = [tuple(self.undo(o, k) for o in self.net(self.do(mix, k))) for k in range(self.transforms)]
+        return tuple(torch.stack(group).mean(0) for group in zip(*outs))
+
+
+class DihedralEnsemble(_Ensemble):
+    transforms, do, undo = TRANSFORMS, staticmethod(dihedral), staticmethod(undo_dihedral)
+
+
+class ColorEnsemble(_Ensemble):
+    transforms = len(CHANNEL_ORDERS)
+    do, undo = staticmethod(reorder_channels), staticmethod(undo_reorder_channels)
+
+
+def test_time_ensemble(net: nn.Module, dihedral: bool = False, color: bool = False, shift: bool = False):
+    """``net`` wrapped in the chosen self-ensembles (shifts innermost, RGB orders outermost) and a sentence
+    saying what it does and how many network passes an image then costs (``None``: the plain network)."""
+    names, passes = [], 1
+    for wanted, wrapper, name, n in (
+        (shift, ShiftEnsemble, "one-pixel shifts", len(SHIFTS)),
+        (dihedral, DihedralEnsemble, "flips/rotations", TRANSFORMS),
+        (color, ColorEnsemble, "RGB orders", len(CHANNEL_ORDERS)),
+    ):
+        if wanted:
+            net, passes = wrapper(net), passes * n
+            names.append(f"the {n} {name}")
+    if passes == 1:
+        return net, None
+    return net, f"test-time self-ensemble over {' x '.join(names)}: {passes} network passes per image"
+
+
+def say(description: str | None) -> None:
+    if description:
+        logging.getLogger("mixsep").info(description)

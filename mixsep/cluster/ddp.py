@@ -1,0 +1,67 @@
+"""DDP inside a multirun: while a job runs, the command line Lightning gives its DDP children is this one job's."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, open_dict, read_write
+
+from mixsep.errors import ConfigError
+
+
+def _launches_processes(trainer_cfg: DictConfig) -> bool:
+    """Would Lightning start more processes for this job (DDP over >1 local device, not under SLURM)?"""
+    strategy = str(trainer_cfg.get("strategy") or "auto")
+    devices = trainer_cfg.get("devices", 1)
+    many = (
+        devices in (-1, "-1", "auto")
+        or (isinstance(devices, int) and devices > 1)
+        or (isinstance(devices, (list, str)) and len(str(devices).split(",")) > 1)
+    )
+    return strategy.startswith("ddp") and many and "SLURM_NTASKS" not in os.environ
+
+
+@contextlib.contextmanager
+def ddp_children_run_this_job(trainer_cfg: DictConfig, out: Path) -> Iterator[None]:
+    """Under ``-m``, Lightning's DDP starts its children with this process's ``sys.argv``, which would
+    re-launch the whole sweep from every child. For the length of the job, the command line becomes
+    this one job (its overrides, its folder), so the children join it as ranks 1..N-1."""
+    if (
+        not HydraConfig.initialized()
+        or HydraConfig.get().mode != RunMode.MULTIRUN
+        or not _launches_processes(trainer_cfg)
+    ):
+        yield
+        return
+    import __main__
+
+    if getattr(getattr(__main__, "__spec__", None), "name", None) != "mixsep.run":
+        raise ConfigError(
+            "DDP over several devices inside a job of this launcher cannot start its processes. Give each "
+            "job one device (trainer.devices=1, as hydra/launcher=gpus does), or let SLURM start one process "
+            "per device (hydra/launcher=slurm with hydra.launcher.tasks_per_node=trainer.devices)."
+        )
+    hc = HydraConfig.get()
+    saved_argv, saved_dir, saved_env = sys.argv, hc.run.dir, dict(os.environ)
+    sys.argv = [saved_argv[0], *hc.overrides.task]
+    with read_write(hc), open_dict(hc):
+        hc.run.dir = str(out)  # Lightning adds hydra.run.dir=<this> to the children's command line
+    try:
+        yield
+    finally:
+        # the next job in this process starts its own DDP: no process group, no LOCAL_RANK/MASTER_PORT left
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+        os.environ.clear()
+        os.environ.update(saved_env)
+        sys.argv = saved_argv
+        with read_write(hc), open_dict(hc):
+            hc.run.dir = saved_dir

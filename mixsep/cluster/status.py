@@ -1,0 +1,243 @@
+"""A job's record in its folder: status.json (running, completed, failed, re-queued, cancelled; its heartbeat, and
+``lost`` when the process is gone), the folder lock that keeps two live jobs out of one folder, and the one-line
+error of a single run (``recorded_job``)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import sys
+import tempfile
+import traceback
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+from mixsep.cluster import requeue
+from mixsep.cluster.where import hydra_job, now_iso, scheduler_fields, slurm_job_id
+from mixsep.errors import ConfigError, DiskError, TrainingDivergedError, user_error
+from mixsep.training.loggers import finish_wandb
+from mixsep.training.provenance import provenance
+
+# a running job refreshes its heartbeat this often (callbacks.heartbeat) and is shown as lost when it is older
+# than LOST_AFTER_SECONDS (a job on another host), or at once when its pid is gone on this host
+HEARTBEAT_SECONDS = 30
+LOST_AFTER_SECONDS = 600
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def _age_seconds(stamp: str | None) -> float | None:
+    try:
+        return (datetime.now(timezone.utc) - datetime.fromisoformat(stamp)).total_seconds()
+    except (TypeError, ValueError):
+        return None
+
+
+def effective_status(record: dict) -> str:
+    """status.json's status, with a ``running`` job whose process is gone shown as ``lost``: its pid no longer
+    exists on this host, or its heartbeat is older than LOST_AFTER_SECONDS (any host)."""
+    status = record.get("status") or "unknown"
+    if status != "running":
+        return status
+    pid = record.get("pid")
+    if record.get("host") == socket.gethostname() and isinstance(pid, int) and not _pid_alive(pid):
+        return "lost"
+    age = _age_seconds(record.get("heartbeat") or record.get("time"))
+    return "lost" if age is not None and age > LOST_AFTER_SECONDS else status
+
+
+class FolderInUse(ConfigError):
+    pass
+
+
+class FolderLock:
+    """This job's claim on its run folder: an exclusive ``flock`` on ``<run dir>/.mixsep.lock`` for the life of
+    the job, released by the kernel when the process ends (a kill -9 included), so the folder of a dead job is
+    free to resume at once. A live process's folder is refused, naming its host and pid; a job on another host
+    (a shared file system without working locks) is refused while its heartbeat is fresh."""
+
+    def __init__(self, out: Path) -> None:
+        self.out, self.fd = out, None
+
+    def acquire(self) -> None:
+        import fcntl
+
+        status = _read_json(self.out / "status.json")
+        if (
+            status.get("status") == "running"
+            and status.get("host") != socket.gethostname()
+            and effective_status(status) == "running"
+            and not (slurm_job_id() and status.get("slurm_job_id") == slurm_job_id())  # this job, re-queued
+        ):
+            raise FolderInUse(self._refusal(status))
+        check_writable(self.out)
+        try:
+            fd = os.open(self.out / ".mixsep.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise ConfigError(f"cannot write to the run folder {self.out} ({err.strerror or err})") from err
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            owner = os.read(fd, 4096).decode(errors="replace")
+            os.close(fd)
+            try:
+                holder = json.loads(owner)
+            except json.JSONDecodeError:
+                holder = {}
+            raise FolderInUse(self._refusal(holder)) from None
+        self.fd = fd
+        with contextlib.suppress(OSError):  # who holds it, for the refusal; a full disk leaves it unsaid
+            os.ftruncate(fd, 0)
+            os.write(fd, json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": now_iso()}).encode())
+
+    def _refusal(self, holder: dict) -> str:
+        return (
+            f"the run folder {self.out} is in use by pid {holder.get('pid', '?')} on host {holder.get('host', '?')} "
+            f"(since {holder.get('since') or holder.get('time') or '?'}): let that run end, or give this one its "
+            "own folder (drop hydra.run.dir=..., or choose another)"
+        )
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the file releases the lock; the file stays (it is only a name)
+            self.fd = None
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def heartbeat(out: Path, step: int) -> None:
+    """A running job's sign of life in status.json: the time, its pid, the step reached."""
+    record = _read_json(out / "status.json")
+    if record.get("status") != "running":
+        return
+    record.update(heartbeat=now_iso(), pid=os.getpid(), step=step)
+    _write_json(out / "status.json", record)
+
+
+def _write_json(path: Path, record: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def check_writable(out: Path) -> None:
+    """The run folder must take files; nothing already in it is touched."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise ConfigError(
+            f"cannot write to the run folder {out} ({err.strerror or err}). Choose a writable one: "
+            "hydra.run.dir=... (hydra.sweep.dir=... under -m)."
+        ) from err
+
+
+def write_status(out: Path, status: str, **fields) -> None:
+    """``status.json`` in the job's folder: running / requeued (count, reason) / completed / failed (with the
+    error) / cancelled."""
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = now_iso()
+    record = {
+        "status": status,
+        "time": stamp,
+        "heartbeat": stamp,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        **scheduler_fields(),
+        **hydra_job(),
+        **fields,
+        "provenance": provenance(),
+    }
+    _write_json(out / "status.json", record)
+
+
+def failure_fields(err: BaseException) -> dict:
+    fixable = user_error(err)
+    if fixable is not None:
+        return {"error": str(fixable), "error_type": type(fixable).__name__, "user_fixable": True}
+    return {
+        "error": f"{type(err).__name__}: {err}",
+        "error_type": type(err).__name__,
+        "user_fixable": False,
+        "traceback": "".join(traceback.format_exception(err))[-4000:],
+    }
+
+
+def read_bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+@contextlib.contextmanager
+def recorded_job(out: Path, optimized_metric: str) -> Iterator[dict]:
+    """One training job's life in its folder's status.json: running, then completed (with
+    ``record["objective"]``), failed, re-queued or cancelled; its W&B run finished alike.
+
+    A user-fixable error of a single run exits with one line ``mixsep: …`` (no traceback); inside a sweep it
+    raises, so that the launcher marks this job failed and the other jobs go on. A run refused before training
+    leaves a finished run's record as it was."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    zero = rank_zero_only.rank == 0
+    lock = FolderLock(out)
+    if zero:  # before anything is written: a live job's folder is left exactly as it is
+        try:
+            lock.acquire()
+        except ConfigError as err:  # in use by a live job, or not writable
+            if hydra_job()["multirun"]:
+                raise
+            sys.exit(f"mixsep: {err}")
+    earlier_status = read_bytes(out / "status.json")
+    record: dict = {}
+    try:
+        if zero:  # the lock above has checked that the folder takes files
+            write_status(out, "running", requeues=requeue.requeue_count())
+        yield record
+    except BaseException as err:
+        stopped_early = dict(requeue.stopping) if isinstance(err, SystemExit) else {}
+        if zero:
+            with contextlib.suppress(OSError):  # an unwritable folder: the message below says so
+                if stopped_early:  # re-queued or cancelled by the scheduler: not a failure
+                    requeues = requeue.requeue_count() + (stopped_early["status"] == "requeued")
+                    write_status(out, stopped_early["status"], reason=stopped_early["reason"], requeues=requeues)
+                else:
+                    write_status(out, "failed", **failure_fields(err))
+        finish_wandb(failed=not stopped_early, preempted=stopped_early.get("status") == "requeued")
+        lock.release()
+        fixable = user_error(err)
+        if fixable is not None and not hydra_job()["multirun"]:
+            if zero and earlier_status is not None and not isinstance(fixable, (TrainingDivergedError, DiskError)):
+                with contextlib.suppress(OSError):  # refused before training: the folder's record stays
+                    (out / "status.json").write_bytes(earlier_status)
+            sys.exit(f"mixsep: {fixable}")
+        raise
+    finish_wandb(failed=False)
+    if zero:
+        write_status(
+            out,
+            "completed",
+            optimized_metric=optimized_metric,
+            objective=record["objective"],
+            requeues=requeue.requeue_count(),
+        )
+    lock.release()

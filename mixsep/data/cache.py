@@ -1,0 +1,101 @@
+"""The decoded data cache: each source's split decoded once into uint8 tensors, kept per user, keyed on the
+source files and checked with a digest of its pixels."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from mixsep.data.sources import Source
+
+CACHE_VERSION = 3
+
+
+def default_cache_dir() -> str:
+    from platformdirs import user_cache_dir
+
+    return os.environ.get("MIXSEP_CACHE_DIR", user_cache_dir("mixsep"))
+
+
+# --------------------------------------------------------------------------- cache
+
+
+def _source_signature(root: Path, source: Source, train: bool) -> dict:
+    """What the cached tensor was built from: the source, and its files' names, sizes and mtimes."""
+    files = source.files(root, train)
+    h = hashlib.sha256()
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.relative_to(root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return {
+        "version": CACHE_VERSION,
+        "root": str(root.resolve()),
+        "name": source.cache_name,
+        "train": train,
+        "files": len(files),
+        "digest": h.hexdigest(),
+    }
+
+
+def _tensor_digest(t: torch.Tensor) -> str:
+    return hashlib.sha256(t.numpy().tobytes()).hexdigest()
+
+
+def cached_split(root: Path, cache_dir: Path, source: Source, train: bool, download: bool) -> torch.Tensor:
+    """Decoded uint8 images of one split of a source, from the cache when it is valid, else decoded and cached."""
+    name = source.cache_name
+    signature = _source_signature(root, source, train)
+    key = hashlib.sha256(json.dumps(signature, sort_keys=True).encode()).hexdigest()[:16]
+    path = cache_dir / f"{name}_{'train' if train else 'test'}_{key}.pt"
+    if path.exists() and signature["files"] > 0:
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+            images = blob["images"]
+            if blob["signature"] == json.dumps(signature, sort_keys=True) and blob["sha256"] == _tensor_digest(images):
+                return images
+        except Exception:
+            pass  # corrupt or stale: rebuilt below
+    images = source.load(root, train, download)
+    if signature["files"] == 0:  # just downloaded: the signature can now see the files
+        signature = _source_signature(root, source, train)
+        key = hashlib.sha256(json.dumps(signature, sort_keys=True).encode()).hexdigest()[:16]
+        path = cache_dir / f"{name}_{'train' if train else 'test'}_{key}.pt"
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        torch.save(
+            {"signature": json.dumps(signature, sort_keys=True), "sha256": _tensor_digest(images), "images": images},
+            tmp,
+        )
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:  # a read-only cache only costs time (torch.save: RuntimeError)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        logging.getLogger("mixsep").warning(
+            f"could not write the data cache in {cache_dir} ({str(err).splitlines()[0]}): the data is decoded "
+            "again next time; point data.cache_dir= (or MIXSEP_CACHE_DIR) at a writable folder to keep it"
+        )
+    return images
+
+
+@dataclass
+class Splits:
+    mnist_train: torch.Tensor
+    cifar_train: torch.Tensor
+    mnist_test: torch.Tensor
+    cifar_test: torch.Tensor
+
+
+def load_splits(root: str | Path, cache_dir: str | Path, download: bool, gray: Source, color: Source) -> Splits:
+    """Both sources' train and test splits. The fields keep the default pair's names: ``mnist_*`` is
+    the gray source, ``cifar_*`` the colour source."""
+    root, cache_dir = Path(root).expanduser(), Path(cache_dir).expanduser()
+    get = lambda source, train: cached_split(root, cache_dir, source, train, download)  # noqa: E731
+    return Splits(get(gray, True), get(color, True), get(gray, False), get(color, False))

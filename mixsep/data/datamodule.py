@@ -1,0 +1,239 @@
+"""MNIST + CIFAR-10 mean-image data: decode once, cache as uint8 tensors, batch by indexing.
+
+A batch leaves the DataLoader as two uint8 tensors ``(mnist, cifar)``: (B, 1, 32, 32) and (B, 3, 32, 32);
+``on_after_batch_transfer`` turns them, on the training device, into ``(mix, mnist, cifar)`` float
+tensors in [0, 1] with ``mix = (mnist + cifar) / 2``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from mixsep.data.augment import TRANSFORMS, dihedral, mirror_half, permute_channels
+from mixsep.data.cache import Splits, default_cache_dir, load_splits
+from mixsep.data.pairs import (
+    FixedPairSampler,
+    PairBatches,
+    RandomPairSampler,
+    ResumableLoader,
+    fixed_test_pairs,
+    holdout_split,
+)
+from mixsep.data.sources import Source, make_source, pair_label
+from mixsep.errors import ConfigError
+
+
+def default_data_root() -> str:
+    """``data.root`` as conf/data/default.yaml writes it (MIXSEP_DATA_ROOT, else ./data): the one place it is
+    written, also for the commands that take no config (mix --test-pairs, report's baselines)."""
+    from omegaconf import OmegaConf
+
+    return str(OmegaConf.load(Path(__file__).resolve().parents[2] / "conf" / "data" / "default.yaml").root)
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def to_float_batch(mnist_u8: torch.Tensor, cifar_u8: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """uint8 targets -> float (mix, mnist, cifar) in [0, 1], each (B, 3, 32, 32); MNIST's three equal
+    channels are a broadcast view of its one stored channel."""
+    mnist = mnist_u8.float().div_(255).expand(-1, 3, -1, -1)
+    cifar = cifar_u8.float().div_(255)
+    return (mnist + cifar) / 2, mnist, cifar
+
+
+class MixDataModule(L.LightningDataModule):
+    """Paired MNIST + CIFAR-10 mean images: a batch is (mix, mnist, cifar). (The earlier reports' CIFAR-10-only
+    batches: ``mixsep.prior.data``.)"""
+
+    task = "separate"  # what metrics.json records as the task
+
+    def __init__(
+        self,
+        root: str | None = None,
+        cache_dir: str | None = None,
+        download: bool = False,
+        batch_size: int = 256,
+        eval_batch_size: int = 500,
+        num_workers: int = 0,
+        train_pairs: int | None = None,
+        val_pairs: int = 5000,
+        test_pairs: int = 10000,
+        val_holdout: int = 5000,
+        seed: int = 0,
+        cifar_train_noise: float = 0.0,
+        data_on_device: bool = True,
+        gray: Source | str | dict = "mnist",
+        color: Source | str | dict = "cifar10",
+        dihedral_augment: bool = False,
+        color_flip: bool = False,
+        color_permute: bool = False,
+    ) -> None:
+        super().__init__()
+        self.gray, self.color = make_source(gray, "gray"), make_source(color, "color")
+        counts = {
+            "batch_size": batch_size,
+            "eval_batch_size": eval_batch_size,
+            "val_pairs": val_pairs,
+            "test_pairs": test_pairs,
+            "val_holdout": val_holdout,
+        }
+        for name, v in counts.items():
+            if not _is_count(v) or v < 1:
+                raise ConfigError(f"data.{name} must be a positive integer, got {v!r}")
+        if train_pairs is not None and (not _is_count(train_pairs) or train_pairs < 1):
+            raise ConfigError(f"data.train_pairs must be a positive integer or null (= all), got {train_pairs!r}")
+        if not _is_count(num_workers) or num_workers < 0:
+            raise ConfigError(f"data.num_workers must be an integer >= 0, got {num_workers!r}")
+        self.root = Path(root or default_data_root())
+        self.cache_dir = Path(cache_dir or default_cache_dir())
+        self.download, self.batch_size, self.eval_batch_size = download, batch_size, eval_batch_size
+        self.num_workers, self.train_pairs, self.val_pairs = num_workers, train_pairs, val_pairs
+        self.test_pairs, self.val_holdout, self.seed = test_pairs, val_holdout, seed
+        self.cifar_train_noise = cifar_train_noise
+        self.data_on_device, self.dihedral_augment, self.color_flip = data_on_device, dihedral_augment, color_flip
+        self.color_permute = color_permute
+        self.splits: Splits | None = None
+
+    def prepare_data(self) -> None:
+        # Lightning calls this once (rank 0) before setup: download / decode / cache here, and keep the
+        # tensors so that setup in the same process does not load them a second time.
+        if self.splits is not None or getattr(self, "_prepared", None) is not None:  # check() loaded them
+            return
+        self._prepared = load_splits(self.root, self.cache_dir, self.download, self.gray, self.color)
+
+    def check(self) -> None:
+        """Load the data now and refuse sizes it cannot give: a user error before the run starts (and
+        before its config is printed), not in the middle of Lightning's setup."""
+        if self.splits is None and getattr(self, "_prepared", None) is None:
+            self._prepared = load_splits(self.root, self.cache_dir, self.download, self.gray, self.color)
+        s = self.splits or self._prepared
+        holdout_split(len(s.mnist_train), self.val_holdout, 0)
+        holdout_split(len(s.cifar_train), self.val_holdout, 1)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits is not None:
+            return
+        s = self.splits = getattr(self, "_prepared", None) or load_splits(
+            self.root, self.cache_dir, self.download, self.gray, self.color
+        )
+        self._prepared = None
+        self.mnist_train_ids, self.mnist_val_ids = holdout_split(len(s.mnist_train), self.val_holdout, 0)
+        self.cifar_train_ids, self.cifar_val_ids = holdout_split(len(s.cifar_train), self.val_holdout, 1)
+        n_val = min(self.val_pairs, self.val_holdout)
+        self.val_pair_ids = torch.stack([self.mnist_val_ids[:n_val], self.cifar_val_ids[:n_val]], dim=1)
+        all_test = fixed_test_pairs(len(s.mnist_test), len(s.cifar_test))
+        if self.test_pairs > len(all_test):
+            logging.getLogger("mixsep").warning(
+                f"data.test_pairs={self.test_pairs} is more than the {len(all_test)} test pairs there are: "
+                f"scoring all {len(all_test)}"
+            )
+        self.test_pair_ids = all_test[: self.test_pairs]
+        n_train = self.train_pairs or self.epoch_size()
+        trainer = getattr(self, "trainer", None)
+        self.rank, self.world_size = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        device = trainer.strategy.root_device if trainer else torch.device("cpu")
+        if self.data_on_device and device.type == "cuda" and self.num_workers == 0:
+            # the whole data set (~400 MB of uint8) lives on the GPU: batches never cross the bus
+            self.splits = Splits(*(t.to(device) for t in (s.mnist_train, s.cifar_train, s.mnist_test, s.cifar_test)))
+        self.train_sampler = RandomPairSampler(
+            self.mnist_train_ids,
+            self.cifar_train_ids,
+            n_train,
+            self.batch_size,
+            self.seed,
+            rank=self.rank,
+            world_size=self.world_size,
+        )
+
+    def epoch_size(self) -> int:
+        """Training pairs per epoch (data.train_pairs=null): every image of the larger training set once."""
+        return max(len(self.mnist_train_ids), len(self.cifar_train_ids))
+
+    @property
+    def sources(self) -> str:
+        """The source pair, e.g. ``mnist+cifar10`` (image_folder: ``image_folder:<folder>``)."""
+        return pair_label(self.gray, self.color)
+
+    def _loader(self, mnist: torch.Tensor, cifar: torch.Tensor, sampler: Sampler) -> DataLoader:
+        loader = ResumableLoader if isinstance(sampler, RandomPairSampler) else DataLoader
+        return loader(
+            PairBatches(mnist, cifar),
+            batch_size=None,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        overfit = getattr(getattr(self, "trainer", None), "overfit_batches", 0) or 0
+        if overfit:  # a fixed handful of training pairs, the same ones every epoch
+            batches = int(overfit) if overfit >= 1 else max(1, int(overfit * len(self.train_sampler)))
+            fixed = FixedPairSampler(self.train_sampler.draw(0)[: batches * self.batch_size], self.batch_size)
+            return self._loader(self.splits.mnist_train, self.splits.cifar_train, fixed)
+        return self._loader(self.splits.mnist_train, self.splits.cifar_train, self.train_sampler)
+
+    def val_dataloader(self) -> DataLoader:
+        sampler = FixedPairSampler(self.val_pair_ids, self.eval_batch_size, self.rank, self.world_size)
+        return self._loader(self.splits.mnist_train, self.splits.cifar_train, sampler)
+
+    def test_dataloader(self) -> DataLoader:
+        sampler = FixedPairSampler(self.test_pair_ids, self.eval_batch_size, self.rank, self.world_size)
+        return self._loader(self.splits.mnist_test, self.splits.cifar_test, sampler)
+
+    def state_dict(self) -> dict:
+        """Where the training epoch stands (saved in every checkpoint, restored before training resumes)."""
+        sampler = getattr(self, "train_sampler", None)
+        return {"train_position": sampler.position()} if sampler is not None else {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        if "train_position" in state_dict:
+            self.setup("fit")
+            self.train_sampler.resume_at(state_dict["train_position"])
+
+    def fixed_batch(self, split: str, n: int, spread: bool = False) -> tuple[torch.Tensor, ...]:
+        """n fixed ``val`` or ``test`` pairs as a float batch: the first n, or (``spread``) n evenly
+        spaced ones, which for the test pairs means CIFAR-10 images of different classes."""
+        s = self.splits
+        mnist, cifar, ids = (
+            (s.mnist_train, s.cifar_train, self.val_pair_ids)
+            if split == "val"
+            else (s.mnist_test, s.cifar_test, self.test_pair_ids)
+        )
+        ids = ids[torch.linspace(0, len(ids) - 1, min(n, len(ids))).long()] if spread else ids[:n]
+        return self.make_batch(*PairBatches(mnist, cifar)[ids])
+
+    def make_batch(self, mnist_u8: torch.Tensor, cifar_u8: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """uint8 sources -> the float batch (mix, mnist, cifar)."""
+        return to_float_batch(mnist_u8, cifar_u8)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        if not (isinstance(batch, (tuple, list)) and len(batch) == 2 and batch[0].dtype == torch.uint8):
+            return batch
+        trainer = self.trainer
+        training = trainer is not None and trainer.training
+        if training and not getattr(trainer, "overfit_batches", 0) and hasattr(self, "train_sampler"):
+            self.train_sampler.consumed += 1  # this batch reached training: where a mid-epoch resume restarts
+        if training and self.dihedral_augment:  # one of the 8 flips/rotations, the same for both sources
+            k = int(torch.randint(TRANSFORMS, (1,)))
+            batch = (dihedral(batch[0], k), dihedral(batch[1], k))
+        if training and self.color_flip:
+            batch = (batch[0], mirror_half(batch[1]))
+        if training and self.color_permute:
+            batch = (batch[0], permute_channels(batch[1]))
+        if self.cifar_train_noise > 0 and training:
+            return self._noisy_cifar_batch(*batch)
+        return self.make_batch(*batch)
+
+    def _noisy_cifar_batch(self, mnist_u8: torch.Tensor, cifar_u8: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Training augmentation: fine Gaussian grain on the CIFAR source (the target too), to stand in
+        for the detail that the JPEG-compressed training images lost and the lossless test images keep."""
+        mix, mnist, cifar = to_float_batch(mnist_u8, cifar_u8)
+        cifar = (cifar + torch.randn_like(cifar) * self.cifar_train_noise).clamp_(0, 1)
+        return (mnist + cifar) / 2, mnist, cifar

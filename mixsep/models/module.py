@@ -1,0 +1,292 @@
+"""The one LightningModule: training and evaluation steps, optimiser, metric logging for any separator network
+(the losses: losses.py; the score names and definitions: metrics.py; the time-laid schedule: schedules.py)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics import MeanMetric
+
+from mixsep.errors import ConfigError, TrainingDivergedError
+from mixsep.models.losses import LOSSES, reconstruction_loss
+from mixsep.models.metrics import SCORES, SOURCES, full_precision, per_image_scores
+from mixsep.models.schedules import ONECYCLE_WARMUP, SCHEDULERS, budget_onecycle, max_time_timer, time_onecycle
+from mixsep.models.tta import test_time_ensemble
+
+SAMPLE_COLUMNS = ("mix", "true MNIST", "predicted MNIST", "true CIFAR", "predicted CIFAR")
+
+
+class SeparationModule(L.LightningModule):
+    """Trains any separator network behind one interface and scores it on clamped predictions.
+
+    ``net(x)`` returns the MNIST and CIFAR estimates of the mean image ``x``. Logged scores:
+    ``{stage}/{mnist,cifar}_{psnr,ssim}`` (and ``{stage}/cifar_sub_*``, CIFAR := clamp(2·mix − MNIST estimate),
+    with ``subtraction_metrics``); ``val/psnr``, the mean of the two PSNRs, is the validation objective.
+    ``tta`` / ``tta_color`` record how the run validated and tested (the self-ensemble itself is an evaluation
+    wrapper, ``models/tta.py``, switched on by whoever evaluates: ``use_test_time_ensemble``).
+    """
+
+    def __init__(
+        self,
+        net: dict | nn.Module,
+        name: str = "separator",
+        lr: float = 1e-3,
+        batch_size: int = 256,
+        weight_decay: float = 0.0,
+        loss: str = "mse",
+        ssim_weight: float = 0.1,
+        scheduler: str | None = None,
+        compile: bool = False,
+        channels_last: bool = False,
+        subtraction_metrics: bool = False,
+        tta: bool = False,
+        tta_color: bool = False,
+    ) -> None:
+        super().__init__()
+        if not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0 and math.isfinite(lr)):
+            raise ConfigError(f"model.lr={lr!r} must be a positive number (e.g. model.lr=1e-3)")
+        if loss not in LOSSES:
+            raise ConfigError(f"model.loss={loss!r} is not one of {LOSSES}")
+        if scheduler not in SCHEDULERS:
+            raise ConfigError(f"model.scheduler={scheduler!r} is not one of null, {', '.join(SCHEDULERS[1:])}")
+        # The net's config (a dict with _target_) is saved with the checkpoint, so any checkpoint can be
+        # rebuilt without the run's config files; an nn.Module instance is accepted for quick experiments.
+        # batch_size is the family's recipe, read by data.batch_size (conf/data/default.yaml); the data module
+        # records the batch size really used, so it is not recorded twice here
+        self.save_hyperparameters(ignore=["net", "batch_size"])
+        if not isinstance(net, nn.Module):
+            from omegaconf import OmegaConf
+
+            net = OmegaConf.to_container(net, resolve=True) if OmegaConf.is_config(net) else dict(net)
+            self.hparams["net"] = net
+        self.net = build_net(net)
+        if getattr(self.net, "outputs", "sources") != "sources":
+            raise ConfigError(
+                f"model.net ({type(self.net).__name__}) gives back one image: an earlier report's system, trained "
+                "by mixsep.prior.module.OneImageModule (model=mean_ae or model=cifar_ae use it)"
+            )
+        # one mean image: the model summary then shows each layer's sizes and the real FLOPs (not 0)
+        self.example_input_array = torch.zeros(1, 3, 32, 32)
+        self.scored = ["mnist", "cifar"] + (["cifar_sub"] if subtraction_metrics else [])
+        if channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        # kept out of the module tree, so the checkpoint holds the parameters once, under net.*
+        object.__setattr__(self, "_compiled", _try_compile(self.net) if compile else None)
+        object.__setattr__(self, "_ensemble", None)  # a test-time self-ensemble around the net, when chosen
+        self._per_pair: dict[str, list[torch.Tensor]] = {}
+        self.per_pair_scores: dict[str, dict] = {}  # stage -> {mnist,cifar}_{psnr,ssim}: one value per pair
+        self.metrics = nn.ModuleDict(
+            {
+                f"{stage}/{name}_{score}": MeanMetric()
+                for stage in ("val", "test")
+                for name in self.scored
+                for score in SCORES
+            }
+        )
+
+    def use_test_time_ensemble(self, dihedral: bool = False, color: bool = False, shift: bool = False) -> str | None:
+        """Validate, test and separate with a self-ensemble (``models/tta.py``) from now on; the sentence that says
+        which and how many passes an image costs (None: the plain network)."""
+        net = self.net if self._compiled is None else self._compiled
+        ensemble, description = test_time_ensemble(net, dihedral, color, shift)
+        object.__setattr__(self, "_ensemble", ensemble if description else None)
+        return description
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        net = self.net if self._compiled is None else self._compiled
+        if self._ensemble is not None and not self.training:
+            net = self._ensemble
+        out = net(x)
+        return tuple(o.float() for o in (out if isinstance(out, (tuple, list)) else (out,)))
+
+    @torch.no_grad()
+    def separate(self, mix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mnist, cifar = self(mix)
+        return mnist.clamp(0, 1), cifar.clamp(0, 1)
+
+    def _predict(self, batch) -> tuple[torch.Tensor, list[tuple[str, torch.Tensor, torch.Tensor]]]:
+        """The loss and the (name, prediction, target) triples to score."""
+        kind, w = self.hparams.loss, self.hparams.ssim_weight
+        mix, mnist, cifar = batch
+        mnist_hat, cifar_hat = self(mix)
+        loss = reconstruction_loss(mnist_hat, mnist, kind, w) + reconstruction_loss(cifar_hat, cifar, kind, w)
+        scored = [("mnist", mnist_hat, mnist), ("cifar", cifar_hat, cifar)]
+        if "cifar_sub" in self.scored:
+            scored.append(("cifar_sub", 2 * mix - mnist_hat, cifar))
+        return loss, scored
+
+    @torch.no_grad()
+    def picture_columns(self, batch: tuple[torch.Tensor, ...]) -> tuple[list[torch.Tensor], tuple[str, ...]]:
+        """samples.png's columns and titles: mix | true MNIST | predicted MNIST | true CIFAR | predicted CIFAR."""
+        mix, mnist, cifar = batch
+        mnist_hat, cifar_hat = (o.clamp(0, 1) for o in self(mix))
+        return [mix, mnist, mnist_hat, cifar, cifar_hat], SAMPLE_COLUMNS
+
+    def loss_and_outputs(self, batch) -> tuple[torch.Tensor, ...]:
+        """Loss and the network's outputs (tests and benchmarks use this)."""
+        loss, scored = self._predict(batch)
+        return (loss, *(pred for name, pred, _ in scored if name != "cifar_sub"))
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        loss, _ = self._predict(batch)
+        self._check_finite(loss)
+        self.log(
+            "train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(batch[0]), sync_dist=True
+        )
+        return loss
+
+    def _check_finite(self, loss: torch.Tensor) -> None:
+        """Stop a diverged run before NaN weights reach a checkpoint. Reading the loss waits for the device:
+        on the CPU that is free, so every step is checked; on a GPU the flag accumulates on the device and is
+        read every ``log_every_n_steps`` steps, so the GPU's queue of work is not drained each step."""
+        bad = ~torch.isfinite(loss.detach())
+        self._diverged = bad if getattr(self, "_diverged", None) is None else self._diverged | bad
+        every = self.trainer.log_every_n_steps if self._trainer is not None else 1
+        if loss.device.type != "cpu" and self.global_step % max(every, 1):
+            return
+        if self._diverged.item():
+            raise TrainingDivergedError(
+                f"the training loss became {loss.item()} at step {self.global_step} (epoch {self.current_epoch}): "
+                f"training diverged. Lower the learning rate (model.lr={self.hparams.lr:g}, try a tenth) or use "
+                "model.scheduler=onecycle; the checkpoints written so far stay in <run dir>/checkpoints/."
+            )
+
+    def _eval_step(self, batch, stage: str) -> None:
+        loss, scored = self._predict(batch)
+        self.log(f"{stage}/loss", loss, prog_bar=stage == "val", batch_size=len(batch[0]), sync_dist=True)
+        with full_precision(batch[0].device):
+            for name, pred, target in scored:
+                scores = per_image_scores(pred.float().clamp(0, 1), target.float())
+                for score, values in scores.items():
+                    self.metrics[f"{stage}/{name}_{score}"].update(values)
+                    if name in SOURCES and self._scores_per_pair():  # for intervals over the pairs
+                        self._per_pair.setdefault(f"{name}_{score}", []).append(values.cpu())
+
+    def on_validation_epoch_start(self) -> None:
+        self._per_pair = {}
+
+    def on_test_epoch_start(self) -> None:
+        self._per_pair = {}
+
+    def _scores_per_pair(self) -> bool:
+        """Per-pair scores are written by the test and the final validation (trainer.validate), never by the
+        validations inside fit: SSIM would be computed twice on every one of them, in the timed budget."""
+        return self._trainer is None or self.trainer.state.fn != "fit"
+
+    def _keep_per_pair(self, stage: str) -> None:
+        """This process's per-pair scores of the pass, in the order of its pairs (one process: the fixed
+        order of the pairs; several DDP processes each hold their shard, so none are kept)."""
+        if self._trainer is not None and self.trainer.world_size > 1:
+            return
+        if self._per_pair:
+            self.per_pair_scores[stage] = {k: torch.cat(v).numpy() for k, v in self._per_pair.items()}
+
+    def _eval_epoch_end(self, stage: str) -> None:
+        values = {}
+        for key, metric in self.metrics.items():
+            if key.startswith(f"{stage}/"):
+                values[key] = metric.compute()
+                metric.reset()
+        self.log_dict(values, prog_bar=stage == "val")
+        if stage == "val":  # the validation objective: the mean PSNR of the two sources
+            self.log("val/psnr", torch.stack([values[f"val/{source}_psnr"] for source in SOURCES]).mean())
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val")
+        self._keep_per_pair("val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+        # how many test pairs were really scored (all ranks): metrics.json says so, and marks a partial test
+        self.log("test/pairs", float(len(batch[0])), reduce_fx="sum", sync_dist=True, batch_size=len(batch[0]))
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
+        self._keep_per_pair("test")
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # so that mixsep.evaluate scores a checkpoint at the precision it was tested at after training
+        if self._trainer is not None:
+            checkpoint["mixsep_precision"] = str(self.trainer.precision)
+            checkpoint["mixsep_sources"] = getattr(self.trainer.datamodule, "sources", None)
+
+    def on_train_start(self) -> None:
+        """A resumed run given a new budget (trainer.max_epochs, trainer.max_steps): its restored
+        step-counted schedule still counts the old budget. It is laid over the new one from the step
+        reached, so the learning rate anneals at the new end instead of stepping past the old one."""
+        total, step = int(self.trainer.estimated_stepping_batches), self.trainer.global_step
+        for config in self.trainer.lr_scheduler_configs:
+            old = config.scheduler
+            if isinstance(old, torch.optim.lr_scheduler.CosineAnnealingLR) and old.T_max != total:
+                old.T_max = total
+            if not isinstance(old, torch.optim.lr_scheduler.OneCycleLR) or old.total_steps == total or total <= step:
+                continue
+            with warnings.catch_warnings():  # stepping a fresh scheduler before the optimizer: on purpose
+                warnings.simplefilter("ignore")
+                new = torch.optim.lr_scheduler.OneCycleLR(
+                    old.optimizer, max_lr=self.hparams.lr, total_steps=total, pct_start=ONECYCLE_WARMUP
+                )
+                new.last_epoch = old.last_epoch - 1
+                new.step()  # the learning rate (and momentum) of the step reached, on the new curve
+            config.scheduler = new
+            logging.getLogger("mixsep").info(
+                f"resumed with a new budget: the one-cycle schedule now spans {total} steps (was {old.total_steps})"
+            )
+
+    def configure_optimizers(self):
+        opt = (
+            torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+            if self.hparams.weight_decay
+            else torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+        )
+        if self.hparams.scheduler is None:
+            return opt
+        if self.hparams.scheduler in ("onecycle_time", "onecycle_budget"):
+            curve = (
+                time_onecycle(max_time_timer(self.trainer))
+                if self.hparams.scheduler == "onecycle_time"
+                else budget_onecycle(self.trainer)
+            )
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, curve)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        steps = self.trainer.estimated_stepping_batches
+        if self.hparams.scheduler == "onecycle":
+            sched = torch.optim.lr_scheduler.OneCycleLR(
+                opt, max_lr=self.hparams.lr, total_steps=int(steps), pct_start=ONECYCLE_WARMUP
+            )
+        else:
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=int(steps))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def build_net(net: dict | nn.Module) -> nn.Module:
+    if isinstance(net, nn.Module):
+        return net
+    from hydra.utils import instantiate
+
+    return instantiate(net)
+
+
+def _try_compile(net: nn.Module):
+    """torch.compile where it works here; the eager module otherwise (with a note why).
+
+    One static graph per input shape (training batch, evaluation batch): a probe or a last short batch must not
+    turn the training graph into a slower dynamic-shape one."""
+    try:  # a tiny function first, so a missing C compiler shows up here, not mid-run
+        torch.compile(lambda x: x * 2 + 1, dynamic=False)(torch.rand(2))
+        return torch.compile(net, dynamic=False)
+    except Exception as err:  # no C compiler, unsupported platform, ...
+        logging.getLogger("mixsep").warning(
+            f"torch.compile is not available here ({type(err).__name__}: {err}); running eager."
+        )
+        return net

@@ -1,0 +1,133 @@
+"""The earlier reports' one-image systems, kept to reproduce them (``experiment=prior/...``): autoencoders of
+the mean image (report 001, 003), scored on their reconstruction of the mix, and CIFAR-10 autoencoders and
+denoisers (report 004). None of them separates. Report 001's "separation" used the ground truth of the other
+image: it is computed here only under ``oracle/`` keys, labelled as such, and never ranked."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch import nn
+
+from mixsep.errors import ConfigError
+from mixsep.models.losses import LOSSES, reconstruction_loss
+from mixsep.models.metrics import full_precision, image_metrics
+from mixsep.models.module import build_net
+
+ORACLES = ("oracle_mnist", "oracle_cifar")
+
+
+class OneImageModule(L.LightningModule):
+    """A network with one output image: the mix's reconstruction (``task=separate``: batches of mix, MNIST,
+    CIFAR) or a CIFAR-10 image's (``reconstruct``, ``denoise``: batches of input, target). Scores:
+    ``{stage}/mix_{psnr,ssim}`` or ``{stage}/{psnr,ssim}``; ``val/psnr`` is the validation objective."""
+
+    def __init__(
+        self,
+        net: dict | nn.Module,
+        name: str = "one_image",
+        lr: float = 1e-3,
+        batch_size: int = 64,
+        loss: str = "mse",
+        ssim_weight: float = 0.1,
+        normalize: bool = False,
+        task: str = "separate",
+    ) -> None:
+        super().__init__()
+        if loss not in LOSSES:
+            raise ConfigError(f"model.loss={loss!r} is not one of {LOSSES}")
+        self.save_hyperparameters(ignore=["net", "batch_size"])
+        if not isinstance(net, nn.Module):
+            self.hparams["net"] = net = dict(net)
+        self.net = build_net(net)
+        self.example_input_array = torch.zeros(1, 3, 32, 32)
+        self.scored = ["mix", *ORACLES] if task == "separate" else ["image"]
+        self.metrics = nn.ModuleDict(
+            {
+                f"{stage}_{n}": image_metrics().clone(prefix=self._prefix(stage, n))
+                for stage in ("val", "test")
+                for n in self.scored
+            }
+        )
+
+    @staticmethod
+    def _prefix(stage: str, name: str) -> str:
+        """``{stage}/mix_*``; a CIFAR-10 task's ``{stage}/{psnr,ssim}``; ground-truth "separations" only under
+        ``oracle/`` (``oracle/{source}_*`` on test, ``oracle/{stage}_{source}_*`` otherwise)."""
+        if name.startswith("oracle_"):
+            source = name.removeprefix("oracle_")
+            return f"oracle/{source}_" if stage == "test" else f"oracle/{stage}_{source}_"
+        return f"{stage}/" if name == "image" else f"{stage}/{name}_"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.hparams.normalize:  # mean 0.5, std 0.5: the net works on [-1, 1] images
+            x = x * 2 - 1
+        out = self.net(x).float()
+        return out * 0.5 + 0.5 if self.hparams.normalize else out  # back to [0, 1] before any loss or score
+
+    def _predict(self, batch) -> tuple[torch.Tensor, list[tuple[str, torch.Tensor, torch.Tensor]]]:
+        kind, w = self.hparams.loss, self.hparams.ssim_weight
+        if len(batch) == 3:  # the mean image and its two sources
+            mix, mnist, cifar = batch
+            recon = self(mix)
+            # oracle: "separates" with the ground truth of the other image (report 001); never a score
+            return reconstruction_loss(recon, mix, kind, w), [
+                ("mix", recon, mix),
+                ("oracle_mnist", 2 * recon - cifar, mnist),
+                ("oracle_cifar", 2 * recon - mnist, cifar),
+            ]
+        x, target = batch
+        out = self(x)
+        return reconstruction_loss(out, target, kind, w), [("image", out, target)]
+
+    def loss_and_outputs(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        loss, scored = self._predict(batch)
+        return loss, scored[0][1]
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        loss, _ = self._predict(batch)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(batch[0]))
+        return loss
+
+    def _eval_step(self, batch, stage: str) -> None:
+        loss, scored = self._predict(batch)
+        self.log(f"{stage}/loss", loss, prog_bar=stage == "val", batch_size=len(batch[0]))
+        with full_precision(batch[0].device):
+            for name, pred, target in scored:
+                self.metrics[f"{stage}_{name}"].update(pred.float().clamp(0, 1), target.float())
+
+    def _eval_epoch_end(self, stage: str) -> None:
+        for name in self.scored:
+            values = self.metrics[f"{stage}_{name}"].compute()
+            self.log_dict(values, prog_bar=stage == "val" and not name.startswith("oracle"))
+            self.metrics[f"{stage}_{name}"].reset()
+            if stage == "val" and name == "mix":  # the image tasks' val/psnr is their own score
+                self.log("val/psnr", values[f"{self._prefix(stage, name)}psnr"])
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+        self.log("test/pairs", float(len(batch[0])), reduce_fx="sum", batch_size=len(batch[0]))
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
+
+    @torch.no_grad()
+    def picture_columns(self, batch: tuple[torch.Tensor, ...]) -> tuple[list[torch.Tensor], tuple[str, ...]]:
+        out = self(batch[0]).clamp(0, 1)
+        if len(batch) == 3:
+            return [batch[0], out], ("mix", "reconstructed mix")
+        return [batch[0], out, batch[1]], ("input", "output", "target")
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self._trainer is not None:
+            checkpoint["mixsep_precision"] = str(self.trainer.precision)
+            checkpoint["mixsep_sources"] = getattr(self.trainer.datamodule, "sources", None)
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)

@@ -1,0 +1,3 @@
+from mixsep.report.leaderboard import cli
+
+cli()

@@ -1,0 +1,358 @@
+"""``python -m mixsep.report DIR [DIR ...]``: a Markdown leaderboard of every metrics.json found.
+
+Rows are ranked by the mean of the two PSNRs. The trivial baselines are computed on the same fixed
+test pairs and always shown. Numbers published elsewhere are listed apart, never ranked, each with
+the reason it cannot be compared.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from mixsep.cluster.status import effective_status
+from mixsep.data.sources import DEFAULT_SOURCES, parse_pair
+from mixsep.errors import ArgumentParser, ConfigError, one_line_errors
+from mixsep.models.metrics import SOURCES, TEST_KEYS, image_metrics
+from mixsep.report.published import prior_table, reported_block
+from mixsep.report.stats import (
+    SCORES_FILE,
+    VAL_SCORES_FILE,
+    bootstrap_mean,
+    pair_psnr,
+    paired_difference,
+    read_scores,
+    unpaired_difference,
+)
+from mixsep.report.sweep import is_sweep, report_sweep
+from mixsep.report.tables import fmt, interval, minutes
+from mixsep.training.provenance import short_commit
+
+
+def find_runs(dirs: list[str | Path], ranked_only: bool = True, include_debug: bool = False) -> list[dict]:
+    """Runs under the folders; ``ranked_only``: separators with all four test scores on the whole test
+    set (never a partial test); debug runs (``debug=...``) only with ``include_debug``."""
+    runs = []
+    for d in dirs:
+        d = Path(d)
+        files = [d] if d.is_file() else sorted(d.rglob("metrics.json"))
+        for f in files:
+            try:
+                m = json.loads(f.read_text())
+            except (OSError, json.JSONDecodeError) as err:
+                print(f"mixsep.report: skipping {f}: {err}")
+                continue
+            if m.get("debug_mode") and not include_debug:
+                continue
+            if not ranked_only or rankable(m):
+                runs.append({**m, "path": str(f.parent)})
+    return runs
+
+
+def unscored_runs(dirs: list[str | Path]) -> list[str]:
+    """One line per run folder under ``dirs`` that has a status.json but no final scores (running, lost,
+    failed, re-queued, cancelled, refused): what the leaderboard cannot rank, said instead of left out."""
+    lines = []
+    for d in dirs:
+        d = Path(d)
+        for status_file in sorted(d.rglob("status.json")) if d.is_dir() else []:
+            folder = status_file.parent
+            try:
+                metrics = json.loads((folder / "metrics.json").read_text())
+            except (OSError, json.JSONDecodeError):
+                metrics = {}
+            if rankable(metrics) or metrics.get("debug_mode"):
+                continue
+            try:
+                record = json.loads(status_file.read_text())
+            except (OSError, json.JSONDecodeError):
+                record = {}
+            state = effective_status(record)
+            detail = {
+                "lost": f"lost at step {record.get('step', '?')} (last heartbeat {record.get('heartbeat', '?')} on "
+                f"{record.get('host', '?')}, pid {record.get('pid', '?')}): run it again in its folder to resume",
+                "running": f"running (step {record.get('step', '?')}, heartbeat {record.get('heartbeat', '?')})",
+                "failed": f"failed: {str(record.get('error') or '')[:100]}",
+            }.get(state, state)
+            if state == "completed":
+                detail = "completed without whole-test-set scores (a partial test or a one-image system)"
+            lines.append(f"- {folder}: {detail}")
+    return lines
+
+
+def rankable(m: dict) -> bool:
+    return all(isinstance(m.get(k), (int, float)) for k in TEST_KEYS) and not m.get("partial_test")
+
+
+def rank_key(row: dict) -> float:
+    return -sum(row[f"test/{source}_psnr"] for source in SOURCES) / len(SOURCES)
+
+
+def run_sources(row: dict) -> str:
+    return row.get("sources") or DEFAULT_SOURCES
+
+
+@torch.no_grad()
+def baseline_rows(
+    data_root: str | None = None, cache_dir: str | None = None, test_pairs: int = 10000, sources: str = DEFAULT_SOURCES
+) -> list[dict]:
+    """Trivial separations on the fixed test pairs of a source pair, scored exactly like the models."""
+    from mixsep.data.datamodule import MixDataModule
+
+    gray, color = parse_pair(sources)
+    dm = MixDataModule(
+        root=data_root, cache_dir=cache_dir, test_pairs=test_pairs, val_holdout=1, gray=gray, color=color
+    )
+    dm.setup("test")
+    rules = {
+        "baseline: MNIST := 0, CIFAR := clamp(2·mix)": lambda mix: (torch.zeros_like(mix), (2 * mix).clamp(0, 1)),
+        "baseline: both := mix": lambda mix: (mix, mix),
+    }
+    rows = []
+    for name, rule in rules.items():
+        metrics = {s: image_metrics() for s in ("mnist", "cifar")}
+        for batch in dm.test_dataloader():
+            mix, mnist, cifar = dm.make_batch(*batch)
+            mnist_hat, cifar_hat = rule(mix)
+            metrics["mnist"].update(mnist_hat, mnist)
+            metrics["cifar"].update(cifar_hat, cifar)
+        row = {
+            "model": name,
+            "experiment": "baseline",
+            "params": 0,
+            "train_seconds": 0,
+            "hardware": "-",
+            "test_pairs": len(dm.test_pair_ids),
+            "path": "-",
+            "sources": sources,
+        }
+        for s, coll in metrics.items():
+            for k, v in coll.compute().items():
+                row[f"test/{s}_{k}"] = float(v)
+        rows.append(row)
+    return rows
+
+
+def run_name(row: dict) -> str:
+    """The run folder, relative to the current folder where it lies below it ("-" for a baseline)."""
+    path = row.get("path", "-")
+    if path == "-":
+        return path
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
+def interval_cells(rows: list[dict]) -> dict[int, tuple[str, str]]:
+    """Per row with per-pair scores (scores.npz): the 95 % bootstrap interval of its mean PSNR (both sources)
+    over the test pairs, and its paired difference from the best such row, with its interval."""
+    scored = {i: read_scores(r["path"]) for i, r in enumerate(rows) if r.get("path", "-") != "-"}
+    scored = {i: pair_psnr(s) for i, s in scored.items() if s is not None}
+    if not scored:
+        return {}
+    best = min(scored, key=lambda i: rank_key(rows[i]))
+    cells = {}
+    for i, values in scored.items():
+        ci = interval(*bootstrap_mean(values, n_boot=1000))
+        if i == best:
+            delta = "best"
+        elif len(values) == len(scored[best]):
+            delta = interval(*paired_difference(values, scored[best], n_boot=1000), sign="+")
+        else:
+            delta = "-"
+        cells[i] = (ci, delta)
+    return cells
+
+
+def leaderboard(rows: list[dict]) -> str:
+    """The Markdown table of runs (and baselines) ranked together, best first."""
+    rows = sorted(rows, key=rank_key)
+    intervals = interval_cells(rows)
+    lines = [
+        "| # | run | model | experiment | sources | params | training time | hardware | commit | test pairs "
+        "| MNIST PSNR | MNIST SSIM | CIFAR PSNR | CIFAR SSIM | PSNR, 95 % CI | Δ vs best, 95 % CI |",
+        "|---|---|---|---|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for i, r in enumerate(rows, 1):
+        ci, delta = intervals.get(i - 1, ("-", "-"))
+        lines.append(
+            f"| {i} | {run_name(r)} | {r.get('model', '?')} | {r.get('experiment', '-')} | {run_sources(r)} "
+            f"| {r.get('params', 0):,} "
+            f"| {minutes(r.get('train_seconds'))} | {r.get('hardware', '-')} | {short_commit(r)} "
+            f"| {r.get('test_pairs', '-')} "
+            + "".join(f"| {fmt(r[key], 4 if key.endswith('ssim') else 2)} " for key in TEST_KEYS)
+            + f"| {ci} | {delta} |"
+        )
+    if intervals:
+        lines.append(
+            "\nPSNR: the mean of both sources' per-pair PSNR; intervals: 95 % bootstrap over the test pairs "
+            "(runs with per-pair scores, scores.npz); Δ vs best: paired, on the same test pairs."
+        )
+    return "\n".join(lines)
+
+
+def compare(run_a: str, run_b: str, on: str = "test") -> str:
+    """Two runs scored on the same pairs (``on``: test, or val: the validation pairs, where levers are chosen):
+    each score with its interval, and the paired difference."""
+    name = SCORES_FILE if on == "test" else VAL_SCORES_FILE
+    a, b = read_scores(run_a, name), read_scores(run_b, name)
+    missing = [r for r, s in ((run_a, a), (run_b, b)) if s is None]
+    if missing:
+        raise ConfigError(
+            f"no per-pair scores ({name}) in {', '.join(missing)}: runs and evaluations write them; "
+            "re-score an older run with python -m mixsep.evaluate ckpt_path=<its checkpoint>"
+        )
+    if len(a["pair"]) != len(b["pair"]):
+        raise ConfigError(f"{run_a} and {run_b} were scored on different numbers of test pairs: no paired comparison")
+    lines = [
+        f"A = {run_a}, B = {run_b}: {len(a['pair']):,} {'test' if on == 'test' else 'validation'} pairs, 95 % "
+        "bootstrap intervals over the pairs",
+        "",
+        "| score | A | B | A − B (paired) | A − B (unpaired) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    keys = [("psnr (both)", pair_psnr(a), pair_psnr(b))] + [
+        (k, a[k], b[k]) for k in (key.removeprefix("test/") for key in TEST_KEYS)
+    ]
+    for name, x, y in keys:
+        d = 4 if "ssim" in name else 2
+        lines.append(
+            f"| {name} | {interval(*bootstrap_mean(x), d)} | {interval(*bootstrap_mean(y), d)} "
+            f"| {interval(*paired_difference(x, y), d, '+')} | {interval(*unpaired_difference(x, y), d, '+')} |"
+        )
+    return "\n".join(lines)
+
+
+def bar_chart(path: str | Path, groups: list[tuple[str, int, list[dict]]]) -> None:
+    """One row of panels (PSNR, SSIM) per group of runs ranked together, titled with its test-pair count
+    and source pair; bars labelled with the run folder."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    widest = max(len(rows) for _, _, rows in groups)
+    fig, axes = plt.subplots(len(groups), 2, figsize=(max(8, 1.3 * widest), 4.8 * len(groups)), squeeze=False)
+    for (sources, count, rows), panel in zip(groups, axes):
+        rows = sorted(rows, key=rank_key)
+        labels = [
+            f"{run_name(r)}\n{r.get('model')}"
+            if r.get("experiment") != "baseline"
+            else r["model"].replace("baseline: ", "baseline\n")
+            for r in rows
+        ]
+        for ax, metric, ylabel in ((panel[0], "psnr", "PSNR (dB)"), (panel[1], "ssim", "SSIM")):
+            x = torch.arange(len(rows)).float()
+            gray, color = (source.label.replace("_", " ") for source in parse_pair(sources))
+            ax.bar(x - 0.2, [r[f"test/mnist_{metric}"] for r in rows], width=0.4, label=f"gray ({gray})")
+            ax.bar(x + 0.2, [r[f"test/cifar_{metric}"] for r in rows], width=0.4, label=f"colour ({color})")
+            ax.set_xticks(x.tolist(), labels, fontsize=7, rotation=30, ha="right")
+            ax.set_ylabel(ylabel)
+            ax.set_title(f"{count:,} test pairs of {sources}", fontsize=10)
+            ax.grid(axis="y", alpha=0.3)
+            ax.legend(fontsize=8)
+    fig.suptitle("mixsep leaderboard (fixed test pairs, data range 1)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def parse_args(argv: list[str] | None):
+    parser = ArgumentParser(prog="python -m mixsep.report", description=__doc__.splitlines()[0])
+    parser.add_argument("dirs", nargs="*", help="run folders, multirun folders or metrics.json files")
+    parser.add_argument(
+        "--compare", nargs=2, metavar=("RUN_A", "RUN_B"), help="paired comparison of two runs on the same test pairs"
+    )
+    parser.add_argument(
+        "--on", choices=("test", "val"), default="test", help="--compare on the test or the validation pairs"
+    )
+    parser.add_argument("-o", "--output", default=None, help="also write the Markdown report to this file")
+    parser.add_argument(
+        "--chart",
+        default=None,
+        help="bar chart PNG to write (default: beside --output, named after it; else leaderboard.png in the "
+        "first folder given)",
+    )
+    parser.add_argument("--data-root", default=None, help="data for the baselines (default: MIXSEP_DATA_ROOT)")
+    parser.add_argument("--cache-dir", default=None)
+    parser.add_argument(
+        "--include-debug", action="store_true", help="also list debug runs (debug=...); a partial test is never ranked"
+    )
+    parser.add_argument(
+        "--test-pairs",
+        type=int,
+        default=10000,
+        help="test pairs of the baselines when no run says how many it was scored on",
+    )
+    args = parser.parse_args(argv)
+    if not args.compare and not args.dirs:
+        parser.error("give run folders (e.g. outputs/) or --compare RUN_A RUN_B")
+    return args
+
+
+def ranked_groups(runs: list[dict], args) -> list[tuple[str, int, list[dict]]]:
+    """Runs on different source pairs or numbers of test pairs are never ranked together: one group each,
+    with its own baselines scored on its pairs."""
+    count_of = lambda r: int(r.get("test_pairs") or args.test_pairs)  # noqa: E731
+    keys = sorted({(run_sources(r), count_of(r)) for r in runs}) or [(DEFAULT_SOURCES, args.test_pairs)]
+    return [
+        (
+            sources,
+            count,
+            [r for r in runs if (run_sources(r), count_of(r)) == (sources, count)]
+            + baseline_rows(args.data_root, args.cache_dir, count, sources),
+        )
+        for sources, count in keys
+    ]
+
+
+def main(argv: list[str] | None = None) -> str:
+    args = parse_args(argv)
+    if args.compare:
+        text = compare(*args.compare, on=args.on)
+        print(text)
+        return text
+    all_runs = find_runs(args.dirs, ranked_only=False, include_debug=args.include_debug)
+    unscored = unscored_runs(args.dirs)
+    if not all_runs and not unscored:
+        missing = [d for d in args.dirs if not Path(d).exists()]
+        where = f"no such folder: {', '.join(missing)}" if missing else f"no metrics.json under {' '.join(args.dirs)}"
+        sys.exit(f"mixsep: {where}; give run folders, sweep folders or metrics.json files (e.g. outputs/)")
+    groups = ranked_groups([r for r in all_runs if rankable(r)], args)
+    tables = [
+        (f"Scored on {count:,} test pairs of {sources}:\n\n" if len(groups) > 1 else "") + leaderboard(rows)
+        for sources, count, rows in groups
+    ]
+    sweeps = [report_sweep(Path(d)) for d in args.dirs if is_sweep(Path(d))]
+    if unscored:
+        tables.append("Runs without final scores (not ranked):\n\n" + "\n".join(unscored))
+    text = "\n\n".join([*sweeps, *tables, reported_block()])
+    if any(str(r.get("experiment", "")).startswith("prior/") for r in all_runs):
+        text += "\n\nEarlier systems rerun by mixsep (`experiment=prior/...`):\n\n" + prior_table(all_runs)
+    print(text)
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+    chart = Path(args.chart) if args.chart else default_chart_path(args.output, args.dirs[0])
+    bar_chart(chart, groups)
+    print(f"\n(chart: {chart})")
+    return text
+
+
+def default_chart_path(output: str | None, first: str) -> Path:
+    """Beside the Markdown output, named after it; else ``leaderboard.png`` in the first folder given."""
+    if output:
+        return Path(output).with_suffix(".png")
+    first_path = Path(first)
+    return (first_path if first_path.is_dir() else first_path.parent) / "leaderboard.png"
+
+
+def cli() -> None:
+    with one_line_errors(os_error="cannot write the report ({error}): choose another --chart / -o"):
+        main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,214 @@
+"""The report of one Hydra sweep folder: a row per job, a column per swept override, the job it picks.
+
+A sweep picks by the validation objective (metrics.json ``objective``), never by a test score.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+
+import yaml
+
+from mixsep.cluster.status import effective_status
+from mixsep.models.metrics import TEST_KEYS
+from mixsep.report.stats import t_interval
+from mixsep.report.tables import fmt
+
+TEST_COLUMNS = tuple(  # (key, heading, digits): test/mnist_psnr -> "MNIST PSNR", 2
+    (key, key[5:].replace("_", " ").upper(), 4 if key.endswith("ssim") else 2) for key in TEST_KEYS
+)
+
+
+def is_sweep(folder: Path) -> bool:
+    return folder.is_dir() and (folder / "multirun.yaml").is_file()
+
+
+def _overrides(job: Path) -> dict[str, str]:
+    path = job / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return {}
+    pairs = (o.split("=", 1) for o in yaml.safe_load(path.read_text()) or [] if "=" in o)
+    return {k.lstrip("+~"): v for k, v in pairs}
+
+
+def _read(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def load_jobs(sweep: Path) -> list[dict]:
+    """Every job folder of the sweep (those with .hydra/), finished or not."""
+    jobs = []
+    for folder in sorted((p for p in sweep.iterdir() if (p / ".hydra").is_dir()), key=_job_order):
+        metrics = _read(folder / "metrics.json") or {}
+        status = _read(folder / "status.json") or {}
+        jobs.append(
+            {
+                "job": folder.name,
+                "overrides": _overrides(folder),
+                "metrics": metrics,
+                "status": effective_status(status) if status else ("completed" if metrics else "unknown"),
+                "step": status.get("step"),
+                "error": status.get("error"),
+                "reason": status.get("reason"),
+                "requeues": status.get("requeues") or 0,
+            }
+        )
+    return jobs
+
+
+def _job_order(folder: Path):
+    head = folder.name.split("_", 1)[0]
+    return (0, int(head), folder.name) if head.isdigit() else (1, 0, folder.name)
+
+
+def swept_keys(jobs: list[dict]) -> list[str]:
+    keys = sorted({k for j in jobs for k in j["overrides"]})
+    return [k for k in keys if len({j["overrides"].get(k) for j in jobs}) > 1]
+
+
+def _number(text):
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def picked(jobs: list[dict]) -> dict | None:
+    """The job a sweep would pick: the best validation objective (higher is better for PSNR)."""
+    scored = [j for j in jobs if isinstance(j["metrics"].get("objective"), (int, float))]
+    return max(scored, key=lambda j: j["metrics"]["objective"]) if scored else None
+
+
+def status_cell(job: dict) -> str:
+    """running, requeued (count, reason), completed, failed (the error), cancelled: as status.json says."""
+    state, n = job["status"], job["requeues"]
+    if state == "failed":
+        return f"failed: {(job['error'] or '')[:80]}"
+    if state == "lost":
+        return f"lost at step {job.get('step') if job.get('step') is not None else '?'} (run it again to resume)"
+    if state in ("requeued", "cancelled"):
+        return f"{state} ({job['reason']}{f', {n}×' if state == 'requeued' else ''})"
+    return f"{state} (re-queued {n}×)" if n else state
+
+
+def sweep_table(jobs: list[dict]) -> str:
+    keys = swept_keys(jobs)
+    best = picked(jobs)
+    objective = next((j["metrics"].get("optimized_metric") for j in jobs if j["metrics"]), None) or "objective"
+    head = ["job", *keys, f"{objective} (validation)", *(c[1] for c in TEST_COLUMNS), "status"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for j in jobs:
+        m = j["metrics"]
+        mark = " **← pick**" if j is best else ""
+        state = status_cell(j)
+        cells = [
+            j["job"] + mark,
+            *(j["overrides"].get(k, "-") for k in keys),
+            fmt(_number(m.get("objective")), 3),
+            *(fmt(_number(m.get(key)), d) for key, _, d in TEST_COLUMNS),
+            state,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    text = "\n".join(lines)
+    if best is not None:
+        text += (
+            f"\n\nPicked by the validation objective ({objective}): job {best['job']}. Test scores are "
+            "shown for reading, never used to pick."
+        )
+    if "seed" in keys:
+        text += "\n\n" + seed_table(jobs, [k for k in keys if k != "seed"])
+    return text
+
+
+def seed_table(jobs: list[dict], keys: list[str]) -> str:
+    """Mean ± std over seeds of every configuration (jobs that differ only in seed)."""
+    groups: dict[tuple, list[dict]] = {}
+    for j in jobs:
+        if j["metrics"]:
+            groups.setdefault(tuple(j["overrides"].get(k, "-") for k in keys), []).append(j["metrics"])
+    cols = [("objective", "objective", 3), *TEST_COLUMNS]
+    lines = [
+        "Over seeds (mean ± std; the objective's 95 % t-interval over the seeds in brackets):",
+        "",
+        "| " + " | ".join([*keys, "seeds", *(c[1] for c in cols)]) + " |",
+        "|" + "---|" * (len(keys) + 1 + len(cols)),
+    ]
+    for config, runs in groups.items():
+        cells = list(config) + [str(len(runs))]
+        for key, _, digits in cols:
+            values = [r[key] for r in runs if isinstance(r.get(key), (int, float))]
+            spread = statistics.stdev(values) if len(values) > 1 else 0.0
+            cell = (
+                f"{fmt(_number(statistics.mean(values)), digits)} ± {fmt(_number(spread), digits)}" if values else "-"
+            )
+            if key == "objective" and len(values) > 1:
+                _, _, lo, hi = t_interval(values)
+                cell += f" [{fmt(_number(lo), digits)}, {fmt(_number(hi), digits)}]"
+            cells.append(cell)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def log_sampled(sweep: Path) -> set[str]:
+    """Parameters the sweeper samples on a log scale (``tag(log, ...)`` in ``hydra.sweeper.params``)."""
+    try:
+        config = yaml.safe_load((sweep / "multirun.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return set()
+    params = ((config.get("hydra") or {}).get("sweeper") or {}).get("params") or {}
+    return {key for key, spec in params.items() if "log" in str(spec)}
+
+
+def objective_plot(path: Path, jobs: list[dict], log_keys: set[str] = frozenset()) -> Path | None:
+    """The objective against each swept numeric parameter, one panel each (a log axis for a parameter
+    sampled on a log scale, or spanning 20× or more); None when none is numeric."""
+    numeric = [
+        k for k in swept_keys(jobs) if k != "seed" and all(_number(j["overrides"].get(k)) is not None for j in jobs)
+    ]
+    scored = [j for j in jobs if isinstance(j["metrics"].get("objective"), (int, float))]
+    if not numeric or not scored:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(numeric), figsize=(4 * len(numeric), 3.5), squeeze=False)
+    best = picked(jobs)
+    for ax, key in zip(axes[0], numeric):
+        xs = [_number(j["overrides"][key]) for j in scored]
+        ax.scatter(xs, [j["metrics"]["objective"] for j in scored])
+        ax.scatter(
+            [_number(best["overrides"][key])],
+            [best["metrics"]["objective"]],
+            marker="*",
+            s=200,
+            color="tab:red",
+            label="picked (validation)",
+        )
+        if min(xs) > 0 and (key in log_keys or max(xs) / min(xs) >= 20):
+            ax.set_xscale("log")
+        ax.set_xlabel(key)
+        ax.set_ylabel(scored[0]["metrics"].get("optimized_metric", "objective"))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def report_sweep(sweep: Path) -> str:
+    jobs = load_jobs(sweep)
+    text = f"## Sweep {sweep.name}: {len(jobs)} jobs\n\n" + sweep_table(jobs)
+    plot = objective_plot(sweep / "objective.png", jobs, log_sampled(sweep))
+    if plot is not None:
+        text += f"\n\n(objective plot: {plot})"
+    return text

@@ -1,0 +1,60 @@
+"""Building a run's objects, each from its own config node: ``hydra.utils.instantiate`` with a user's mistake
+(raised by a constructor, wrapped by Hydra) coming out as itself."""
+
+from __future__ import annotations
+
+import lightning as L
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from omegaconf import DictConfig, OmegaConf
+
+from mixsep.errors import ConfigError, user_error
+from mixsep.training.config import quiet_known_noise
+
+
+def build(node, **kwargs):
+    """``hydra.utils.instantiate``, but a user-fixable error raised by the constructor comes out as itself
+    (Hydra wraps it in an InstantiationException)."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        fixable = user_error(err)
+        if fixable is None:
+            raise
+        raise fixable from err
+
+
+def build_module(model_cfg: DictConfig) -> L.LightningModule:
+    # plain containers: the net's config is saved in the checkpoint and must load without omegaconf
+    return build(OmegaConf.to_container(model_cfg, resolve=True), _recursive_=False)
+
+
+def build_callbacks(callbacks_cfg: DictConfig | None) -> list:
+    callbacks = []
+    for name, node in (callbacks_cfg or {}).items():
+        if not node:
+            continue
+        if "_target_" not in node:  # e.g. a preset's callbacks.ema options on top of callbacks=default
+            raise ConfigError(
+                f"callbacks.{name} has options but no _target_: the callbacks group in use does not define "
+                f"it. Choose a group that does (e.g. callbacks={name}), or remove it with ~callbacks.{name}"
+            )
+        callbacks.append(build(node))
+    return callbacks
+
+
+def build_trainer(trainer_cfg: DictConfig, callbacks: list, loggers: list) -> L.Trainer:
+    """Lightning's Trainer from ``trainer_cfg`` (checked by ``checks.check_trainer`` and settled for this machine
+    by ``config.settle_for_this_machine`` before)."""
+    quiet_known_noise()
+    try:
+        return build(trainer_cfg, callbacks=callbacks, logger=loggers or False)
+    except InstantiationException as err:
+        cause = err.__cause__ or err
+        if not isinstance(cause, (ValueError, TypeError, MisconfigurationException)):
+            raise  # not a refused value (e.g. a CUDA initialisation failure): itself, with its traceback
+        raise ConfigError(
+            f"Lightning's Trainer refused the trainer config: {type(cause).__name__}: {cause}. Check the trainer.* "
+            "values (e.g. trainer.precision one of 32-true, bf16-mixed, 16-mixed)."
+        ) from err

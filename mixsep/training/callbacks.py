@@ -1,0 +1,136 @@
+"""Lightning callbacks that mixsep adds to Lightning's own; each writes its own outputs."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from torchvision.utils import make_grid
+
+from mixsep.cluster.status import HEARTBEAT_SECONDS, heartbeat
+from mixsep.models.metrics import SOURCES
+from mixsep.training.artifacts import picture_columns, save_loss_plot
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint that keeps its best-checkpoint record when a run resumes into another
+    folder (``ckpt_path=<old run>/checkpoints/last.ckpt``): best score and best path carry over, so
+    "best" still means best of the whole run and ``test_ckpt=best`` tests the true best.
+
+    Lightning restores that record only when the checkpoint folder is unchanged. Files of the earlier
+    folder are never deleted (Lightning removes only checkpoints inside its own folder).
+    """
+
+    @property
+    def state_key(self) -> str:  # the same key as ModelCheckpoint: checkpoints of either restore into both
+        return "ModelCheckpoint" + super().state_key[len(type(self).__qualname__) :]
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        if state_dict.get("dirpath", self.dirpath) == self.dirpath:
+            return
+        kept = {path: score for path, score in (state_dict.get("best_k_models") or {}).items() if os.path.isfile(path)}
+        if state_dict.get("best_model_path") and os.path.isfile(state_dict["best_model_path"]):
+            self.best_model_score = state_dict["best_model_score"]
+            self.best_k_models = kept
+            self.kth_best_model_path = state_dict.get("kth_best_model_path", "") if kept else ""
+            self.kth_value = state_dict.get("kth_value", self.kth_value)
+        else:  # the earlier best file is gone: start the record afresh rather than point at nothing
+            self.best_model_path = ""
+
+
+class LearningRateWhereLogged(LearningRateMonitor):
+    """Lightning's LearningRateMonitor, in the default callbacks: it refuses a run that logs nowhere
+    (``logger=none``); this one then stays silent."""
+
+    def on_train_start(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
+        if trainer.loggers:
+            super().on_train_start(trainer, *args, **kwargs)
+
+    def on_train_batch_start(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
+        if trainer.loggers:
+            super().on_train_batch_start(trainer, *args, **kwargs)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
+        if trainer.loggers:
+            super().on_train_epoch_start(trainer, *args, **kwargs)
+
+
+class SamplesAndCurves(L.Callback):
+    """Records train/val loss per epoch (whatever the logger) and draws it as ``<dirpath>/loss.png`` when
+    fitting ends; logs sample separations to W&B and TensorBoard after every validation."""
+
+    def __init__(self, n_samples: int = 8, dirpath: str | None = None) -> None:
+        self.n_samples = n_samples
+        self.dirpath = dirpath
+        self.history: dict[str, list[tuple[int, float]]] = {"train": [], "val": []}
+
+    def on_fit_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if self.dirpath and trainer.is_global_zero:
+            save_loss_plot(Path(self.dirpath) / "loss.png", self.history, str(module.hparams.get("loss", "mse")))
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        value = trainer.callback_metrics.get("train/loss_epoch")
+        if value is not None:
+            self.history["train"].append((trainer.current_epoch + 1, float(value)))
+
+    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        # after the epoch's metrics are collected (at on_validation_epoch_end they are the previous epoch's)
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        value = trainer.callback_metrics.get("val/loss")
+        if value is not None:
+            self.history["val"].append((trainer.current_epoch + 1, float(value)))
+        for key in (f"val/{source}_psnr" for source in SOURCES):
+            if key in trainer.callback_metrics:
+                self.history.setdefault(key, []).append(
+                    (trainer.current_epoch + 1, float(trainer.callback_metrics[key]))
+                )
+        self._log_images(trainer, module)
+
+    def _log_images(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        """The fixed validation samples (one row per image kind: mix, true and predicted of each source; one
+        column per pair) to W&B and TensorBoard, as 8-bit RGB pictures each validation epoch."""
+        from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+
+        loggers = [lg for lg in trainer.loggers if isinstance(lg, (WandbLogger, TensorBoardLogger))]
+        dm = trainer.datamodule
+        if not loggers or dm is None or not trainer.is_global_zero:
+            return
+        cols, titles = picture_columns(module, dm.fixed_batch("val", self.n_samples, spread=True))
+        grid = make_grid(torch.cat([c.float().cpu() for c in cols]), nrow=len(cols[0]), padding=1)
+        # 8-bit pixels: W&B's own float conversion turns a [0, 1] float image black
+        pixels = grid.clamp(0, 1).mul(255).round().to(torch.uint8)
+        caption = "rows: " + " / ".join(titles)
+        for lg in loggers:
+            if isinstance(lg, WandbLogger):
+                lg.log_image("samples", [pixels.permute(1, 2, 0).numpy()], step=trainer.global_step, caption=[caption])
+            else:
+                lg.experiment.add_image("samples", pixels, global_step=trainer.global_step, dataformats="CHW")
+
+    def state_dict(self) -> dict:
+        return {"history": self.history}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.history = state_dict.get("history", self.history)
+
+
+class Heartbeat(L.Callback):
+    """Refreshes the running job's heartbeat in ``<dirpath>/status.json`` (time, host, pid, step) every
+    ``every_seconds`` of training, so ``mixsep.report`` can tell a live job from a lost one (jobs.effective_status)."""
+
+    def __init__(self, dirpath: str, every_seconds: float = HEARTBEAT_SECONDS) -> None:
+        self.dirpath, self.every_seconds, self._last = Path(dirpath), every_seconds, 0.0
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        now = time.monotonic()
+        if trainer.is_global_zero and now - self._last >= self.every_seconds:
+            self._last = now
+            with contextlib.suppress(OSError):  # a full disk must not stop training for a heartbeat
+                heartbeat(self.dirpath, trainer.global_step)

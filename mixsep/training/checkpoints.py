@@ -1,0 +1,141 @@
+"""How checkpoints are written (whole or not at all), which one a run resumes from (and whether it can), and
+which ones it wrote (best and last)."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from omegaconf import DictConfig
+
+from mixsep.errors import CheckpointError, ConfigError
+
+log = logging.getLogger("mixsep")
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` that a reader only ever sees whole: written to a temporary file in the same folder,
+    flushed to disk, then renamed over ``path`` (a rename within one file system is atomic). A kill, a node
+    failure or a full disk mid-save leaves the previous file as it was (and at most a ``.tmp-*`` file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # as open() would create it (mkstemp's files are private)
+        with os.fdopen(fd, "wb") as f:
+            f.write(buffer.getbuffer())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:  # the rename itself made durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's CheckpointIO plugin for every checkpoint the Trainer writes (last, best, the save at a
+    scheduler's signal): whole files only (``atomic_torch_save``). Lightning's own ``_atomic_save`` stages the
+    file in the system's temporary folder, so the final move is a copy wherever that is another file system,
+    and never flushes it to disk."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options; got {storage_options!r}")
+        atomic_torch_save(checkpoint, path)
+
+
+def resolve_ckpt_path(ckpt: str | None, model_cfg: DictConfig, out: Path) -> str | None:
+    """``auto``: resume from this run folder's newest checkpoint that loads (a re-queued or re-run job):
+    last.ckpt, else the newest best-*.ckpt; says which one and why in one line."""
+    if ckpt == "auto":
+        return newest_resumable(out / "checkpoints", model_cfg)
+    if ckpt and not Path(str(ckpt)).is_file():
+        raise ConfigError(
+            f"ckpt_path={ckpt} does not exist. Pass a .ckpt written by mixsep.run "
+            "(<run dir>/checkpoints/last.ckpt), ckpt_path=auto or ckpt_path=null."
+        )
+    if ckpt:
+        check_resumable(Path(str(ckpt)), model_cfg)
+    return ckpt or None
+
+
+def newest_resumable(folder: Path, model_cfg: DictConfig | None = None) -> str | None:
+    """The checkpoint in ``folder`` to resume from: last.ckpt when it loads, else the newest best-*.ckpt that
+    does (a torn last.ckpt does not block the resume). None when the folder holds no checkpoint."""
+    last = folder / "last.ckpt"
+    best = sorted(folder.glob("best*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True) if folder.is_dir() else []
+    candidates = ([last] if last.is_file() else []) + best
+    refused: list[str] = []
+    for path in candidates:
+        try:
+            check_resumable(path, model_cfg)
+        except CheckpointError as err:
+            if "holds a" in str(err):  # another model's checkpoint: not a torn file, a different run
+                raise
+            refused.append(f"{path.name} ({str(err).split('(', 1)[-1].split(')')[0]})")
+            continue
+        why = "the last checkpoint" if path == last else f"the newest best checkpoint, as {'; '.join(refused)}"
+        log.info(f"resuming from {path} ({why})")
+        return str(path)
+    if refused:
+        raise CheckpointError(
+            f"no checkpoint in {folder} loads: {'; '.join(refused)}. Resume from a copy of a whole one "
+            "(ckpt_path=PATH), or start afresh with ckpt_path=null"
+        )
+    return None
+
+
+def check_resumable(path: Path, model_cfg: DictConfig | None = None) -> None:
+    """A checkpoint to resume from must be a whole training checkpoint that mixsep.run wrote."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except Exception as err:
+        raise CheckpointError(
+            f"ckpt_path={path} is not a readable checkpoint ({type(err).__name__}: {str(err).splitlines()[0]}); "
+            "it may be truncated. Pass a .ckpt that mixsep.run wrote (<run dir>/checkpoints/last.ckpt), or "
+            "ckpt_path=null to start afresh."
+        ) from err
+    missing = [k for k in ("state_dict", "optimizer_states", "loops") if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise CheckpointError(
+            f"ckpt_path={path} holds no training state to resume ({', '.join(missing)} missing): a slim export "
+            "or another program's file. Resume from <run dir>/checkpoints/last.ckpt; score a model with "
+            "mixsep.evaluate ckpt_path=..."
+        )
+    trained = (ckpt.get("hyper_parameters") or {}).get("net") or {}
+    wanted = (model_cfg or {}).get("net") or {}
+    if model_cfg is not None and trained.get("_target_") and trained.get("_target_") != wanted.get("_target_"):
+        name = (ckpt.get("hyper_parameters") or {}).get("name", "?")
+        raise CheckpointError(
+            f"ckpt_path={path} holds a {name} model ({trained['_target_']}), but this run builds "
+            f"model={model_cfg.get('name')}: add model={name} (and the other settings of its run) to resume it"
+        )
+
+
+def checkpoint_paths(trainer: L.Trainer) -> tuple[str, str]:
+    """The best checkpoint (of the monitoring ModelCheckpoint) and the last one (``last.ckpt``, written by a
+    ModelCheckpoint without a monitor), each "" where none was written."""
+    written = [c for c in trainer.checkpoint_callbacks if c.best_model_path]
+    best = next((c.best_model_path for c in written if c.monitor), "")
+    last = next((c.best_model_path for c in written if not c.monitor), "")
+    # a config that brings back save_last on the monitoring callback instead
+    return best, last or next((c.last_model_path for c in trainer.checkpoint_callbacks if c.last_model_path), "")

@@ -1,0 +1,115 @@
+"""Save on a scheduler's signal, resume mid-epoch exactly where the run stood (mixsep.requeue), and resume
+into another folder with the best-checkpoint record."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from mixsep.cluster import requeue
+from mixsep.cluster.requeue import SaveOnSignal
+from mixsep.data.datamodule import MixDataModule
+from mixsep.models.module import SeparationModule
+from mixsep.run import train
+
+NET = {"_target_": "mixsep.models.UNetSeparator", "widths": [4, 8]}
+
+
+class RecordBatches(L.Callback):
+    """The training batches a run saw (a digest of their uint8 pixels), and a SIGTERM at one of them."""
+
+    def __init__(self, sigterm_at_step: int | None = None) -> None:
+        self.seen, self.sigterm_at_step = [], sigterm_at_step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        mix = batch[0]
+        self.seen.append(hashlib.sha256(mix.float().numpy().tobytes()).hexdigest()[:16])
+        if trainer.global_step == self.sigterm_at_step:
+            trainer._signal_connector.received_sigterm = True  # what Lightning's SIGTERM handler sets
+
+
+def fit(tiny_data_kwargs, tmp_path, callbacks, ckpt_path=None) -> tuple[L.Trainer, SeparationModule]:
+    L.seed_everything(0)
+    data = MixDataModule(**{**tiny_data_kwargs, "train_pairs": 96})
+    module = SeparationModule(net=NET, lr=1e-2, loss="psnr", scheduler="onecycle")
+    trainer = L.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=callbacks,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+    return trainer, module
+
+
+def test_a_sigterm_saves_mid_epoch_and_the_resumed_run_matches_an_uninterrupted_one(tiny_data_kwargs, tmp_path):
+    whole = RecordBatches()
+    _, reference = fit(tiny_data_kwargs, tmp_path / "a", [whole])
+    assert len(whole.seen) == 24  # 2 epochs of 12 batches
+
+    first = RecordBatches(sigterm_at_step=16)  # epoch 1, batch 4
+    with pytest.raises(SIGTERMException):
+        fit(tiny_data_kwargs, tmp_path / "b", [first, SaveOnSignal(dirpath=str(tmp_path / "b"))])
+    assert requeue.stopping == {"status": "cancelled", "reason": "SIGTERM"}  # no scheduler will re-queue it
+    saved = torch.load(tmp_path / "b" / "last.ckpt", weights_only=False)
+    assert saved["global_step"] == 17
+    assert saved["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [{"epoch": 1, "batches": 5}]
+
+    rest = RecordBatches()
+    trainer, resumed = fit(tiny_data_kwargs, tmp_path / "b", [rest], ckpt_path=tmp_path / "b" / "last.ckpt")
+    assert trainer.global_step == 24
+    assert first.seen + rest.seen == whole.seen  # the same pairs, in the same order, none twice
+    for (name, a), b in zip(reference.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+
+
+@pytest.mark.slow
+def test_the_readmes_resume_with_a_new_budget_continues_a_scheduled_unet(tiny_overrides, tmp_path):
+    """python -m mixsep.run hydra.run.dir=<a finished unet run> trainer.max_epochs=3: the one-cycle
+    schedule is laid over the new budget (it used to step past the old one and fail)."""
+    import csv
+    import json
+
+    from tests.helpers import run_cli
+
+    run = tmp_path / "unet"
+    first = run_cli(tiny_overrides + ["model=unet", f"hydra.run.dir={run}"])
+    assert first.returncode == 0, first.stderr[-3000:]
+    steps_one_epoch = json.loads((run / "metrics.json").read_text())["global_step"]
+    again = run_cli(tiny_overrides + ["model=unet", "trainer.max_epochs=3", f"hydra.run.dir={run}"])
+    assert again.returncode == 0, again.stderr[-3000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["global_step"] == 3 * steps_one_epoch and metrics["resumed_from"].endswith("last.ckpt")
+    assert json.loads((run / "status.json").read_text())["status"] == "completed"
+    rates = [float(r["lr-Adam"]) for r in csv.DictReader(open(run / "csv" / "metrics.csv")) if r.get("lr-Adam")]
+    assert rates[-1] < 3e-3 / 1000  # annealed at the new end (model.lr 3e-3, one-cycle ends at lr / 25e4)
+
+
+def test_resume_into_a_new_folder_keeps_the_best_record(compose, tiny_overrides, tmp_path):
+    base = [o for o in tiny_overrides if not o.startswith("trainer.max_epochs")] + ["model.lr=0.02"]
+    first = train(compose("config", base + ["trainer.max_epochs=2"], tmp_path / "a"))
+    resumed = train(
+        compose(
+            "config",
+            base + ["trainer.max_epochs=3", f"ckpt_path={tmp_path / 'a' / 'checkpoints' / 'last.ckpt'}"],
+            tmp_path / "b",
+        )
+    )
+    ckpt = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", weights_only=False)
+    state = next(v for k, v in ckpt["callbacks"].items() if k.startswith("ModelCheckpoint{'monitor': 'val/loss'"))
+    history = next(v["history"] for k, v in ckpt["callbacks"].items() if k.startswith("SamplesAndCurves"))
+    val_losses = dict(history["val"])
+    assert sorted(val_losses) == [1, 2, 3]  # the loss history came along
+    best_epoch = min(val_losses, key=val_losses.get)
+    assert float(state["best_model_score"]) == pytest.approx(val_losses[best_epoch], rel=1e-5)
+    assert resumed["checkpoint"].endswith(f"best-epoch{best_epoch - 1:03d}.ckpt")  # the true best is tested
+    assert Path(first["checkpoint"]).exists()  # nothing of the earlier run was deleted

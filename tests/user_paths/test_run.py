@@ -1,0 +1,262 @@
+"""The run and evaluate entries end to end, one tiny epoch on the tiny datasets."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from mixsep import load_separator
+from mixsep.evaluate import evaluate
+from mixsep.models.metrics import TEST_KEYS
+from mixsep.models.separator import CheckpointError
+from mixsep.run import train
+from tests.helpers import CONF, run_cli
+
+
+@pytest.fixture(scope="module")
+def trained_run(compose, tmp_path_factory):
+    """One tiny conv_dual run shared by the tests below."""
+    import numpy as np
+
+    from tests.helpers import TINY_SIZES, make_cifar_folder, make_mnist
+
+    tmp = tmp_path_factory.mktemp("run")
+    rng = np.random.default_rng(0)
+    make_mnist(tmp / "data", 40, 12, rng)
+    make_cifar_folder(tmp / "data", 40, 12, rng)
+    overrides = [
+        f"data.root={tmp / 'data'}",
+        f"data.cache_dir={tmp / 'cache'}",
+        *TINY_SIZES,
+        "trainer.max_epochs=2",
+        "trainer.accelerator=cpu",
+        "trainer.log_every_n_steps=1",
+        "samples=4",
+        "callbacks.progress_bar.refresh_rate=0",
+        "model=conv_dual",
+    ]
+    out = tmp / "out"
+    metrics = train(compose("config", overrides, out))
+    return out, metrics, overrides
+
+
+def test_run_writes_metrics_samples_loss_curve_and_checkpoints(trained_run):
+    out, metrics, _ = trained_run
+    on_disk = json.loads((out / "metrics.json").read_text())
+    for key in TEST_KEYS:
+        assert math.isfinite(on_disk[key])
+    assert on_disk["model"] == "conv_dual" and on_disk["params"] > 1_000_000
+    assert on_disk["global_step"] == 8 and on_disk["train_seconds"] > 0 and on_disk["test_pairs"] == 12
+    assert (out / "samples.png").stat().st_size > 1000 and (out / "loss.png").stat().st_size > 1000
+    ckpts = sorted(p.name for p in (out / "checkpoints").glob("*.ckpt"))
+    assert "last.ckpt" in ckpts and any(n.startswith("best") for n in ckpts)
+    assert (out / "csv" / "metrics.csv").exists()
+
+
+def test_per_pair_scores_are_written_and_average_to_the_logged_scores(trained_run):
+    import numpy as np
+
+    out, metrics, _ = trained_run
+    for name, stage in (("scores.npz", "test"), ("val_scores.npz", "val")):
+        with np.load(out / name) as scores:
+            assert list(scores["pair"]) == list(range(12 if stage == "test" else 8))
+            for key in ("mnist_psnr", "mnist_ssim", "cifar_psnr", "cifar_ssim"):
+                assert float(scores[key].mean()) == pytest.approx(metrics[f"{stage}/{key}"], abs=1e-4)
+
+
+def test_evaluate_reproduces_the_test_metrics(compose, trained_run, tmp_path):
+    out, metrics, overrides = trained_run
+    data_overrides = [o for o in overrides if o.startswith("data.")]
+    cfg = compose(
+        "evaluate",
+        data_overrides + [f"ckpt_path={metrics['checkpoint']}", "samples=4", "trainer.accelerator=cpu"],
+        tmp_path,
+    )
+    again = evaluate(cfg)
+    for key in TEST_KEYS:
+        assert again[key] == pytest.approx(metrics[key], abs=1e-4)
+    assert (tmp_path / "samples.png").exists() and (tmp_path / "metrics.json").exists()
+
+
+def test_load_separator_separates_in_eval_mode_without_gradients(trained_run):
+    out, _, _ = trained_run
+    sep = load_separator(out / "checkpoints" / "last.ckpt")
+    mix = torch.rand(5, 3, 32, 32, requires_grad=True)
+    mnist_hat, cifar_hat = sep(mix)
+    assert mnist_hat.shape == cifar_hat.shape == (5, 3, 32, 32)
+    assert not mnist_hat.requires_grad and not sep.module.training
+    assert mnist_hat.min() >= 0 and cifar_hat.max() <= 1
+    a, _ = sep(mix[:2])
+    torch.testing.assert_close(a, mnist_hat[:2])  # eval mode: no dropout, no batch statistics
+    with pytest.raises(ValueError, match="B, 3, 32, 32"):
+        sep(torch.rand(3, 32, 32))
+
+
+def test_bad_checkpoints_give_clear_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="No checkpoint"):
+        load_separator(tmp_path / "missing.ckpt")
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"\x00garbage")
+    with pytest.raises(CheckpointError, match="not a readable mixsep checkpoint"):
+        load_separator(bad)
+
+
+def test_training_resumes_from_last_checkpoint(compose, trained_run, tmp_path):
+    out, _, overrides = trained_run
+    more = [o for o in overrides if not o.startswith("trainer.max_epochs")]
+    cfg = compose("config", more + ["trainer.max_epochs=3", f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}"], tmp_path)
+    metrics = train(cfg)
+    assert metrics["global_step"] == 12  # 8 steps restored + one more epoch of 4
+
+
+@pytest.mark.parametrize("model", ["conv_dual", "resnet_dual", "single_sub", "unet", "resnet_dual_bottleneck"])
+def test_every_model_config_runs_end_to_end_and_separates_from_its_checkpoint(
+    compose, model, tiny_overrides, tmp_path, capsys
+):
+    """Trains on the tiny data, then its checkpoint through load_separator and mixsep.separate: the families
+    with exact mixture consistency give back two sources that average to the mix."""
+    import numpy as np
+    from PIL import Image
+
+    from mixsep import separate as separate_cli
+
+    out = tmp_path / model
+    metrics = train(compose("config", tiny_overrides + [f"model={model}"], out))
+    assert metrics["model"] == model
+    assert all(math.isfinite(metrics[k]) for k in TEST_KEYS)
+    sep = load_separator(metrics["checkpoint"])
+    gray = (torch.rand(4, 1, 32, 32) > 0.7).float().expand(-1, 3, -1, -1)
+    mix = (gray + torch.rand(4, 3, 32, 32)) / 2
+    mnist_hat, cifar_hat = sep(mix)
+    consistent = not model.endswith("_bottleneck")
+    if consistent:
+        torch.testing.assert_close((mnist_hat + cifar_hat) / 2, mix, rtol=0, atol=1e-5)
+        assert torch.equal(mnist_hat[:, 0], mnist_hat[:, 2])
+    images = tmp_path / "mixes"
+    images.mkdir()
+    pixels = np.round(mix[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+    Image.fromarray(pixels).save(images / "m.png")
+    assert separate_cli.main([str(images), "--ckpt", metrics["checkpoint"], "--out", str(tmp_path / "sep")]) == 0
+    read = lambda name: np.asarray(Image.open(tmp_path / "sep" / name).convert("RGB"), dtype=np.float64) / 255
+    gray_png, color_png = read("m.gray.png"), read("m.color.png")
+    if consistent:
+        assert np.abs((gray_png + color_png) / 2 - pixels / 255).max() <= 1 / 255 + 1e-9
+
+
+@pytest.mark.parametrize("preset", ["best_cpu", "best_gpu", "fast_cpu"])
+def test_tuned_presets_run_on_cpu(compose, preset, tiny_overrides, tmp_path):
+    overrides = [o for o in tiny_overrides if o != "trainer.accelerator=cpu"] + [f"experiment={preset}"]
+    metrics = train(compose("config", overrides, tmp_path))
+    assert metrics["experiment"] == preset and metrics["model"] == "unet"
+    assert all(math.isfinite(metrics[k]) for k in TEST_KEYS)
+
+
+def test_experiment_presets_compose(compose, tiny_overrides, tmp_path):
+    for preset in sorted(p.stem for p in (Path(CONF) / "experiment").glob("*.yaml")):
+        cfg = compose("config", [f"experiment={preset}"], tmp_path)
+        assert cfg.model.name and cfg.experiment_name == preset
+
+
+def test_wandb_logger_goes_offline_without_a_key(compose, tiny_overrides, tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    metrics = train(compose("config", tiny_overrides + ["logger=wandb"], tmp_path / "w"))
+    import os
+
+    assert os.environ["WANDB_MODE"] == "offline"
+    assert any((tmp_path / "w").rglob("offline-run-*"))
+    assert math.isfinite(metrics["test/mnist_psnr"])
+
+
+@pytest.mark.slow
+def test_cli_reports_missing_data_without_a_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    def run(*extra):
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "mixsep.run",
+                f"data.root={tmp_path / 'none'}",
+                f"data.cache_dir={tmp_path / 'c'}",
+                f"hydra.run.dir={tmp_path / 'run'}",
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    offline = run("data.download=false")  # strictly offline: the two fixes, one of them the download
+    assert offline.returncode != 0 and "Traceback" not in offline.stderr
+    assert "data.download=true" in offline.stderr and "MIXSEP_DATA_ROOT" in offline.stderr
+    # the default downloads; without a network it says the download failed and gives the offline fix only
+    default = run()
+    assert default.returncode != 0 and "Traceback" not in default.stderr
+    assert "download through torchvision failed" in default.stderr and "data.root=" in default.stderr
+    assert "data.download=true" not in default.stderr
+
+
+def test_a_truncated_image_is_named_in_the_error(compose, tiny_overrides, tiny_root, tmp_path):
+    from mixsep.errors import DataNotFoundError
+
+    victim = sorted((tiny_root / "cifar10" / "test").rglob("*.png"))[3]
+    victim.write_bytes(victim.read_bytes()[:60])
+    with pytest.raises(DataNotFoundError, match=str(victim)) as err:
+        train(compose("config", tiny_overrides, tmp_path))
+    assert "replace the unreadable file" in str(err.value)
+
+
+def test_bad_trainer_values_are_config_errors(compose, tiny_overrides, tmp_path):
+    from mixsep.errors import ConfigError
+
+    for bad in ("trainer.max_epochs=abc", "trainer.precision=17-bits"):
+        with pytest.raises(ConfigError, match="trainer"):
+            train(compose("config", tiny_overrides + [bad], tmp_path))
+
+
+def test_exported_checkpoint_is_slim_and_separates_identically(trained_run, tmp_path):
+    from mixsep.models.separator import export_checkpoint
+
+    out, _, _ = trained_run
+    src = out / "checkpoints" / "last.ckpt"
+    dst = export_checkpoint(src, tmp_path / "slim.ckpt")
+    assert "optimizer_states" not in torch.load(dst, weights_only=False)
+    assert dst.stat().st_size < src.stat().st_size
+    mix = torch.rand(2, 3, 32, 32)
+    for a, b in zip(load_separator(src)(mix), load_separator(dst)(mix)):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.slow
+def test_cli_messages_land_in_hydras_run_log(tiny_overrides, tmp_path):
+    run = tmp_path / "run"
+    result = run_cli([*tiny_overrides, f"hydra.run.dir={run}"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    text = (run / "run.log").read_text()
+    assert "wrote" in text and "test/mnist_psnr" in text
+
+
+def test_metrics_and_the_csv_loggers_config_record_the_code_that_ran(trained_run):
+    import subprocess
+
+    import yaml
+
+    out, metrics, _ = trained_run
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=CONF).stdout.strip()
+    hparams = yaml.safe_load((out / "csv" / "hparams.yaml").read_text())
+    for record in (
+        metrics["provenance"],
+        hparams["provenance"],
+        json.loads((out / "metrics.json").read_text())["provenance"],
+    ):
+        assert record["git_commit"] == (head or None) and record["torch_version"] and record["lightning_version"]
+        assert record["mixsep_version"] and record["hydra_core_version"] and record["command"]
