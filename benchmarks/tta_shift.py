@@ -16,7 +16,7 @@ import time
 import torch
 
 from mixsep.data.datamodule import MixDataModule
-from mixsep.models.metrics import per_image_psnr
+from mixsep.models.metrics import per_image_scores
 from mixsep.models.separator import load_module
 from mixsep.models.structure import constrain, feasible_gray_bounds, resize_projector
 from mixsep.models.tta import ShiftEnsemble
@@ -43,7 +43,7 @@ def pair_psnrs(net: torch.nn.Module, batches) -> torch.Tensor:
     with torch.no_grad():
         for mix, mnist, cifar in batches:
             mnist_hat, cifar_hat = (o.float().clamp(0, 1) for o in net(mix))
-            scores.append((per_image_psnr(mnist_hat, mnist) + per_image_psnr(cifar_hat, cifar)) / 2)
+            scores.append((per_image_scores(mnist_hat, mnist)["psnr"] + per_image_scores(cifar_hat, cifar)["psnr"]) / 2)
     return torch.cat(scores)
 
 

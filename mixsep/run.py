@@ -15,6 +15,7 @@ import lightning as L
 from omegaconf import DictConfig
 
 from mixsep.cluster.ddp import ddp_children_run_this_job
+from mixsep.cluster.search import ReportToTrial, this_jobs_trial
 from mixsep.cluster.status import recorded_job
 from mixsep.cluster.where import now_iso, where_it_ran
 from mixsep.errors import ConfigError
@@ -24,7 +25,7 @@ from mixsep.training.build import build, build_callbacks, build_module, build_tr
 from mixsep.training.checkpoints import checkpoint_paths, resolve_ckpt_path
 from mixsep.training.checks import check_command_line, check_run
 from mixsep.training.config import CONF_DIR, composed_config, set_float32_matmul_precision, settle_for_this_machine
-from mixsep.training.loggers import build_loggers, publish_final_scores
+from mixsep.training.loggers import build_loggers, publish_final_scores, publish_pictures
 from mixsep.training.provenance import provenance
 
 
@@ -49,7 +50,10 @@ def train(cfg: DictConfig) -> dict:
     if cfg.model.get("tta") or cfg.model.get("tta_color"):  # validate and test with a self-ensemble
         say(module.use_test_time_ensemble(dihedral=cfg.model.tta, color=cfg.model.get("tta_color", False)))
     loggers = build_loggers(cfg.get("logger"), out, cfg.experiment_name, cfg.get("ckpt_path"))
-    trainer = build_trainer(cfg.trainer, build_callbacks(cfg.get("callbacks")), loggers)
+    callbacks = build_callbacks(cfg.get("callbacks"))
+    trial = this_jobs_trial()  # a trial of a search with a pruner: report to it after every validation
+    pruning = ReportToTrial(trial, cfg.optimized_metric) if trial is not None else None
+    trainer = build_trainer(cfg.trainer, callbacks + ([pruning] if pruning else []), loggers)
     datamodule.check()
     if tree is not None:  # the config built: show it (a bad value stopped above with one line instead)
         import rich
@@ -62,6 +66,10 @@ def train(cfg: DictConfig) -> dict:
         started, start = now_iso(), time.perf_counter()
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
         train_seconds, ended = time.perf_counter() - start, now_iso()
+        if pruning is not None and pruning.pruned:  # the study's pruner stopped it: no test, it is never "best"
+            import optuna
+
+            raise optuna.TrialPruned(pruning.pruned)
 
         best, last = checkpoint_paths(trainer)
         val = validation_objective(trainer, module, datamodule, best or last or None, cfg.optimized_metric)
@@ -90,6 +98,7 @@ def train(cfg: DictConfig) -> dict:
         return {**results, **extra}
     metrics = write_test_outputs(out, results, module, datamodule, cfg.samples, **extra)
     publish_final_scores(loggers, composed_config(cfg), metrics, trainer.global_step)
+    publish_pictures(loggers, out)
     return metrics
 
 

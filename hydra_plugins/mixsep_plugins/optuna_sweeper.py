@@ -1,13 +1,20 @@
 """An Optuna sweeper for Hydra on Optuna's current ask-and-tell API (hydra-optuna-sweeper 1.3 caps Optuna
 below 3). Same config keys as that plugin: ``sampler``, ``direction``, ``storage``, ``study_name``,
 ``n_trials``, ``n_jobs``, ``max_failure_rate``, ``params`` (Hydra's sweep syntax: ``choice(...)``,
-``range(...)``, ``interval(...)``, ``tag(log, interval(...))``, ``tag(int, interval(...))``). Each batch
-of ``n_jobs`` trials goes through whichever launcher is configured (basic, Ray, SLURM); a study kept in a
-database resumes where it stopped (``n_trials`` is the study's total)."""
+``range(...)``, ``interval(...)``, ``tag(log, interval(...))``, ``tag(int, interval(...))``), and ``pruner``
+(any Optuna pruner, by ``_target_``; each trial's job reports its validation objective to its trial and stops
+when pruned: mixsep/cluster/search.py).
+
+The study lives, by default, in Optuna's journal file in the sweep folder (``storage: null``), which every job
+and every re-run of the sweep in that folder reaches; ``storage`` takes sqlite or a database URL instead.
+``n_trials`` is the study's total: a re-run resumes it. With a launcher that runs its jobs elsewhere (Ray,
+SLURM), ``n_jobs`` slots stay busy: each slot launches one trial and asks the next as soon as it ends or is
+pruned. The basic launcher runs jobs in this process, one at a time, in batches of ``n_jobs``."""
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -53,10 +60,11 @@ class OptunaSweeper(Sweeper):
         n_jobs: int = 1,
         max_failure_rate: float = 0.0,
         params: dict | None = None,
+        pruner: Any = None,
     ) -> None:
         self.sampler_cfg, self.direction, self.storage = sampler, direction, storage
         self.study_name, self.n_trials, self.n_jobs = study_name, n_trials, n_jobs
-        self.max_failure_rate, self.params = max_failure_rate, params or {}
+        self.max_failure_rate, self.params, self.pruner_cfg = max_failure_rate, params or {}, pruner
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config
@@ -83,19 +91,23 @@ class OptunaSweeper(Sweeper):
                 space.pop(override.get_key_element(), None)
         return space, fixed
 
+    def _built(self, cfg, base):
+        """A sampler or pruner: Hydra builds the plugin's nested ``_target_`` already; a config is built here."""
+        return cfg if cfg is None or isinstance(cfg, base) else instantiate(cfg)
+
     def sweep(self, arguments: list[str]) -> None:
         import optuna
         from optuna.trial import TrialState
 
+        from mixsep.cluster.search import open_storage, study_name
+
         space, fixed = self._search_space(arguments)
         directions = [self.direction] if isinstance(self.direction, str) else list(self.direction)
-        sampler = self.sampler_cfg  # Hydra builds the plugin's nested _target_ (the sampler) already
-        if sampler is not None and not isinstance(sampler, optuna.samplers.BaseSampler):
-            sampler = instantiate(sampler)
         study = optuna.create_study(
-            study_name=self.study_name,
-            storage=self.storage,
-            sampler=sampler,
+            study_name=study_name(self.study_name, self.sweep_dir),
+            storage=open_storage(self.storage, self.sweep_dir),
+            sampler=self._built(self.sampler_cfg, optuna.samplers.BaseSampler),
+            pruner=self._built(self.pruner_cfg, optuna.pruners.BasePruner),
             directions=directions,
             load_if_exists=True,
         )
@@ -105,33 +117,90 @@ class OptunaSweeper(Sweeper):
                 study.tell(stale.number, state=TrialState.FAIL)
         done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
         remaining = self.n_trials - done
+        where = self.storage or self.sweep_dir / "optuna.journal"
         log.info(
-            f"Optuna {optuna.__version__}: study {study.study_name}, {done} trials done, {max(remaining, 0)} to go"
+            f"Optuna {optuna.__version__}: study {study.study_name} in {where}, {done} trials done, "
+            f"{max(remaining, 0)} to go"
         )
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, self.sweep_dir / "multirun.yaml")
-        failures = launched = 0
+        self._outcomes = {"launched": 0, "failed": 0}
+        self._lock = threading.Lock()
+        if remaining > 0:
+            if type(self.launcher).__name__ == "BasicLauncher" or self.n_jobs <= 1:
+                self._in_batches(study, space, fixed, remaining)
+            else:
+                self._every_slot_busy(study, space, fixed, remaining)
+        self._write_results(study, directions)
+
+    def _overrides(self, fixed: list[str], trial) -> list[str]:
+        return fixed + [f"{k}={v}" for k, v in trial.params.items()]
+
+    def _in_batches(self, study, space: dict, fixed: list[str], remaining: int) -> None:
+        """Batches of ``n_jobs`` trials through the launcher, each batch after the last one ended (the basic
+        launcher runs its jobs in this process, one after another)."""
         while remaining > 0:
             trials = [study.ask(space) for _ in range(min(self.n_jobs, remaining))]
-            overrides = [fixed + [f"{k}={v}" for k, v in t.params.items()] for t in trials]
-            returns = self.launcher.launch(overrides, initial_job_idx=trials[0].number)
+            returns = self.launcher.launch(
+                [self._overrides(fixed, t) for t in trials], initial_job_idx=trials[0].number
+            )
             for trial, ret in zip(trials, returns):
-                try:
-                    values = ret.return_value  # raises the job's exception if it failed
-                    values = [float(v) for v in (values if isinstance(values, (list, tuple)) else [values])]
-                    study.tell(trial, values)
-                except Exception as err:
-                    failures += 1
-                    log.warning(f"trial {trial.number} failed ({type(err).__name__}: {err}); marked FAIL")
-                    study.tell(trial, state=TrialState.FAIL)
-            launched += len(trials)
+                self._tell(study, trial, ret)
             remaining -= len(trials)
-            if failures / launched > self.max_failure_rate:
-                raise RuntimeError(
-                    f"{failures} of {launched} Optuna trials failed (more than hydra.sweeper.max_failure_rate="
-                    f"{self.max_failure_rate}); the study is kept in {self.storage or 'memory'}"
-                )
-        self._write_results(study, directions)
+
+    def _every_slot_busy(self, study, space: dict, fixed: list[str], remaining: int) -> None:
+        """``n_jobs`` slots, each launching one trial at a time and asking the next one the moment its trial ends
+        (or is pruned): no slot waits for the slowest trial of a batch."""
+        getattr(self.launcher, "start", lambda: None)()  # e.g. Ray: started once, before the slots share it
+        budget = {"left": remaining}
+        errors: list[BaseException] = []
+
+        def slot() -> None:
+            while not errors:
+                with self._lock:
+                    if budget["left"] <= 0:
+                        return
+                    budget["left"] -= 1
+                    trial = study.ask(space)
+                try:
+                    (ret,) = self.launcher.launch([self._overrides(fixed, trial)], initial_job_idx=trial.number)
+                    with self._lock:
+                        self._tell(study, trial, ret)
+                except BaseException as err:  # the launcher itself failed, or too many trials did
+                    errors.append(err)
+                    return
+
+        threads = [threading.Thread(target=slot, daemon=True) for _ in range(min(self.n_jobs, remaining))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
+
+    def _tell(self, study, trial, ret) -> None:
+        """The study learns the trial's outcome: its validation objective, PRUNED, or FAIL."""
+        import optuna
+        from optuna.trial import TrialState
+
+        self._outcomes["launched"] += 1
+        try:
+            values = ret.return_value  # raises the job's exception if it failed
+            values = [float(v) for v in (values if isinstance(values, (list, tuple)) else [values])]
+            study.tell(trial, values)
+        except optuna.TrialPruned:
+            log.info(f"trial {trial.number} pruned")
+            study.tell(trial, state=TrialState.PRUNED)
+        except Exception as err:
+            self._outcomes["failed"] += 1
+            log.warning(f"trial {trial.number} failed ({type(err).__name__}: {err}); marked FAIL")
+            study.tell(trial, state=TrialState.FAIL)
+        failed, launched = self._outcomes["failed"], self._outcomes["launched"]
+        if failed / launched > self.max_failure_rate:
+            raise RuntimeError(
+                f"{failed} of {launched} Optuna trials failed (more than hydra.sweeper.max_failure_rate="
+                f"{self.max_failure_rate}); the study is kept in {self.storage or self.sweep_dir / 'optuna.journal'}"
+            )
 
     def _write_results(self, study, directions: list[str]) -> None:
         if len(directions) == 1:

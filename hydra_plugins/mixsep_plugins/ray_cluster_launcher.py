@@ -47,8 +47,10 @@ def ray_init_args(init: dict) -> dict:
 class RayClusterLauncher(RayLauncher):
     """hydra-ray-launcher's RayLauncher that can join a running Ray cluster."""
 
-    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+    def start(self) -> None:
+        """Start (or join) Ray once, before several threads launch jobs through this launcher."""
         import ray
+        from hydra_plugins.hydra_ray_launcher._launcher_util import start_ray
 
         init = OmegaConf.to_container(self.ray_cfg.init, resolve=True)
         if not ray.is_initialized():
@@ -57,4 +59,8 @@ class RayClusterLauncher(RayLauncher):
             else:  # a local Ray: the plugin's small object store default (jobs pass only configs)
                 with open_dict(self.ray_cfg):
                     self.ray_cfg.init.setdefault("object_store_memory", 78643200)
+                start_ray(self.ray_cfg.init)
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        self.start()
         return super().launch(job_overrides, initial_job_idx)

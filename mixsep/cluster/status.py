@@ -18,7 +18,7 @@ from pathlib import Path
 from mixsep.cluster import requeue
 from mixsep.cluster.where import hydra_job, now_iso, scheduler_fields, slurm_job_id
 from mixsep.errors import ConfigError, DiskError, TrainingDivergedError, user_error
-from mixsep.training.loggers import finish_wandb
+from mixsep.training.loggers import finish_dashboards
 from mixsep.training.provenance import provenance
 
 # a running job refreshes its heartbeat this often (callbacks.heartbeat) and is shown as lost when it is older
@@ -152,7 +152,7 @@ def check_writable(out: Path) -> None:
 
 def write_status(out: Path, status: str, **fields) -> None:
     """``status.json`` in the job's folder: running / requeued (count, reason) / completed / failed (with the
-    error) / cancelled."""
+    error) / cancelled / pruned (by an Optuna search's pruner: the step, epoch and objective value)."""
     out.mkdir(parents=True, exist_ok=True)
     stamp = now_iso()
     record = {
@@ -179,6 +179,18 @@ def failure_fields(err: BaseException) -> dict:
         "user_fixable": False,
         "traceback": "".join(traceback.format_exception(err))[-4000:],
     }
+
+
+def _pruned_at(err: BaseException) -> dict | None:
+    """Where an Optuna search's pruner stopped this job (its ``TrialPruned``): step, epoch and objective value."""
+    if type(err).__name__ != "TrialPruned" or "optuna" not in sys.modules:
+        return None
+    import optuna
+
+    if not isinstance(err, optuna.TrialPruned):
+        return None
+    details = err.args[0] if err.args and isinstance(err.args[0], dict) else {}
+    return {k: details.get(k) for k in ("step", "epoch", "value")}
 
 
 def read_bytes(path: Path) -> bytes | None:
@@ -215,14 +227,17 @@ def recorded_job(out: Path, optimized_metric: str) -> Iterator[dict]:
         yield record
     except BaseException as err:
         stopped_early = dict(requeue.stopping) if isinstance(err, SystemExit) else {}
+        pruned = _pruned_at(err)
         if zero:
             with contextlib.suppress(OSError):  # an unwritable folder: the message below says so
-                if stopped_early:  # re-queued or cancelled by the scheduler: not a failure
+                if pruned is not None:  # stopped by the search's pruner: kept, never "best", not a failure
+                    write_status(out, "pruned", optimized_metric=optimized_metric, **pruned)
+                elif stopped_early:  # re-queued or cancelled by the scheduler: not a failure
                     requeues = requeue.requeue_count() + (stopped_early["status"] == "requeued")
                     write_status(out, stopped_early["status"], reason=stopped_early["reason"], requeues=requeues)
                 else:
                     write_status(out, "failed", **failure_fields(err))
-        finish_wandb(failed=not stopped_early, preempted=stopped_early.get("status") == "requeued")
+        finish_dashboards("pruned" if pruned is not None else stopped_early.get("status", "failed"))
         lock.release()
         fixable = user_error(err)
         if fixable is not None and not hydra_job()["multirun"]:
@@ -231,7 +246,7 @@ def recorded_job(out: Path, optimized_metric: str) -> Iterator[dict]:
                     (out / "status.json").write_bytes(earlier_status)
             sys.exit(f"mixsep: {fixable}")
         raise
-    finish_wandb(failed=False)
+    finish_dashboards("completed")
     if zero:
         write_status(
             out,

@@ -77,6 +77,8 @@ def unscored_runs(dirs: list[str | Path]) -> list[str]:
                 f"{record.get('host', '?')}, pid {record.get('pid', '?')}): run it again in its folder to resume",
                 "running": f"running (step {record.get('step', '?')}, heartbeat {record.get('heartbeat', '?')})",
                 "failed": f"failed: {str(record.get('error') or '')[:100]}",
+                "pruned": f"pruned by the search's pruner at epoch {record.get('epoch', '?')}, step "
+                f"{record.get('step', '?')} ({record.get('optimized_metric', 'objective')} {record.get('value', '?')})",
             }.get(state, state)
             if state == "completed":
                 detail = "completed without whole-test-set scores (a partial test or a one-image system)"

@@ -57,6 +57,9 @@ def load_jobs(sweep: Path) -> list[dict]:
                 "error": status.get("error"),
                 "reason": status.get("reason"),
                 "requeues": status.get("requeues") or 0,
+                "pruned_at": {k: status.get(k) for k in ("epoch", "value")}
+                if status.get("status") == "pruned"
+                else None,
             }
         )
     return jobs
@@ -87,8 +90,15 @@ def picked(jobs: list[dict]) -> dict | None:
 
 
 def status_cell(job: dict) -> str:
-    """running, requeued (count, reason), completed, failed (the error), cancelled: as status.json says."""
+    """running, requeued (count, reason), completed, failed (the error), cancelled, pruned (where): as status.json
+    says."""
     state, n = job["status"], job["requeues"]
+    if state == "pruned":
+        at = job.get("pruned_at") or {}
+        value = at.get("value")
+        return f"pruned at epoch {at.get('epoch', '?')}" + (
+            f" (objective {value:.3f})" if isinstance(value, float) else ""
+        )
     if state == "failed":
         return f"failed: {(job['error'] or '')[:80]}"
     if state == "lost":

@@ -1,6 +1,6 @@
-"""Loggers and dashboards: the configured Lightning loggers, one W&B run per job (offline without a key,
-closed when the job ends, its id kept for resumes), and the final scores on W&B's summary and TensorBoard's
-hparams table."""
+"""Loggers and dashboards: the configured Lightning loggers, one W&B or MLflow run per job (W&B offline without a
+key; each run closed when the job ends with its status, its id kept for resumes), and the final scores on W&B's
+summary, MLflow's metrics and TensorBoard's hparams table."""
 
 from __future__ import annotations
 
@@ -12,10 +12,13 @@ import sys
 from pathlib import Path
 
 from hydra.utils import instantiate
+from lightning.fabric.utilities.logger import _convert_params, _flatten_dict
 from lightning.pytorch import loggers as pl_loggers
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
 from mixsep.cluster.where import hydra_job
+from mixsep.training.provenance import short_commit
 
 log = logging.getLogger("mixsep")
 
@@ -27,6 +30,85 @@ class WandbLogger(pl_loggers.WandbLogger):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._wandb_init.pop("anonymous", None)
+
+
+class MLFlowLogger(pl_loggers.MLFlowLogger):
+    """Lightning's MLflow logger, with a local store by default (sqlite under ``local_store``: MLflow 3 refuses its
+    file store), the composed config as params once (a resumed run keeps the params it has; values differ only in
+    how it was started), the provenance as tags, and the job's final status as a tag."""
+
+    def __init__(self, tracking_uri: str | None = None, local_store: str = "outputs", **kwargs) -> None:
+        artifacts = None
+        if not tracking_uri:
+            root = Path(local_store).resolve()
+            root.mkdir(parents=True, exist_ok=True)
+            tracking_uri, artifacts = f"sqlite:///{root / 'mlflow.db'}", (root / "mlflow-artifacts").as_uri()
+        super().__init__(tracking_uri=tracking_uri, artifact_location=artifacts, **kwargs)
+
+    @rank_zero_only
+    def log_hyperparams(self, params) -> None:
+        params = dict(params)
+        provenance = params.pop("provenance", None)
+        if provenance:
+            self.experiment.set_tag(self.run_id, "mixsep.commit", short_commit(provenance))
+            for key, value in _flatten_dict(provenance, delimiter=".").items():
+                self.experiment.set_tag(self.run_id, f"mixsep.provenance.{key}", str(value)[:5000])
+        have = self.experiment.get_run(self.run_id).data.params
+        flat = _flatten_dict(_convert_params(params))
+        new = {k: v for k, v in flat.items() if k not in have}
+        if new:
+            super().log_hyperparams(new)
+
+    def set_status(self, status: str) -> None:
+        """The job's status (running, completed, failed, pruned, requeued, cancelled) as the tag mixsep.status, and
+        MLflow's own run status to match."""
+        self.experiment.set_tag(self.run_id, "mixsep.status", status)
+        mlflow_status = {"running": "RUNNING", "completed": "FINISHED", "pruned": "FINISHED", "failed": "FAILED"}
+        self.experiment.update_run(self.run_id, status=mlflow_status.get(status, "KILLED"))
+
+
+_mlflow_runs: list[MLFlowLogger] = []  # this job's MLflow runs, for their final status
+
+
+def _mlflow_logger(logger_cfg: DictConfig, out: Path, experiment_name: str, ckpt: str | None) -> MLFlowLogger:
+    """The job's MLflow run: the one its folder (or the folder of the checkpoint it resumes from) names, else a new
+    one, created now so that an unreachable server stops the run before training, in one line."""
+    import importlib.util
+
+    from mixsep.errors import ConfigError
+
+    if importlib.util.find_spec("mlflow") is None:
+        raise ConfigError("logger=mlflow needs MLflow, which is not installed: pip install -e '.[mlflow]'")
+    uri = logger_cfg.get("tracking_uri")
+    if uri and str(uri).startswith(("http://", "https://")) and not reachable(str(uri), WANDB_REACH_SECONDS):
+        raise ConfigError(
+            f"the MLflow tracking server {uri} is not reachable (logger.mlflow.tracking_uri): start it, or log to "
+            "the local store with logger.mlflow.tracking_uri=null"
+        )
+    id_file = out / "mlflow_run_id.txt"
+    earlier = Path(str(ckpt)).parent.parent / "mlflow_run_id.txt" if ckpt and ckpt != "auto" else None
+    run_id = next((f.read_text().strip() for f in (id_file, earlier) if f is not None and f.exists()), None)
+    job = hydra_job()
+    name, experiment = job_run_name(experiment_name), experiment_name
+    if job["multirun"]:
+        experiment = f"{experiment_name}/{job['sweep']}"
+    kwargs = {
+        "experiment_name": logger_cfg.get("experiment_name") or experiment,
+        "run_name": logger_cfg.get("run_name") or name,
+        "run_id": run_id,
+    }
+    logger = instantiate(logger_cfg, **kwargs)
+    id_file.write_text(logger.run_id + "\n")  # creates the run (or finds the one to continue)
+    logger.set_status("running")
+    _mlflow_runs.append(logger)
+    return logger
+
+
+def job_run_name(experiment_name: str) -> str:
+    """A dashboard run's name: the experiment name, or ``<job number>:<overrides>`` for a sweep's job."""
+    job = hydra_job()
+    swept = [o for o in job["overrides"] if not o.startswith(("hydra.", "data.root=", "data.cache_dir="))]
+    return experiment_name if not job["multirun"] else f"{job['job_num']}:{','.join(swept) or experiment_name}"
 
 
 def _prepare_wandb_env() -> None:
@@ -87,6 +169,8 @@ def build_loggers(loggers_cfg: DictConfig | None, out: Path, experiment_name: st
             identity = wandb_identity(out, experiment_name, ckpt_path)  # one W&B run per job, grouped by sweep
             overrides = {k: v for k, v in identity.items() if logger_cfg.get(k) is None}
             loggers.append(instantiate(logger_cfg, **overrides))
+        elif key == "mlflow":
+            loggers.append(_mlflow_logger(logger_cfg, out, experiment_name, ckpt_path))
         else:
             loggers.append(instantiate(logger_cfg))
     return loggers
@@ -105,10 +189,20 @@ def wandb_identity(out: Path, experiment_name: str, ckpt: str | None) -> dict:
         run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
     out.mkdir(parents=True, exist_ok=True)
     id_file.write_text(run_id + "\n")
-    job = hydra_job()
-    swept = [o for o in job["overrides"] if not o.startswith(("hydra.", "data.root=", "data.cache_dir="))]
-    name = experiment_name if not job["multirun"] else f"{job['job_num']}:{','.join(swept) or experiment_name}"
-    return {"id": run_id, "group": job["sweep"], "name": name}
+    return {"id": run_id, "group": hydra_job()["sweep"], "name": job_run_name(experiment_name)}
+
+
+def finish_dashboards(status: str) -> None:
+    """Close this job's dashboard runs with its status (completed, failed, pruned, requeued, cancelled), so the next
+    job of the sweep (same process) starts its own. A re-queued job's W&B run is marked preempting, not failed: its
+    next allocation continues the same run id, as it does the MLflow run."""
+    finish_wandb(failed=status == "failed", preempted=status == "requeued")
+    while _mlflow_runs:
+        logger = _mlflow_runs.pop()
+        try:
+            logger.set_status(status)
+        except Exception as err:  # the server went away: the job's outcome stands, its files are kept
+            log.warning(f"MLflow run {logger.run_id} not closed ({type(err).__name__}: {err})")
 
 
 def finish_wandb(failed: bool, preempted: bool = False) -> None:
@@ -146,3 +240,15 @@ def publish_final_scores(loggers: list, params: dict, metrics: dict, step: int) 
             logger.experiment.flush()
         elif isinstance(logger, WandbLogger):
             logger.experiment.summary.update(final)
+        elif isinstance(logger, pl_loggers.MLFlowLogger):
+            logger.log_metrics(final, step=step)
+
+
+def publish_pictures(loggers: list, out: Path) -> None:
+    """samples.png and loss.png as artifacts of the job's MLflow run (W&B and TensorBoard get the sample
+    pictures as images while training: callbacks.SamplesAndCurves)."""
+    for logger in loggers:
+        if isinstance(logger, pl_loggers.MLFlowLogger):
+            for name in ("samples.png", "loss.png"):
+                if (out / name).is_file():
+                    logger.experiment.log_artifact(logger.run_id, str(out / name))

@@ -298,6 +298,11 @@ BAD_INPUTS = [
     ("run-unknown-source-name", lambda t, r: RUN + ["data.color.name=bogus"], "bogus"),
     ("run-unknown-model", lambda t, r: RUN + ["model=bogus"], "model=bogus is not an option"),
     ("run-unknown-key", lambda t, r: RUN + ["bogus.key=3"], "Could not override 'bogus.key'"),
+    (
+        "run-mlflow-server-down",
+        lambda t, r: RUN + ["logger=mlflow", "logger.mlflow.tracking_uri=http://127.0.0.1:9"],
+        "the MLflow tracking server http://127.0.0.1:9 is not reachable",
+    ),
     ("run-test-metric-objective", lambda t, r: RUN + ["optimized_metric=test/psnr"], "must be a validation"),
     ("run-callback-options-alone", lambda t, r: RUN + ["experiment=best_cpu_5min", "callbacks=default"], "_target_"),
     ("run-no-data-offline", lambda t, r: RUN + [f"data.root={_empty_root(t)}", "data.download=false"], "MNIST"),

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 from PIL import Image
 
 from tests.helpers import (
@@ -98,7 +99,7 @@ COMMANDS: dict[str, Run | Elsewhere | Skip] = {
     "python -m mixsep.run callbacks/progress_bar=tqdm": Run(TINY),
     # ---- Sweeps and clusters
     "python -m mixsep.run -m hydra/launcher=gpus model=conv_dual,resnet_dual,unet seed=0,1,2 trainer=gpu": Skip(
-        NEEDS_GPU + "; tests/user_paths/test_sweeps.py runs the gpus launcher with Ray's pretend GPUs"
+        NEEDS_GPU + "; tests/user_paths/test_ray.py runs the gpus launcher with Ray's pretend GPUs"
     ),
     "ray start --head --port=6379 --num-gpus=2": Elsewhere(
         "tests/user_paths/test_ray.py::test_sweep_joins_a_running_ray_cluster"
@@ -115,6 +116,16 @@ COMMANDS: dict[str, Run | Elsewhere | Skip] = {
     "hydra.sweeper.n_jobs=8 hydra.sweeper.storage=sqlite:///optuna.db": Skip(
         NEEDS_GPU
         + " (one per trial); tests/user_paths/test_sweeps.py runs the Optuna sweeper with its database on a CPU"
+    ),
+    "python -m mixsep.run -m hparams_search=optuna hydra.sweeper.pruner._target_=optuna.pruners.HyperbandPruner "
+    "~hydra.sweeper.pruner.n_startup_trials ~hydra.sweeper.pruner.n_warmup_steps": Run(
+        TINY + ["hydra.sweeper.n_trials=2", "trainer.max_epochs=1"], check="hyperband"
+    ),
+    "python -m mixsep.run logger=mlflow": Run(TINY, check="mlflow_local"),
+    "python -m mixsep.run -m logger=mlflow logger.mlflow.tracking_uri=http://127.0.0.1:5000 model=conv_dual,unet": (
+        Elsewhere(
+            "tests/training/test_mlflow.py::test_a_sweep_logs_one_mlflow_run_per_job_and_a_resumed_job_continues_its_run"
+        )
     ),
     "python -m mixsep.run trainer=ddp model=unet": Skip(NEEDS_GPU + " (trainer=ddp is the GPU preset)"),
     "python -m mixsep.run trainer=ddp trainer.accelerator=cpu trainer.devices=2": Elsewhere(
@@ -286,6 +297,23 @@ def check_report(work: Path, output: str) -> None:
 
 def check_sweep_report(work: Path, output: str) -> None:
     assert "**← pick**" in output and "completed" in output
+
+
+def check_hyperband(work: Path, output: str) -> None:
+    sweep = newest("outputs/multirun/*", work)
+    assert (sweep / "optuna.journal").is_file() and (sweep / "optimization_results.yaml").is_file()
+    assert OmegaConf.load(sweep / "multirun.yaml").hydra.sweeper.pruner._target_ == "optuna.pruners.HyperbandPruner"
+
+
+def check_mlflow_local(work: Path, output: str) -> None:
+    from mlflow.tracking import MlflowClient
+
+    run_dir = newest("outputs/*/*/mlflow_run_id.txt", work).parent
+    client = MlflowClient(f"sqlite:///{work / 'outputs' / 'mlflow.db'}")  # the local store under the run root
+    run = client.get_run((run_dir / "mlflow_run_id.txt").read_text().strip())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert run.data.metrics["test/cifar_psnr"] == pytest.approx(metrics["test/cifar_psnr"], rel=1e-6)
+    assert run.data.tags["mixsep.status"] == "completed"
 
 
 def check_separated(work: Path, output: str) -> None:

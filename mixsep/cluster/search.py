@@ -1,0 +1,88 @@
+"""A job that is a trial of an Optuna search (``hparams_search=optuna``, mixsep's sweeper): where its study lives,
+its trial, and the callback that reports the validation objective to the trial after every validation and stops
+the run when the study's pruner says so. The sweeper (hydra_plugins/mixsep_plugins/optuna_sweeper.py) and the jobs
+find the study the same way, so a job on another machine of a shared file system reaches it too."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import lightning as L
+
+log = logging.getLogger("mixsep")
+
+STUDY_FILE = "optuna.journal"  # the default study: Optuna's journal file in the sweep folder
+
+
+def open_storage(storage: str | None, sweep_dir: Path):
+    """The study's storage: ``storage`` as given (``sqlite:///...``, a database URL), or by default Optuna's
+    journal file in the sweep folder, which many processes on a shared file system can write at once."""
+    if storage:
+        return storage
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(sweep_dir / STUDY_FILE)))
+
+
+def study_name(name: str | None, sweep_dir: Path) -> str:
+    """The study's name: as given, else the sweep folder's (so a re-run in the same folder resumes it)."""
+    return name or sweep_dir.name
+
+
+def this_jobs_trial():
+    """The Optuna trial this job runs, when it is a trial of a search with a pruner; else None."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    hc = HydraConfig.get()
+    sweeper = hc.sweeper
+    if not str(sweeper.get("_target_", "")).endswith("mixsep_plugins.optuna_sweeper.OptunaSweeper"):
+        return None
+    if sweeper.get("pruner") is None:
+        return None
+    import optuna
+
+    sweep_dir = Path(str(hc.sweep.dir))
+    study = optuna.load_study(
+        study_name=study_name(sweeper.get("study_name"), sweep_dir),
+        storage=open_storage(sweeper.get("storage"), sweep_dir),
+        # the study's pruner lives in the sweeper's config: the job decides with the same one
+        pruner=_pruner(sweeper.pruner),
+    )
+    trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, hc.job.num)
+    return optuna.trial.Trial(study, trial_id)
+
+
+def _pruner(cfg):
+    from hydra.utils import instantiate
+
+    return instantiate(cfg)
+
+
+class ReportToTrial(L.Callback):
+    """After every validation, the validation objective (``monitor``, a ``val/...`` score) goes to the trial as its
+    intermediate value at that epoch; when the study's pruner prunes the trial, training stops at the end of the
+    epoch and ``pruned`` says at which step and value (run.py records it and tells the sweeper)."""
+
+    def __init__(self, trial, monitor: str) -> None:
+        self.trial, self.monitor = trial, monitor
+        self.pruned: dict | None = None
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.state.fn != "fit" or self.monitor not in trainer.callback_metrics:
+            return  # only the validations inside fit (not the sanity check, nor the best checkpoint's re-validation)
+        value = float(trainer.callback_metrics[self.monitor])
+        epoch = trainer.current_epoch
+        if not math.isfinite(value):
+            return
+        self.trial.report(value, step=epoch)
+        if self.trial.should_prune():
+            self.pruned = {"step": trainer.global_step, "epoch": epoch, "value": value, "monitor": self.monitor}
+            log.info(f"trial {self.trial.number} pruned at epoch {epoch} ({self.monitor} {value:.4f})")
+            trainer.should_stop = True
