@@ -37,6 +37,22 @@ def validation_objective(trainer: L.Trainer, module, datamodule, ckpt_path: str 
     return {k: float(v) for k, v in results.items()}
 
 
+def build_run(cfg: DictConfig, out: Path):
+    """The data module, the LightningModule, the loggers and the Trainer of a checked, settled config (and the
+    pruning callback when this job is a trial of a search with a pruner)."""
+    datamodule = build(cfg.data)
+    module = build_module(cfg.model)
+    if cfg.model.get("tta") or cfg.model.get("tta_color"):  # validate and test with a self-ensemble
+        say(module.use_test_time_ensemble(dihedral=cfg.model.tta, color=cfg.model.get("tta_color", False)))
+    loggers = build_loggers(cfg.get("logger"), out, cfg.experiment_name, cfg.get("ckpt_path"))
+    trial = this_jobs_trial()
+    pruning = ReportToTrial(trial, cfg.optimized_metric) if trial is not None else None
+    callbacks = build_callbacks(cfg.get("callbacks")) + ([pruning] if pruning else [])
+    trainer = build_trainer(cfg.trainer, callbacks, loggers)
+    datamodule.check()
+    return datamodule, module, loggers, trainer, pruning
+
+
 def train(cfg: DictConfig) -> dict:
     out = Path(cfg.paths.output_dir)  # made by Hydra; claimed and checked writable by recorded_job
     check_run(cfg)
@@ -45,16 +61,7 @@ def train(cfg: DictConfig) -> dict:
     L.seed_everything(cfg.seed, workers=True)
     set_float32_matmul_precision(cfg)
     resume_from = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.model, out)
-    datamodule = build(cfg.data)
-    module = build_module(cfg.model)
-    if cfg.model.get("tta") or cfg.model.get("tta_color"):  # validate and test with a self-ensemble
-        say(module.use_test_time_ensemble(dihedral=cfg.model.tta, color=cfg.model.get("tta_color", False)))
-    loggers = build_loggers(cfg.get("logger"), out, cfg.experiment_name, cfg.get("ckpt_path"))
-    callbacks = build_callbacks(cfg.get("callbacks"))
-    trial = this_jobs_trial()  # a trial of a search with a pruner: report to it after every validation
-    pruning = ReportToTrial(trial, cfg.optimized_metric) if trial is not None else None
-    trainer = build_trainer(cfg.trainer, callbacks + ([pruning] if pruning else []), loggers)
-    datamodule.check()
+    datamodule, module, loggers, trainer, pruning = build_run(cfg, out)
     if tree is not None:  # the config built: show it (a bad value stopped above with one line instead)
         import rich
 
@@ -65,23 +72,35 @@ def train(cfg: DictConfig) -> dict:
     with ddp_children_run_this_job(cfg.trainer, out):
         started, start = now_iso(), time.perf_counter()
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
-        train_seconds, ended = time.perf_counter() - start, now_iso()
+        timing = {
+            "train_seconds": round(time.perf_counter() - start, 2),
+            "train_start": started,
+            "train_end": now_iso(),
+        }
         if pruning is not None and pruning.pruned:  # the study's pruner stopped it: no test, it is never "best"
             import optuna
 
             raise optuna.TrialPruned(pruning.pruned)
-
         best, last = checkpoint_paths(trainer)
         val = validation_objective(trainer, module, datamodule, best or last or None, cfg.optimized_metric)
         tested = (best if cfg.test_ckpt == "best" else "") or last or None
         results = trainer.test(module, datamodule=datamodule, ckpt_path=tested)[0]
 
-    extra = {
+    extra = run_record(cfg, trainer, val, tested, resume_from, timing)
+    if not trainer.is_global_zero:
+        return {**results, **extra}
+    metrics = write_test_outputs(out, results, module, datamodule, cfg.samples, **extra)
+    publish_final_scores(loggers, composed_config(cfg), metrics, trainer.global_step)
+    publish_pictures(loggers, out)
+    return metrics
+
+
+def run_record(cfg: DictConfig, trainer: L.Trainer, val: dict, tested, resume_from, timing: dict) -> dict:
+    """What metrics.json says of the run besides its test scores: what ran, how long, where, from which code."""
+    return {
         "experiment": cfg.experiment_name,
         "debug_mode": cfg.get("debug_mode"),
-        "train_seconds": round(train_seconds, 2),
-        "train_start": started,
-        "train_end": ended,
+        **timing,
         "resumed_from": resume_from,
         "global_step": trainer.global_step,
         "epochs": trainer.current_epoch,
@@ -94,12 +113,6 @@ def train(cfg: DictConfig) -> dict:
         **where_it_ran(trainer),
         "provenance": provenance(),
     }
-    if not trainer.is_global_zero:
-        return {**results, **extra}
-    metrics = write_test_outputs(out, results, module, datamodule, cfg.samples, **extra)
-    publish_final_scores(loggers, composed_config(cfg), metrics, trainer.global_step)
-    publish_pictures(loggers, out)
-    return metrics
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")

@@ -11,17 +11,19 @@ import torch
 
 from tests.helpers import TINY_SIZES, compose_config, make_cifar_folder, make_mnist
 
-# files whose tests take minutes go first, so that no worker starts one of them at the end (--dist loadfile
-# hands out whole files in this order, --no-loadscope-reorder keeps it)
+# files whose tests take minutes go first, so that no worker starts one of them at the end (--dist loadgroup
+# hands out tests, and the xdist_group files whole, in this order; --no-loadscope-reorder keeps it)
 LONGEST_FIRST = (
-    "test_sweeps.py",
     "test_readme.py",
     "test_slurm.py",
-    "test_run.py",
-    "test_status.py",
     "test_ray.py",
-    "test_gpu_check.py",
+    "test_sweeps.py",
+    "test_search.py",
+    "test_mlflow.py",
+    "test_status.py",
+    "test_run.py",
     "test_debug.py",
+    "test_gpu_check.py",
     "test_requeue.py",
     "test_realdata.py",
 )

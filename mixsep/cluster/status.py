@@ -181,6 +181,23 @@ def failure_fields(err: BaseException) -> dict:
     }
 
 
+def _record_stop(out: Path, err: BaseException, optimized_metric: str) -> str:
+    """status.json of a job that ended early: pruned by a search's pruner, re-queued or cancelled by the scheduler
+    (none of them a failure), or failed (with the error). The status it wrote."""
+    stopped_early = dict(requeue.stopping) if isinstance(err, SystemExit) else {}
+    pruned = _pruned_at(err)
+    status = "pruned" if pruned is not None else stopped_early.get("status", "failed")
+    with contextlib.suppress(OSError):  # an unwritable folder: the one-line error says so
+        if pruned is not None:  # kept, never "best"
+            write_status(out, "pruned", optimized_metric=optimized_metric, **pruned)
+        elif stopped_early:
+            requeues = requeue.requeue_count() + (stopped_early["status"] == "requeued")
+            write_status(out, stopped_early["status"], reason=stopped_early["reason"], requeues=requeues)
+        else:
+            write_status(out, "failed", **failure_fields(err))
+    return status
+
+
 def _pruned_at(err: BaseException) -> dict | None:
     """Where an Optuna search's pruner stopped this job (its ``TrialPruned``): step, epoch and objective value."""
     if type(err).__name__ != "TrialPruned" or "optuna" not in sys.modules:
@@ -203,7 +220,7 @@ def read_bytes(path: Path) -> bytes | None:
 @contextlib.contextmanager
 def recorded_job(out: Path, optimized_metric: str) -> Iterator[dict]:
     """One training job's life in its folder's status.json: running, then completed (with
-    ``record["objective"]``), failed, re-queued or cancelled; its W&B run finished alike.
+    ``record["objective"]``), failed, pruned, re-queued or cancelled; its W&B and MLflow runs closed alike.
 
     A user-fixable error of a single run exits with one line ``mixsep: …`` (no traceback); inside a sweep it
     raises, so that the launcher marks this job failed and the other jobs go on. A run refused before training
@@ -226,18 +243,8 @@ def recorded_job(out: Path, optimized_metric: str) -> Iterator[dict]:
             write_status(out, "running", requeues=requeue.requeue_count())
         yield record
     except BaseException as err:
-        stopped_early = dict(requeue.stopping) if isinstance(err, SystemExit) else {}
-        pruned = _pruned_at(err)
-        if zero:
-            with contextlib.suppress(OSError):  # an unwritable folder: the message below says so
-                if pruned is not None:  # stopped by the search's pruner: kept, never "best", not a failure
-                    write_status(out, "pruned", optimized_metric=optimized_metric, **pruned)
-                elif stopped_early:  # re-queued or cancelled by the scheduler: not a failure
-                    requeues = requeue.requeue_count() + (stopped_early["status"] == "requeued")
-                    write_status(out, stopped_early["status"], reason=stopped_early["reason"], requeues=requeues)
-                else:
-                    write_status(out, "failed", **failure_fields(err))
-        finish_dashboards("pruned" if pruned is not None else stopped_early.get("status", "failed"))
+        status = _record_stop(out, err, optimized_metric) if zero else "failed"
+        finish_dashboards(status)
         lock.release()
         fixable = user_error(err)
         if fixable is not None and not hydra_job()["multirun"]:

@@ -1,15 +1,14 @@
-"""The networks: plain ``nn.Module``s mapping a mean image (B, 3, 32, 32) in [0, 1] to (mnist_hat, cifar_hat),
-two (B, 3, 32, 32) tensors before clamping. One file per family:
+"""The separators: plain ``nn.Module`` networks mapping a mean image (B, 3, 32, 32) in [0, 1] to (mnist_hat,
+cifar_hat), one file per family, and what trains and uses them:
 
-- ``unet.py``: the U-Net (``model=unet``);
-- ``conv_dual.py``: the conv dual-decoder with skips (``model=conv_dual``);
-- ``resnet.py``: the ResNet18-encoder dual-decoder and single-decoder families (``model=resnet_dual``, ``single_sub``);
-- ``bottleneck.py``: the earlier reports' systems, kept exact (``model=*_bottleneck``, ``experiment=prior/*``);
-- ``structure.py``: the structure head every family can switch on (gray digit, exact mixture, feasible interval,
-  resize range); ``blocks.py``: the shared conv block and skip decoder; ``tta.py``: test-time shifts as an
-  evaluation wrapper (``mixsep.evaluate tta_shift=true``).
+- ``unet.py`` (``model=unet``), ``conv_dual.py`` (``model=conv_dual``), ``resnet.py`` (``model=resnet_dual``,
+  ``single_sub``); ``structure.py``: the structure head every family can switch on (gray digit, exact mixture,
+  feasible interval, resize range); ``blocks.py``: the shared conv block and skip decoder;
+- ``module.py``: the LightningModule (``losses.py``, ``metrics.py``, ``schedules.py``); ``tta.py``: test-time
+  self-ensembles as evaluation wrappers; ``separator.py``: loading a checkpoint (``load_separator``).
 
-Names are importable from ``mixsep.models`` (checkpoints name their network as ``mixsep.models.<Class>``).
+The networks are importable from ``mixsep.models`` (checkpoints name theirs as ``mixsep.models.<Class>``; the
+earlier reports' networks, now in ``mixsep.prior.nets``, keep resolving here too).
 """
 
 from mixsep.models.blocks import SkipDecoder, conv_block

@@ -48,12 +48,7 @@ class SeparationModule(L.LightningModule):
         tta_color: bool = False,
     ) -> None:
         super().__init__()
-        if not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0 and math.isfinite(lr)):
-            raise ConfigError(f"model.lr={lr!r} must be a positive number (e.g. model.lr=1e-3)")
-        if loss not in LOSSES:
-            raise ConfigError(f"model.loss={loss!r} is not one of {LOSSES}")
-        if scheduler not in SCHEDULERS:
-            raise ConfigError(f"model.scheduler={scheduler!r} is not one of null, {', '.join(SCHEDULERS[1:])}")
+        check_recipe(lr, loss, scheduler)
         # The net's config (a dict with _target_) is saved with the checkpoint, so any checkpoint can be
         # rebuilt without the run's config files; an nn.Module instance is accepted for quick experiments.
         # batch_size is the family's recipe, read by data.batch_size (conf/data/default.yaml); the data module
@@ -267,6 +262,15 @@ class SeparationModule(L.LightningModule):
         else:
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=int(steps))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def check_recipe(lr, loss: str, scheduler: str | None) -> None:
+    if not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0 and math.isfinite(lr)):
+        raise ConfigError(f"model.lr={lr!r} must be a positive number (e.g. model.lr=1e-3)")
+    if loss not in LOSSES:
+        raise ConfigError(f"model.loss={loss!r} is not one of {LOSSES}")
+    if scheduler not in SCHEDULERS:
+        raise ConfigError(f"model.scheduler={scheduler!r} is not one of null, {', '.join(SCHEDULERS[1:])}")
 
 
 def build_net(net: dict | nn.Module) -> nn.Module:

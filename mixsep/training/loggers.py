@@ -11,13 +11,13 @@ import string
 import sys
 from pathlib import Path
 
-from hydra.utils import instantiate
 from lightning.fabric.utilities.logger import _convert_params, _flatten_dict
 from lightning.pytorch import loggers as pl_loggers
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
 from mixsep.cluster.where import hydra_job
+from mixsep.training.build import build
 from mixsep.training.provenance import short_commit
 
 log = logging.getLogger("mixsep")
@@ -97,7 +97,7 @@ def _mlflow_logger(logger_cfg: DictConfig, out: Path, experiment_name: str, ckpt
         "run_name": logger_cfg.get("run_name") or name,
         "run_id": run_id,
     }
-    logger = instantiate(logger_cfg, **kwargs)
+    logger = build(logger_cfg, **kwargs)
     id_file.write_text(logger.run_id + "\n")  # creates the run (or finds the one to continue)
     logger.set_status("running")
     _mlflow_runs.append(logger)
@@ -168,11 +168,11 @@ def build_loggers(loggers_cfg: DictConfig | None, out: Path, experiment_name: st
                 continue
             identity = wandb_identity(out, experiment_name, ckpt_path)  # one W&B run per job, grouped by sweep
             overrides = {k: v for k, v in identity.items() if logger_cfg.get(k) is None}
-            loggers.append(instantiate(logger_cfg, **overrides))
+            loggers.append(build(logger_cfg, **overrides))
         elif key == "mlflow":
             loggers.append(_mlflow_logger(logger_cfg, out, experiment_name, ckpt_path))
         else:
-            loggers.append(instantiate(logger_cfg))
+            loggers.append(build(logger_cfg))
     return loggers
 
 

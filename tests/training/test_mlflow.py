@@ -21,7 +21,7 @@ from PIL import Image
 from mixsep.training.provenance import short_commit
 from tests.helpers import run_cli
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("mlflow")]  # one worker: one server
 
 
 def _free_port() -> int:

@@ -39,6 +39,9 @@ from tests.helpers import (
     run_in_this_process,
 )
 
+# --dist loadgroup: this file's tests run on one worker, in order (the commands share one sandbox)
+pytestmark = pytest.mark.xdist_group("readme")
+
 TINY_DATA = TINY_SIZES
 TINY = TINY_DATA + ["trainer.max_epochs=1"]
 

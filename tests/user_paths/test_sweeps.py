@@ -185,6 +185,7 @@ def test_the_same_command_in_the_same_folder_resumes_and_matches_an_uninterrupte
     assert finished["global_step"] == 8 and finished["test/mnist_psnr"] == pytest.approx(whole["test/mnist_psnr"])
 
 
+@pytest.mark.xdist_group("ddp")  # one DDP test at a time: each starts processes on both cores
 def test_the_ddp_preset_on_two_cpu_processes_scores_every_test_pair_once(compose, tiny_overrides, tmp_path):
     run = tmp_path / "ddp"
     # the README's way to try trainer=ddp before a GPU node: gloo, and no SyncBatchNorm (GPU-only)
@@ -206,6 +207,7 @@ def test_the_ddp_preset_on_two_cpu_processes_scores_every_test_pair_once(compose
         assert m[key] == pytest.approx(single[key], abs=1e-4)
 
 
+@pytest.mark.xdist_group("ddp")  # one DDP test at a time: each starts processes on both cores
 def test_ddp_inside_a_multirun_runs_each_job_once(tiny_overrides, tmp_path):
     sweep = tmp_path / "sweep"
     result = cli(
