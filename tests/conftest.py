@@ -11,13 +11,14 @@ import torch
 
 from tests.helpers import TINY_SIZES, compose_config, make_cifar_folder, make_mnist
 
-# files whose tests take minutes go first, so that no worker starts one of them at the end (--dist loadgroup
-# hands out tests, and the xdist_group files whole, in this order; --no-loadscope-reorder keeps it)
+# files whose tests take minutes go first, so that no worker starts one of them at the end (--dist loadfile
+# hands out whole files in this order, --no-loadscope-reorder keeps it)
 LONGEST_FIRST = (
     "test_readme.py",
     "test_slurm.py",
     "test_ray.py",
     "test_sweeps.py",
+    "test_ddp.py",
     "test_search.py",
     "test_mlflow.py",
     "test_status.py",

@@ -21,7 +21,7 @@ from PIL import Image
 from mixsep.training.provenance import short_commit
 from tests.helpers import run_cli
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("mlflow")]  # one worker: one server
+pytestmark = pytest.mark.slow  # pytest-xdist --dist loadfile: this file's tests run on one worker, one at a time
 
 
 def _free_port() -> int:

@@ -16,7 +16,7 @@ import pytest
 
 from tests.helpers import job_metrics, readme_command, run_cli
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]  # one worker, in order: one cluster at a time
+pytestmark = pytest.mark.slow  # pytest-xdist --dist loadfile: this file's tests run on one worker, one at a time
 
 
 def overlap(a: dict, b: dict) -> bool:

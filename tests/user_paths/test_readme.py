@@ -39,9 +39,6 @@ from tests.helpers import (
     run_in_this_process,
 )
 
-# --dist loadgroup: this file's tests run on one worker, in order (the commands share one sandbox)
-pytestmark = pytest.mark.xdist_group("readme")
-
 TINY_DATA = TINY_SIZES
 TINY = TINY_DATA + ["trainer.max_epochs=1"]
 
@@ -132,7 +129,7 @@ COMMANDS: dict[str, Run | Elsewhere | Skip] = {
     ),
     "python -m mixsep.run trainer=ddp model=unet": Skip(NEEDS_GPU + " (trainer=ddp is the GPU preset)"),
     "python -m mixsep.run trainer=ddp trainer.accelerator=cpu trainer.devices=2": Elsewhere(
-        "tests/user_paths/test_sweeps.py::test_the_ddp_preset_on_two_cpu_processes_scores_every_test_pair_once"
+        "tests/user_paths/test_ddp.py::test_the_ddp_preset_on_two_cpu_processes_scores_every_test_pair_once"
     ),
     "python -m mixsep.run -m hydra/launcher=slurm hydra.launcher.gpus_per_node=4 hydra.launcher.tasks_per_node=4 "
     "trainer=ddp trainer.devices=4 model=unet": Skip("needs a SLURM node with 4 GPUs"),

@@ -16,9 +16,6 @@ from mixsep.models.separator import CheckpointError
 from mixsep.run import train
 from tests.helpers import CONF, run_cli
 
-# --dist loadgroup: this file's tests run on one worker, in order (they share a module fixture)
-pytestmark = pytest.mark.xdist_group("run")
-
 
 @pytest.fixture(scope="module")
 def trained_run(compose, tmp_path_factory):

@@ -16,7 +16,7 @@ import pytest
 
 from tests.helpers import PROJECT_ROOT, job_metrics, readme_command, wandb_records
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm")]  # one worker, in order: one cluster at a time
+pytestmark = pytest.mark.slow  # pytest-xdist --dist loadfile: this file's tests run on one worker, one at a time
 
 
 SLURM_UP = PROJECT_ROOT / "tests" / "cluster" / "slurm_up.sh"

@@ -1,0 +1,67 @@
+"""DDP through the command line: trainer=ddp on two CPU processes (every test pair scored once), DDP inside a
+-m sweep (each job once, its children join it), and the strategies and device counts refused in one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from pathlib import Path
+
+import pytest
+
+from mixsep.evaluate import evaluate
+from mixsep.models.metrics import TEST_KEYS
+from tests.helpers import job_metrics, readme_command
+from tests.helpers import run_cli as cli
+
+pytestmark = pytest.mark.slow  # real command lines and DDP processes
+ROOT = Path(__file__).resolve().parents[2]
+CONF = str(ROOT / "conf")
+
+
+def test_the_ddp_preset_on_two_cpu_processes_scores_every_test_pair_once(compose, tiny_overrides, tmp_path):
+    run = tmp_path / "ddp"
+    # the README's way to try trainer=ddp before a GPU node: gloo, and no SyncBatchNorm (GPU-only)
+    command = shlex.split(readme_command("trainer=ddp trainer.accelerator=cpu"))[3:]
+    result = cli(command + tiny_overrides + [f"hydra.run.dir={run}"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (run / "run.log").read_text().count("sync_batchnorm: off on CPU") == 1
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["world_size"] == 2 and m["strategy"] == "DDPStrategy" and m["test_pairs"] == 12
+    data = [o for o in tiny_overrides if o.startswith("data.")]
+    single = evaluate(
+        compose(
+            "evaluate",
+            data + [f"ckpt_path={m['checkpoint']}", "samples=4", "trainer.accelerator=cpu"],
+            tmp_path / "eval",
+        )
+    )
+    for key in TEST_KEYS:
+        assert m[key] == pytest.approx(single[key], abs=1e-4)
+
+
+def test_ddp_inside_a_multirun_runs_each_job_once(tiny_overrides, tmp_path):
+    sweep = tmp_path / "sweep"
+    result = cli(
+        tiny_overrides + ["-m", "trainer.devices=2", "trainer.strategy=ddp", "seed=0,1", f"hydra.sweep.dir={sweep}"]
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = job_metrics(sweep)
+    assert sorted(jobs) == ["0_conv_dual", "1_conv_dual"]  # no sweep re-launched from a DDP child
+    assert all(m["world_size"] == 2 for m in jobs.values())
+    assert [m["seed"] for m in jobs.values()] == [0, 1]
+    assert not list(tmp_path.glob("outputs")) and not (ROOT / "multirun").exists()
+
+
+def test_spawned_ddp_is_refused_with_a_clear_error(tiny_overrides, tmp_path):
+    result = cli(tiny_overrides + ["trainer.devices=2", "trainer.strategy=ddp_spawn", f"hydra.run.dir={tmp_path}"])
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "trainer.strategy=ddp_spawn is not supported" in result.stderr and "trainer.strategy=ddp" in result.stderr
+
+
+def test_more_devices_than_the_machine_has_are_refused_in_one_line(tiny_overrides, tmp_path):
+    cores = os.cpu_count()
+    result = cli(tiny_overrides + [f"trainer.devices={cores + 2}", "trainer.strategy=ddp", f"hydra.run.dir={tmp_path}"])
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert f"trainer.devices={cores + 2} is more than the {cores} CPU cores of this machine" in result.stderr
