@@ -9,10 +9,9 @@ import lightning as L
 import torch
 from torch import nn
 
-from mixsep.errors import ConfigError
-from mixsep.models.losses import LOSSES, reconstruction_loss
+from mixsep.models.losses import reconstruction_loss
 from mixsep.models.metrics import full_precision, image_metrics
-from mixsep.models.module import build_net
+from mixsep.models.module import build_net, check_recipe
 
 ORACLES = ("oracle_mnist", "oracle_cifar")
 
@@ -23,19 +22,13 @@ class OneImageModule(L.LightningModule):
     ``{stage}/mix_{psnr,ssim}`` or ``{stage}/{psnr,ssim}``; ``val/psnr`` is the validation objective."""
 
     def __init__(
-        self,
-        net: dict | nn.Module,
-        name: str = "one_image",
-        lr: float = 1e-3,
-        batch_size: int = 64,
-        loss: str = "mse",
-        ssim_weight: float = 0.1,
-        normalize: bool = False,
-        task: str = "separate",
-    ) -> None:
+        self, net: dict | nn.Module, name: str = "one_image", task: str = "separate", normalize: bool = False, **recipe
+    ):
+        """``recipe``: the model.* keys the separators share (lr, loss, ssim_weight; batch_size, which the data
+        module records)."""
         super().__init__()
-        if loss not in LOSSES:
-            raise ConfigError(f"model.loss={loss!r} is not one of {LOSSES}")
+        recipe = {"lr": 1e-3, "loss": "mse", "ssim_weight": 0.1, **recipe}
+        check_recipe(recipe["lr"], recipe["loss"], None)
         self.save_hyperparameters(ignore=["net", "batch_size"])
         if not isinstance(net, nn.Module):
             self.hparams["net"] = net = dict(net)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from mixsep.training.provenance import short_commit
-from tests.helpers import run_cli
+from tests.helpers import readme_command, run_cli
 
 pytestmark = pytest.mark.slow  # pytest-xdist --dist loadfile: this file's tests run on one worker, one at a time
 
@@ -83,8 +84,13 @@ def test_a_sweep_logs_one_mlflow_run_per_job_and_a_resumed_job_continues_its_run
     from mlflow.tracking import MlflowClient
 
     sweep = tmp_path / "sweep"
+    # the README's command, with this test's server in place of its 127.0.0.1:5000
+    command = readme_command("logger.mlflow.tracking_uri=http://127.0.0.1:5000").replace(
+        "http://127.0.0.1:5000", mlflow_server
+    )
+    args = shlex.split(command)[3:]  # -m logger=mlflow logger.mlflow.tracking_uri=... model=conv_dual,unet
     logged = ["logger=mlflow", f"logger.mlflow.tracking_uri={mlflow_server}", "experiment_name=mlflow_check"]
-    result = run_cli(tiny_overrides + logged + ["-m", "seed=0,1", f"hydra.sweep.dir={sweep}"])
+    result = run_cli(tiny_overrides + args + ["experiment_name=mlflow_check", f"hydra.sweep.dir={sweep}"])
     assert result.returncode == 0, result.stderr[-3000:]
 
     client = MlflowClient(mlflow_server)
@@ -98,10 +104,8 @@ def test_a_sweep_logs_one_mlflow_run_per_job_and_a_resumed_job_continues_its_run
         job = str(job)
         run = by_id[(folder / "mlflow_run_id.txt").read_text().strip()]
         metrics = json.loads((folder / "metrics.json").read_text())
-        assert (
-            run.data.params["seed"] == job
-            and run.data.params["model/_target_"] == "mixsep.models.module.SeparationModule"
-        )
+        assert run.data.params["model/name"] == ("conv_dual", "unet")[int(job)]  # the README's two models
+        assert run.data.params["model/_target_"] == "mixsep.models.module.SeparationModule"
         composed = OmegaConf.load(folder / ".hydra" / "config.yaml")
         assert float(run.data.params["model/lr"]) == composed.model.lr  # the composed config, as the job ran it
         assert run.data.params["data/val_pairs"] == "8" and run.data.params["model/net/_target_"].startswith("mixsep.")
@@ -122,7 +126,7 @@ def test_a_sweep_logs_one_mlflow_run_per_job_and_a_resumed_job_continues_its_run
     first_id = (job0 / "mlflow_run_id.txt").read_text().strip()
     steps_before = max(m.step for m in client.get_metric_history(first_id, "train/loss_epoch"))
     resumed = run_cli(
-        tiny_overrides + logged + ["seed=0", f"hydra.run.dir={job0}", "ckpt_path=auto", "trainer.max_epochs=2"]
+        tiny_overrides + logged + ["model=conv_dual", f"hydra.run.dir={job0}", "ckpt_path=auto", "trainer.max_epochs=2"]
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert (job0 / "mlflow_run_id.txt").read_text().strip() == first_id
