@@ -5,6 +5,7 @@ import logging
 from lightning.pytorch.utilities import rank_zero_only
 
 from mixsep.models.separator import Separator, load_separator
+from mixsep.training.checkpoints import export_checkpoint
 
 
 class _RankZeroOnly(logging.Filter):
@@ -16,5 +17,5 @@ class _RankZeroOnly(logging.Filter):
 
 logging.getLogger("mixsep").addFilter(_RankZeroOnly())
 
-__all__ = ["Separator", "load_separator"]
+__all__ = ["Separator", "export_checkpoint", "load_separator"]
 __version__ = "0.1.0"

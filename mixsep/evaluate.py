@@ -11,6 +11,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from mixsep.cluster.provenance import provenance
 from mixsep.errors import ConfigError, one_line_errors
 from mixsep.models.separator import checkpoint_precision, checkpoint_sources, load_module
 from mixsep.models.tta import say
@@ -18,7 +19,6 @@ from mixsep.training.artifacts import write_test_outputs
 from mixsep.training.build import build, build_trainer
 from mixsep.training.checks import check_command_line, check_trainer
 from mixsep.training.config import CONF_DIR, settle_for_this_machine
-from mixsep.training.provenance import provenance
 
 
 def evaluate(cfg: DictConfig) -> dict:

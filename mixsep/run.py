@@ -15,6 +15,7 @@ import lightning as L
 from omegaconf import DictConfig
 
 from mixsep.cluster.ddp import ddp_children_run_this_job
+from mixsep.cluster.provenance import provenance
 from mixsep.cluster.search import ReportToTrial, this_jobs_trial
 from mixsep.cluster.status import recorded_job
 from mixsep.cluster.where import now_iso, where_it_ran
@@ -25,8 +26,7 @@ from mixsep.training.build import build, build_callbacks, build_module, build_tr
 from mixsep.training.checkpoints import checkpoint_paths, resolve_ckpt_path
 from mixsep.training.checks import check_command_line, check_run
 from mixsep.training.config import CONF_DIR, composed_config, set_float32_matmul_precision, settle_for_this_machine
-from mixsep.training.loggers import build_loggers, publish_final_scores, publish_pictures
-from mixsep.training.provenance import provenance
+from mixsep.training.loggers import build_loggers, finish_dashboards, publish_final_scores, publish_pictures
 
 
 def validation_objective(trainer: L.Trainer, module, datamodule, ckpt_path: str | None, name: str) -> dict:
@@ -119,7 +119,7 @@ def run_record(cfg: DictConfig, trainer: L.Trainer, val: dict, tested, resume_fr
 def main(cfg: DictConfig) -> float:
     """Hydra's task function: one job, recorded in its folder's status.json. Returns the validation objective
     to sweepers."""
-    with recorded_job(Path(cfg.paths.output_dir), cfg.optimized_metric) as record:
+    with recorded_job(Path(cfg.paths.output_dir), cfg.optimized_metric, finish_dashboards) as record:
         record["objective"] = train(cfg)["objective"]
     return record["objective"]
 

@@ -11,15 +11,14 @@ import socket
 import sys
 import tempfile
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
 from mixsep.cluster import requeue
+from mixsep.cluster.provenance import provenance
 from mixsep.cluster.where import hydra_job, now_iso, scheduler_fields, slurm_job_id
 from mixsep.errors import ConfigError, DiskError, TrainingDivergedError, user_error
-from mixsep.training.loggers import finish_dashboards
-from mixsep.training.provenance import provenance
 
 # a running job refreshes its heartbeat this often (callbacks.heartbeat) and is shown as lost when it is older
 # than LOST_AFTER_SECONDS (a job on another host), or at once when its pid is gone on this host
@@ -218,9 +217,12 @@ def read_bytes(path: Path) -> bytes | None:
 
 
 @contextlib.contextmanager
-def recorded_job(out: Path, optimized_metric: str) -> Iterator[dict]:
+def recorded_job(
+    out: Path, optimized_metric: str, finish: Callable[[str], None] = lambda status: None
+) -> Iterator[dict]:
     """One training job's life in its folder's status.json: running, then completed (with
-    ``record["objective"]``), failed, pruned, re-queued or cancelled; its W&B and MLflow runs closed alike.
+    ``record["objective"]``), failed, pruned, re-queued or cancelled; ``finish(status)`` closes its dashboard runs
+    alike (run.py passes the loggers' ``finish_dashboards``).
 
     A user-fixable error of a single run exits with one line ``mixsep: …`` (no traceback); inside a sweep it
     raises, so that the launcher marks this job failed and the other jobs go on. A run refused before training
@@ -244,7 +246,7 @@ def recorded_job(out: Path, optimized_metric: str) -> Iterator[dict]:
         yield record
     except BaseException as err:
         status = _record_stop(out, err, optimized_metric) if zero else "failed"
-        finish_dashboards(status)
+        finish(status)
         lock.release()
         fixable = user_error(err)
         if fixable is not None and not hydra_job()["multirun"]:
@@ -253,7 +255,7 @@ def recorded_job(out: Path, optimized_metric: str) -> Iterator[dict]:
                     (out / "status.json").write_bytes(earlier_status)
             sys.exit(f"mixsep: {fixable}")
         raise
-    finish_dashboards("completed")
+    finish("completed")
     if zero:
         write_status(
             out,

@@ -10,7 +10,6 @@ import torch
 from mixsep.data.sources import DEFAULT_SOURCES
 from mixsep.errors import CheckpointError, MixsepError
 from mixsep.models.module import SeparationModule
-from mixsep.training.checkpoints import atomic_torch_save
 
 
 def load_module(ckpt_path: str | Path, map_location: str | torch.device = "cpu") -> SeparationModule:
@@ -73,18 +72,6 @@ def checkpoint_precision(ckpt_path: str | Path) -> str:
 def checkpoint_sources(ckpt_path: str | Path) -> str:
     """The source pair a checkpoint was trained on (checkpoints from before sources existed: the default)."""
     return _checkpoint_field(ckpt_path, "mixsep_sources", DEFAULT_SOURCES)
-
-
-def export_checkpoint(src: str | Path, dst: str | Path, precision: str | None = None) -> Path:
-    """A slim copy for sharing: weights and hyper-parameters only (no optimizer state)."""
-    load_module(src)  # fails with a clear CheckpointError unless src is a mixsep checkpoint
-    ckpt = torch.load(src, map_location="cpu", weights_only=False)
-    slim = {key: ckpt[key] for key in ("state_dict", "hyper_parameters", "pytorch-lightning_version") if key in ckpt}
-    slim["mixsep_precision"] = precision or ckpt.get("mixsep_precision") or "32-true"
-    slim["mixsep_sources"] = ckpt.get("mixsep_sources") or DEFAULT_SOURCES
-    dst = Path(dst)
-    atomic_torch_save(slim, dst)
-    return dst
 
 
 class Separator:

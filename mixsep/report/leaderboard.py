@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from mixsep.cluster.provenance import short_commit
 from mixsep.cluster.status import effective_status
 from mixsep.data.sources import DEFAULT_SOURCES, parse_pair
 from mixsep.errors import ArgumentParser, ConfigError, one_line_errors
@@ -30,7 +31,6 @@ from mixsep.report.stats import (
 )
 from mixsep.report.sweep import is_sweep, report_sweep
 from mixsep.report.tables import fmt, interval, minutes
-from mixsep.training.provenance import short_commit
 
 
 def find_runs(dirs: list[str | Path], ranked_only: bool = True, include_debug: bool = False) -> list[dict]:

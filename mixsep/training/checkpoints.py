@@ -139,3 +139,18 @@ def checkpoint_paths(trainer: L.Trainer) -> tuple[str, str]:
     last = next((c.best_model_path for c in written if not c.monitor), "")
     # a config that brings back save_last on the monitoring callback instead
     return best, last or next((c.last_model_path for c in trainer.checkpoint_callbacks if c.last_model_path), "")
+
+
+def export_checkpoint(src: str | Path, dst: str | Path, precision: str | None = None) -> Path:
+    """A slim copy for sharing: weights and hyper-parameters only (no optimizer state)."""
+    from mixsep.data.sources import DEFAULT_SOURCES
+    from mixsep.models.separator import load_module
+
+    load_module(src)  # fails with a clear CheckpointError unless src is a mixsep checkpoint
+    ckpt = torch.load(src, map_location="cpu", weights_only=False)
+    slim = {key: ckpt[key] for key in ("state_dict", "hyper_parameters", "pytorch-lightning_version") if key in ckpt}
+    slim["mixsep_precision"] = precision or ckpt.get("mixsep_precision") or "32-true"
+    slim["mixsep_sources"] = ckpt.get("mixsep_sources") or DEFAULT_SOURCES
+    dst = Path(dst)
+    atomic_torch_save(slim, dst)
+    return dst

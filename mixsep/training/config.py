@@ -11,9 +11,9 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from mixsep.cluster.provenance import provenance
 from mixsep.cluster.where import run_id
 from mixsep.training.hardware import on_gpu, resolve_precision
-from mixsep.training.provenance import provenance
 
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")  # absolute: main may run as mixsep.run or __main__
 # ${if_tty:a,b}: a on a terminal, b when stdout goes to a file or a pipe (progress bar refresh rates)

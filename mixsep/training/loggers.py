@@ -16,9 +16,9 @@ from lightning.pytorch import loggers as pl_loggers
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
+from mixsep.cluster.provenance import short_commit
 from mixsep.cluster.where import hydra_job
 from mixsep.training.build import build
-from mixsep.training.provenance import short_commit
 
 log = logging.getLogger("mixsep")
 

@@ -178,7 +178,7 @@ def test_a_torn_last_checkpoint_resumes_from_the_newest_whole_one(compose, tiny_
 
 
 def test_the_recorded_commit_is_heads_and_a_dirty_tree_is_marked(tmp_path, monkeypatch):
-    from mixsep.training import provenance
+    from mixsep.cluster import provenance
 
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True)
     if head.returncode != 0:

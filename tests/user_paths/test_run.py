@@ -224,7 +224,7 @@ def test_bad_trainer_values_are_config_errors(compose, tiny_overrides, tmp_path)
 
 
 def test_exported_checkpoint_is_slim_and_separates_identically(trained_run, tmp_path):
-    from mixsep.models.separator import export_checkpoint
+    from mixsep import export_checkpoint
 
     out, _, _ = trained_run
     src = out / "checkpoints" / "last.ckpt"
