@@ -117,7 +117,7 @@ class OptunaSweeper(Sweeper):
                 study.tell(stale.number, state=TrialState.FAIL)
         done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
         remaining = self.n_trials - done
-        where = self.storage or self.sweep_dir / "optuna.journal"
+        where = self._where()
         log.info(
             f"Optuna {optuna.__version__}: study {study.study_name} in {where}, {done} trials done, "
             f"{max(remaining, 0)} to go"
@@ -132,6 +132,11 @@ class OptunaSweeper(Sweeper):
             else:
                 self._every_slot_busy(study, space, fixed, remaining)
         self._write_results(study, directions)
+
+    def _where(self) -> str:
+        from mixsep.cluster.search import STUDY_FILE
+
+        return str(self.storage or self.sweep_dir / STUDY_FILE)
 
     def _overrides(self, fixed: list[str], trial) -> list[str]:
         return fixed + [f"{k}={v}" for k, v in trial.params.items()]
@@ -199,7 +204,7 @@ class OptunaSweeper(Sweeper):
         if failed / launched > self.max_failure_rate:
             raise RuntimeError(
                 f"{failed} of {launched} Optuna trials failed (more than hydra.sweeper.max_failure_rate="
-                f"{self.max_failure_rate}); the study is kept in {self.storage or self.sweep_dir / 'optuna.journal'}"
+                f"{self.max_failure_rate}); the study is kept in {self._where()}"
             )
 
     def _write_results(self, study, directions: list[str]) -> None:

@@ -85,9 +85,7 @@ def _mlflow_logger(logger_cfg: DictConfig, out: Path, experiment_name: str, ckpt
             f"the MLflow tracking server {uri} is not reachable (logger.mlflow.tracking_uri): start it, or log to "
             "the local store with logger.mlflow.tracking_uri=null"
         )
-    id_file = out / "mlflow_run_id.txt"
-    earlier = Path(str(ckpt)).parent.parent / "mlflow_run_id.txt" if ckpt and ckpt != "auto" else None
-    run_id = next((f.read_text().strip() for f in (id_file, earlier) if f is not None and f.exists()), None)
+    run_id = kept_run_id(out, ckpt, "mlflow_run_id.txt")
     job = hydra_job()
     name, experiment = job_run_name(experiment_name), experiment_name
     if job["multirun"]:
@@ -98,10 +96,18 @@ def _mlflow_logger(logger_cfg: DictConfig, out: Path, experiment_name: str, ckpt
         "run_id": run_id,
     }
     logger = build(logger_cfg, **kwargs)
-    id_file.write_text(logger.run_id + "\n")  # creates the run (or finds the one to continue)
-    logger.set_status("running")
-    _mlflow_runs.append(logger)
+    if rank_zero_only.rank == 0:  # DDP: rank 0 alone has the run (Lightning's experiment is rank-zero only)
+        (out / "mlflow_run_id.txt").write_text(logger.run_id + "\n")  # creates the run, or finds the one to continue
+        logger.set_status("running")
+        _mlflow_runs.append(logger)
     return logger
+
+
+def kept_run_id(out: Path, ckpt: str | None, name: str) -> str | None:
+    """A dashboard run id kept in the job's folder, or in the folder of the checkpoint it resumes from (a resume
+    into a new folder continues the same run)."""
+    earlier = Path(str(ckpt)).parent.parent / name if ckpt and ckpt != "auto" else None
+    return next((f.read_text().strip() for f in (out / name, earlier) if f is not None and f.is_file()), None)
 
 
 def job_run_name(experiment_name: str) -> str:
@@ -179,16 +185,11 @@ def build_loggers(loggers_cfg: DictConfig | None, out: Path, experiment_name: st
 def wandb_identity(out: Path, experiment_name: str, ckpt: str | None) -> dict:
     """Run id (kept in the run folder, so a resumed job continues the same W&B run), group (the sweep)
     and name (the job's overrides) for the WandbLogger."""
-    id_file = out / "wandb_id.txt"
-    earlier = Path(str(ckpt)).parent.parent / "wandb_id.txt" if ckpt and ckpt != "auto" else None
-    if id_file.exists():
-        run_id = id_file.read_text().strip()
-    elif earlier is not None and earlier.exists():  # resumed into a new folder: same W&B run
-        run_id = earlier.read_text().strip()
-    else:  # W&B's own id alphabet and length
+    run_id = kept_run_id(out, ckpt, "wandb_id.txt")
+    if run_id is None:  # W&B's own id alphabet and length
         run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
     out.mkdir(parents=True, exist_ok=True)
-    id_file.write_text(run_id + "\n")
+    (out / "wandb_id.txt").write_text(run_id + "\n")
     return {"id": run_id, "group": hydra_job()["sweep"], "name": job_run_name(experiment_name)}
 
 
