@@ -144,6 +144,7 @@ def main() -> None:
     parser.add_argument("--data-pairs", type=int, default=20000, help="pairs per data-only measurement")
     parser.add_argument("--batch-size", type=int, default=None, help="mixsep batch (default: conf/data, 512 on GPU)")
     parser.add_argument("--cpu", action="store_true", help="stay on the CPU even where a GPU is present")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps of each pipeline first")
     args = parser.parse_args()
 
     rss_before = peak_rss_mib()
@@ -151,7 +152,7 @@ def main() -> None:
     rss_data = peak_rss_mib()
     print(f"device: {fast.device}  torch {torch.__version__}  threads {torch.get_num_threads()}  model {args.model}")
     for p in (fast, slow):  # warm-up: allocator, oneDNN/cuDNN kernels, worker start
-        p.train_steps(3)
+        p.train_steps(args.warmup)
 
     train = {p.name: [] for p in (fast, slow)}
     wait = []

@@ -4,8 +4,8 @@
     python benchmarks/time_to_quality.py --experiment cpu_5min --compare best_cpu --max-minutes 5
 
 Trains with the real mixsep path (Hydra preset, Lightning Trainer, tensor-resident data) and validates
-on 1,000 fixed validation pairs every ``--every`` steps. The clock counts training only (from the first
-step; validation time is taken out). It records when both sources first reach MNIST >= 22.54 dB and
+on 1,000 fixed validation pairs (``--val-pairs``) every ``--every`` steps. The clock counts training only
+(from the first step; validation time is taken out). It records when both sources first reach MNIST >= 22.54 dB and
 CIFAR >= 17.01 dB PSNR (report 000, 50 epochs: the baseline quality) and each frontier level (25, 28,
 30, 32, 33 dB on both), prints a table per preset, and draws ``quality_vs_time.png`` (validation PSNR
 against minutes, one line per preset, all measured in this one run). For comparison it measures the
@@ -76,7 +76,9 @@ class QualityClock(L.Callback):
             trainer.should_stop = True
 
 
-def mixsep_time(experiment: str, every: int | float, max_minutes: float, overrides: tuple = ()) -> QualityClock:
+def mixsep_time(
+    experiment: str, every: int | float, max_minutes: float, overrides: tuple = (), val_pairs: int = 1000
+) -> QualityClock:
     """``every``: validate every N steps (int) or every N seconds of wall clock (float, for presets whose
     steps differ in size: one time grid for all). ``overrides``: more Hydra overrides (e.g. data sizes)."""
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
@@ -84,7 +86,7 @@ def mixsep_time(experiment: str, every: int | float, max_minutes: float, overrid
             config_name="config",
             overrides=[
                 f"experiment={experiment}",
-                "data.val_pairs=1000",
+                f"data.val_pairs={val_pairs}",
                 "logger=none",
                 "paths.output_dir=outputs/bench",
                 *overrides,
@@ -162,7 +164,7 @@ def recipe_000_seconds(steps: int) -> tuple[float, float]:
     """Measured pairs/s of the report-000 recipe and its extrapolated 50-epoch time."""
     args = argparse.Namespace(model="conv_dual", batch_size=None, cpu=False)
     _, per_item = build(args)
-    per_item.train_steps(3)
+    per_item.train_steps(min(3, steps))  # warm-up
     rate, _ = per_item.train_steps(steps)
     return rate, REPORT_000_EPOCHS * REPORT_000_PAIRS_PER_EPOCH / rate
 
@@ -175,15 +177,16 @@ def main() -> None:
     parser.add_argument("--every-seconds", type=float, default=None, help="validate every N seconds instead")
     parser.add_argument("--max-minutes", type=float, default=4.0, help="training time cap (or the preset's max_time)")
     parser.add_argument("--recipe-steps", type=int, default=60, help="steps to measure the report-000 recipe")
+    parser.add_argument("--val-pairs", type=int, default=1000, help="validation pairs of each measurement")
     parser.add_argument("--plot", default="quality_vs_time.png")
     args = parser.parse_args()
 
     names = [args.experiment] + [n for n in args.compare.split(",") if n]
     every = args.every if args.every_seconds is None else float(args.every_seconds)
-    clocks = {name: mixsep_time(name, every, args.max_minutes) for name in names}
+    clocks = {name: mixsep_time(name, every, args.max_minutes, val_pairs=args.val_pairs) for name in names}
     rate, recipe_s = recipe_000_seconds(args.recipe_steps)
     print()
-    print("Training seconds until validation PSNR >= level on both sources (1,000 validation pairs):\n")
+    print(f"Training seconds until validation PSNR >= level on both sources ({args.val_pairs:,} validation pairs):\n")
     print("| preset | " + " | ".join(f"{level:.0f} dB" for level in FRONTIER_DB) + " | best |")
     print("|---|" + "---:|" * (len(FRONTIER_DB) + 1))
     for name, clock in clocks.items():

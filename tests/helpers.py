@@ -11,9 +11,11 @@ import runpy
 import struct
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pytest
 from PIL import Image
@@ -258,3 +260,14 @@ def csv_rows(out: Path) -> list[dict]:
 def job_metrics(sweep: Path) -> dict[str, dict]:
     """The metrics.json of every job of a sweep folder, by job folder name."""
     return {p.parent.name: json.loads(p.read_text()) for p in sorted(sweep.glob("*/metrics.json"))}
+
+
+class PacedSteps(L.Callback):
+    """``+callbacks.pace._target_=tests.helpers.PacedSteps +callbacks.pace.seconds=S``: a sleep after every
+    training step, for a run that must outlast a scheduler's time limit without holding a core meanwhile."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def on_train_batch_end(self, *args) -> None:
+        time.sleep(self.seconds)

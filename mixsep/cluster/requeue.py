@@ -20,6 +20,7 @@ import subprocess
 from pathlib import Path
 
 import lightning as L
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from mixsep.cluster.where import slurm_job_id
@@ -105,6 +106,12 @@ class SaveOnSignal(L.Callback):
         self._outside_fit()
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, SIGTERMException) and not stopping:
+            # Lightning's own check came first: a SIGTERM after this callback's batch end (during a later
+            # callback or validation). Lightning resumes a checkpoint made mid-validation, so save here too.
+            if trainer.state.fn == TrainerFn.FITTING:
+                self._save(trainer)
+            self._record_sigterm()
         self._outside_fit()
 
     def _outside_fit(self) -> None:
@@ -124,12 +131,12 @@ class SaveOnSignal(L.Callback):
             self._requeue_now(self._signum, None)
         elif trainer.received_sigterm:
             self._save(trainer)
-            requeued = _slurm_will_requeue()
-            stopping.update(
-                status="requeued" if requeued else "cancelled",
-                reason="preemption" if requeued else "SIGTERM",
-            )
+            self._record_sigterm()
             raise SIGTERMException(128 + signal.SIGTERM)
+
+    def _record_sigterm(self) -> None:
+        requeued = _slurm_will_requeue()
+        stopping.update(status="requeued" if requeued else "cancelled", reason="preemption" if requeued else "SIGTERM")
 
     def _save(self, trainer: L.Trainer) -> None:
         trainer.save_checkpoint(self.path)

@@ -23,14 +23,23 @@ NET = {"_target_": "mixsep.models.UNetSeparator", "widths": [4, 8]}
 class RecordBatches(L.Callback):
     """The training batches a run saw (a digest of their uint8 pixels), and a SIGTERM at one of them."""
 
-    def __init__(self, sigterm_at_step: int | None = None) -> None:
-        self.seen, self.sigterm_at_step = [], sigterm_at_step
+    def __init__(self, sigterm_at_step: int | None = None, when: str = "batch_start") -> None:
+        self.seen, self.sigterm_at_step, self.when = [], sigterm_at_step, when
+
+    def _sigterm(self, trainer, when: str) -> None:
+        if trainer.global_step == self.sigterm_at_step and self.when == when:
+            trainer._signal_connector.received_sigterm = True  # what Lightning's SIGTERM handler sets
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         mix = batch[0]
         self.seen.append(hashlib.sha256(mix.float().numpy().tobytes()).hexdigest()[:16])
-        if trainer.global_step == self.sigterm_at_step:
-            trainer._signal_connector.received_sigterm = True  # what Lightning's SIGTERM handler sets
+        self._sigterm(trainer, "batch_start")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self._sigterm(trainer, "batch_end")
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        self._sigterm(trainer, "validation")
 
 
 def fit(tiny_data_kwargs, tmp_path, callbacks, ckpt_path=None) -> tuple[L.Trainer, SeparationModule]:
@@ -68,6 +77,27 @@ def test_a_sigterm_saves_mid_epoch_and_the_resumed_run_matches_an_uninterrupted_
     trainer, resumed = fit(tiny_data_kwargs, tmp_path / "b", [rest], ckpt_path=tmp_path / "b" / "last.ckpt")
     assert trainer.global_step == 24
     assert first.seen + rest.seen == whole.seen  # the same pairs, in the same order, none twice
+    for (name, a), b in zip(reference.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+
+
+@pytest.mark.parametrize("when, step", [("batch_end", 16), ("validation", 12)])
+def test_a_sigterm_that_lightning_acts_on_first_saves_too_and_the_resumed_run_matches(
+    when, step, tiny_data_kwargs, tmp_path
+):
+    """A SIGTERM after SaveOnSignal's own batch-end check (during a later callback) or during validation:
+    Lightning raises at its own check; the state is saved there, and the run resumes exactly."""
+    whole = RecordBatches()
+    _, reference = fit(tiny_data_kwargs, tmp_path / "a", [whole])
+    first = RecordBatches(sigterm_at_step=step, when=when)  # after SaveOnSignal: its hooks run later
+    with pytest.raises(SIGTERMException):
+        fit(tiny_data_kwargs, tmp_path / "b", [SaveOnSignal(dirpath=str(tmp_path / "b")), first])
+    assert requeue.stopping == {"status": "cancelled", "reason": "SIGTERM"}
+    assert torch.load(tmp_path / "b" / "last.ckpt", weights_only=False)["global_step"] == step
+    rest = RecordBatches()
+    trainer, resumed = fit(tiny_data_kwargs, tmp_path / "b", [rest], ckpt_path=tmp_path / "b" / "last.ckpt")
+    assert trainer.global_step == 24
+    assert first.seen + rest.seen == whole.seen
     for (name, a), b in zip(reference.state_dict().items(), resumed.state_dict().values()):
         torch.testing.assert_close(a, b, msg=name)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import shlex
 import socket
 import subprocess
@@ -17,6 +18,9 @@ import pytest
 from tests.helpers import job_metrics, readme_command, run_cli
 
 pytestmark = pytest.mark.slow  # pytest-xdist --dist loadfile: this file's tests run on one worker, one at a time
+
+# Ray starts its workers at nice 15; beside the other tests on two cores a job would then wait for all of them
+AT_NORMAL_PRIORITY = {"RAY_worker_niceness": "0"}
 
 
 def overlap(a: dict, b: dict) -> bool:
@@ -47,6 +51,7 @@ def ray_cluster():
         capture_output=True,
         text=True,
         timeout=120,
+        env={**os.environ, **AT_NORMAL_PRIORITY},
     )
     try:
         if started.returncode != 0:
@@ -66,14 +71,15 @@ def test_ray_launcher_gives_each_job_its_own_gpu_and_queues_the_rest(tiny_overri
             "hydra.launcher.ray.init.num_gpus=2",
             "hydra.launcher.ray.init.num_cpus=2",
             "hydra.launcher.ray.remote.num_cpus=1",
-            "seed=0,1,2,3",
+            "seed=0,1,2",  # three jobs on two GPUs: one queues
             "trainer.max_epochs=3",
             f"hydra.sweep.dir={sweep}",
-        ]
+        ],
+        **AT_NORMAL_PRIORITY,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = job_metrics(sweep)
-    assert len(jobs) == 4
+    assert len(jobs) == 3
     for m in jobs.values():
         assert m["cuda_visible_devices"] in ("0", "1")  # exactly one of the two GPUs Ray was told of
         assert m["world_size"] == 1 and math.isfinite(m["test/mnist_psnr"])
@@ -88,14 +94,14 @@ def test_ray_launcher_gives_each_job_its_own_gpu_and_queues_the_rest(tiny_overri
 
 def test_sweep_joins_a_running_ray_cluster(ray_cluster, tiny_overrides, tmp_path):
     sweep = tmp_path / "sweep"
-    command = readme_command("hydra.launcher.ray.init.address=auto")  # model=unet seed=0,1,2,3
+    command = readme_command("hydra.launcher.ray.init.address=auto")  # model=unet seed=0,1
     # two jobs at once on 2 cores, each training long enough (40 steps, ~6 s alone) for the two to overlap
     size = ["hydra.launcher.ray.remote.num_cpus=1", "data.train_pairs=160", "trainer.max_epochs=2"]
     size.append(f"hydra.sweep.dir={sweep}")
     result = run_cli(shlex.split(command)[3:] + [o for o in tiny_overrides if "max_epochs" not in o] + size)
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = list(job_metrics(sweep).values())
-    assert len(jobs) == 4
+    assert len(jobs) == 2
     port = ray_cluster.rsplit(":", 1)[1]
     for m in jobs:  # each job ran in the cluster started above, on one of its two GPUs
         assert m["ray_gcs_address"].endswith(f":{port}")

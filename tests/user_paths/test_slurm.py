@@ -97,7 +97,9 @@ def test_slurm_sweep_survives_time_limits_and_preemption(slurm_cluster, tiny_ove
         "model=unet",
         "model.net.widths=[8,16,32]",
         "trainer.precision=32-true",
-        "data.train_pairs=16000",  # 2000 steps in one epoch: ~75 s alone on one core, longer when shared
+        "data.train_pairs=3200",  # 400 steps in one epoch, each followed by 0.15 s asleep: ~70 s, a core idle
+        "+callbacks.pace._target_=tests.helpers.PacedSteps",
+        "+callbacks.pace.seconds=0.15",
         "trainer.log_every_n_steps=50",
         "callbacks.timed_checkpoint=null",
     ]
@@ -154,7 +156,7 @@ def test_slurm_sweep_survives_time_limits_and_preemption(slurm_cluster, tiny_ove
         assert all(s[0] != "failed" for s in states), states
         assert states[-1][0] == "completed"
         assert ("requeued", "timeout") in {s[:2] for s in states}, f"{name} was never re-queued at its time limit"
-        assert m["global_step"] == ref["global_step"] == 2000  # every training step done, none twice
+        assert m["global_step"] == ref["global_step"] == 400  # every training step done, none twice
         # one W&B run per job across all its allocations, none of them marked failed
         run_id = (sweep / name / "wandb_id.txt").read_text().strip()
         sessions = sorted((sweep / name / "wandb").glob("offline-run-*"))
