@@ -14,19 +14,19 @@ from tests.helpers import TINY_SIZES, compose_config, make_cifar_folder, make_mn
 # files whose tests take minutes go first, so that no worker starts one of them at the end (--dist loadfile
 # hands out whole files in this order, --no-loadscope-reorder keeps it)
 LONGEST_FIRST = (
-    "test_readme.py",
-    "test_slurm.py",
+    "test_slurm.py",  # minutes of waiting for SLURM's allocations, little CPU: first, beside the rest
     "test_ray.py",
-    "test_sweeps.py",
-    "test_ddp.py",
-    "test_search.py",
-    "test_mlflow.py",
+    "test_readme.py",
     "test_status.py",
-    "test_run.py",
+    "test_mlflow.py",
+    "test_search.py",
+    "test_ddp.py",
+    "test_sweeps.py",
     "test_debug.py",
+    "test_run.py",
     "test_gpu_check.py",
-    "test_requeue.py",
     "test_realdata.py",
+    "test_requeue.py",
 )
 
 
