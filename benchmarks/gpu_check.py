@@ -72,11 +72,14 @@ def gpu_tests() -> str:
     return "\n".join([*failures, lines[-1] if lines else f"pytest gave no output (exit {run.returncode})"])
 
 
-def throughput(model: str, rounds: int, pairs: int, batch_size: int | None, data_kwargs: dict, warmup: int = 2) -> dict:
+def throughput(
+    model: str, rounds: int, pairs: int, batch_size: int | None, data_kwargs: dict, warmup: int = 2, per_item_batch=64
+) -> dict:
     """mixsep vs per-item pipeline for ``model``, medians of alternating rounds."""
     from throughput import build
 
-    fast, slow = build(Namespace(model=model, batch_size=batch_size, cpu=False), **data_kwargs)
+    args = Namespace(model=model, batch_size=batch_size, cpu=False)
+    fast, slow = build(args, per_item_batch, **data_kwargs)
     for p in (fast, slow):
         p.train_steps(warmup)  # warm-up: allocator, cuDNN / oneDNN kernels, workers
     rates, wait = {p.name: [] for p in (fast, slow)}, []
@@ -123,16 +126,17 @@ def main() -> None:
     print("\n== GPU-only tests (pytest -m gpu)\n" + gpu_tests(), flush=True)
 
     data_kwargs, overrides = {}, ()
-    rounds, pairs = 3, 20000
+    rounds, pairs, batch, warmup, per_item_batch = 3, 20000, None, 2, 64
     if args.quick:  # the tiny data sets of the tests: a smoke test, not a measurement
         data_kwargs = {"val_holdout": 8, "val_pairs": 8, "test_pairs": 12}
         overrides = ("data.val_holdout=8", "data.val_pairs=8", "data.test_pairs=12", "data.batch_size=8")
-        rounds, pairs = 1, 8
+        rounds, pairs, batch, warmup, per_item_batch = 1, 8, 8, 1, 8
     print("\n== training throughput, mixsep vs the per-item DataLoader pipeline (same device, one process)")
-    print("| model | mixsep batch | mixsep pairs/s | per-item pairs/s (batch 64) | ratio | waiting for data |")
+    per_item = f"per-item pairs/s (batch {per_item_batch})"
+    print(f"| model | mixsep batch | mixsep pairs/s | {per_item} | ratio | waiting for data |")
     print("|---|---:|---:|---:|---:|---:|")
     for model in ("best_gpu_unet", "conv_dual"):
-        r = throughput(model, rounds, pairs, 8 if args.quick else None, data_kwargs, warmup=1 if args.quick else 2)
+        r = throughput(model, rounds, pairs, batch, data_kwargs, warmup, per_item_batch)
         print(
             f"| {model} | {r['batch']} | {r['mixsep']:.0f} | {r['per-item']:.0f} | {r['ratio']:.2f}x "
             f"| {100 * r['wait']:.1f} % |",

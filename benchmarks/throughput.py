@@ -102,7 +102,7 @@ class Pipeline:
         return n_batches * self.batch_size / (time.perf_counter() - start)
 
 
-def build(args, **data_kwargs) -> tuple[Pipeline, Pipeline]:
+def build(args, per_item_batch: int = 64, **data_kwargs) -> tuple[Pipeline, Pipeline]:
     """The two pipelines on the same data and device; ``data_kwargs`` go to the MixDataModule."""
     device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
     default_batch = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "data" / "default.yaml").batch_size
@@ -120,7 +120,7 @@ def build(args, **data_kwargs) -> tuple[Pipeline, Pipeline]:
     )
     per_item = DataLoader(
         PerItemPairDataset(mnist_28, dm.splits.cifar_train, pairs),
-        batch_size=64,
+        batch_size=per_item_batch,
         shuffle=True,
         num_workers=2,
         persistent_workers=True,
@@ -132,7 +132,9 @@ def build(args, **data_kwargs) -> tuple[Pipeline, Pipeline]:
             yield tuple(t.to(device, non_blocking=True) for t in b)
 
     fast = Pipeline("mixsep", fast_batches, batch, bf16=True, channels_last=True, device=device, model=args.model)
-    slow = Pipeline("per-item", slow_batches, 64, bf16=False, channels_last=False, device=device, model=args.model)
+    slow = Pipeline(
+        "per-item", slow_batches, per_item_batch, bf16=False, channels_last=False, device=device, model=args.model
+    )
     return fast, slow
 
 

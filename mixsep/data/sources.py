@@ -11,6 +11,7 @@ torchvision's archive, or ImageFolder ``<root>/<name>/{train,test}/<class>/*``),
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -105,7 +106,8 @@ def list_image_folder(split_dir: Path, strict: bool = True) -> list[Path]:
     classes.sort(key=lambda c: (order.get(c, len(order)), c))
     files: list[Path] = []
     for c in classes:
-        found = sorted(p for p in (split_dir / c).iterdir() if p.suffix.lower() in DATASET_SUFFIXES)
+        names = sorted(n for n in os.listdir(split_dir / c) if os.path.splitext(n)[1].lower() in DATASET_SUFFIXES)
+        found = [split_dir / c / n for n in names]
         if not found and strict:  # a copy that broke off part-way: refuse, rather than train on a lopsided set
             raise ValueError(f"the class folder {split_dir / c} holds no images ({', '.join(DATASET_SUFFIXES)})")
         files += found

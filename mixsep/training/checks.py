@@ -142,6 +142,8 @@ def _check_overrides(args: list[str]) -> None:
             value = str(override.value())
             if Path(value).exists() and not Path(value).is_dir():
                 sys.exit(f"mixsep: hydra.run.dir={value} is a file, not a folder: choose a folder for the run")
+        if key.endswith("._target_") and not override.is_sweep_override():
+            _check_target(key, str(override.value()))
         group = conf / key
         if key.startswith("hydra") or "." in key or not group.is_dir():
             continue
@@ -159,6 +161,25 @@ def _check_overrides(args: list[str]) -> None:
                     if not p.name.startswith("_")
                 )
                 sys.exit(f"mixsep: {key}={option} is not an option of conf/{key}/: choose one of {', '.join(choices)}")
+
+
+TARGET_EXAMPLES = {"pruner": "optuna.pruners.MedianPruner", "sampler": "optuna.samplers.TPESampler"}
+
+
+def _check_target(key: str, target: str) -> None:
+    """A ``_target_`` given on the command line names something Python can import (Hydra would fail only
+    when it builds the object: for a sweeper's pruner, with a screen of text before any job)."""
+    from hydra._internal.utils import _locate
+
+    try:
+        _locate(target)
+    except (ImportError, ValueError):
+        part = key.rsplit(".", 2)[-2]
+        example = TARGET_EXAMPLES.get(part, "package.module.ClassName")
+        sys.exit(
+            f"mixsep: {key}={target} is no class or function Python can import: give its full dotted path, "
+            f"e.g. {example}"
+        )
 
 
 INTEGER_TRAINER_ARGS = (

@@ -40,15 +40,15 @@ def _status(folder: Path) -> dict:
 
 @pytest.mark.slow
 def test_runs_started_in_the_same_instant_each_get_their_own_folder(tiny_overrides, tmp_path):
-    """Four runs of one experiment and a 2-job multirun, started together from a shell loop's point of view:
-    six folders, every run completed with its own seed's metrics."""
+    """Three runs of one experiment and a 2-job multirun, started together from a shell loop's point of view:
+    five folders, every run completed with its own seed's metrics."""
     base = [*tiny_overrides, "experiment_name=together"]
-    procs = [_start([*base, f"seed={seed}"], tmp_path) for seed in range(4)]
+    procs = [_start([*base, f"seed={seed}"], tmp_path) for seed in range(3)]
     procs.append(_start(["-m", *base, "seed=10,11"], tmp_path))
     outs = [p.communicate(timeout=600) for p in procs]
-    assert [p.returncode for p in procs] == [0] * 5, [err[-2000:] for _, err in outs]
+    assert [p.returncode for p in procs] == [0] * 4, [err[-2000:] for _, err in outs]
     singles = sorted((tmp_path / "outputs" / "together").iterdir())
-    assert len(singles) == 4
+    assert len(singles) == 3
     sweeps = list((tmp_path / "outputs" / "multirun").iterdir())
     assert len(sweeps) == 1
     jobs_of_sweep = sorted(p for p in sweeps[0].iterdir() if p.is_dir())
@@ -66,7 +66,7 @@ def test_runs_started_in_the_same_instant_each_get_their_own_folder(tiny_overrid
         )
         assert metrics["provenance"]["git_commit"] == _status(folder)["provenance"]["git_commit"]
         seeds.append(metrics["seed"])
-    assert sorted(seeds) == [0, 1, 2, 3, 10, 11]
+    assert sorted(seeds) == [0, 1, 2, 10, 11]
 
 
 @pytest.mark.slow

@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from mixsep.cluster.provenance import short_commit
-from tests.helpers import readme_command, run_cli
+from tests.helpers import readme_command, run_cli, run_cli_here
 
 pytestmark = pytest.mark.slow  # pytest-xdist --dist loadfile: this file's tests run on one worker, one at a time
 
@@ -79,7 +79,7 @@ def mlflow_server(tmp_path_factory):
 
 
 def test_a_sweep_logs_one_mlflow_run_per_job_and_a_resumed_job_continues_its_run(
-    mlflow_server, tiny_overrides, tmp_path
+    mlflow_server, tiny_overrides, tmp_path, capfd
 ):
     from mlflow.tracking import MlflowClient
 
@@ -125,8 +125,11 @@ def test_a_sweep_logs_one_mlflow_run_per_job_and_a_resumed_job_continues_its_run
     job0 = folders[0]
     first_id = (job0 / "mlflow_run_id.txt").read_text().strip()
     steps_before = max(m.step for m in client.get_metric_history(first_id, "train/loss_epoch"))
-    resumed = run_cli(
-        tiny_overrides + logged + ["model=conv_dual", f"hydra.run.dir={job0}", "ckpt_path=auto", "trainer.max_epochs=2"]
+    resumed = run_cli_here(
+        tiny_overrides
+        + logged
+        + ["model=conv_dual", f"hydra.run.dir={job0}", "ckpt_path=auto", "trainer.max_epochs=2"],
+        capfd,
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert (job0 / "mlflow_run_id.txt").read_text().strip() == first_id

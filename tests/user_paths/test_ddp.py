@@ -1,10 +1,10 @@
 """DDP through the command line: trainer=ddp on two CPU processes (every test pair scored once), DDP inside a
--m sweep (each job once, its children join it), and the strategies and device counts refused in one line."""
+-m sweep (each job once, its children join it). The strategies and device counts refused in one line are rows of
+tests/user_paths/test_bad_input.py."""
 
 from __future__ import annotations
 
 import json
-import os
 import shlex
 from pathlib import Path
 
@@ -52,16 +52,3 @@ def test_ddp_inside_a_multirun_runs_each_job_once(tiny_overrides, tmp_path):
     assert all(m["world_size"] == 2 for m in jobs.values())
     assert [m["seed"] for m in jobs.values()] == [0, 1]
     assert not list(tmp_path.glob("outputs")) and not (ROOT / "multirun").exists()
-
-
-def test_spawned_ddp_is_refused_with_a_clear_error(tiny_overrides, tmp_path):
-    result = cli(tiny_overrides + ["trainer.devices=2", "trainer.strategy=ddp_spawn", f"hydra.run.dir={tmp_path}"])
-    assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert "trainer.strategy=ddp_spawn is not supported" in result.stderr and "trainer.strategy=ddp" in result.stderr
-
-
-def test_more_devices_than_the_machine_has_are_refused_in_one_line(tiny_overrides, tmp_path):
-    cores = os.cpu_count()
-    result = cli(tiny_overrides + [f"trainer.devices={cores + 2}", "trainer.strategy=ddp", f"hydra.run.dir={tmp_path}"])
-    assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert f"trainer.devices={cores + 2} is more than the {cores} CPU cores of this machine" in result.stderr

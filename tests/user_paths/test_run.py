@@ -14,7 +14,7 @@ from mixsep.evaluate import evaluate
 from mixsep.models.metrics import TEST_KEYS
 from mixsep.models.separator import CheckpointError
 from mixsep.run import train
-from tests.helpers import CONF, run_cli
+from tests.helpers import CONF, run_in_this_process
 
 
 @pytest.fixture(scope="module")
@@ -175,34 +175,20 @@ def test_wandb_logger_goes_offline_without_a_key(compose, tiny_overrides, tmp_pa
 
 
 @pytest.mark.slow
-def test_cli_reports_missing_data_without_a_traceback(tmp_path):
-    import subprocess
-    import sys
+def test_cli_reports_missing_data_without_a_traceback(tmp_path, capfd):
+    def run(*extra) -> tuple[int, str]:
+        argv = ["python", "-m", "mixsep.run", f"data.root={tmp_path / 'none'}", f"data.cache_dir={tmp_path / 'c'}"]
+        status = run_in_this_process([*argv, f"hydra.run.dir={tmp_path / 'run'}", *extra])
+        return status, capfd.readouterr().err
 
-    def run(*extra):
-        return subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "mixsep.run",
-                f"data.root={tmp_path / 'none'}",
-                f"data.cache_dir={tmp_path / 'c'}",
-                f"hydra.run.dir={tmp_path / 'run'}",
-                *extra,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-
-    offline = run("data.download=false")  # strictly offline: the two fixes, one of them the download
-    assert offline.returncode != 0 and "Traceback" not in offline.stderr
-    assert "data.download=true" in offline.stderr and "MIXSEP_DATA_ROOT" in offline.stderr
+    status, err = run("data.download=false")  # strictly offline: the two fixes, one of them the download
+    assert status != 0 and "Traceback" not in err
+    assert "data.download=true" in err and "MIXSEP_DATA_ROOT" in err
     # the default downloads; without a network it says the download failed and gives the offline fix only
-    default = run()
-    assert default.returncode != 0 and "Traceback" not in default.stderr
-    assert "download through torchvision failed" in default.stderr and "data.root=" in default.stderr
-    assert "data.download=true" not in default.stderr
+    status, err = run()
+    assert status != 0 and "Traceback" not in err
+    assert "download through torchvision failed" in err and "data.root=" in err
+    assert "data.download=true" not in err
 
 
 def test_a_truncated_image_is_named_in_the_error(compose, tiny_overrides, tiny_root, tmp_path):
@@ -239,8 +225,7 @@ def test_exported_checkpoint_is_slim_and_separates_identically(trained_run, tmp_
 @pytest.mark.slow
 def test_cli_messages_land_in_hydras_run_log(tiny_overrides, tmp_path):
     run = tmp_path / "run"
-    result = run_cli([*tiny_overrides, f"hydra.run.dir={run}"])
-    assert result.returncode == 0, result.stderr[-2000:]
+    assert run_in_this_process(["python", "-m", "mixsep.run", *tiny_overrides, f"hydra.run.dir={run}"]) == 0
     text = (run / "run.log").read_text()
     assert "wrote" in text and "test/mnist_psnr" in text
 

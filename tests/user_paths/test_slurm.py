@@ -4,7 +4,6 @@ driven through the README's command lines. Skipped, with the reason, only where 
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import socket
 import subprocess
@@ -13,7 +12,9 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+import torch
 
+from mixsep.run import train as mixsep_train
 from tests.helpers import PROJECT_ROOT, job_metrics, readme_command, wandb_records
 
 pytestmark = pytest.mark.slow  # pytest-xdist --dist loadfile: this file's tests run on one worker, one at a time
@@ -88,30 +89,20 @@ def run_sweep(args: list[str], watch: StatusWatch, during=None, timeout: float =
     return subprocess.CompletedProcess(cmd, p.returncode, out, err)
 
 
-def test_slurm_sweep_survives_time_limits_and_preemption(slurm_cluster, tiny_overrides, tmp_path):
+def test_slurm_sweep_survives_time_limits_and_preemption(slurm_cluster, compose, tiny_overrides, tmp_path):
     """Two jobs at once on the two GPUs; each allocation (1 minute) is shorter than the one epoch of
     training, so every job is re-queued at its time limit, and job 1 is also pre-empted
     (``scontrol requeue``) in mid-training. Both complete with every step done, and job 0 ends where an
-    uninterrupted run of the same seed ends."""
+    uninterrupted run of the same seed (here, unpaced) ends."""
     train = tiny_overrides + [
         "model=unet",
         "model.net.widths=[8,16,32]",
         "trainer.precision=32-true",
-        "data.train_pairs=3200",  # 400 steps in one epoch, each followed by 0.15 s asleep: ~70 s, a core idle
-        "+callbacks.pace._target_=tests.helpers.PacedSteps",
-        "+callbacks.pace.seconds=0.15",
+        "data.train_pairs=3200",  # 400 steps in one epoch
         "trainer.log_every_n_steps=50",
         "callbacks.timed_checkpoint=null",
     ]
-    reference_dir = tmp_path / "uninterrupted"
-    reference = subprocess.Popen(
-        [sys.executable, "-m", "mixsep.run", *train, f"hydra.run.dir={reference_dir}"],
-        cwd=PROJECT_ROOT,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    paced = ["+callbacks.pace._target_=tests.helpers.PacedSteps", "+callbacks.pace.seconds=0.15"]  # ~70 s, idle
     sweep = tmp_path / "sweep"
     watch = StatusWatch(sweep)
     preempted = []
@@ -134,17 +125,22 @@ def test_slurm_sweep_survives_time_limits_and_preemption(slurm_cluster, tiny_ove
     result = run_sweep(
         command
         + train
+        + paced
         + slurm_overrides(sweep, timeout_min=1)[2:]
         + ["hydra.launcher.signal_delay_s=5", "hydra.launcher.max_num_timeout=12", "logger=wandb"],
         watch,
         during=preempt_job_1,
         timeout=540,
     )
-    reference.wait(timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = job_metrics(sweep)
     assert sorted(jobs) == ["0_unet", "1_unet"]
-    ref = json.loads((reference_dir / "metrics.json").read_text())
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the jobs (OMP_NUM_THREADS=1): the same arithmetic, step by step
+    try:
+        ref = mixsep_train(compose("config", train + ["seed=0"], tmp_path / "uninterrupted"))
+    finally:
+        torch.set_num_threads(threads)
 
     # two jobs at once, each on its own GPU and SLURM job
     assert watch.together, f"the two jobs never ran at the same time: {watch.seen}"

@@ -13,6 +13,7 @@ import pytest
 from mixsep.models.metrics import TEST_KEYS
 from mixsep.run import train
 from tests.helpers import run_cli as cli
+from tests.helpers import run_cli_here
 
 pytestmark = pytest.mark.slow  # real command lines, launchers and DDP processes
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,10 +24,10 @@ def status(folder: Path) -> dict:
     return json.loads((folder / "status.json").read_text())
 
 
-def test_optuna_search_optimises_the_validation_objective(tiny_overrides, tmp_path):
+def test_optuna_search_optimises_the_validation_objective(tiny_overrides, tmp_path, capfd):
     sweep, db = tmp_path / "optuna", tmp_path / "study.db"
     overrides = [o for o in tiny_overrides if not o.startswith("data.batch_size")]
-    result = cli(
+    result = run_cli_here(
         overrides
         + [
             "hparams_search=optuna",
@@ -35,7 +36,8 @@ def test_optuna_search_optimises_the_validation_objective(tiny_overrides, tmp_pa
             f"hydra.sweeper.storage=sqlite:///{db}",
             "hydra.sweeper.study_name=t",
             f"hydra.sweep.dir={sweep}",
-        ]
+        ],
+        capfd,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     import optuna
@@ -50,7 +52,7 @@ def test_optuna_search_optimises_the_validation_objective(tiny_overrides, tmp_pa
         assert all(abs(trial.value - m[k]) > 1e-6 for k in TEST_KEYS)  # never a test score
 
     # the stored study resumes: a total of 4 trials asks for one more, numbered after the others
-    again = cli(
+    again = run_cli_here(
         overrides
         + [
             "hparams_search=optuna",
@@ -59,7 +61,8 @@ def test_optuna_search_optimises_the_validation_objective(tiny_overrides, tmp_pa
             f"hydra.sweeper.storage=sqlite:///{db}",
             "hydra.sweeper.study_name=t",
             f"hydra.sweep.dir={tmp_path / 'resumed'}",
-        ]
+        ],
+        capfd,
     )
     assert again.returncode == 0, again.stderr[-3000:]
     assert len(optuna.load_study(study_name="t", storage=f"sqlite:///{db}").trials) == 4
@@ -80,9 +83,9 @@ def test_optuna_search_spaces_follow_hydra_sweep_syntax():
     assert distribution(parse("x=tag(int, log, interval(1, 64))")) == d.IntDistribution(1, 64, log=True)
 
 
-def test_a_failing_job_does_not_stop_the_sweep(tiny_overrides, tmp_path):
+def test_a_failing_job_does_not_stop_the_sweep(tiny_overrides, tmp_path, capfd):
     sweep = tmp_path / "sweep"
-    result = cli(tiny_overrides + ["-m", "model.loss=mse,bogus,l1", f"hydra.sweep.dir={sweep}"])
+    result = run_cli_here(tiny_overrides + ["-m", "model.loss=mse,bogus,l1", f"hydra.sweep.dir={sweep}"], capfd)
     assert result.returncode != 0
     jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
     assert len(jobs) == 3
@@ -94,8 +97,8 @@ def test_a_failing_job_does_not_stop_the_sweep(tiny_overrides, tmp_path):
     assert record["multirun"] and "model.loss=bogus" in record["overrides"]
 
 
-def test_a_single_run_prints_a_user_error_in_one_line(tiny_overrides, tmp_path):
-    result = cli(tiny_overrides + ["model.loss=bogus", f"hydra.run.dir={tmp_path / 'run'}"])
+def test_a_single_run_prints_a_user_error_in_one_line(tiny_overrides, tmp_path, capfd):
+    result = run_cli_here(tiny_overrides + ["model.loss=bogus", f"hydra.run.dir={tmp_path / 'run'}"], capfd)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("mixsep: model.loss='bogus'")
     assert status(tmp_path / "run")["status"] == "failed"
