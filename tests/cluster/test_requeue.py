@@ -103,19 +103,19 @@ def test_a_sigterm_that_lightning_acts_on_first_saves_too_and_the_resumed_run_ma
 
 
 @pytest.mark.slow
-def test_the_readmes_resume_with_a_new_budget_continues_a_scheduled_unet(tiny_overrides, tmp_path):
+def test_the_readmes_resume_with_a_new_budget_continues_a_scheduled_unet(tiny_overrides, tmp_path, capfd):
     """python -m mixsep.run hydra.run.dir=<a finished unet run> trainer.max_epochs=3: the one-cycle
     schedule is laid over the new budget (it used to step past the old one and fail)."""
     import csv
     import json
 
-    from tests.helpers import run_cli
+    from tests.helpers import run_cli_here
 
     run = tmp_path / "unet"
-    first = run_cli(tiny_overrides + ["model=unet", f"hydra.run.dir={run}"])
+    first = run_cli_here(tiny_overrides + ["model=unet", f"hydra.run.dir={run}"], capfd)
     assert first.returncode == 0, first.stderr[-3000:]
     steps_one_epoch = json.loads((run / "metrics.json").read_text())["global_step"]
-    again = run_cli(tiny_overrides + ["model=unet", "trainer.max_epochs=3", f"hydra.run.dir={run}"])
+    again = run_cli_here(tiny_overrides + ["model=unet", "trainer.max_epochs=3", f"hydra.run.dir={run}"], capfd)
     assert again.returncode == 0, again.stderr[-3000:]
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["global_step"] == 3 * steps_one_epoch and metrics["resumed_from"].endswith("last.ckpt")

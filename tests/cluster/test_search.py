@@ -9,13 +9,13 @@ import time
 
 import pytest
 
-from tests.helpers import report_main, run_cli
+from tests.helpers import report_main, run_cli_here
 
 pytestmark = pytest.mark.slow
 
 
-def search(overrides: list[str], sweep, n_trials: int):
-    return run_cli(
+def search(overrides: list[str], sweep, n_trials: int, capfd):
+    return run_cli_here(
         [
             *overrides,
             "hparams_search=optuna",
@@ -30,21 +30,22 @@ def search(overrides: list[str], sweep, n_trials: int):
             "trainer.max_epochs=2",
             f"hydra.sweep.dir={sweep}",
             "-m",
-        ]
+        ],
+        capfd,
     )
 
 
-def test_a_pruned_search_stops_hopeless_trials_and_a_rerun_resumes_its_journal(tiny_overrides, tmp_path):
+def test_a_pruned_search_stops_hopeless_trials_and_a_rerun_resumes_its_journal(tiny_overrides, tmp_path, capfd):
     import optuna
     from optuna.trial import TrialState
 
     sweep = tmp_path / "search"
-    first = search(tiny_overrides, sweep, 3)
+    first = search(tiny_overrides, sweep, 3, capfd)
     assert first.returncode == 0, first.stderr[-3000:]
     journal = sweep / "optuna.journal"
     assert journal.is_file()  # the default storage: Optuna's journal file in the sweep folder
 
-    again = search(tiny_overrides, sweep, 6)  # the same folder: the study resumes, 3 more trials to a total of 6
+    again = search(tiny_overrides, sweep, 6, capfd)  # the same folder: the study resumes, 3 more trials to a total of 6
     assert again.returncode == 0, again.stderr[-3000:]
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
     study = optuna.load_study(study_name="optuna_unet", storage=storage)

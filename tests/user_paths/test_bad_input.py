@@ -15,7 +15,7 @@ from mixsep import load_separator
 from mixsep.data.datamodule import MixDataModule
 from mixsep.errors import ConfigError, DataNotFoundError, TrainingDivergedError
 from mixsep.run import train
-from tests.helpers import TINY_SIZES, compose_config, run_cli, run_in_this_process
+from tests.helpers import TINY_SIZES, compose_config, run_cli, run_cli_here, run_in_this_process
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -156,8 +156,8 @@ def test_an_unwritable_cache_costs_time_and_says_where(tiny_data_kwargs, monkeyp
 
 
 @pytest.mark.slow
-def test_a_config_error_is_one_line_without_the_config_tree_before_it(tiny_overrides, tmp_path):
-    result = run_cli(tiny_overrides + ["model.loss=bogus", f"hydra.run.dir={tmp_path}"])
+def test_a_config_error_is_one_line_without_the_config_tree_before_it(tiny_overrides, tmp_path, capfd):
+    result = run_cli_here(tiny_overrides + ["model.loss=bogus", f"hydra.run.dir={tmp_path}"], capfd)
     assert result.returncode != 0
     assert "└──" not in result.stdout + result.stderr  # the tree is not printed ...
     assert (tmp_path / "config_tree.txt").read_text().startswith("config")  # ... but saved
