@@ -73,7 +73,13 @@ def gpu_tests() -> str:
 
 
 def throughput(
-    model: str, rounds: int, pairs: int, batch_size: int | None, data_kwargs: dict, warmup: int = 2, per_item_batch=64
+    model: str,
+    rounds: int,
+    pairs: int,
+    batch_size: int | None,
+    data_kwargs: dict,
+    warmup: int = 2,
+    per_item_batch: int = 64,
 ) -> dict:
     """mixsep vs per-item pipeline for ``model``, medians of alternating rounds."""
     from throughput import build

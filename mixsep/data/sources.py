@@ -106,10 +106,10 @@ def list_image_folder(split_dir: Path, strict: bool = True) -> list[Path]:
     classes.sort(key=lambda c: (order.get(c, len(order)), c))
     files: list[Path] = []
     for c in classes:
-        names = sorted(n for n in os.listdir(split_dir / c) if os.path.splitext(n)[1].lower() in DATASET_SUFFIXES)
-        found = [split_dir / c / n for n in names]
+        folder = split_dir / c  # names as strings: a split holds tens of thousands of files
+        found = [folder / n for n in sorted(os.listdir(folder)) if os.path.splitext(n)[1].lower() in DATASET_SUFFIXES]
         if not found and strict:  # a copy that broke off part-way: refuse, rather than train on a lopsided set
-            raise ValueError(f"the class folder {split_dir / c} holds no images ({', '.join(DATASET_SUFFIXES)})")
+            raise ValueError(f"the class folder {folder} holds no images ({', '.join(DATASET_SUFFIXES)})")
         files += found
     return files
 

@@ -39,7 +39,7 @@ def save_samples(
 ) -> None:
     """One row per pair, one column per image kind; images (B, 3, H, W) in [0, 1], each pixel drawn as a
     ``scale`` x ``scale`` block; ``row_labels`` (e.g. the input file names) at the left of each row. Drawn with
-    PIL (a figure of a few dozen images: a twentieth of matplotlib's time)."""
+    PIL (a sheet of a few dozen images: an eighth of matplotlib's time)."""
     from PIL import Image, ImageDraw, ImageFont
 
     font = ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"), 11)

@@ -169,7 +169,7 @@ TARGET_EXAMPLES = {"pruner": "optuna.pruners.MedianPruner", "sampler": "optuna.s
 def _check_target(key: str, target: str) -> None:
     """A ``_target_`` given on the command line names something Python can import (Hydra would fail only
     when it builds the object: for a sweeper's pruner, with a screen of text before any job)."""
-    from hydra._internal.utils import _locate
+    from hydra._internal.utils import _locate  # hydra.utils.get_object logs its own lines before raising
 
     try:
         _locate(target)
