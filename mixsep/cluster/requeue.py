@@ -58,40 +58,55 @@ def _slurm_will_requeue() -> bool:
     return restarts is not None and int(restarts.group(1)) > requeue_count()
 
 
+# submitit's handler of the scheduler's warning signal, once record_scheduler_requeues has wrapped it
+_warning: dict = {}
+
+
+def record_scheduler_requeues() -> tuple[int, object] | None:
+    """From now on, submitit's re-queue at the scheduler's warning is recorded as ``requeued`` (timeout or
+    preemption) in ``stopping``, wherever the job is: a warning while the data loads or W&B starts is a re-queue,
+    not a failure. Called as the job starts (cluster.status.recorded_job) and by SaveOnSignal. The signal and
+    submitit's handler, or None outside submitit."""
+    if not _warning:
+        try:
+            from submitit import JobEnvironment
+
+            signum = JobEnvironment._usr_sig()
+        except (ImportError, ValueError):
+            return None
+        handler = _submitit_handler(signum)
+        if handler is None:
+            return None
+        _warning.update(signum=signum, submitit=handler)
+        signal.signal(signum, requeue_now)
+    return _warning["signum"], _warning["submitit"]
+
+
+def requeue_now(signum: int, frame) -> None:
+    """submitit's handler (checkpoint the submission, ``scontrol requeue``, exit), recorded as a re-queue."""
+    submitit = _warning["submitit"]
+    stopping.update(status="requeued", reason="timeout" if submitit.__self__.has_timed_out() else "preemption")
+    try:
+        submitit(signum, frame)
+    except subprocess.CalledProcessError:
+        if not _slurm_will_requeue():
+            raise
+        log.info("the job was re-queued already (pre-empted at the same moment)")
+        raise SystemExit(-1) from None
+
+
 class SaveOnSignal(L.Callback):
     """Write ``last.ckpt`` at the next batch boundary after a scheduler's warning or SIGTERM, then let the
     job be re-queued (submitit) or end. Outside a scheduler it acts on SIGTERM only (``cancelled``).
 
-    Under submitit, its handler for the warning signal is wrapped from the moment the callbacks are built:
-    outside ``fit`` (loading data, testing) the job is re-queued at once, recorded as ``requeued``; during
-    ``fit`` the re-queue waits for the end of the current training batch, after the state is saved."""
+    Under submitit, the warning re-queues the job at once outside ``fit`` (loading data, testing), recorded as
+    ``requeued`` (record_scheduler_requeues); during ``fit`` the re-queue waits for the end of the current
+    training batch, after the state is saved."""
 
     def __init__(self, dirpath: str, filename: str = "last") -> None:
         self.path = Path(dirpath) / f"{filename}.ckpt"
         self._pending = False
-        self._signum, self._submitit = None, None
-        try:
-            from submitit import JobEnvironment
-
-            self._signum = JobEnvironment._usr_sig()
-        except (ImportError, ValueError):
-            return
-        self._submitit = _submitit_handler(self._signum)
-        if self._submitit is not None:
-            signal.signal(self._signum, self._requeue_now)
-
-    def _requeue_now(self, signum: int, frame) -> None:
-        """submitit's handler (checkpoint the submission, ``scontrol requeue``, exit), recorded as a re-queue."""
-        stopping.update(
-            status="requeued", reason="timeout" if self._submitit.__self__.has_timed_out() else "preemption"
-        )
-        try:
-            self._submitit(signum, frame)
-        except subprocess.CalledProcessError:
-            if not _slurm_will_requeue():
-                raise
-            log.info("the job was re-queued already (pre-empted at the same moment)")
-            raise SystemExit(-1) from None
+        self._signum, self._submitit = record_scheduler_requeues() or (None, None)
 
     def _defer(self, signum: int, frame) -> None:
         log.warning(f"received {signal.Signals(signum).name}: saving at the end of this training batch")
@@ -118,17 +133,17 @@ class SaveOnSignal(L.Callback):
         """After fit a warning re-queues at once (the next allocation resumes from the finished fit); one
         that came after the last training batch is acted on now."""
         if self._submitit is not None and signal.getsignal(self._signum) == self._defer:
-            signal.signal(self._signum, self._requeue_now)
+            signal.signal(self._signum, requeue_now)
             if self._pending:
                 self._pending = False
-                self._requeue_now(self._signum, None)
+                requeue_now(self._signum, None)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         if self._pending:
             self._pending = False
             self._save(trainer)
-            signal.signal(self._signum, self._requeue_now)
-            self._requeue_now(self._signum, None)
+            signal.signal(self._signum, requeue_now)
+            requeue_now(self._signum, None)
         elif trainer.received_sigterm:
             self._save(trainer)
             self._record_sigterm()

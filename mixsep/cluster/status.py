@@ -230,6 +230,7 @@ def recorded_job(
     from lightning.pytorch.utilities import rank_zero_only
 
     zero = rank_zero_only.rank == 0
+    requeue.record_scheduler_requeues()  # a scheduler's warning from here on is a re-queue, not a failure
     lock = FolderLock(out)
     if zero:  # before anything is written: a live job's folder is left exactly as it is
         try:

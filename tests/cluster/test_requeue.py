@@ -143,3 +143,35 @@ def test_resume_into_a_new_folder_keeps_the_best_record(compose, tiny_overrides,
     assert float(state["best_model_score"]) == pytest.approx(val_losses[best_epoch], rel=1e-5)
     assert resumed["checkpoint"].endswith(f"best-epoch{best_epoch - 1:03d}.ckpt")  # the true best is tested
     assert Path(first["checkpoint"]).exists()  # nothing of the earlier run was deleted
+
+
+def test_a_schedulers_warning_before_training_starts_is_a_requeue_not_a_failure(tmp_path, monkeypatch):
+    """submitit's own handler of the scheduler's warning (USR2) re-queues and exits; when it comes while the job
+    still loads its data or starts W&B (before the callbacks exist), status.json says re-queued, not failed."""
+    import json
+    import os
+    import signal
+
+    from submitit.core.job_environment import JobEnvironment, SignalHandler
+    from submitit.core.utils import DelayedSubmission, JobPaths
+    from submitit.local.local import LocalJobEnvironment
+
+    from mixsep.cluster.status import recorded_job
+
+    for name in LocalJobEnvironment._env.values():  # job 7, its only task
+        monkeypatch.setenv(name, "7" if name.endswith("JOB_ID") else "1" if "NUM" in name or "NTASKS" in name else "0")
+    delayed = DelayedSubmission(print)
+    delayed._timeout_min = 60  # one minute in: not at its time limit, so submitit calls it a pre-emption
+    submitit = SignalHandler(LocalJobEnvironment(), JobPaths(tmp_path / "submitit"), delayed)
+    signum = JobEnvironment._usr_sig()
+    before = signal.signal(signum, submitit.checkpoint_and_try_requeue)  # as submitit's job process does
+    requeue._warning.clear()
+    try:
+        with pytest.raises(SystemExit), recorded_job(tmp_path / "job", "val/psnr"):
+            os.kill(os.getpid(), signum)  # while the data loads: no SaveOnSignal yet
+    finally:
+        signal.signal(signum, before)
+        requeue._warning.clear()
+        requeue.stopping.clear()
+    status = json.loads((tmp_path / "job" / "status.json").read_text())
+    assert (status["status"], status["reason"], status["requeues"]) == ("requeued", "preemption", 1)
