@@ -3,8 +3,8 @@
     python benchmarks/throughput.py --model conv_dual          # MIXSEP_DATA_ROOT must hold the data
 
 (a) mixsep: batches gathered from in-memory uint8 tensors, mix computed on the batch, mixsep's
-    defaults for the device (CPU: bf16 autocast, channels_last, the data config's batch of 256;
-    GPU: bf16, channels_last, batch 512).
+    defaults for the device (precision=auto: bf16 autocast where the device computes bf16 natively, a GPU or
+    a CPU with AVX512-BF16/AMX, else fp32; channels_last; CPU: the data config's batch of 256, GPU: 512).
 (b) per-item: a Dataset whose __getitem__ builds PIL images and runs torchvision transforms (Resize,
     ToTensor, channel repeat, averaging), DataLoader(batch_size=64, shuffle=True, num_workers=2), fp32.
 
@@ -31,6 +31,7 @@ from torchvision.datasets import MNIST
 from mixsep.data.datamodule import MixDataModule
 from mixsep.models import ConvDual, ConvSkipDual, ResNetDual, ResNetSkipDual, ResNetSkipSub, SingleSub, UNetSeparator
 from mixsep.models.module import SeparationModule
+from mixsep.training.hardware import cpu_has_bf16
 
 NETS = {  # the model= options' networks (with their default options)
     "conv_dual": ConvSkipDual,
@@ -131,7 +132,8 @@ def build(args, per_item_batch: int = 64, **data_kwargs) -> tuple[Pipeline, Pipe
         for b in per_item:
             yield tuple(t.to(device, non_blocking=True) for t in b)
 
-    fast = Pipeline("mixsep", fast_batches, batch, bf16=True, channels_last=True, device=device, model=args.model)
+    bf16 = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_bf16()  # as precision=auto
+    fast = Pipeline("mixsep", fast_batches, batch, bf16=bf16, channels_last=True, device=device, model=args.model)
     slow = Pipeline(
         "per-item", slow_batches, per_item_batch, bf16=False, channels_last=False, device=device, model=args.model
     )
@@ -178,7 +180,7 @@ def main() -> None:
     print("| pipeline | batch | precision | train pairs/s | data-only pairs/s |")
     print("|---|---:|---|---:|---:|")
     print(
-        f"| mixsep (tensor gathers) | {fast.batch_size} | bf16-mixed, channels_last "
+        f"| mixsep (tensor gathers) | {fast.batch_size} | {'bf16-mixed' if fast.bf16 else 'fp32'}, channels_last "
         f"| {med['mixsep']:.0f} | {dmed['mixsep']:.0f} |"
     )
     print(f"| per-item Dataset + DataLoader(workers=2) | 64 | fp32 | {med['per-item']:.0f} | {dmed['per-item']:.0f} |")

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import run_cli, wandb_records
+from tests.helpers import run_cli_here, wandb_records
 
-pytestmark = pytest.mark.slow  # real command lines
+pytestmark = pytest.mark.slow  # the real command line (in this process)
 
 
 def not_blank(png: bytes | Path) -> np.ndarray:
@@ -22,12 +22,13 @@ def not_blank(png: bytes | Path) -> np.ndarray:
     return pixels
 
 
-def test_wandb_and_tensorboard_get_sample_pictures_and_the_final_scores(tiny_overrides, tmp_path):
+def test_wandb_and_tensorboard_get_sample_pictures_and_the_final_scores(tiny_overrides, tmp_path, capfd, monkeypatch):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run = tmp_path / "run"
     args = tiny_overrides + ["logger=[tensorboard,wandb]", "trainer.max_epochs=2", f"hydra.run.dir={run}"]
-    result = run_cli(args, WANDB_MODE="offline")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    result = run_cli_here(args, capfd)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((run / "metrics.json").read_text())
 

@@ -12,7 +12,6 @@ import pytest
 
 from mixsep.models.metrics import TEST_KEYS
 from mixsep.run import train
-from tests.helpers import run_cli as cli
 from tests.helpers import run_cli_here
 
 pytestmark = pytest.mark.slow  # real command lines, launchers and DDP processes
@@ -104,13 +103,19 @@ def test_a_single_run_prints_a_user_error_in_one_line(tiny_overrides, tmp_path, 
     assert status(tmp_path / "run")["status"] == "failed"
 
 
-def test_wandb_multirun_gives_every_job_its_own_run_in_the_sweep_group(tiny_overrides, tmp_path):
+def offline_wandb(monkeypatch, folder: Path) -> None:
+    for name in ("WANDB_DIR", "WANDB_CONFIG_DIR"):
+        monkeypatch.setenv(name, str(folder))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+
+
+def test_wandb_multirun_gives_every_job_its_own_run_in_the_sweep_group(tiny_overrides, tmp_path, capfd, monkeypatch):
     sweep = tmp_path / "sweep"
-    env = {"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "WANDB_CONFIG_DIR": str(tmp_path)}
-    result = cli(
+    offline_wandb(monkeypatch, tmp_path)
+    result = run_cli_here(
         tiny_overrides
         + ["-m", "logger=wandb", "model=conv_dual,unet", "logger.wandb.tags=[t1]", f"hydra.sweep.dir={sweep}"],
-        **env,
+        capfd,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     ids = []
@@ -127,13 +132,13 @@ def test_wandb_multirun_gives_every_job_its_own_run_in_the_sweep_group(tiny_over
     assert len(set(ids)) == 2
 
 
-def test_a_resumed_run_continues_the_same_wandb_run(tiny_overrides, tmp_path):
+def test_a_resumed_run_continues_the_same_wandb_run(tiny_overrides, tmp_path, capfd, monkeypatch):
     run = tmp_path / "run"
-    env = {"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "WANDB_CONFIG_DIR": str(tmp_path)}
+    offline_wandb(monkeypatch, tmp_path)
     args = tiny_overrides + ["logger=wandb", f"hydra.run.dir={run}"]
-    assert cli(args, **env).returncode == 0
+    assert run_cli_here(args, capfd).returncode == 0
     first = (run / "wandb_id.txt").read_text().strip()
-    again = cli([a for a in args if a != "trainer.max_epochs=1"] + ["trainer.max_epochs=2"], **env)
+    again = run_cli_here([a for a in args if a != "trainer.max_epochs=1"] + ["trainer.max_epochs=2"], capfd)
     assert again.returncode == 0, again.stderr[-3000:]
     assert (run / "wandb_id.txt").read_text().strip() == first
     assert json.loads((run / "metrics.json").read_text())["resumed_from"].endswith("last.ckpt")
