@@ -39,13 +39,19 @@ def check_command_line(args: list[str], config_name: str = "config") -> None:
     if any(a.startswith("-") or "(" in a or "," in a or a.startswith("hparams_search=") for a in args):
         return  # sweeps (-m, or a sweeper's search space), --cfg, --help: Hydra's own
     from hydra import compose, initialize_config_dir
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
     try:
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            composed = compose(config_name=config_name, overrides=args, return_hydra_config=True)
             choices = [a for a in args if _is_group_choice(a)]
             reference = compose(config_name=config_name, overrides=choices, return_hydra_config=True)
+        # the other overrides applied as Hydra's compose applies them after its groups (one compose, not two:
+        # each is half a second of every run's start)
+        composed = reference.copy()
+        values = OverridesParser.create().parse_overrides([a for a in args if not _is_group_choice(a)])
+        ConfigLoaderImpl._apply_overrides_to_config(values, composed)
     except HydraException as err:
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         key = re.match(r"Could not override '([\w.]+)'", lines[0] if lines else "")

@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from mixsep.cluster.provenance import short_commit
-from tests.helpers import readme_command, run_cli, run_cli_here
+from tests.helpers import readme_command, run_cli_here
 
 pytestmark = pytest.mark.slow  # pytest-xdist --dist loadfile: this file's tests run on one worker, one at a time
 
@@ -90,7 +90,7 @@ def test_a_sweep_logs_one_mlflow_run_per_job_and_a_resumed_job_continues_its_run
     )
     args = shlex.split(command)[3:]  # -m logger=mlflow logger.mlflow.tracking_uri=... model=conv_dual,unet
     logged = ["logger=mlflow", f"logger.mlflow.tracking_uri={mlflow_server}", "experiment_name=mlflow_check"]
-    result = run_cli(tiny_overrides + args + ["experiment_name=mlflow_check", f"hydra.sweep.dir={sweep}"])
+    result = run_cli_here(tiny_overrides + args + ["experiment_name=mlflow_check", f"hydra.sweep.dir={sweep}"], capfd)
     assert result.returncode == 0, result.stderr[-3000:]
 
     client = MlflowClient(mlflow_server)

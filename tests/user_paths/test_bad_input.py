@@ -15,7 +15,7 @@ from mixsep import load_separator
 from mixsep.data.datamodule import MixDataModule
 from mixsep.errors import ConfigError, DataNotFoundError, TrainingDivergedError
 from mixsep.run import train
-from tests.helpers import TINY_SIZES, compose_config, run_cli, run_cli_here, run_in_this_process
+from tests.helpers import TINY_SIZES, compose_config, run_cli_here, run_in_this_process
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -102,9 +102,9 @@ def test_a_failed_download_of_another_source_leaves_the_data_root_as_it_was(tiny
 
 
 @pytest.mark.slow
-def test_the_rich_progress_bar_completes_off_a_terminal(tiny_overrides, tmp_path):
+def test_the_rich_progress_bar_completes_off_a_terminal(tiny_overrides, tmp_path, capfd):
     overrides = [o for o in tiny_overrides if not o.startswith("callbacks.progress_bar")] + ["trainer.max_epochs=2"]
-    result = run_cli([*overrides, f"hydra.run.dir={tmp_path}"])
+    result = run_cli_here([*overrides, f"hydra.run.dir={tmp_path}"], capfd)  # captured: not a terminal
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "metrics.json").exists()
     assert len(result.stdout.splitlines()) < 400  # final states only, no redraw per step

@@ -90,7 +90,7 @@ def run_sweep(args: list[str], watch: StatusWatch, during=None, timeout: float =
 
 
 def test_slurm_sweep_survives_time_limits_and_preemption(slurm_cluster, compose, tiny_overrides, tmp_path):
-    """Two jobs at once on the two GPUs; each allocation (1 minute) is shorter than the one epoch of
+    """Two jobs at once on the two GPUs; each allocation (2 minutes) is shorter than the one epoch of
     training, so every job is re-queued at its time limit, and job 1 is also pre-empted
     (``scontrol requeue``) in mid-training. Both complete with every step done, and job 0 ends where an
     uninterrupted run of the same seed (here, unpaced) ends."""
@@ -102,7 +102,9 @@ def test_slurm_sweep_survives_time_limits_and_preemption(slurm_cluster, compose,
         "trainer.log_every_n_steps=50",
         "callbacks.timed_checkpoint=null",
     ]
-    paced = ["+callbacks.pace._target_=tests.helpers.PacedSteps", "+callbacks.pace.seconds=0.15"]  # ~70 s, idle
+    # ~2.2 minutes of training, asleep most of it: each allocation trains far longer than it takes to start (every
+    # start costs CPU seconds: on a loaded machine 1-minute allocations spent most of themselves starting)
+    paced = ["+callbacks.pace._target_=tests.helpers.PacedSteps", "+callbacks.pace.seconds=0.32"]
     sweep = tmp_path / "sweep"
     watch = StatusWatch(sweep)
     preempted = []
@@ -120,17 +122,17 @@ def test_slurm_sweep_survives_time_limits_and_preemption(slurm_cluster, compose,
             if r.returncode == 0:  # else its time limit re-queued it first: try in its next allocation
                 preempted.append(status["slurm_job_id"])
 
-    # the README's command (partition gpu, model=unet seed=0,1), with 1-minute allocations instead of 120
+    # the README's command (partition gpu, model=unet seed=0,1), with 2-minute allocations instead of 120
     command = shlex.split(readme_command("hydra/launcher=slurm hydra.launcher.partition=gpu"))[3:]
     result = run_sweep(
         command
         + train
         + paced
-        + slurm_overrides(sweep, timeout_min=1)[2:]
+        + slurm_overrides(sweep, timeout_min=2)[2:]
         + ["hydra.launcher.signal_delay_s=5", "hydra.launcher.max_num_timeout=12", "logger=wandb"],
         watch,
         during=preempt_job_1,
-        timeout=540,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = job_metrics(sweep)
