@@ -55,7 +55,8 @@ def mlflow_server(tmp_path_factory):
         ],
         stdout=open(root / "server.log", "w"),
         stderr=subprocess.STDOUT,
-        env={**os.environ, "MLFLOW_TRACKING_URI": ""},
+        # no job runner: the server's background jobs (GenAI evaluation) are not used here, its processes cost CPU
+        env={**os.environ, "MLFLOW_TRACKING_URI": "", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
     )
     uri = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
