@@ -12,21 +12,29 @@ import torch
 from tests.helpers import TINY_SIZES, compose_config, make_cifar_folder, make_mnist
 
 # files whose tests take minutes go first, so that no worker starts one of them at the end (--dist loadfile
-# hands out whole files in this order, --no-loadscope-reorder keeps it)
+# hands out whole files in this order, --no-loadscope-reorder keeps it); after the two clusters, which mostly wait,
+# by their measured time in the suite (seconds, 2-core AMD EPYC, 2026-12-01): the longest first
 LONGEST_FIRST = (
-    "test_slurm.py",  # minutes of waiting for SLURM's allocations, little CPU: first, beside the rest
-    "test_ray.py",
-    "test_readme.py",
-    "test_status.py",
-    "test_mlflow.py",
-    "test_search.py",
-    "test_ddp.py",
-    "test_sweeps.py",
-    "test_debug.py",
-    "test_run.py",
-    "test_gpu_check.py",
-    "test_realdata.py",
-    "test_requeue.py",
+    "test_slurm.py",  # 250: SLURM's allocations, asleep most of it: first, beside the rest
+    "test_ray.py",  # 190
+    "test_readme.py",  # 340
+    "test_status.py",  # 125
+    "test_run.py",  # 115
+    "test_ddp.py",  # 115
+    "test_mlflow.py",  # 115
+    "test_sweeps.py",  # 105
+    "test_bad_input.py",  # 95
+    "test_debug.py",  # 95
+    "test_realdata.py",  # 85
+    "test_nets.py",  # 50
+    "test_gpu_check.py",  # 45
+    "test_module.py",  # 40
+    "test_search.py",  # 35
+    "test_requeue.py",  # 35
+    "test_separate.py",  # 25
+    "test_prior.py",  # 25
+    "test_callbacks.py",  # 20
+    "test_dashboards.py",  # 15
 )
 
 
