@@ -62,11 +62,11 @@ def _slurm_will_requeue() -> bool:
 _warning: dict = {}
 
 
-def record_scheduler_requeues() -> tuple[int, object] | None:
+def record_scheduler_requeues() -> int | None:
     """From now on, submitit's re-queue at the scheduler's warning is recorded as ``requeued`` (timeout or
     preemption) in ``stopping``, wherever the job is: a warning while the data loads or W&B starts is a re-queue,
-    not a failure. Called as the job starts (cluster.status.recorded_job) and by SaveOnSignal. The signal and
-    submitit's handler, or None outside submitit."""
+    not a failure. Called as the job starts (cluster.status.recorded_job) and by SaveOnSignal. The warning's
+    signal, or None outside submitit."""
     if not _warning:
         try:
             from submitit import JobEnvironment
@@ -79,7 +79,7 @@ def record_scheduler_requeues() -> tuple[int, object] | None:
             return None
         _warning.update(signum=signum, submitit=handler)
         signal.signal(signum, requeue_now)
-    return _warning["signum"], _warning["submitit"]
+    return _warning["signum"]
 
 
 def requeue_now(signum: int, frame) -> None:
@@ -106,7 +106,7 @@ class SaveOnSignal(L.Callback):
     def __init__(self, dirpath: str, filename: str = "last") -> None:
         self.path = Path(dirpath) / f"{filename}.ckpt"
         self._pending = False
-        self._signum, self._submitit = record_scheduler_requeues() or (None, None)
+        self._signum = record_scheduler_requeues()  # None: not a submitit job
 
     def _defer(self, signum: int, frame) -> None:
         log.warning(f"received {signal.Signals(signum).name}: saving at the end of this training batch")
@@ -114,7 +114,7 @@ class SaveOnSignal(L.Callback):
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         stopping.clear()
-        if self._submitit is not None:
+        if self._signum is not None:
             signal.signal(self._signum, self._defer)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -132,7 +132,7 @@ class SaveOnSignal(L.Callback):
     def _outside_fit(self) -> None:
         """After fit a warning re-queues at once (the next allocation resumes from the finished fit); one
         that came after the last training batch is acted on now."""
-        if self._submitit is not None and signal.getsignal(self._signum) == self._defer:
+        if self._signum is not None and signal.getsignal(self._signum) == self._defer:
             signal.signal(self._signum, requeue_now)
             if self._pending:
                 self._pending = False

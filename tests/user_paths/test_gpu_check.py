@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.helpers import PROJECT_ROOT, run_in_this_process
+from tests.helpers import PROJECT_ROOT, run_here
 
 
 @pytest.mark.slow
@@ -16,10 +16,9 @@ def test_gpu_check_runs_on_a_cpu_with_a_note(tiny_root, tmp_path, capfd, monkeyp
     monkeypatch.setenv("MIXSEP_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("MIXSEP_DATA_ROOT", os.environ.get("MIXSEP_DATA_ROOT", ""))  # the script sets it: restored
     monkeypatch.chdir(PROJECT_ROOT)  # the script changes into the project: restored
-    capfd.readouterr()
-    status = run_in_this_process(["python", "benchmarks/gpu_check.py", "--data", str(tiny_root), "--quick"])
-    out, err = capfd.readouterr()
-    assert status == 0, err[-3000:]
+    run = run_here(["python", "benchmarks/gpu_check.py", "--data", str(tiny_root), "--quick"], capfd)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = run.stdout
     assert "torch " in out and "CUDA" in out
     if "GPU: none" in out:
         assert "note: no CUDA GPU here" in out and "skipped" in out.split("== GPU-only tests")[1]

@@ -162,13 +162,11 @@ def test_exported_test_pairs_are_the_data_modules_fixed_pairs(exported, tiny_roo
 
 @requires_real_data
 def test_separate_on_real_exported_pairs_scores_like_evaluate(tmp_path, capfd, monkeypatch):
-    from tests.helpers import PROJECT_ROOT, run_in_this_process
+    from tests.helpers import PROJECT_ROOT, run_here
 
     monkeypatch.chdir(PROJECT_ROOT)
-    capfd.readouterr()
-    status = run_in_this_process(["python", "benchmarks/separate_vs_evaluate.py", "--pairs", "200"])
-    out, err = capfd.readouterr()
-    assert status == 0, err[-2000:]
-    rows = {line.split()[0]: float(line.split()[-1]) for line in out.splitlines() if line.startswith("test/")}
+    result = run_here(["python", "benchmarks/separate_vs_evaluate.py", "--pairs", "200"], capfd)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = {line.split()[0]: float(line.split()[-1]) for line in result.stdout.splitlines() if line.startswith("test/")}
     assert set(rows) == {"test/mnist_psnr", "test/mnist_ssim", "test/cifar_psnr", "test/cifar_ssim"}
     assert abs(rows["test/mnist_psnr"]) < 0.05 and abs(rows["test/cifar_psnr"]) < 0.15  # 8-bit rounding only
