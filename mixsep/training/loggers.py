@@ -4,11 +4,13 @@ summary, MLflow's metrics and TensorBoard's hparams table."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
 import string
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from lightning.fabric.utilities.logger import _convert_params, _flatten_dict
@@ -24,12 +26,45 @@ log = logging.getLogger("mixsep")
 
 
 class WandbLogger(pl_loggers.WandbLogger):
-    """Lightning's W&B logger without its ``anonymous`` argument, which Lightning always passes (as None) and
-    wandb >= 0.19 warns about on every run ("The anonymous setting has no effect")."""
+    """Lightning's W&B logger, without its ``anonymous`` argument (Lightning always passes it, as None, and
+    wandb >= 0.19 warns about it on every run), that goes on without W&B once W&B's service process is gone.
+
+    A scheduler that stops a job (pre-emption, ``scontrol requeue``, ``scancel``) sends SIGTERM to every process
+    of the job, W&B's service among them, which exits at once; the job itself saves its state at the next batch
+    boundary (cluster.requeue). A log call in between must not turn that re-queue into a failure."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._wandb_init.pop("anonymous", None)
+        self._service_gone = False
+
+    def _while_service_runs(self, method: Callable, *args, **kwargs) -> None:
+        if self._service_gone:
+            return
+        try:
+            method(*args, **kwargs)
+        except ConnectionError as err:
+            self._service_gone = True
+            log.warning(
+                f"W&B's service process is gone ({type(err).__name__}: {err}; a scheduler's SIGTERM stops it with the "
+                "job): no more W&B logging in this process; the run's files so far are kept"
+            )
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+        self._while_service_runs(super().log_metrics, metrics, step)
+
+    @rank_zero_only
+    def log_hyperparams(self, params) -> None:
+        self._while_service_runs(super().log_hyperparams, params)
+
+    @rank_zero_only
+    def log_image(self, key: str, images: list, step: int | None = None, **kwargs) -> None:
+        self._while_service_runs(super().log_image, key, images, step, **kwargs)
+
+    @rank_zero_only
+    def update_summary(self, values: dict) -> None:
+        self._while_service_runs(self.experiment.summary.update, values)
 
 
 class MLFlowLogger(pl_loggers.MLFlowLogger):
@@ -221,12 +256,21 @@ def finish_wandb(failed: bool, preempted: bool = False) -> None:
         wandb.finish(exit_code=1 if failed else 0)
     except Exception as err:  # e.g. its service was stopped by the same signal: the job's outcome stands
         log.warning(f"W&B run not closed cleanly ({type(err).__name__}: {err}); its files are kept")
+        if isinstance(err, ConnectionError):
+            # the service is gone, and wandb raised before letting go of the run: forget the run and the broken
+            # connection (and its exit hook), so that a later job of this process starts its own on a new service
+            from wandb.sdk.lib import module
+
+            with contextlib.suppress(Exception):
+                module.unset_globals()
+            with contextlib.suppress(Exception):
+                wandb.teardown()
 
 
 def publish_final_scores(loggers: list, params: dict, metrics: dict, step: int) -> None:
     """The objective and the final validation and test scores on the dashboards: TensorBoard's hparams
     table (``hp_metric`` is the objective) and the W&B run's summary."""
-    from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+    from lightning.pytorch.loggers import TensorBoardLogger
 
     final = {
         k: v
@@ -240,6 +284,8 @@ def publish_final_scores(loggers: list, params: dict, metrics: dict, step: int) 
             logger.log_hyperparams(params, metrics=scores, step=step)
             logger.experiment.flush()
         elif isinstance(logger, WandbLogger):
+            logger.update_summary(final)
+        elif isinstance(logger, pl_loggers.WandbLogger):  # Lightning's own, configured by its _target_
             logger.experiment.summary.update(final)
         elif isinstance(logger, pl_loggers.MLFlowLogger):
             logger.log_metrics(final, step=step)

@@ -4,11 +4,15 @@ into another folder with the best-checkpoint record."""
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
+import time
 from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
+import wandb
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from mixsep.cluster import requeue
@@ -16,6 +20,7 @@ from mixsep.cluster.requeue import SaveOnSignal
 from mixsep.data.datamodule import MixDataModule
 from mixsep.models.module import SeparationModule
 from mixsep.run import train
+from mixsep.training.loggers import WandbLogger, finish_dashboards
 
 NET = {"_target_": "mixsep.models.UNetSeparator", "widths": [4, 8]}
 
@@ -42,14 +47,15 @@ class RecordBatches(L.Callback):
         self._sigterm(trainer, "validation")
 
 
-def fit(tiny_data_kwargs, tmp_path, callbacks, ckpt_path=None) -> tuple[L.Trainer, SeparationModule]:
+def fit(tiny_data_kwargs, tmp_path, callbacks, ckpt_path=None, logger=False) -> tuple[L.Trainer, SeparationModule]:
     L.seed_everything(0)
     data = MixDataModule(**{**tiny_data_kwargs, "train_pairs": 96})
     module = SeparationModule(net=NET, lr=1e-2, loss="psnr", scheduler="onecycle")
     trainer = L.Trainer(
         max_epochs=2,
         accelerator="cpu",
-        logger=False,
+        logger=logger,
+        log_every_n_steps=1,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -100,6 +106,60 @@ def test_a_sigterm_that_lightning_acts_on_first_saves_too_and_the_resumed_run_ma
     assert first.seen + rest.seen == whole.seen
     for (name, a), b in zip(reference.state_dict().items(), resumed.state_dict().values()):
         torch.testing.assert_close(a, b, msg=name)
+
+
+class StopWandbService(L.Callback):
+    """At the first validation batch after training's first epoch, what a scheduler's SIGTERM to every process
+    of the job does: W&B's real service process ends, and Lightning's handler notes the signal in this process."""
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        if trainer.sanity_checking or trainer._signal_connector.received_sigterm:
+            return
+        services = [p for p in Path("/proc").glob("[0-9]*") if _child_named(p, "wandb-core")]
+        assert services, "no W&B service process found"
+        for proc in services:
+            os.kill(int(proc.name), signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while any(_child_named(p, "wandb-core", zombie_too=False) for p in services) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        trainer._signal_connector.received_sigterm = True
+
+
+def _child_named(proc: Path, name: str, zombie_too: bool = True) -> bool:
+    try:
+        fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        comm = (proc / "comm").read_text().strip()
+    except OSError:
+        return False
+    return comm == name and int(fields[1]) == os.getpid() and (zombie_too or fields[0] != "Z")
+
+
+def test_a_sigterm_that_also_ends_wandbs_service_still_saves_and_ends_the_job_as_stopped(
+    tiny_data_kwargs, tmp_path, monkeypatch
+):
+    """SLURM signals every process of a job: W&B's service ends with the SIGTERM, before the job reaches its next
+    batch boundary. The validation's log call in between must not make the job fail (CI saw a pre-empted SLURM
+    job fail with ConnectionResetError): it saves, ends as stopped, and its W&B run is closed without an error."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    logger = WandbLogger(project="mixsep-test", save_dir=str(tmp_path), id="sigterm01")
+    with pytest.raises(SIGTERMException):
+        fit(
+            tiny_data_kwargs,
+            tmp_path / "b",
+            [SaveOnSignal(dirpath=str(tmp_path / "b")), StopWandbService()],
+            logger=logger,
+        )
+    assert requeue.stopping == {"status": "cancelled", "reason": "SIGTERM"}
+    assert torch.load(tmp_path / "b" / "last.ckpt", weights_only=False)["global_step"] == 12  # the end of epoch 0
+    assert logger._service_gone
+    finish_dashboards("cancelled")  # closes what is left of the run without raising
+    assert list(tmp_path.glob("wandb/offline-run-*-sigterm01/run-sigterm01.wandb"))  # the files so far are kept
+    assert wandb.run is None  # the next job of this process (a sweep's) starts its own run, on a new service
+    following = WandbLogger(project="mixsep-test", save_dir=str(tmp_path / "next"), id="next0001")
+    following.log_metrics({"x": 1.0}, step=0)
+    finish_dashboards("completed")
+    assert not following._service_gone
+    assert list((tmp_path / "next").glob("wandb/offline-run-*-next0001/run-next0001.wandb"))
 
 
 @pytest.mark.slow

@@ -28,12 +28,6 @@ def overlap(a: dict, b: dict) -> bool:
     return a0 < b1 and b0 < a1
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # --------------------------------------------------------------------------- Ray
 @pytest.fixture(scope="module")
 def ray_cluster():
@@ -61,54 +55,30 @@ def ray_cluster():
         subprocess.run([ray_cli, "stop", "--force"], capture_output=True, timeout=120)
 
 
-def test_ray_launcher_gives_each_job_its_own_gpu_and_queues_the_rest(tiny_overrides, tmp_path):
-    sweep = tmp_path / "sweep"
-    result = run_cli(
-        tiny_overrides
-        + [
-            "-m",
-            "hydra/launcher=gpus",
-            "hydra.launcher.ray.init.num_gpus=2",
-            "hydra.launcher.ray.init.num_cpus=2",
-            "hydra.launcher.ray.remote.num_cpus=1",
-            "seed=0,1,2",  # three jobs on two GPUs: one queues
-            "trainer.max_epochs=3",
-            f"hydra.sweep.dir={sweep}",
-        ],
-        **AT_NORMAL_PRIORITY,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    jobs = job_metrics(sweep)
-    assert len(jobs) == 3
-    for m in jobs.values():
-        assert m["cuda_visible_devices"] in ("0", "1")  # exactly one of the two GPUs Ray was told of
-        assert m["world_size"] == 1 and math.isfinite(m["test/mnist_psnr"])
-    for a, b in itertools.combinations(jobs.values(), 2):
-        if overlap(a, b):  # trained at the same time: never on the same GPU
-            assert a["cuda_visible_devices"] != b["cuda_visible_devices"]
-    spans = [tuple(datetime.fromisoformat(m[k]) for k in ("train_start", "train_end")) for m in jobs.values()]
-    moments = sorted(t for span in spans for t in span)
-    running = [sum(s0 <= t < s1 for s0, s1 in spans) for t in moments]
-    assert max(running) == 2  # two GPUs: two jobs at once, never three
-
-
-def test_sweep_joins_a_running_ray_cluster(ray_cluster, tiny_overrides, tmp_path):
+def test_a_sweep_on_a_running_ray_cluster_gives_each_job_its_own_gpu_and_queues_the_rest(
+    ray_cluster, tiny_overrides, tmp_path
+):
+    """The README's sweep on the head node started above (``ray start --head --num-gpus=2``), with three jobs on
+    its two GPUs: every job runs in that cluster on a GPU of its own, two train at once and the third queues."""
     sweep = tmp_path / "sweep"
     command = readme_command("hydra.launcher.ray.init.address=auto")  # model=unet seed=0,1
+    assert "seed=0,1" in command
+    command = command.replace("seed=0,1", "seed=0,1,2")
     # two jobs at once on 2 cores, each training long enough (40 steps, ~6 s alone) for the two to overlap
     size = ["hydra.launcher.ray.remote.num_cpus=1", "data.train_pairs=160", "trainer.max_epochs=2"]
     size.append(f"hydra.sweep.dir={sweep}")
     result = run_cli(shlex.split(command)[3:] + [o for o in tiny_overrides if "max_epochs" not in o] + size)
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = list(job_metrics(sweep).values())
-    assert len(jobs) == 2
+    assert len(jobs) == 3
     port = ray_cluster.rsplit(":", 1)[1]
-    for m in jobs:  # each job ran in the cluster started above, on one of its two GPUs
+    for m in jobs:  # each job ran in the cluster started above, on exactly one of its two GPUs
         assert m["ray_gcs_address"].endswith(f":{port}")
         assert m["cuda_visible_devices"] in ("0", "1")
-    together = [(a, b) for i, a in enumerate(jobs) for b in jobs[i + 1 :] if overlap(a, b)]
+        assert m["world_size"] == 1 and math.isfinite(m["test/mnist_psnr"])
+    together = [(a, b) for a, b in itertools.combinations(jobs, 2) if overlap(a, b)]
     assert together, "the cluster has two GPUs: two jobs train at once"
     assert all(a["cuda_visible_devices"] != b["cuda_visible_devices"] for a, b in together)
-
-
-# --------------------------------------------------------------------------- SLURM
+    spans = [tuple(datetime.fromisoformat(m[k]) for k in ("train_start", "train_end")) for m in jobs]
+    moments = sorted(t for span in spans for t in span)
+    assert max(sum(s0 <= t < s1 for s0, s1 in spans) for t in moments) == 2  # two GPUs: never three at once

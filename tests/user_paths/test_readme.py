@@ -99,14 +99,16 @@ COMMANDS: dict[str, Run | Elsewhere | Skip] = {
     "python -m mixsep.run callbacks/progress_bar=tqdm": Run(TINY),
     # ---- Sweeps and clusters
     "python -m mixsep.run -m hydra/launcher=gpus model=conv_dual,resnet_dual,unet seed=0,1,2 trainer=gpu": Skip(
-        NEEDS_GPU + "; tests/user_paths/test_ray.py runs the gpus launcher with Ray's pretend GPUs"
+        NEEDS_GPU + "; tests/user_paths/test_ray.py runs the gpus launcher on a Ray head node with two declared GPUs"
     ),
     "ray start --head --port=6379 --num-gpus=2": Elsewhere(
-        "tests/user_paths/test_ray.py::test_sweep_joins_a_running_ray_cluster"
+        "tests/user_paths/test_ray.py::test_a_sweep_on_a_running_ray_cluster_gives_each_job_its_own_gpu_and_queues_the_rest"
     ),
     "ray start --address=HEAD:6379": Skip("needs a second machine to join the head node from"),
     "python -m mixsep.run -m hydra/launcher=gpus hydra.launcher.ray.init.address=auto model=unet seed=0,1": (
-        Elsewhere("tests/user_paths/test_ray.py::test_sweep_joins_a_running_ray_cluster")
+        Elsewhere(
+            "tests/user_paths/test_ray.py::test_a_sweep_on_a_running_ray_cluster_gives_each_job_its_own_gpu_and_queues_the_rest"
+        )
     ),
     "python -m mixsep.run -m hydra/launcher=slurm hydra.launcher.partition=gpu hydra.launcher.timeout_min=120 "
     "model=unet seed=0,1": Elsewhere(
