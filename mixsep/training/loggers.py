@@ -43,7 +43,9 @@ class WandbLogger(pl_loggers.WandbLogger):
             return
         try:
             method(*args, **kwargs)
-        except ConnectionError as err:
+        except Exception as err:
+            if not service_gone(err):
+                raise
             self._service_gone = True
             log.warning(
                 f"W&B's service process is gone ({type(err).__name__}: {err}; a scheduler's SIGTERM stops it with the "
@@ -241,6 +243,12 @@ def finish_dashboards(status: str) -> None:
             log.warning(f"MLflow run {logger.run_id} not closed ({type(err).__name__}: {err})")
 
 
+def service_gone(err: BaseException) -> bool:
+    """Whether an error of a W&B call means that W&B's service process has ended: the socket to it closed, or a
+    reply it will never send (wandb's HandleAbandonedError, named here so that wandb is imported only if used)."""
+    return isinstance(err, ConnectionError) or type(err).__name__ == "HandleAbandonedError"
+
+
 def finish_wandb(failed: bool, preempted: bool = False) -> None:
     """Close this job's W&B run, so the next job of the sweep (same process) starts its own. A re-queued
     job's run is marked preempting, not failed: its next allocation continues the same run id."""
@@ -256,7 +264,7 @@ def finish_wandb(failed: bool, preempted: bool = False) -> None:
         wandb.finish(exit_code=1 if failed else 0)
     except Exception as err:  # e.g. its service was stopped by the same signal: the job's outcome stands
         log.warning(f"W&B run not closed cleanly ({type(err).__name__}: {err}); its files are kept")
-        if isinstance(err, ConnectionError):
+        if service_gone(err):
             # the service is gone, and wandb raised before letting go of the run: forget the run and the broken
             # connection (and its exit hook), so that a later job of this process starts its own on a new service
             from wandb.sdk.lib import module
