@@ -99,7 +99,8 @@ COMMANDS: dict[str, Run | Elsewhere | Skip] = {
     "python -m mixsep.run callbacks/progress_bar=tqdm": Run(TINY),
     # ---- Sweeps and clusters
     "python -m mixsep.run -m hydra/launcher=gpus model=conv_dual,resnet_dual,unet seed=0,1,2 trainer=gpu": Skip(
-        NEEDS_GPU + "; tests/user_paths/test_ray.py runs the gpus launcher on a Ray head node with two declared GPUs"
+        NEEDS_GPU
+        + "; tests/user_paths/test_ray.py runs the gpus launcher with pretend GPUs, alone and on a running head node"
     ),
     "ray start --head --port=6379 --num-gpus=2": Elsewhere(
         "tests/user_paths/test_ray.py::test_a_sweep_on_a_running_ray_cluster_gives_each_job_its_own_gpu_and_queues_the_rest"
