@@ -29,10 +29,10 @@ def overlap(a: dict, b: dict) -> bool:
 
 
 # --------------------------------------------------------------------------- Ray
-def test_the_gpus_launcher_starts_ray_here_and_gives_each_job_one_of_its_gpus(tiny_overrides, tmp_path):
+def test_the_gpus_launcher_starts_ray_here_and_gives_the_job_one_of_its_gpus(tiny_overrides, tmp_path):
     """``hydra/launcher=gpus`` on one machine: the launcher starts Ray itself, here with two pretend GPUs
-    (``hydra.launcher.ray.init.num_gpus=2``), and each job trains on one of them. Queueing is the cluster
-    test's below (the same Ray scheduling)."""
+    (``hydra.launcher.ray.init.num_gpus=2``), and the job trains on one of them. Several jobs sharing the GPUs
+    and queueing for them are the cluster test's below (the same Ray scheduling)."""
     sweep = tmp_path / "sweep"
     result = run_cli(
         tiny_overrides
@@ -42,19 +42,15 @@ def test_the_gpus_launcher_starts_ray_here_and_gives_each_job_one_of_its_gpus(ti
             "hydra.launcher.ray.init.num_gpus=2",
             "hydra.launcher.ray.init.num_cpus=2",
             "hydra.launcher.ray.remote.num_cpus=1",
-            "seed=0,1",
+            "seed=0",
             f"hydra.sweep.dir={sweep}",
         ],
         **AT_NORMAL_PRIORITY,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    jobs = list(job_metrics(sweep).values())
-    assert len(jobs) == 2
-    for m in jobs:
-        assert m["cuda_visible_devices"] in ("0", "1")  # exactly one of the two GPUs Ray was told of
-        assert m["world_size"] == 1 and math.isfinite(m["test/mnist_psnr"]) and m["ray_gcs_address"]
-    if overlap(*jobs):  # trained at the same time: never on the same GPU
-        assert jobs[0]["cuda_visible_devices"] != jobs[1]["cuda_visible_devices"]
+    (job,) = job_metrics(sweep).values()
+    assert job["cuda_visible_devices"] in ("0", "1")  # exactly one of the two GPUs Ray was told of
+    assert job["world_size"] == 1 and math.isfinite(job["test/mnist_psnr"]) and job["ray_gcs_address"]
 
 
 @pytest.fixture(scope="module")
