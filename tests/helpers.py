@@ -239,6 +239,8 @@ def compose_config(name: str, overrides: list[str], out: Path):
     """A config composed as ``@hydra.main`` composes it, with its run folder at ``out``."""
     from hydra import compose, initialize_config_dir
 
+    import mixsep.training.config  # noqa: F401  (mixsep's resolvers, which python -m mixsep.run registers)
+
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
         cfg = compose(config_name=name, overrides=overrides, return_hydra_config=True)
     cfg.paths.output_dir = str(out)  # what Hydra's ${hydra:runtime.output_dir} gives under @hydra.main

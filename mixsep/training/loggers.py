@@ -48,7 +48,7 @@ class WandbLogger(pl_loggers.WandbLogger):
                 raise
             self._service_gone = True
             log.warning(
-                f"W&B's service process is gone ({type(err).__name__}: {err}; a scheduler's SIGTERM stops it with the "
+                f"W&B's service process is gone ({type(err).__name__}: {err}; e.g. a scheduler's SIGTERM to the whole "
                 "job): no more W&B logging in this process; the run's files so far are kept"
             )
 

@@ -62,8 +62,6 @@ def test_runs_started_in_the_same_instant_each_get_their_own_folder(compose, tin
     assert sorted(seeds) == [0, 1]
     unique = {folder.name.rsplit("_", 1)[1] for folder in singles}
     assert len(unique) == 2 and all(re.fullmatch("[0-9a-f]{6}", part) for part in unique)
-    import mixsep.training.config  # noqa: F401  (registers ${mixsep_run_id:})
-
     sweep_dir = compose("config", tiny_overrides, tmp_path / "c").hydra.sweep.dir
     assert re.fullmatch(r"outputs/multirun/\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_[0-9a-f]{6}", sweep_dir)
 
