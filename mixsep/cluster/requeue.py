@@ -7,16 +7,21 @@ and exits. mixsep defers that handler to the next training-batch boundary, where
 ``last.ckpt`` (weights, optimiser, schedule, loop position, best record, EMA, the epoch's pair position),
 so the next allocation resumes from that very batch. SIGTERM without that signal (``scontrol requeue``,
 ``scancel``, a kill at the time limit) is caught by Lightning's own handler; the state is saved the same
-way and the job ends as ``requeued`` (SLURM will start it again) or ``cancelled``.
+way and the job ends as ``requeued`` (SLURM will start it again) or ``cancelled``. A SIGTERM while no Trainer
+runs (loading data, starting W&B, writing results) ends the job at once, recorded alike: the last checkpoint
+stands, and the job is not left to be killed ``KillWait`` later with its status.json still saying running.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import signal
 import subprocess
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import lightning as L
@@ -56,6 +61,36 @@ def _slurm_will_requeue() -> bool:
         return False
     restarts = re.search(r"\bRestarts=(\d+)", shown)
     return restarts is not None and int(restarts.group(1)) > requeue_count()
+
+
+def record_sigterm() -> None:
+    """This process ends for a SIGTERM: ``requeued`` (preemption) when SLURM holds the job for another
+    allocation, else ``cancelled``."""
+    requeued = _slurm_will_requeue()
+    stopping.update(status="requeued" if requeued else "cancelled", reason="preemption" if requeued else "SIGTERM")
+
+
+def _end_outside_lightning(signum: int, frame) -> None:
+    # while a Trainer runs, Lightning's handler calls this one (the handler it found) after noting the SIGTERM,
+    # which the loops act on at the next batch: then there is nothing to do here
+    if signal.getsignal(signal.SIGTERM) is not _end_outside_lightning:
+        return
+    record_sigterm()
+    raise SIGTERMException(128 + signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def sigterm_ends_the_job() -> Iterator[None]:
+    """Within: a SIGTERM outside a Trainer's run ends the job at once, recorded in ``stopping`` (submitit's own
+    handler would ignore it, Python's default leave no record); inside a run, Lightning's handling stands."""
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _end_outside_lightning)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 # submitit's handler of the scheduler's warning signal, once record_scheduler_requeues has wrapped it
@@ -126,7 +161,7 @@ class SaveOnSignal(L.Callback):
             # callback or validation). Lightning resumes a checkpoint made mid-validation, so save here too.
             if trainer.state.fn == TrainerFn.FITTING:
                 self._save(trainer)
-            self._record_sigterm()
+            record_sigterm()
         self._outside_fit()
 
     def _outside_fit(self) -> None:
@@ -146,12 +181,8 @@ class SaveOnSignal(L.Callback):
             requeue_now(self._signum, None)
         elif trainer.received_sigterm:
             self._save(trainer)
-            self._record_sigterm()
+            record_sigterm()
             raise SIGTERMException(128 + signal.SIGTERM)
-
-    def _record_sigterm(self) -> None:
-        requeued = _slurm_will_requeue()
-        stopping.update(status="requeued" if requeued else "cancelled", reason="preemption" if requeued else "SIGTERM")
 
     def _save(self, trainer: L.Trainer) -> None:
         trainer.save_checkpoint(self.path)

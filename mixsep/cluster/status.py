@@ -242,9 +242,10 @@ def recorded_job(
     earlier_status = read_bytes(out / "status.json")
     record: dict = {}
     try:
-        if zero:  # the lock above has checked that the folder takes files
-            write_status(out, "running", requeues=requeue.requeue_count())
-        yield record
+        with requeue.sigterm_ends_the_job():
+            if zero:  # the lock above has checked that the folder takes files
+                write_status(out, "running", requeues=requeue.requeue_count())
+            yield record
     except BaseException as err:
         status = _record_stop(out, err, optimized_metric) if zero else "failed"
         finish(status)

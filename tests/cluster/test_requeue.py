@@ -4,6 +4,7 @@ into another folder with the best-checkpoint record."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import time
@@ -17,6 +18,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from mixsep.cluster import requeue
 from mixsep.cluster.requeue import SaveOnSignal
+from mixsep.cluster.status import recorded_job
 from mixsep.data.datamodule import MixDataModule
 from mixsep.models.module import SeparationModule
 from mixsep.run import train
@@ -85,6 +87,39 @@ def test_a_sigterm_saves_mid_epoch_and_the_resumed_run_matches_an_uninterrupted_
     assert first.seen + rest.seen == whole.seen  # the same pairs, in the same order, none twice
     for (name, a), b in zip(reference.state_dict().items(), resumed.state_dict().values()):
         torch.testing.assert_close(a, b, msg=name)
+
+
+class KillAtStep(L.Callback):
+    """A real SIGTERM to this process at the start of one training step."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_a_real_sigterm_ends_a_job_at_once_outside_training_and_at_the_next_batch_within(tiny_data_kwargs, tmp_path):
+    """While a job loads its data or starts W&B no Trainer handles SIGTERM (under submitit it was ignored, and SLURM
+    killed the job ``KillWait`` later with status.json still saying running): it ends the job at once, recorded.
+    Within training, Lightning's handling stands: the state is saved at the batch boundary."""
+    before = signal.getsignal(signal.SIGTERM)
+    reached = []
+    with pytest.raises(SIGTERMException), recorded_job(tmp_path / "a", "val/psnr"):
+        os.kill(os.getpid(), signal.SIGTERM)
+        reached.append("the line after the signal")
+    assert reached == []
+    status = json.loads((tmp_path / "a" / "status.json").read_text())
+    assert (status["status"], status["reason"]) == ("cancelled", "SIGTERM")  # no scheduler will re-queue it
+    assert signal.getsignal(signal.SIGTERM) is before
+
+    with pytest.raises(SIGTERMException), recorded_job(tmp_path / "b", "val/psnr"):
+        fit(tiny_data_kwargs, tmp_path / "b", [KillAtStep(16), SaveOnSignal(dirpath=str(tmp_path / "b"))])
+    assert torch.load(tmp_path / "b" / "last.ckpt", weights_only=False)["global_step"] == 17
+    status = json.loads((tmp_path / "b" / "status.json").read_text())
+    assert (status["status"], status["reason"]) == ("cancelled", "SIGTERM")
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 @pytest.mark.parametrize("when, step", [("batch_end", 16), ("validation", 12)])

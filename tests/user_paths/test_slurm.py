@@ -8,7 +8,6 @@ import shlex
 import socket
 import subprocess
 import sys
-from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -91,8 +90,8 @@ def run_sweep(args: list[str], watch: StatusWatch, during=None, timeout: float =
 
 def test_slurm_sweep_survives_time_limits_and_preemption(slurm_cluster, compose, tiny_overrides, tmp_path):
     """Two jobs at once on the two GPUs; each allocation (2 minutes) is shorter than the one epoch of
-    training, so every job is re-queued at its time limit, and job 1 is also pre-empted
-    (``scontrol requeue``) in mid-training. Both complete with every step done, and job 0 ends where an
+    training, so every job is re-queued at its time limit; job 0 is also pre-empted (``scontrol requeue``) as it
+    starts, job 1 in mid-training. Both complete with every step done, and job 0 ends where an
     uninterrupted run of the same seed (here, unpaced) ends."""
     train = tiny_overrides + [
         "model=unet",
@@ -107,20 +106,23 @@ def test_slurm_sweep_survives_time_limits_and_preemption(slurm_cluster, compose,
     paced = ["+callbacks.pace._target_=tests.helpers.PacedSteps", "+callbacks.pace.seconds=0.32"]
     sweep = tmp_path / "sweep"
     watch = StatusWatch(sweep)
-    preempted = []
+    preempted = {}
 
-    def preempt_job_1(watch: StatusWatch) -> None:
-        import time
-
-        job = next((p for p in sweep.glob("1_*/status.json")), None)
-        if preempted or job is None or not watch.seen.get(job.parent.name):
-            return
-        status = json.loads(job.read_text())
-        started = datetime.fromisoformat(status["time"]).timestamp()
-        if status["status"] == "running" and time.time() - started > 8:
-            r = subprocess.run(["scontrol", "requeue", status["slurm_job_id"]], capture_output=True, text=True)
-            if r.returncode == 0:  # else its time limit re-queued it first: try in its next allocation
-                preempted.append(status["slurm_job_id"])
+    def preempt(watch: StatusWatch) -> None:
+        """Job 0 as it starts (loading data, starting W&B: no Trainer runs yet), job 1 in mid-training (its
+        heartbeat has a step), each once (``scontrol requeue``)."""
+        for job, in_training in (("0", False), ("1", True)):
+            path = next(sweep.glob(f"{job}_*/status.json"), None)
+            if job in preempted or path is None:
+                continue
+            try:
+                status = json.loads(path.read_text())
+            except (OSError, ValueError):  # replaced while read
+                continue
+            if status["status"] == "running" and ("step" in status) == in_training:
+                r = subprocess.run(["scontrol", "requeue", status["slurm_job_id"]], capture_output=True, text=True)
+                if r.returncode == 0:  # else its time limit re-queued it first: try in its next allocation
+                    preempted[job] = status["slurm_job_id"]
 
     # the README's command (partition gpu, model=unet seed=0,1), with 2-minute allocations instead of 120
     command = shlex.split(readme_command("hydra/launcher=slurm hydra.launcher.partition=gpu"))[3:]
@@ -131,7 +133,7 @@ def test_slurm_sweep_survives_time_limits_and_preemption(slurm_cluster, compose,
         + slurm_overrides(sweep, timeout_min=2)[2:]
         + ["hydra.launcher.signal_delay_s=5", "hydra.launcher.max_num_timeout=12", "logger=wandb"],
         watch,
-        during=preempt_job_1,
+        during=preempt,
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -162,8 +164,9 @@ def test_slurm_sweep_survives_time_limits_and_preemption(slurm_cluster, compose,
         for session in sessions:
             exits = [r.exit for r in wandb_records(next(session.glob("*.wandb"))) if r.HasField("exit")]
             assert all(e.exit_code == 0 for e in exits), (session, exits)
-    assert preempted, "job 1 was never pre-empted"
-    assert ("requeued", "preemption") in {s[:2] for s in watch.seen["1_unet"]}
+    assert sorted(preempted) == ["0", "1"], preempted
+    for name in jobs:  # recorded, not left to be killed: pre-empted while starting as well as while training
+        assert ("requeued", "preemption") in {s[:2] for s in watch.seen[name]}, watch.seen[name]
     # re-queues lose seconds, not results: job 0 ends where the uninterrupted run ends
     for key in ("test/mnist_psnr", "test/cifar_psnr"):
         assert abs(jobs["0_unet"][key] - ref[key]) < 0.05, (key, jobs["0_unet"][key], ref[key])
