@@ -1,14 +1,18 @@
 from __future__ import annotations
 
+import os
 import pickle
 import shutil
+import signal
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from PIL import Image
 
+from mixsep.cluster import requeue
 from mixsep.data import pairs as pairing
 from mixsep.data import sources
 from mixsep.data.datamodule import MixDataModule
@@ -157,6 +161,26 @@ def test_cache_is_reused_and_rebuilt_after_corruption(tiny_data_kwargs, monkeypa
     again = _dm(tiny_data_kwargs).splits
     assert len(calls) == 1  # rebuilt from the images
     assert torch.equal(again.cifar_test, first.cifar_test)
+
+
+def test_a_sigterm_while_the_cache_is_written_leaves_no_half_written_file(tiny_data_kwargs, monkeypatch):
+    """A job stopped (a real SIGTERM, as a job's) while it writes the decoded cache: no file is left half-written,
+    and the next run builds and uses the cache."""
+    cache = Path(tiny_data_kwargs["cache_dir"])
+    real_save = torch.save
+
+    def save_then_sigterm(obj, f, *args, **kwargs):
+        real_save(obj, f, *args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(torch, "save", save_then_sigterm)
+    with pytest.raises(SIGTERMException), requeue.sigterm_ends_the_job():
+        _dm(tiny_data_kwargs)
+    requeue.stopping.clear()
+    assert sorted(cache.iterdir()) == []
+    monkeypatch.undo()
+    _dm(tiny_data_kwargs)
+    assert len(list(cache.glob("*.pt"))) == 4 and len(list(cache.iterdir())) == 4
 
 
 def test_cache_is_rebuilt_when_the_source_changes(tiny_root, tiny_data_kwargs):
