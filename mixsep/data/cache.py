@@ -75,16 +75,14 @@ def cached_split(root: Path, cache_dir: Path, source: Source, train: bool, downl
             tmp,
         )
         os.replace(tmp, path)
-    except BaseException as err:  # a SIGTERM's exit included: no half-written file is left behind
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        if not isinstance(err, (OSError, RuntimeError)):
-            raise
-        # a read-only cache only costs time (torch.save raises RuntimeError)
+    except (OSError, RuntimeError) as err:  # a read-only cache only costs time (torch.save: RuntimeError)
         logging.getLogger("mixsep").warning(
             f"could not write the data cache in {cache_dir} ({str(err).splitlines()[0]}): the data is decoded "
             "again next time; point data.cache_dir= (or MIXSEP_CACHE_DIR) at a writable folder to keep it"
         )
+    finally:  # whatever ended the write (a SIGTERM's exit included), no half-written file is left behind
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
     return images
 
 
