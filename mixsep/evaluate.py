@@ -1,4 +1,4 @@
-"""``python -m mixsep.evaluate ckpt_path=PATH``: metrics.json + samples.png for a checkpoint.
+"""``python -m mixsep.evaluate ckpt_path=PATH``: metrics.json + samples.png for a checkpoint or a model bundle.
 
 Scores on the same fixed test pairs as ``mixsep.run`` (``data.test_pairs``, default all 10,000).
 """
@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mixsep.cluster.provenance import provenance
 from mixsep.errors import ConfigError, one_line_errors
-from mixsep.models.separator import checkpoint_precision, checkpoint_sources, load_module
+from mixsep.models.separator import load_module
 from mixsep.models.tta import say
 from mixsep.training.artifacts import write_test_outputs
 from mixsep.training.build import build, build_trainer
@@ -24,13 +24,14 @@ from mixsep.training.config import CONF_DIR, settle_for_this_machine
 def evaluate(cfg: DictConfig) -> dict:
     if OmegaConf.is_missing(cfg, "ckpt_path"):
         raise ConfigError(
-            "mixsep.evaluate needs a checkpoint: ckpt_path=<run dir>/checkpoints/best-epochNNN.ckpt "
-            "(or results/best_cpu/model.ckpt, the shipped model)"
+            "mixsep.evaluate needs a model: ckpt_path=<run dir>/checkpoints/best-epochNNN.ckpt, or a bundle "
+            "folder (ckpt_path=results/best_cpu_range, the shipped model)"
         )
     check_trainer(cfg.trainer)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     module = load_module(cfg.ckpt_path)
+    saved = module.mixsep_saved  # what the file says it was trained on and tested at
     for key in ("tta", "tta_color"):  # null: as the checkpoint's run validated and tested
         if cfg.get(key) is not None:
             module.hparams[key] = bool(cfg[key])
@@ -38,7 +39,7 @@ def evaluate(cfg: DictConfig) -> dict:
         h = module.hparams
         say(module.use_test_time_ensemble(h.get("tta", False), h.get("tta_color", False), bool(cfg.get("tta_shift"))))
     datamodule = build(cfg.data)
-    cfg = settle_for_this_machine(cfg, default_precision=checkpoint_precision(cfg.ckpt_path))
+    cfg = settle_for_this_machine(cfg, default_precision=saved.precision)
     trainer = build_trainer(cfg.trainer, callbacks=[], loggers=[])
     results = trainer.test(module, datamodule=datamodule)[0]
     return write_test_outputs(
@@ -50,7 +51,7 @@ def evaluate(cfg: DictConfig) -> dict:
         experiment=cfg.experiment_name,
         checkpoint=str(cfg.ckpt_path),
         precision=cfg.trainer.precision,
-        trained_on=checkpoint_sources(cfg.ckpt_path),
+        trained_on=saved.sources,
         tta_shift=bool(cfg.get("tta_shift")),
         provenance=provenance(),
     )

@@ -31,7 +31,7 @@ from mixsep.training.loggers import build_loggers, finish_dashboards, publish_fi
 
 def validation_objective(trainer: L.Trainer, module, datamodule, ckpt_path: str | None, name: str) -> dict:
     """The validation scores of ``ckpt_path``: what a sweeper may optimise (never a test score)."""
-    results = trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)[0]
+    results = trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False, weights_only=True)[0]
     if name not in results:
         raise ConfigError(f"optimized_metric={name} is not logged by this model; one of {sorted(results)}")
     return {k: float(v) for k, v in results.items()}
@@ -71,7 +71,7 @@ def train(cfg: DictConfig) -> dict:
 
     with ddp_children_run_this_job(cfg.trainer, out):
         started, start = now_iso(), time.perf_counter()
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)  # data only
         timing = {
             "train_seconds": round(time.perf_counter() - start, 2),
             "train_start": started,
@@ -84,7 +84,7 @@ def train(cfg: DictConfig) -> dict:
         best, last = checkpoint_paths(trainer)
         val = validation_objective(trainer, module, datamodule, best or last or None, cfg.optimized_metric)
         tested = (best if cfg.test_ckpt == "best" else "") or last or None
-        results = trainer.test(module, datamodule=datamodule, ckpt_path=tested)[0]
+        results = trainer.test(module, datamodule=datamodule, ckpt_path=tested, weights_only=True)[0]
 
     extra = run_record(cfg, trainer, val, tested, resume_from, timing)
     if not trainer.is_global_zero:

@@ -2,8 +2,9 @@
 
 INPUT is an image file or a folder of them (PNG, JPEG, ...). For each mean image it writes
 ``<name>.gray.png`` and ``<name>.color.png`` (8-bit PNG), and one contact sheet ``separations.png``
-(mix | gray | colour per row). Default model: the shipped ``results/best_cpu/model.ckpt``; default
-output folder: ``separated/`` next to the (first) input.
+(mix | gray | colour per row). Model: a bundle folder (``python -m mixsep.export``) or a checkpoint; default: the
+best shipped bundle, ``results/best_cpu_range``; ``--onnx``: its model.onnx under ONNX Runtime, without PyTorch.
+Default output folder: ``separated/`` next to the (first) input. Neither Lightning nor Hydra is imported.
 """
 
 from __future__ import annotations
@@ -13,13 +14,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from mixsep.errors import ArgumentParser, MixsepError, one_line_errors
-from mixsep.mix import to_png
 
-SHIPPED = Path(__file__).resolve().parents[1] / "results" / "best_cpu" / "model.ckpt"
+SHIPPED = Path(__file__).resolve().parents[1] / "results" / "best_cpu_range"  # the best on the validation pairs
 READABLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 SHEET_ROWS = 16
 GRAY_MODES = ("L", "I", "I;16", "F", "1", "LA")  # PIL modes of one-channel images
@@ -40,7 +39,7 @@ def find_images(inputs: list[Path]) -> list[Path]:
 MIN_RESIZE = 8  # below this, "resizing to 32x32" invents the picture rather than separating one
 
 
-def read_mix(path: Path, resize: bool, said: set[str]) -> tuple[torch.Tensor, tuple[int, int]]:
+def read_mix(path: Path, resize: bool, said: set[str]) -> tuple[np.ndarray, tuple[int, int]]:
     """(3, 32, 32) float in [0, 1] and the original size. Gray is repeated, alpha dropped (said once)."""
     with Image.open(path) as img:
         img.load()
@@ -65,8 +64,42 @@ def read_mix(path: Path, resize: bool, said: set[str]) -> tuple[torch.Tensor, tu
             )
         _say_once(said, "resize", "inputs that are not 32x32 are resized to 32x32 and the outputs back")
         rgb = rgb.resize((32, 32), Image.BICUBIC)
-    array = np.asarray(rgb, dtype=np.float32) / 255
-    return torch.from_numpy(array).permute(2, 0, 1).contiguous(), size
+    return (np.asarray(rgb, dtype=np.float32) / 255).transpose(2, 0, 1), size
+
+
+def write_png(image: np.ndarray, path: Path, size: tuple[int, int]) -> None:
+    """(3, 32, 32) float in [0, 1] -> 8-bit RGB PNG (rounded), resized (bicubic) back to ``size``."""
+    from mixsep.report.sheet import to_uint8
+
+    picture = Image.fromarray(to_uint8(image[None])[0], "RGB")
+    if size != picture.size:
+        picture = picture.resize(size, Image.BICUBIC)
+    picture.save(path)
+
+
+def load_runtime(model: Path, device: str, onnx: bool):
+    """``separate(mixes) -> (gray, colour)`` on (B, 3, 32, 32) float32 arrays: the model under PyTorch, or
+    (``onnx``) its bundle's model.onnx under ONNX Runtime, which needs no PyTorch at all."""
+    if onnx:
+        onnx_file = model / "model.onnx"
+        if not onnx_file.is_file():
+            raise MixsepError(
+                f"--onnx needs a bundle with model.onnx; {model} has none: python -m mixsep.export CKPT DIR --onnx"
+            )
+        try:
+            import onnxruntime
+        except ImportError as err:
+            raise MixsepError("--onnx needs ONNX Runtime: pip install 'mixsep[onnx]'") from err
+        session = onnxruntime.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+        return lambda mixes: tuple(session.run(None, {"mix": mixes}))
+    import torch
+
+    from mixsep.models.separator import load_separator
+
+    separator = load_separator(model, device=device)
+    if separator.test_time_ensemble:  # as the model's run tested: say what it costs
+        print(f"mixsep.separate: {separator.test_time_ensemble}")
+    return lambda mixes: tuple(o.cpu().numpy() for o in separator(torch.from_numpy(mixes)))
 
 
 def _say_once(said: set[str], key: str, message: str) -> None:
@@ -76,25 +109,31 @@ def _say_once(said: set[str], key: str, message: str) -> None:
 
 
 def separate_files(
-    files: list[Path], ckpt: Path, out: Path, device: str = "cpu", resize: bool = False, batch_size: int = 256
+    files: list[Path],
+    model: Path,
+    out: Path,
+    device: str = "cpu",
+    resize: bool = False,
+    batch_size: int = 256,
+    onnx: bool = False,
 ) -> tuple[int, list[str]]:
     """Separate every readable file; returns (how many were written, one line per file that failed)."""
-    from rich.progress import track
+    from mixsep.report.sheet import save_samples
 
-    from mixsep import load_separator
-    from mixsep.training.artifacts import save_samples
-
-    sep = load_separator(ckpt, device=device)
-    if sep.test_time_ensemble:  # as the checkpoint's run tested: say what it costs
-        print(f"mixsep.separate: {sep.test_time_ensemble}")
+    separate = load_runtime(model, device, onnx)
     out.mkdir(parents=True, exist_ok=True)
     inputs = {f.resolve() for f in files}
     failed: list[str] = []
     said: set[str] = set()
-    sheet: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    sheet: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     sheet_names: list[str] = []
     written = 0
-    for start in track(range(0, len(files), batch_size), description="separating", disable=len(files) <= batch_size):
+    starts = range(0, len(files), batch_size)
+    if len(files) > batch_size:
+        from rich.progress import track
+
+        starts = track(starts, description="separating")
+    for start in starts:
         batch, kept = [], []
         for path in files[start : start + batch_size]:
             try:
@@ -113,17 +152,17 @@ def separate_files(
             kept.append((path, size, targets))
         if not batch:
             continue
-        mixes = torch.stack(batch)
-        gray, color = sep(mixes)
+        mixes = np.stack(batch)
+        gray, color = separate(mixes)
         for i, (path, size, (gray_path, color_path)) in enumerate(kept):
-            to_png(gray[i], gray_path, size)
-            to_png(color[i], color_path, size)
+            write_png(gray[i], gray_path, size)
+            write_png(color[i], color_path, size)
             if len(sheet) < SHEET_ROWS:
-                sheet.append((mixes[i], gray[i].cpu(), color[i].cpu()))
+                sheet.append((mixes[i], gray[i], color[i]))
                 sheet_names.append(path.name)
         written += len(kept)
     if sheet:
-        columns = [torch.stack(c) for c in zip(*sheet)]
+        columns = [np.stack(c) for c in zip(*sheet)]
         save_samples(out / "separations.png", columns, ("mix", "gray", "colour"), row_labels=sheet_names)
     return written, failed
 
@@ -131,7 +170,10 @@ def separate_files(
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m mixsep.separate", description=__doc__.splitlines()[0])
     parser.add_argument("inputs", nargs="+", type=Path, help="image files or folders of them")
-    parser.add_argument("--ckpt", type=Path, default=SHIPPED, help=f"model checkpoint (default: {SHIPPED})")
+    parser.add_argument(
+        "--model", "--ckpt", type=Path, default=SHIPPED, help=f"a bundle folder or a checkpoint (default: {SHIPPED})"
+    )
+    parser.add_argument("--onnx", action="store_true", help="run the bundle's model.onnx with ONNX Runtime")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: separated/ next to the input)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--resize", action="store_true", help="resize other sizes to 32x32 (outputs resized back)")
@@ -143,8 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"mixsep: no such file or folder: {', '.join(missing)}", file=sys.stderr)
         return 1
-    if args.device == "cuda" and not torch.cuda.is_available():
-        print("mixsep: --device cuda, but no CUDA GPU is available; use --device cpu", file=sys.stderr)
+    if args.device == "cuda" and (args.onnx or not _cuda_available()):
+        why = "--onnx runs on the CPU" if args.onnx else "no CUDA GPU is available"
+        print(f"mixsep: --device cuda, but {why}; use --device cpu", file=sys.stderr)
         return 1
     files = find_images(args.inputs)
     if not files:
@@ -152,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     start = time.perf_counter()
     with one_line_errors(os_error=f"cannot write to {out} ({{error}}): choose another --out"):
-        written, failed = separate_files(files, args.ckpt, out, args.device, args.resize, args.batch_size)
+        written, failed = separate_files(files, args.model, out, args.device, args.resize, args.batch_size, args.onnx)
     for line in failed:
         print(f"mixsep: skipped {line}", file=sys.stderr)
     print(
@@ -160,6 +203,12 @@ def main(argv: list[str] | None = None) -> int:
         f"into {out} ({len(failed)} skipped)"
     )
     return 1 if failed else 0
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from torchmetrics import MeanMetric
 from mixsep.errors import ConfigError, TrainingDivergedError
 from mixsep.models.losses import LOSSES, reconstruction_loss
 from mixsep.models.metrics import SCORES, SOURCES, full_precision, per_image_scores
+from mixsep.models.registry import build_network
 from mixsep.models.schedules import ONECYCLE_WARMUP, SCHEDULERS, budget_onecycle, max_time_timer, time_onecycle
 from mixsep.models.tta import test_time_ensemble
 
@@ -274,11 +275,8 @@ def check_recipe(lr, loss: str, scheduler: str | None) -> None:
 
 
 def build_net(net: dict | nn.Module) -> nn.Module:
-    if isinstance(net, nn.Module):
-        return net
-    from hydra.utils import instantiate
-
-    return instantiate(net)
+    """An ``nn.Module`` as given, or the registered network a config names (never an arbitrary import path)."""
+    return net if isinstance(net, nn.Module) else build_network(net)
 
 
 def _try_compile(net: nn.Module):

@@ -17,6 +17,31 @@ from mixsep.models.structure import SourceHead, structured_input
 STAGES = ("relu", "layer1", "layer2", "layer3", "layer4")  # the stem's activation, then the four stages
 
 
+def resnet18_with_weights(pretrained_weights: str | None = None) -> nn.Module:
+    """torchvision's ResNet18, with no weights or those of a local state-dict file (``.safetensors``, or a
+    PyTorch file read by the weights-only unpickler: nothing in it runs); never downloaded."""
+    from torchvision.models import resnet18
+
+    net = resnet18(weights=None)
+    if not pretrained_weights:
+        return net
+    try:
+        if str(pretrained_weights).endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            state = load_file(pretrained_weights)
+        else:
+            state = torch.load(pretrained_weights, map_location="cpu", weights_only=True)
+        net.load_state_dict(state)
+    except Exception as err:  # missing, not plain data (refused unread), wrong keys or shapes
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(
+            f"model.net.pretrained_weights={pretrained_weights!r} is not a torchvision ResNet18 state-dict file "
+            f"that holds only tensors ({type(err).__name__}: {first[:200]}); nothing in it was run"
+        ) from err
+    return net
+
+
 def resnet18_stages(
     pretrained_weights: str | None = None, stem_stride: int = 2, maxpool: bool = True, stages: int = 4
 ) -> nn.Module:
@@ -24,17 +49,9 @@ def resnet18_stages(
     returning the stem's and every stage's output. ``stem_stride`` / ``maxpool``: the ImageNet stem (2, true)
     or one adapted to 32×32 inputs (stride 1, no max-pool: every stage at 4× the pixels and FLOPs). ``stages``:
     how many of the four stages are used (3: up to layer3; layer4 is left out of the network)."""
-    from torchvision.models import resnet18
     from torchvision.models.feature_extraction import create_feature_extractor
 
-    net = resnet18(weights=None)
-    if pretrained_weights:
-        try:
-            net.load_state_dict(torch.load(pretrained_weights, map_location="cpu", weights_only=True))
-        except Exception as err:  # missing, not a pickle, wrong keys or shapes
-            raise ConfigError(
-                f"model.pretrained_weights={pretrained_weights!r} is not a torchvision ResNet18 state-dict file: {err}"
-            ) from err
+    net = resnet18_with_weights(pretrained_weights)
     if stem_stride not in (1, 2):
         raise ConfigError(f"model.net.stem_stride={stem_stride!r} is not 1 or 2")
     net.conv1.stride = (stem_stride, stem_stride)

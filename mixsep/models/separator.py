@@ -1,77 +1,72 @@
-"""Use a trained model: ``load_separator("run.ckpt")(mix) -> (mnist_hat, cifar_hat)``."""
+"""Use a trained model: ``load_separator("results/best_cpu_range")(mix) -> (mnist_hat, cifar_hat)``.
+
+A model is a bundle folder (``python -m mixsep.export``) or a checkpoint; both are read as data only
+(``saved.py``). Separating needs neither Lightning nor Hydra: the network is a plain ``nn.Module``.
+"""
 
 from __future__ import annotations
 
+import inspect
 import logging
 from pathlib import Path
 
 import torch
+from torch import nn
 
-from mixsep.data.sources import DEFAULT_SOURCES
-from mixsep.errors import CheckpointError, MixsepError
-from mixsep.models.module import SeparationModule
+from mixsep.errors import CheckpointError, ConfigError
+from mixsep.models.registry import architecture, build_network
+from mixsep.models.saved import SavedModel, read_model
 
 
-def load_module(ckpt_path: str | Path, map_location: str | torch.device = "cpu") -> SeparationModule:
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise CheckpointError(
-            f"No checkpoint at {path}. Pass ckpt_path= a .ckpt written by mixsep.run "
-            "(<run dir>/checkpoints/last.ckpt or best-*.ckpt)."
-        )
+def build_saved_network(saved: SavedModel) -> nn.Module:
+    """The saved network with its weights, in eval mode."""
     try:
-        module = module_class(path).load_from_checkpoint(path, map_location=map_location, weights_only=False)
-    except MixsepError:
-        raise
-    except Exception as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        if "Error(s) in loading state_dict" in first or isinstance(err, (KeyError, TypeError, ImportError)):
-            raise CheckpointError(
-                f"{path}: its weights or settings do not fit the networks of this mixsep version "
-                f"({type(err).__name__}: {first[:160]}); it was written by another version. Evaluate it with the "
-                "mixsep version that wrote it, or retrain (python -m mixsep.run ...)."
-            ) from err
-        raise CheckpointError(
-            f"{path} is not a readable mixsep checkpoint ({type(err).__name__}: {first[:160]}). "
-            "It may be truncated or come from another program; use a .ckpt that mixsep.run wrote."
-        ) from err
-    return module.eval()
+        net = build_network(saved.net_config, f"{saved.path}: its network")
+        net.load_state_dict(saved.net_state_dict())
+    except (ConfigError, RuntimeError) as err:
+        raise _does_not_fit(saved.path, err) from err
+    return net.eval()
 
 
-def module_class(ckpt_path: str | Path) -> type[SeparationModule]:
-    """The LightningModule a checkpoint was trained with: a separator, or an earlier report's one-image
-    system (whose network gives back one image)."""
+def load_module(path: str | Path, map_location: str | torch.device = "cpu"):
+    """The LightningModule of a checkpoint or bundle, in eval mode: a separator's SeparationModule, or an earlier
+    report's one-image system's OneImageModule."""
+    from mixsep.models.module import SeparationModule
+    from mixsep.prior.module import OneImageModule
+
+    saved = read_model(path, map_location)
+    one_image = getattr(architecture(saved.architecture), "outputs", "sources") == "image"
+    cls = OneImageModule if one_image else SeparationModule
+    takes = inspect.signature(cls.__init__).parameters
+    open_ended = any(p.kind is p.VAR_KEYWORD for p in takes.values())
+    # settings of earlier versions that this one no longer takes are left out, as Lightning's loader does
+    hparams = {k: v for k, v in saved.hyper_parameters.items() if open_ended or k in takes}
     try:
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True)
-        target = ckpt["hyper_parameters"]["net"]["_target_"]
-        from hydra.utils import get_class
-
-        one_image = getattr(get_class(target), "outputs", "sources") == "image"
-    except Exception:  # unreadable: load_from_checkpoint says why
-        return SeparationModule
-    if one_image:  # an earlier report's system
-        from mixsep.prior.module import OneImageModule
-
-        return OneImageModule
-    return SeparationModule
+        module = cls(**hparams)
+        module.load_state_dict(saved.state_dict)
+    except (ConfigError, TypeError, RuntimeError) as err:
+        raise _does_not_fit(saved.path, err) from err
+    module.mixsep_saved = saved  # what the file says it was trained on and tested at
+    return module.to(map_location).eval()
 
 
-def _checkpoint_field(ckpt_path: str | Path, key: str, default: str) -> str:
-    try:
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True)
-        return str(ckpt.get(key) or default)
-    except Exception:
-        return default
+def _does_not_fit(path: Path, err: Exception) -> CheckpointError:
+    first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return CheckpointError(
+        f"{path}: its weights or settings do not fit the networks of this mixsep version ({type(err).__name__}: "
+        f"{first[:160]}); it was written by another version. Use the mixsep version that wrote it, or retrain "
+        "(python -m mixsep.run ...)."
+    )
 
 
-def checkpoint_precision(ckpt_path: str | Path) -> str:
-    """The precision a checkpoint's run trained and tested at (32-true when it does not say)."""
-    return _checkpoint_field(ckpt_path, "mixsep_precision", "32-true")
+def checkpoint_precision(path: str | Path) -> str:
+    """The precision a model's run trained and tested at (32-true when it does not say)."""
+    return read_model(path).precision
 
 
-def checkpoint_sources(ckpt_path: str | Path) -> str:
-    """The source pair a checkpoint was trained on (checkpoints from before sources existed: the default)."""
-    return _checkpoint_field(ckpt_path, "mixsep_sources", DEFAULT_SOURCES)
+def checkpoint_sources(path: str | Path) -> str:
+    """The source pair a model was trained on (checkpoints from before sources existed: the default)."""
+    return read_model(path).sources
 
 
 class Separator:
@@ -79,15 +74,17 @@ class Separator:
 
     test_time_ensemble: str | None = None  # which self-ensemble it separates with, and its passes per image
 
-    def __init__(self, module: SeparationModule) -> None:
-        self.module = module.eval()
+    def __init__(self, net: nn.Module, channels_last: bool = False) -> None:
+        self.net = net.eval()
+        self.channels_last = channels_last
+        self.ensemble: nn.Module | None = None
 
     @property
     def device(self) -> torch.device:
-        return self.module.device
+        return next(self.net.parameters()).device
 
     def to(self, device: str | torch.device) -> Separator:
-        self.module.to(device)
+        self.net.to(device)
         return self
 
     @torch.no_grad()
@@ -97,33 +94,43 @@ class Separator:
             raise ValueError(f"mix must be a float tensor of shape (B, 3, 32, 32) in [0, 1]; got {shape}")
         if not mix.is_floating_point():
             raise ValueError(f"mix must be a float tensor in [0, 1]; got dtype {mix.dtype} (divide uint8 by 255)")
-        mnist, cifar = self.module.separate(mix.to(self.device, torch.float32))
-        return mnist, cifar
+        x = mix.to(self.device, torch.float32)
+        if self.channels_last:  # as the run trained and tested: the same arithmetic, the same outputs
+            x = x.contiguous(memory_format=torch.channels_last)
+        mnist, cifar = (self.ensemble or self.net)(x)
+        return mnist.float().clamp(0, 1), cifar.float().clamp(0, 1)
 
 
 def load_separator(
-    ckpt_path: str | Path,
+    path: str | Path,
     device: str | torch.device = "cpu",
     tta: bool | None = None,
     tta_color: bool | None = None,
     tta_shift: bool = False,
 ) -> Separator:
-    """A checkpoint's separator. ``tta`` / ``tta_color``: with the self-ensemble over the 8 flips/rotations / the
-    6 RGB orders (None: as the checkpoint's run tested, said in the log with the passes an image costs);
-    ``tta_shift``: over one-pixel shifts. ``Separator.test_time_ensemble`` says which are on."""
-    module = load_module(ckpt_path, map_location=device)
-    if not isinstance(module, SeparationModule):
+    """A model's separator (a bundle folder or a checkpoint). ``tta`` / ``tta_color``: with the self-ensemble
+    over the 8 flips/rotations / the 6 RGB orders (None: as the model's run tested, said in the log with the
+    passes an image costs); ``tta_shift``: over one-pixel shifts. ``Separator.test_time_ensemble`` says which
+    are on."""
+    from mixsep.models.tta import test_time_ensemble
+
+    saved = read_model(path, device)
+    if getattr(architecture(saved.architecture), "outputs", "sources") != "sources":
         raise CheckpointError(
-            f"{ckpt_path} holds a {module.hparams.get('name', 'one-image')} model, which gives back one image "
-            "(an earlier report's system), not the two sources; separate with a separator's checkpoint, e.g. "
-            "results/best_cpu/model.ckpt"
+            f"{path} holds a {saved.settings.get('name', 'one-image')} model, which gives back one image "
+            "(an earlier report's system), not the two sources; separate with a separator, e.g. "
+            "results/best_cpu_range"
         )
-    hparams = module.hparams
-    dihedral = hparams.get("tta", False) if tta is None else tta
-    color = hparams.get("tta_color", False) if tta_color is None else tta_color
-    description = module.use_test_time_ensemble(bool(dihedral), bool(color), tta_shift)
+    channels_last = bool(saved.settings.get("channels_last"))
+    net = build_saved_network(saved).to(device)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    separator = Separator(net, channels_last)
+    dihedral = saved.settings.get("tta", False) if tta is None else tta
+    color = saved.settings.get("tta_color", False) if tta_color is None else tta_color
+    ensemble, description = test_time_ensemble(net, bool(dihedral), bool(color), tta_shift)
     if description:
-        logging.getLogger("mixsep").info(f"{Path(ckpt_path).name}: {description}")
-    separator = Separator(module)
+        separator.ensemble = ensemble
+        logging.getLogger("mixsep").info(f"{Path(path).name}: {description}")
     separator.test_time_ensemble = description
     return separator

@@ -62,17 +62,9 @@ class ConvDual(nn.Module):
 
 def resnet18_trunk(pretrained_weights: str | None = None) -> nn.Module:
     """torchvision ResNet18 without its classifier; optional local state-dict file (no network use)."""
-    from torchvision.models import resnet18
+    from mixsep.models.resnet import resnet18_with_weights
 
-    net = resnet18(weights=None)
-    if pretrained_weights:
-        try:
-            state = torch.load(pretrained_weights, map_location="cpu", weights_only=True)
-            net.load_state_dict(state)
-        except Exception as err:  # missing, not a pickle, wrong keys or shapes
-            raise ConfigError(
-                f"model.pretrained_weights={pretrained_weights!r} is not a torchvision ResNet18 state-dict file: {err}"
-            ) from err
+    net = resnet18_with_weights(pretrained_weights)
     return nn.Sequential(*list(net.children())[:-2])  # (B, 512, 1, 1) for 32x32 inputs
 
 

@@ -15,6 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from mixsep.report.sheet import save_samples  # noqa: E402, F401  (samples.png; mixsep.separate's sheet)
 from mixsep.report.stats import SCORES_FILE, VAL_SCORES_FILE, write_scores  # noqa: E402
 from mixsep.training.hardware import describe_machine  # noqa: E402
 
@@ -28,41 +29,6 @@ def write_metrics(path: str | Path, metrics: dict) -> None:
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(clean, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
-
-
-def save_samples(
-    path: str | Path,
-    columns: list[torch.Tensor],
-    titles: tuple[str, ...],
-    row_labels: list[str] | None = None,
-    scale: int = 4,
-) -> None:
-    """One row per pair, one column per image kind; images (B, 3, H, W) in [0, 1], each pixel drawn as a
-    ``scale`` x ``scale`` block; ``row_labels`` (e.g. the input file names) at the left of each row. Drawn with
-    PIL (a sheet of a few dozen images: an eighth of matplotlib's time)."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    font = ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"), 11)
-    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    rows, (height, width) = len(columns[0]), columns[0].shape[-2:]
-    gap, header = 8, 20
-    cell = max(width * scale, *(int(measure.textlength(t, font=font)) + 4 for t in titles))
-    left = max((int(measure.textlength(label, font=font)) + gap for label in row_labels or []), default=0)
-    sheet = Image.new(
-        "RGB", (left + gap + len(columns) * (cell + gap), header + rows * (height * scale + gap)), "white"
-    )
-    draw = ImageDraw.Draw(sheet)
-    for c, (images, title) in enumerate(zip(columns, titles)):
-        x = left + gap + c * (cell + gap)
-        draw.text((x + cell // 2, header // 2), title, fill="black", font=font, anchor="mm")
-        pixels = (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-        for r in range(rows):
-            tile = Image.fromarray(pixels[r]).resize((width * scale, height * scale), Image.NEAREST)
-            sheet.paste(tile, (x + (cell - width * scale) // 2, header + r * (height * scale + gap)))
-    for r, label in enumerate(row_labels or []):
-        y = header + r * (height * scale + gap) + height * scale // 2
-        draw.text((left - gap // 2, y), label, fill="black", font=font, anchor="rm")
-    sheet.save(path)
 
 
 LOSS_NAMES = {

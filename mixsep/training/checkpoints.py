@@ -68,6 +68,11 @@ def resolve_ckpt_path(ckpt: str | None, model_cfg: DictConfig, out: Path) -> str
     last.ckpt, else the newest best-*.ckpt; says which one and why in one line."""
     if ckpt == "auto":
         return newest_resumable(out / "checkpoints", model_cfg)
+    if ckpt and Path(str(ckpt)).is_dir():
+        raise ConfigError(
+            f"ckpt_path={ckpt} is a folder (a model bundle holds weights only): a run resumes from a training "
+            "checkpoint, <run dir>/checkpoints/last.ckpt; score a bundle with mixsep.evaluate ckpt_path=..."
+        )
     if ckpt and not Path(str(ckpt)).is_file():
         raise ConfigError(
             f"ckpt_path={ckpt} does not exist. Pass a .ckpt written by mixsep.run "
@@ -105,28 +110,24 @@ def newest_resumable(folder: Path, model_cfg: DictConfig | None = None) -> str |
 
 
 def check_resumable(path: Path, model_cfg: DictConfig | None = None) -> None:
-    """A checkpoint to resume from must be a whole training checkpoint that mixsep.run wrote."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    except Exception as err:
-        raise CheckpointError(
-            f"ckpt_path={path} is not a readable checkpoint ({type(err).__name__}: {str(err).splitlines()[0]}); "
-            "it may be truncated. Pass a .ckpt that mixsep.run wrote (<run dir>/checkpoints/last.ckpt), or "
-            "ckpt_path=null to start afresh."
-        ) from err
-    missing = [k for k in ("state_dict", "optimizer_states", "loops") if not isinstance(ckpt, dict) or k not in ckpt]
+    """A checkpoint to resume from must be a whole training checkpoint that mixsep.run wrote, read as data only
+    (its network one of mixsep's, with plain settings)."""
+    from mixsep.models.saved import read_checkpoint, read_model
+
+    ckpt = read_checkpoint(path)
+    missing = [k for k in ("state_dict", "optimizer_states", "loops") if k not in ckpt]
     if missing:
         raise CheckpointError(
             f"ckpt_path={path} holds no training state to resume ({', '.join(missing)} missing): a slim export "
             "or another program's file. Resume from <run dir>/checkpoints/last.ckpt; score a model with "
             "mixsep.evaluate ckpt_path=..."
         )
-    trained = (ckpt.get("hyper_parameters") or {}).get("net") or {}
+    saved = read_model(path)
     wanted = (model_cfg or {}).get("net") or {}
-    if model_cfg is not None and trained.get("_target_") and trained.get("_target_") != wanted.get("_target_"):
-        name = (ckpt.get("hyper_parameters") or {}).get("name", "?")
+    if model_cfg is not None and saved.architecture != str(wanted.get("_target_", "")).rpartition(".")[2]:
+        name = saved.settings.get("name", "?")
         raise CheckpointError(
-            f"ckpt_path={path} holds a {name} model ({trained['_target_']}), but this run builds "
+            f"ckpt_path={path} holds a {name} model ({saved.net_config['_target_']}), but this run builds "
             f"model={model_cfg.get('name')}: add model={name} (and the other settings of its run) to resume it"
         )
 
@@ -142,15 +143,16 @@ def checkpoint_paths(trainer: L.Trainer) -> tuple[str, str]:
 
 
 def export_checkpoint(src: str | Path, dst: str | Path, precision: str | None = None) -> Path:
-    """A slim copy for sharing: weights and hyper-parameters only (no optimizer state)."""
-    from mixsep.data.sources import DEFAULT_SOURCES
+    """A slim copy: weights and hyper-parameters only (no optimizer state). To share a model, export a bundle
+    instead (``python -m mixsep.export``: safetensors, a config and a model card)."""
+    from mixsep.models.saved import read_checkpoint
     from mixsep.models.separator import load_module
 
-    load_module(src)  # fails with a clear CheckpointError unless src is a mixsep checkpoint
-    ckpt = torch.load(src, map_location="cpu", weights_only=False)
+    saved = load_module(src).mixsep_saved  # a clear CheckpointError unless src is a mixsep checkpoint
+    ckpt = read_checkpoint(src)
     slim = {key: ckpt[key] for key in ("state_dict", "hyper_parameters", "pytorch-lightning_version") if key in ckpt}
-    slim["mixsep_precision"] = precision or ckpt.get("mixsep_precision") or "32-true"
-    slim["mixsep_sources"] = ckpt.get("mixsep_sources") or DEFAULT_SOURCES
+    slim["mixsep_precision"] = precision or saved.precision
+    slim["mixsep_sources"] = saved.sources
     dst = Path(dst)
     atomic_torch_save(slim, dst)
     return dst

@@ -177,6 +177,14 @@ def _check_target(key: str, target: str) -> None:
     when it builds the object: for a sweeper's pruner, with a screen of text before any job)."""
     from hydra._internal.utils import _locate  # hydra.utils.get_object logs its own lines before raising
 
+    if key.endswith("net._target_"):  # a network is one of mixsep's, by name (models/registry.py)
+        from mixsep.models.registry import architecture_name
+
+        try:
+            architecture_name(target, key.removesuffix("._target_"))
+        except ConfigError as err:
+            sys.exit(f"mixsep: {err}")
+        return
     try:
         _locate(target)
     except (ImportError, ValueError):

@@ -88,7 +88,7 @@ def test_load_separator_separates_in_eval_mode_without_gradients(trained_run):
     mix = torch.rand(5, 3, 32, 32, requires_grad=True)
     mnist_hat, cifar_hat = sep(mix)
     assert mnist_hat.shape == cifar_hat.shape == (5, 3, 32, 32)
-    assert not mnist_hat.requires_grad and not sep.module.training
+    assert not mnist_hat.requires_grad and not sep.net.training
     assert mnist_hat.min() >= 0 and cifar_hat.max() <= 1
     a, _ = sep(mix[:2])
     torch.testing.assert_close(a, mnist_hat[:2])  # eval mode: no dropout, no batch statistics
@@ -97,11 +97,11 @@ def test_load_separator_separates_in_eval_mode_without_gradients(trained_run):
 
 
 def test_bad_checkpoints_give_clear_errors(tmp_path):
-    with pytest.raises(CheckpointError, match="No checkpoint"):
+    with pytest.raises(CheckpointError, match="No model at"):
         load_separator(tmp_path / "missing.ckpt")
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(b"\x00garbage")
-    with pytest.raises(CheckpointError, match="not a readable mixsep checkpoint"):
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
         load_separator(bad)
 
 

@@ -1,0 +1,113 @@
+"""Export a trained model as a bundle to share: ``python -m mixsep.export CKPT DIR [--onnx]``.
+
+DIR gets ``model.safetensors`` (weights), ``config.json`` (architecture, arguments, sources, precision, versions),
+``README.md`` (a model card: test PSNR/SSIM per source with 95 % intervals, training, command, commit, limits) and,
+with ``--onnx``, ``model.onnx`` for ONNX Runtime alone. ``load_separator(DIR)``, ``mixsep.separate --model DIR``
+and ``mixsep.evaluate ckpt_path=DIR`` read it and give the checkpoint's outputs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from mixsep.errors import ArgumentParser, MixsepError, one_line_errors
+from mixsep.models.saved import CARD_FILE, CONFIG_FILE, ONNX_FILE, WEIGHTS_FILE
+
+ONNX_PACKAGES = ("onnx", "onnxscript", "onnxruntime")
+CHECK_MIXES = 64  # random mean images the written bundle is checked on against the model it came from
+
+
+def export_bundle(
+    model: Path,
+    folder: Path,
+    onnx: bool = False,
+    metrics: Path | None = None,
+    overwrite: bool = False,
+    training: Path | None = None,
+) -> dict[str, int]:
+    """Write the bundle of ``model`` (a checkpoint or a bundle) into ``folder``; its files and sizes."""
+    from mixsep.cluster.provenance import code_version
+    from mixsep.models.bundle import bundle_config, write_bundle, write_card
+    from mixsep.models.saved import read_model
+    from mixsep.models.separator import load_separator
+    from mixsep.report.card import find_metrics, model_card
+
+    missing = [p for p in ONNX_PACKAGES if importlib.util.find_spec(p) is None] if onnx else []
+    if missing:
+        raise MixsepError(f"--onnx needs {', '.join(missing)}: pip install 'mixsep[onnx]'")
+    names = [WEIGHTS_FILE, CONFIG_FILE, CARD_FILE] + ([ONNX_FILE] if onnx else [])
+    taken = [name for name in names if (folder / name).exists()]
+    if folder.exists() and not folder.is_dir():
+        raise MixsepError(f"{folder} is a file: give a folder for the bundle")
+    if taken and not overwrite:
+        raise MixsepError(f"{folder} already holds {', '.join(taken)}: choose another folder, or pass --overwrite")
+    for flag, given in (("--metrics", metrics), ("--training", training)):
+        if given is not None and not given.is_file():
+            raise MixsepError(f"{flag} {given}: no such file (give a run's metrics.json)")
+    saved = read_model(model)
+    separator = load_separator(model)
+    metrics_path, note = find_metrics(model, metrics)
+    records = {}
+    for path in {p for p in (metrics_path, training) if p is not None}:
+        try:
+            records[path] = json.loads(path.read_text())
+        except ValueError as err:
+            raise MixsepError(f"{path} is not valid JSON ({err}): give the run's metrics.json") from err
+    trained_by = records.get(training) or records.get(metrics_path) or {}
+    trained = trained_by.get("provenance") or {}
+    check = torch.rand(CHECK_MIXES, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    before = separator(check)
+    config = bundle_config(saved, trained, code_version())
+    write_bundle(saved, separator.net, folder, config, (separator.ensemble or separator.net) if onnx else None)
+    files = {name: (folder / name).stat().st_size for name in names if name != CARD_FILE}
+    parameters = sum(p.numel() for p in separator.net.parameters())
+    card = model_card(saved, folder.resolve().name, parameters, metrics_path, note, files, records.get(training))
+    write_card(folder, card)
+    files[CARD_FILE] = (folder / CARD_FILE).stat().st_size
+    after = load_separator(folder)(check)
+    if any(not torch.equal(a, b) for a, b in zip(before, after)):
+        raise MixsepError(f"the bundle in {folder} does not give the outputs of {model}: please report this")
+    print(f"mixsep.export: {folder}: the bundle gives {model.name}'s outputs exactly ({CHECK_MIXES} random mixes)")
+    if onnx:
+        gap = onnx_difference(folder / ONNX_FILE, check, before)
+        print(f"mixsep.export: model.onnx under ONNX Runtime: largest difference {gap:.1e} from PyTorch")
+    return files
+
+
+def onnx_difference(path: Path, mix: torch.Tensor, expected: tuple[torch.Tensor, ...]) -> float:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    outputs = session.run(None, {"mix": mix.numpy()})
+    return max(float((torch.from_numpy(o) - e).abs().max()) for o, e in zip(outputs, expected))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = ArgumentParser(prog="python -m mixsep.export", description=__doc__.splitlines()[0])
+    parser.add_argument("model", type=Path, help="a checkpoint written by mixsep.run (or a bundle to export again)")
+    parser.add_argument("folder", type=Path, help="the bundle's folder (made if missing)")
+    parser.add_argument("--onnx", action="store_true", help="also write model.onnx (ONNX Runtime alone)")
+    parser.add_argument(
+        "--metrics", type=Path, help="the metrics.json that scored the model (default: found beside it)"
+    )
+    parser.add_argument(
+        "--training", type=Path, help="the metrics.json of the run that trained it, where --metrics only scored it"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace the bundle files already in the folder")
+    args = parser.parse_args(argv)
+    from mixsep.report.card import size_text
+
+    with one_line_errors(os_error=f"cannot write the bundle to {args.folder} ({{error}}): choose another folder"):
+        files = export_bundle(args.model, args.folder, args.onnx, args.metrics, args.overwrite, args.training)
+    for name, size in files.items():
+        print(f"  {args.folder / name}  {size_text(size)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

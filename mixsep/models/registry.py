@@ -1,0 +1,100 @@
+"""The networks mixsep builds, by name: the only classes a config or a model file can make it construct.
+
+A file (checkpoint, bundle) names its network by ``_target_`` (``mixsep.models.UNetSeparator``, as checkpoints
+have always written it) or by its bare name; either is looked up here, never imported, and its arguments must
+be plain data (numbers, strings, booleans, None, lists of them): no nested ``_target_``, no ``_partial_``, no
+callables. So reading a model file never runs code that the file names.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from typing import Any
+
+from torch import nn
+
+from mixsep.errors import ConfigError
+
+# name -> the mixsep module that defines it (imported only when that network is built: the ResNet families
+# import torchvision, which a U-Net bundle does not need)
+ARCHITECTURES: dict[str, str] = {
+    "UNetSeparator": "mixsep.models.unet",
+    "ConvSkipDual": "mixsep.models.conv_dual",
+    "ResNetSkipDual": "mixsep.models.resnet",
+    "ResNetSkipSub": "mixsep.models.resnet",
+    # the earlier reports' networks (experiment=prior/...)
+    "ConvDual": "mixsep.prior.nets",
+    "ResNetDual": "mixsep.prior.nets",
+    "SingleSub": "mixsep.prior.nets",
+    "MeanAE": "mixsep.prior.nets",
+    "CifarAE": "mixsep.prior.nets",
+}
+# the import paths earlier checkpoints and configs name them by
+PUBLIC_PACKAGES = ("mixsep.models", "mixsep.prior.nets")
+
+
+def architecture_name(target: Any, where: str = "model.net") -> str:
+    """The registered name behind ``target`` (``mixsep.models.UNetSeparator``, the defining module's path, or
+    ``UNetSeparator``); a ConfigError naming the choices for anything else."""
+    if isinstance(target, str):
+        package, _, name = target.rpartition(".")
+        if name in ARCHITECTURES and package in ("", *PUBLIC_PACKAGES, ARCHITECTURES[name]):
+            return name
+    raise ConfigError(
+        f"{where} names {target!r}, which is not one of mixsep's networks: {', '.join(ARCHITECTURES)} "
+        "(given as mixsep.models.<name>)"
+    )
+
+
+def architecture(name: str) -> type[nn.Module]:
+    return getattr(importlib.import_module(ARCHITECTURES[name]), name)
+
+
+def check_plain(value: Any, where: str) -> None:
+    """``value`` is plain data: None, a boolean, a finite or infinite number, a string, or a list of these;
+    a mapping only where it holds no key starting with ``_`` (Hydra's ``_target_``, ``_partial_``, ...)."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return
+    if isinstance(value, float):
+        if math.isnan(value):
+            raise ConfigError(f"{where} is NaN")
+        return
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            check_plain(item, f"{where}[{i}]")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str) or key.startswith("_"):
+                raise ConfigError(f"{where} holds the key {key!r}: settings are plain data, nothing to build or call")
+            check_plain(item, f"{where}.{key}")
+        return
+    raise ConfigError(f"{where} is a {type(value).__name__}: settings are plain data (numbers, strings, lists)")
+
+
+def network_spec(net: Any, where: str = "model.net") -> tuple[str, dict]:
+    """(name, arguments) of a network config ``{_target_: ..., **arguments}``, both checked."""
+    if not isinstance(net, dict):
+        raise ConfigError(f"{where} must be a mapping with _target_ (one of mixsep's networks); got {net!r}")
+    arguments = {k: v for k, v in net.items() if k != "_target_"}
+    name = architecture_name(net.get("_target_"), where)
+    for key, value in arguments.items():
+        if not isinstance(key, str) or key.startswith("_") or key == "self":
+            raise ConfigError(f"{where} holds {key!r}: a network takes plain arguments only (no _partial_, _args_)")
+        check_plain(value, f"{where}.{key}")
+    return name, arguments
+
+
+def build_network(net: dict, where: str = "model.net") -> nn.Module:
+    """The network a checked config names, built with its plain arguments (a wrong argument: a ConfigError)."""
+    name, arguments = network_spec(net, where)
+    try:
+        return architecture(name)(**arguments)
+    except TypeError as err:
+        raise ConfigError(f"{where} ({name}): {err}") from err
+
+
+def gives_one_image(net: dict) -> bool:
+    """An earlier report's one-image system (its network's ``outputs`` is ``image``), not a separator."""
+    return getattr(architecture(network_spec(net)[0]), "outputs", "sources") == "image"

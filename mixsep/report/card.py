@@ -1,0 +1,199 @@
+"""The model card of a bundle (its README.md): YAML front matter as model hubs read it (library, tags, metrics),
+then what the model separates and how well (test PSNR and SSIM per source with 95 % bootstrap intervals over the
+fixed test pairs), how it was trained, from which code and command, and its limits. Every number comes from the
+run's metrics.json and scores.npz, never typed in."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from mixsep.models.saved import SavedModel
+from mixsep.report.stats import SCORES_FILE, bootstrap_mean, read_scores
+
+SCORED = ("psnr", "ssim")
+
+
+def find_metrics(model_path: Path, given: Path | None = None) -> tuple[Path | None, str]:
+    """The metrics.json that scored this model file, and why it was taken or why none was: ``given``, else one
+    beside the file (a run's or a shipped result's folder) or in the run folder above ``checkpoints/`` whose
+    ``checkpoint`` is this file (a shipped ``model.ckpt`` is its folder's tested model)."""
+    if given is not None:
+        return given, f"{given} (given with --metrics)"
+    model_path = model_path.resolve()
+    for folder in (model_path.parent, model_path.parent.parent):
+        candidate = folder / "metrics.json"
+        if not candidate.is_file():
+            continue
+        try:
+            tested = json.loads(candidate.read_text()).get("checkpoint") or ""
+        except ValueError:
+            continue
+        shipped = model_path.name == "model.ckpt" and folder == model_path.parent
+        if shipped or Path(tested).name == model_path.name:
+            return candidate, f"{candidate.name} beside it"
+        return None, f"{candidate} scored {Path(tested).name or 'another file'}, not {model_path.name}"
+    return None, "no metrics.json beside it"
+
+
+def source_names(sources: str) -> tuple[str, str]:
+    gray, _, colour = sources.partition("+")
+    return gray or "mnist", colour or "cifar10"
+
+
+def intervals(scores: dict | None) -> dict[str, tuple[float, float, float]]:
+    """``{mnist_psnr: (mean, low, high), ...}``: 95 % percentile-bootstrap intervals over the test pairs."""
+    if not scores:
+        return {}
+    return {k: bootstrap_mean(np.asarray(v)) for k, v in scores.items() if k != "pair"}
+
+
+def model_card(
+    saved: SavedModel,
+    name: str,
+    parameters: int,
+    metrics_path: Path | None,
+    metrics_note: str,
+    files: dict,
+    training: dict | None = None,
+) -> str:
+    """The card's text. ``metrics_path``: the run's metrics.json, its scores.npz beside it (None: the card says
+    the model is unscored); ``files``: the bundle's file names and sizes in bytes; ``training``: the metrics.json
+    of the run that trained the weights, where the scores come from a later evaluation."""
+    gray, colour = source_names(saved.sources)
+    metrics = json.loads(metrics_path.read_text()) if metrics_path else {}
+    ci = intervals(read_scores(metrics_path.parent, SCORES_FILE) if metrics_path else None)
+    keys = [f"test/{s}_{m}" for s in ("mnist", "cifar") for m in SCORED]
+    scored = [k for k in keys if isinstance(metrics.get(k), (int, float))]
+    front = {
+        "library_name": "mixsep",
+        "pipeline_tag": "image-to-image",
+        "tags": [
+            "mixsep",
+            "image-source-separation",
+            gray,
+            colour,
+            "safetensors",
+            *(["onnx"] if "model.onnx" in files else []),
+        ],
+        "datasets": [gray, colour],
+        "metrics": list(SCORED),
+    }
+    if scored:
+        front["model-index"] = [
+            {
+                "name": name,
+                "results": [
+                    {
+                        "task": {"type": "image-to-image", "name": "single-image source separation"},
+                        "dataset": {
+                            "name": f"{gray} + {colour} mean images (mixsep's fixed test pairs)",
+                            "type": saved.sources,
+                            "split": "test",
+                            "args": {"pairs": metrics.get("test_pairs")},
+                        },
+                        "metrics": [{"type": k.rsplit("_", 1)[1], "name": k, "value": metrics[k]} for k in scored],
+                    }
+                ],
+            }
+        ]
+    lines = ["---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "", f"# {name}", ""]
+    lines += [
+        f"A mixsep separator ({saved.architecture}, {parameters:,} parameters). Give it the pixel-wise mean of a "
+        f"{gray} image (gray, resized to 32x32, repeated to 3 channels) and a 32x32 RGB {colour} image; it gives back "
+        "both: a batch (B, 3, 32, 32) of float32 in [0, 1] in, the gray and the colour source (B, 3, 32, 32) in "
+        "[0, 1] out. It sees only the mean image.",
+        "",
+        "```bash",
+        "python -m mixsep.separate mean.png --model THIS_FOLDER",
+        "```",
+        "",
+        "```python",
+        "from mixsep import load_separator",
+        'gray, colour = load_separator("THIS_FOLDER")(mix)   # mix: (B, 3, 32, 32) in [0, 1]',
+        "```",
+        "",
+    ]
+    if "model.onnx" in files:
+        lines += [
+            "With ONNX Runtime alone: `onnxruntime.InferenceSession('model.onnx').run(None, {'mix': mix})` "
+            "(any batch size; the structure head and the clamp to [0, 1] are in the graph).",
+            "",
+        ]
+    lines += ["## Test scores", ""]
+    if scored:
+        pairs = metrics.get("test_pairs")
+        lines += [
+            f"On mixsep's fixed test pairs ({pairs:,} pairs of the {gray} and {colour} test sets, the same for every "
+            f"run), scored at {metrics.get('precision', saved.precision)} on predictions clamped to [0, 1] "
+            "(PSNR: the mean of per-image PSNR, data_range 1; SSIM: torchmetrics, data_range 1). Intervals: 95 % "
+            "percentile bootstrap over the pairs (2,000 resamples)"
+            + ("." if ci else "; not available: the run kept no per-pair scores (scores.npz)."),
+            "",
+            "| source | PSNR (dB) | 95 % interval | SSIM | 95 % interval |",
+            "|---|---:|---|---:|---|",
+        ]
+        for source, label in (("mnist", gray), ("cifar", colour)):
+            row = [label]
+            for m in SCORED:
+                value, digits = metrics.get(f"test/{source}_{m}"), 2 if m == "psnr" else 4
+                low_high = ci.get(f"{source}_{m}")
+                row.append("-" if value is None else f"{value:.{digits}f}")
+                row.append(f"[{low_high[1]:.{digits}f}, {low_high[2]:.{digits}f}]" if low_high else "-")
+            lines.append("| " + " | ".join(row) + " |")
+        lines += ["", f"Scores from {metrics_note}.", ""]
+    else:
+        lines += [
+            f"Not scored: {metrics_note}. Score it on the fixed test pairs with "
+            "`python -m mixsep.evaluate ckpt_path=THIS_FOLDER`.",
+            "",
+        ]
+    lines += ["## Training", ""] + training_lines(saved, training or metrics) + ["", "## Files", ""]
+    lines += [f"- `{file}`: {size_text(size)}" for file, size in files.items()]
+    lines += ["", "## Limits", ""] + limits(saved, gray, colour)
+    return "\n".join(lines) + "\n"
+
+
+def size_text(size: int) -> str:
+    return f"{size / 1e6:.2f} MB" if size >= 100_000 else f"{size / 1e3:.1f} kB"
+
+
+def training_lines(saved: SavedModel, metrics: dict) -> list[str]:
+    prov = metrics.get("provenance") if isinstance(metrics.get("provenance"), dict) else {}
+    seconds, steps = metrics.get("train_seconds"), metrics.get("global_step")
+    duration = f"{seconds / 60:.1f} minutes" if seconds else "not recorded"
+    if steps:
+        duration += f", {steps:,} steps"
+    experiment = metrics.get("experiment") or saved.settings.get("name")
+    command = f"`{prov['command']}`" if prov.get("command") else f"not recorded (the run's experiment: {experiment})"
+    commit = prov.get("git_commit") or "not recorded by the run"
+    if prov.get("git_dirty"):
+        commit += " (with uncommitted changes)"
+    return [
+        f"- trained on: {saved.sources} (training images; the validation images are held out of them)",
+        f"- training time: {duration}",
+        f"- hardware: {metrics.get('hardware') or 'not recorded'}; precision {saved.precision}",
+        f"- command: {command}",
+        f"- commit: {commit}",
+        f"- exported from `{saved.path.name}`",
+    ]
+
+
+def limits(saved: SavedModel, gray: str, colour: str) -> list[str]:
+    return [
+        f"- Trained and scored only on means of {gray} and {colour} images; other pictures are outside what it "
+        "learnt, and its output for them is a guess.",
+        "- 32x32 inputs only (`mixsep.separate --resize` resizes other sizes, which loses detail).",
+        *(
+            [
+                f"- Scored at {saved.precision}; separating in float32 (as mixsep.separate and ONNX do) gives nearly, "
+                "not exactly, the same pictures."
+            ]
+            if saved.precision != "32-true"
+            else []
+        ),
+        "- The gray source is resized from 28x28 to 32x32, so its pixels are interpolated, not the original ones.",
+    ]
