@@ -1,4 +1,4 @@
-"""Export a trained model as a bundle to share: ``python -m mixsep.export CKPT DIR [--onnx]``.
+"""Export a trained model as a bundle to share: ``python -m mixsep.export RUN_OR_CKPT DIR [--onnx]``.
 
 DIR gets ``model.safetensors`` (weights), ``config.json`` (architecture, arguments, sources, precision, versions),
 ``README.md`` (a model card: test PSNR/SSIM per source with 95 % intervals, training, command, commit, limits) and,
@@ -49,6 +49,7 @@ def export_bundle(
     for flag, given in (("--metrics", metrics), ("--training", training)):
         if given is not None and not given.is_file():
             raise MixsepError(f"{flag} {given}: no such file (give a run's metrics.json)")
+    model, metrics = tested_checkpoint(model, metrics)
     saved = read_model(model)
     separator = load_separator(model)
     metrics_path, note = find_metrics(model, metrics)
@@ -79,6 +80,21 @@ def export_bundle(
     return files
 
 
+def tested_checkpoint(model: Path, metrics: Path | None) -> tuple[Path, Path | None]:
+    """A run folder stands for the checkpoint its metrics.json tested (and that file for its scores)."""
+    record = model / "metrics.json"
+    if not model.is_dir() or (model / CONFIG_FILE).is_file() or not record.is_file():
+        return model, metrics
+    try:
+        tested = Path(json.loads(record.read_text()).get("checkpoint") or "")
+    except ValueError as err:
+        raise MixsepError(f"{record} is not valid JSON ({err}): give the checkpoint itself") from err
+    for candidate in (tested, model / "checkpoints" / tested.name, model / tested.name):
+        if tested.name and candidate.is_file():
+            return candidate, metrics or record
+    raise MixsepError(f"{model}: the checkpoint its metrics.json tested ({tested}) is gone; give a checkpoint file")
+
+
 def onnx_difference(path: Path, mix: torch.Tensor, expected: tuple[torch.Tensor, ...]) -> float:
     import onnxruntime
 
@@ -89,7 +105,9 @@ def onnx_difference(path: Path, mix: torch.Tensor, expected: tuple[torch.Tensor,
 
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m mixsep.export", description=__doc__.splitlines()[0])
-    parser.add_argument("model", type=Path, help="a checkpoint written by mixsep.run (or a bundle to export again)")
+    parser.add_argument(
+        "model", type=Path, help="a run folder (its tested checkpoint), a checkpoint, or a bundle to export again"
+    )
     parser.add_argument("folder", type=Path, help="the bundle's folder (made if missing)")
     parser.add_argument("--onnx", action="store_true", help="also write model.onnx (ONNX Runtime alone)")
     parser.add_argument(

@@ -338,7 +338,7 @@ BAD_INPUTS = [
     ("run-widths-word", lambda t, r: RUN + ["model.net.widths=wide"], "model.net.widths='wide' is a word, but"),
     ("run-count-switch", lambda t, r: RUN + ["trainer.log_every_n_steps=true"], "log_every_n_steps=true is true/false"),
     ("run-full-disk", lambda t, r: RUN + [f"hydra.run.dir={_full_disk_run(t)}"], "disk is full"),
-    ("evaluate-no-ckpt", lambda t, r: EVALUATE, "mixsep.evaluate needs a checkpoint: ckpt_path="),
+    ("evaluate-no-ckpt", lambda t, r: EVALUATE, "mixsep.evaluate needs a model: ckpt_path="),
     ("evaluate-batch-fraction", lambda t, r: EVALUATE + [f"ckpt_path={SHIPPED}", "data.batch_size=1.5"], "batch_size"),
     ("evaluate-ckpt-text", lambda t, r: EVALUATE + [f"ckpt_path={_text_file(t)}"], "not a readable checkpoint"),
     ("evaluate-ckpt-missing", lambda t, r: EVALUATE + [f"ckpt_path={t}/nothing.ckpt"], "No model at"),

@@ -140,9 +140,12 @@ COMMANDS: dict[str, Run | Elsewhere | Skip] = {
     # ---- Separate your own images
     "python -m mixsep.mix digit.png photo.png -o mix.png": Run(),
     "python -m mixsep.separate mix.png": Run(check="separated"),
-    "python -m mixsep.separate my_folder/ --out results_dir --ckpt outputs/unet/<time>/checkpoints/last.ckpt": Run(),
+    "python -m mixsep.separate my_folder/ --out results_dir --model outputs/unet/<time>/checkpoints/last.ckpt": Run(),
     "python -m mixsep.mix --test-pairs 100 -o pairs/": Run(["--test-pairs", "12"]),
     "python -m mixsep.separate pairs/mix": Run(),
+    "python -m mixsep.export outputs/unet/<time> my_model --onnx": Run(check="bundle"),
+    "python -m mixsep.separate mix.png --model my_model": Run(),
+    "python -m mixsep.evaluate ckpt_path=my_model": Run(TINY_DATA, check="bundle_scores"),
     # ---- Results
     "python -m mixsep.report results/ --chart results/leaderboard.png": Run(),
     # ---- GPU check (README.md and benchmarks/README.md)
@@ -158,6 +161,10 @@ COMMANDS: dict[str, Run | Elsewhere | Skip] = {
     ),
     "python benchmarks/throughput.py --model conv_dual": Run(
         ["--rounds", "1", "--pairs", "16", "--data-pairs", "256", "--batch-size", "16", "--warmup", "1"], real_data=True
+    ),
+    "python benchmarks/model_speed.py": Skip(
+        "a benchmark timing fresh processes (about a minute); the agreement it prints is asserted by "
+        "tests/user_paths/test_realdata.py, the commands it times by test_readme's separate entries"
     ),
     "python benchmarks/time_to_quality.py": Run(
         ["--max-minutes", "0.05", "--every", "2", "--recipe-steps", "1", "--val-pairs", "64"], real_data=True
@@ -324,6 +331,29 @@ def check_mlflow_local(work: Path, output: str) -> None:
 def check_separated(work: Path, output: str) -> None:
     for name in ("mix.gray.png", "mix.color.png", "separations.png"):
         assert (work / "separated" / name).is_file()
+
+
+def card_metrics(bundle: Path) -> dict[str, float]:
+    """The test scores in a model card's YAML front matter (model-index), as a model hub reads them."""
+    import yaml
+
+    front = yaml.safe_load((bundle / "README.md").read_text().split("---\n")[1])
+    (result,) = front["model-index"][0]["results"]
+    return {m["name"]: m["value"] for m in result["metrics"]}
+
+
+def check_bundle(work: Path, output: str) -> None:
+    run = newest("outputs/unet/*/metrics.json", work).parent
+    metrics = json.loads((run / "metrics.json").read_text())
+    card = card_metrics(work / "my_model")
+    assert card and all(card[key] == metrics[key] for key in card)  # the card's numbers are metrics.json's
+    assert (work / "my_model" / "model.onnx").is_file() and "gives" in output and "exactly" in output
+
+
+def check_bundle_scores(work: Path, output: str) -> None:
+    scored = json.loads(newest("outputs/evaluate/*/metrics.json", work).read_text())
+    for key, value in card_metrics(work / "my_model").items():
+        assert scored[key] == pytest.approx(value, abs=1e-4)
 
 
 def check_frontier_plot(work: Path, output: str) -> None:

@@ -48,6 +48,25 @@ def test_shipped_model_separates_real_test_pairs_with_its_reported_quality(tmp_p
 
 
 @requires_real_data
+def test_shipped_bundles_give_their_checkpoints_outputs_and_onnx_runtime_agrees_on_real_test_mixes():
+    """Every shipped model as a bundle separates 256 real test mixes exactly as its checkpoint; the default
+    bundle's model.onnx under ONNX Runtime is within 1e-4 of PyTorch (fp32)."""
+    import onnxruntime
+
+    dm = MixDataModule(root=REAL_ROOT, test_pairs=256, val_holdout=5000)
+    dm.setup("test")
+    mix = dm.fixed_batch("test", 256)[0].float()
+    for folder in (SHIPPED, SHIPPED.parent / "best_cpu_range"):
+        expected = load_separator(folder / "model.ckpt")(mix)
+        for a, b in zip(expected, load_separator(folder)(mix)):
+            assert torch.equal(a, b), folder
+    session = onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    outputs = session.run(None, {"mix": mix.numpy()})
+    assert [o.shape for o in outputs] == [(256, 3, 32, 32)] * 2
+    assert max(float((torch.from_numpy(o) - e).abs().max()) for o, e in zip(outputs, expected)) <= 1e-4
+
+
+@requires_real_data
 def test_short_conv_dual_run_beats_the_trivial_baseline(compose, tmp_path):
     overrides = [
         f"data.root={REAL_ROOT}",

@@ -68,6 +68,32 @@ def test_per_pair_scores_are_written_and_average_to_the_logged_scores(trained_ru
                 assert float(scores[key].mean()) == pytest.approx(metrics[f"{stage}/{key}"], abs=1e-4)
 
 
+def test_a_bundle_of_a_real_run_gives_its_checkpoints_outputs_and_its_card_the_runs_scores(trained_run, tmp_path):
+    """python -m mixsep.export RUN DIR: the bundle separates exactly as the tested checkpoint (through
+    load_separator and the LightningModule), and its card's front matter holds metrics.json's test scores."""
+    import yaml
+
+    from mixsep.export import export_bundle
+    from mixsep.models.separator import load_module
+
+    out, metrics, _ = trained_run
+    files = export_bundle(out, tmp_path / "bundle")
+    assert set(files) == {"model.safetensors", "config.json", "README.md"}
+    mix = torch.rand(16, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    ckpt, bundle = Path(metrics["checkpoint"]), tmp_path / "bundle"
+    for a, b in zip(load_separator(ckpt)(mix), load_separator(bundle)(mix)):
+        assert torch.equal(a, b)
+    for a, b in zip(load_module(ckpt).separate(mix), load_module(bundle).separate(mix)):
+        assert torch.equal(a, b)
+    card = (bundle / "README.md").read_text()
+    front = yaml.safe_load(card.split("---\n")[1])
+    scores = {m["name"]: m["value"] for m in front["model-index"][0]["results"][0]["metrics"]}
+    assert scores == {k: metrics[k] for k in TEST_KEYS}
+    assert f"{metrics['test/mnist_psnr']:.2f} | [" in card  # the table, with its bootstrap interval
+    config = json.loads((bundle / "config.json").read_text())
+    assert config["architecture"] == "ConvSkipDual" and config["commit"] == metrics["provenance"]["git_commit"]
+
+
 def test_evaluate_reproduces_the_test_metrics(compose, trained_run, tmp_path):
     out, metrics, overrides = trained_run
     data_overrides = [o for o in overrides if o.startswith("data.")]
