@@ -27,6 +27,7 @@ LONGEST_FIRST = (
     "test_debug.py",  # 95
     "test_realdata.py",  # 85
     "test_nets.py",  # 50
+    "test_model_files.py",  # 25: crafted model files through every reader
     "test_gpu_check.py",  # 45
     "test_module.py",  # 40
     "test_search.py",  # 35
