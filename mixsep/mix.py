@@ -19,16 +19,7 @@ from PIL import Image
 from mixsep.data.datamodule import MixDataModule, to_float_batch
 from mixsep.data.sources import resize_mnist
 from mixsep.errors import ArgumentParser, MixsepError, one_line_errors
-
-
-def to_png(image: torch.Tensor, path: Path, size: tuple[int, int] = (32, 32)) -> None:
-    """(3, H, W) float in [0, 1] -> 8-bit RGB PNG (rounded), resized (bicubic) to ``size`` if given."""
-    array = image.detach().float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
-    picture = Image.fromarray(array, "RGB")
-    if size != picture.size:
-        picture = picture.resize(size, Image.BICUBIC)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    picture.save(path)
+from mixsep.report.sheet import to_png
 
 
 def read_gray(path: Path) -> torch.Tensor:

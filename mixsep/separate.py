@@ -67,16 +67,6 @@ def read_mix(path: Path, resize: bool, said: set[str]) -> tuple[np.ndarray, tupl
     return (np.asarray(rgb, dtype=np.float32) / 255).transpose(2, 0, 1), size
 
 
-def write_png(image: np.ndarray, path: Path, size: tuple[int, int]) -> None:
-    """(3, 32, 32) float in [0, 1] -> 8-bit RGB PNG (rounded), resized (bicubic) back to ``size``."""
-    from mixsep.report.sheet import to_uint8
-
-    picture = Image.fromarray(to_uint8(image[None])[0], "RGB")
-    if size != picture.size:
-        picture = picture.resize(size, Image.BICUBIC)
-    picture.save(path)
-
-
 def load_runtime(model: Path, device: str, onnx: bool):
     """``separate(mixes) -> (gray, colour)`` on (B, 3, 32, 32) float32 arrays: the model under PyTorch, or
     (``onnx``) its bundle's model.onnx under ONNX Runtime, which needs no PyTorch at all."""
@@ -118,7 +108,7 @@ def separate_files(
     onnx: bool = False,
 ) -> tuple[int, list[str]]:
     """Separate every readable file; returns (how many were written, one line per file that failed)."""
-    from mixsep.report.sheet import save_samples
+    from mixsep.report.sheet import save_samples, to_png
 
     separate = load_runtime(model, device, onnx)
     out.mkdir(parents=True, exist_ok=True)
@@ -155,8 +145,8 @@ def separate_files(
         mixes = np.stack(batch)
         gray, color = separate(mixes)
         for i, (path, size, (gray_path, color_path)) in enumerate(kept):
-            write_png(gray[i], gray_path, size)
-            write_png(color[i], color_path, size)
+            to_png(gray[i], gray_path, size)
+            to_png(color[i], color_path, size)
             if len(sheet) < SHEET_ROWS:
                 sheet.append((mixes[i], gray[i], color[i]))
                 sheet_names.append(path.name)

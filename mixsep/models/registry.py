@@ -93,8 +93,3 @@ def build_network(net: dict, where: str = "model.net") -> nn.Module:
         return architecture(name)(**arguments)
     except TypeError as err:
         raise ConfigError(f"{where} ({name}): {err}") from err
-
-
-def gives_one_image(net: dict) -> bool:
-    """An earlier report's one-image system (its network's ``outputs`` is ``image``), not a separator."""
-    return getattr(architecture(network_spec(net)[0]), "outputs", "sources") == "image"

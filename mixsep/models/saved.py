@@ -53,21 +53,21 @@ class SavedModel:
         return {k.removeprefix("net."): v for k, v in self.state_dict.items() if k.startswith("net.")}
 
 
-def is_bundle(path: str | Path) -> bool:
-    return Path(path).is_dir()
-
-
 def read_model(path: str | Path, map_location: str | torch.device = "cpu") -> SavedModel:
     """The model in ``path``: a checkpoint file or a bundle folder (one-line CheckpointErrors otherwise)."""
     path = Path(path)
-    if is_bundle(path):
+    if path.is_dir():
         return read_bundle(path, map_location)
     if not path.is_file():
         raise CheckpointError(
             f"No model at {path}. Pass a bundle folder (python -m mixsep.export writes one) or a .ckpt written by "
             "mixsep.run (<run dir>/checkpoints/last.ckpt or best-*.ckpt)."
         )
-    ckpt = read_checkpoint(path, map_location)
+    return checkpoint_model(path, read_checkpoint(path, map_location))
+
+
+def checkpoint_model(path: Path, ckpt: dict) -> SavedModel:
+    """The checked model in a checkpoint already read (``read_checkpoint``)."""
     hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
     if not isinstance(hparams, dict) or not isinstance(state, dict) or "net" not in hparams:

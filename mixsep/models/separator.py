@@ -59,16 +59,6 @@ def _does_not_fit(path: Path, err: Exception) -> CheckpointError:
     )
 
 
-def checkpoint_precision(path: str | Path) -> str:
-    """The precision a model's run trained and tested at (32-true when it does not say)."""
-    return read_model(path).precision
-
-
-def checkpoint_sources(path: str | Path) -> str:
-    """The source pair a model was trained on (checkpoints from before sources existed: the default)."""
-    return read_model(path).sources
-
-
 class Separator:
     """A trained separator in eval mode: call it on mean images (B, 3, 32, 32) in [0, 1]."""
 

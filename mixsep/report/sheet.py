@@ -28,6 +28,15 @@ def to_uint8(images) -> np.ndarray:
     return (np.clip(np.asarray(images, dtype=np.float32), 0, 1) * 255).round().astype(np.uint8).transpose(0, 2, 3, 1)
 
 
+def to_png(image, path: Path, size: tuple[int, int] = (32, 32)) -> None:
+    """(3, H, W) in [0, 1] (a tensor or an array) -> 8-bit RGB PNG (rounded), resized (bicubic) to ``size``."""
+    picture = Image.fromarray(to_uint8(image[None])[0], "RGB")
+    if size != picture.size:
+        picture = picture.resize(size, Image.BICUBIC)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    picture.save(path)
+
+
 def save_samples(path: str | Path, columns: list, titles: tuple[str, ...], row_labels=None, scale: int = 4) -> None:
     """``columns``: images (B, 3, H, W) in [0, 1], each pixel drawn as a ``scale`` x ``scale`` block;
     ``row_labels`` (e.g. the input file names) at the left of each row."""

@@ -112,7 +112,7 @@ def newest_resumable(folder: Path, model_cfg: DictConfig | None = None) -> str |
 def check_resumable(path: Path, model_cfg: DictConfig | None = None) -> None:
     """A checkpoint to resume from must be a whole training checkpoint that mixsep.run wrote, read as data only
     (its network one of mixsep's, with plain settings)."""
-    from mixsep.models.saved import read_checkpoint, read_model
+    from mixsep.models.saved import checkpoint_model, read_checkpoint
 
     ckpt = read_checkpoint(path)
     missing = [k for k in ("state_dict", "optimizer_states", "loops") if k not in ckpt]
@@ -122,7 +122,7 @@ def check_resumable(path: Path, model_cfg: DictConfig | None = None) -> None:
             "or another program's file. Resume from <run dir>/checkpoints/last.ckpt; score a model with "
             "mixsep.evaluate ckpt_path=..."
         )
-    saved = read_model(path)
+    saved = checkpoint_model(path, ckpt)
     wanted = (model_cfg or {}).get("net") or {}
     if model_cfg is not None and saved.architecture != str(wanted.get("_target_", "")).rpartition(".")[2]:
         name = saved.settings.get("name", "?")
