@@ -26,9 +26,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mixsep.models.separator import load_separator  # noqa: E402
+from mixsep.pretrained import DEFAULT_MODEL  # noqa: E402
 from mixsep.training.hardware import describe_machine  # noqa: E402
 
-BUNDLE = ROOT / "results" / "best_cpu_range"
+BUNDLE = DEFAULT_MODEL
 
 
 def test_mixes(n: int) -> tuple[np.ndarray, str]:

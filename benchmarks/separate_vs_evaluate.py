@@ -21,6 +21,7 @@ from PIL import Image
 from mixsep import mix, separate
 from mixsep.evaluate import evaluate
 from mixsep.models.metrics import image_metrics
+from mixsep.training.config import CONF_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,7 +46,7 @@ def main() -> None:
             for path in sorted((tmp / "pairs" / truth).iterdir()):
                 metric.update(load(tmp / "sep" / f"{path.stem}.{source}.png")[None], load(path)[None])
             cli.update({f"test/{name}_{k}": float(v) for k, v in metric.compute().items()})
-        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
             cfg = compose(
                 config_name="evaluate",
                 overrides=[

@@ -31,6 +31,7 @@ from torchvision.datasets import MNIST
 from mixsep.data.datamodule import MixDataModule
 from mixsep.models import ConvDual, ConvSkipDual, ResNetDual, ResNetSkipDual, ResNetSkipSub, SingleSub, UNetSeparator
 from mixsep.models.module import SeparationModule
+from mixsep.training.config import CONF_DIR
 from mixsep.training.hardware import cpu_has_bf16
 
 NETS = {  # the model= options' networks (with their default options)
@@ -106,7 +107,7 @@ class Pipeline:
 def build(args, per_item_batch: int = 64, **data_kwargs) -> tuple[Pipeline, Pipeline]:
     """The two pipelines on the same data and device; ``data_kwargs`` go to the MixDataModule."""
     device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
-    default_batch = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "data" / "default.yaml").batch_size
+    default_batch = OmegaConf.load(Path(CONF_DIR) / "data" / "default.yaml").batch_size
     batch = args.batch_size or (512 if device.type == "cuda" else default_batch)
     dm = MixDataModule(batch_size=batch, num_workers=0, **data_kwargs)
     dm.setup("fit")

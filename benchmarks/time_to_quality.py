@@ -31,11 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from throughput import build  # noqa: E402
 
 from mixsep.training.build import build_module  # noqa: E402
+from mixsep.training.config import CONF_DIR  # noqa: E402
 from mixsep.training.hardware import resolve_precision  # noqa: E402
 
 TARGET = {"val/mnist_psnr": 22.54, "val/cifar_psnr": 17.01}
 REPORT_000_EPOCHS, REPORT_000_PAIRS_PER_EPOCH = 50, 60000
-CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 FRONTIER_DB = (25.0, 28.0, 30.0, 32.0, 33.0)
@@ -81,7 +81,7 @@ def mixsep_time(
 ) -> QualityClock:
     """``every``: validate every N steps (int) or every N seconds of wall clock (float, for presets whose
     steps differ in size: one time grid for all). ``overrides``: more Hydra overrides (e.g. data sizes)."""
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(
             config_name="config",
             overrides=[

@@ -3,7 +3,7 @@
 import sys
 
 from mixsep.run import main
-from mixsep.training.checks import check_command_line
+from mixsep.training.command_line import check_command_line
 
-check_command_line(sys.argv[1:])
+sys.argv[1:] = check_command_line(sys.argv[1:])
 main()

@@ -17,7 +17,8 @@ from mixsep.models.separator import load_module
 from mixsep.models.tta import say
 from mixsep.training.artifacts import write_test_outputs
 from mixsep.training.build import build, build_trainer
-from mixsep.training.checks import check_command_line, check_trainer
+from mixsep.training.checks import check_trainer
+from mixsep.training.command_line import check_command_line
 from mixsep.training.config import CONF_DIR, settle_for_this_machine
 
 
@@ -25,7 +26,7 @@ def evaluate(cfg: DictConfig) -> dict:
     if OmegaConf.is_missing(cfg, "ckpt_path"):
         raise ConfigError(
             "mixsep.evaluate needs a model: ckpt_path=<run dir>/checkpoints/best-epochNNN.ckpt, or a bundle "
-            "folder (ckpt_path=results/best_cpu_range, the shipped model)"
+            "folder (ckpt_path=results/best_cpu, a shipped model)"
         )
     check_trainer(cfg.trainer)
     out = Path(cfg.paths.output_dir)
@@ -64,5 +65,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    check_command_line(sys.argv[1:], config_name="evaluate")
+    sys.argv[1:] = check_command_line(sys.argv[1:], config_name="evaluate")
     main()

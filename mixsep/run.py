@@ -24,7 +24,8 @@ from mixsep.models.tta import say
 from mixsep.training.artifacts import write_config_tree, write_test_outputs
 from mixsep.training.build import build, build_callbacks, build_module, build_trainer
 from mixsep.training.checkpoints import checkpoint_paths, resolve_ckpt_path
-from mixsep.training.checks import check_command_line, check_run
+from mixsep.training.checks import check_run
+from mixsep.training.command_line import check_command_line
 from mixsep.training.config import CONF_DIR, composed_config, set_float32_matmul_precision, settle_for_this_machine
 from mixsep.training.loggers import build_loggers, finish_dashboards, publish_final_scores, publish_pictures
 
@@ -129,5 +130,5 @@ if __name__ == "__main__":
     # reference (mixsep.run.main), and Lightning's DDP children start as `python -m mixsep.run`.
     from mixsep.run import main as task
 
-    check_command_line(sys.argv[1:])
+    sys.argv[1:] = check_command_line(sys.argv[1:])
     task()

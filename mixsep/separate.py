@@ -3,7 +3,8 @@
 INPUT is an image file or a folder of them (PNG, JPEG, ...). For each mean image it writes
 ``<name>.gray.png`` and ``<name>.color.png`` (8-bit PNG), and one contact sheet ``separations.png``
 (mix | gray | colour per row). Model: a bundle folder (``python -m mixsep.export``) or a checkpoint; default: the
-best shipped bundle, ``results/best_cpu_range``; ``--onnx``: its model.onnx under ONNX Runtime, without PyTorch.
+best shipped bundle (package data: mixsep/pretrained/best_cpu_range); ``--onnx``: its model.onnx under ONNX
+Runtime, without PyTorch.
 Default output folder: ``separated/`` next to the (first) input. Neither Lightning nor Hydra is imported.
 """
 
@@ -17,8 +18,8 @@ import numpy as np
 from PIL import Image
 
 from mixsep.errors import ArgumentParser, MixsepError, one_line_errors
+from mixsep.pretrained import DEFAULT_MODEL
 
-SHIPPED = Path(__file__).resolve().parents[1] / "results" / "best_cpu_range"  # the best on the validation pairs
 READABLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 SHEET_ROWS = 16
 GRAY_MODES = ("L", "I", "I;16", "F", "1", "LA")  # PIL modes of one-channel images
@@ -161,7 +162,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m mixsep.separate", description=__doc__.splitlines()[0])
     parser.add_argument("inputs", nargs="+", type=Path, help="image files or folders of them")
     parser.add_argument(
-        "--model", "--ckpt", type=Path, default=SHIPPED, help=f"a bundle folder or a checkpoint (default: {SHIPPED})"
+        "--model",
+        "--ckpt",
+        type=Path,
+        default=DEFAULT_MODEL,
+        help="a bundle folder or a checkpoint (default: the shipped model)",
     )
     parser.add_argument("--onnx", action="store_true", help="run the bundle's model.onnx with ONNX Runtime")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: separated/ next to the input)")

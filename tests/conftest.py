@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from tests.helpers import TINY_SIZES, compose_config, make_cifar_folder, make_mn
 LONGEST_FIRST = (
     "test_slurm.py",  # 250: SLURM's allocations, asleep most of it: first, beside the rest
     "test_ray.py",  # 190
+    "test_install.py",  # 90: a wheel built and installed into a fresh environment, its commands in subprocesses
     "test_readme.py",  # 340
     "test_status.py",  # 125
     "test_run.py",  # 115
@@ -26,6 +28,7 @@ LONGEST_FIRST = (
     "test_bad_input.py",  # 95
     "test_debug.py",  # 95
     "test_realdata.py",  # 85
+    "test_hydra_flags.py",  # 40
     "test_nets.py",  # 50
     "test_model_files.py",  # 25: crafted model files through every reader
     "test_gpu_check.py",  # 45
@@ -43,6 +46,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's own order is kept
 
+
+# the tests see the package's configs only: a developer's own ~/.config/mixsep (a cluster's launcher in its
+# local/default.yaml) would change every run; a test that wants a user folder sets one
+os.environ["MIXSEP_CONFIG_DIR"] = str(Path(tempfile.mkdtemp(prefix="mixsep-tests-")) / "no_user_config")
 
 if os.environ.get("PYTEST_XDIST_WORKER"):  # two workers on two cores: one thread each, their subprocesses too
     os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -21,6 +21,7 @@ import pytest
 from PIL import Image
 
 from mixsep.data.sources import CIFAR_CLASSES
+from mixsep.training.config import CONF_DIR
 
 REAL_ROOT = os.environ.get("MIXSEP_DATA_ROOT", "")
 
@@ -232,7 +233,7 @@ def run_in_this_process(argv: list[str]) -> int:
     return 0
 
 
-CONF = str(PROJECT_ROOT / "conf")
+CONF = CONF_DIR
 
 
 def compose_config(name: str, overrides: list[str], out: Path):

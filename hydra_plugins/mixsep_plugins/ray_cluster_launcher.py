@@ -12,8 +12,12 @@ import logging
 from collections.abc import Sequence
 
 from hydra.core.utils import JobReturn
-from hydra_plugins.hydra_ray_launcher.ray_launcher import RayLauncher
 from omegaconf import OmegaConf, open_dict
+
+try:
+    from hydra_plugins.hydra_ray_launcher.ray_launcher import RayLauncher
+except ImportError as err:  # without mixsep[cluster]: no launcher here (hydra/launcher=gpus says what to install)
+    RayLauncher, MISSING_MODULE = object, err.name
 
 log = logging.getLogger("mixsep")
 

@@ -33,7 +33,7 @@ def default_data_root() -> str:
     written, also for the commands that take no config (mix --test-pairs, report's baselines)."""
     from omegaconf import OmegaConf
 
-    return str(OmegaConf.load(Path(__file__).resolve().parents[2] / "conf" / "data" / "default.yaml").root)
+    return str(OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "data" / "default.yaml").root)
 
 
 def _is_count(value) -> bool:

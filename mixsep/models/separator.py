@@ -1,4 +1,4 @@
-"""Use a trained model: ``load_separator("results/best_cpu_range")(mix) -> (mnist_hat, cifar_hat)``.
+"""Use a trained model: ``load_separator()(mix) -> (mnist_hat, cifar_hat)``.
 
 A model is a bundle folder (``python -m mixsep.export``) or a checkpoint; both are read as data only
 (``saved.py``). Separating needs neither Lightning nor Hydra: the network is a plain ``nn.Module``.
@@ -16,6 +16,7 @@ from torch import nn
 from mixsep.errors import CheckpointError, ConfigError
 from mixsep.models.registry import architecture, build_network
 from mixsep.models.saved import SavedModel, read_model
+from mixsep.pretrained import DEFAULT_MODEL
 
 
 def build_saved_network(saved: SavedModel) -> nn.Module:
@@ -92,7 +93,7 @@ class Separator:
 
 
 def load_separator(
-    path: str | Path,
+    path: str | Path = DEFAULT_MODEL,
     device: str | torch.device = "cpu",
     tta: bool | None = None,
     tta_color: bool | None = None,
@@ -108,8 +109,8 @@ def load_separator(
     if getattr(architecture(saved.architecture), "outputs", "sources") != "sources":
         raise CheckpointError(
             f"{path} holds a {saved.settings.get('name', 'one-image')} model, which gives back one image "
-            "(an earlier report's system), not the two sources; separate with a separator, e.g. "
-            "results/best_cpu_range"
+            "(an earlier report's system), not the two sources; separate with a separator, e.g. the shipped "
+            "one (load_separator())"
         )
     channels_last = bool(saved.settings.get("channels_last"))
     net = build_saved_network(saved).to(device)

@@ -15,7 +15,20 @@ from mixsep.cluster.provenance import provenance
 from mixsep.cluster.where import run_id
 from mixsep.training.hardware import on_gpu, resolve_precision
 
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")  # absolute: main may run as mixsep.run or __main__
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")  # inside the package: found wherever mixsep is installed
+
+
+def user_config_dir() -> Path:
+    """The per-user config folder on every mixsep app's search path (after the package's own; Hydra finds it
+    through hydra_plugins/mixsep_plugins/search_path.py): this machine's or cluster's ``local/default.yaml``, a
+    user's own ``experiment/``, ``model/``, ... files. MIXSEP_CONFIG_DIR, else e.g. ~/.config/mixsep."""
+    import os
+
+    import platformdirs
+
+    return Path(os.environ.get("MIXSEP_CONFIG_DIR") or platformdirs.user_config_dir("mixsep")).expanduser().resolve()
+
+
 # ${if_tty:a,b}: a on a terminal, b when stdout goes to a file or a pipe (progress bar refresh rates)
 OmegaConf.register_new_resolver("if_tty", lambda tty, plain: tty if sys.stdout.isatty() else plain, replace=True)
 # ${mixsep_run_id:}: the unique part of a run folder's name; cached in the config, so a sweep's jobs (pickled

@@ -74,6 +74,8 @@ class MLFlowLogger(pl_loggers.MLFlowLogger):
     file store), the composed config as params once (a resumed run keeps the params it has; values differ only in
     how it was started), the provenance as tags, and the job's final status as a tag."""
 
+    REQUIRES = "mlflow"  # checked before Hydra runs (training/command_line.py): one line naming the extra
+
     def __init__(self, tracking_uri: str | None = None, local_store: str = "outputs", **kwargs) -> None:
         artifacts = None
         if not tracking_uri:
@@ -113,9 +115,10 @@ def _mlflow_logger(logger_cfg: DictConfig, out: Path, experiment_name: str, ckpt
     import importlib.util
 
     from mixsep.errors import ConfigError
+    from mixsep.training.command_line import install_hint
 
     if importlib.util.find_spec("mlflow") is None:
-        raise ConfigError("logger=mlflow needs MLflow, which is not installed: pip install -e '.[mlflow]'")
+        raise ConfigError(f"logger=mlflow needs mlflow, which is not installed: {install_hint('mlflow')}")
     uri = logger_cfg.get("tracking_uri")
     if uri and str(uri).startswith(("http://", "https://")) and not reachable(str(uri), WANDB_REACH_SECONDS):
         raise ConfigError(

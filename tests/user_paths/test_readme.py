@@ -26,6 +26,7 @@ from PIL import Image
 
 from tests.helpers import (
     BENCHMARKS_README,
+    CONF,
     PROJECT_ROOT,
     README,
     REAL_ROOT,
@@ -64,7 +65,32 @@ class Skip:
 NEEDS_GPU = "needs a CUDA GPU (CI has none); benchmarks/gpu_check.py runs the GPU path on a GPU machine"
 COMMANDS: dict[str, Run | Elsewhere | Skip] = {
     # ---- README.md: Start
-    'pip install -e ".[dev]"': Skip(".ci/run installs the project with this very command before the tests"),
+    "pip install .": Skip(
+        "tests/user_paths/test_install.py builds the wheel of this checkout, installs it (not editable, the lock's "
+        "core pins) into a fresh environment and runs run, evaluate, separate and report from an empty folder"
+    ),
+    # ---- Install
+    'pip install ".[cluster,search]"': Skip("the extras' engines are tested in the checkout's [dev] environment"),
+    'pip install -e ".[dev]"': Skip(".ci/run installs the same packages from the lock: uv sync --locked --extra dev"),
+    "uv sync --locked --extra cluster --extra search": Skip(
+        ".ci/run runs uv sync --locked --extra dev (every extra) on a clean clone; a second sync would replace "
+        "the test environment"
+    ),
+    "uv export --frozen --extra cluster --no-hashes -o requirements.txt": Skip(
+        "tests/user_paths/test_install.py exports the core's locked versions the same way and installs them"
+    ),
+    "pip install -r requirements.txt": Skip("tests/user_paths/test_install.py installs the exported core pins"),
+    "uv lock": Skip("rewrites uv.lock from the package index (the network); test_install checks the lock offline"),
+    "uv lock --upgrade-package lightning": Skip("needs the package index (the network)"),
+    "python -m mixsep.run --config-dir my_configs experiment=mine": Elsewhere(
+        "tests/user_paths/test_hydra_flags.py::test_the_readmes_own_config_commands_pick_the_users_experiment"
+    ),
+    'python -m mixsep.run "hydra.searchpath=[file://my_configs]" experiment=mine': Elsewhere(
+        "tests/user_paths/test_hydra_flags.py::test_the_readmes_own_config_commands_pick_the_users_experiment"
+    ),
+    "python -m mixsep.run --cfg job --config-dir my_configs experiment=mine": Elsewhere(
+        "tests/user_paths/test_hydra_flags.py::test_the_readmes_own_config_commands_pick_the_users_experiment"
+    ),
     "pip install torch==2.14.1 torchvision==0.29.1 --index-url https://download.pytorch.org/whl/cpu": Skip(
         "needs the network to PyTorch's CPU wheel index; CI installs from the package registry"
     ),
@@ -212,7 +238,6 @@ def sandbox(tmp_path_factory):
     work.mkdir()
     shutil.copytree(PROJECT_ROOT / "results", work / "results")
     shutil.copytree(PROJECT_ROOT / "benchmarks", work / "benchmarks", ignore=shutil.ignore_patterns("*.png"))
-    (work / "conf").symlink_to(PROJECT_ROOT / "conf")  # the benchmarks read the configs beside them
     Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(work / "digit.png")
     Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(work / "photo.png")
     (work / "my_folder").mkdir()
@@ -397,7 +422,7 @@ def test_the_readme_knob_table_gives_the_configs_defaults(compose, tmp_path):
 
     text = README.read_text().split("### Config knobs", 1)[1].split("\n\n", 2)[1]
     rows = [line.split("|")[1:3] for line in text.splitlines() if line.startswith("| `")]
-    models = sorted(p.stem for p in (PROJECT_ROOT / "conf" / "model").glob("*.yaml") if not p.stem.startswith("_"))
+    models = sorted(p.stem for p in (Path(CONF) / "model").glob("*.yaml") if not p.stem.startswith("_"))
     configs = {
         m: OmegaConf.to_container(compose("config", [f"model={m}"], tmp_path), resolve=False) for m in models
     }  # unresolved: an interpolation (e.g. ${oc.env:MIXSEP_DATA_ROOT,./data}) stays one

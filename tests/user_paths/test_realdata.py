@@ -10,6 +10,7 @@ import torch
 from mixsep import load_separator
 from mixsep.data.datamodule import MixDataModule
 from mixsep.models.metrics import image_metrics
+from mixsep.pretrained import DEFAULT_MODEL
 from mixsep.report.leaderboard import baseline_rows
 from mixsep.run import train
 from tests.helpers import REAL_ROOT, requires_real_data
@@ -56,11 +57,11 @@ def test_shipped_bundles_give_their_checkpoints_outputs_and_onnx_runtime_agrees_
     dm = MixDataModule(root=REAL_ROOT, test_pairs=256, val_holdout=5000)
     dm.setup("test")
     mix = dm.fixed_batch("test", 256)[0].float()
-    for folder in (SHIPPED, SHIPPED.parent / "best_cpu_range"):
-        expected = load_separator(folder / "model.ckpt")(mix)
-        for a, b in zip(expected, load_separator(folder)(mix)):
-            assert torch.equal(a, b), folder
-    session = onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    for run, bundle in ((SHIPPED, SHIPPED), (SHIPPED.parent / "best_cpu_range", DEFAULT_MODEL)):
+        expected = load_separator(run / "model.ckpt")(mix)
+        for a, b in zip(expected, load_separator(bundle)(mix)):
+            assert torch.equal(a, b), bundle
+    session = onnxruntime.InferenceSession(str(DEFAULT_MODEL / "model.onnx"), providers=["CPUExecutionProvider"])
     outputs = session.run(None, {"mix": mix.numpy()})
     assert [o.shape for o in outputs] == [(256, 3, 32, 32)] * 2
     assert max(float((torch.from_numpy(o) - e).abs().max()) for o, e in zip(outputs, expected)) <= 1e-4

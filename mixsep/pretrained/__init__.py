@@ -1,0 +1,7 @@
+"""The models that travel with the package: ``DEFAULT_MODEL`` is the best shipped bundle on the validation pairs
+(the U-Net of ``experiment=best_cpu`` with the resize-range projection: results/best_cpu_range is its run),
+what ``python -m mixsep.separate`` and ``load_separator()`` use when given no model."""
+
+from pathlib import Path
+
+DEFAULT_MODEL = Path(__file__).resolve().parent / "best_cpu_range"
