@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mixsep.cluster.provenance import provenance
 from mixsep.errors import ConfigError, one_line_errors
+from mixsep.extensions import load_extensions
 from mixsep.models.separator import load_module
 from mixsep.models.tta import say
 from mixsep.training.artifacts import write_test_outputs
@@ -28,6 +29,7 @@ def evaluate(cfg: DictConfig) -> dict:
             "mixsep.evaluate needs a model: ckpt_path=<run dir>/checkpoints/best-epochNNN.ckpt, or a bundle "
             "folder (ckpt_path=results/best_cpu, a shipped model)"
         )
+    load_extensions(cfg.get("extensions"))
     check_trainer(cfg.trainer)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)

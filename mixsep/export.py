@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from mixsep.errors import ArgumentParser, MixsepError, one_line_errors
+from mixsep.extensions import load_extensions
 from mixsep.models.saved import CARD_FILE, CONFIG_FILE, ONNX_FILE, WEIGHTS_FILE
 
 ONNX_PACKAGES = ("onnx", "onnxscript", "onnxruntime")
@@ -121,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     from mixsep.report.card import size_text
 
     with one_line_errors(os_error=f"cannot write the bundle to {args.folder} ({{error}}): choose another folder"):
+        load_extensions()  # MIXSEP_EXTENSIONS: a network of one's own that the model file names
         files = export_bundle(args.model, args.folder, args.onnx, args.metrics, args.overwrite, args.training)
     for name, size in files.items():
         print(f"  {args.folder / name}  {size_text(size)}")

@@ -20,6 +20,7 @@ from mixsep.cluster.search import ReportToTrial, this_jobs_trial
 from mixsep.cluster.status import recorded_job
 from mixsep.cluster.where import now_iso, where_it_ran
 from mixsep.errors import ConfigError
+from mixsep.extensions import load_extensions
 from mixsep.models.tta import say
 from mixsep.training.artifacts import write_config_tree, write_test_outputs
 from mixsep.training.build import build, build_callbacks, build_module, build_trainer
@@ -56,6 +57,7 @@ def build_run(cfg: DictConfig, out: Path):
 
 def train(cfg: DictConfig) -> dict:
     out = Path(cfg.paths.output_dir)  # made by Hydra; claimed and checked writable by recorded_job
+    load_extensions(cfg.get("extensions"))
     check_run(cfg)
     cfg = settle_for_this_machine(cfg)  # the tree and metrics.json show the precision actually used
     tree = write_config_tree(cfg, out / "config_tree.txt")

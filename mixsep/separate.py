@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from mixsep.errors import ArgumentParser, MixsepError, one_line_errors
+from mixsep.extensions import load_extensions
 from mixsep.pretrained import DEFAULT_MODEL
 
 READABLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -190,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     start = time.perf_counter()
     with one_line_errors(os_error=f"cannot write to {out} ({{error}}): choose another --out"):
+        load_extensions()  # MIXSEP_EXTENSIONS: a network of one's own that the model file names
         written, failed = separate_files(files, args.model, out, args.device, args.resize, args.batch_size, args.onnx)
     for line in failed:
         print(f"mixsep: skipped {line}", file=sys.stderr)

@@ -19,6 +19,7 @@ LONGEST_FIRST = (
     "test_slurm.py",  # 250: SLURM's allocations, asleep most of it: first, beside the rest
     "test_ray.py",  # 190
     "test_install.py",  # 90: a wheel built and installed into a fresh environment, its commands in subprocesses
+    "test_extensions.py",  # 120: a user's own network, source and score, each command in its own process
     "test_readme.py",  # 340
     "test_status.py",  # 125
     "test_run.py",  # 115

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import torch
 
-from mixsep.data.sources import Source
+from mixsep.data.sources import Source, check_images
+from mixsep.errors import ConfigError
 
 CACHE_VERSION = 3
 
@@ -62,9 +63,15 @@ def cached_split(root: Path, cache_dir: Path, source: Source, train: bool, downl
                 return images
         except Exception:
             pass  # corrupt or stale: rebuilt below
-    images = source.load(root, train, download)
+    split = "train" if train else "test"
+    images = check_images(source, source.load(root, train, download), split)
     if signature["files"] == 0:  # just downloaded: the signature can now see the files
         signature = _source_signature(root, source, train)
+        if signature["files"] == 0:  # else the cache could never tell a changed file, and decodes every run
+            raise ConfigError(
+                f"data/{source.kind}={source.label}: files() finds no files for the {split} split under {root}, "
+                f"although load() read {len(images)} images: make files() return the files load() reads"
+            )
         key = hashlib.sha256(json.dumps(signature, sort_keys=True).encode()).hexdigest()[:16]
         path = cache_dir / f"{name}_{'train' if train else 'test'}_{key}.pt"
     tmp = path.with_suffix(f".tmp{os.getpid()}")

@@ -126,10 +126,16 @@ def _read_rgb32(path: Path) -> np.ndarray:
 
 
 class Source:
-    """One source: ``kind`` (gray or color), ``name`` (its config option), and what the cache and errors need."""
+    """One source, declared by a subclass with ``@register_source``: its ``kind`` (gray: (N, 1, 32, 32) uint8
+    images, or color: (N, 3, 32, 32)), the config options it serves (``names``), its file layout (``layout``,
+    ``looked_at``), the files a split is decoded from (``files``: the decoded cache's identity, so a change of
+    any file decodes again), and how a split is read (``load``, which may download). A source of one's own is one
+    such class in a module named by ``extensions`` (or ``MIXSEP_EXTENSIONS``), and a ``data/<kind>/<name>.yaml``
+    naming it by ``_target_``."""
 
     kind: str
     name: str
+    names: tuple[str, ...] = ()  # the options of data/<kind>= this class serves (its constructor takes name=)
 
     @property
     def label(self) -> str:
@@ -163,11 +169,48 @@ class Source:
         return f"{type(self).__name__}({self.label!r})"
 
 
+SOURCE_CLASSES: dict[str, dict[str, type[Source]]] = {"gray": {}, "color": {}}  # kind -> option -> class
+
+
+def register_source(cls: type[Source]) -> type[Source]:
+    """Declare a source class (a decorator): each of its ``names`` becomes an option of data/<kind>= that
+    reports, checkpoints and evaluate can name. A name already served by another class is refused."""
+    if getattr(cls, "kind", None) not in SOURCE_CLASSES:
+        raise ConfigError(f"source {cls.__name__}: kind must be 'gray' or 'color', not {getattr(cls, 'kind', None)!r}")
+    if not cls.names:
+        raise ConfigError(f"source {cls.__name__}: names must list the options it serves, e.g. names = ('letters',)")
+    for name in cls.names:
+        known = SOURCE_CLASSES[cls.kind].get(name)
+        if known is not None and known.__qualname__ != cls.__qualname__:
+            raise ConfigError(f"a {cls.kind} source named {name} is already declared ({known.__name__}): rename it")
+        SOURCE_CLASSES[cls.kind][name] = cls
+    return cls
+
+
+def check_images(source: Source, images: torch.Tensor, split: str) -> torch.Tensor:
+    """A source's contract: (N, 1, 32, 32) uint8 for gray, (N, 3, 32, 32) for colour, N > 0."""
+    channels = 1 if source.kind == "gray" else 3
+    if not (
+        isinstance(images, torch.Tensor)
+        and images.dtype == torch.uint8
+        and images.shape[1:] == (channels, 32, 32)
+        and len(images)
+    ):
+        got = f"{tuple(images.shape)} {images.dtype}" if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ConfigError(
+            f"data/{source.kind}={source.label}: its {split} split loads as {got}; a {source.kind} source gives "
+            f"(N, {channels}, 32, 32) uint8 images, N > 0"
+        )
+    return images
+
+
+@register_source
 class TorchvisionGray(Source):
     """A 28x28 gray source in torchvision's idx layout, resized to 32x32 and kept with one channel."""
 
     kind = "gray"
     DATASETS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "kmnist": "KMNIST"}  # torchvision's class
+    names = tuple(DATASETS)
 
     def __init__(self, name: str = "mnist") -> None:
         if name not in self.DATASETS:
@@ -204,10 +247,12 @@ class TorchvisionGray(Source):
         return resize_mnist(images)
 
 
+@register_source
 class ImageFolder(Source):
     """Any ImageFolder of 32x32 images, ``<root>/<folder>/{train,test}/<class>/*.png|jpg``."""
 
     kind = "color"
+    names = ("image_folder",)
 
     def __init__(self, folder: str | None = None, name: str = "image_folder") -> None:
         if not folder:
@@ -250,6 +295,7 @@ class ImageFolder(Source):
         return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
 
+@register_source
 class Cifar(ImageFolder):
     """CIFAR-10 or CIFAR-100: torchvision's pickled archive (downloadable), or an ImageFolder ``<root>/<name>/``."""
 
@@ -257,10 +303,11 @@ class Cifar(ImageFolder):
         "cifar10": ("cifar-10-batches-py", "cifar-10-python.tar.gz", "CIFAR10"),
         "cifar100": ("cifar-100-python", "cifar-100-python.tar.gz", "CIFAR100"),
     }
+    names = tuple(ARCHIVES)
 
     def __init__(self, name: str = "cifar10") -> None:
         if name not in self.ARCHIVES:
-            raise ConfigError(f"data/color={name} is not one of {list(COLOR_SOURCES)}")
+            raise ConfigError(f"data/color={name} is not one of {list(SOURCE_CLASSES['color'])}")
         super().__init__(folder=name, name=name)
         self.archive, self.tarball, self.dataset = self.ARCHIVES[name]
 
@@ -299,14 +346,16 @@ class Cifar(ImageFolder):
         return torch.from_numpy(np.ascontiguousarray(data)).permute(0, 3, 1, 2).contiguous()
 
 
+@register_source
 class Svhn(Source):
     """SVHN's 32x32 digits in torchvision's ``.mat`` files (downloadable; reading them needs scipy)."""
 
     kind = "color"
+    names = ("svhn",)
 
     def __init__(self, name: str = "svhn") -> None:
         if name != "svhn":
-            raise ConfigError(f"data/color={name} is not one of {list(COLOR_SOURCES)}")
+            raise ConfigError(f"data/color={name} is not one of {list(SOURCE_CLASSES['color'])}")
         self.name = name
 
     def _path(self, root: Path, train: bool) -> Path:
@@ -341,10 +390,6 @@ class Svhn(Source):
         return torch.from_numpy(np.ascontiguousarray(np.transpose(images, (3, 2, 0, 1))))
 
 
-GRAY_SOURCES = {name: TorchvisionGray for name in TorchvisionGray.DATASETS}
-COLOR_SOURCES = {"cifar10": Cifar, "cifar100": Cifar, "svhn": Svhn, "image_folder": ImageFolder}
-
-
 def make_source(spec: Source | str | Mapping, kind: str) -> Source:
     """A source from its class (built by Hydra from ``_target_``), its name, or its config node without
     ``_target_`` (as older runs and checkpoints wrote it): ``{name: image_folder, folder: ...}``."""
@@ -353,13 +398,14 @@ def make_source(spec: Source | str | Mapping, kind: str) -> Source:
             raise ConfigError(f"data/{kind}: {spec.label} is a {spec.kind} source, not a {kind} one")
         return spec
     options = {"name": spec} if isinstance(spec, str) else {k: v for k, v in dict(spec).items() if k != "_target_"}
-    classes = GRAY_SOURCES if kind == "gray" else COLOR_SOURCES
+    classes = SOURCE_CLASSES[kind]
     name = str(options.get("name"))
     if name not in classes:
-        raise ConfigError(f"data/{kind}={name} is not one of {sorted(classes) if kind == 'gray' else list(classes)}")
-    if classes[name] is ImageFolder:
-        return ImageFolder(folder=options.get("folder"))
-    return classes[name](name)
+        raise ConfigError(
+            f"data/{kind}={name} is not one of {', '.join(classes)} (a source of your own: @register_source in a "
+            "module named by extensions=[...] or MIXSEP_EXTENSIONS)"
+        )
+    return classes[name](**options)
 
 
 def pair_label(gray: Source, color: Source) -> str:

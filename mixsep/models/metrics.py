@@ -1,38 +1,107 @@
-"""The scores of a separator, as logged and written to metrics.json: ``{stage}/{source}_{psnr,ssim}``, with
-SSIM and the mean of per-image PSNR on data range 1. The names are defined here only; everything else imports
-them."""
+"""The scores of a separator, declared once each: a name, a per-image function (clamped prediction against the
+true image, data range 1), the decimals a table shows and the direction that is better. The LightningModule's
+logging (``{stage}/{source}_{score}``), metrics.json, scores.npz, the leaderboard, the sweep table, the model
+card and ``--compare`` all follow these declarations; a score of one's own is one ``register_score`` call in a
+module named by ``extensions`` (or ``MIXSEP_EXTENSIONS``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
-from torchmetrics import MetricCollection
+from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
-from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-# The scores of a separator, as logged and written to metrics.json: {stage}/{source}_{score}. Defined here
-# only; the report, the sweep report and the tests import them.
+from mixsep.errors import ConfigError
+
+# the two sources of a mean image as the keys users read name them (test/mnist_psnr, ...): the gray source,
+# then the colour one, whichever data sets fill them
 SOURCES = ("mnist", "cifar")
-SCORES = ("psnr", "ssim")
-TEST_KEYS = tuple(f"test/{source}_{score}" for source in SOURCES for score in SCORES)
 
 
-def image_metrics() -> MetricCollection:
-    """SSIM and mean per-image PSNR, data range 1, as everywhere in mixsep."""
-    return MetricCollection(
-        {
-            "psnr": PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3)),
-            "ssim": StructuralSimilarityIndexMeasure(data_range=1.0),
-        }
-    )
+@dataclass(frozen=True)
+class Score:
+    """A per-image score: ``per_image(pred, target)`` of (B, 3, 32, 32) images in [0, 1] gives (B,) values; the
+    logged score is their mean over the pairs."""
+
+    name: str
+    per_image: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    decimals: int = 4
+    higher_is_better: bool = True
+    label: str = ""  # as a table heads it (PSNR); the upper-case name when empty
+
+    def __post_init__(self) -> None:
+        if not self.name.isidentifier() or not self.name.islower():
+            raise ConfigError(f"a score's name is a lower-case identifier (test/mnist_<name>): {self.name!r}")
+        if not callable(self.per_image):
+            raise ConfigError(f"score {self.name}: per_image must be a function of (prediction, target)")
+
+    @property
+    def heading(self) -> str:
+        return self.label or self.name.upper()
+
+
+def _psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return peak_signal_noise_ratio(pred, target, data_range=1.0, reduction="none", dim=(1, 2, 3))
+
+
+def _ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return structural_similarity_index_measure(pred, target, data_range=1.0, reduction="none")
+
+
+SCORES: dict[str, Score] = {}
+
+
+def register_score(score: Score) -> Score:
+    """Declare a score: every run from now on logs it per source, and every report shows it. A name already
+    taken is refused (one line), so a user's score never silently replaces a built-in one."""
+    if score.name in SCORES and SCORES[score.name] is not score:
+        raise ConfigError(f"a score named {score.name!r} is already declared: choose another name")
+    SCORES[score.name] = score
+    return score
+
+
+PSNR = register_score(Score("psnr", _psnr, decimals=2, label="PSNR"))  # the mean of per-image PSNR, in dB
+SSIM = register_score(Score("ssim", _ssim, decimals=4, label="SSIM"))
+RANK_SCORE = "psnr"  # the leaderboard ranks by the mean of the two sources' PSNR; sweeps pick by val/psnr
+
+
+def score_of(key: str) -> Score | None:
+    """The declared score behind a key (``test/mnist_psnr``, ``mnist_ssim``, ``psnr``), if any."""
+    name = key.rpartition("/")[2].rpartition("_")[2]
+    return SCORES.get(name)
+
+
+def decimals(key: str) -> int:
+    """How many decimals a table shows for ``key``: its score's declaration (4 for a score not declared here)."""
+    score = score_of(key)
+    return score.decimals if score else 4
+
+
+TEST_KEYS = tuple(f"test/{source}_{score}" for source in SOURCES for score in ("psnr", "ssim"))  # the built-ins
 
 
 def per_image_scores(pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
-    """PSNR and SSIM of each image, data range 1 (torchmetrics' own, unreduced): the values whose means are the
-    logged scores."""
-    return {
-        "psnr": peak_signal_noise_ratio(pred, target, data_range=1.0, reduction="none", dim=(1, 2, 3)),
-        "ssim": structural_similarity_index_measure(pred, target, data_range=1.0, reduction="none"),
-    }
+    """Every declared score of each image: the values whose means are the logged scores."""
+    return {name: score.per_image(pred, target) for name, score in SCORES.items()}
+
+
+class MeanScore(MeanMetric):
+    """A declared score's mean over the images seen (in fp32, autocast off)."""
+
+    def __init__(self, score: Score) -> None:
+        super().__init__()
+        self.score = score
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        with full_precision(pred.device):
+            super().update(self.score.per_image(pred.float(), target.float()))
+
+
+def image_metrics() -> MetricCollection:
+    """Every declared score's mean over the images seen, data range 1, as everywhere in mixsep."""
+    return MetricCollection({name: MeanScore(score) for name, score in SCORES.items()}, compute_groups=False)
 
 
 def full_precision(device: torch.device):

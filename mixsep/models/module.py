@@ -15,7 +15,7 @@ from torchmetrics import MeanMetric
 from mixsep.errors import ConfigError, TrainingDivergedError
 from mixsep.models.losses import LOSSES, reconstruction_loss
 from mixsep.models.metrics import SCORES, SOURCES, full_precision, per_image_scores
-from mixsep.models.registry import build_network
+from mixsep.models.registry import build_network, network_spec
 from mixsep.models.schedules import ONECYCLE_WARMUP, SCHEDULERS, budget_onecycle, max_time_timer, time_onecycle
 from mixsep.models.tta import test_time_ensemble
 
@@ -41,7 +41,8 @@ class SeparationModule(L.LightningModule):
         weight_decay: float = 0.0,
         loss: str = "mse",
         ssim_weight: float = 0.1,
-        scheduler: str | None = None,
+        scheduler: str | dict | None = None,
+        optimizer: dict | None = None,
         compile: bool = False,
         channels_last: bool = False,
         subtraction_metrics: bool = False,
@@ -49,23 +50,35 @@ class SeparationModule(L.LightningModule):
         tta_color: bool = False,
     ) -> None:
         super().__init__()
+        # a schedule of mixsep's by name, or any torch scheduler as a _partial_ config (kept with the run's config,
+        # not in the model file: a file's settings are plain data)
+        self.scheduler_config = (
+            None if scheduler is None or isinstance(scheduler, str) else check_config(scheduler, "model.scheduler")
+        )
+        if self.scheduler_config is not None:
+            scheduler = None
         check_recipe(lr, loss, scheduler)
         # The net's config (a dict with _target_) is saved with the checkpoint, so any checkpoint can be
         # rebuilt without the run's config files; an nn.Module instance is accepted for quick experiments.
         # batch_size is the family's recipe, read by data.batch_size (conf/data/default.yaml); the data module
         # records the batch size really used, so it is not recorded twice here
-        self.save_hyperparameters(ignore=["net", "batch_size"])
+        # (the optimizer's config is the run's, not the model file's: a file's settings are plain data, no _target_)
+        self.save_hyperparameters(ignore=["net", "batch_size", "optimizer", "scheduler"])
+        self.hparams["scheduler"] = scheduler
         if not isinstance(net, nn.Module):
             from omegaconf import OmegaConf
 
             net = OmegaConf.to_container(net, resolve=True) if OmegaConf.is_config(net) else dict(net)
-            self.hparams["net"] = net
+            name, arguments = network_spec(net)
+            net = self.hparams["net"] = {"_target_": name, **arguments}  # its registered name, not an import path
+        self.optimizer_config = check_config(optimizer or DEFAULT_OPTIMIZER, "model.optimizer")
         self.net = build_net(net)
         if getattr(self.net, "outputs", "sources") != "sources":
             raise ConfigError(
                 f"model.net ({type(self.net).__name__}) gives back one image: an earlier report's system, trained "
                 "by mixsep.prior.module.OneImageModule (model=mean_ae or model=cifar_ae use it)"
             )
+        check_contract(self.net)
         # one mean image: the model summary then shows each layer's sizes and the real FLOPs (not 0)
         self.example_input_array = torch.zeros(1, 3, 32, 32)
         self.scored = ["mnist", "cifar"] + (["cifar_sub"] if subtraction_metrics else [])
@@ -240,11 +253,20 @@ class SeparationModule(L.LightningModule):
             )
 
     def configure_optimizers(self):
-        opt = (
-            torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-            if self.hparams.weight_decay
-            else torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
-        )
+        from hydra.utils import instantiate
+
+        # model.optimizer: any torch optimizer as a _partial_ config; the recipe's lr (and weight decay) given here,
+        # so the schedules and searches over model.lr keep one number to set
+        decay = {"weight_decay": self.hparams.weight_decay} if self.hparams.weight_decay else {}
+        try:
+            opt = instantiate(self.optimizer_config, _partial_=True)(self.parameters(), lr=self.hparams.lr, **decay)
+        except Exception as err:  # an import path that names nothing, an argument the optimizer does not take
+            cause = str(err.__cause__ or err).strip().splitlines()[0]
+            raise ConfigError(
+                f"model.optimizer ({self.optimizer_config['_target_']}) cannot be built: {cause}"
+            ) from err
+        if self.scheduler_config is not None:
+            return {"optimizer": opt, "lr_scheduler": self._configured_scheduler(opt)}
         if self.hparams.scheduler is None:
             return opt
         if self.hparams.scheduler in ("onecycle_time", "onecycle_budget"):
@@ -264,6 +286,19 @@ class SeparationModule(L.LightningModule):
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=int(steps))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
+    def _configured_scheduler(self, opt: torch.optim.Optimizer) -> dict:
+        """``model.scheduler`` as a ``_partial_`` config: stepped every optimizer step (``interval: step``, the
+        default) or every epoch (``interval: epoch``)."""
+        from hydra.utils import instantiate
+
+        config = dict(self.scheduler_config)
+        interval = config.pop("interval", "step")
+        try:
+            return {"scheduler": instantiate(config, _partial_=True)(opt), "interval": interval}
+        except Exception as err:
+            cause = str(err.__cause__ or err).strip().splitlines()[0]
+            raise ConfigError(f"model.scheduler ({config['_target_']}) cannot be built: {cause}") from err
+
 
 def check_recipe(lr, loss: str, scheduler: str | None) -> None:
     if not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0 and math.isfinite(lr)):
@@ -272,6 +307,48 @@ def check_recipe(lr, loss: str, scheduler: str | None) -> None:
         raise ConfigError(f"model.loss={loss!r} is not one of {LOSSES}")
     if scheduler not in SCHEDULERS:
         raise ConfigError(f"model.scheduler={scheduler!r} is not one of null, {', '.join(SCHEDULERS[1:])}")
+
+
+DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam"}
+
+
+def check_config(node: dict, key: str) -> dict:
+    """``model.optimizer`` or ``model.scheduler``: a mapping with ``_target_`` (built when training starts, never
+    when a model file is read: reading a file imports nothing it names)."""
+    from omegaconf import OmegaConf
+
+    if OmegaConf.is_config(node):
+        node = OmegaConf.to_container(node, resolve=True)
+    if not isinstance(node, dict) or not isinstance(node.get("_target_"), str):
+        raise ConfigError(f"{key} is a mapping with _target_ (e.g. torch.optim.AdamW), not {node!r}")
+    return dict(node)
+
+
+def check_contract(net: nn.Module) -> None:
+    """A separator's contract (models/registry.py): two finite estimates, each (B, 3, 32, 32), from a batch of mean
+    images, checked on two probe images so a wrong network stops before training, in one line. (Estimates are
+    meant to lie in [0, 1]; scores clamp them, so the single decoder's unclamped 2·mix − x̂ is scored honestly.)"""
+    was_training, probe = net.training, torch.linspace(0, 1, 2 * 3 * 32 * 32).reshape(2, 3, 32, 32)
+    net.eval()
+    try:
+        with torch.no_grad():
+            out = net(probe)
+    except Exception as err:
+        raise ConfigError(f"model.net ({type(net).__name__}) fails on a (2, 3, 32, 32) batch: {err}") from err
+    finally:
+        net.train(was_training)
+    shapes = (
+        [tuple(o.shape) if isinstance(o, torch.Tensor) else type(o).__name__ for o in out]
+        if isinstance(out, (tuple, list))
+        else [tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__]
+    )
+    if shapes != [(2, 3, 32, 32)] * 2:
+        raise ConfigError(
+            f"model.net ({type(net).__name__}) gives {shapes} for a (2, 3, 32, 32) batch: a separator returns "
+            "(gray, colour) estimates, each (B, 3, 32, 32)"
+        )
+    if not all(torch.isfinite(o).all() for o in out):
+        raise ConfigError(f"model.net ({type(net).__name__}) gives values that are not finite for a probe batch")
 
 
 def build_net(net: dict | nn.Module) -> nn.Module:

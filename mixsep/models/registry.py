@@ -1,9 +1,15 @@
 """The networks mixsep builds, by name: the only classes a config or a model file can make it construct.
 
-A file (checkpoint, bundle) names its network by ``_target_`` (``mixsep.models.UNetSeparator``, as checkpoints
-have always written it) or by its bare name; either is looked up here, never imported, and its arguments must
-be plain data (numbers, strings, booleans, None, lists of them): no nested ``_target_``, no ``_partial_``, no
-callables. So reading a model file never runs code that the file names.
+A file (checkpoint, bundle) names its network by its registered name (``UNetSeparator``; earlier checkpoints
+wrote ``mixsep.models.UNetSeparator``, which still resolves); either is looked up here, never imported, and its
+arguments must be plain data (numbers, strings, booleans, None, lists of them): no nested ``_target_``, no
+``_partial_``, no callables. So reading a model file never runs code that the file names.
+
+A network of one's own is one class with ``@register_network`` in a module named by ``extensions`` (or
+``MIXSEP_EXTENSIONS``), and a ``model/<name>.yaml`` naming it. Its contract, checked when a run builds it: a plain
+``nn.Module`` whose ``forward`` takes a batch of mean images (B, 3, 32, 32) in [0, 1] and returns the two
+estimates ``(gray, colour)``, each (B, 3, 32, 32), finite, meant to lie in [0, 1] (scores clamp them first);
+``outputs = "sources"`` (the default).
 """
 
 from __future__ import annotations
@@ -17,8 +23,8 @@ from torch import nn
 from mixsep.errors import ConfigError
 
 # name -> the mixsep module that defines it (imported only when that network is built: the ResNet families
-# import torchvision, which a U-Net bundle does not need)
-ARCHITECTURES: dict[str, str] = {
+# import torchvision, which a U-Net bundle does not need), or the class a user's module registered
+ARCHITECTURES: dict[str, str | type[nn.Module]] = {
     "UNetSeparator": "mixsep.models.unet",
     "ConvSkipDual": "mixsep.models.conv_dual",
     "ResNetSkipDual": "mixsep.models.resnet",
@@ -34,21 +40,40 @@ ARCHITECTURES: dict[str, str] = {
 PUBLIC_PACKAGES = ("mixsep.models", "mixsep.prior.nets")
 
 
+def register_network(cls: type[nn.Module]) -> type[nn.Module]:
+    """Declare a network class (a decorator): configs and model files may then name it by its class name. A name
+    already taken by another class is refused, so a checkpoint's network never silently changes meaning."""
+    name = cls.__name__
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise ConfigError(f"register_network takes an nn.Module class, not {cls!r}")
+    known = ARCHITECTURES.get(name)
+    if known is not None and known is not cls and known != cls.__module__:
+        raise ConfigError(f"a network named {name} is already registered ({_module_of(name)}): rename the class")
+    ARCHITECTURES[name] = cls
+    return cls
+
+
+def _module_of(name: str) -> str:
+    known = ARCHITECTURES[name]
+    return known if isinstance(known, str) else known.__module__
+
+
 def architecture_name(target: Any, where: str = "model.net") -> str:
-    """The registered name behind ``target`` (``mixsep.models.UNetSeparator``, the defining module's path, or
-    ``UNetSeparator``); a ConfigError naming the choices for anything else."""
+    """The registered name behind ``target`` (``UNetSeparator``, ``mixsep.models.UNetSeparator``, the defining
+    module's path); a ConfigError naming the choices for anything else."""
     if isinstance(target, str):
         package, _, name = target.rpartition(".")
-        if name in ARCHITECTURES and package in ("", *PUBLIC_PACKAGES, ARCHITECTURES[name]):
+        if name in ARCHITECTURES and package in ("", *PUBLIC_PACKAGES, _module_of(name)):
             return name
     raise ConfigError(
-        f"{where} names {target!r}, which is not one of mixsep's networks: {', '.join(ARCHITECTURES)} "
-        "(given as mixsep.models.<name>)"
+        f"{where} names {target!r}, which is not a registered network: {', '.join(ARCHITECTURES)} (a network of "
+        "your own: @register_network in a module named by extensions=[...] or MIXSEP_EXTENSIONS)"
     )
 
 
 def architecture(name: str) -> type[nn.Module]:
-    return getattr(importlib.import_module(ARCHITECTURES[name]), name)
+    known = ARCHITECTURES[name]
+    return known if isinstance(known, type) else getattr(importlib.import_module(known), name)
 
 
 def check_plain(value: Any, where: str) -> None:

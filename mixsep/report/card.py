@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from mixsep.models.metrics import SOURCES, decimals, score_of
 from mixsep.models.saved import SavedModel
 from mixsep.report.stats import SCORES_FILE, bootstrap_mean, read_scores
-
-SCORED = ("psnr", "ssim")
+from mixsep.report.tables import score_names
 
 
 def find_metrics(model_path: Path, given: Path | None = None) -> tuple[Path | None, str]:
@@ -66,8 +66,8 @@ def model_card(
     gray, colour = source_names(saved.sources)
     metrics = json.loads(metrics_path.read_text()) if metrics_path else {}
     ci = intervals(read_scores(metrics_path.parent, SCORES_FILE) if metrics_path else None)
-    keys = [f"test/{s}_{m}" for s in ("mnist", "cifar") for m in SCORED]
-    scored = [k for k in keys if isinstance(metrics.get(k), (int, float))]
+    names = score_names([metrics])  # the declared scores this model was scored with
+    scored = [k for k in (f"test/{s}_{m}" for s in SOURCES for m in names) if isinstance(metrics.get(k), (int, float))]
     front = {
         "library_name": "mixsep",
         "pipeline_tag": "image-to-image",
@@ -80,7 +80,7 @@ def model_card(
             *(["onnx"] if "model.onnx" in files else []),
         ],
         "datasets": [gray, colour],
-        "metrics": list(SCORED),
+        "metrics": names,
     }
     if scored:
         front["model-index"] = [
@@ -133,13 +133,13 @@ def model_card(
             "percentile bootstrap over the pairs (2,000 resamples)"
             + ("." if ci else "; not available: the run kept no per-pair scores (scores.npz)."),
             "",
-            "| source | PSNR (dB) | 95 % interval | SSIM | 95 % interval |",
-            "|---|---:|---|---:|---|",
+            "| source | " + "".join(f"{heading(m)} | 95 % interval | " for m in names).rstrip(),
+            "|---|" + "---:|---|" * len(names),
         ]
         for source, label in (("mnist", gray), ("cifar", colour)):
             row = [label]
-            for m in SCORED:
-                value, digits = metrics.get(f"test/{source}_{m}"), 2 if m == "psnr" else 4
+            for m in names:
+                value, digits = metrics.get(f"test/{source}_{m}"), decimals(m)
                 low_high = ci.get(f"{source}_{m}")
                 row.append("-" if value is None else f"{value:.{digits}f}")
                 row.append(f"[{low_high[1]:.{digits}f}, {low_high[2]:.{digits}f}]" if low_high else "-")
@@ -197,3 +197,8 @@ def limits(saved: SavedModel, gray: str, colour: str) -> list[str]:
         ),
         "- The gray source is resized from 28x28 to 32x32, so its pixels are interpolated, not the original ones.",
     ]
+
+
+def heading(name: str) -> str:
+    score = score_of(name)
+    return "PSNR (dB)" if name == "psnr" else score.heading if score else name.upper()

@@ -18,7 +18,8 @@ from mixsep.cluster.provenance import short_commit
 from mixsep.cluster.status import effective_status
 from mixsep.data.sources import DEFAULT_SOURCES, parse_pair
 from mixsep.errors import ArgumentParser, ConfigError, one_line_errors
-from mixsep.models.metrics import SOURCES, TEST_KEYS, image_metrics
+from mixsep.extensions import load_extensions
+from mixsep.models.metrics import RANK_SCORE, SOURCES, decimals, image_metrics
 from mixsep.report.published import prior_table, reported_block
 from mixsep.report.stats import (
     SCORES_FILE,
@@ -30,7 +31,7 @@ from mixsep.report.stats import (
     unpaired_difference,
 )
 from mixsep.report.sweep import is_sweep, report_sweep
-from mixsep.report.tables import fmt, interval, minutes
+from mixsep.report.tables import fmt, interval, minutes, score_columns
 
 
 def find_runs(dirs: list[str | Path], ranked_only: bool = True, include_debug: bool = False) -> list[dict]:
@@ -86,12 +87,16 @@ def unscored_runs(dirs: list[str | Path]) -> list[str]:
     return lines
 
 
+RANK_KEYS = tuple(f"test/{source}_{RANK_SCORE}" for source in SOURCES)
+
+
 def rankable(m: dict) -> bool:
-    return all(isinstance(m.get(k), (int, float)) for k in TEST_KEYS) and not m.get("partial_test")
+    """A whole-test-set result with the scores runs are ranked by; its other scores may be more or fewer."""
+    return all(isinstance(m.get(k), (int, float)) for k in RANK_KEYS) and not m.get("partial_test")
 
 
 def rank_key(row: dict) -> float:
-    return -sum(row[f"test/{source}_psnr"] for source in SOURCES) / len(SOURCES)
+    return -sum(row[key] for key in RANK_KEYS) / len(RANK_KEYS)
 
 
 def run_sources(row: dict) -> str:
@@ -173,10 +178,12 @@ def leaderboard(rows: list[dict]) -> str:
     """The Markdown table of runs (and baselines) ranked together, best first."""
     rows = sorted(rows, key=rank_key)
     intervals = interval_cells(rows)
+    columns = score_columns(rows)
     lines = [
         "| # | run | model | experiment | sources | params | training time | hardware | commit | test pairs "
-        "| MNIST PSNR | MNIST SSIM | CIFAR PSNR | CIFAR SSIM | PSNR, 95 % CI | Δ vs best, 95 % CI |",
-        "|---|---|---|---|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        + "".join(f"| {heading} " for _, heading in columns)
+        + "| PSNR, 95 % CI | Δ vs best, 95 % CI |",
+        "|---|---|---|---|---|---:|---:|---|---|---:|" + "---:|" * len(columns) + "---:|---:|",
     ]
     for i, r in enumerate(rows, 1):
         ci, delta = intervals.get(i - 1, ("-", "-"))
@@ -185,7 +192,7 @@ def leaderboard(rows: list[dict]) -> str:
             f"| {r.get('params', 0):,} "
             f"| {minutes(r.get('train_seconds'))} | {r.get('hardware', '-')} | {short_commit(r)} "
             f"| {r.get('test_pairs', '-')} "
-            + "".join(f"| {fmt(r[key], 4 if key.endswith('ssim') else 2)} " for key in TEST_KEYS)
+            + "".join(f"| {fmt(r.get(key), decimals(key))} " for key, _ in columns)
             + f"| {ci} | {delta} |"
         )
     if intervals:
@@ -216,15 +223,17 @@ def compare(run_a: str, run_b: str, on: str = "test") -> str:
         "| score | A | B | A − B (paired) | A − B (unpaired) |",
         "|---|---:|---:|---:|---:|",
     ]
-    keys = [("psnr (both)", pair_psnr(a), pair_psnr(b))] + [
-        (k, a[k], b[k]) for k in (key.removeprefix("test/") for key in TEST_KEYS)
-    ]
+    shared = [k for k in a if k in b and k != "pair"]  # what both runs have (an older run: fewer scores)
+    only = sorted(set(a).symmetric_difference(b))
+    keys = [("psnr (both)", pair_psnr(a), pair_psnr(b))] + [(k, a[k], b[k]) for k in shared]
     for name, x, y in keys:
-        d = 4 if "ssim" in name else 2
+        d = decimals(name)
         lines.append(
             f"| {name} | {interval(*bootstrap_mean(x), d)} | {interval(*bootstrap_mean(y), d)} "
             f"| {interval(*paired_difference(x, y), d, '+')} | {interval(*unpaired_difference(x, y), d, '+')} |"
         )
+    if only:
+        lines.append(f"\nNot compared (scored in one run only): {', '.join(only)}.")
     return "\n".join(lines)
 
 
@@ -324,6 +333,12 @@ def main(argv: list[str] | None = None) -> str:
         where = f"no such folder: {', '.join(missing)}" if missing else f"no metrics.json under {' '.join(args.dirs)}"
         sys.exit(f"mixsep: {where}; give run folders, sweep folders or metrics.json files (e.g. outputs/)")
     groups = ranked_groups([r for r in all_runs if rankable(r)], args)
+    listed = {line.split(":", 1)[0].removeprefix("- ") for line in unscored}
+    unscored += [  # every run left out says why
+        f"- {r['path']}: " + ("a partial test" if r.get("partial_test") else f"no {' and '.join(RANK_KEYS)}")
+        for r in all_runs
+        if not rankable(r) and r["path"] not in listed and not str(r.get("experiment", "")).startswith("prior/")
+    ]
     tables = [
         (f"Scored on {count:,} test pairs of {sources}:\n\n" if len(groups) > 1 else "") + leaderboard(rows)
         for sources, count, rows in groups
@@ -353,6 +368,7 @@ def default_chart_path(output: str | None, first: str) -> Path:
 
 def cli() -> None:
     with one_line_errors(os_error="cannot write the report ({error}): choose another --chart / -o"):
+        load_extensions()  # MIXSEP_EXTENSIONS: the scores and sources of one's own the runs were made with
         main()
 
 

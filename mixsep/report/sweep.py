@@ -13,13 +13,14 @@ from pathlib import Path
 import yaml
 
 from mixsep.cluster.status import effective_status
-from mixsep.models.metrics import TEST_KEYS
+from mixsep.models.metrics import decimals
 from mixsep.report.stats import t_interval
-from mixsep.report.tables import fmt
+from mixsep.report.tables import fmt, score_columns
 
-TEST_COLUMNS = tuple(  # (key, heading, digits): test/mnist_psnr -> "MNIST PSNR", 2
-    (key, key[5:].replace("_", " ").upper(), 4 if key.endswith("ssim") else 2) for key in TEST_KEYS
-)
+
+def test_columns(jobs: list[dict]) -> list[tuple[str, str, int]]:
+    """(key, heading, decimals) of the test scores the jobs have: test/mnist_psnr -> "MNIST PSNR", 2."""
+    return [(key, heading, decimals(key)) for key, heading in score_columns([j["metrics"] for j in jobs])]
 
 
 def is_sweep(folder: Path) -> bool:
@@ -112,7 +113,8 @@ def sweep_table(jobs: list[dict]) -> str:
     keys = swept_keys(jobs)
     best = picked(jobs)
     objective = next((j["metrics"].get("optimized_metric") for j in jobs if j["metrics"]), None) or "objective"
-    head = ["job", *keys, f"{objective} (validation)", *(c[1] for c in TEST_COLUMNS), "status"]
+    columns = test_columns(jobs)
+    head = ["job", *keys, f"{objective} (validation)", *(c[1] for c in columns), "status"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for j in jobs:
         m = j["metrics"]
@@ -122,7 +124,7 @@ def sweep_table(jobs: list[dict]) -> str:
             j["job"] + mark,
             *(j["overrides"].get(k, "-") for k in keys),
             fmt(_number(m.get("objective")), 3),
-            *(fmt(_number(m.get(key)), d) for key, _, d in TEST_COLUMNS),
+            *(fmt(_number(m.get(key)), d) for key, _, d in columns),
             state,
         ]
         lines.append("| " + " | ".join(cells) + " |")
@@ -143,7 +145,7 @@ def seed_table(jobs: list[dict], keys: list[str]) -> str:
     for j in jobs:
         if j["metrics"]:
             groups.setdefault(tuple(j["overrides"].get(k, "-") for k in keys), []).append(j["metrics"])
-    cols = [("objective", "objective", 3), *TEST_COLUMNS]
+    cols = [("objective", "objective", 3), *test_columns(jobs)]
     lines = [
         "Over seeds (mean ± std; the objective's 95 % t-interval over the seeds in brackets):",
         "",

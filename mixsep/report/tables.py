@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from mixsep.models.metrics import SCORES, SOURCES, score_of
+
 
 def fmt(v, digits: int = 2, sign: str = "") -> str:
     """A number to ``digits`` decimals (``sign="+"``: signed), a word as it is, a missing or non-finite value as -."""
@@ -19,3 +21,21 @@ def interval(mean: float, lo: float, hi: float, digits: int = 2, sign: str = "")
 
 def minutes(seconds) -> str:
     return "-" if not seconds else f"{seconds / 60:.1f} min"
+
+
+def score_names(rows: list[dict]) -> list[str]:
+    """The scores any of the rows has for both sources: the declared ones in their order, then any other."""
+    gray, color = (f"test/{source}_" for source in SOURCES)
+    present = {key.removeprefix(gray) for row in rows for key in row if key.startswith(gray)}
+    present = {name for name in present if any(color + name in row for row in rows)}
+    return [name for name in SCORES if name in present] + sorted(present - set(SCORES))
+
+
+def score_columns(rows: list[dict]) -> list[tuple[str, str]]:
+    """(key, heading) of each score column: ``test/mnist_psnr``, "MNIST PSNR", ... (a source's scores together)."""
+    names = score_names(rows)
+    return [
+        (f"test/{source}_{name}", f"{source.upper()} {score_of(name).heading if score_of(name) else name.upper()}")
+        for source in SOURCES
+        for name in names
+    ]

@@ -136,6 +136,15 @@ def check_command_line(argv: list[str], config_name: str = "config") -> list[str
 
 
 def _check_line(line: CommandLine) -> None:
+    from mixsep.extensions import load_extensions
+
+    named = [
+        a.partition("=")[2].strip("[]") for a in line.overrides if a.partition("=")[0].lstrip("+~") == "extensions"
+    ]
+    try:  # a network, source or score of one's own named below is known once its module is imported
+        load_extensions([n for value in named for n in value.split(",")])
+    except ConfigError as err:
+        sys.exit(f"mixsep: {err}")
     _check_overrides(line)
     _check_extras(line)
     if line.multirun or _sweeps(line.overrides):
@@ -257,6 +266,8 @@ def _check_extras(line: CommandLine) -> None:
                     pending.append((name, str(choice)))
         for target in _targets(config):
             module, _, name = target.rpartition(".")
+            if not module:
+                continue  # a registered network's bare name (models/registry.py): nothing to import
             try:  # a plugin module of mixsep's whose engine is missing says which (MISSING_MODULE), a class too
                 imported = importlib.import_module(module)
                 required = getattr(getattr(imported, name, None), "REQUIRES", None)

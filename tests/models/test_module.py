@@ -181,3 +181,33 @@ def test_the_colour_order_self_ensemble_averages_the_six_back_ordered_estimates(
     torch.testing.assert_close(cifar, expected[1])
     torch.testing.assert_close((mnist + cifar) / 2, x, atol=1e-5, rtol=0)  # still the mix, for the U-Net
     assert len(CHANNEL_ORDERS) == 6
+
+
+def test_the_default_optimizer_config_is_the_recipes_adam_and_any_torch_optimizer_and_scheduler_can_be_named():
+    net = UNetSeparator(width=4, depth=2)
+    default = SeparationModule(net, lr=3e-3)
+    optimizer = default.configure_optimizers()
+    reference = torch.optim.Adam(net.parameters(), lr=3e-3)  # the recipes' optimizer before it was a config
+    assert type(optimizer) is torch.optim.Adam and optimizer.defaults == reference.defaults
+
+    module = SeparationModule(
+        net,
+        lr=0.1,
+        weight_decay=0.01,
+        optimizer={"_target_": "torch.optim.SGD", "momentum": 0.9},
+        scheduler={"_target_": "torch.optim.lr_scheduler.StepLR", "step_size": 2, "gamma": 0.5},
+    )
+    configured = module.configure_optimizers()
+    optimizer, scheduler = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
+    assert type(optimizer) is torch.optim.SGD and optimizer.defaults["momentum"] == 0.9
+    assert optimizer.defaults["weight_decay"] == 0.01 and configured["lr_scheduler"]["interval"] == "step"
+    for _ in range(4):
+        optimizer.step()
+        scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5**2)
+    assert "scheduler" in module.hparams and module.hparams["scheduler"] is None  # the file keeps plain data only
+
+    with pytest.raises(ConfigError, match=r"model.optimizer \(torch.optim.Nothing\) cannot be built"):
+        SeparationModule(net, optimizer={"_target_": "torch.optim.Nothing"}).configure_optimizers()
+    with pytest.raises(ConfigError, match="model.scheduler is a mapping with _target_"):
+        SeparationModule(net, scheduler={"step_size": 2})

@@ -319,7 +319,7 @@ BAD_INPUTS = [
     (
         "run-unknown-net-class",
         lambda t, r: RUN + ["model.net._target_=mixsep.models.Bogus"],
-        "not one of mixsep's networks: UNetSeparator",
+        "not a registered network: UNetSeparator",
     ),
     ("run-test-metric-objective", lambda t, r: RUN + ["optimized_metric=test/psnr"], "must be a validation"),
     ("run-callback-options-alone", lambda t, r: RUN + ["experiment=best_cpu_5min", "callbacks=default"], "_target_"),

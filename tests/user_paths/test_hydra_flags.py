@@ -151,7 +151,9 @@ def test_the_readmes_own_config_commands_pick_the_users_experiment(work, capfd, 
     shown = readme_command("--cfg job --config-dir my_configs")
     done = run_here(shlex.split(shown), capfd)
     assert done.returncode == 0 and job_config(done.stdout)["experiment_name"] == "mine", done.stderr[-2000:]
-    for i, fragment in enumerate(["run --config-dir my_configs", "hydra.searchpath=[file://my_configs]"]):
+    for i, fragment in enumerate(
+        ["run --config-dir my_configs experiment=mine", "hydra.searchpath=[file://my_configs]"]
+    ):
         command = shlex.split(readme_command(fragment))
         done = run_here([*command, *tiny_overrides, f"hydra.run.dir=run{i}"], capfd)
         assert done.returncode == 0, done.stderr[-2000:]

@@ -172,5 +172,5 @@ def test_a_checkpoint_names_its_network_by_a_path_not_in_the_allowlist_refused_b
     torch.save(ckpt, path)
     from mixsep import load_separator
 
-    with pytest.raises(CheckpointError, match="not one of mixsep's networks"):
+    with pytest.raises(CheckpointError, match="not a registered network"):
         load_separator(path)

@@ -101,6 +101,19 @@ COMMANDS: dict[str, Run | Elsewhere | Skip] = {
     "python -m pytest -q": Skip("this test suite itself"),
     'python -m pytest -q -m "not slow"': Skip("a subset of this test suite"),
     "python -m pytest -q -m gpu": Skip("a subset of this test suite; its tests skip without a CUDA GPU"),
+    # ---- Your own networks, sources and scores (the README's example files: tests/user_paths/test_extensions.py)
+    "python -m mixsep.run --config-dir my_configs experiment=toy": Elsewhere(
+        "tests/user_paths/test_extensions.py::runs"
+    ),
+    "python -m mixsep.run --config-dir my_configs -m experiment=toy model=toy,unet": Elsewhere(
+        "tests/user_paths/test_extensions.py::test_a_sweep_over_the_toy_family_and_the_unet"
+    ),
+    "MIXSEP_EXTENSIONS=toy_net python -m mixsep.separate mix.png --model outputs/toy/<time>/checkpoints/last.ckpt": (
+        Elsewhere("tests/user_paths/test_extensions.py::test_the_toy_model_separates_an_image")
+    ),
+    "MIXSEP_EXTENSIONS=toy_source,toy_score python -m mixsep.report outputs/": Elsewhere(
+        "tests/user_paths/test_extensions.py::test_the_report_ranks_old_and_new_runs_together_on_what_they_share"
+    ),
     # ---- Data
     "python -m mixsep.run model=unet data/gray=fashion_mnist data/color=cifar100": Run(TINY, check="sources"),
     "python -m mixsep.evaluate ckpt_path=results/best_cpu/model.ckpt data/gray=fashion_mnist": Run(TINY_DATA),
