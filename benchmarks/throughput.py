@@ -121,7 +121,7 @@ def build(args, per_item_batch: int = 64, **data_kwargs) -> tuple[Pipeline, Pipe
         [dm.mnist_train_ids, dm.cifar_train_ids[torch.randint(len(dm.cifar_train_ids), (len(dm.mnist_train_ids),))]], 1
     )
     per_item = DataLoader(
-        PerItemPairDataset(mnist_28, dm.splits.cifar_train, pairs),
+        PerItemPairDataset(mnist_28, dm.splits.color_train, pairs),
         batch_size=per_item_batch,
         shuffle=True,
         num_workers=2,

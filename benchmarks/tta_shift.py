@@ -42,8 +42,8 @@ def pair_psnrs(net: torch.nn.Module, batches) -> torch.Tensor:
     scores = []
     with torch.no_grad():
         for mix, mnist, cifar in batches:
-            mnist_hat, cifar_hat = (o.float().clamp(0, 1) for o in net(mix))
-            scores.append((per_image_scores(mnist_hat, mnist)["psnr"] + per_image_scores(cifar_hat, cifar)["psnr"]) / 2)
+            gray_hat, color_hat = (o.float().clamp(0, 1) for o in net(mix))
+            scores.append((per_image_scores(gray_hat, mnist)["psnr"] + per_image_scores(color_hat, cifar)["psnr"]) / 2)
     return torch.cat(scores)
 
 

@@ -142,7 +142,11 @@ class OptunaSweeper(Sweeper):
         return str(self.storage or self.sweep_dir / STUDY_FILE)
 
     def _overrides(self, fixed: list[str], trial) -> list[str]:
-        return fixed + [f"{k}={v}" for k, v in trial.params.items()]
+        """The job's overrides: the trial's parameters, and the trial's number for the job to report to
+        (``this_jobs_trial``): a job is mapped to its trial explicitly, never by its job number."""
+        from mixsep.cluster.search import TRIAL_KEY
+
+        return fixed + [f"{k}={v}" for k, v in trial.params.items()] + [f"+{TRIAL_KEY}={trial.number}"]
 
     def _in_batches(self, study, space: dict, fixed: list[str], remaining: int) -> None:
         """Batches of ``n_jobs`` trials through the launcher, each batch after the last one ended (the basic

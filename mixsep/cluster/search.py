@@ -14,6 +14,7 @@ import lightning as L
 log = logging.getLogger("mixsep")
 
 STUDY_FILE = "optuna.journal"  # the default study: Optuna's journal file in the sweep folder
+TRIAL_KEY = "hydra.job.env_set.MIXSEP_OPTUNA_TRIAL"  # the trial a job runs: set by the sweeper in its overrides
 
 
 def open_storage(storage: str | None, sweep_dir: Path):
@@ -48,14 +49,15 @@ def this_jobs_trial():
         return None
     import optuna
 
+    number = hc.job.env_set.get(TRIAL_KEY.rpartition(".")[2])
+    if number is None:
+        return None  # launched by another sweeper's config, or by hand: no trial to report to
     sweep_dir = Path(str(hc.sweep.dir))
-    study = optuna.load_study(
-        study_name=study_name(sweeper.get("study_name"), sweep_dir),
-        storage=open_storage(sweeper.get("storage"), sweep_dir),
-        # the study's pruner lives in the sweeper's config: the job decides with the same one
-        pruner=_pruner(sweeper.pruner),
-    )
-    trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, hc.job.num)
+    name = study_name(sweeper.get("study_name"), sweep_dir)
+    storage = optuna.storages.get_storage(open_storage(sweeper.get("storage"), sweep_dir))
+    # the study's pruner lives in the sweeper's config: the job decides with the same one
+    study = optuna.load_study(study_name=name, storage=storage, pruner=_pruner(sweeper.pruner))
+    trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(name), int(number))
     return optuna.trial.Trial(study, trial_id)
 
 

@@ -95,15 +95,14 @@ def cached_split(root: Path, cache_dir: Path, source: Source, train: bool, downl
 
 @dataclass
 class Splits:
-    mnist_train: torch.Tensor
-    cifar_train: torch.Tensor
-    mnist_test: torch.Tensor
-    cifar_test: torch.Tensor
+    gray_train: torch.Tensor
+    color_train: torch.Tensor
+    gray_test: torch.Tensor
+    color_test: torch.Tensor
 
 
 def load_splits(root: str | Path, cache_dir: str | Path, download: bool, gray: Source, color: Source) -> Splits:
-    """Both sources' train and test splits. The fields keep the default pair's names: ``mnist_*`` is
-    the gray source, ``cifar_*`` the colour source."""
+    """Both sources' train and test splits: ``gray_*`` (MNIST in the default pair), ``color_*`` (CIFAR-10)."""
     root, cache_dir = Path(root).expanduser(), Path(cache_dir).expanduser()
     get = lambda source, train: cached_split(root, cache_dir, source, train, download)  # noqa: E731
     return Splits(get(gray, True), get(color, True), get(gray, False), get(color, False))

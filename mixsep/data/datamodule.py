@@ -1,8 +1,8 @@
 """MNIST + CIFAR-10 mean-image data: decode once, cache as uint8 tensors, batch by indexing.
 
-A batch leaves the DataLoader as two uint8 tensors ``(mnist, cifar)``: (B, 1, 32, 32) and (B, 3, 32, 32);
-``on_after_batch_transfer`` turns them, on the training device, into ``(mix, mnist, cifar)`` float
-tensors in [0, 1] with ``mix = (mnist + cifar) / 2``.
+A batch leaves the DataLoader as two uint8 tensors ``(gray, color)``: (B, 1, 32, 32) and (B, 3, 32, 32) (MNIST
+and CIFAR-10 in the default pair); ``on_after_batch_transfer`` turns them, on the training device, into
+``(mix, gray, color)`` float tensors in [0, 1] with ``mix = (gray + color) / 2``.
 """
 
 from __future__ import annotations
@@ -40,12 +40,12 @@ def _is_count(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def to_float_batch(mnist_u8: torch.Tensor, cifar_u8: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def to_float_batch(gray_u8: torch.Tensor, color_u8: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """uint8 targets -> float (mix, mnist, cifar) in [0, 1], each (B, 3, 32, 32); MNIST's three equal
     channels are a broadcast view of its one stored channel."""
-    mnist = mnist_u8.float().div_(255).expand(-1, 3, -1, -1)
-    cifar = cifar_u8.float().div_(255)
-    return (mnist + cifar) / 2, mnist, cifar
+    gray = gray_u8.float().div_(255).expand(-1, 3, -1, -1)
+    color = color_u8.float().div_(255)
+    return (gray + color) / 2, gray, color
 
 
 class MixDataModule(L.LightningDataModule):
@@ -114,8 +114,8 @@ class MixDataModule(L.LightningDataModule):
         if self.splits is None and getattr(self, "_prepared", None) is None:
             self._prepared = load_splits(self.root, self.cache_dir, self.download, self.gray, self.color)
         s = self.splits or self._prepared
-        holdout_split(len(s.mnist_train), self.val_holdout, 0)
-        holdout_split(len(s.cifar_train), self.val_holdout, 1)
+        holdout_split(len(s.gray_train), self.val_holdout, 0)
+        holdout_split(len(s.color_train), self.val_holdout, 1)
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits is not None:
@@ -124,11 +124,11 @@ class MixDataModule(L.LightningDataModule):
             self.root, self.cache_dir, self.download, self.gray, self.color
         )
         self._prepared = None
-        self.mnist_train_ids, self.mnist_val_ids = holdout_split(len(s.mnist_train), self.val_holdout, 0)
-        self.cifar_train_ids, self.cifar_val_ids = holdout_split(len(s.cifar_train), self.val_holdout, 1)
+        self.mnist_train_ids, self.mnist_val_ids = holdout_split(len(s.gray_train), self.val_holdout, 0)
+        self.cifar_train_ids, self.cifar_val_ids = holdout_split(len(s.color_train), self.val_holdout, 1)
         n_val = min(self.val_pairs, self.val_holdout)
         self.val_pair_ids = torch.stack([self.mnist_val_ids[:n_val], self.cifar_val_ids[:n_val]], dim=1)
-        all_test = fixed_test_pairs(len(s.mnist_test), len(s.cifar_test))
+        all_test = fixed_test_pairs(len(s.gray_test), len(s.color_test))
         if self.test_pairs > len(all_test):
             logging.getLogger("mixsep").warning(
                 f"data.test_pairs={self.test_pairs} is more than the {len(all_test)} test pairs there are: "
@@ -141,7 +141,7 @@ class MixDataModule(L.LightningDataModule):
         device = trainer.strategy.root_device if trainer else torch.device("cpu")
         if self.data_on_device and device.type == "cuda" and self.num_workers == 0:
             # the whole data set (~400 MB of uint8) lives on the GPU: batches never cross the bus
-            self.splits = Splits(*(t.to(device) for t in (s.mnist_train, s.cifar_train, s.mnist_test, s.cifar_test)))
+            self.splits = Splits(*(t.to(device) for t in (s.gray_train, s.color_train, s.gray_test, s.color_test)))
         self.train_sampler = RandomPairSampler(
             self.mnist_train_ids,
             self.cifar_train_ids,
@@ -161,10 +161,10 @@ class MixDataModule(L.LightningDataModule):
         """The source pair, e.g. ``mnist+cifar10`` (image_folder: ``image_folder:<folder>``)."""
         return pair_label(self.gray, self.color)
 
-    def _loader(self, mnist: torch.Tensor, cifar: torch.Tensor, sampler: Sampler) -> DataLoader:
+    def _loader(self, gray: torch.Tensor, color: torch.Tensor, sampler: Sampler) -> DataLoader:
         loader = ResumableLoader if isinstance(sampler, RandomPairSampler) else DataLoader
         return loader(
-            PairBatches(mnist, cifar),
+            PairBatches(gray, color),
             batch_size=None,
             sampler=sampler,
             num_workers=self.num_workers,
@@ -176,16 +176,16 @@ class MixDataModule(L.LightningDataModule):
         if overfit:  # a fixed handful of training pairs, the same ones every epoch
             batches = int(overfit) if overfit >= 1 else max(1, int(overfit * len(self.train_sampler)))
             fixed = FixedPairSampler(self.train_sampler.draw(0)[: batches * self.batch_size], self.batch_size)
-            return self._loader(self.splits.mnist_train, self.splits.cifar_train, fixed)
-        return self._loader(self.splits.mnist_train, self.splits.cifar_train, self.train_sampler)
+            return self._loader(self.splits.gray_train, self.splits.color_train, fixed)
+        return self._loader(self.splits.gray_train, self.splits.color_train, self.train_sampler)
 
     def val_dataloader(self) -> DataLoader:
         sampler = FixedPairSampler(self.val_pair_ids, self.eval_batch_size, self.rank, self.world_size)
-        return self._loader(self.splits.mnist_train, self.splits.cifar_train, sampler)
+        return self._loader(self.splits.gray_train, self.splits.color_train, sampler)
 
     def test_dataloader(self) -> DataLoader:
         sampler = FixedPairSampler(self.test_pair_ids, self.eval_batch_size, self.rank, self.world_size)
-        return self._loader(self.splits.mnist_test, self.splits.cifar_test, sampler)
+        return self._loader(self.splits.gray_test, self.splits.color_test, sampler)
 
     def state_dict(self) -> dict:
         """Where the training epoch stands (saved in every checkpoint, restored before training resumes)."""
@@ -201,17 +201,17 @@ class MixDataModule(L.LightningDataModule):
         """n fixed ``val`` or ``test`` pairs as a float batch: the first n, or (``spread``) n evenly
         spaced ones, which for the test pairs means CIFAR-10 images of different classes."""
         s = self.splits
-        mnist, cifar, ids = (
-            (s.mnist_train, s.cifar_train, self.val_pair_ids)
+        gray, color, ids = (
+            (s.gray_train, s.color_train, self.val_pair_ids)
             if split == "val"
-            else (s.mnist_test, s.cifar_test, self.test_pair_ids)
+            else (s.gray_test, s.color_test, self.test_pair_ids)
         )
         ids = ids[torch.linspace(0, len(ids) - 1, min(n, len(ids))).long()] if spread else ids[:n]
-        return self.make_batch(*PairBatches(mnist, cifar)[ids])
+        return self.make_batch(*PairBatches(gray, color)[ids])
 
-    def make_batch(self, mnist_u8: torch.Tensor, cifar_u8: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def make_batch(self, gray_u8: torch.Tensor, color_u8: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """uint8 sources -> the float batch (mix, mnist, cifar)."""
-        return to_float_batch(mnist_u8, cifar_u8)
+        return to_float_batch(gray_u8, color_u8)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         if not (isinstance(batch, (tuple, list)) and len(batch) == 2 and batch[0].dtype == torch.uint8):
@@ -231,9 +231,9 @@ class MixDataModule(L.LightningDataModule):
             return self._noisy_cifar_batch(*batch)
         return self.make_batch(*batch)
 
-    def _noisy_cifar_batch(self, mnist_u8: torch.Tensor, cifar_u8: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def _noisy_cifar_batch(self, gray_u8: torch.Tensor, color_u8: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Training augmentation: fine Gaussian grain on the CIFAR source (the target too), to stand in
         for the detail that the JPEG-compressed training images lost and the lossless test images keep."""
-        mix, mnist, cifar = to_float_batch(mnist_u8, cifar_u8)
-        cifar = (cifar + torch.randn_like(cifar) * self.cifar_train_noise).clamp_(0, 1)
-        return (mnist + cifar) / 2, mnist, cifar
+        mix, gray, color = to_float_batch(gray_u8, color_u8)
+        color = (color + torch.randn_like(color) * self.cifar_train_noise).clamp_(0, 1)
+        return (gray + color) / 2, gray, color

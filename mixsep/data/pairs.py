@@ -39,16 +39,16 @@ def holdout_split(n: int, holdout: int, seed_offset: int) -> tuple[torch.Tensor,
 class PairBatches(Dataset):
     """Batch-level dataset: ``ds[pairs]`` with pairs an (B, 2) index tensor gathers a whole batch."""
 
-    def __init__(self, mnist: torch.Tensor, cifar: torch.Tensor) -> None:
-        self.mnist, self.cifar = mnist, cifar
+    def __init__(self, gray: torch.Tensor, color: torch.Tensor) -> None:
+        self.gray, self.color = gray, color
 
     def __getitem__(self, pairs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # index_select copies whole rows: about 5x faster than advanced indexing here
-        pairs = pairs.to(self.mnist.device, non_blocking=True)
-        return torch.index_select(self.mnist, 0, pairs[:, 0]), torch.index_select(self.cifar, 0, pairs[:, 1])
+        pairs = pairs.to(self.gray.device, non_blocking=True)
+        return torch.index_select(self.gray, 0, pairs[:, 0]), torch.index_select(self.color, 0, pairs[:, 1])
 
     def __len__(self) -> int:  # not used for sampling; Lightning only asks
-        return len(self.mnist)
+        return len(self.gray)
 
 
 class FixedPairSampler(SequentialSampler):

@@ -206,42 +206,51 @@ def check_images(source: Source, images: torch.Tensor, split: str) -> torch.Tens
 
 @register_source
 class TorchvisionGray(Source):
-    """A 28x28 gray source in torchvision's idx layout, resized to 32x32 and kept with one channel."""
+    """A 28x28 gray source in torchvision's idx layout, resized to 32x32 and kept with one channel; EMNIST's
+    ``split`` (``emnist_letters``: its letters) in EMNIST's own file names."""
 
     kind = "gray"
-    DATASETS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "kmnist": "KMNIST"}  # torchvision's class
+    DATASETS = {  # option -> (torchvision's class, EMNIST's split)
+        "mnist": ("MNIST", None),
+        "fashion_mnist": ("FashionMNIST", None),
+        "kmnist": ("KMNIST", None),
+        "emnist_letters": ("EMNIST", "letters"),
+    }
     names = tuple(DATASETS)
 
     def __init__(self, name: str = "mnist") -> None:
         if name not in self.DATASETS:
             raise ConfigError(f"data/gray={name} is not one of {sorted(self.DATASETS)}")
-        self.name, self.dataset = name, self.DATASETS[name]
-
-    @property
-    def cache_name(self) -> str:
-        return "mnist" if self.name == "mnist" else self.name  # the cache name from before other sources existed
+        self.name, (self.dataset, self.split) = name, self.DATASETS[name]
 
     def looked_at(self, root: Path) -> list[Path]:
         return [root / self.dataset / "raw"]
 
+    def _stem(self, train: bool) -> str:
+        """The split's file names as torchvision reads them (MNIST's train/t10k, EMNIST's own)."""
+        if self.split:
+            return f"emnist-{self.split}-{'train' if train else 'test'}"
+        return "train" if train else "t10k"
+
     def layout(self) -> str:
-        return f"<root>/{self.dataset}/raw/{{train,t10k}}-{{images-idx3,labels-idx1}}-ubyte"
+        stems = f"emnist-{self.split}-{{train,test}}" if self.split else "{train,t10k}"
+        return f"<root>/{self.dataset}/raw/{stems}-{{images-idx3,labels-idx1}}-ubyte"
 
     def files(self, root: Path, train: bool) -> list[Path]:
-        prefix = "train" if train else "t10k"
-        return sorted((root / self.dataset / "raw").glob(f"{prefix}-images-idx3-ubyte*"))
+        return sorted((root / self.dataset / "raw").glob(f"{self._stem(train)}-images-idx3-ubyte*"))
 
     def load(self, root: Path, train: bool, download: bool) -> torch.Tensor:
         import torchvision.datasets
 
+        split = {"split": self.split} if self.split else {}
         try:
             with no_debris(download, root, root / self.dataset):
-                ds = getattr(torchvision.datasets, self.dataset)(str(root), train=train, download=download)
+                ds = getattr(torchvision.datasets, self.dataset)(str(root), train=train, download=download, **split)
         except RuntimeError as err:  # torchvision: "Dataset not found. You can use download=True ..." / download failed
             raise self.missing(root, f"{self.dataset}: {err}", download=download) from err
         except Exception as err:  # truncated / corrupt idx files
             raise self.missing(root, f"{self.dataset} is unreadable: {err!r}", unreadable=True) from err
-        images = ds.data
+        images = ds.data.transpose(1, 2).contiguous() if self.split else ds.data  # EMNIST stores them transposed
         if images.ndim != 3 or images.shape[1:] != (28, 28) or len(images) == 0:
             raise self.missing(root, f"{self.dataset} has shape {tuple(images.shape)}")
         return resize_mnist(images)

@@ -1,5 +1,5 @@
-"""The separators: plain ``nn.Module`` networks mapping a mean image (B, 3, 32, 32) in [0, 1] to (mnist_hat,
-cifar_hat), one file per family, and what trains and uses them:
+"""The separators: plain ``nn.Module`` networks mapping a mean image (B, 3, 32, 32) in [0, 1] to (gray_hat,
+color_hat), one file per family, and what trains and uses them:
 
 - ``unet.py`` (``model=unet``), ``conv_dual.py`` (``model=conv_dual``), ``resnet.py`` (``model=resnet_dual``,
   ``single_sub``); ``structure.py``: the structure head every family can switch on (gray digit, exact mixture,

@@ -117,26 +117,26 @@ class SeparationModule(L.LightningModule):
 
     @torch.no_grad()
     def separate(self, mix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mnist, cifar = self(mix)
-        return mnist.clamp(0, 1), cifar.clamp(0, 1)
+        gray, color = self(mix)
+        return gray.clamp(0, 1), color.clamp(0, 1)
 
     def _predict(self, batch) -> tuple[torch.Tensor, list[tuple[str, torch.Tensor, torch.Tensor]]]:
         """The loss and the (name, prediction, target) triples to score."""
         kind, w = self.hparams.loss, self.hparams.ssim_weight
-        mix, mnist, cifar = batch
-        mnist_hat, cifar_hat = self(mix)
-        loss = reconstruction_loss(mnist_hat, mnist, kind, w) + reconstruction_loss(cifar_hat, cifar, kind, w)
-        scored = [("mnist", mnist_hat, mnist), ("cifar", cifar_hat, cifar)]
+        mix, gray, color = batch
+        gray_hat, color_hat = self(mix)
+        loss = reconstruction_loss(gray_hat, gray, kind, w) + reconstruction_loss(color_hat, color, kind, w)
+        scored = [("mnist", gray_hat, gray), ("cifar", color_hat, color)]
         if "cifar_sub" in self.scored:
-            scored.append(("cifar_sub", 2 * mix - mnist_hat, cifar))
+            scored.append(("cifar_sub", 2 * mix - gray_hat, color))
         return loss, scored
 
     @torch.no_grad()
     def picture_columns(self, batch: tuple[torch.Tensor, ...]) -> tuple[list[torch.Tensor], tuple[str, ...]]:
         """samples.png's columns and titles: mix | true MNIST | predicted MNIST | true CIFAR | predicted CIFAR."""
-        mix, mnist, cifar = batch
-        mnist_hat, cifar_hat = (o.clamp(0, 1) for o in self(mix))
-        return [mix, mnist, mnist_hat, cifar, cifar_hat], SAMPLE_COLUMNS
+        mix, gray, color = batch
+        gray_hat, color_hat = (o.clamp(0, 1) for o in self(mix))
+        return [mix, gray, gray_hat, color, color_hat], SAMPLE_COLUMNS
 
     def loss_and_outputs(self, batch) -> tuple[torch.Tensor, ...]:
         """Loss and the network's outputs (tests and benchmarks use this)."""

@@ -1,4 +1,4 @@
-"""Use a trained model: ``load_separator()(mix) -> (mnist_hat, cifar_hat)``.
+"""Use a trained model: ``load_separator()(mix) -> (gray_hat, color_hat)``.
 
 A model is a bundle folder (``python -m mixsep.export``) or a checkpoint; both are read as data only
 (``saved.py``). Separating needs neither Lightning nor Hydra: the network is a plain ``nn.Module``.

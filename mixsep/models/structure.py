@@ -1,7 +1,7 @@
 """What the problem's structure gives every family for free, as switches of one output head.
 
 The digit is gray (one channel, repeated); the mixture is known, so ``cifar = 2·mix − mnist`` makes
-``(mnist_hat + cifar_hat) / 2 == mix`` exact; every pixel's gray value has a feasible interval (both sources
+``(gray_hat + color_hat) / 2 == mix`` exact; every pixel's gray value has a feasible interval (both sources
 in [0, 1]); and a 28×28 digit resized to 32×32 by PIL's bilinear filter lies in the range of a fixed linear map.
 """
 
@@ -59,7 +59,7 @@ def _resize_projector(small: int = 28, large: int = 32) -> np.ndarray:
 
 
 class SourceHead(nn.Module):
-    """Decoder logits → (mnist_hat, cifar_hat), each (B, 3, H, W), using the structure the switches allow.
+    """Decoder logits → (gray_hat, color_hat), each (B, 3, H, W), using the structure the switches allow.
 
     ``gray``: the MNIST logits have one channel (repeated to three). ``consistency="exact"``: a single decoder's
     colour estimate is ``2·mix − mnist``; two decoders' estimates are projected onto the pairs that average

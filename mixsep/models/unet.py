@@ -103,7 +103,7 @@ class UNetSeparator(nn.Module):
 
     Uses the structure of the problem: MNIST is gray (one output channel, repeated), the colour
     deviation of the mix belongs to CIFAR alone, the mixture is known (``cifar = 2·mix − mnist``, so
-    ``(mnist_hat + cifar_hat) / 2 == mix`` exactly), and the feasible interval of every pixel is
+    ``(gray_hat + color_hat) / 2 == mix`` exactly), and the feasible interval of every pixel is
     known (the prediction is kept inside it, which can only move it closer to the truth).
 
     ``width``/``depth``: ``width·2^i`` channels at level i, ``depth`` down-samplings; ``widths`` lists the

@@ -22,8 +22,8 @@ class CifarTaskDataModule(MixDataModule):
     def epoch_size(self) -> int:
         return len(self.cifar_train_ids)  # one pass over CIFAR-10's training images
 
-    def make_batch(self, mnist_u8: torch.Tensor, cifar_u8: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        clean = cifar_u8.float().div_(255)
+    def make_batch(self, gray_u8: torch.Tensor, color_u8: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        clean = color_u8.float().div_(255)
         if self.task == "reconstruct":
             return clean, clean
         # noise_std is given on the [-1, 1] scale; images here live in [0, 1] (half the scale). Only the
@@ -32,6 +32,6 @@ class CifarTaskDataModule(MixDataModule):
         if self.trainer is not None and self.trainer.training:
             noise = torch.randn_like(clean)
         else:
-            g = torch.Generator().manual_seed(TEST_PAIRING_SEED + int(cifar_u8[:, :, :4, :4].sum()))
+            g = torch.Generator().manual_seed(TEST_PAIRING_SEED + int(color_u8[:, :, :4, :4].sum()))
             noise = torch.randn(clean.shape, generator=g).to(clean.device)
         return clean + noise * (self.noise_std / 2), clean

@@ -96,7 +96,7 @@ class ResNetDual(nn.Module):
 
 
 class SingleSub(nn.Module):
-    """One decoder predicts MNIST; CIFAR is what the mixture leaves: ``2 * mix - mnist_hat``."""
+    """One decoder predicts MNIST; CIFAR is what the mixture leaves: ``2 * mix - gray_hat``."""
 
     def __init__(self, pretrained_weights: str | None = None) -> None:
         super().__init__()

@@ -124,9 +124,9 @@ def baseline_rows(
         metrics = {s: image_metrics() for s in ("mnist", "cifar")}
         for batch in dm.test_dataloader():
             mix, mnist, cifar = dm.make_batch(*batch)
-            mnist_hat, cifar_hat = rule(mix)
-            metrics["mnist"].update(mnist_hat, mnist)
-            metrics["cifar"].update(cifar_hat, cifar)
+            gray_hat, color_hat = rule(mix)
+            metrics["mnist"].update(gray_hat, mnist)
+            metrics["cifar"].update(color_hat, cifar)
         row = {
             "model": name,
             "experiment": "baseline",

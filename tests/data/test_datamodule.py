@@ -48,10 +48,10 @@ def test_mnist_is_resized_with_pil_bilinear_and_cifar_read_in_class_then_name_or
 
     raw = MNIST(str(tiny_root), train=False).data[3].numpy()
     expected = np.asarray(Image.fromarray(raw).resize((32, 32), Image.BILINEAR))
-    assert np.array_equal(dm.splits.mnist_test[3, 0].numpy(), expected)
+    assert np.array_equal(dm.splits.gray_test[3, 0].numpy(), expected)
     files = sources.list_image_folder(tiny_root / "cifar10" / "test")
     assert [f.parent.name for f in files][:2] == ["airplane", "airplane"]
-    assert np.array_equal(dm.splits.cifar_test[5].permute(1, 2, 0).numpy(), np.asarray(Image.open(files[5])))
+    assert np.array_equal(dm.splits.color_test[5].permute(1, 2, 0).numpy(), np.asarray(Image.open(files[5])))
 
 
 def test_test_pairs_are_identical_whatever_the_run_seed(tiny_data_kwargs):
@@ -160,7 +160,7 @@ def test_cache_is_reused_and_rebuilt_after_corruption(tiny_data_kwargs, monkeypa
     target.write_bytes(bytes(blob))
     again = _dm(tiny_data_kwargs).splits
     assert len(calls) == 1  # rebuilt from the images
-    assert torch.equal(again.cifar_test, first.cifar_test)
+    assert torch.equal(again.color_test, first.color_test)
 
 
 def test_a_sigterm_while_the_cache_is_written_leaves_no_half_written_file(tiny_data_kwargs, monkeypatch):
@@ -184,10 +184,10 @@ def test_a_sigterm_while_the_cache_is_written_leaves_no_half_written_file(tiny_d
 
 
 def test_cache_is_rebuilt_when_the_source_changes(tiny_root, tiny_data_kwargs):
-    before = _dm(tiny_data_kwargs).splits.cifar_test.clone()
+    before = _dm(tiny_data_kwargs).splits.color_test.clone()
     f = sources.list_image_folder(tiny_root / "cifar10" / "test")[0]
     Image.fromarray(np.full((32, 32, 3), 7, dtype=np.uint8)).save(f)
-    after = _dm(tiny_data_kwargs).splits.cifar_test
+    after = _dm(tiny_data_kwargs).splits.color_test
     assert (after[0] == 7).all() and not torch.equal(before, after)
 
 
@@ -210,9 +210,9 @@ def test_torchvision_archive_layout_is_detected_and_read(tiny_root, tiny_data_kw
     monkeypatch.setattr(tv_cifar, "check_integrity", lambda *a, **k: True)
     assert sources.Cifar("cifar10").on_disk(tiny_root) == "archive"
     dm = _dm(tiny_data_kwargs)
-    assert dm.splits.cifar_train.shape == (50, 3, 32, 32)
+    assert dm.splits.color_train.shape == (50, 3, 32, 32)
     expected = torch.from_numpy(arrays["test_batch"].reshape(12, 3, 32, 32))
-    assert torch.equal(dm.splits.cifar_test, expected)
+    assert torch.equal(dm.splits.color_test, expected)
 
 
 def test_bad_config_values_are_rejected(tiny_data_kwargs):

@@ -56,7 +56,7 @@ def test_the_default_pair_is_unchanged(tiny_data_kwargs, tmp_path):
     named.setup("fit")
     default.setup("fit")
     assert torch.equal(named.test_pair_ids, default.test_pair_ids) and default.sources == "mnist+cifar10"
-    assert torch.equal(named.splits.cifar_test, default.splits.cifar_test)
+    assert torch.equal(named.splits.color_test, default.splits.color_test)
     assert sorted(p.name.split("_")[0] for p in (tmp_path / "cache").glob("*.pt")) == ["cifar"] * 2 + ["mnist"] * 2
 
 
@@ -65,7 +65,7 @@ def test_other_sources_load_with_their_own_cache_and_fixed_pairs(other_root, tin
     dm = MixDataModule(**tiny_data_kwargs, gray="fashion_mnist", color=textures)
     dm.setup("fit")
     assert dm.sources == "fashion_mnist+image_folder:textures"
-    assert dm.splits.mnist_test.shape == (12, 1, 32, 32) and dm.splits.cifar_test.shape == (14, 3, 32, 32)
+    assert dm.splits.gray_test.shape == (12, 1, 32, 32) and dm.splits.color_test.shape == (14, 3, 32, 32)
     assert len(dm.test_pair_ids) == 12  # min of the two test sets, a fixed pairing
     names = {p.name.split("_test")[0].split("_train")[0] for p in (tmp_path / "cache").glob("*.pt")}
     assert names == {"fashion_mnist", "image_folder-textures"}
@@ -74,7 +74,7 @@ def test_other_sources_load_with_their_own_cache_and_fixed_pairs(other_root, tin
     assert torch.equal(again.test_pair_ids, dm.test_pair_ids)
     mnist = MixDataModule(**tiny_data_kwargs)
     mnist.setup("fit")
-    assert not torch.equal(mnist.splits.mnist_test, dm.splits.mnist_test)
+    assert not torch.equal(mnist.splits.gray_test, dm.splits.gray_test)
 
 
 def test_cifar100_folder_and_svhn_files_are_read(tiny_root, tmp_path):
@@ -142,3 +142,29 @@ def test_report_never_ranks_different_source_pairs_together(tmp_path, other_root
     fashion = tables["12 test pairs of fashion_mnist+cifar10"]
     assert "| b |" in fashion and "| a |" not in fashion and fashion.count("| baseline: ") == 2
     assert "| a |" in tables["12 test pairs of mnist+cifar10"]
+
+
+def test_emnist_letters_load_upright_in_their_own_file_names_and_the_cache_is_reused(tiny_data_kwargs, tmp_path):
+    from mixsep.data.sources import resize_mnist
+    from tests.helpers import write_idx_images, write_idx_labels
+
+    raw = Path(tiny_data_kwargs["root"]) / "EMNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(3)
+    stored = {}
+    for split, n in (("train", 40), ("test", 12)):
+        stored[split] = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        write_idx_images(raw / f"emnist-letters-{split}-images-idx3-ubyte", stored[split])
+        write_idx_labels(raw / f"emnist-letters-{split}-labels-idx1-ubyte", rng.integers(1, 27, n))
+    dm = MixDataModule(**tiny_data_kwargs, gray="emnist_letters")
+    dm.setup("fit")
+    assert dm.sources == "emnist_letters+cifar10"
+    upright = resize_mnist(torch.from_numpy(stored["test"]).transpose(1, 2).contiguous())  # EMNIST is stored transposed
+    assert torch.equal(dm.splits.gray_test, upright)
+    cached = sorted((tmp_path / "cache").glob("emnist_letters_*.pt"))
+    assert len(cached) == 2  # one per split, named after the source, keyed by its files
+    stamps = [p.stat().st_mtime_ns for p in cached]
+    again = MixDataModule(**tiny_data_kwargs, gray="emnist_letters")
+    again.setup("fit")  # decoded once: the cache is read, not written again
+    assert [p.stat().st_mtime_ns for p in sorted((tmp_path / "cache").glob("emnist_letters_*.pt"))] == stamps
+    assert torch.equal(again.splits.gray_test, upright)

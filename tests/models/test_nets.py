@@ -46,8 +46,8 @@ def _pairs(n: int = 16, seed: int = 0):
 @pytest.mark.parametrize("name", NETS)
 def test_forward_shapes(name):
     torch.manual_seed(0)
-    mnist_hat, cifar_hat = NETS[name]()(torch.rand(4, 3, 32, 32))
-    assert mnist_hat.shape == cifar_hat.shape == (4, 3, 32, 32)
+    gray_hat, color_hat = NETS[name]()(torch.rand(4, 3, 32, 32))
+    assert gray_hat.shape == color_hat.shape == (4, 3, 32, 32)
 
 
 @pytest.mark.parametrize("name", NETS)
@@ -75,8 +75,8 @@ def test_mixture_consistency_is_exact_before_clamping(name):
     net = NETS[name]().eval()
     mix = torch.rand(8, 3, 32, 32)
     with torch.no_grad():
-        mnist_hat, cifar_hat = net(mix)
-    torch.testing.assert_close((mnist_hat + cifar_hat) / 2, mix, rtol=0, atol=1e-6)
+        gray_hat, color_hat = net(mix)
+    torch.testing.assert_close((gray_hat + color_hat) / 2, mix, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("output", ["clamp", "interval"])
@@ -84,12 +84,12 @@ def test_unet_predicts_gray_mnist_inside_the_feasible_interval(output):
     torch.manual_seed(2)
     mix, mnist, cifar = _pairs(8)
     with torch.no_grad():
-        mnist_hat, cifar_hat = UNetSeparator(width=8, depth=2, output=output).eval()(mix)
-    assert torch.equal(mnist_hat[:, 0], mnist_hat[:, 2])
+        gray_hat, color_hat = UNetSeparator(width=8, depth=2, output=output).eval()(mix)
+    assert torch.equal(gray_hat[:, 0], gray_hat[:, 2])
     lo, hi = feasible_gray_bounds(mix)
     assert (mnist[:, :1] >= lo - 1e-6).all() and (mnist[:, :1] <= hi + 1e-6).all()  # truth is feasible
-    assert (mnist_hat[:, :1] >= lo - 1e-6).all() and (mnist_hat[:, :1] <= hi + 1e-6).all()
-    assert (cifar_hat >= -1e-6).all() and (cifar_hat <= 1 + 1e-6).all()
+    assert (gray_hat[:, :1] >= lo - 1e-6).all() and (gray_hat[:, :1] <= hi + 1e-6).all()
+    assert (color_hat >= -1e-6).all() and (color_hat <= 1 + 1e-6).all()
 
 
 def test_interval_output_has_a_gradient_where_clamping_has_none():
@@ -189,8 +189,8 @@ def test_bf16_autocast_and_channels_last_train_a_step_on_cpu():
     module = SeparationModule(UNetSeparator(width=8, depth=2), channels_last=True)
     opt = module.configure_optimizers()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss, mnist_hat, _ = module.loss_and_outputs(_pairs(4))
-    assert mnist_hat.dtype == torch.float32 and torch.isfinite(loss)
+        loss, gray_hat, _ = module.loss_and_outputs(_pairs(4))
+    assert gray_hat.dtype == torch.float32 and torch.isfinite(loss)
     loss.backward()
     opt.step()
 
@@ -213,11 +213,11 @@ def test_families_give_a_gray_digit_inside_its_feasible_interval(family):
     torch.manual_seed(8)
     mix = _feasible_mixes()
     with torch.no_grad():
-        mnist_hat, cifar_hat = FAMILIES[family]().eval()(mix)
-    assert torch.equal(mnist_hat[:, 0], mnist_hat[:, 1]) and torch.equal(mnist_hat[:, 0], mnist_hat[:, 2])
+        gray_hat, color_hat = FAMILIES[family]().eval()(mix)
+    assert torch.equal(gray_hat[:, 0], gray_hat[:, 1]) and torch.equal(gray_hat[:, 0], gray_hat[:, 2])
     lo, hi = feasible_gray_bounds(mix)
-    assert (mnist_hat[:, :1] >= lo - 1e-6).all() and (mnist_hat[:, :1] <= hi + 1e-6).all()
-    assert (cifar_hat >= -1e-6).all() and (cifar_hat <= 1 + 1e-6).all()
+    assert (gray_hat[:, :1] >= lo - 1e-6).all() and (gray_hat[:, :1] <= hi + 1e-6).all()
+    assert (color_hat >= -1e-6).all() and (color_hat <= 1 + 1e-6).all()
 
 
 @pytest.mark.parametrize("family", ["conv_dual", "resnet_dual"])
@@ -226,9 +226,9 @@ def test_structure_switches_off_give_two_free_decoders(family):
     torch.manual_seed(9)
     mix = _feasible_mixes()
     with torch.no_grad():
-        mnist_hat, cifar_hat = FAMILIES[family](gray=False, consistency="none").eval()(mix)
-    assert not torch.equal(mnist_hat[:, 0], mnist_hat[:, 1])
-    assert ((mnist_hat + cifar_hat) / 2 - mix).abs().max() > 1e-3
+        gray_hat, color_hat = FAMILIES[family](gray=False, consistency="none").eval()(mix)
+    assert not torch.equal(gray_hat[:, 0], gray_hat[:, 1])
+    assert ((gray_hat + color_hat) / 2 - mix).abs().max() > 1e-3
 
 
 def test_dual_consistency_is_the_nearest_pair_that_averages_to_the_mix():
@@ -237,16 +237,16 @@ def test_dual_consistency_is_the_nearest_pair_that_averages_to_the_mix():
     torch.manual_seed(10)
     mix = torch.rand(2, 3, 4, 4)
     m_logit, c_logit = torch.randn(2, 1, 4, 4), torch.randn(2, 3, 4, 4)
-    mnist_hat, cifar_hat = SourceHead(interval=False)(mix, m_logit, c_logit)
-    torch.testing.assert_close((mnist_hat + cifar_hat) / 2, mix, rtol=0, atol=1e-6)
+    gray_hat, color_hat = SourceHead(interval=False)(mix, m_logit, c_logit)
+    torch.testing.assert_close((gray_hat + color_hat) / 2, mix, rtol=0, atol=1e-6)
     m, c = torch.sigmoid(m_logit), torch.sigmoid(c_logit)
 
     def cost(g):
         return 3 * (g - m) ** 2 + ((2 * mix - g - c) ** 2).sum(1, keepdim=True)
 
-    best = cost(mnist_hat[:, :1])
+    best = cost(gray_hat[:, :1])
     for step in (-0.05, -0.01, 0.01, 0.05):
-        assert (cost(mnist_hat[:, :1] + step) > best).all()
+        assert (cost(gray_hat[:, :1] + step) > best).all()
 
 
 def test_resize_range_keeps_resized_digits_and_moves_others():
@@ -332,12 +332,12 @@ def test_shift_ensemble_keeps_a_pointwise_separator_exact_and_the_mixture_consis
     torch.manual_seed(13)
     net = UNetSeparator(width=8, depth=2).eval()
     with torch.no_grad():
-        mnist_hat, cifar_hat = ShiftEnsemble(net)(mix)
+        gray_hat, color_hat = ShiftEnsemble(net)(mix)
         plain, _ = net(mix)
-    torch.testing.assert_close((mnist_hat + cifar_hat) / 2, mix, rtol=0, atol=1e-6)
+    torch.testing.assert_close((gray_hat + color_hat) / 2, mix, rtol=0, atol=1e-6)
     lo, hi = feasible_gray_bounds(mix)
-    assert (mnist_hat[:, :1] >= lo - 1e-6).all() and (mnist_hat[:, :1] <= hi + 1e-6).all()
-    assert not torch.allclose(mnist_hat, plain)  # the shifted passes do contribute
+    assert (gray_hat[:, :1] >= lo - 1e-6).all() and (gray_hat[:, :1] <= hi + 1e-6).all()
+    assert not torch.allclose(gray_hat, plain)  # the shifted passes do contribute
 
 
 def test_unet_resize_range_projects_its_gray_estimate_into_the_resize_range_and_the_interval():
@@ -346,11 +346,11 @@ def test_unet_resize_range_projects_its_gray_estimate_into_the_resize_range_and_
     net = UNetSeparator(width=8, depth=2, resize_range=True).eval()
     assert "projector" not in net.state_dict()  # derived at start-up: checkpoints are unchanged
     with torch.no_grad():
-        mnist_hat, cifar_hat = net(mix)
-    torch.testing.assert_close((mnist_hat + cifar_hat) / 2, mix, rtol=0, atol=1e-6)
+        gray_hat, color_hat = net(mix)
+    torch.testing.assert_close((gray_hat + color_hat) / 2, mix, rtol=0, atol=1e-6)
     lo, hi = feasible_gray_bounds(mix)
-    assert (mnist_hat[:, :1] >= lo - 1e-6).all() and (mnist_hat[:, :1] <= hi + 1e-6).all()
+    assert (gray_hat[:, :1] >= lo - 1e-6).all() and (gray_hat[:, :1] <= hi + 1e-6).all()
     plain = UNetSeparator(width=8, depth=2).eval()
     plain.load_state_dict(net.state_dict())
     with torch.no_grad():
-        assert not torch.allclose(plain(mix)[0], mnist_hat)
+        assert not torch.allclose(plain(mix)[0], gray_hat)

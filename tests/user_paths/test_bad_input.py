@@ -151,7 +151,7 @@ def test_an_unwritable_cache_costs_time_and_says_where(tiny_data_kwargs, monkeyp
     dm = MixDataModule(**tiny_data_kwargs)
     with caplog.at_level("WARNING", logger="mixsep"):
         dm.setup("fit")
-    assert len(dm.splits.mnist_train) == 40  # the data is there all the same
+    assert len(dm.splits.gray_train) == 40  # the data is there all the same
     assert "could not write the data cache in" in caplog.text and tiny_data_kwargs["cache_dir"] in caplog.text
 
 

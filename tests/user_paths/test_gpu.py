@@ -36,7 +36,7 @@ def test_bf16_training_keeps_the_data_in_gpu_memory(tiny_data_kwargs):
     module = SeparationModule(net=NET, loss="psnr", channels_last=True)
     t = trainer(precision="bf16-mixed")
     t.fit(module, datamodule=data)
-    assert data.splits.mnist_train.device.type == "cuda"  # batches never cross the bus
+    assert data.splits.gray_train.device.type == "cuda"  # batches never cross the bus
     assert next(module.parameters()).device.type == "cuda"
     conv = next(m for m in module.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)

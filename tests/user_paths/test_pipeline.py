@@ -21,7 +21,7 @@ def test_fast_batches_equal_the_per_item_reference_exactly(tiny_root, tiny_data_
     dm = _dm(tiny_data_kwargs)
     train = split == "train"
     mnist_28 = MNIST(str(tiny_root), train=train).data
-    cifar = dm.splits.cifar_train if train else dm.splits.cifar_test
+    cifar = dm.splits.color_train if train else dm.splits.color_test
     if train:
         dm.train_sampler.set_epoch(2)
         pair_batches = list(dm.train_sampler)

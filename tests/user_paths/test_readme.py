@@ -478,3 +478,22 @@ def test_the_layout_map_names_every_file_of_the_package_and_only_those():
     on_disk -= {"mixsep/report/__main__.py"}
     assert mapped - on_disk == set(), "the README's layout names files that do not exist"
     assert on_disk - mapped == set(), "files missing from the README's layout map"
+
+
+def test_the_data_table_lists_every_declared_source_and_every_source_config():
+    """README "Data": a row per option of data/gray and data/color, the same as the declared sources
+    (@register_source) and the config files that select them."""
+    from mixsep.data.sources import SOURCE_CLASSES
+
+    text = README.read_text().split("## Data", 1)[1].split("\n## ", 1)[0]
+    rows = {
+        (kind, option)
+        for kind, option in (
+            (line.split("|")[1].strip(" `").removeprefix("data/"), line.split("|")[2].split("`")[1])
+            for line in text.splitlines()
+            if line.startswith("| `data/")
+        )
+    }
+    declared = {(kind, option) for kind, options in SOURCE_CLASSES.items() for option in options}
+    configs = {(kind, p.stem) for kind in ("gray", "color") for p in (Path(CONF) / "data" / kind).glob("*.yaml")}
+    assert rows == declared == configs

@@ -21,8 +21,8 @@ SHIPPED = Path(__file__).resolve().parents[2] / "results" / "best_cpu"
 def test_shipped_model_loads_and_separates_on_a_fresh_install():
     sep = load_separator(SHIPPED / "model.ckpt")
     mix = torch.rand(3, 3, 32, 32)
-    mnist_hat, cifar_hat = sep(mix)
-    assert mnist_hat.shape == (3, 3, 32, 32) and 0 <= mnist_hat.min() and cifar_hat.max() <= 1
+    gray_hat, color_hat = sep(mix)
+    assert gray_hat.shape == (3, 3, 32, 32) and 0 <= gray_hat.min() and color_hat.max() <= 1
     metrics = json.loads((SHIPPED / "metrics.json").read_text())
     assert metrics["test_pairs"] == 10000 and metrics["model"] == "unet"
 
@@ -33,9 +33,9 @@ def test_shipped_model_separates_real_test_pairs_with_its_reported_quality(tmp_p
     dm.setup("test")
     mix, mnist, cifar = dm.fixed_batch("test", 1000)
     sep = load_separator(SHIPPED / "model.ckpt")
-    mnist_hat, cifar_hat = sep(mix)
+    gray_hat, color_hat = sep(mix)
     scores = {}
-    for name, pred, target in (("mnist", mnist_hat, mnist), ("cifar", cifar_hat, cifar)):
+    for name, pred, target in (("mnist", gray_hat, mnist), ("cifar", color_hat, cifar)):
         m = image_metrics()
         m.update(pred, target)
         scores.update({f"{name}_{k}": float(v) for k, v in m.compute().items()})
@@ -45,7 +45,7 @@ def test_shipped_model_separates_real_test_pairs_with_its_reported_quality(tmp_p
         assert scores[key] > shipped[f"test/{key}"] - 1.0
     for key in ("mnist_ssim", "cifar_ssim"):
         assert scores[key] > shipped[f"test/{key}"] - 0.01
-    torch.testing.assert_close((mnist_hat + cifar_hat) / 2, mix, atol=2e-3, rtol=0)  # consistent up to clamping
+    torch.testing.assert_close((gray_hat + color_hat) / 2, mix, atol=2e-3, rtol=0)  # consistent up to clamping
 
 
 @requires_real_data

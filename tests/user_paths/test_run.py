@@ -112,12 +112,12 @@ def test_load_separator_separates_in_eval_mode_without_gradients(trained_run):
     out, _, _ = trained_run
     sep = load_separator(out / "checkpoints" / "last.ckpt")
     mix = torch.rand(5, 3, 32, 32, requires_grad=True)
-    mnist_hat, cifar_hat = sep(mix)
-    assert mnist_hat.shape == cifar_hat.shape == (5, 3, 32, 32)
-    assert not mnist_hat.requires_grad and not sep.net.training
-    assert mnist_hat.min() >= 0 and cifar_hat.max() <= 1
+    gray_hat, color_hat = sep(mix)
+    assert gray_hat.shape == color_hat.shape == (5, 3, 32, 32)
+    assert not gray_hat.requires_grad and not sep.net.training
+    assert gray_hat.min() >= 0 and color_hat.max() <= 1
     a, _ = sep(mix[:2])
-    torch.testing.assert_close(a, mnist_hat[:2])  # eval mode: no dropout, no batch statistics
+    torch.testing.assert_close(a, gray_hat[:2])  # eval mode: no dropout, no batch statistics
     with pytest.raises(ValueError, match="B, 3, 32, 32"):
         sep(torch.rand(3, 32, 32))
 
@@ -157,11 +157,11 @@ def test_every_model_config_runs_end_to_end_and_separates_from_its_checkpoint(
     sep = load_separator(metrics["checkpoint"])
     gray = (torch.rand(4, 1, 32, 32) > 0.7).float().expand(-1, 3, -1, -1)
     mix = (gray + torch.rand(4, 3, 32, 32)) / 2
-    mnist_hat, cifar_hat = sep(mix)
+    gray_hat, color_hat = sep(mix)
     consistent = not model.endswith("_bottleneck")
     if consistent:
-        torch.testing.assert_close((mnist_hat + cifar_hat) / 2, mix, rtol=0, atol=1e-5)
-        assert torch.equal(mnist_hat[:, 0], mnist_hat[:, 2])
+        torch.testing.assert_close((gray_hat + color_hat) / 2, mix, rtol=0, atol=1e-5)
+        assert torch.equal(gray_hat[:, 0], gray_hat[:, 2])
     images = tmp_path / "mixes"
     images.mkdir()
     pixels = np.round(mix[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
