@@ -12,7 +12,7 @@ import logging
 from collections.abc import Sequence
 
 from hydra.core.utils import JobReturn
-from omegaconf import OmegaConf, open_dict
+from omegaconf import OmegaConf
 
 try:
     from hydra_plugins.hydra_ray_launcher.ray_launcher import RayLauncher
@@ -54,16 +54,13 @@ class RayClusterLauncher(RayLauncher):
     def start(self) -> None:
         """Start (or join) Ray once, before several threads launch jobs through this launcher."""
         import ray
-        from hydra_plugins.hydra_ray_launcher._launcher_util import start_ray
 
         init = OmegaConf.to_container(self.ray_cfg.init, resolve=True)
-        if not ray.is_initialized():
+        if not ray.is_initialized():  # the plugin's own start then finds Ray running
             if init.get("address"):
                 ray.init(**ray_init_args(init))
             else:  # a local Ray: the plugin's small object store default (jobs pass only configs)
-                with open_dict(self.ray_cfg):
-                    self.ray_cfg.init.setdefault("object_store_memory", 78643200)
-                start_ray(self.ray_cfg.init)
+                ray.init(**{"object_store_memory": 78643200, **init})
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         self.start()

@@ -28,6 +28,7 @@ import lightning as L
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from mixsep.adapters import submitit_warning_signal
 from mixsep.cluster.where import slurm_job_id
 
 log = logging.getLogger("mixsep")
@@ -104,9 +105,7 @@ def record_scheduler_requeues() -> int | None:
     signal, or None outside submitit."""
     if not _warning:
         try:
-            from submitit import JobEnvironment
-
-            signum = JobEnvironment._usr_sig()
+            signum = submitit_warning_signal()
         except (ImportError, ValueError):
             return None
         handler = _submitit_handler(signum)

@@ -6,7 +6,6 @@ launcher, sweeper or logger whose extra is not installed."""
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import importlib.metadata
 import importlib.resources
@@ -19,19 +18,12 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from mixsep.adapters import apply_overrides, hydra_arguments
 from mixsep.errors import ConfigError
 from mixsep.training.config import CONF_DIR, user_config_dir
 
 # flags after which Hydra prints something and runs no job: the config, help, version, information
 SHOWS_ONLY = ("cfg", "help", "hydra_help", "info", "shell_completion")  # --version: argparse prints, exits
-
-
-def hydra_arguments(argv: list[str]) -> argparse.Namespace:
-    """``argv`` parsed by Hydra's own parser of its command line (Hydra has no public one: this is the one call
-    into its internals here, held to the flags mixsep relies on by tests/user_paths/test_hydra_flags.py)."""
-    from hydra._internal.utils import get_args_parser
-
-    return get_args_parser().parse_intermixed_args(argv)
 
 
 def in_hydras_order(argv: list[str]) -> list[str]:
@@ -159,7 +151,6 @@ def _sweeps(overrides: list[str]) -> bool:
 def _check_composition(line: CommandLine) -> None:
     """The overrides composed as Hydra composes them: a key the config does not have, a value of the wrong kind."""
     from hydra import compose, initialize_config_dir
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
@@ -178,7 +169,7 @@ def _check_composition(line: CommandLine) -> None:
         # each is half a second of every run's start)
         composed = reference.copy()
         values = OverridesParser.create().parse_overrides([a for a in line.overrides if not is_choice(a)])
-        ConfigLoaderImpl._apply_overrides_to_config(values, composed)
+        apply_overrides(values, composed)
     except HydraException as err:
         lines = [text.strip() for text in str(err).splitlines() if text.strip()]
         key = re.match(r"Could not override '([\w.]+)'", lines[0] if lines else "")

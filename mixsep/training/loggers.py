@@ -13,7 +13,6 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from lightning.fabric.utilities.logger import _convert_params, _flatten_dict
 from lightning.pytorch import loggers as pl_loggers
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
@@ -90,10 +89,10 @@ class MLFlowLogger(pl_loggers.MLFlowLogger):
         provenance = params.pop("provenance", None)
         if provenance:
             self.experiment.set_tag(self.run_id, "mixsep.commit", short_commit(provenance))
-            for key, value in _flatten_dict(provenance, delimiter=".").items():
+            for key, value in flat_params(provenance, delimiter=".").items():
                 self.experiment.set_tag(self.run_id, f"mixsep.provenance.{key}", str(value)[:5000])
         have = self.experiment.get_run(self.run_id).data.params
-        flat = _flatten_dict(_convert_params(params))
+        flat = flat_params(params)
         new = {k: v for k, v in flat.items() if k not in have}
         if new:
             super().log_hyperparams(new)
@@ -107,6 +106,22 @@ class MLFlowLogger(pl_loggers.MLFlowLogger):
 
 
 _mlflow_runs: list[MLFlowLogger] = []  # this job's MLflow runs, for their final status
+
+
+def flat_params(params: dict, delimiter: str = "/", parent: str = "") -> dict:
+    """``{'a': {'b': 1}}`` -> ``{'a/b': 1}``, as Lightning's loggers flatten hyperparameters (a list of mappings by
+    index, an empty list dropped), so the keys match those an MLflow run already has."""
+    flat: dict = {}
+    for key, value in params.items():
+        name = f"{parent}{delimiter}{key}" if parent else str(key)
+        if isinstance(value, dict):
+            flat.update(flat_params(value, delimiter, name))
+        elif isinstance(value, list) and all(isinstance(item, dict) for item in value):
+            for i, item in enumerate(value):
+                flat.update(flat_params(item, delimiter, f"{name}/{i}"))
+        else:
+            flat[name] = value
+    return flat
 
 
 def _mlflow_logger(logger_cfg: DictConfig, out: Path, experiment_name: str, ckpt: str | None) -> MLFlowLogger:
@@ -206,16 +221,21 @@ def reachable(url: str, timeout: float) -> bool:
 def build_loggers(loggers_cfg: DictConfig | None, out: Path, experiment_name: str, ckpt_path: str | None) -> list:
     """The configured Lightning loggers of a job in ``out`` (``ckpt_path``: the checkpoint it resumes from,
     whose folder's dashboard runs it continues)."""
+    from hydra.utils import get_class
+
     loggers = []
-    for key, logger_cfg in (loggers_cfg or {}).items():
-        if key == "wandb":
+    for logger_cfg in (loggers_cfg or {}).values():
+        if logger_cfg is None:  # logger.csv=null: that logger switched off
+            continue
+        kind = get_class(str(logger_cfg["_target_"]))  # recognised by its class, whatever its key is named
+        if issubclass(kind, pl_loggers.WandbLogger):
             _prepare_wandb_env()
             if os.environ.get("WANDB_MODE") == "disabled":
                 continue
             identity = wandb_identity(out, experiment_name, ckpt_path)  # one W&B run per job, grouped by sweep
             overrides = {k: v for k, v in identity.items() if logger_cfg.get(k) is None}
             loggers.append(build(logger_cfg, **overrides))
-        elif key == "mlflow":
+        elif issubclass(kind, MLFlowLogger):  # mixsep's: a local store by default, the job's status at its end
             loggers.append(_mlflow_logger(logger_cfg, out, experiment_name, ckpt_path))
         else:
             loggers.append(build(logger_cfg))

@@ -5,6 +5,7 @@ re-run resumes, and the slots of a launcher that runs jobs elsewhere never wait 
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
@@ -72,11 +73,12 @@ def test_a_pruned_search_stops_hopeless_trials_and_a_rerun_resumes_its_journal(t
 
 
 class _Slow:
-    """A launcher that runs its jobs elsewhere (a stand-in for Ray or SLURM): job 0 takes 1.5 s, every other 0.1 s;
-    records when each job started and ended."""
+    """A launcher that runs its jobs elsewhere (a stand-in for Ray or SLURM): job 0 lasts until four other jobs have
+    ended (at most 60 s), every other job 0.1 s; records when each job started and ended."""
 
     def __init__(self) -> None:
         self.spans: dict[int, tuple[float, float]] = {}
+        self.others_done = threading.Semaphore(0)
 
     def launch(self, job_overrides, initial_job_idx):
         from hydra.core.utils import JobReturn, JobStatus
@@ -84,8 +86,14 @@ class _Slow:
         returns = []
         for i, overrides in enumerate(job_overrides):
             number, start = initial_job_idx + i, time.monotonic()
-            time.sleep(1.5 if number == 0 else 0.1)
+            if number == 0:  # a slot that waited for this job would never let the others run: 60 s, then fail
+                for _ in range(4):
+                    self.others_done.acquire(timeout=60)
+            else:
+                time.sleep(0.1)
             self.spans[number] = (start, time.monotonic())
+            if number:
+                self.others_done.release()
             ret = JobReturn(overrides=overrides, status=JobStatus.COMPLETED, _return_value=float(number))
             returns.append(ret)
         return returns

@@ -80,11 +80,16 @@ FLAGS = {
     ),
     "--help --config-dir my_configs": lambda out: "experiment: best_cpu" in out and "mine" in out,
 }
-COMMANDS = ["mixsep.run", "mixsep"]  # python -m mixsep is mixsep.run
 
 
-@pytest.mark.parametrize("module", COMMANDS)
-@pytest.mark.parametrize("flags", list(FLAGS))
+# every flag through mixsep.run; python -m mixsep (the same app) with a few
+CASES = [(flags, "mixsep.run") for flags in FLAGS] + [
+    (flags, "mixsep")
+    for flags in ("--cfg job", "--info searchpath", "--cfg job --config-dir my_configs experiment=mine")
+]
+
+
+@pytest.mark.parametrize("flags, module", CASES)
 def test_hydras_flags_print_what_hydra_documents_and_run_nothing(work, capfd, flags, module):
     done = run_here(["python", "-m", module, *shlex.split(flags)], capfd)
     assert done.returncode == 0, done.stderr[-2000:]

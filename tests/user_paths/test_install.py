@@ -88,7 +88,7 @@ def test_an_installed_mixsep_trains_evaluates_separates_and_reports_from_an_empt
     where = mixsep(python, work, "-c", "import mixsep, sys; print(mixsep.__file__)")
     assert where.returncode == 0 and str(python.parents[1]) in where.stdout, where.stdout + where.stderr
     if real_data_available():
-        data, sizes = REAL_ROOT, ["data.train_pairs=512", "data.val_pairs=128", "data.test_pairs=256"]
+        data, sizes = REAL_ROOT, ["data.train_pairs=256", "data.val_pairs=64", "data.test_pairs=128"]
     else:
         rng = np.random.default_rng(0)
         data = str(tmp_path / "data")
