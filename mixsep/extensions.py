@@ -22,12 +22,20 @@ def load_extensions(names: Iterable[str] | None = None) -> list[str]:
     for name in dict.fromkeys(n.strip() for n in wanted if n and n.strip()):
         try:
             importlib.import_module(name)
+        except ConfigError:
+            raise  # a declaration the registry refused says why itself
         except ModuleNotFoundError as err:
-            if err.name != name.split(".")[0] and err.name != name:
-                raise  # the extension itself imports something missing: its own traceback says what
+            if err.name not in (name, name.split(".")[0]):
+                raise ConfigError(f"extension {name} imports {err.name}, which is not installed") from err
             raise ConfigError(
                 f"extensions names {name}, which Python cannot import: put {name.replace('.', '/')}.py in the folder "
                 "you run from, or its folder on PYTHONPATH"
             ) from err
+        except Exception as err:  # the user's module itself fails: where, in one line
+            where = err.__traceback__
+            while where.tb_next is not None:
+                where = where.tb_next
+            place = f"{where.tb_frame.f_code.co_filename}:{where.tb_lineno}"
+            raise ConfigError(f"extension {name} fails on import ({place}): {type(err).__name__}: {err}") from err
         loaded.append(name)
     return loaded

@@ -30,6 +30,7 @@ class Score:
     decimals: int = 4
     higher_is_better: bool = True
     label: str = ""  # as a table heads it (PSNR); the upper-case name when empty
+    unit: str = ""  # as a model card gives it (dB)
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier() or not self.name.islower():
@@ -62,15 +63,21 @@ def register_score(score: Score) -> Score:
     return score
 
 
-PSNR = register_score(Score("psnr", _psnr, decimals=2, label="PSNR"))  # the mean of per-image PSNR, in dB
+PSNR = register_score(Score("psnr", _psnr, decimals=2, label="PSNR", unit="dB"))  # the mean of per-image PSNR, in dB
 SSIM = register_score(Score("ssim", _ssim, decimals=4, label="SSIM"))
 RANK_SCORE = "psnr"  # the leaderboard ranks by the mean of the two sources' PSNR; sweeps pick by val/psnr
 
 
 def score_of(key: str) -> Score | None:
-    """The declared score behind a key (``test/mnist_psnr``, ``mnist_ssim``, ``psnr``), if any."""
-    name = key.rpartition("/")[2].rpartition("_")[2]
-    return SCORES.get(name)
+    """The declared score behind a key (``test/mnist_psnr``, ``mnist_ssim``, ``psnr``; a name may hold ``_``)."""
+    key = key.rpartition("/")[2]
+    return next((s for name, s in SCORES.items() if key == name or key.endswith(f"_{name}")), None)
+
+
+def heading(name: str) -> str:
+    """How a table heads a score: its declared label, else its name in capitals (a score not declared here)."""
+    score = score_of(name)
+    return score.heading if score else name.upper()
 
 
 def decimals(key: str) -> int:

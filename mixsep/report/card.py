@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from mixsep.models.metrics import SOURCES, decimals, score_of
+from mixsep.models.metrics import SOURCES, decimals, heading, score_of
 from mixsep.models.saved import SavedModel
 from mixsep.report.stats import SCORES_FILE, bootstrap_mean, read_scores
 from mixsep.report.tables import score_names
@@ -133,7 +133,7 @@ def model_card(
             "percentile bootstrap over the pairs (2,000 resamples)"
             + ("." if ci else "; not available: the run kept no per-pair scores (scores.npz)."),
             "",
-            "| source | " + "".join(f"{heading(m)} | 95 % interval | " for m in names).rstrip(),
+            "| source | " + "".join(f"{with_unit(m)} | 95 % interval | " for m in names).rstrip(),
             "|---|" + "---:|---|" * len(names),
         ]
         for source, label in (("mnist", gray), ("cifar", colour)):
@@ -199,6 +199,7 @@ def limits(saved: SavedModel, gray: str, colour: str) -> list[str]:
     ]
 
 
-def heading(name: str) -> str:
+def with_unit(name: str) -> str:
+    """A score's heading with its unit: ``PSNR (dB)``."""
     score = score_of(name)
-    return "PSNR (dB)" if name == "psnr" else score.heading if score else name.upper()
+    return f"{heading(name)} ({score.unit})" if score and score.unit else heading(name)

@@ -19,7 +19,7 @@ from mixsep.cluster.status import effective_status
 from mixsep.data.sources import DEFAULT_SOURCES, parse_pair
 from mixsep.errors import ArgumentParser, ConfigError, one_line_errors
 from mixsep.extensions import load_extensions
-from mixsep.models.metrics import RANK_SCORE, SOURCES, decimals, image_metrics
+from mixsep.models.metrics import RANK_SCORE, SOURCES, decimals, image_metrics, score_of
 from mixsep.report.published import prior_table, reported_block
 from mixsep.report.stats import (
     SCORES_FILE,
@@ -232,6 +232,9 @@ def compare(run_a: str, run_b: str, on: str = "test") -> str:
             f"| {name} | {interval(*bootstrap_mean(x), d)} | {interval(*bootstrap_mean(y), d)} "
             f"| {interval(*paired_difference(x, y), d, '+')} | {interval(*unpaired_difference(x, y), d, '+')} |"
         )
+    lower = [k for k, _, _ in keys if score_of(k) and not score_of(k).higher_is_better]
+    if lower:
+        lines.append(f"\nLower is better for {', '.join(lower)}; higher for the others.")
     if only:
         lines.append(f"\nNot compared (scored in one run only): {', '.join(only)}.")
     return "\n".join(lines)

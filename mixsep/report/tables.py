@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from mixsep.models.metrics import SCORES, SOURCES, score_of
+from mixsep.models.metrics import SCORES, SOURCES, heading
 
 
 def fmt(v, digits: int = 2, sign: str = "") -> str:
@@ -34,8 +34,4 @@ def score_names(rows: list[dict]) -> list[str]:
 def score_columns(rows: list[dict]) -> list[tuple[str, str]]:
     """(key, heading) of each score column: ``test/mnist_psnr``, "MNIST PSNR", ... (a source's scores together)."""
     names = score_names(rows)
-    return [
-        (f"test/{source}_{name}", f"{source.upper()} {score_of(name).heading if score_of(name) else name.upper()}")
-        for source in SOURCES
-        for name in names
-    ]
+    return [(f"test/{source}_{name}", f"{source.upper()} {heading(name)}") for source in SOURCES for name in names]

@@ -26,10 +26,10 @@ from mixsep.training.config import CONF_DIR, user_config_dir
 SHOWS_ONLY = ("cfg", "help", "hydra_help", "info", "shell_completion")  # --version: argparse prints, exits
 
 
-def in_hydras_order(argv: list[str]) -> list[str]:
-    """``argv`` with its flags first and its overrides after them, as Hydra's parser needs them: ``model=unet -m
-    seed=0,1`` means what ``-m model=unet seed=0,1`` means."""
-    overrides, flags, given = list(hydra_arguments(argv).overrides or []), [], 0
+def in_hydras_order(argv: list[str], overrides: list[str]) -> list[str]:
+    """``argv`` with its flags first and its ``overrides`` after them, as Hydra's parser needs them: ``model=unet
+    -m seed=0,1`` means what ``-m model=unet seed=0,1`` means."""
+    flags, given = [], 0
     for token in argv:
         if given < len(overrides) and token == overrides[given]:
             given += 1
@@ -124,17 +124,18 @@ def check_command_line(argv: list[str], config_name: str = "config") -> list[str
     line = read_command_line(argv, config_name)
     if not (line.shows_only and not line.overrides):
         _check_line(line)
-    return in_hydras_order(argv)
+    return in_hydras_order(argv, line.overrides)
 
 
 def _check_line(line: CommandLine) -> None:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
     from mixsep.extensions import load_extensions
 
-    named = [
-        a.partition("=")[2].strip("[]") for a in line.overrides if a.partition("=")[0].lstrip("+~") == "extensions"
-    ]
+    named = [a for a in line.overrides if a.partition("=")[0].lstrip("+~") == "extensions"]
     try:  # a network, source or score of one's own named below is known once its module is imported
-        load_extensions([n for value in named for n in value.split(",")])
+        values = [o.value() for o in OverridesParser.create().parse_overrides(named)] if named else []
+        load_extensions([str(n) for value in values if isinstance(value, list) for n in value])
     except ConfigError as err:
         sys.exit(f"mixsep: {err}")
     _check_overrides(line)

@@ -132,8 +132,9 @@ def _mlflow_logger(logger_cfg: DictConfig, out: Path, experiment_name: str, ckpt
     from mixsep.errors import ConfigError
     from mixsep.training.command_line import install_hint
 
-    if importlib.util.find_spec("mlflow") is None:
-        raise ConfigError(f"logger=mlflow needs mlflow, which is not installed: {install_hint('mlflow')}")
+    if importlib.util.find_spec(MLFlowLogger.REQUIRES) is None:
+        needs = MLFlowLogger.REQUIRES
+        raise ConfigError(f"logger=mlflow needs {needs}, which is not installed: {install_hint(needs)}")
     uri = logger_cfg.get("tracking_uri")
     if uri and str(uri).startswith(("http://", "https://")) and not reachable(str(uri), WANDB_REACH_SECONDS):
         raise ConfigError(

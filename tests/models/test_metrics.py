@@ -82,3 +82,21 @@ def test_metrics_are_computed_in_full_precision_under_bf16_autocast():
     # the network itself runs in bf16, so only the network's own rounding may differ
     assert results[1]["test/cifar_ssim"] == pytest.approx(results[0]["test/cifar_ssim"], abs=5e-3)
     assert results[1]["test/cifar_psnr"] == pytest.approx(results[0]["test/cifar_psnr"], abs=0.2)
+
+
+def test_a_score_is_found_by_its_key_whatever_its_name_and_a_taken_name_is_refused():
+    import pytest
+
+    from mixsep.errors import ConfigError
+    from mixsep.models.metrics import SCORES, Score, decimals, heading, register_score, score_of
+
+    mean_abs = Score("abs_err", lambda pred, target: (pred - target).abs().mean(dim=(1, 2, 3)), decimals=3)
+    register_score(mean_abs)
+    try:
+        assert score_of("test/cifar_abs_err") is mean_abs and score_of("mnist_abs_err") is mean_abs
+        assert (decimals("test/mnist_abs_err"), heading("abs_err")) == (3, "ABS_ERR")
+        assert (decimals("test/cifar_psnr"), heading("psnr"), decimals("test/mnist_unknown")) == (2, "PSNR", 4)
+        with pytest.raises(ConfigError, match="a score named 'abs_err' is already declared"):
+            register_score(Score("abs_err", mean_abs.per_image))
+    finally:
+        SCORES.pop("abs_err")

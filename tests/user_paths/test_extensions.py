@@ -183,6 +183,11 @@ BAD = {  # a wrong declaration (its file, a model YAML naming it or overrides) a
         ["data.gray._target_=bad_source.NoFiles", "data.gray.name=no_files"],
         "mixsep: data/gray=no_files: files() finds no files for the train split",
     ),
+    "bad_import": (
+        "import torch\n\nraise RuntimeError('the weights file is missing')\n",
+        [],
+        "mixsep: extension bad_import fails on import (",
+    ),
     "bad_score": (
         "import torch\nfrom mixsep.models.metrics import Score, register_score\n\n"
         "register_score(Score('psnr', lambda pred, target: torch.zeros(len(pred))))\n",
