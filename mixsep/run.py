@@ -15,9 +15,8 @@ import lightning as L
 from omegaconf import DictConfig
 
 from mixsep.cluster.ddp import ddp_children_run_this_job
-from mixsep.cluster.provenance import provenance
+from mixsep.cluster.job import Job
 from mixsep.cluster.search import ReportToTrial, this_jobs_trial
-from mixsep.cluster.status import recorded_job
 from mixsep.cluster.where import now_iso, where_it_ran
 from mixsep.errors import ConfigError
 from mixsep.extensions import load_extensions
@@ -28,7 +27,7 @@ from mixsep.training.checkpoints import checkpoint_paths, resolve_ckpt_path
 from mixsep.training.checks import check_run
 from mixsep.training.command_line import check_command_line
 from mixsep.training.config import CONF_DIR, composed_config, set_float32_matmul_precision, settle_for_this_machine
-from mixsep.training.loggers import build_loggers, finish_dashboards, publish_final_scores, publish_pictures
+from mixsep.training.loggers import build_loggers, publish_final_scores, publish_pictures
 
 
 def validation_objective(trainer: L.Trainer, module, datamodule, ckpt_path: str | None, name: str) -> dict:
@@ -39,24 +38,27 @@ def validation_objective(trainer: L.Trainer, module, datamodule, ckpt_path: str 
     return {k: float(v) for k, v in results.items()}
 
 
-def build_run(cfg: DictConfig, out: Path):
+def build_run(cfg: DictConfig, job: Job):
     """The data module, the LightningModule, the loggers and the Trainer of a checked, settled config (and the
     pruning callback when this job is a trial of a search with a pruner)."""
     datamodule = build(cfg.data)
     module = build_module(cfg.model)
     if cfg.model.get("tta") or cfg.model.get("tta_color"):  # validate and test with a self-ensemble
         say(module.use_test_time_ensemble(dihedral=cfg.model.tta, color=cfg.model.get("tta_color", False)))
-    loggers = build_loggers(cfg.get("logger"), out, cfg.experiment_name, cfg.get("ckpt_path"))
+    loggers = build_loggers(cfg.get("logger"), job.out, cfg.experiment_name, cfg.get("ckpt_path"), job.dashboards)
     trial = this_jobs_trial()
     pruning = ReportToTrial(trial, cfg.optimized_metric) if trial is not None else None
-    callbacks = build_callbacks(cfg.get("callbacks")) + ([pruning] if pruning else [])
+    callbacks = build_callbacks(cfg.get("callbacks"), job) + ([pruning] if pruning else [])
     trainer = build_trainer(cfg.trainer, callbacks, loggers)
     datamodule.check()
     return datamodule, module, loggers, trainer, pruning
 
 
-def train(cfg: DictConfig) -> dict:
-    out = Path(cfg.paths.output_dir)  # made by Hydra; claimed and checked writable by recorded_job
+def train(cfg: DictConfig, job: Job | None = None) -> dict:
+    """Fit, validate the best checkpoint, test it: the run's metrics (``job``: its record, stop and dashboards;
+    without one, a job that is not recorded)."""
+    out = Path(cfg.paths.output_dir)  # made by Hydra; claimed and checked writable by the job
+    job = job or Job(out, cfg.optimized_metric)
     load_extensions(cfg.get("extensions"))
     check_run(cfg)
     cfg = settle_for_this_machine(cfg)  # the tree and metrics.json show the precision actually used
@@ -64,7 +66,7 @@ def train(cfg: DictConfig) -> dict:
     L.seed_everything(cfg.seed, workers=True)
     set_float32_matmul_precision(cfg)
     resume_from = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.model, out)
-    datamodule, module, loggers, trainer, pruning = build_run(cfg, out)
+    datamodule, module, loggers, trainer, pruning = build_run(cfg, job)
     if tree is not None:  # the config built: show it (a bad value stopped above with one line instead)
         import rich
 
@@ -89,7 +91,7 @@ def train(cfg: DictConfig) -> dict:
         tested = (best if cfg.test_ckpt == "best" else "") or last or None
         results = trainer.test(module, datamodule=datamodule, ckpt_path=tested, weights_only=True)[0]
 
-    extra = run_record(cfg, trainer, val, tested, resume_from, timing)
+    extra = run_record(cfg, trainer, val, tested, resume_from, timing, job.provenance)
     if not trainer.is_global_zero:
         return {**results, **extra}
     metrics = write_test_outputs(out, results, module, datamodule, cfg.samples, **extra)
@@ -98,7 +100,9 @@ def train(cfg: DictConfig) -> dict:
     return metrics
 
 
-def run_record(cfg: DictConfig, trainer: L.Trainer, val: dict, tested, resume_from, timing: dict) -> dict:
+def run_record(
+    cfg: DictConfig, trainer: L.Trainer, val: dict, tested, resume_from, timing: dict, provenance: dict
+) -> dict:
     """What metrics.json says of the run besides its test scores: what ran, how long, where, from which code."""
     return {
         "experiment": cfg.experiment_name,
@@ -114,7 +118,7 @@ def run_record(cfg: DictConfig, trainer: L.Trainer, val: dict, tested, resume_fr
         "objective": val[cfg.optimized_metric],
         **val,
         **where_it_ran(trainer),
-        "provenance": provenance(),
+        "provenance": provenance,
     }
 
 
@@ -122,9 +126,9 @@ def run_record(cfg: DictConfig, trainer: L.Trainer, val: dict, tested, resume_fr
 def main(cfg: DictConfig) -> float:
     """Hydra's task function: one job, recorded in its folder's status.json. Returns the validation objective
     to sweepers."""
-    with recorded_job(Path(cfg.paths.output_dir), cfg.optimized_metric, finish_dashboards) as record:
-        record["objective"] = train(cfg)["objective"]
-    return record["objective"]
+    with Job(Path(cfg.paths.output_dir), cfg.optimized_metric) as job:
+        job.objective = train(cfg, job)["objective"]
+    return job.objective
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """A job's record in its folder: status.json (running, completed, failed, re-queued, cancelled; its heartbeat, and
-``lost`` when the process is gone), the folder lock that keeps two live jobs out of one folder, and the one-line
-error of a single run (``recorded_job``)."""
+``lost`` when the process is gone) and the folder lock that keeps two live jobs out of one folder. The job that
+writes them: cluster/job.py."""
 
 from __future__ import annotations
 
@@ -11,14 +11,12 @@ import socket
 import sys
 import tempfile
 import traceback
-from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
-from mixsep.cluster import requeue
-from mixsep.cluster.provenance import provenance
+from mixsep.cluster.provenance import provenance as code_provenance
 from mixsep.cluster.where import hydra_job, now_iso, scheduler_fields, slurm_job_id
-from mixsep.errors import ConfigError, DiskError, TrainingDivergedError, user_error
+from mixsep.errors import ConfigError, user_error
 
 # a running job refreshes its heartbeat this often (callbacks.heartbeat) and is shown as lost when it is older
 # than LOST_AFTER_SECONDS (a job on another host), or at once when its pid is gone on this host
@@ -149,7 +147,7 @@ def check_writable(out: Path) -> None:
         ) from err
 
 
-def write_status(out: Path, status: str, **fields) -> None:
+def write_status(out: Path, status: str, provenance: dict | None = None, **fields) -> None:
     """``status.json`` in the job's folder: running / requeued (count, reason) / completed / failed (with the
     error) / cancelled / pruned (by an Optuna search's pruner: the step, epoch and objective value)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -163,7 +161,7 @@ def write_status(out: Path, status: str, **fields) -> None:
         **scheduler_fields(),
         **hydra_job(),
         **fields,
-        "provenance": provenance(),
+        "provenance": provenance or code_provenance(),
     }
     _write_json(out / "status.json", record)
 
@@ -180,24 +178,7 @@ def failure_fields(err: BaseException) -> dict:
     }
 
 
-def _record_stop(out: Path, err: BaseException, optimized_metric: str) -> str:
-    """status.json of a job that ended early: pruned by a search's pruner, re-queued or cancelled by the scheduler
-    (none of them a failure), or failed (with the error). The status it wrote."""
-    stopped_early = dict(requeue.stopping) if isinstance(err, SystemExit) else {}
-    pruned = _pruned_at(err)
-    status = "pruned" if pruned is not None else stopped_early.get("status", "failed")
-    with contextlib.suppress(OSError):  # an unwritable folder: the one-line error says so
-        if pruned is not None:  # kept, never "best"
-            write_status(out, "pruned", optimized_metric=optimized_metric, **pruned)
-        elif stopped_early:
-            requeues = requeue.requeue_count() + (stopped_early["status"] == "requeued")
-            write_status(out, stopped_early["status"], reason=stopped_early["reason"], requeues=requeues)
-        else:
-            write_status(out, "failed", **failure_fields(err))
-    return status
-
-
-def _pruned_at(err: BaseException) -> dict | None:
+def pruned_at(err: BaseException) -> dict | None:
     """Where an Optuna search's pruner stopped this job (its ``TrialPruned``): step, epoch and objective value."""
     if type(err).__name__ != "TrialPruned" or "optuna" not in sys.modules:
         return None
@@ -214,56 +195,3 @@ def read_bytes(path: Path) -> bytes | None:
         return path.read_bytes()
     except OSError:
         return None
-
-
-@contextlib.contextmanager
-def recorded_job(
-    out: Path, optimized_metric: str, finish: Callable[[str], None] = lambda status: None
-) -> Iterator[dict]:
-    """One training job's life in its folder's status.json: running, then completed (with
-    ``record["objective"]``), failed, pruned, re-queued or cancelled; ``finish(status)`` closes its dashboard runs
-    alike (run.py passes the loggers' ``finish_dashboards``).
-
-    A user-fixable error of a single run exits with one line ``mixsep: …`` (no traceback); inside a sweep it
-    raises, so that the launcher marks this job failed and the other jobs go on. A run refused before training
-    leaves a finished run's record as it was."""
-    from lightning.pytorch.utilities import rank_zero_only
-
-    zero = rank_zero_only.rank == 0
-    requeue.record_scheduler_requeues()  # a scheduler's warning from here on is a re-queue, not a failure
-    lock = FolderLock(out)
-    if zero:  # before anything is written: a live job's folder is left exactly as it is
-        try:
-            lock.acquire()
-        except ConfigError as err:  # in use by a live job, or not writable
-            if hydra_job()["multirun"]:
-                raise
-            sys.exit(f"mixsep: {err}")
-    earlier_status = read_bytes(out / "status.json")
-    record: dict = {}
-    try:
-        with requeue.sigterm_ends_the_job():
-            if zero:  # the lock above has checked that the folder takes files
-                write_status(out, "running", requeues=requeue.requeue_count())
-            yield record
-    except BaseException as err:
-        status = _record_stop(out, err, optimized_metric) if zero else "failed"
-        finish(status)
-        lock.release()
-        fixable = user_error(err)
-        if fixable is not None and not hydra_job()["multirun"]:
-            if zero and earlier_status is not None and not isinstance(fixable, (TrainingDivergedError, DiskError)):
-                with contextlib.suppress(OSError):  # refused before training: the folder's record stays
-                    (out / "status.json").write_bytes(earlier_status)
-            sys.exit(f"mixsep: {fixable}")
-        raise
-    finish("completed")
-    if zero:
-        write_status(
-            out,
-            "completed",
-            optimized_metric=optimized_metric,
-            objective=record["objective"],
-            requeues=requeue.requeue_count(),
-        )
-    lock.release()

@@ -30,7 +30,12 @@ def build_module(model_cfg: DictConfig) -> L.LightningModule:
     return build(OmegaConf.to_container(model_cfg, resolve=True), _recursive_=False)
 
 
-def build_callbacks(callbacks_cfg: DictConfig | None) -> list:
+def build_callbacks(callbacks_cfg: DictConfig | None, job=None) -> list:
+    """The configured callbacks; one whose class takes a ``job`` (SaveOnSignal, Heartbeat) is given the job."""
+    import inspect
+
+    from hydra.utils import get_object
+
     callbacks = []
     for name, node in (callbacks_cfg or {}).items():
         if not node:
@@ -40,7 +45,8 @@ def build_callbacks(callbacks_cfg: DictConfig | None) -> list:
                 f"callbacks.{name} has options but no _target_: the callbacks group in use does not define "
                 f"it. Choose a group that does (e.g. callbacks={name}), or remove it with ~callbacks.{name}"
             )
-        callbacks.append(build(node))
+        takes_job = "job" in inspect.signature(get_object(str(node["_target_"]))).parameters
+        callbacks.append(build(node, job=job) if takes_job else build(node))
     return callbacks
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from pathlib import Path
@@ -13,7 +12,7 @@ import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from torchvision.utils import make_grid
 
-from mixsep.cluster.status import HEARTBEAT_SECONDS, heartbeat
+from mixsep.cluster.status import HEARTBEAT_SECONDS
 from mixsep.models.metrics import SOURCES
 from mixsep.training.artifacts import picture_columns, save_loss_plot
 
@@ -122,15 +121,14 @@ class SamplesAndCurves(L.Callback):
 
 
 class Heartbeat(L.Callback):
-    """Refreshes the running job's heartbeat in ``<dirpath>/status.json`` (time, host, pid, step) every
-    ``every_seconds`` of training, so ``mixsep.report`` can tell a live job from a lost one (jobs.effective_status)."""
+    """Refreshes the running job's heartbeat in its status.json (time, host, pid, step) every ``every_seconds`` of
+    training, so ``mixsep.report`` can tell a live job from a lost one (status.effective_status)."""
 
-    def __init__(self, dirpath: str, every_seconds: float = HEARTBEAT_SECONDS) -> None:
-        self.dirpath, self.every_seconds, self._last = Path(dirpath), every_seconds, 0.0
+    def __init__(self, job, every_seconds: float = HEARTBEAT_SECONDS) -> None:
+        self.job, self.every_seconds, self._last = job, every_seconds, 0.0
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         now = time.monotonic()
         if trainer.is_global_zero and now - self._last >= self.every_seconds:
             self._last = now
-            with contextlib.suppress(OSError):  # a full disk must not stop training for a heartbeat
-                heartbeat(self.dirpath, trainer.global_step)
+            self.job.heartbeat(trainer.global_step)

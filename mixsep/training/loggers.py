@@ -105,9 +105,6 @@ class MLFlowLogger(pl_loggers.MLFlowLogger):
         self.experiment.update_run(self.run_id, status=mlflow_status.get(status, "KILLED"))
 
 
-_mlflow_runs: list[MLFlowLogger] = []  # this job's MLflow runs, for their final status
-
-
 def flat_params(params: dict, delimiter: str = "/", parent: str = "") -> dict:
     """``{'a': {'b': 1}}`` -> ``{'a/b': 1}``, as Lightning's loggers flatten hyperparameters (a list of mappings by
     index, an empty list dropped), so the keys match those an MLflow run already has."""
@@ -155,7 +152,6 @@ def _mlflow_logger(logger_cfg: DictConfig, out: Path, experiment_name: str, ckpt
     if rank_zero_only.rank == 0:  # DDP: rank 0 alone has the run (Lightning's experiment is rank-zero only)
         (out / "mlflow_run_id.txt").write_text(logger.run_id + "\n")  # creates the run, or finds the one to continue
         logger.set_status("running")
-        _mlflow_runs.append(logger)
     return logger
 
 
@@ -219,12 +215,15 @@ def reachable(url: str, timeout: float) -> bool:
     return bool(result and result[0])
 
 
-def build_loggers(loggers_cfg: DictConfig | None, out: Path, experiment_name: str, ckpt_path: str | None) -> list:
+def build_loggers(
+    loggers_cfg: DictConfig | None, out: Path, experiment_name: str, ckpt_path: str | None, built: list | None = None
+) -> list:
     """The configured Lightning loggers of a job in ``out`` (``ckpt_path``: the checkpoint it resumes from,
-    whose folder's dashboard runs it continues)."""
+    whose folder's dashboard runs it continues), each appended to ``built`` (the job's dashboards) as soon as it
+    exists, so that the job closes it with its status even when a later one fails to start."""
     from hydra.utils import get_class
 
-    loggers = []
+    loggers = [] if built is None else built
     for logger_cfg in (loggers_cfg or {}).values():
         if logger_cfg is None:  # logger.csv=null: that logger switched off
             continue
@@ -254,13 +253,14 @@ def wandb_identity(out: Path, experiment_name: str, ckpt: str | None) -> dict:
     return {"id": run_id, "group": hydra_job()["sweep"], "name": job_run_name(experiment_name)}
 
 
-def finish_dashboards(status: str) -> None:
-    """Close this job's dashboard runs with its status (completed, failed, pruned, requeued, cancelled), so the next
+def finish_dashboards(loggers: list, status: str) -> None:
+    """Close a job's dashboard runs with its status (completed, failed, pruned, requeued, cancelled), so the next
     job of the sweep (same process) starts its own. A re-queued job's W&B run is marked preempting, not failed: its
     next allocation continues the same run id, as it does the MLflow run."""
     finish_wandb(failed=status == "failed", preempted=status == "requeued")
-    while _mlflow_runs:
-        logger = _mlflow_runs.pop()
+    for logger in loggers:
+        if not isinstance(logger, MLFlowLogger) or rank_zero_only.rank != 0:
+            continue
         try:
             logger.set_status(status)
         except Exception as err:  # the server went away: the job's outcome stands, its files are kept

@@ -16,13 +16,12 @@ import torch
 import wandb
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from mixsep.cluster import requeue
+from mixsep.cluster.job import Job
 from mixsep.cluster.requeue import SaveOnSignal
-from mixsep.cluster.status import recorded_job
 from mixsep.data.datamodule import MixDataModule
 from mixsep.models.module import SeparationModule
 from mixsep.run import train
-from mixsep.training.loggers import WandbLogger, finish_dashboards
+from mixsep.training.loggers import WandbLogger
 
 NET = {"_target_": "mixsep.models.UNetSeparator", "widths": [4, 8]}
 
@@ -74,9 +73,10 @@ def test_a_sigterm_saves_mid_epoch_and_the_resumed_run_matches_an_uninterrupted_
     assert len(whole.seen) == 24  # 2 epochs of 12 batches
 
     first = RecordBatches(sigterm_at_step=16)  # epoch 1, batch 4
+    job = Job(tmp_path / "b")
     with pytest.raises(SIGTERMException):
-        fit(tiny_data_kwargs, tmp_path / "b", [first, SaveOnSignal(dirpath=str(tmp_path / "b"))])
-    assert requeue.stopping == {"status": "cancelled", "reason": "SIGTERM"}  # no scheduler will re-queue it
+        fit(tiny_data_kwargs, tmp_path / "b", [first, SaveOnSignal(job, dirpath=str(tmp_path / "b"))])
+    assert job.stopping == {"status": "cancelled", "reason": "SIGTERM"}  # no scheduler will re-queue it
     saved = torch.load(tmp_path / "b" / "last.ckpt", weights_only=False)
     assert saved["global_step"] == 17
     assert saved["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [{"epoch": 1, "batches": 5}]
@@ -106,7 +106,7 @@ def test_a_real_sigterm_ends_a_job_at_once_outside_training_and_at_the_next_batc
     Within training, Lightning's handling stands: the state is saved at the batch boundary."""
     before = signal.getsignal(signal.SIGTERM)
     reached = []
-    with pytest.raises(SIGTERMException), recorded_job(tmp_path / "a", "val/psnr"):
+    with pytest.raises(SIGTERMException), Job(tmp_path / "a"):
         os.kill(os.getpid(), signal.SIGTERM)
         reached.append("the line after the signal")
     assert reached == []
@@ -114,8 +114,8 @@ def test_a_real_sigterm_ends_a_job_at_once_outside_training_and_at_the_next_batc
     assert (status["status"], status["reason"]) == ("cancelled", "SIGTERM")  # no scheduler will re-queue it
     assert signal.getsignal(signal.SIGTERM) is before
 
-    with pytest.raises(SIGTERMException), recorded_job(tmp_path / "b", "val/psnr"):
-        fit(tiny_data_kwargs, tmp_path / "b", [KillAtStep(16), SaveOnSignal(dirpath=str(tmp_path / "b"))])
+    with pytest.raises(SIGTERMException), Job(tmp_path / "b") as job:
+        fit(tiny_data_kwargs, tmp_path / "b", [KillAtStep(16), SaveOnSignal(job, dirpath=str(tmp_path / "b"))])
     assert torch.load(tmp_path / "b" / "last.ckpt", weights_only=False)["global_step"] == 17
     status = json.loads((tmp_path / "b" / "status.json").read_text())
     assert (status["status"], status["reason"]) == ("cancelled", "SIGTERM")
@@ -131,9 +131,10 @@ def test_a_sigterm_that_lightning_acts_on_first_saves_too_and_the_resumed_run_ma
     whole = RecordBatches()
     _, reference = fit(tiny_data_kwargs, tmp_path / "a", [whole])
     first = RecordBatches(sigterm_at_step=step, when=when)  # after SaveOnSignal: its hooks run later
+    job = Job(tmp_path / "b")
     with pytest.raises(SIGTERMException):
-        fit(tiny_data_kwargs, tmp_path / "b", [SaveOnSignal(dirpath=str(tmp_path / "b")), first])
-    assert requeue.stopping == {"status": "cancelled", "reason": "SIGTERM"}
+        fit(tiny_data_kwargs, tmp_path / "b", [SaveOnSignal(job, dirpath=str(tmp_path / "b")), first])
+    assert job.stopping == {"status": "cancelled", "reason": "SIGTERM"}
     assert torch.load(tmp_path / "b" / "last.ckpt", weights_only=False)["global_step"] == step
     rest = RecordBatches()
     trainer, resumed = fit(tiny_data_kwargs, tmp_path / "b", [rest], ckpt_path=tmp_path / "b" / "last.ckpt")
@@ -177,22 +178,24 @@ def test_a_sigterm_that_also_ends_wandbs_service_still_saves_and_ends_the_job_as
     job fail with ConnectionResetError): it saves, ends as stopped, and its W&B run is closed without an error."""
     monkeypatch.setenv("WANDB_MODE", "offline")
     logger = WandbLogger(project="mixsep-test", save_dir=str(tmp_path), id="sigterm01")
+    job = Job(tmp_path / "b")
+    job.dashboards.append(logger)
     with pytest.raises(SIGTERMException):
         fit(
             tiny_data_kwargs,
             tmp_path / "b",
-            [SaveOnSignal(dirpath=str(tmp_path / "b")), StopWandbService()],
+            [SaveOnSignal(job, dirpath=str(tmp_path / "b")), StopWandbService()],
             logger=logger,
         )
-    assert requeue.stopping == {"status": "cancelled", "reason": "SIGTERM"}
+    assert job.stopping == {"status": "cancelled", "reason": "SIGTERM"}
     assert torch.load(tmp_path / "b" / "last.ckpt", weights_only=False)["global_step"] == 12  # the end of epoch 0
     assert logger._service_gone
-    finish_dashboards("cancelled")  # closes what is left of the run without raising
+    job.finish_dashboards("cancelled")  # closes what is left of the run without raising
     assert list(tmp_path.glob("wandb/offline-run-*-sigterm01/run-sigterm01.wandb"))  # the files so far are kept
     assert wandb.run is None  # the next job of this process (a sweep's) starts its own run, on a new service
     following = WandbLogger(project="mixsep-test", save_dir=str(tmp_path / "next"), id="next0001")
     following.log_metrics({"x": 1.0}, step=0)
-    finish_dashboards("completed")
+    Job(tmp_path / "next").finish_dashboards("completed")
     assert not following._service_gone
     assert list((tmp_path / "next").glob("wandb/offline-run-*-next0001/run-next0001.wandb"))
 
@@ -251,8 +254,6 @@ def test_a_schedulers_warning_before_training_starts_is_a_requeue_not_a_failure(
     from submitit.core.utils import DelayedSubmission, JobPaths
     from submitit.local.local import LocalJobEnvironment
 
-    from mixsep.cluster.status import recorded_job
-
     for name in LocalJobEnvironment._env.values():  # job 7, its only task
         monkeypatch.setenv(name, "7" if name.endswith("JOB_ID") else "1" if "NUM" in name or "NTASKS" in name else "0")
     delayed = DelayedSubmission(print)
@@ -260,13 +261,10 @@ def test_a_schedulers_warning_before_training_starts_is_a_requeue_not_a_failure(
     submitit = SignalHandler(LocalJobEnvironment(), JobPaths(tmp_path / "submitit"), delayed)
     signum = JobEnvironment._usr_sig()
     before = signal.signal(signum, submitit.checkpoint_and_try_requeue)  # as submitit's job process does
-    requeue._warning.clear()
     try:
-        with pytest.raises(SystemExit), recorded_job(tmp_path / "job", "val/psnr"):
+        with pytest.raises(SystemExit), Job(tmp_path / "job"):
             os.kill(os.getpid(), signum)  # while the data loads: no SaveOnSignal yet
     finally:
         signal.signal(signum, before)
-        requeue._warning.clear()
-        requeue.stopping.clear()
     status = json.loads((tmp_path / "job" / "status.json").read_text())
     assert (status["status"], status["reason"], status["requeues"]) == ("requeued", "preemption", 1)

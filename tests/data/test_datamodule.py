@@ -12,7 +12,7 @@ import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from PIL import Image
 
-from mixsep.cluster import requeue
+from mixsep.cluster.job import Job
 from mixsep.data import pairs as pairing
 from mixsep.data import sources
 from mixsep.data.datamodule import MixDataModule
@@ -174,9 +174,8 @@ def test_a_sigterm_while_the_cache_is_written_leaves_no_half_written_file(tiny_d
         os.kill(os.getpid(), signal.SIGTERM)
 
     monkeypatch.setattr(torch, "save", save_then_sigterm)
-    with pytest.raises(SIGTERMException), requeue.sigterm_ends_the_job():
+    with pytest.raises(SIGTERMException), Job(cache.parent / "job"):
         _dm(tiny_data_kwargs)
-    requeue.stopping.clear()
     assert sorted(cache.iterdir()) == []
     monkeypatch.undo()
     _dm(tiny_data_kwargs)

@@ -57,12 +57,12 @@ def test_more_test_pairs_than_there_are_are_capped_and_said(compose, tiny_overri
 def test_an_unwritable_run_folder_is_a_config_error_and_loses_nothing(compose, tiny_overrides, tmp_path):
     blocker = tmp_path / "notes.txt"
     blocker.write_text("keep me")
-    from mixsep.cluster.status import recorded_job
+    from mixsep.cluster.job import Job
 
     cfg = compose("config", tiny_overrides, blocker / "run")
     with pytest.raises(SystemExit, match="mixsep: cannot write to the run folder"):
-        with recorded_job(blocker / "run", cfg.optimized_metric):
-            train(cfg)
+        with Job(blocker / "run", cfg.optimized_metric) as job:
+            train(cfg, job)
     assert blocker.read_text() == "keep me"
 
 
