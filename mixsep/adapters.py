@@ -5,7 +5,6 @@ upgrade changes it."""
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 
 def hydra_arguments(argv: list[str]) -> argparse.Namespace:
@@ -13,14 +12,6 @@ def hydra_arguments(argv: list[str]) -> argparse.Namespace:
     from hydra._internal.utils import get_args_parser
 
     return get_args_parser().parse_intermixed_args(argv)
-
-
-def apply_overrides(overrides: list, config: Any) -> None:
-    """Parsed value overrides (``key=value``, ``+key=value``, ``~key``) applied to a composed config in place, as
-    Hydra's compose applies them after the config groups."""
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
-
-    ConfigLoaderImpl._apply_overrides_to_config(overrides, config)
 
 
 def submitit_warning_signal() -> int:

@@ -5,10 +5,8 @@ Scores on the same fixed test pairs as ``mixsep.run`` (``data.test_pairs``, defa
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from mixsep.cluster.provenance import provenance
@@ -19,8 +17,8 @@ from mixsep.models.tta import say
 from mixsep.training.artifacts import write_test_outputs
 from mixsep.training.build import build, build_trainer
 from mixsep.training.checks import check_trainer
-from mixsep.training.command_line import check_command_line
-from mixsep.training.config import CONF_DIR, settle_for_this_machine
+from mixsep.training.command_line import hydra_app
+from mixsep.training.config import settle_for_this_machine
 
 
 def evaluate(cfg: DictConfig) -> dict:
@@ -60,12 +58,11 @@ def evaluate(cfg: DictConfig) -> dict:
     )
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="evaluate")
+@hydra_app("evaluate")
 def main(cfg: DictConfig) -> None:
     with one_line_errors():
         evaluate(cfg)
 
 
 if __name__ == "__main__":
-    sys.argv[1:] = check_command_line(sys.argv[1:], config_name="evaluate")
     main()

@@ -6,11 +6,9 @@ logs. The task function returns the validation objective (``optimized_metric``) 
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
-import hydra
 import lightning as L
 from omegaconf import DictConfig
 
@@ -25,8 +23,8 @@ from mixsep.training.artifacts import write_config_tree, write_test_outputs
 from mixsep.training.build import build, build_callbacks, build_module, build_trainer
 from mixsep.training.checkpoints import checkpoint_paths, resolve_ckpt_path
 from mixsep.training.checks import check_run
-from mixsep.training.command_line import check_command_line
-from mixsep.training.config import CONF_DIR, composed_config, set_float32_matmul_precision, settle_for_this_machine
+from mixsep.training.command_line import hydra_app
+from mixsep.training.config import composed_config, set_float32_matmul_precision, settle_for_this_machine
 from mixsep.training.loggers import build_loggers, publish_final_scores, publish_pictures
 
 
@@ -122,7 +120,7 @@ def run_record(
     }
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+@hydra_app("config")
 def main(cfg: DictConfig) -> float:
     """Hydra's task function: one job, recorded in its folder's status.json. Returns the validation objective
     to sweepers."""
@@ -136,5 +134,4 @@ if __name__ == "__main__":
     # reference (mixsep.run.main), and Lightning's DDP children start as `python -m mixsep.run`.
     from mixsep.run import main as task
 
-    sys.argv[1:] = check_command_line(sys.argv[1:])
     task()

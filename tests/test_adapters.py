@@ -9,7 +9,7 @@ import signal
 import pytest
 from omegaconf import OmegaConf
 
-from mixsep.adapters import apply_overrides, hydra_arguments, submitit_warning_signal
+from mixsep.adapters import hydra_arguments, submitit_warning_signal
 
 
 def changed(distribution: str, what: str) -> str:
@@ -26,19 +26,28 @@ def test_hydras_command_line_parser_reads_its_flags_and_the_overrides_among_them
     )
 
 
-def test_value_overrides_apply_to_a_composed_config_as_hydras_compose_applies_them():
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import ConfigCompositionException
+def test_hydras_refusals_carry_what_the_one_line_errors_read():
+    """training/command_line.refusal reads Hydra's public exceptions: a missing option's group and options, and
+    the target and key of an import that failed."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import InstantiationException, MissingConfigException
+    from hydra.utils import instantiate
 
-    config = OmegaConf.create({"trainer": {"max_epochs": 10, "devices": 1}, "seed": 0})
-    OmegaConf.set_struct(config, True)
-    overrides = OverridesParser.create().parse_overrides(["trainer.max_epochs=3", "+trainer.extra=x", "~seed"])
-    apply_overrides(overrides, config)
-    expected = {"trainer": {"max_epochs": 3, "devices": 1, "extra": "x"}}
-    assert OmegaConf.to_container(config) == expected, changed("hydra-core", "how overrides apply")
-    unknown = OverridesParser.create().parse_overrides(["trainer.max_epocs=3"])
-    with pytest.raises(ConfigCompositionException, match="Could not override 'trainer.max_epocs'"):
-        apply_overrides(unknown, config)
+    from mixsep.training.command_line import refusal
+    from mixsep.training.config import CONF_DIR
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        with pytest.raises(MissingConfigException) as missing:
+            compose(config_name="config", overrides=["model=bogus"])
+    assert missing.value.missing_cfg_file == "model/bogus" and "unet" in missing.value.options, changed(
+        "hydra-core", "MissingConfigException"
+    )
+    with pytest.raises(InstantiationException) as located:
+        instantiate(OmegaConf.create({"search": {"pruner": {"_target_": "bogus.Pruner"}}}).search.pruner)
+    line = refusal(located.value, None)
+    assert line is not None and line.startswith("search.pruner._target_=bogus.Pruner is no class"), changed(
+        "hydra-core", f"how instantiate says a target is not found: {located.value}"
+    )
 
 
 def test_submitits_warning_signal_is_the_one_its_jobs_are_sent():

@@ -1,11 +1,18 @@
-"""Checks of a composed config's values before a run starts, and of the trainer against this machine (the
-command line's own checks: training/command_line.py)."""
+"""Checks of a composed config's values inside the task, before a run starts: each value against the kind its
+declaration gives it, and the trainer against this machine (Hydra's own refusals: training/command_line.py)."""
 
 from __future__ import annotations
 
+import collections.abc
+import dataclasses
 import os
+import types
+import typing
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, Union, get_args, get_origin
 
+import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -29,115 +36,120 @@ def check_strategy(trainer_cfg: DictConfig) -> None:
         )
 
 
+@dataclass
+class RunSettings:
+    """The kinds of a run's own top-level settings (config.yaml); the other nodes are checked against the
+    signatures of what they build (the LightningModule, its network, the data module, Lightning's Trainer)."""
+
+    seed: int
+    samples: int
+    optimized_metric: str
+    test_ckpt: Literal["best", "last"]
+    experiment_name: str
+    ckpt_path: str | None = None
+    debug_mode: str | None = None
+    extensions: list[str] | None = None
+
+
 def _kind(value) -> str:
     if isinstance(value, bool):
         return "true/false"
     if isinstance(value, (int, float)):
         return "a number"
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return "a list"
     return "a word" if isinstance(value, str) else type(value).__name__
 
 
-# values of another kind that Lightning documents for these keys (trainer.devices=auto, fast_dev_run=N, ...)
-ALSO_ACCEPTED = {
-    "trainer.devices": (str,),
-    "trainer.deterministic": (str,),
-    "trainer.fast_dev_run": (int,),
-    "trainer.benchmark": (bool,),
-}
-
-
-def value_kind_problem(given: dict, default: dict, keys: set[str], prefix: str = "") -> str | None:
-    """The first value given on the command line whose kind is not the kind its default has: a word where a
-    number, a list or true/false belongs, true/false where a number belongs, a number or a list where true/false
-    belongs. Never silently taken as something else (a word ``yes`` for a switch, ``1e-3x`` for a rate)."""
-    for key, ref in default.items():
-        name = f"{prefix}{key}"
-        if key == "hydra" or key not in given:
-            continue
-        value = given[key]
-        if isinstance(ref, dict) and isinstance(value, dict):
-            found = value_kind_problem(value, ref, keys, f"{name}.")
-            if found:
-                return found
-            continue
-        if name not in keys or value is None or ref is None or _interpolation(value) or _interpolation(ref):
-            continue
-        if isinstance(value, ALSO_ACCEPTED.get(name, ())):
-            continue
-        wrong = (
-            (isinstance(ref, bool) and not isinstance(value, bool))
-            or (isinstance(ref, (int, float)) and not isinstance(ref, bool) and isinstance(value, (str, bool)))
-            or (isinstance(ref, list) and isinstance(value, (str, bool)))
-        )
-        if wrong:
-            example = str(ref).lower() if isinstance(ref, bool) else ref
-            typed = str(value).lower() if isinstance(value, bool) else repr(value)
-            return f"{name}={typed} is {_kind(value)}, but {name} takes {_kind(ref)} (its default: {name}={example})"
+def _wanted(hint) -> list[str] | None:
+    """What a value of type ``hint`` is, in the words of the one-line errors; None: any value (something built
+    from its own config, a mapping, a class mixsep does not check)."""
+    if get_origin(hint) in (Union, types.UnionType):
+        words = [_wanted(arg) for arg in get_args(hint) if arg is not type(None)]
+        return None if None in words else [word for some in words for word in some]
+    if get_origin(hint) is Literal:
+        return [_kind(choice) for choice in get_args(hint)]
+    if hint is bool:
+        return ["true/false"]
+    if hint in (int, float):
+        return ["a whole number" if hint is int else "a number"]
+    if hint is str:
+        return ["a word"]
+    if hint in (list, tuple) or get_origin(hint) in (list, tuple, collections.abc.Sequence):
+        return ["a list"]
     return None
 
 
-def _interpolation(value) -> bool:
-    return isinstance(value, str) and "${" in value
+def _fits(value, hint) -> bool:
+    wanted = _wanted(hint)
+    if value is None or wanted is None:
+        return True
+    kind = _kind(value)
+    return kind in wanted or (kind == "a number" and "a whole number" in wanted and isinstance(value, int))
+
+
+def _typed_parameters(target) -> dict:
+    try:
+        hints = typing.get_type_hints(target.__init__ if isinstance(target, type) else target)
+    except Exception:  # hints that name what this Python cannot resolve: nothing to check against
+        return {}
+    return {k: v for k, v in hints.items() if k != "return"}
+
+
+def kind_problem(values: dict, target, prefix: str = "") -> str | None:
+    """The first value of ``values`` whose kind is not the kind ``target``'s signature gives it: a word where a
+    number, a list or true/false belongs, true/false where a number belongs, a fraction where a whole number
+    belongs. Never silently taken as something else (a word ``yes`` for a switch, ``1e-3x`` for a rate)."""
+    hints = _typed_parameters(target)
+    for key, value in values.items():
+        if key in hints and not _fits(value, hints[key]):
+            name = f"{prefix}{key}"
+            typed = str(value).lower() if isinstance(value, bool) else repr(value)
+            wanted = " or ".join(dict.fromkeys(_wanted(hints[key])))
+            return f"{name}={typed} is {_kind(value)}, but {name} takes {wanted}"
+    return None
+
+
+def check_kinds(cfg: DictConfig) -> None:
+    """Every value of a composed training config against its declared kind: the run's settings (RunSettings),
+    the model, its network, the data module and the trainer against their signatures."""
+    from hydra.utils import get_object
+
+    from mixsep.models.registry import architecture, architecture_name
+
+    def plain(node) -> dict:
+        return {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k != "_target_"}
+
+    settings = {
+        f.name: OmegaConf.to_container(cfg[f.name], resolve=True) if OmegaConf.is_config(cfg[f.name]) else cfg[f.name]
+        for f in dataclasses.fields(RunSettings)
+        if f.name in cfg
+    }
+    nodes = [(settings, RunSettings, ""), (plain(cfg.trainer), L.Trainer, "trainer.")]
+    if cfg.get("data") is not None and "_target_" in cfg.data:
+        nodes.append((plain(cfg.data), get_object(cfg.data._target_), "data."))
+    if cfg.get("model") is not None and "_target_" in cfg.model:
+        model = plain(cfg.model)
+        nodes.append((model, get_object(cfg.model._target_), "model."))
+        net = model.get("net")
+        if isinstance(net, dict) and "_target_" in net:
+            nodes.append((net, architecture(architecture_name(net["_target_"])), "model.net."))
+    for values, target, prefix in nodes:
+        problem = kind_problem(values, target, prefix)
+        if problem:
+            raise ConfigError(problem)
 
 
 def trainer_keys() -> set[str]:
     return set(OmegaConf.load(Path(CONF_DIR) / "trainer" / "default.yaml"))
 
 
-TARGET_EXAMPLES = {"pruner": "optuna.pruners.MedianPruner", "sampler": "optuna.samplers.TPESampler"}
-
-
-def check_target(key: str, target: str) -> None:
-    """A ``_target_`` given on the command line names something Python can import (Hydra would fail only
-    when it builds the object: for a sweeper's pruner, with a screen of text before any job)."""
-    if key.endswith("net._target_"):  # a network is one of mixsep's, by name (models/registry.py)
-        from mixsep.models.registry import architecture_name
-
-        architecture_name(target, key.removesuffix("._target_"))
-        return
-    if not _importable(target):
-        part = key.rsplit(".", 2)[-2]
-        example = TARGET_EXAMPLES.get(part, "package.module.ClassName")
-        raise ConfigError(
-            f"{key}={target} is no class or function Python can import: give its full dotted path, e.g. {example}"
-        ) from None
-
-
-INTEGER_TRAINER_ARGS = (
-    "max_epochs",
-    "min_epochs",
-    "max_steps",
-    "num_nodes",
-    "log_every_n_steps",
-    "check_val_every_n_epoch",
-    "num_sanity_val_steps",
-    "accumulate_grad_batches",
-)
-
-
-def _importable(dotted: str) -> bool:
-    """``package.module.Name`` (or a module) names something Python can import."""
-    import importlib
-
-    module, _, name = dotted.rpartition(".")
-    try:
-        return hasattr(importlib.import_module(module), name) if module else False
-    except (ImportError, ValueError):
-        try:
-            return importlib.import_module(dotted) is not None
-        except (ImportError, ValueError):
-            return False
-
-
 def check_trainer(trainer_cfg: DictConfig) -> None:
-    """What Lightning would refuse only mid-fit (with a bare assert) or not at all: integer counts, more devices
-    than the machine has, a strategy that trains in multiprocessing children."""
-    for key in INTEGER_TRAINER_ARGS:
-        value = trainer_cfg.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise ConfigError(f"trainer.{key}={value!r} must be an integer (e.g. trainer.{key}=10)")
+    """What Lightning would refuse only mid-fit (with a bare assert) or not at all: values of the wrong kind, more
+    devices than the machine has, a strategy that trains in multiprocessing children."""
+    problem = kind_problem(OmegaConf.to_container(trainer_cfg, resolve=True), L.Trainer, "trainer.")
+    if problem:
+        raise ConfigError(problem)
     devices = trainer_cfg.get("devices")
     if isinstance(devices, int) and not isinstance(devices, bool) and devices > 1:
         gpu = on_gpu(trainer_cfg)
@@ -153,6 +165,7 @@ def check_trainer(trainer_cfg: DictConfig) -> None:
 def check_run(cfg: DictConfig) -> None:
     """Every check of a composed training config before anything is built (the data's sizes: the data module's
     ``check``, once it is built)."""
+    check_kinds(cfg)
     check_trainer(cfg.trainer)
     check_optimized_metric(cfg.optimized_metric)
     check_samples(cfg.samples)

@@ -1,11 +1,13 @@
-"""The command line of a mixsep Hydra app, read as Hydra reads it: its flags (``--cfg``, ``--config-dir``, ``-m``,
-...), its overrides, and the config search path they make (the package's ``conf/``, the per-user folder, a
-``--config-dir``, ``hydra.searchpath``). What Hydra would refuse with a screen of text is refused here in one
-``mixsep:`` line: an option no config group has, an override Hydra cannot parse, a key the config does not have, a
-launcher, sweeper or logger whose extra is not installed."""
+"""A mixsep Hydra app (``@hydra_app("config")`` in place of ``@hydra.main``): its command line read as Hydra reads
+it (flags mixed among the overrides), and what Hydra refuses with a screen of text said in one ``mixsep:`` line
+(an option no config group has, an override Hydra cannot parse, a key the config does not have, a launcher,
+sweeper or logger whose extra is not installed). Hydra composes the config once; its values are checked inside
+the task (training/checks.py)."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib
 import importlib.metadata
 import importlib.resources
@@ -13,13 +15,14 @@ import importlib.util
 import os
 import re
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from mixsep.adapters import apply_overrides, hydra_arguments
-from mixsep.errors import ConfigError
+from mixsep.adapters import hydra_arguments
+from mixsep.errors import user_error
 from mixsep.training.config import CONF_DIR, user_config_dir
 
 # flags after which Hydra prints something and runs no job: the config, help, version, information
@@ -51,15 +54,12 @@ class CommandLine:
         return {str(d.relative_to(root)) for root in self.config_dirs for d in root.rglob("*") if d.is_dir()} - {"."}
 
     def options(self, group: str) -> list[str]:
-        """The options of a config group, from every folder of the search path."""
+        """The options of a config group, from every folder of the search path, in its subfolders too."""
         return sorted(
-            {
-                str(p.relative_to(root / group).with_suffix(""))
-                for root in self.config_dirs
-                if (root / group).is_dir()
-                for p in (root / group).rglob("*.yaml")
-                if not p.name.startswith("_")
-            }
+            str(p.relative_to(root / group).with_suffix(""))
+            for root in self.config_dirs
+            if (root / group).is_dir()
+            for p in (root / group).rglob("*.yaml")
         )
 
     def option_file(self, group: str, option: str) -> Path | None:
@@ -118,115 +118,94 @@ def _searchpath_dirs(overrides: list[str]) -> list[Path]:
     return []
 
 
-def check_command_line(argv: list[str], config_name: str = "config") -> list[str]:
-    """Refuse in one line what Hydra would refuse with a screen of text, before Hydra runs; ``argv`` as Hydra
-    reads it (its flags before its overrides)."""
-    line = read_command_line(argv, config_name)
-    if not (line.shows_only and not line.overrides):
-        _check_line(line)
-    return in_hydras_order(argv, line.overrides)
+def hydra_app(config_name: str) -> Callable:
+    """``@hydra_app("config")``: ``hydra.main`` on the package's configs, with the command line read as Hydra reads
+    it (flags before overrides), a launcher, sweeper or logger whose extra is missing named before Hydra runs, and
+    Hydra's refusals in one ``mixsep:`` line (status 1, no traceback)."""
+
+    def decorate(task: Callable) -> Callable:
+        import hydra
+
+        main = hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=config_name)(task)
+
+        @functools.wraps(task)
+        def app(cfg=None):
+            if cfg is not None:  # Hydra's pass-through: the task called with a composed config
+                return main(cfg)
+            argv = sys.argv[1:]
+            line = read_command_line(argv, config_name)
+            _check_extras(line)
+            sys.argv[1:] = in_hydras_order(argv, line.overrides)
+            with hydras_errors_in_one_line(line):
+                return main()
+
+        return app
+
+    return decorate
 
 
-def _check_line(line: CommandLine) -> None:
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    from mixsep.extensions import load_extensions
-
-    named = [a for a in line.overrides if a.partition("=")[0].lstrip("+~") == "extensions"]
-    try:  # a network, source or score of one's own named below is known once its module is imported
-        values = [o.value() for o in OverridesParser.create().parse_overrides(named)] if named else []
-        load_extensions([str(n) for value in values if isinstance(value, list) for n in value])
-    except ConfigError as err:
-        sys.exit(f"mixsep: {err}")
-    _check_overrides(line)
-    _check_extras(line)
-    if line.multirun or _sweeps(line.overrides):
-        return  # sweeps (-m, or a sweeper's search space): each job's config is Hydra's own
-    _check_composition(line)
-
-
-def _sweeps(overrides: list[str]) -> bool:
-    return any("(" in a or "," in a or a.startswith("hparams_search=") for a in overrides)
-
-
-def _check_composition(line: CommandLine) -> None:
-    """The overrides composed as Hydra composes them: a key the config does not have, a value of the wrong kind."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
-    from mixsep.training.checks import trainer_keys, value_kind_problem
-
-    groups = line.groups()
-    is_choice = lambda a: _is_group_choice(a, groups)
-    extra_dirs = [f"file://{d}" for d in line.config_dirs[1:]]
-    choices = [a for a in line.overrides if is_choice(a) and not a.startswith("hydra.searchpath")]
-    if extra_dirs:
-        choices.append(f"hydra.searchpath=[{','.join(extra_dirs)}]")
+@contextlib.contextmanager
+def hydras_errors_in_one_line(line: CommandLine) -> Iterator[None]:
+    """What Hydra refuses (raised to here: HYDRA_FULL_ERROR, while the app runs) as one ``mixsep:`` line; an error
+    that is no user's mistake keeps its traceback."""
+    previous = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
-        with initialize_config_dir(config_dir=str(line.config_dirs[0]), version_base="1.3"):
-            reference = compose(config_name=line.config_name, overrides=choices, return_hydra_config=True)
-        # the other overrides applied as Hydra's compose applies them after its groups (one compose, not two:
-        # each is half a second of every run's start)
-        composed = reference.copy()
-        values = OverridesParser.create().parse_overrides([a for a in line.overrides if not is_choice(a)])
-        apply_overrides(values, composed)
-    except HydraException as err:
-        lines = [text.strip() for text in str(err).splitlines() if text.strip()]
-        key = re.match(r"Could not override '([\w.]+)'", lines[0] if lines else "")
-        if key and "." not in key[1] and key[1] in trainer_keys():  # e.g. evaluate's accelerator= before 2026-11
-            sys.exit(f"mixsep: {key[1]} is not a key of this command: it is a trainer setting, trainer.{key[1]}=...")
-        sys.exit(f"mixsep: {'; '.join(lines[:3])}")
-    given = {a.partition("=")[0].lstrip("+~") for a in line.overrides if "=" in a and not is_choice(a)}
-    problem = value_kind_problem(
-        OmegaConf.to_container(composed, resolve=False), OmegaConf.to_container(reference, resolve=False), given
+        yield
+    except Exception as err:
+        message = refusal(err, line)
+        if message is None:
+            raise
+        sys.exit(f"mixsep: {message}")
+    finally:
+        if previous is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = previous
+
+
+TARGET_EXAMPLES = {"pruner": "optuna.pruners.MedianPruner", "sampler": "optuna.samplers.TPESampler"}
+
+
+def refusal(err: BaseException, line: CommandLine | None) -> str | None:
+    """The one line that says what to fix for an error Hydra raised, or None (a bug: its traceback stays)."""
+    from hydra.errors import (
+        ConfigCompositionException,
+        InstantiationException,
+        MissingConfigException,
+        OverrideParseException,
+        SearchPathException,
     )
-    if problem:
-        sys.exit(f"mixsep: {problem}")
 
+    from mixsep.training.checks import trainer_keys
 
-def _is_group_choice(arg: str, groups: set[str]) -> bool:
-    key = arg.partition("=")[0].lstrip("+~")
-    return key.startswith("hydra") or key in groups
-
-
-def _check_overrides(line: CommandLine) -> None:
-    """Group options that do not exist (also inside a sweep's ``model=a,b``), a run folder that is a file, a
-    ``_target_`` that names nothing, read with Hydra's own override parser."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import OverrideParseException
-
-    from mixsep.training.checks import check_target
-
-    parser = OverridesParser.create()
-    groups = line.groups()
-    for arg in line.overrides:
-        try:
-            (override,) = parser.parse_overrides([arg])
-        except OverrideParseException as err:
-            sys.exit(f"mixsep: {arg} is not an override Hydra can read: {str(err).strip().splitlines()[0]}")
-        key = override.key_or_group
-        if key == "hydra.run.dir" and not override.is_sweep_override():
-            value = str(override.value())
-            if Path(value).exists() and not Path(value).is_dir():
-                sys.exit(f"mixsep: hydra.run.dir={value} is a file, not a folder: choose a folder for the run")
-        if key.endswith("._target_") and not override.is_sweep_override():
-            try:
-                check_target(key, str(override.value()))
-            except ConfigError as err:
-                sys.exit(f"mixsep: {err}")
-        if key not in groups or key.startswith("hydra"):
-            continue  # Hydra's own groups (hydra/launcher=basic, hydra/job_logging=...) are in Hydra's packages
-        if override.is_sweep_override() and not override.is_choice_sweep():
-            continue  # ranges and intervals of a sweeper's search space: Hydra's own
-        options = list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.value()]
-        known = line.options(key)
-        for option in options:
-            if isinstance(option, list):  # a list of options: model=[a,b] (+group=[...] appends config files)
-                bad = [o for o in option if str(o) not in known]
-                option = bad[0] if bad else None
-            if option is not None and str(option) != "null" and str(option) not in known:
-                sys.exit(f"mixsep: {key}={option} is not an option of {key}: choose one of {', '.join(known)}")
+    fixable = user_error(err)
+    if fixable is not None:
+        return str(fixable)
+    if isinstance(err, OverrideParseException):
+        return f"{err.override} is not an override Hydra can read: {err.message.splitlines()[0]}"
+    if isinstance(err, MissingConfigException) and err.options is not None:
+        group, _, option = str(err.missing_cfg_file).rpartition("/")
+        options = set(err.options) | set(line.options(group) if line else [])
+        known = ", ".join(sorted(o for o in options if not o.rpartition("/")[2].startswith("_")))
+        return f"{group}={option} is not an option of {group}: choose one of {known}"
+    if isinstance(err, InstantiationException):
+        located = re.match(r"Error locating target '([^']*)'.*\nfull_key: ([\w.]+)", str(err), re.S)
+        if located:
+            target, key = located[1], f"{located[2]}._target_"
+            example = TARGET_EXAMPLES.get(located[2].rpartition(".")[2], "package.module.ClassName")
+            return f"{key}={target} is no class or function Python can import: give its dotted path, e.g. {example}"
+    run_dirs = [a.partition("=")[2] for a in line.overrides if a.startswith("hydra.run.dir=")] if line else []
+    if isinstance(err, (FileExistsError, NotADirectoryError)) and err.filename in run_dirs:
+        return f"hydra.run.dir={err.filename} is a file, not a folder: choose a folder for the run"
+    if isinstance(err, (ConfigCompositionException, MissingConfigException, SearchPathException)):
+        key = re.match(r"Could not override '(\w+)'", str(err))
+        if key and key[1] in trainer_keys():  # e.g. evaluate's accelerator= before 2026-11
+            return f"{key[1]} is not a key of this command: it is a trainer setting, trainer.{key[1]}=..."
+        said = [str(err)] + ([str(err.__cause__)] if err.__cause__ is not None else [])
+        lines = [text.strip() for text in "\n".join(said).splitlines() if text.strip()]
+        return "; ".join(lines[:3])
+    return None
 
 
 def _check_extras(line: CommandLine) -> None:

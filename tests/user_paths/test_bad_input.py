@@ -327,7 +327,7 @@ BAD_INPUTS = [
     ("run-dir-is-a-file", lambda t, r: RUN + [f"hydra.run.dir={_file(t)}"], "is a file, not a folder"),
     ("run-dir-in-use", lambda t, r: RUN + [f"hydra.run.dir={_folder_in_use(r)}"], f"is in use by pid {os.getpid()}"),
     ("run-samples-negative", lambda t, r: RUN + ["samples=-3"], "samples=-3 must be a whole number >= 0"),
-    ("run-seed-word", lambda t, r: RUN + ["seed=abc"], "seed='abc' is a word, but seed takes a number"),
+    ("run-seed-word", lambda t, r: RUN + ["seed=abc"], "seed='abc' is a word, but seed takes a whole number"),
     ("run-switch-word", lambda t, r: RUN + ["model.compile=yes"], "model.compile='yes' is a word, but model.compile"),
     (
         "run-switch-number",
