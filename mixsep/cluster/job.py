@@ -49,7 +49,7 @@ class Job:
         self._lock = FolderLock(self.out)
         self._earlier_status: bytes | None = None
         self._sigterm_before = None
-        self._warning_signum: int | None = None
+        self.warning_signal: int | None = None  # the scheduler's warning (submitit's), None outside submitit
         self._submitit_handler = None
         self._watch_scheduler()
 
@@ -136,11 +136,6 @@ class Job:
         self.record_sigterm()
         raise SIGTERMException(128 + signal.SIGTERM)
 
-    @property
-    def warning_signal(self) -> int | None:
-        """The signal of the scheduler's warning (submitit's), or None outside a submitit job."""
-        return self._warning_signum
-
     def _watch_scheduler(self) -> None:
         """From now on, submitit's re-queue at the scheduler's warning is recorded as ``requeued`` (timeout or
         preemption), wherever the job is: a warning while the data loads or W&B starts is a re-queue, not a
@@ -155,7 +150,7 @@ class Job:
             handler = handler._submitit_handler if isinstance(handler, Job) else None
         if handler is None:
             return
-        self._warning_signum, self._submitit_handler = signum, handler
+        self.warning_signal, self._submitit_handler = signum, handler
         signal.signal(signum, self.requeue_now)
 
     def requeue_now(self, signum: int, frame) -> None:

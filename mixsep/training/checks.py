@@ -38,8 +38,9 @@ def check_strategy(trainer_cfg: DictConfig) -> None:
 
 @dataclass
 class RunSettings:
-    """The kinds of a run's own top-level settings (config.yaml); the other nodes are checked against the
-    signatures of what they build (the LightningModule, its network, the data module, Lightning's Trainer)."""
+    """A run's own top-level settings (config.yaml): their kinds, and the checks of their values beside them. The
+    other nodes are checked against the signatures of what they build (the LightningModule, its network, the data
+    module, Lightning's Trainer)."""
 
     seed: int
     samples: int
@@ -49,6 +50,17 @@ class RunSettings:
     ckpt_path: str | None = None
     debug_mode: str | None = None
     extensions: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.samples, int) or self.samples < 0:
+            raise ConfigError(f"samples={self.samples} must be a whole number >= 0 (the test pairs in samples.png)")
+        if not str(self.optimized_metric).startswith("val/"):
+            raise ConfigError(
+                f"optimized_metric={self.optimized_metric} must be a validation metric (val/...): sweeps select on "
+                "the validation pairs, never on the test pairs."
+            )
+        if self.test_ckpt not in ("best", "last"):
+            raise ConfigError(f"test_ckpt={self.test_ckpt} is not one of best, last (the checkpoint tested)")
 
 
 def _kind(value) -> str:
@@ -138,6 +150,7 @@ def check_kinds(cfg: DictConfig) -> None:
         problem = kind_problem(values, target, prefix)
         if problem:
             raise ConfigError(problem)
+    RunSettings(**settings)
 
 
 def trainer_keys() -> set[str]:
@@ -167,18 +180,3 @@ def check_run(cfg: DictConfig) -> None:
     ``check``, once it is built)."""
     check_kinds(cfg)
     check_trainer(cfg.trainer)
-    check_optimized_metric(cfg.optimized_metric)
-    check_samples(cfg.samples)
-
-
-def check_samples(samples) -> None:
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 0:
-        raise ConfigError(f"samples={samples!r} must be a whole number >= 0 (the test pairs drawn in samples.png)")
-
-
-def check_optimized_metric(name: str) -> None:
-    if not name.startswith("val/"):
-        raise ConfigError(
-            f"optimized_metric={name} must be a validation metric (val/...): sweeps select on "
-            "the validation pairs, never on the test pairs."
-        )
