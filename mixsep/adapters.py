@@ -20,3 +20,19 @@ def submitit_warning_signal() -> int:
     from submitit import JobEnvironment
 
     return JobEnvironment._usr_sig()
+
+
+def drop_wandb_init_argument(logger, name: str) -> None:
+    """Leave ``name`` out of what Lightning's WandbLogger passes to ``wandb.init`` (it always passes
+    ``anonymous``, as None, and wandb >= 0.19 warns about that setting on every run)."""
+    logger._wandb_init.pop(name, None)
+
+
+def forget_wandb_run() -> None:
+    """Let go of ``wandb.run`` and its connection when W&B's service process is gone and ``wandb.finish`` raised
+    before doing so, so that a later job of this process starts its own run on a new service."""
+    import wandb
+    from wandb.sdk.lib import module
+
+    module.unset_globals()
+    wandb.teardown()

@@ -9,7 +9,7 @@ import signal
 import pytest
 from omegaconf import OmegaConf
 
-from mixsep.adapters import hydra_arguments, submitit_warning_signal
+from mixsep.adapters import drop_wandb_init_argument, forget_wandb_run, hydra_arguments, submitit_warning_signal
 
 
 def changed(distribution: str, what: str) -> str:
@@ -63,3 +63,26 @@ def test_mlflow_params_flatten_to_the_keys_lightnings_logger_writes():
 
     params = {"model": {"lr": 1e-3, "net": {"widths": [8, 16]}}, "extensions": [], "cbs": [{"a": 1}, {"b": 2}]}
     assert flat_params(params) == _flatten_dict(params), changed("lightning", "how loggers flatten hyperparameters")
+
+
+def test_lightnings_wandb_logger_keeps_the_arguments_it_passes_to_wandb_init(tmp_path, monkeypatch):
+    from lightning.pytorch.loggers import WandbLogger
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    logger = WandbLogger(project="mixsep-test", save_dir=str(tmp_path))
+    assert "anonymous" in logger._wandb_init, changed("lightning", "the arguments its WandbLogger keeps for wandb.init")
+    drop_wandb_init_argument(logger, "anonymous")
+    assert "anonymous" not in logger._wandb_init and logger._wandb_init["project"] == "mixsep-test"
+
+
+def test_a_forgotten_wandb_run_leaves_no_run_and_a_new_one_starts(tmp_path, monkeypatch):
+    import wandb
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    wandb.init(project="mixsep-test", dir=str(tmp_path), id="forget01")
+    forget_wandb_run()
+    assert wandb.run is None, changed("wandb", "the globals of a run (wandb.sdk.lib.module.unset_globals)")
+    run = wandb.init(project="mixsep-test", dir=str(tmp_path), id="forget02")
+    run.log({"x": 1.0})
+    run.finish()
+    assert list(tmp_path.glob("wandb/offline-run-*-forget02/run-forget02.wandb"))

@@ -22,6 +22,14 @@ from mixsep.models.tta import test_time_ensemble
 SAMPLE_COLUMNS = ("mix", "true MNIST", "predicted MNIST", "true CIFAR", "predicted CIFAR")
 
 
+def attached(module: L.LightningModule) -> bool:
+    """Whether a Trainer runs the module (Lightning's ``trainer`` property raises when none does)."""
+    try:
+        return module.trainer is not None
+    except RuntimeError:
+        return False
+
+
 class SeparationModule(L.LightningModule):
     """Trains any separator network behind one interface and scores it on clamped predictions.
 
@@ -157,7 +165,7 @@ class SeparationModule(L.LightningModule):
         read every ``log_every_n_steps`` steps, so the GPU's queue of work is not drained each step."""
         bad = ~torch.isfinite(loss.detach())
         self._diverged = bad if getattr(self, "_diverged", None) is None else self._diverged | bad
-        every = self.trainer.log_every_n_steps if self._trainer is not None else 1
+        every = self.trainer.log_every_n_steps if attached(self) else 1
         if loss.device.type != "cpu" and self.global_step % max(every, 1):
             return
         if self._diverged.item():
@@ -187,12 +195,12 @@ class SeparationModule(L.LightningModule):
     def _scores_per_pair(self) -> bool:
         """Per-pair scores are written by the test and the final validation (trainer.validate), never by the
         validations inside fit: SSIM would be computed twice on every one of them, in the timed budget."""
-        return self._trainer is None or self.trainer.state.fn != "fit"
+        return not attached(self) or self.trainer.state.fn != "fit"
 
     def _keep_per_pair(self, stage: str) -> None:
         """This process's per-pair scores of the pass, in the order of its pairs (one process: the fixed
         order of the pairs; several DDP processes each hold their shard, so none are kept)."""
-        if self._trainer is not None and self.trainer.world_size > 1:
+        if attached(self) and self.trainer.world_size > 1:
             return
         if self._per_pair:
             self.per_pair_scores[stage] = {k: torch.cat(v).numpy() for k, v in self._per_pair.items()}
@@ -225,7 +233,7 @@ class SeparationModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # so that mixsep.evaluate scores a checkpoint at the precision it was tested at after training
-        if self._trainer is not None:
+        if attached(self):
             checkpoint["mixsep_precision"] = str(self.trainer.precision)
             checkpoint["mixsep_sources"] = getattr(self.trainer.datamodule, "sources", None)
 

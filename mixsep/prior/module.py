@@ -11,7 +11,7 @@ from torch import nn
 
 from mixsep.models.losses import reconstruction_loss
 from mixsep.models.metrics import full_precision, image_metrics
-from mixsep.models.module import build_net, check_recipe
+from mixsep.models.module import attached, build_net, check_recipe
 
 ORACLES = ("oracle_mnist", "oracle_cifar")
 
@@ -118,7 +118,7 @@ class OneImageModule(L.LightningModule):
         return [batch[0], out, batch[1]], ("input", "output", "target")
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        if self._trainer is not None:
+        if attached(self):
             checkpoint["mixsep_precision"] = str(self.trainer.precision)
             checkpoint["mixsep_sources"] = getattr(self.trainer.datamodule, "sources", None)
 

@@ -17,6 +17,7 @@ from lightning.pytorch import loggers as pl_loggers
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
+from mixsep.adapters import drop_wandb_init_argument, forget_wandb_run
 from mixsep.cluster.provenance import short_commit
 from mixsep.cluster.where import hydra_job
 from mixsep.training.build import build
@@ -34,7 +35,7 @@ class WandbLogger(pl_loggers.WandbLogger):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._wandb_init.pop("anonymous", None)
+        drop_wandb_init_argument(self, "anonymous")
         self._service_gone = False
 
     def _while_service_runs(self, method: Callable, *args, **kwargs) -> None:
@@ -291,12 +292,8 @@ def finish_wandb(failed: bool, preempted: bool = False) -> None:
         if service_gone(err):
             # the service is gone, and wandb raised before letting go of the run: forget the run and the broken
             # connection (and its exit hook), so that a later job of this process starts its own on a new service
-            from wandb.sdk.lib import module
-
             with contextlib.suppress(Exception):
-                module.unset_globals()
-            with contextlib.suppress(Exception):
-                wandb.teardown()
+                forget_wandb_run()
 
 
 def publish_final_scores(loggers: list, params: dict, metrics: dict, step: int) -> None:
