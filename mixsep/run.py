@@ -25,7 +25,7 @@ from mixsep.training.checkpoints import checkpoint_paths, resolve_ckpt_path
 from mixsep.training.checks import check_run
 from mixsep.training.command_line import hydra_app
 from mixsep.training.config import composed_config, set_float32_matmul_precision, settle_for_this_machine
-from mixsep.training.loggers import build_loggers, publish_final_scores, publish_pictures
+from mixsep.training.loggers import build_loggers, finish_dashboards, publish_final_scores, publish_pictures
 
 
 def validation_objective(trainer: L.Trainer, module, datamodule, ckpt_path: str | None, name: str) -> dict:
@@ -43,7 +43,9 @@ def build_run(cfg: DictConfig, job: Job):
     module = build_module(cfg.model)
     if cfg.model.get("tta") or cfg.model.get("tta_color"):  # validate and test with a self-ensemble
         say(module.use_test_time_ensemble(dihedral=cfg.model.tta, color=cfg.model.get("tta_color", False)))
-    loggers = build_loggers(cfg.get("logger"), job.out, cfg.experiment_name, cfg.get("ckpt_path"), job.dashboards)
+    loggers: list = []  # closed with the job's status, even when a later one fails to start
+    job.on_end.append(lambda status: finish_dashboards(loggers, status))
+    build_loggers(cfg.get("logger"), job.out, cfg.experiment_name, cfg.get("ckpt_path"), loggers)
     trial = this_jobs_trial()
     pruning = ReportToTrial(trial, cfg.optimized_metric) if trial is not None else None
     callbacks = build_callbacks(cfg.get("callbacks"), job) + ([pruning] if pruning else [])

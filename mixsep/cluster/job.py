@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from lightning.pytorch.utilities import rank_zero_only
@@ -43,7 +44,7 @@ class Job:
         self.out, self.optimized_metric = Path(out), optimized_metric
         self.objective: float | None = None
         self.stopping: dict = {}  # why it ends early: {"status": "requeued" | "cancelled", "reason": ...}
-        self.dashboards: list = []  # its loggers, closed with its status
+        self.on_end: list[Callable[[str], None]] = []  # called with its final status (closing its dashboards)
         self.provenance = provenance()
         self.is_zero = rank_zero_only.rank == 0  # DDP: rank 0 alone keeps the record
         self._lock = FolderLock(self.out)
@@ -74,14 +75,14 @@ class Job:
             signal.signal(signal.SIGTERM, self._sigterm_before)
             self._sigterm_before = None
         if err is None:
-            self.finish_dashboards("completed")
+            self._end("completed")
             if self.is_zero:
                 self._write("completed", optimized_metric=self.optimized_metric, objective=self.objective,
                             requeues=requeue_count())  # fmt: skip
             self._lock.release()
             return
         status = self._record_stop(err) if self.is_zero else "failed"
-        self.finish_dashboards(status)
+        self._end(status)
         self._lock.release()
         fixable = user_error(err)
         if fixable is not None and not hydra_job()["multirun"]:
@@ -113,11 +114,9 @@ class Job:
                 self._write("failed", **failure_fields(err))
         return status
 
-    def finish_dashboards(self, status: str) -> None:
-        from mixsep.training.loggers import finish_dashboards
-
-        finish_dashboards(self.dashboards, status)
-        self.dashboards = []
+    def _end(self, status: str) -> None:
+        for call in self.on_end:
+            call(status)
 
     # the stop
     def record_sigterm(self) -> None:

@@ -21,7 +21,7 @@ from mixsep.cluster.requeue import SaveOnSignal
 from mixsep.data.datamodule import MixDataModule
 from mixsep.models.module import SeparationModule
 from mixsep.run import train
-from mixsep.training.loggers import WandbLogger
+from mixsep.training.loggers import WandbLogger, finish_dashboards
 
 NET = {"_target_": "mixsep.models.UNetSeparator", "widths": [4, 8]}
 
@@ -179,7 +179,6 @@ def test_a_sigterm_that_also_ends_wandbs_service_still_saves_and_ends_the_job_as
     monkeypatch.setenv("WANDB_MODE", "offline")
     logger = WandbLogger(project="mixsep-test", save_dir=str(tmp_path), id="sigterm01")
     job = Job(tmp_path / "b")
-    job.dashboards.append(logger)
     with pytest.raises(SIGTERMException):
         fit(
             tiny_data_kwargs,
@@ -190,12 +189,12 @@ def test_a_sigterm_that_also_ends_wandbs_service_still_saves_and_ends_the_job_as
     assert job.stopping == {"status": "cancelled", "reason": "SIGTERM"}
     assert torch.load(tmp_path / "b" / "last.ckpt", weights_only=False)["global_step"] == 12  # the end of epoch 0
     assert logger._service_gone
-    job.finish_dashboards("cancelled")  # closes what is left of the run without raising
+    finish_dashboards([logger], "cancelled")  # closes what is left of the run without raising
     assert list(tmp_path.glob("wandb/offline-run-*-sigterm01/run-sigterm01.wandb"))  # the files so far are kept
     assert wandb.run is None  # the next job of this process (a sweep's) starts its own run, on a new service
     following = WandbLogger(project="mixsep-test", save_dir=str(tmp_path / "next"), id="next0001")
     following.log_metrics({"x": 1.0}, step=0)
-    Job(tmp_path / "next").finish_dashboards("completed")
+    finish_dashboards([following], "completed")
     assert not following._service_gone
     assert list((tmp_path / "next").glob("wandb/offline-run-*-next0001/run-next0001.wandb"))
 
