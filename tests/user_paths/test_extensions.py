@@ -183,6 +183,11 @@ BAD = {  # a wrong declaration (its file, a model YAML naming it or overrides) a
         ["data.gray._target_=bad_source.NoFiles", "data.gray.name=no_files"],
         "mixsep: data/gray=no_files: files() finds no files for the train split",
     ),
+    "bad_option_kind": (  # the network's own type hints declare its options' kinds
+        FILES["toy_net.py"],
+        ["model.net._target_=ToyNet", "+model.net.width=wide"],
+        "mixsep: model.net.width='wide' is a word, but model.net.width takes a whole number",
+    ),
     "bad_import": (
         "import torch\n\nraise RuntimeError('the weights file is missing')\n",
         [],
