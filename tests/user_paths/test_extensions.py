@@ -184,8 +184,8 @@ BAD = {  # a wrong declaration (its file, a model YAML naming it or overrides) a
         "mixsep: data/gray=no_files: files() finds no files for the train split",
     ),
     "bad_option_kind": (  # the network's own type hints declare its options' kinds
-        FILES["toy_net.py"],
-        ["model.net._target_=ToyNet", "+model.net.width=wide"],
+        FILES["toy_net.py"].replace("ToyNet", "KindNet"),  # its own name: the README's ToyNet may be registered
+        ["model.net._target_=KindNet", "+model.net.width=wide"],
         "mixsep: model.net.width='wide' is a word, but model.net.width takes a whole number",
     ),
     "bad_import": (
