@@ -124,7 +124,7 @@ def kind_problem(values: dict, target, prefix: str = "") -> str | None:
 
 def check_kinds(cfg: DictConfig) -> None:
     """Every value of a composed training config against its declared kind: the run's settings (RunSettings),
-    the model, its network, the data module and the trainer against their signatures."""
+    the model, its network and the data module against their signatures (the trainer's: check_trainer)."""
     from hydra.utils import get_object
 
     from mixsep.models.registry import architecture, architecture_name
@@ -137,7 +137,7 @@ def check_kinds(cfg: DictConfig) -> None:
         for f in dataclasses.fields(RunSettings)
         if f.name in cfg
     }
-    nodes = [(settings, RunSettings, ""), (plain(cfg.trainer), L.Trainer, "trainer.")]
+    nodes = [(settings, RunSettings, "")]  # the trainer: check_trainer, which evaluate shares
     if cfg.get("data") is not None and "_target_" in cfg.data:
         nodes.append((plain(cfg.data), get_object(cfg.data._target_), "data."))
     if cfg.get("model") is not None and "_target_" in cfg.model:
