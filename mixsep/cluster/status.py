@@ -17,6 +17,7 @@ from pathlib import Path
 from mixsep.cluster.provenance import provenance as code_provenance
 from mixsep.cluster.where import hydra_job, now_iso, scheduler_fields, slurm_job_id
 from mixsep.errors import ConfigError, user_error
+from mixsep.files import write_text_atomically
 
 # a running job refreshes its heartbeat this often (callbacks.heartbeat) and is shown as lost when it is older
 # than LOST_AFTER_SECONDS (a job on another host), or at once when its pid is gone on this host
@@ -125,13 +126,11 @@ def heartbeat(out: Path, step: int) -> None:
     if record.get("status") != "running":
         return
     record.update(heartbeat=now_iso(), pid=os.getpid(), step=step)
-    _write_json(out / "status.json", record)
+    _write_record(out, record)
 
 
-def _write_json(path: Path, record: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+def _write_record(out: Path, record: dict) -> None:
+    write_text_atomically(out / "status.json", json.dumps(record, indent=2, default=str) + "\n")
 
 
 def check_writable(out: Path) -> None:
@@ -163,7 +162,7 @@ def write_status(out: Path, status: str, provenance: dict | None = None, **field
         **fields,
         "provenance": provenance or code_provenance(),
     }
-    _write_json(out / "status.json", record)
+    _write_record(out, record)
 
 
 def failure_fields(err: BaseException) -> dict:

@@ -3,7 +3,6 @@ source files and checked with a digest of its pixels."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -15,6 +14,7 @@ import torch
 
 from mixsep.data.sources import Source, check_images
 from mixsep.errors import ConfigError
+from mixsep.files import write_atomically
 
 CACHE_VERSION = 3
 
@@ -23,9 +23,6 @@ def default_cache_dir() -> str:
     from platformdirs import user_cache_dir
 
     return os.environ.get("MIXSEP_CACHE_DIR", user_cache_dir("mixsep"))
-
-
-# --------------------------------------------------------------------------- cache
 
 
 def _source_signature(root: Path, source: Source, train: bool) -> dict:
@@ -49,12 +46,15 @@ def _tensor_digest(t: torch.Tensor) -> str:
     return hashlib.sha256(t.numpy().tobytes()).hexdigest()
 
 
+def _cache_path(cache_dir: Path, source: Source, train: bool, signature: dict) -> Path:
+    key = hashlib.sha256(json.dumps(signature, sort_keys=True).encode()).hexdigest()[:16]
+    return cache_dir / f"{source.cache_name}_{'train' if train else 'test'}_{key}.pt"
+
+
 def cached_split(root: Path, cache_dir: Path, source: Source, train: bool, download: bool) -> torch.Tensor:
     """Decoded uint8 images of one split of a source, from the cache when it is valid, else decoded and cached."""
-    name = source.cache_name
     signature = _source_signature(root, source, train)
-    key = hashlib.sha256(json.dumps(signature, sort_keys=True).encode()).hexdigest()[:16]
-    path = cache_dir / f"{name}_{'train' if train else 'test'}_{key}.pt"
+    path = _cache_path(cache_dir, source, train, signature)
     if path.exists() and signature["files"] > 0:
         try:
             blob = torch.load(path, map_location="cpu", weights_only=True)
@@ -72,24 +72,15 @@ def cached_split(root: Path, cache_dir: Path, source: Source, train: bool, downl
                 f"data/{source.kind}={source.label}: files() finds no files for the {split} split under {root}, "
                 f"although load() read {len(images)} images: make files() return the files load() reads"
             )
-        key = hashlib.sha256(json.dumps(signature, sort_keys=True).encode()).hexdigest()[:16]
-        path = cache_dir / f"{name}_{'train' if train else 'test'}_{key}.pt"
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        torch.save(
-            {"signature": json.dumps(signature, sort_keys=True), "sha256": _tensor_digest(images), "images": images},
-            tmp,
-        )
-        os.replace(tmp, path)
+        path = _cache_path(cache_dir, source, train, signature)
+    blob = {"signature": json.dumps(signature, sort_keys=True), "sha256": _tensor_digest(images), "images": images}
+    try:  # whatever ends the write (a SIGTERM's exit included), no half-written file is left behind
+        write_atomically(path, lambda tmp: torch.save(blob, tmp))
     except (OSError, RuntimeError) as err:  # a read-only cache only costs time (torch.save: RuntimeError)
         logging.getLogger("mixsep").warning(
             f"could not write the data cache in {cache_dir} ({str(err).splitlines()[0]}): the data is decoded "
             "again next time; point data.cache_dir= (or MIXSEP_CACHE_DIR) at a writable folder to keep it"
         )
-    finally:  # whatever ended the write (a SIGTERM's exit included), no half-written file is left behind
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
     return images
 
 

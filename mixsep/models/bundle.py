@@ -6,13 +6,12 @@ Runtime alone). Read back by ``saved.read_bundle``."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from mixsep.files import write_atomically, write_text_atomically
 from mixsep.models.saved import BUNDLE_FORMAT, CARD_FILE, CONFIG_FILE, ONNX_FILE, WEIGHTS_FILE, SavedModel
 
 FORMAT_VERSION = 1
@@ -54,18 +53,6 @@ def bundle_config(saved: SavedModel, trained: dict, exported: dict) -> dict:
     }
 
 
-def write_atomically(path: Path, write) -> None:
-    """``write(tmp_path)`` then a rename over ``path``: a reader sees the old file or the whole new one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def write_weights(net: nn.Module, path: Path, saved: SavedModel) -> None:
     from safetensors.torch import save_file
 
@@ -102,10 +89,10 @@ def write_bundle(saved: SavedModel, net: nn.Module, folder: Path, config: dict, 
     folder.mkdir(parents=True, exist_ok=True)
     write_weights(net, folder / WEIGHTS_FILE, saved)
     text = json.dumps(config, indent=2) + "\n"
-    write_atomically(folder / CONFIG_FILE, lambda tmp: tmp.write_text(text))
+    write_text_atomically(folder / CONFIG_FILE, text)
     if graph is not None:
         write_onnx(graph, folder / ONNX_FILE)
 
 
 def write_card(folder: Path, card: str) -> None:
-    write_atomically(folder / CARD_FILE, lambda tmp: tmp.write_text(card))
+    write_text_atomically(folder / CARD_FILE, card)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from pathlib import Path
 
 import matplotlib
@@ -15,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from mixsep.files import write_text_atomically  # noqa: E402
 from mixsep.report.sheet import save_samples  # noqa: E402, F401  (samples.png; mixsep.separate's sheet)
 from mixsep.report.stats import SCORES_FILE, VAL_SCORES_FILE, write_scores  # noqa: E402
 from mixsep.training.hardware import describe_machine  # noqa: E402
@@ -25,10 +25,7 @@ log = logging.getLogger("mixsep")
 def write_metrics(path: str | Path, metrics: dict) -> None:
     """A flat JSON object; non-finite numbers are written as null so the file stays valid JSON."""
     clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
-    path = Path(path)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(clean, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    write_text_atomically(path, json.dumps(clean, indent=2, sort_keys=True) + "\n")
 
 
 LOSS_NAMES = {

@@ -3,10 +3,7 @@ which ones it wrote (best and last)."""
 
 from __future__ import annotations
 
-import io
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,39 +13,14 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from omegaconf import DictConfig
 
 from mixsep.errors import CheckpointError, ConfigError
+from mixsep.files import write_atomically
 
 log = logging.getLogger("mixsep")
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` that a reader only ever sees whole: written to a temporary file in the same folder,
-    flushed to disk, then renamed over ``path`` (a rename within one file system is atomic). A kill, a node
-    failure or a full disk mid-save leaves the previous file as it was (and at most a ``.tmp-*`` file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # as open() would create it (mkstemp's files are private)
-        with os.fdopen(fd, "wb") as f:
-            f.write(buffer.getbuffer())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # the rename itself made durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
+    """``torch.save`` that a reader only ever sees whole, flushed to disk (``files.write_atomically``)."""
+    write_atomically(path, lambda tmp: torch.save(obj, tmp), durable=True)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
