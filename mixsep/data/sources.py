@@ -22,52 +22,9 @@ from PIL import Image
 
 from mixsep.errors import ConfigError, DataNotFoundError
 
-CIFAR_CLASSES = (
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-)
+CIFAR_CLASSES = tuple("airplane automobile bird cat deer dog frog horse ship truck".split())
 DATASET_SUFFIXES = (".png", ".jpg", ".jpeg")
 DEFAULT_SOURCES = "mnist+cifar10"  # runs and checkpoints from before other sources existed used this pair
-DEFAULT_LAYOUT = (
-    "<root>/MNIST/raw/*-ubyte and either <root>/cifar-10-batches-py/ or <root>/cifar10/{train,test}/<class>/*.png|jpg"
-)
-
-
-def _missing_data_error(
-    root: Path,
-    looked_at: list[Path],
-    detail: str = "",
-    download: bool = False,
-    unreadable: bool = False,
-    layout: str = "",
-) -> DataNotFoundError:
-    """One line: what failed, the paths looked at, and the fixes that apply to this failure."""
-    where = f"point data.root=/path/to/data (or MIXSEP_DATA_ROOT) at a folder with {layout or DEFAULT_LAYOUT}"
-    if unreadable:
-        fixes = (
-            "replace the unreadable file with a good copy (or delete it, and with the official layouts let "
-            f"data.download=true fetch it again), or {where}"
-        )
-    elif download:
-        fixes = (
-            "the download through torchvision failed (no network, or the server refused); fix it offline: "
-            f"{where} (data.download=false never tries the network)"
-        )
-    else:
-        fixes = f"let torchvision download the data (data.download=true), or {where}"
-    reason = " ".join(detail.split()) if detail else "missing"
-    return DataNotFoundError(
-        f"could not load the datasets from data.root={root} ({root.resolve()}): {reason}; looked at "
-        f"{', '.join(str(p) for p in looked_at)}. Fix: {fixes}"
-    )
 
 
 def resize_mnist(images: torch.Tensor) -> torch.Tensor:
@@ -162,8 +119,28 @@ class Source:
         """(N, C, 32, 32) uint8 images of a split."""
         raise NotImplementedError
 
-    def missing(self, root: Path, detail: str, looked_at: list[Path] | None = None, **fix) -> DataNotFoundError:
-        return _missing_data_error(root, looked_at or self.looked_at(root), detail, layout=self.layout(), **fix)
+    def missing(
+        self, root: Path, detail: str, looked_at: list[Path] | None = None, download: bool = False, unreadable=False
+    ) -> DataNotFoundError:
+        """One line: what failed, the paths looked at, and the fixes that apply to this failure."""
+        where = f"point data.root=/path/to/data (or MIXSEP_DATA_ROOT) at a folder with {self.layout()}"
+        if unreadable:
+            fixes = (
+                "replace the unreadable file with a good copy (or delete it, and with the official layouts let "
+                f"data.download=true fetch it again), or {where}"
+            )
+        elif download:
+            fixes = (
+                "the download through torchvision failed (no network, or the server refused); fix it offline: "
+                f"{where} (data.download=false never tries the network)"
+            )
+        else:
+            fixes = f"let torchvision download the data (data.download=true), or {where}"
+        looked = ", ".join(str(p) for p in looked_at or self.looked_at(root))
+        return DataNotFoundError(
+            f"could not load the datasets from data.root={root} ({root.resolve()}): {' '.join(detail.split())}; "
+            f"looked at {looked}. Fix: {fixes}"
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.label!r})"

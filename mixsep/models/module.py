@@ -58,19 +58,13 @@ class SeparationModule(L.LightningModule):
         tta_color: bool = False,
     ) -> None:
         super().__init__()
-        # a schedule of mixsep's by name, or any torch scheduler as a _partial_ config (kept with the run's config,
-        # not in the model file: a file's settings are plain data)
-        self.scheduler_config = (
-            None if scheduler is None or isinstance(scheduler, str) else check_config(scheduler, "model.scheduler")
-        )
-        if self.scheduler_config is not None:
-            scheduler = None
+        # a schedule of mixsep's by name, or any torch scheduler (and optimizer) as a _partial_ config, kept with the
+        # run's config and not in the model file, whose settings are plain data
+        self.scheduler_config = None if scheduler is None or isinstance(scheduler, str) else check_config(scheduler)
+        scheduler = None if self.scheduler_config else scheduler
         check_recipe(lr, loss, scheduler)
-        # The net's config (a dict with _target_) is saved with the checkpoint, so any checkpoint can be
-        # rebuilt without the run's config files; an nn.Module instance is accepted for quick experiments.
-        # batch_size is the family's recipe, read by data.batch_size (conf/data/default.yaml); the data module
-        # records the batch size really used, so it is not recorded twice here
-        # (the optimizer's config is the run's, not the model file's: a file's settings are plain data, no _target_)
+        # the net's config is saved with the checkpoint (any checkpoint rebuilds without the run's config files);
+        # batch_size is the recipe's, which the data module records as really used
         self.save_hyperparameters(ignore=["net", "batch_size", "optimizer", "scheduler"])
         self.hparams["scheduler"] = scheduler
         if not isinstance(net, nn.Module):
@@ -79,7 +73,7 @@ class SeparationModule(L.LightningModule):
             net = OmegaConf.to_container(net, resolve=True) if OmegaConf.is_config(net) else dict(net)
             name, arguments = network_spec(net)
             net = self.hparams["net"] = {"_target_": name, **arguments}  # its registered name, not an import path
-        self.optimizer_config = check_config(optimizer or DEFAULT_OPTIMIZER, "model.optimizer")
+        self.optimizer_config = check_config(optimizer or {"_target_": "torch.optim.Adam"}, "model.optimizer")
         self.net = build_net(net)
         if getattr(self.net, "outputs", "sources") != "sources":
             raise ConfigError(
@@ -97,14 +91,8 @@ class SeparationModule(L.LightningModule):
         object.__setattr__(self, "_ensemble", None)  # a test-time self-ensemble around the net, when chosen
         self._per_pair: dict[str, list[torch.Tensor]] = {}
         self.per_pair_scores: dict[str, dict] = {}  # stage -> {mnist,cifar}_{psnr,ssim}: one value per pair
-        self.metrics = nn.ModuleDict(
-            {
-                f"{stage}/{name}_{score}": MeanMetric()
-                for stage in ("val", "test")
-                for name in self.scored
-                for score in SCORES
-            }
-        )
+        keys = [f"{stage}/{name}_{score}" for stage in ("val", "test") for name in self.scored for score in SCORES]
+        self.metrics = nn.ModuleDict({key: MeanMetric() for key in keys})
 
     def use_test_time_ensemble(self, dihedral: bool = False, color: bool = False, shift: bool = False) -> str | None:
         """Validate, test and separate with a self-ensemble (``models/tta.py``) from now on; the sentence that says
@@ -261,20 +249,14 @@ class SeparationModule(L.LightningModule):
             )
 
     def configure_optimizers(self):
-        from hydra.utils import instantiate
-
-        # model.optimizer: any torch optimizer as a _partial_ config; the recipe's lr (and weight decay) given here,
-        # so the schedules and searches over model.lr keep one number to set
+        # the recipe's lr (and weight decay) given here, so the schedules and searches over model.lr set one number
         decay = {"weight_decay": self.hparams.weight_decay} if self.hparams.weight_decay else {}
-        try:
-            opt = instantiate(self.optimizer_config, _partial_=True)(self.parameters(), lr=self.hparams.lr, **decay)
-        except Exception as err:  # an import path that names nothing, an argument the optimizer does not take
-            cause = str(err.__cause__ or err).strip().splitlines()[0]
-            raise ConfigError(
-                f"model.optimizer ({self.optimizer_config['_target_']}) cannot be built: {cause}"
-            ) from err
-        if self.scheduler_config is not None:
-            return {"optimizer": opt, "lr_scheduler": self._configured_scheduler(opt)}
+        opt = build_partial(self.optimizer_config, "model.optimizer", self.parameters(), lr=self.hparams.lr, **decay)
+        if self.scheduler_config is not None:  # stepped every optimizer step (interval: step) or every epoch
+            config = dict(self.scheduler_config)
+            interval = config.pop("interval", "step")
+            scheduler = build_partial(config, "model.scheduler", opt)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
         if self.hparams.scheduler is None:
             return opt
         if self.hparams.scheduler in ("onecycle_time", "onecycle_budget"):
@@ -294,19 +276,6 @@ class SeparationModule(L.LightningModule):
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=int(steps))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
-    def _configured_scheduler(self, opt: torch.optim.Optimizer) -> dict:
-        """``model.scheduler`` as a ``_partial_`` config: stepped every optimizer step (``interval: step``, the
-        default) or every epoch (``interval: epoch``)."""
-        from hydra.utils import instantiate
-
-        config = dict(self.scheduler_config)
-        interval = config.pop("interval", "step")
-        try:
-            return {"scheduler": instantiate(config, _partial_=True)(opt), "interval": interval}
-        except Exception as err:
-            cause = str(err.__cause__ or err).strip().splitlines()[0]
-            raise ConfigError(f"model.scheduler ({config['_target_']}) cannot be built: {cause}") from err
-
 
 def check_recipe(lr, loss: str, scheduler: str | None) -> None:
     if not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0 and math.isfinite(lr)):
@@ -317,10 +286,19 @@ def check_recipe(lr, loss: str, scheduler: str | None) -> None:
         raise ConfigError(f"model.scheduler={scheduler!r} is not one of null, {', '.join(SCHEDULERS[1:])}")
 
 
-DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam"}
+def build_partial(config: dict, key: str, *args, **kwargs):
+    """``model.optimizer`` or ``model.scheduler`` built with ``args``; one line for a path that names nothing or an
+    argument it does not take."""
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(config, _partial_=True)(*args, **kwargs)
+    except Exception as err:
+        cause = str(err.__cause__ or err).strip().splitlines()[0]
+        raise ConfigError(f"{key} ({config['_target_']}) cannot be built: {cause}") from err
 
 
-def check_config(node: dict, key: str) -> dict:
+def check_config(node: dict, key: str = "model.scheduler") -> dict:
     """``model.optimizer`` or ``model.scheduler``: a mapping with ``_target_`` (built when training starts, never
     when a model file is read: reading a file imports nothing it names)."""
     from omegaconf import OmegaConf
@@ -345,11 +323,8 @@ def check_contract(net: nn.Module) -> None:
         raise ConfigError(f"model.net ({type(net).__name__}) fails on a (2, 3, 32, 32) batch: {err}") from err
     finally:
         net.train(was_training)
-    shapes = (
-        [tuple(o.shape) if isinstance(o, torch.Tensor) else type(o).__name__ for o in out]
-        if isinstance(out, (tuple, list))
-        else [tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__]
-    )
+    out = out if isinstance(out, (tuple, list)) else [out]
+    shapes = [tuple(o.shape) if isinstance(o, torch.Tensor) else type(o).__name__ for o in out]
     if shapes != [(2, 3, 32, 32)] * 2:
         raise ConfigError(
             f"model.net ({type(net).__name__}) gives {shapes} for a (2, 3, 32, 32) batch: a separator returns "

@@ -127,20 +127,9 @@ def baseline_rows(
             gray_hat, color_hat = rule(mix)
             metrics["mnist"].update(gray_hat, mnist)
             metrics["cifar"].update(color_hat, cifar)
-        row = {
-            "model": name,
-            "experiment": "baseline",
-            "params": 0,
-            "train_seconds": 0,
-            "hardware": "-",
-            "test_pairs": len(dm.test_pair_ids),
-            "path": "-",
-            "sources": sources,
-        }
-        for s, coll in metrics.items():
-            for k, v in coll.compute().items():
-                row[f"test/{s}_{k}"] = float(v)
-        rows.append(row)
+        scores = {f"test/{s}_{k}": float(v) for s, coll in metrics.items() for k, v in coll.compute().items()}
+        rows.append({"model": name, "experiment": "baseline", "params": 0, "train_seconds": 0, "hardware": "-",
+                     "test_pairs": len(dm.test_pair_ids), "path": "-", "sources": sources, **scores})  # fmt: skip
     return rows
 
 
@@ -277,30 +266,15 @@ def bar_chart(path: str | Path, groups: list[tuple[str, int, list[dict]]]) -> No
 def parse_args(argv: list[str] | None):
     parser = ArgumentParser(prog="python -m mixsep.report", description=__doc__.splitlines()[0])
     parser.add_argument("dirs", nargs="*", help="run folders, multirun folders or metrics.json files")
-    parser.add_argument(
-        "--compare", nargs=2, metavar=("RUN_A", "RUN_B"), help="paired comparison of two runs on the same test pairs"
-    )
-    parser.add_argument(
-        "--on", choices=("test", "val"), default="test", help="--compare on the test or the validation pairs"
-    )
-    parser.add_argument("-o", "--output", default=None, help="also write the Markdown report to this file")
-    parser.add_argument(
-        "--chart",
-        default=None,
-        help="bar chart PNG to write (default: beside --output, named after it; else leaderboard.png in the "
-        "first folder given)",
-    )
-    parser.add_argument("--data-root", default=None, help="data for the baselines (default: MIXSEP_DATA_ROOT)")
-    parser.add_argument("--cache-dir", default=None)
-    parser.add_argument(
-        "--include-debug", action="store_true", help="also list debug runs (debug=...); a partial test is never ranked"
-    )
-    parser.add_argument(
-        "--test-pairs",
-        type=int,
-        default=10000,
-        help="test pairs of the baselines when no run says how many it was scored on",
-    )
+    add = parser.add_argument
+    add("--compare", nargs=2, metavar=("RUN_A", "RUN_B"), help="paired comparison of two runs on the same test pairs")
+    add("--on", choices=("test", "val"), default="test", help="--compare on the test or the validation pairs")
+    add("-o", "--output", help="also write the Markdown report to this file")
+    add("--chart", help="bar chart PNG (default: beside --output; else leaderboard.png in the first DIR)")
+    add("--data-root", help="data for the baselines (default: MIXSEP_DATA_ROOT)")
+    add("--cache-dir")
+    add("--include-debug", action="store_true", help="also list debug runs (debug=...); a partial test is never ranked")
+    add("--test-pairs", type=int, default=10000, help="the baselines' test pairs when no run says how many it scored")
     args = parser.parse_args(argv)
     if not args.compare and not args.dirs:
         parser.error("give run folders (e.g. outputs/) or --compare RUN_A RUN_B")
@@ -355,18 +329,12 @@ def main(argv: list[str] | None = None) -> str:
     print(text)
     if args.output:
         Path(args.output).write_text(text + "\n")
-    chart = Path(args.chart) if args.chart else default_chart_path(args.output, args.dirs[0])
+    first = Path(args.dirs[0])  # the chart: --chart, else beside --output, else in the first folder given
+    beside = Path(args.output).with_suffix(".png") if args.output else None
+    chart = Path(args.chart or beside or (first if first.is_dir() else first.parent) / "leaderboard.png")
     bar_chart(chart, groups)
     print(f"\n(chart: {chart})")
     return text
-
-
-def default_chart_path(output: str | None, first: str) -> Path:
-    """Beside the Markdown output, named after it; else ``leaderboard.png`` in the first folder given."""
-    if output:
-        return Path(output).with_suffix(".png")
-    first_path = Path(first)
-    return (first_path if first_path.is_dir() else first_path.parent) / "leaderboard.png"
 
 
 def cli() -> None:
