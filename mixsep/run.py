@@ -25,7 +25,7 @@ from mixsep.training.checkpoints import checkpoint_paths, resolve_ckpt_path
 from mixsep.training.checks import check_run
 from mixsep.training.command_line import hydra_app
 from mixsep.training.config import composed_config, set_float32_matmul_precision, settle_for_this_machine
-from mixsep.training.loggers import build_loggers, finish_dashboards, publish_final_scores, publish_pictures
+from mixsep.training.loggers import build_loggers, finish_dashboards, publish_final_scores
 
 
 def validation_objective(trainer: L.Trainer, module, datamodule, ckpt_path: str | None, name: str) -> dict:
@@ -95,8 +95,7 @@ def train(cfg: DictConfig, job: Job | None = None) -> dict:
     if not trainer.is_global_zero:
         return {**results, **extra}
     metrics = write_test_outputs(out, results, module, datamodule, cfg.samples, **extra)
-    publish_final_scores(loggers, composed_config(cfg), metrics, trainer.global_step)
-    publish_pictures(loggers, out)
+    publish_final_scores(loggers, composed_config(cfg), metrics, trainer.global_step, out)
     return metrics
 
 

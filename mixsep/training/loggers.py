@@ -5,6 +5,7 @@ summary, MLflow's metrics and TensorBoard's hparams table."""
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
 import secrets
@@ -20,6 +21,7 @@ from omegaconf import DictConfig
 from mixsep.adapters import drop_wandb_init_argument, forget_wandb_run
 from mixsep.cluster.provenance import short_commit
 from mixsep.cluster.where import hydra_job
+from mixsep.errors import ConfigError
 from mixsep.training.build import build
 
 log = logging.getLogger("mixsep")
@@ -125,9 +127,6 @@ def flat_params(params: dict, delimiter: str = "/", parent: str = "") -> dict:
 def _mlflow_logger(logger_cfg: DictConfig, out: Path, experiment_name: str, ckpt: str | None) -> MLFlowLogger:
     """The job's MLflow run: the one its folder (or the folder of the checkpoint it resumes from) names, else a new
     one, created now so that an unreachable server stops the run before training, in one line."""
-    import importlib.util
-
-    from mixsep.errors import ConfigError
     from mixsep.training.command_line import install_hint
 
     if importlib.util.find_spec(MLFlowLogger.REQUIRES) is None:
@@ -139,17 +138,14 @@ def _mlflow_logger(logger_cfg: DictConfig, out: Path, experiment_name: str, ckpt
             f"the MLflow tracking server {uri} is not reachable (logger.mlflow.tracking_uri): start it, or log to "
             "the local store with logger.mlflow.tracking_uri=null"
         )
-    run_id = kept_run_id(out, ckpt, "mlflow_run_id.txt")
     job = hydra_job()
-    name, experiment = job_run_name(experiment_name), experiment_name
-    if job["multirun"]:
-        experiment = f"{experiment_name}/{job['sweep']}"
-    kwargs = {
-        "experiment_name": logger_cfg.get("experiment_name") or experiment,
-        "run_name": logger_cfg.get("run_name") or name,
-        "run_id": run_id,
-    }
-    logger = build(logger_cfg, **kwargs)
+    experiment = f"{experiment_name}/{job['sweep']}" if job["multirun"] else experiment_name
+    logger = build(
+        logger_cfg,
+        experiment_name=logger_cfg.get("experiment_name") or experiment,
+        run_name=logger_cfg.get("run_name") or job_run_name(experiment_name),
+        run_id=kept_run_id(out, ckpt, "mlflow_run_id.txt"),
+    )
     if rank_zero_only.rank == 0:  # DDP: rank 0 alone has the run (Lightning's experiment is rank-zero only)
         (out / "mlflow_run_id.txt").write_text(logger.run_id + "\n")  # creates the run, or finds the one to continue
         logger.set_status("running")
@@ -255,9 +251,7 @@ def wandb_identity(out: Path, experiment_name: str, ckpt: str | None) -> dict:
 
 
 def finish_dashboards(loggers: list, status: str) -> None:
-    """Close a job's dashboard runs with its status (completed, failed, pruned, requeued, cancelled), so the next
-    job of the sweep (same process) starts its own. A re-queued job's W&B run is marked preempting, not failed: its
-    next allocation continues the same run id, as it does the MLflow run."""
+    """Close a job's dashboard runs with its status (completed, failed, pruned, requeued, cancelled)."""
     finish_wandb(failed=status == "failed", preempted=status == "requeued")
     for logger in loggers:
         if not isinstance(logger, MLFlowLogger) or rank_zero_only.rank != 0:
@@ -296,9 +290,10 @@ def finish_wandb(failed: bool, preempted: bool = False) -> None:
                 forget_wandb_run()
 
 
-def publish_final_scores(loggers: list, params: dict, metrics: dict, step: int) -> None:
-    """The objective and the final validation and test scores on the dashboards: TensorBoard's hparams
-    table (``hp_metric`` is the objective) and the W&B run's summary."""
+def publish_final_scores(loggers: list, params: dict, metrics: dict, step: int, out: Path) -> None:
+    """The objective and the final validation and test scores on the dashboards: TensorBoard's hparams table
+    (``hp_metric`` is the objective), the W&B run's summary, the MLflow run's metrics, with samples.png and loss.png
+    as its artifacts (W&B and TensorBoard get the sample pictures while training: callbacks.SamplesAndCurves)."""
     from lightning.pytorch.loggers import TensorBoardLogger
 
     final = {
@@ -318,13 +313,6 @@ def publish_final_scores(loggers: list, params: dict, metrics: dict, step: int) 
             logger.experiment.summary.update(final)
         elif isinstance(logger, pl_loggers.MLFlowLogger):
             logger.log_metrics(final, step=step)
-
-
-def publish_pictures(loggers: list, out: Path) -> None:
-    """samples.png and loss.png as artifacts of the job's MLflow run (W&B and TensorBoard get the sample
-    pictures as images while training: callbacks.SamplesAndCurves)."""
-    for logger in loggers:
-        if isinstance(logger, pl_loggers.MLFlowLogger):
-            for name in ("samples.png", "loss.png"):
-                if (out / name).is_file():
-                    logger.experiment.log_artifact(logger.run_id, str(out / name))
+            for picture in (out / "samples.png", out / "loss.png"):
+                if picture.is_file():
+                    logger.experiment.log_artifact(logger.run_id, str(picture))
