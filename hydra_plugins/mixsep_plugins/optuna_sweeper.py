@@ -79,12 +79,7 @@ class OptunaSweeper(Sweeper):
     def _search_space(self, arguments: list[str]) -> tuple[dict, list[str]]:
         """Swept parameters (config ``params`` and sweeps on the command line) and the fixed overrides."""
         parser = OverridesParser.create()
-        lines = [
-            f"{k}={v}"
-            for k, v in (
-                OmegaConf.to_container(self.params) if OmegaConf.is_config(self.params) else self.params
-            ).items()
-        ]
+        lines = [f"{k}={v}" for k, v in dict(self.params).items()]
         space, fixed = {}, []
         for override in parser.parse_overrides(lines) + parser.parse_overrides(arguments):
             if override.is_sweep_override():
@@ -120,11 +115,7 @@ class OptunaSweeper(Sweeper):
                 study.tell(stale.number, state=TrialState.FAIL)
         done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
         remaining = self.n_trials - done
-        where = self._where()
-        log.info(
-            f"Optuna {optuna.__version__}: study {study.study_name} in {where}, {done} trials done, "
-            f"{max(remaining, 0)} to go"
-        )
+        log.info(f"Optuna: study {study.study_name} in {self._where()}, {done} trials done, {max(remaining, 0)} to go")
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, self.sweep_dir / "multirun.yaml")
         self._outcomes = {"launched": 0, "failed": 0}
@@ -153,9 +144,7 @@ class OptunaSweeper(Sweeper):
         launcher runs its jobs in this process, one after another)."""
         while remaining > 0:
             trials = [study.ask(space) for _ in range(min(self.n_jobs, remaining))]
-            returns = self.launcher.launch(
-                [self._overrides(fixed, t) for t in trials], initial_job_idx=trials[0].number
-            )
+            returns = self.launcher.launch([self._overrides(fixed, t) for t in trials], trials[0].number)
             for trial, ret in zip(trials, returns):
                 self._tell(study, trial, ret)
             remaining -= len(trials)
@@ -215,13 +204,10 @@ class OptunaSweeper(Sweeper):
             )
 
     def _write_results(self, study, directions: list[str]) -> None:
+        results = {"name": "optuna"}
         if len(directions) == 1:
-            best = study.best_trial
-            results = {"name": "optuna", "best_params": best.params, "best_value": best.value}
+            results.update(best_params=study.best_trial.params, best_value=study.best_trial.value)
         else:
-            results = {
-                "name": "optuna",
-                "solutions": [{"params": t.params, "values": t.values} for t in study.best_trials],
-            }
+            results["solutions"] = [{"params": t.params, "values": t.values} for t in study.best_trials]
         OmegaConf.save(OmegaConf.create(results), self.sweep_dir / "optimization_results.yaml")
         log.info(f"best: {results}")

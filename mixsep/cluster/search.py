@@ -43,11 +43,11 @@ def this_jobs_trial():
         return None
     hc = HydraConfig.get()
     sweeper = hc.sweeper
-    if not str(sweeper.get("_target_", "")).endswith("mixsep_plugins.optuna_sweeper.OptunaSweeper"):
-        return None
-    if sweeper.get("pruner") is None:
+    ours = str(sweeper.get("_target_", "")).endswith("mixsep_plugins.optuna_sweeper.OptunaSweeper")
+    if not ours or sweeper.get("pruner") is None:
         return None
     import optuna
+    from hydra.utils import instantiate
 
     number = hc.job.env_set.get(TRIAL_KEY.rpartition(".")[2])
     if number is None:
@@ -56,15 +56,9 @@ def this_jobs_trial():
     name = study_name(sweeper.get("study_name"), sweep_dir)
     storage = optuna.storages.get_storage(open_storage(sweeper.get("storage"), sweep_dir))
     # the study's pruner lives in the sweeper's config: the job decides with the same one
-    study = optuna.load_study(study_name=name, storage=storage, pruner=_pruner(sweeper.pruner))
+    study = optuna.load_study(study_name=name, storage=storage, pruner=instantiate(sweeper.pruner))
     trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(name), int(number))
     return optuna.trial.Trial(study, trial_id)
-
-
-def _pruner(cfg):
-    from hydra.utils import instantiate
-
-    return instantiate(cfg)
 
 
 class ReportToTrial(L.Callback):
@@ -79,8 +73,7 @@ class ReportToTrial(L.Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit" or self.monitor not in trainer.callback_metrics:
             return  # only the validations inside fit (not the sanity check, nor the best checkpoint's re-validation)
-        value = float(trainer.callback_metrics[self.monitor])
-        epoch = trainer.current_epoch
+        value, epoch = float(trainer.callback_metrics[self.monitor]), trainer.current_epoch
         if not math.isfinite(value):
             return
         self.trial.report(value, step=epoch)
