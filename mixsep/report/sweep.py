@@ -48,21 +48,14 @@ def load_jobs(sweep: Path) -> list[dict]:
     for folder in sorted((p for p in sweep.iterdir() if (p / ".hydra").is_dir()), key=_job_order):
         metrics = _read(folder / "metrics.json") or {}
         status = _read(folder / "status.json") or {}
-        jobs.append(
-            {
-                "job": folder.name,
-                "overrides": _overrides(folder),
-                "metrics": metrics,
-                "status": effective_status(status) if status else ("completed" if metrics else "unknown"),
-                "step": status.get("step"),
-                "error": status.get("error"),
-                "reason": status.get("reason"),
-                "requeues": status.get("requeues") or 0,
-                "pruned_at": {k: status.get(k) for k in ("epoch", "value")}
-                if status.get("status") == "pruned"
-                else None,
-            }
-        )
+        pruned = status.get("status") == "pruned"
+        jobs.append({
+            "job": folder.name, "overrides": _overrides(folder), "metrics": metrics,
+            "status": effective_status(status) if status else ("completed" if metrics else "unknown"),
+            "step": status.get("step"), "error": status.get("error"), "reason": status.get("reason"),
+            "requeues": status.get("requeues") or 0,
+            "pruned_at": {k: status.get(k) for k in ("epoch", "value")} if pruned else None,
+        })  # fmt: skip
     return jobs
 
 
@@ -96,10 +89,8 @@ def status_cell(job: dict) -> str:
     state, n = job["status"], job["requeues"]
     if state == "pruned":
         at = job.get("pruned_at") or {}
-        value = at.get("value")
-        return f"pruned at epoch {at.get('epoch', '?')}" + (
-            f" (objective {value:.3f})" if isinstance(value, float) else ""
-        )
+        value = f" (objective {at['value']:.3f})" if isinstance(at.get("value"), float) else ""
+        return f"pruned at epoch {at.get('epoch', '?')}{value}"
     if state == "failed":
         return f"failed: {(job['error'] or '')[:80]}"
     if state == "lost":
@@ -117,16 +108,10 @@ def sweep_table(jobs: list[dict]) -> str:
     head = ["job", *keys, f"{objective} (validation)", *(c[1] for c in columns), "status"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for j in jobs:
-        m = j["metrics"]
-        mark = " **← pick**" if j is best else ""
-        state = status_cell(j)
-        cells = [
-            j["job"] + mark,
-            *(j["overrides"].get(k, "-") for k in keys),
-            fmt(_number(m.get("objective")), 3),
-            *(fmt(_number(m.get(key)), d) for key, _, d in columns),
-            state,
-        ]
+        m, mark = j["metrics"], " **← pick**" if j is best else ""
+        scores = [fmt(_number(m.get(key)), d) for key, _, d in columns]
+        cells = [j["job"] + mark, *(j["overrides"].get(k, "-") for k in keys), fmt(_number(m.get("objective")), 3)]
+        cells += [*scores, status_cell(j)]
         lines.append("| " + " | ".join(cells) + " |")
     text = "\n".join(lines)
     if best is not None:
@@ -157,9 +142,8 @@ def seed_table(jobs: list[dict], keys: list[str]) -> str:
         for key, _, digits in cols:
             values = [r[key] for r in runs if isinstance(r.get(key), (int, float))]
             spread = statistics.stdev(values) if len(values) > 1 else 0.0
-            cell = (
-                f"{fmt(_number(statistics.mean(values)), digits)} ± {fmt(_number(spread), digits)}" if values else "-"
-            )
+            mean = fmt(_number(statistics.mean(values)), digits) if values else ""
+            cell = f"{mean} ± {fmt(_number(spread), digits)}" if values else "-"
             if key == "objective" and len(values) > 1:
                 _, _, lo, hi = t_interval(values)
                 cell += f" [{fmt(_number(lo), digits)}, {fmt(_number(hi), digits)}]"
@@ -197,14 +181,8 @@ def objective_plot(path: Path, jobs: list[dict], log_keys: set[str] = frozenset(
     for ax, key in zip(axes[0], numeric):
         xs = [_number(j["overrides"][key]) for j in scored]
         ax.scatter(xs, [j["metrics"]["objective"] for j in scored])
-        ax.scatter(
-            [_number(best["overrides"][key])],
-            [best["metrics"]["objective"]],
-            marker="*",
-            s=200,
-            color="tab:red",
-            label="picked (validation)",
-        )
+        best_x, best_y = _number(best["overrides"][key]), best["metrics"]["objective"]
+        ax.scatter([best_x], [best_y], marker="*", s=200, color="tab:red", label="picked (validation)")
         if min(xs) > 0 and (key in log_keys or max(xs) / min(xs) >= 20):
             ax.set_xscale("log")
         ax.set_xlabel(key)
