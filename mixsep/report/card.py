@@ -16,6 +16,18 @@ from mixsep.models.saved import SavedModel
 from mixsep.report.stats import SCORES_FILE, bootstrap_mean, read_scores
 from mixsep.report.tables import score_names
 
+USAGE = """
+```bash
+python -m mixsep.separate mean.png --model THIS_FOLDER
+```
+
+```python
+from mixsep import load_separator
+gray, colour = load_separator("THIS_FOLDER")(mix)   # mix: (B, 3, 32, 32) in [0, 1]
+```
+
+"""
+
 
 def find_metrics(model_path: Path, given: Path | None = None) -> tuple[Path | None, str]:
     """The metrics.json that scored this model file, and why it was taken or why none was: ``given``, else one
@@ -68,54 +80,22 @@ def model_card(
     ci = intervals(read_scores(metrics_path.parent, SCORES_FILE) if metrics_path else None)
     names = score_names([metrics])  # the declared scores this model was scored with
     scored = [k for k in (f"test/{s}_{m}" for s in SOURCES for m in names) if isinstance(metrics.get(k), (int, float))]
-    front = {
-        "library_name": "mixsep",
-        "pipeline_tag": "image-to-image",
-        "tags": [
-            "mixsep",
-            "image-source-separation",
-            gray,
-            colour,
-            "safetensors",
-            *(["onnx"] if "model.onnx" in files else []),
-        ],
-        "datasets": [gray, colour],
-        "metrics": names,
-    }
+    tags = ["mixsep", "image-source-separation", gray, colour, "safetensors"] + ["onnx"] * ("model.onnx" in files)
+    front = {"library_name": "mixsep", "pipeline_tag": "image-to-image", "tags": tags}
+    front.update(datasets=[gray, colour], metrics=names)
     if scored:
-        front["model-index"] = [
-            {
-                "name": name,
-                "results": [
-                    {
-                        "task": {"type": "image-to-image", "name": "single-image source separation"},
-                        "dataset": {
-                            "name": f"{gray} + {colour} mean images (mixsep's fixed test pairs)",
-                            "type": saved.sources,
-                            "split": "test",
-                            "args": {"pairs": metrics.get("test_pairs")},
-                        },
-                        "metrics": [{"type": k.rsplit("_", 1)[1], "name": k, "value": metrics[k]} for k in scored],
-                    }
-                ],
-            }
-        ]
+        dataset = {"name": f"{gray} + {colour} mean images (mixsep's fixed test pairs)", "type": saved.sources}
+        dataset.update(split="test", args={"pairs": metrics.get("test_pairs")})
+        result = {"task": {"type": "image-to-image", "name": "single-image source separation"}, "dataset": dataset}
+        result["metrics"] = [{"type": k.rsplit("_", 1)[1], "name": k, "value": metrics[k]} for k in scored]
+        front["model-index"] = [{"name": name, "results": [result]}]
     lines = ["---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "", f"# {name}", ""]
     lines += [
         f"A mixsep separator ({saved.architecture}, {parameters:,} parameters). Give it the pixel-wise mean of a "
         f"{gray} image (gray, resized to 32x32, repeated to 3 channels) and a 32x32 RGB {colour} image; it gives back "
         "both: a batch (B, 3, 32, 32) of float32 in [0, 1] in, the gray and the colour source (B, 3, 32, 32) in "
         "[0, 1] out. It sees only the mean image.",
-        "",
-        "```bash",
-        "python -m mixsep.separate mean.png --model THIS_FOLDER",
-        "```",
-        "",
-        "```python",
-        "from mixsep import load_separator",
-        'gray, colour = load_separator("THIS_FOLDER")(mix)   # mix: (B, 3, 32, 32) in [0, 1]',
-        "```",
-        "",
+        *USAGE.splitlines(),
     ]
     if "model.onnx" in files:
         lines += [
@@ -187,14 +167,10 @@ def limits(saved: SavedModel, gray: str, colour: str) -> list[str]:
         f"- Trained and scored only on means of {gray} and {colour} images; other pictures are outside what it "
         "learnt, and its output for them is a guess.",
         "- 32x32 inputs only (`mixsep.separate --resize` resizes other sizes, which loses detail).",
-        *(
-            [
-                f"- Scored at {saved.precision}; separating in float32 (as mixsep.separate and ONNX do) gives nearly, "
-                "not exactly, the same pictures."
-            ]
-            if saved.precision != "32-true"
-            else []
-        ),
+        *[
+            f"- Scored at {saved.precision}; separating in float32 (as mixsep.separate and ONNX do) gives nearly, "
+            "not exactly, the same pictures."
+        ][: saved.precision != "32-true"],
         "- The gray source is resized from 28x28 to 32x32, so its pixels are interpolated, not the original ones.",
     ]
 
