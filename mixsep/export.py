@@ -24,12 +24,7 @@ CHECK_MIXES = 64  # random mean images the written bundle is checked on against 
 
 
 def export_bundle(
-    model: Path,
-    folder: Path,
-    onnx: bool = False,
-    metrics: Path | None = None,
-    overwrite: bool = False,
-    training: Path | None = None,
+    model: Path, folder: Path, onnx=False, metrics: Path | None = None, overwrite=False, training: Path | None = None
 ) -> dict[str, int]:
     """Write the bundle of ``model`` (a checkpoint or a bundle) into ``folder``; its files and sizes."""
     from mixsep.cluster.provenance import code_version
@@ -60,8 +55,7 @@ def export_bundle(
             records[path] = json.loads(path.read_text())
         except ValueError as err:
             raise MixsepError(f"{path} is not valid JSON ({err}): give the run's metrics.json") from err
-    trained_by = records.get(training) or records.get(metrics_path) or {}
-    trained = trained_by.get("provenance") or {}
+    trained = (records.get(training) or records.get(metrics_path) or {}).get("provenance") or {}
     check = torch.rand(CHECK_MIXES, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     before = separator(check)
     config = bundle_config(saved, trained, code_version())
@@ -106,18 +100,13 @@ def onnx_difference(path: Path, mix: torch.Tensor, expected: tuple[torch.Tensor,
 
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m mixsep.export", description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "model", type=Path, help="a run folder (its tested checkpoint), a checkpoint, or a bundle to export again"
-    )
-    parser.add_argument("folder", type=Path, help="the bundle's folder (made if missing)")
-    parser.add_argument("--onnx", action="store_true", help="also write model.onnx (ONNX Runtime alone)")
-    parser.add_argument(
-        "--metrics", type=Path, help="the metrics.json that scored the model (default: found beside it)"
-    )
-    parser.add_argument(
-        "--training", type=Path, help="the metrics.json of the run that trained it, where --metrics only scored it"
-    )
-    parser.add_argument("--overwrite", action="store_true", help="replace the bundle files already in the folder")
+    add = parser.add_argument
+    add("model", type=Path, help="a run folder (its tested checkpoint), a checkpoint, or a bundle to export again")
+    add("folder", type=Path, help="the bundle's folder (made if missing)")
+    add("--onnx", action="store_true", help="also write model.onnx (ONNX Runtime alone)")
+    add("--metrics", type=Path, help="the metrics.json that scored the model (default: found beside it)")
+    add("--training", type=Path, help="the metrics.json of the run that trained it, where --metrics only scored it")
+    add("--overwrite", action="store_true", help="replace the bundle files already in the folder")
     args = parser.parse_args(argv)
     from mixsep.report.card import size_text
 

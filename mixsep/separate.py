@@ -101,25 +101,15 @@ def _say_once(said: set[str], key: str, message: str) -> None:
 
 
 def separate_files(
-    files: list[Path],
-    model: Path,
-    out: Path,
-    device: str = "cpu",
-    resize: bool = False,
-    batch_size: int = 256,
-    onnx: bool = False,
+    files: list[Path], model: Path, out: Path, device="cpu", resize=False, batch_size=256, onnx=False
 ) -> tuple[int, list[str]]:
     """Separate every readable file; returns (how many were written, one line per file that failed)."""
     from mixsep.report.sheet import save_samples, to_png
 
     separate = load_runtime(model, device, onnx)
     out.mkdir(parents=True, exist_ok=True)
-    inputs = {f.resolve() for f in files}
-    failed: list[str] = []
-    said: set[str] = set()
-    sheet: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    sheet_names: list[str] = []
-    written = 0
+    inputs, failed, said, written = {f.resolve() for f in files}, [], set(), 0
+    sheet, sheet_names = [], []  # the contact sheet's first rows: (mix, gray, colour), and their file names
     starts = range(0, len(files), batch_size)
     if len(files) > batch_size:
         from rich.progress import track
@@ -144,8 +134,7 @@ def separate_files(
             kept.append((path, size, targets))
         if not batch:
             continue
-        mixes = np.stack(batch)
-        gray, color = separate(mixes)
+        gray, color = separate(mixes := np.stack(batch))
         for i, (path, size, (gray_path, color_path)) in enumerate(kept):
             to_png(gray[i], gray_path, size)
             to_png(color[i], color_path, size)
@@ -161,19 +150,14 @@ def separate_files(
 
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m mixsep.separate", description=__doc__.splitlines()[0])
-    parser.add_argument("inputs", nargs="+", type=Path, help="image files or folders of them")
-    parser.add_argument(
-        "--model",
-        "--ckpt",
-        type=Path,
-        default=DEFAULT_MODEL,
-        help="a bundle folder or a checkpoint (default: the shipped model)",
-    )
-    parser.add_argument("--onnx", action="store_true", help="run the bundle's model.onnx with ONNX Runtime")
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default: separated/ next to the input)")
-    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    parser.add_argument("--resize", action="store_true", help="resize other sizes to 32x32 (outputs resized back)")
-    parser.add_argument("--batch-size", type=int, default=256)
+    add = parser.add_argument
+    add("inputs", nargs="+", type=Path, help="image files or folders of them")
+    add("--model", "--ckpt", type=Path, default=DEFAULT_MODEL, help="a bundle folder or a checkpoint (default: ours)")
+    add("--onnx", action="store_true", help="run the bundle's model.onnx with ONNX Runtime")
+    add("--out", type=Path, default=None, help="output folder (default: separated/ next to the input)")
+    add("--device", default="cpu", choices=("cpu", "cuda"))
+    add("--resize", action="store_true", help="resize other sizes to 32x32 (outputs resized back)")
+    add("--batch-size", type=int, default=256)
     args = parser.parse_args(argv)
     first = args.inputs[0]
     out = args.out or ((first if first.is_dir() else first.parent) / "separated")
