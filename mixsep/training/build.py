@@ -7,6 +7,7 @@ import lightning as L
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
 from mixsep.errors import ConfigError, user_error
@@ -54,6 +55,8 @@ def build_trainer(trainer_cfg: DictConfig, callbacks: list, loggers: list) -> L.
     """Lightning's Trainer from ``trainer_cfg`` (checked by ``checks.check_trainer`` and settled for this machine
     by ``config.settle_for_this_machine`` before)."""
     quiet_known_noise()
+    if not loggers:  # Lightning's LearningRateMonitor refuses a run that logs nowhere (logger=none)
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     try:
         return build(trainer_cfg, callbacks=callbacks, logger=loggers or False)
     except InstantiationException as err:

@@ -9,7 +9,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint
 from torchvision.utils import make_grid
 
 from mixsep.cluster.status import HEARTBEAT_SECONDS
@@ -42,23 +42,6 @@ class BestCheckpoint(ModelCheckpoint):
             self.kth_value = state_dict.get("kth_value", self.kth_value)
         else:  # the earlier best file is gone: start the record afresh rather than point at nothing
             self.best_model_path = ""
-
-
-class LearningRateWhereLogged(LearningRateMonitor):
-    """Lightning's LearningRateMonitor, in the default callbacks: it refuses a run that logs nowhere
-    (``logger=none``); this one then stays silent."""
-
-    def on_train_start(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
-        if trainer.loggers:
-            super().on_train_start(trainer, *args, **kwargs)
-
-    def on_train_batch_start(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
-        if trainer.loggers:
-            super().on_train_batch_start(trainer, *args, **kwargs)
-
-    def on_train_epoch_start(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
-        if trainer.loggers:
-            super().on_train_epoch_start(trainer, *args, **kwargs)
 
 
 class SamplesAndCurves(L.Callback):
