@@ -99,31 +99,30 @@ class MixDataModule(L.LightningDataModule):
         self.cifar_train_noise = cifar_train_noise
         self.data_on_device, self.dihedral_augment, self.color_flip = data_on_device, dihedral_augment, color_flip
         self.color_permute = color_permute
-        self.splits: Splits | None = None
+        self.splits: Splits | None = None  # set up
+        self._prepared: Splits | None = None  # loaded (by check or prepare_data), not yet set up
 
-    def prepare_data(self) -> None:
-        # Lightning calls this once (rank 0) before setup: download / decode / cache here, and keep the
-        # tensors so that setup in the same process does not load them a second time.
-        if self.splits is not None or getattr(self, "_prepared", None) is not None:  # check() loaded them
-            return
-        self._prepared = load_splits(self.root, self.cache_dir, self.download, self.gray, self.color)
+    def _loaded(self) -> Splits:
+        """The decoded splits, loaded once per process (downloaded, decoded and cached the first time)."""
+        if self.splits is None and self._prepared is None:
+            self._prepared = load_splits(self.root, self.cache_dir, self.download, self.gray, self.color)
+        return self.splits or self._prepared
+
+    def prepare_data(self) -> None:  # Lightning calls this once (rank 0) before setup: the same process keeps them
+        self._loaded()
 
     def check(self) -> None:
         """Load the data now and refuse sizes it cannot give: a user error before the run starts (and
         before its config is printed), not in the middle of Lightning's setup."""
-        if self.splits is None and getattr(self, "_prepared", None) is None:
-            self._prepared = load_splits(self.root, self.cache_dir, self.download, self.gray, self.color)
-        s = self.splits or self._prepared
+        s = self._loaded()
         holdout_split(len(s.gray_train), self.val_holdout, 0)
         holdout_split(len(s.color_train), self.val_holdout, 1)
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits is not None:
             return
-        s = self.splits = getattr(self, "_prepared", None) or load_splits(
-            self.root, self.cache_dir, self.download, self.gray, self.color
-        )
-        self._prepared = None
+        s, self._prepared = self._loaded(), None
+        self.splits = s
         self.mnist_train_ids, self.mnist_val_ids = holdout_split(len(s.gray_train), self.val_holdout, 0)
         self.cifar_train_ids, self.cifar_val_ids = holdout_split(len(s.color_train), self.val_holdout, 1)
         n_val = min(self.val_pairs, self.val_holdout)
@@ -143,13 +142,7 @@ class MixDataModule(L.LightningDataModule):
             # the whole data set (~400 MB of uint8) lives on the GPU: batches never cross the bus
             self.splits = Splits(*(t.to(device) for t in (s.gray_train, s.color_train, s.gray_test, s.color_test)))
         self.train_sampler = RandomPairSampler(
-            self.mnist_train_ids,
-            self.cifar_train_ids,
-            n_train,
-            self.batch_size,
-            self.seed,
-            rank=self.rank,
-            world_size=self.world_size,
+            self.mnist_train_ids, self.cifar_train_ids, n_train, self.batch_size, self.seed, self.rank, self.world_size
         )
 
     def epoch_size(self) -> int:
@@ -200,12 +193,9 @@ class MixDataModule(L.LightningDataModule):
     def fixed_batch(self, split: str, n: int, spread: bool = False) -> tuple[torch.Tensor, ...]:
         """n fixed ``val`` or ``test`` pairs as a float batch: the first n, or (``spread``) n evenly
         spaced ones, which for the test pairs means CIFAR-10 images of different classes."""
-        s = self.splits
-        gray, color, ids = (
-            (s.gray_train, s.color_train, self.val_pair_ids)
-            if split == "val"
-            else (s.gray_test, s.color_test, self.test_pair_ids)
-        )
+        s, val = self.splits, split == "val"
+        gray, color = (s.gray_train, s.color_train) if val else (s.gray_test, s.color_test)
+        ids = self.val_pair_ids if val else self.test_pair_ids
         ids = ids[torch.linspace(0, len(ids) - 1, min(n, len(ids))).long()] if spread else ids[:n]
         return self.make_batch(*PairBatches(gray, color)[ids])
 

@@ -78,21 +78,13 @@ class RandomPairSampler(Sampler):
     """
 
     def __init__(
-        self,
-        mnist_ids: torch.Tensor,
-        cifar_ids: torch.Tensor,
-        pairs_per_epoch: int,
-        batch_size: int,
-        seed: int,
-        drop_last: bool = True,
-        rank: int = 0,
-        world_size: int = 1,
+        self, mnist_ids, cifar_ids, pairs_per_epoch: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1
     ) -> None:
         self.mnist_ids, self.cifar_ids = mnist_ids, cifar_ids
         self.rank, self.world_size = rank, world_size
         pairs_per_epoch = pairs_per_epoch // world_size  # every rank draws the same pairs, keeps its share
         self.pairs_per_epoch, self.batch_size, self.seed = pairs_per_epoch, batch_size, seed
-        self.drop_last = drop_last and pairs_per_epoch >= batch_size
+        self.drop_last = pairs_per_epoch >= batch_size  # a short last batch only when there is no whole one
         self.epoch = 0
         self.consumed = 0
         self.resume: tuple[int, int] | None = None  # (epoch, batches already trained) of a mid-epoch checkpoint
