@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,8 +28,8 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from mixsep.adapters import submitit_warning_signal
 from mixsep.cluster.provenance import provenance
 from mixsep.cluster.requeue import requeue_count, slurm_will_requeue, submitits_handler
-from mixsep.cluster.status import FolderLock, failure_fields, heartbeat, pruned_at, read_bytes, write_status
-from mixsep.cluster.where import hydra_job
+from mixsep.cluster.status import FolderLock, read_json, write_record
+from mixsep.cluster.where import hydra_job, now_iso, scheduler_fields
 from mixsep.errors import ConfigError, DiskError, TrainingDivergedError, user_error
 
 log = logging.getLogger("mixsep")
@@ -63,7 +66,8 @@ class Job:
                 if hydra_job()["multirun"]:
                     raise
                 sys.exit(f"mixsep: {err}")
-        self._earlier_status = read_bytes(self.out / "status.json")
+        with contextlib.suppress(OSError):
+            self._earlier_status = (self.out / "status.json").read_bytes()
         if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
             self._sigterm_before = signal.signal(signal.SIGTERM, self._end_outside_lightning)
         if self.is_zero:  # the lock above has checked that the folder takes files
@@ -93,11 +97,19 @@ class Job:
             sys.exit(f"mixsep: {fixable}")
 
     def heartbeat(self, step: int) -> None:
-        with contextlib.suppress(OSError):  # a full disk must not stop training for a heartbeat
-            heartbeat(self.out, step)
+        """A running job's sign of life in status.json: the time, its pid, the step reached."""
+        record = read_json(self.out / "status.json")
+        if record.get("status") == "running":
+            record.update(heartbeat=now_iso(), pid=os.getpid(), step=step)
+            with contextlib.suppress(OSError):  # a full disk must not stop training for a heartbeat
+                write_record(self.out, record)
 
     def _write(self, status: str, **fields) -> None:
-        write_status(self.out, status, provenance=self.provenance, **fields)
+        """status.json: running / requeued (count, reason) / completed / failed (the error) / cancelled / pruned (by
+        an Optuna search's pruner: the step, epoch and objective value)."""
+        stamp, where = now_iso(), {"host": socket.gethostname(), "pid": os.getpid(), **scheduler_fields()}
+        record = {"status": status, "time": stamp, "heartbeat": stamp, **where, **hydra_job(), **fields}
+        write_record(self.out, {**record, "provenance": self.provenance})
 
     def _record_stop(self, err: BaseException) -> str:
         """status.json of a job that ended early: pruned by a search's pruner, re-queued or cancelled (none of them
@@ -164,3 +176,23 @@ class Job:
                 raise
             log.info("the job was re-queued already (pre-empted at the same moment)")
             raise SystemExit(-1) from None
+
+
+def failure_fields(err: BaseException) -> dict:
+    fixable = user_error(err)
+    if fixable is not None:
+        return {"error": str(fixable), "error_type": type(fixable).__name__, "user_fixable": True}
+    return {
+        "error": f"{type(err).__name__}: {err}",
+        "error_type": type(err).__name__,
+        "user_fixable": False,
+        "traceback": "".join(traceback.format_exception(err))[-4000:],
+    }
+
+
+def pruned_at(err: BaseException) -> dict | None:
+    """Where an Optuna search's pruner stopped this job (its ``TrialPruned``): step, epoch and objective value."""
+    if "optuna" not in sys.modules or not isinstance(err, sys.modules["optuna"].TrialPruned):
+        return None  # (optuna imported only where a search runs)
+    details = err.args[0] if err.args and isinstance(err.args[0], dict) else {}
+    return {k: details.get(k) for k in ("step", "epoch", "value")}

@@ -8,15 +8,12 @@ import contextlib
 import json
 import os
 import socket
-import sys
 import tempfile
-import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
-from mixsep.cluster.provenance import provenance as code_provenance
-from mixsep.cluster.where import hydra_job, now_iso, scheduler_fields, slurm_job_id
-from mixsep.errors import ConfigError, user_error
+from mixsep.cluster.where import now_iso, slurm_job_id
+from mixsep.errors import ConfigError
 from mixsep.files import write_text_atomically
 
 # a running job refreshes its heartbeat this often (callbacks.heartbeat) and is shown as lost when it is older
@@ -71,7 +68,7 @@ class FolderLock:
     def acquire(self) -> None:
         import fcntl
 
-        status = _read_json(self.out / "status.json")
+        status = read_json(self.out / "status.json")
         if (
             status.get("status") == "running"
             and status.get("host") != socket.gethostname()
@@ -112,7 +109,7 @@ class FolderLock:
             self.fd = None
 
 
-def _read_json(path: Path) -> dict:
+def read_json(path: Path) -> dict:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -120,16 +117,7 @@ def _read_json(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def heartbeat(out: Path, step: int) -> None:
-    """A running job's sign of life in status.json: the time, its pid, the step reached."""
-    record = _read_json(out / "status.json")
-    if record.get("status") != "running":
-        return
-    record.update(heartbeat=now_iso(), pid=os.getpid(), step=step)
-    _write_record(out, record)
-
-
-def _write_record(out: Path, record: dict) -> None:
+def write_record(out: Path, record: dict) -> None:
     write_text_atomically(out / "status.json", json.dumps(record, indent=2, default=str) + "\n")
 
 
@@ -144,53 +132,3 @@ def check_writable(out: Path) -> None:
             f"cannot write to the run folder {out} ({err.strerror or err}). Choose a writable one: "
             "hydra.run.dir=... (hydra.sweep.dir=... under -m)."
         ) from err
-
-
-def write_status(out: Path, status: str, provenance: dict | None = None, **fields) -> None:
-    """``status.json`` in the job's folder: running / requeued (count, reason) / completed / failed (with the
-    error) / cancelled / pruned (by an Optuna search's pruner: the step, epoch and objective value)."""
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = now_iso()
-    record = {
-        "status": status,
-        "time": stamp,
-        "heartbeat": stamp,
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        **scheduler_fields(),
-        **hydra_job(),
-        **fields,
-        "provenance": provenance or code_provenance(),
-    }
-    _write_record(out, record)
-
-
-def failure_fields(err: BaseException) -> dict:
-    fixable = user_error(err)
-    if fixable is not None:
-        return {"error": str(fixable), "error_type": type(fixable).__name__, "user_fixable": True}
-    return {
-        "error": f"{type(err).__name__}: {err}",
-        "error_type": type(err).__name__,
-        "user_fixable": False,
-        "traceback": "".join(traceback.format_exception(err))[-4000:],
-    }
-
-
-def pruned_at(err: BaseException) -> dict | None:
-    """Where an Optuna search's pruner stopped this job (its ``TrialPruned``): step, epoch and objective value."""
-    if type(err).__name__ != "TrialPruned" or "optuna" not in sys.modules:
-        return None
-    import optuna
-
-    if not isinstance(err, optuna.TrialPruned):
-        return None
-    details = err.args[0] if err.args and isinstance(err.args[0], dict) else {}
-    return {k: details.get(k) for k in ("step", "epoch", "value")}
-
-
-def read_bytes(path: Path) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except OSError:
-        return None
