@@ -3,6 +3,7 @@ which ones it wrote (best and last)."""
 
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,9 @@ log = logging.getLogger("mixsep")
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` that a reader only ever sees whole, flushed to disk (``files.write_atomically``)."""
-    write_atomically(path, lambda tmp: torch.save(obj, tmp), durable=True)
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)  # in memory first: a full disk then fails as an OSError (ENOSPC) that says so
+    write_atomically(path, lambda tmp: tmp.write_bytes(buffer.getbuffer()), durable=True)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -20,21 +20,6 @@ from mixsep.errors import ConfigError
 from mixsep.training.config import CONF_DIR
 from mixsep.training.hardware import on_gpu
 
-# Lightning strategies that start their processes with multiprocessing (spawn / fork): the trained
-# weights, the callbacks' state and the data module live in the children, not in the process that
-# writes metrics.json, samples.png and the checkpoint record.
-_MULTIPROCESSING_STRATEGIES = ("spawn", "fork", "notebook")
-
-
-def check_strategy(trainer_cfg: DictConfig) -> None:
-    strategy = str(trainer_cfg.get("strategy") or "auto")
-    if any(word in strategy for word in _MULTIPROCESSING_STRATEGIES):
-        raise ConfigError(
-            f"trainer.strategy={strategy} is not supported: it trains in child processes started by "
-            "multiprocessing, so this process cannot write the run's outputs. Use trainer.strategy=ddp "
-            "(or trainer=ddp), which starts one script process per device."
-        )
-
 
 @dataclass
 class RunSettings:
@@ -132,11 +117,8 @@ def check_kinds(cfg: DictConfig) -> None:
     def plain(node) -> dict:
         return {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k != "_target_"}
 
-    settings = {
-        f.name: OmegaConf.to_container(cfg[f.name], resolve=True) if OmegaConf.is_config(cfg[f.name]) else cfg[f.name]
-        for f in dataclasses.fields(RunSettings)
-        if f.name in cfg
-    }
+    value = lambda v: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+    settings = {f.name: value(cfg[f.name]) for f in dataclasses.fields(RunSettings) if f.name in cfg}
     nodes = [(settings, RunSettings, "")]  # the trainer: check_trainer, which evaluate shares
     if cfg.get("data") is not None and "_target_" in cfg.data:
         nodes.append((plain(cfg.data), get_object(cfg.data._target_), "data."))
@@ -172,7 +154,15 @@ def check_trainer(trainer_cfg: DictConfig) -> None:
                 f"trainer.devices={devices} is more than the {have} {'GPUs' if gpu else 'CPU cores'} of this "
                 f"machine: use trainer.devices={have} or fewer (-1: all of them)"
             )
-    check_strategy(trainer_cfg)
+    # strategies that train in multiprocessing children (spawn / fork): the trained weights, the callbacks' state
+    # and the data module would live there, not in this process, which writes metrics.json and the rest
+    strategy = str(trainer_cfg.get("strategy") or "auto")
+    if any(word in strategy for word in ("spawn", "fork", "notebook")):
+        raise ConfigError(
+            f"trainer.strategy={strategy} is not supported: it trains in child processes started by "
+            "multiprocessing, so this process cannot write the run's outputs. Use trainer.strategy=ddp "
+            "(or trainer=ddp), which starts one script process per device."
+        )
 
 
 def check_run(cfg: DictConfig) -> None:

@@ -158,9 +158,8 @@ def hydras_errors_in_one_line(line: CommandLine) -> Iterator[None]:
             raise
         sys.exit(f"mixsep: {message}")
     finally:
-        if previous is None:
-            os.environ.pop("HYDRA_FULL_ERROR", None)
-        else:
+        os.environ.pop("HYDRA_FULL_ERROR", None)
+        if previous is not None:
             os.environ["HYDRA_FULL_ERROR"] = previous
 
 
@@ -212,21 +211,15 @@ def _check_extras(line: CommandLine) -> None:
     """A launcher, sweeper or logger chosen on the command line (directly, or by a preset that overrides it)
     whose Python package is not installed: one line naming the extra that brings it. Importing the chosen
     plugin here costs nothing: Hydra imports the same module moments later."""
-    groups = line.groups()
-    seen: set[tuple[str, str]] = set()
-    pending = [
-        (a.partition("=")[0].lstrip("+~"), a.partition("=")[2])
-        for a in line.overrides
-        if a.partition("=")[0].lstrip("+~") in groups
-    ]
+    groups, seen = line.groups(), set()
+    chosen = [(key.lstrip("+~"), option) for key, _, option in (a.partition("=") for a in line.overrides)]
+    pending = [(group, option) for group, option in chosen if group in groups]
     while pending:
         group, option = pending.pop()
-        if (group, option) in seen or "," in option or option in ("null", ""):
+        path = line.option_file(group, option)  # None for a sweep (a,b), null, or no option of that name
+        if (group, option) in seen or path is None:
             continue
         seen.add((group, option))
-        path = line.option_file(group, option)
-        if path is None:
-            continue
         config = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
         for entry in (config.pop("defaults", None) or []) if isinstance(config, dict) else []:
             if isinstance(entry, dict):  # "override /hydra/sweeper: optuna" and plain "group: option" entries
