@@ -56,14 +56,8 @@ def save_loss_plot(path: str | Path, history: dict[str, list[tuple[int, float]]]
     psnr = psnr_curves(history)
     fig, axes = plt.subplots(1, 2 if psnr else 1, figsize=(11 if psnr else 6, 4), squeeze=False)
     loss_name = LOSS_NAMES.get(loss, loss)
-    panels = [
-        (
-            axes[0][0],
-            {k: v for k, v in history.items() if k in ("train", "val")},
-            loss_name,
-            f"training and validation loss: {loss_name}",
-        )
-    ]
+    losses = {k: v for k, v in history.items() if k in ("train", "val")}
+    panels = [(axes[0][0], losses, loss_name, f"training and validation loss: {loss_name}")]
     if psnr:
         panels.append((axes[0][1], psnr, "PSNR (dB)", "validation PSNR per source"))
     for ax, series, ylabel, title in panels:
