@@ -30,7 +30,58 @@ def attached(module: L.LightningModule) -> bool:
         return False
 
 
-class SeparationModule(L.LightningModule):
+class MixsepModule(L.LightningModule):
+    """What every mixsep LightningModule does alike: the training step (its loss logged, a diverged run stopped),
+    the validation and test passes (``_eval_step`` and ``_eval_epoch_end`` of the subclass; the test counts the
+    pairs it scored), and what a checkpoint records of the run. A subclass gives ``_predict(batch) -> (loss,
+    scored)``."""
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        loss, _ = self._predict(batch)
+        self._check_finite(loss)
+        self.log(
+            "train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(batch[0]), sync_dist=True
+        )
+        return loss
+
+    def _check_finite(self, loss: torch.Tensor) -> None:
+        """Stop a diverged run before NaN weights reach a checkpoint. Reading the loss waits for the device:
+        on the CPU that is free, so every step is checked; on a GPU the flag accumulates on the device and is
+        read every ``log_every_n_steps`` steps, so the GPU's queue of work is not drained each step."""
+        bad = ~torch.isfinite(loss.detach())
+        self._diverged = bad if getattr(self, "_diverged", None) is None else self._diverged | bad
+        every = self.trainer.log_every_n_steps if attached(self) else 1
+        if loss.device.type != "cpu" and self.global_step % max(every, 1):
+            return
+        if self._diverged.item():
+            raise TrainingDivergedError(
+                f"the training loss became {loss.item()} at step {self.global_step} (epoch {self.current_epoch}): "
+                f"training diverged. Lower the learning rate (model.lr={self.hparams.lr:g}, try a tenth) or use "
+                "model.scheduler=onecycle; the checkpoints written so far stay in <run dir>/checkpoints/."
+            )
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+        # how many test pairs were really scored (all ranks): metrics.json says so, and marks a partial test
+        self.log("test/pairs", float(len(batch[0])), reduce_fx="sum", sync_dist=True, batch_size=len(batch[0]))
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # so that mixsep.evaluate scores a checkpoint at the precision it was tested at after training
+        if attached(self):
+            checkpoint["mixsep_precision"] = str(self.trainer.precision)
+            checkpoint["mixsep_sources"] = getattr(self.trainer.datamodule, "sources", None)
+
+
+class SeparationModule(MixsepModule):
     """Trains any separator network behind one interface and scores it on clamped predictions.
 
     ``net(x)`` returns the MNIST and CIFAR estimates of the mean image ``x``. Logged scores:
@@ -139,30 +190,6 @@ class SeparationModule(L.LightningModule):
         loss, scored = self._predict(batch)
         return (loss, *(pred for name, pred, _ in scored if name != "cifar_sub"))
 
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        loss, _ = self._predict(batch)
-        self._check_finite(loss)
-        self.log(
-            "train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(batch[0]), sync_dist=True
-        )
-        return loss
-
-    def _check_finite(self, loss: torch.Tensor) -> None:
-        """Stop a diverged run before NaN weights reach a checkpoint. Reading the loss waits for the device:
-        on the CPU that is free, so every step is checked; on a GPU the flag accumulates on the device and is
-        read every ``log_every_n_steps`` steps, so the GPU's queue of work is not drained each step."""
-        bad = ~torch.isfinite(loss.detach())
-        self._diverged = bad if getattr(self, "_diverged", None) is None else self._diverged | bad
-        every = self.trainer.log_every_n_steps if attached(self) else 1
-        if loss.device.type != "cpu" and self.global_step % max(every, 1):
-            return
-        if self._diverged.item():
-            raise TrainingDivergedError(
-                f"the training loss became {loss.item()} at step {self.global_step} (epoch {self.current_epoch}): "
-                f"training diverged. Lower the learning rate (model.lr={self.hparams.lr:g}, try a tenth) or use "
-                "model.scheduler=onecycle; the checkpoints written so far stay in <run dir>/checkpoints/."
-            )
-
     def _eval_step(self, batch, stage: str) -> None:
         loss, scored = self._predict(batch)
         self.log(f"{stage}/loss", loss, prog_bar=stage == "val", batch_size=len(batch[0]), sync_dist=True)
@@ -202,28 +229,7 @@ class SeparationModule(L.LightningModule):
         self.log_dict(values, prog_bar=stage == "val")
         if stage == "val":  # the validation objective: the mean PSNR of the two sources
             self.log("val/psnr", torch.stack([values[f"val/{source}_psnr"] for source in SOURCES]).mean())
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch, "val")
-
-    def on_validation_epoch_end(self) -> None:
-        self._eval_epoch_end("val")
-        self._keep_per_pair("val")
-
-    def test_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch, "test")
-        # how many test pairs were really scored (all ranks): metrics.json says so, and marks a partial test
-        self.log("test/pairs", float(len(batch[0])), reduce_fx="sum", sync_dist=True, batch_size=len(batch[0]))
-
-    def on_test_epoch_end(self) -> None:
-        self._eval_epoch_end("test")
-        self._keep_per_pair("test")
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # so that mixsep.evaluate scores a checkpoint at the precision it was tested at after training
-        if attached(self):
-            checkpoint["mixsep_precision"] = str(self.trainer.precision)
-            checkpoint["mixsep_sources"] = getattr(self.trainer.datamodule, "sources", None)
+        self._keep_per_pair(stage)
 
     def on_train_start(self) -> None:
         """A resumed run given a new budget (trainer.max_epochs, trainer.max_steps): its restored

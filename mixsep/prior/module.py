@@ -5,18 +5,17 @@ image: it is computed here only under ``oracle/`` keys, labelled as such, and ne
 
 from __future__ import annotations
 
-import lightning as L
 import torch
 from torch import nn
 
 from mixsep.models.losses import reconstruction_loss
 from mixsep.models.metrics import full_precision, image_metrics
-from mixsep.models.module import attached, build_net, check_recipe
+from mixsep.models.module import MixsepModule, build_net, check_recipe
 
 ORACLES = ("oracle_mnist", "oracle_cifar")
 
 
-class OneImageModule(L.LightningModule):
+class OneImageModule(MixsepModule):
     """A network with one output image: the mix's reconstruction (``task=separate``: batches of mix, MNIST,
     CIFAR) or a CIFAR-10 image's (``reconstruct``, ``denoise``: batches of input, target). Scores:
     ``{stage}/mix_{psnr,ssim}`` or ``{stage}/{psnr,ssim}``; ``val/psnr`` is the validation objective."""
@@ -77,11 +76,6 @@ class OneImageModule(L.LightningModule):
         loss, scored = self._predict(batch)
         return loss, scored[0][1]
 
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        loss, _ = self._predict(batch)
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(batch[0]))
-        return loss
-
     def _eval_step(self, batch, stage: str) -> None:
         loss, scored = self._predict(batch)
         self.log(f"{stage}/loss", loss, prog_bar=stage == "val", batch_size=len(batch[0]))
@@ -97,30 +91,12 @@ class OneImageModule(L.LightningModule):
             if stage == "val" and name == "mix":  # the image tasks' val/psnr is their own score
                 self.log("val/psnr", values[f"{self._prefix(stage, name)}psnr"])
 
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch, "val")
-
-    def on_validation_epoch_end(self) -> None:
-        self._eval_epoch_end("val")
-
-    def test_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch, "test")
-        self.log("test/pairs", float(len(batch[0])), reduce_fx="sum", batch_size=len(batch[0]))
-
-    def on_test_epoch_end(self) -> None:
-        self._eval_epoch_end("test")
-
     @torch.no_grad()
     def picture_columns(self, batch: tuple[torch.Tensor, ...]) -> tuple[list[torch.Tensor], tuple[str, ...]]:
         out = self(batch[0]).clamp(0, 1)
         if len(batch) == 3:
             return [batch[0], out], ("mix", "reconstructed mix")
         return [batch[0], out, batch[1]], ("input", "output", "target")
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        if attached(self):
-            checkpoint["mixsep_precision"] = str(self.trainer.precision)
-            checkpoint["mixsep_sources"] = getattr(self.trainer.datamodule, "sources", None)
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
