@@ -60,14 +60,8 @@ def settle_for_this_machine(cfg: DictConfig, default_precision: str | None = Non
 def composed_config(cfg: DictConfig) -> dict:
     """The whole composed config (data, model incl. model.net, trainer, seed, ...), Hydra's own node aside, and
     the provenance of the code that runs it (commit, versions, command line)."""
-    return {
-        **{
-            k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
-            for k in cfg
-            if k != "hydra"
-        },
-        "provenance": provenance(),
-    }
+    kept = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    return {**OmegaConf.to_container(kept, resolve=True), "provenance": provenance()}
 
 
 def quiet_known_noise() -> None:
