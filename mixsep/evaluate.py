@@ -43,19 +43,9 @@ def evaluate(cfg: DictConfig) -> dict:
     cfg = settle_for_this_machine(cfg, default_precision=saved.precision)
     trainer = build_trainer(cfg.trainer, callbacks=[], loggers=[])
     results = trainer.test(module, datamodule=datamodule)[0]
-    return write_test_outputs(
-        out,
-        results,
-        module,
-        datamodule,
-        cfg.samples,
-        experiment=cfg.experiment_name,
-        checkpoint=str(cfg.ckpt_path),
-        precision=cfg.trainer.precision,
-        trained_on=saved.sources,
-        tta_shift=bool(cfg.get("tta_shift")),
-        provenance=provenance(),
-    )
+    record = {"experiment": cfg.experiment_name, "checkpoint": str(cfg.ckpt_path), "precision": cfg.trainer.precision}
+    record.update(trained_on=saved.sources, tta_shift=bool(cfg.get("tta_shift")), provenance=provenance())
+    return write_test_outputs(out, results, module, datamodule, cfg.samples, **record)
 
 
 @hydra_app("evaluate")

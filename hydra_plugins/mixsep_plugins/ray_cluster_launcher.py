@@ -23,16 +23,8 @@ log = logging.getLogger("mixsep")
 
 # ray.init arguments that only make sense when Ray starts a new local instance
 LOCAL_ONLY_INIT_ARGS = (
-    "num_cpus",
-    "num_gpus",
-    "resources",
-    "labels",
-    "object_store_memory",
-    "include_dashboard",
-    "dashboard_host",
-    "dashboard_port",
-    "_system_config",
-    "_temp_dir",
+    *("num_cpus", "num_gpus", "resources", "labels", "object_store_memory", "include_dashboard", "dashboard_host"),
+    *("dashboard_port", "_system_config", "_temp_dir"),
 )
 
 

@@ -19,11 +19,8 @@ def _launches_processes(trainer_cfg: DictConfig) -> bool:
     """Would Lightning start more processes for this job (DDP over >1 local device, not under SLURM)?"""
     strategy = str(trainer_cfg.get("strategy") or "auto")
     devices = trainer_cfg.get("devices", 1)
-    many = (
-        devices in (-1, "-1", "auto")
-        or (isinstance(devices, int) and devices > 1)
-        or (isinstance(devices, (list, str)) and len(str(devices).split(",")) > 1)
-    )
+    listed = isinstance(devices, (list, str)) and len(str(devices).split(",")) > 1
+    many = devices in (-1, "-1", "auto") or (isinstance(devices, int) and devices > 1) or listed
     return strategy.startswith("ddp") and many and "SLURM_NTASKS" not in os.environ
 
 
@@ -32,11 +29,8 @@ def ddp_children_run_this_job(trainer_cfg: DictConfig, out: Path) -> Iterator[No
     """Under ``-m``, Lightning's DDP starts its children with this process's ``sys.argv``, which would
     re-launch the whole sweep from every child. For the length of the job, the command line becomes
     this one job (its overrides, its folder), so the children join it as ranks 1..N-1."""
-    if (
-        not HydraConfig.initialized()
-        or HydraConfig.get().mode != RunMode.MULTIRUN
-        or not _launches_processes(trainer_cfg)
-    ):
+    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    if not multirun or not _launches_processes(trainer_cfg):
         yield
         return
     import __main__

@@ -129,8 +129,7 @@ def _mlflow_logger(logger_cfg: DictConfig, out: Path, experiment_name: str, ckpt
     one, created now so that an unreachable server stops the run before training, in one line."""
     from mixsep.training.command_line import install_hint
 
-    if importlib.util.find_spec(MLFlowLogger.REQUIRES) is None:
-        needs = MLFlowLogger.REQUIRES
+    if importlib.util.find_spec(needs := MLFlowLogger.REQUIRES) is None:
         raise ConfigError(f"logger=mlflow needs {needs}, which is not installed: {install_hint(needs)}")
     uri = logger_cfg.get("tracking_uri")
     if uri and str(uri).startswith(("http://", "https://")) and not reachable(str(uri), WANDB_REACH_SECONDS):
