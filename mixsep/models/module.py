@@ -204,8 +204,7 @@ class SeparationModule(MixsepModule):
     def on_validation_epoch_start(self) -> None:
         self._per_pair = {}
 
-    def on_test_epoch_start(self) -> None:
-        self._per_pair = {}
+    on_test_epoch_start = on_validation_epoch_start
 
     def _scores_per_pair(self) -> bool:
         """Per-pair scores are written by the test and the final validation (trainer.validate), never by the

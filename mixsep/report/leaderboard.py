@@ -241,12 +241,8 @@ def bar_chart(path: str | Path, groups: list[tuple[str, int, list[dict]]]) -> No
     fig, axes = plt.subplots(len(groups), 2, figsize=(max(8, 1.3 * widest), 4.8 * len(groups)), squeeze=False)
     for (sources, count, rows), panel in zip(groups, axes):
         rows = sorted(rows, key=rank_key)
-        labels = [
-            f"{run_name(r)}\n{r.get('model')}"
-            if r.get("experiment") != "baseline"
-            else r["model"].replace("baseline: ", "baseline\n")
-            for r in rows
-        ]
+        label = lambda r: f"{run_name(r)}\n{r.get('model')}" if r.get("experiment") != "baseline" else r["model"]
+        labels = [label(r).replace("baseline: ", "baseline\n") for r in rows]
         for ax, metric, ylabel in ((panel[0], "psnr", "PSNR (dB)"), (panel[1], "ssim", "SSIM")):
             x = torch.arange(len(rows)).float()
             gray, color = (source.label.replace("_", " ") for source in parse_pair(sources))

@@ -110,10 +110,6 @@ def write_config_tree(cfg, path: Path):
     return tree
 
 
-def count_params(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
 def write_test_outputs(out: Path, results: dict, module, datamodule, n_samples: int, **extra) -> dict:
     """metrics.json (test scores + what was run, where) and samples.png; prints the scores."""
     metrics = {k: float(v) for k, v in results.items() if k != "test/pairs"}
@@ -121,7 +117,7 @@ def write_test_outputs(out: Path, results: dict, module, datamodule, n_samples: 
     metrics.update(
         {
             "model": module.hparams.get("name", "separator"),
-            "params": count_params(module.net),
+            "params": sum(p.numel() for p in module.net.parameters()),
             "hardware": describe_machine(),
             "test_pairs": scored,  # the pairs really scored (fast_dev_run / limit_test_batches score fewer)
             "partial_test": scored < len(datamodule.test_pair_ids),

@@ -25,9 +25,6 @@ from mixsep.adapters import hydra_arguments
 from mixsep.errors import user_error
 from mixsep.training.config import CONF_DIR, user_config_dir
 
-# flags after which Hydra prints something and runs no job: the config, help, version, information
-SHOWS_ONLY = ("cfg", "help", "hydra_help", "info", "shell_completion")  # --version: argparse prints, exits
-
 
 def in_hydras_order(argv: list[str], overrides: list[str]) -> list[str]:
     """``argv`` with its flags first and its ``overrides`` after them, as Hydra's parser needs them: ``model=unet
@@ -44,10 +41,7 @@ def in_hydras_order(argv: list[str], overrides: list[str]) -> list[str]:
 @dataclass
 class CommandLine:
     overrides: list[str]
-    config_name: str
     config_dirs: list[Path]  # the search path's folders, the package's first
-    shows_only: bool  # --cfg, --help, --info, ...: Hydra prints and exits
-    multirun: bool
 
     def groups(self) -> set[str]:
         """Every config group on the search path (``model``, ``data/gray``, ``hydra/launcher``, a user's own)."""
@@ -67,7 +61,7 @@ class CommandLine:
         return next((path for path in files if path.is_file()), None)
 
 
-def read_command_line(argv: list[str], config_name: str) -> CommandLine:
+def read_command_line(argv: list[str]) -> CommandLine:
     args = hydra_arguments(argv)
     overrides = list(args.overrides or [])
     primary = Path(args.config_path).resolve() if args.config_path and os.path.isabs(args.config_path) else None
@@ -80,13 +74,7 @@ def read_command_line(argv: list[str], config_name: str) -> CommandLine:
     if user_config_dir().is_dir():
         dirs.append(user_config_dir())
     dirs += _searchpath_dirs(overrides)
-    return CommandLine(
-        overrides=overrides,
-        config_name=args.config_name or config_name,
-        config_dirs=dirs,
-        shows_only=any(getattr(args, flag) for flag in SHOWS_ONLY),
-        multirun=bool(args.multirun),
-    )
+    return CommandLine(overrides, dirs)
 
 
 def _searchpath_dirs(overrides: list[str]) -> list[Path]:
@@ -133,7 +121,7 @@ def hydra_app(config_name: str) -> Callable:
             if cfg is not None:  # Hydra's pass-through: the task called with a composed config
                 return main(cfg)
             argv = sys.argv[1:]
-            line = read_command_line(argv, config_name)
+            line = read_command_line(argv)
             _check_extras(line)
             sys.argv[1:] = in_hydras_order(argv, line.overrides)
             with hydras_errors_in_one_line(line):
