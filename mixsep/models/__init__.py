@@ -1,15 +1,6 @@
 """The separators: plain ``nn.Module`` networks mapping a mean image (B, 3, 32, 32) in [0, 1] to (gray_hat,
-color_hat), one file per family, and what trains and uses them:
-
-- ``unet.py`` (``model=unet``), ``conv_dual.py`` (``model=conv_dual``), ``resnet.py`` (``model=resnet_dual``,
-  ``single_sub``); ``structure.py``: the structure head every family can switch on (gray digit, exact mixture,
-  feasible interval, resize range); ``blocks.py``: the shared conv block and skip decoder;
-- ``module.py``: the LightningModule (``losses.py``, ``metrics.py``, ``schedules.py``); ``tta.py``: test-time
-  self-ensembles as evaluation wrappers; ``separator.py``: loading a checkpoint (``load_separator``).
-
-The networks are importable from ``mixsep.models`` (checkpoints name theirs as ``mixsep.models.<Class>``; the
-earlier reports' networks, now in ``mixsep.prior.nets``, keep resolving here too).
-"""
+color_hat), one file per family, and the LightningModule that trains them (the README's layout map says which
+file holds what). The networks are importable from here; checkpoints name theirs ``mixsep.models.<Class>``."""
 
 from mixsep.models.blocks import SkipDecoder, conv_block
 from mixsep.models.conv_dual import ConvSkipDual
