@@ -10,6 +10,7 @@ import warnings
 import lightning as L
 import torch
 from torch import nn
+from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, OneCycleLR
 from torchmetrics import MeanMetric
 
 from mixsep.errors import ConfigError, TrainingDivergedError
@@ -237,15 +238,13 @@ class SeparationModule(MixsepModule):
         total, step = int(self.trainer.estimated_stepping_batches), self.trainer.global_step
         for config in self.trainer.lr_scheduler_configs:
             old = config.scheduler
-            if isinstance(old, torch.optim.lr_scheduler.CosineAnnealingLR) and old.T_max != total:
+            if isinstance(old, CosineAnnealingLR) and old.T_max != total:
                 old.T_max = total
-            if not isinstance(old, torch.optim.lr_scheduler.OneCycleLR) or old.total_steps == total or total <= step:
+            if not isinstance(old, OneCycleLR) or old.total_steps == total or total <= step:
                 continue
             with warnings.catch_warnings():  # stepping a fresh scheduler before the optimizer: on purpose
                 warnings.simplefilter("ignore")
-                new = torch.optim.lr_scheduler.OneCycleLR(
-                    old.optimizer, max_lr=self.hparams.lr, total_steps=total, pct_start=ONECYCLE_WARMUP
-                )
+                new = OneCycleLR(old.optimizer, max_lr=self.hparams.lr, total_steps=total, pct_start=ONECYCLE_WARMUP)
                 new.last_epoch = old.last_epoch - 1
                 new.step()  # the learning rate (and momentum) of the step reached, on the new curve
             config.scheduler = new
@@ -262,24 +261,18 @@ class SeparationModule(MixsepModule):
             interval = config.pop("interval", "step")
             scheduler = build_partial(config, "model.scheduler", opt)
             return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
-        if self.hparams.scheduler is None:
+        name, steps = self.hparams.scheduler, lambda: int(self.trainer.estimated_stepping_batches)
+        if name is None:
             return opt
-        if self.hparams.scheduler in ("onecycle_time", "onecycle_budget"):
-            curve = (
-                time_onecycle(max_time_timer(self.trainer))
-                if self.hparams.scheduler == "onecycle_time"
-                else budget_onecycle(self.trainer)
-            )
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, curve)
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-        steps = self.trainer.estimated_stepping_batches
-        if self.hparams.scheduler == "onecycle":
-            sched = torch.optim.lr_scheduler.OneCycleLR(
-                opt, max_lr=self.hparams.lr, total_steps=int(steps), pct_start=ONECYCLE_WARMUP
-            )
-        else:
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=int(steps))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        if name == "onecycle":
+            scheduler = OneCycleLR(opt, max_lr=self.hparams.lr, total_steps=steps(), pct_start=ONECYCLE_WARMUP)
+        elif name == "cosine":
+            scheduler = CosineAnnealingLR(opt, T_max=steps())
+        elif name == "onecycle_time":  # one cycle laid over the time budget
+            scheduler = LambdaLR(opt, time_onecycle(max_time_timer(self.trainer)))
+        else:  # over whichever budget ends first, the clock or the steps
+            scheduler = LambdaLR(opt, budget_onecycle(self.trainer))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
 def check_recipe(lr, loss: str, scheduler: str | None) -> None:
