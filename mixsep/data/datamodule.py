@@ -36,6 +36,9 @@ def default_data_root() -> str:
     return str(OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "data" / "default.yaml").root)
 
 
+COUNTS = ("batch_size", "eval_batch_size", "val_pairs", "test_pairs", "val_holdout")  # data.* that are counts >= 1
+
+
 def _is_count(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -77,14 +80,7 @@ class MixDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         self.gray, self.color = make_source(gray, "gray"), make_source(color, "color")
-        counts = {
-            "batch_size": batch_size,
-            "eval_batch_size": eval_batch_size,
-            "val_pairs": val_pairs,
-            "test_pairs": test_pairs,
-            "val_holdout": val_holdout,
-        }
-        for name, v in counts.items():
+        for name, v in zip(COUNTS, (batch_size, eval_batch_size, val_pairs, test_pairs, val_holdout)):
             if not _is_count(v) or v < 1:
                 raise ConfigError(f"data.{name} must be a positive integer, got {v!r}")
         if train_pairs is not None and (not _is_count(train_pairs) or train_pairs < 1):

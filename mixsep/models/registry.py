@@ -79,23 +79,18 @@ def architecture(name: str) -> type[nn.Module]:
 def check_plain(value: Any, where: str) -> None:
     """``value`` is plain data: None, a boolean, a finite or infinite number, a string, or a list of these;
     a mapping only where it holds no key starting with ``_`` (Hydra's ``_target_``, ``_partial_``, ...)."""
-    if value is None or isinstance(value, (bool, int, str)):
-        return
-    if isinstance(value, float):
-        if math.isnan(value):
-            raise ConfigError(f"{where} is NaN")
-        return
+    if isinstance(value, float) and math.isnan(value):
+        raise ConfigError(f"{where} is NaN")
     if isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
             check_plain(item, f"{where}[{i}]")
-        return
-    if isinstance(value, dict):
+    elif isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str) or key.startswith("_"):
                 raise ConfigError(f"{where} holds the key {key!r}: settings are plain data, nothing to build or call")
             check_plain(item, f"{where}.{key}")
-        return
-    raise ConfigError(f"{where} is a {type(value).__name__}: settings are plain data (numbers, strings, lists)")
+    elif not (value is None or isinstance(value, (bool, int, float, str))):
+        raise ConfigError(f"{where} is a {type(value).__name__}: settings are plain data (numbers, strings, lists)")
 
 
 def network_spec(net: Any, where: str = "model.net") -> tuple[str, dict]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from mixsep.cluster.provenance import short_commit
-from mixsep.cluster.status import effective_status
+from mixsep.cluster.status import effective_status, read_json
 from mixsep.data.sources import DEFAULT_SOURCES, parse_pair
 from mixsep.errors import ArgumentParser, ConfigError, one_line_errors
 from mixsep.extensions import load_extensions
@@ -62,16 +62,10 @@ def unscored_runs(dirs: list[str | Path]) -> list[str]:
         d = Path(d)
         for status_file in sorted(d.rglob("status.json")) if d.is_dir() else []:
             folder = status_file.parent
-            try:
-                metrics = json.loads((folder / "metrics.json").read_text())
-            except (OSError, json.JSONDecodeError):
-                metrics = {}
+            metrics = read_json(folder / "metrics.json")
             if rankable(metrics) or metrics.get("debug_mode"):
                 continue
-            try:
-                record = json.loads(status_file.read_text())
-            except (OSError, json.JSONDecodeError):
-                record = {}
+            record = read_json(status_file)
             state = effective_status(record)
             detail = {
                 "lost": f"lost at step {record.get('step', '?')} (last heartbeat {record.get('heartbeat', '?')} on "

@@ -5,14 +5,13 @@ A sweep picks by the validation objective (metrics.json ``objective``), never by
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from pathlib import Path
 
 import yaml
 
-from mixsep.cluster.status import effective_status
+from mixsep.cluster.status import effective_status, read_json
 from mixsep.models.metrics import decimals
 from mixsep.report.stats import t_interval
 from mixsep.report.tables import fmt, score_columns
@@ -35,19 +34,11 @@ def _overrides(job: Path) -> dict[str, str]:
     return {k.lstrip("+~"): v for k, v in pairs}
 
 
-def _read(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
 def load_jobs(sweep: Path) -> list[dict]:
     """Every job folder of the sweep (those with .hydra/), finished or not."""
     jobs = []
     for folder in sorted((p for p in sweep.iterdir() if (p / ".hydra").is_dir()), key=_job_order):
-        metrics = _read(folder / "metrics.json") or {}
-        status = _read(folder / "status.json") or {}
+        metrics, status = read_json(folder / "metrics.json"), read_json(folder / "status.json")
         pruned = status.get("status") == "pruned"
         jobs.append({
             "job": folder.name, "overrides": _overrides(folder), "metrics": metrics,
