@@ -47,10 +47,8 @@ def export_test_pairs(n: int, out: Path, data_root: str | None, cache_dir: str |
     dm.setup("test")
     mix, gray, color = dm.fixed_batch("test", n)
     for i in range(len(mix)):
-        name = f"{i:05d}.png"
-        to_png(mix[i], out / "mix" / name)
-        to_png(gray[i], out / "gray" / name)
-        to_png(color[i], out / "color" / name)
+        for folder, images in (("mix", mix), ("gray", gray), ("color", color)):
+            to_png(images[i], out / folder / f"{i:05d}.png")
     return len(mix)
 
 
@@ -75,8 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         gray_path, color_path = map(Path, args.images)
         missing = [str(p) for p in (gray_path, color_path) if not p.is_file()]
         if missing:
-            print(f"mixsep: no such image: {', '.join(missing)}", file=sys.stderr)
-            return 1
+            sys.exit(f"mixsep: no such image: {', '.join(missing)}")
         if out.resolve() in (gray_path.resolve(), color_path.resolve()):
             parser.error(f"-o {out} would overwrite an input")
         mix, _, _ = to_float_batch(read_gray(gray_path), read_color(color_path))  # the training data's mix

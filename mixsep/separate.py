@@ -163,16 +163,13 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or ((first if first.is_dir() else first.parent) / "separated")
     missing = [str(p) for p in args.inputs if not p.exists()]
     if missing:
-        print(f"mixsep: no such file or folder: {', '.join(missing)}", file=sys.stderr)
-        return 1
+        sys.exit(f"mixsep: no such file or folder: {', '.join(missing)}")
     if args.device == "cuda" and (args.onnx or not _cuda_available()):
         why = "--onnx runs on the CPU" if args.onnx else "no CUDA GPU is available"
-        print(f"mixsep: --device cuda, but {why}; use --device cpu", file=sys.stderr)
-        return 1
+        sys.exit(f"mixsep: --device cuda, but {why}; use --device cpu")
     files = find_images(args.inputs)
     if not files:
-        print(f"mixsep: no image files in {', '.join(map(str, args.inputs))}", file=sys.stderr)
-        return 1
+        sys.exit(f"mixsep: no image files in {', '.join(map(str, args.inputs))}")
     start = time.perf_counter()
     with one_line_errors(os_error=f"cannot write to {out} ({{error}}): choose another --out"):
         load_extensions()  # MIXSEP_EXTENSIONS: a network of one's own that the model file names

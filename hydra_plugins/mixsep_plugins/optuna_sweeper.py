@@ -97,12 +97,12 @@ class OptunaSweeper(Sweeper):
         import optuna
         from optuna.trial import TrialState
 
-        from mixsep.cluster.search import open_storage, study_name
+        from mixsep.cluster.search import open_storage
 
         space, fixed = self._search_space(arguments)
         directions = [self.direction] if isinstance(self.direction, str) else list(self.direction)
         study = optuna.create_study(
-            study_name=study_name(self.study_name, self.sweep_dir),
+            study_name=self.study_name or self.sweep_dir.name,  # by default the folder's: a re-run resumes it
             storage=open_storage(self.storage, self.sweep_dir),
             sampler=self._built(self.sampler_cfg, optuna.samplers.BaseSampler),
             pruner=self._built(self.pruner_cfg, optuna.pruners.BasePruner),

@@ -29,11 +29,6 @@ def open_storage(storage: str | None, sweep_dir: Path):
     return JournalStorage(JournalFileBackend(str(sweep_dir / STUDY_FILE)))
 
 
-def study_name(name: str | None, sweep_dir: Path) -> str:
-    """The study's name: as given, else the sweep folder's (so a re-run in the same folder resumes it)."""
-    return name or sweep_dir.name
-
-
 def this_jobs_trial():
     """The Optuna trial this job runs, when it is a trial of a search with a pruner; else None."""
     from hydra.core.hydra_config import HydraConfig
@@ -53,7 +48,7 @@ def this_jobs_trial():
     if number is None:
         return None  # launched by another sweeper's config, or by hand: no trial to report to
     sweep_dir = Path(str(hc.sweep.dir))
-    name = study_name(sweeper.get("study_name"), sweep_dir)
+    name = sweeper.get("study_name") or sweep_dir.name  # as the sweeper names it
     storage = optuna.storages.get_storage(open_storage(sweeper.get("storage"), sweep_dir))
     # the study's pruner lives in the sweeper's config: the job decides with the same one
     study = optuna.load_study(study_name=name, storage=storage, pruner=instantiate(sweeper.pruner))

@@ -87,14 +87,12 @@ class MixDataModule(L.LightningDataModule):
             raise ConfigError(f"data.train_pairs must be a positive integer or null (= all), got {train_pairs!r}")
         if not _is_count(num_workers) or num_workers < 0:
             raise ConfigError(f"data.num_workers must be an integer >= 0, got {num_workers!r}")
-        self.root = Path(root or default_data_root())
-        self.cache_dir = Path(cache_dir or default_cache_dir())
+        self.root, self.cache_dir = Path(root or default_data_root()), Path(cache_dir or default_cache_dir())
         self.download, self.batch_size, self.eval_batch_size = download, batch_size, eval_batch_size
         self.num_workers, self.train_pairs, self.val_pairs = num_workers, train_pairs, val_pairs
         self.test_pairs, self.val_holdout, self.seed = test_pairs, val_holdout, seed
-        self.cifar_train_noise = cifar_train_noise
-        self.data_on_device, self.dihedral_augment, self.color_flip = data_on_device, dihedral_augment, color_flip
-        self.color_permute = color_permute
+        self.cifar_train_noise, self.data_on_device = cifar_train_noise, data_on_device
+        self.dihedral_augment, self.color_flip, self.color_permute = dihedral_augment, color_flip, color_permute
         self.splits: Splits | None = None  # set up
         self._prepared: Splits | None = None  # loaded (by check or prepare_data), not yet set up
 

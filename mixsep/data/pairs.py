@@ -11,8 +11,6 @@ from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler
 from mixsep.errors import ConfigError
 
 TEST_PAIRING_SEED = 20240601
-
-
 HOLDOUT_SEED = 20240602
 
 

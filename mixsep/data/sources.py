@@ -167,12 +167,8 @@ def register_source(cls: type[Source]) -> type[Source]:
 def check_images(source: Source, images: torch.Tensor, split: str) -> torch.Tensor:
     """A source's contract: (N, 1, 32, 32) uint8 for gray, (N, 3, 32, 32) for colour, N > 0."""
     channels = 1 if source.kind == "gray" else 3
-    if not (
-        isinstance(images, torch.Tensor)
-        and images.dtype == torch.uint8
-        and images.shape[1:] == (channels, 32, 32)
-        and len(images)
-    ):
+    shaped = isinstance(images, torch.Tensor) and images.shape[1:] == (channels, 32, 32)
+    if not (shaped and images.dtype == torch.uint8 and len(images)):
         got = f"{tuple(images.shape)} {images.dtype}" if isinstance(images, torch.Tensor) else type(images).__name__
         raise ConfigError(
             f"data/{source.kind}={source.label}: its {split} split loads as {got}; a {source.kind} source gives "

@@ -66,8 +66,7 @@ class Separator:
     test_time_ensemble: str | None = None  # which self-ensemble it separates with, and its passes per image
 
     def __init__(self, net: nn.Module, channels_last: bool = False) -> None:
-        self.net = net.eval()
-        self.channels_last = channels_last
+        self.net, self.channels_last = net.eval(), channels_last
         self.ensemble: nn.Module | None = None
 
     @property

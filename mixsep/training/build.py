@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import lightning as L
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
@@ -33,8 +35,6 @@ def build_module(model_cfg: DictConfig) -> L.LightningModule:
 
 def build_callbacks(callbacks_cfg: DictConfig | None, job=None) -> list:
     """The configured callbacks; one whose class takes a ``job`` (SaveOnSignal, Heartbeat) is given the job."""
-    import inspect
-
     from hydra.utils import get_object
 
     callbacks = []

@@ -49,8 +49,7 @@ class SamplesAndCurves(L.Callback):
     fitting ends; logs sample separations to W&B and TensorBoard after every validation."""
 
     def __init__(self, n_samples: int = 8, dirpath: str | None = None) -> None:
-        self.n_samples = n_samples
-        self.dirpath = dirpath
+        self.n_samples, self.dirpath = n_samples, dirpath
         self.history: dict[str, list[tuple[int, float]]] = {"train": [], "val": []}
 
     def on_fit_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:

@@ -4,6 +4,7 @@ and the plain-container copy that loggers and metrics.json record."""
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -22,8 +23,6 @@ def user_config_dir() -> Path:
     """The per-user config folder on every mixsep app's search path (after the package's own; Hydra finds it
     through hydra_plugins/mixsep_plugins/search_path.py): this machine's or cluster's ``local/default.yaml``, a
     user's own ``experiment/``, ``model/``, ... files. MIXSEP_CONFIG_DIR, else e.g. ~/.config/mixsep."""
-    import os
-
     import platformdirs
 
     return Path(os.environ.get("MIXSEP_CONFIG_DIR") or platformdirs.user_config_dir("mixsep")).expanduser().resolve()
@@ -72,8 +71,6 @@ def quiet_known_noise() -> None:
     logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     if not any(isinstance(f, _NoLitLoggerTip) for f in logger.filters):
         logger.addFilter(_NoLitLoggerTip())
-    import os
-
     if not os.environ.get("SLURM_JOB_ID"):
         warnings.filterwarnings("ignore", message="The `srun` command is available on your system but is not used")
 

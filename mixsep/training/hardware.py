@@ -51,9 +51,6 @@ def describe_machine() -> str:
     """The GPU(s), or the CPU's model name and cores: metrics.json's ``hardware``."""
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
-    cpu = platform.processor() or platform.machine()
-    for line in _cpuinfo().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
+    names = [line.split(":", 1)[1].strip() for line in _cpuinfo().splitlines() if line.startswith("model name")]
+    cpu = names[0] if names else platform.processor() or platform.machine()
     return f"CPU {cpu}, {os.cpu_count()} cores"

@@ -9,8 +9,10 @@ import importlib.util
 import logging
 import os
 import secrets
+import socket
 import string
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -190,8 +192,6 @@ WANDB_REACH_SECONDS = 5.0  # a compute node without network: offline after this 
 def reachable(url: str, timeout: float) -> bool:
     """Whether a TCP connection to the URL's host and port opens within ``timeout`` seconds (name lookup
     included: it runs in a thread, as getaddrinfo itself has no timeout)."""
-    import socket
-    import threading
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
