@@ -122,8 +122,8 @@ def baseline_rows(
             metrics["mnist"].update(gray_hat, mnist)
             metrics["cifar"].update(color_hat, cifar)
         scores = {f"test/{s}_{k}": float(v) for s, coll in metrics.items() for k, v in coll.compute().items()}
-        rows.append({"model": name, "experiment": "baseline", "params": 0, "train_seconds": 0, "hardware": "-",
-                     "test_pairs": len(dm.test_pair_ids), "path": "-", "sources": sources, **scores})  # fmt: skip
+        row = {"model": name, "experiment": "baseline", "params": 0, "train_seconds": 0, "hardware": "-", "path": "-"}
+        rows.append({**row, "test_pairs": len(dm.test_pair_ids), "sources": sources, **scores})
     return rows
 
 
@@ -274,17 +274,10 @@ def parse_args(argv: list[str] | None):
 def ranked_groups(runs: list[dict], args) -> list[tuple[str, int, list[dict]]]:
     """Runs on different source pairs or numbers of test pairs are never ranked together: one group each,
     with its own baselines scored on its pairs."""
-    count_of = lambda r: int(r.get("test_pairs") or args.test_pairs)  # noqa: E731
-    keys = sorted({(run_sources(r), count_of(r)) for r in runs}) or [(DEFAULT_SOURCES, args.test_pairs)]
-    return [
-        (
-            sources,
-            count,
-            [r for r in runs if (run_sources(r), count_of(r)) == (sources, count)]
-            + baseline_rows(args.data_root, args.cache_dir, count, sources),
-        )
-        for sources, count in keys
-    ]
+    key = lambda r: (run_sources(r), int(r.get("test_pairs") or args.test_pairs))
+    groups = sorted({key(r) for r in runs}) or [(DEFAULT_SOURCES, args.test_pairs)]
+    grouped = {group: [r for r in runs if key(r) == group] for group in groups}
+    return [(s, n, rows + baseline_rows(args.data_root, args.cache_dir, n, s)) for (s, n), rows in grouped.items()]
 
 
 def main(argv: list[str] | None = None) -> str:

@@ -39,14 +39,11 @@ def load_jobs(sweep: Path) -> list[dict]:
     jobs = []
     for folder in sorted((p for p in sweep.iterdir() if (p / ".hydra").is_dir()), key=_job_order):
         metrics, status = read_json(folder / "metrics.json"), read_json(folder / "status.json")
-        pruned = status.get("status") == "pruned"
-        jobs.append({
-            "job": folder.name, "overrides": _overrides(folder), "metrics": metrics,
-            "status": effective_status(status) if status else ("completed" if metrics else "unknown"),
-            "step": status.get("step"), "error": status.get("error"), "reason": status.get("reason"),
-            "requeues": status.get("requeues") or 0,
-            "pruned_at": {k: status.get(k) for k in ("epoch", "value")} if pruned else None,
-        })  # fmt: skip
+        state = effective_status(status) if status else ("completed" if metrics else "unknown")
+        pruned_at = {k: status.get(k) for k in ("epoch", "value")} if status.get("status") == "pruned" else None
+        job = {"job": folder.name, "overrides": _overrides(folder), "metrics": metrics, "status": state}
+        job.update(step=status.get("step"), error=status.get("error"), reason=status.get("reason"))
+        jobs.append({**job, "requeues": status.get("requeues") or 0, "pruned_at": pruned_at})
     return jobs
 
 

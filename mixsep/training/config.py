@@ -69,15 +69,14 @@ def quiet_known_noise() -> None:
     available but not used" wherever SLURM's client is installed (outside a SLURM allocation there is nothing to
     prepend it to; inside one, the hint stays)."""
     logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
-    if not any(isinstance(f, _NoLitLoggerTip) for f in logger.filters):
-        logger.addFilter(_NoLitLoggerTip())
+    if _no_lit_logger_tip not in logger.filters:
+        logger.addFilter(_no_lit_logger_tip)
     if not os.environ.get("SLURM_JOB_ID"):
         warnings.filterwarnings("ignore", message="The `srun` command is available on your system but is not used")
 
 
-class _NoLitLoggerTip(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not any(ad in record.getMessage() for ad in ("litlogger", "litmodels"))
+def _no_lit_logger_tip(record: logging.LogRecord) -> bool:
+    return not any(ad in record.getMessage() for ad in ("litlogger", "litmodels"))
 
 
 def set_float32_matmul_precision(cfg: DictConfig) -> None:
