@@ -16,11 +16,11 @@ def write_atomically(path: str | Path, write: Callable[[Path], object], durable:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
+    os.close(fd)
     try:
         umask = os.umask(0)
         os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # as open() would create it (mkstemp's files are private)
-        os.close(fd)
+        os.chmod(tmp, 0o666 & ~umask)  # as open() would create it (mkstemp's files are private)
         write(Path(tmp))
         if durable:
             with open(tmp, "rb+") as f:

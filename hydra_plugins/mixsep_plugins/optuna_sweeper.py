@@ -115,7 +115,10 @@ class OptunaSweeper(Sweeper):
                 study.tell(stale.number, state=TrialState.FAIL)
         done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
         remaining = self.n_trials - done
-        log.info(f"Optuna: study {study.study_name} in {self._where()}, {done} trials done, {max(remaining, 0)} to go")
+        log.info(
+            f"Optuna {optuna.__version__}: study {study.study_name} in {self._where()}, {done} trials done, "
+            f"{max(remaining, 0)} to go"
+        )
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, self.sweep_dir / "multirun.yaml")
         self._outcomes = {"launched": 0, "failed": 0}

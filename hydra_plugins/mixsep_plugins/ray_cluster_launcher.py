@@ -22,9 +22,9 @@ except ImportError as err:  # without mixsep[cluster]: no launcher here (hydra/l
 log = logging.getLogger("mixsep")
 
 # ray.init arguments that only make sense when Ray starts a new local instance
-LOCAL_ONLY_INIT_ARGS = (
-    *("num_cpus", "num_gpus", "resources", "labels", "object_store_memory", "include_dashboard", "dashboard_host"),
-    *("dashboard_port", "_system_config", "_temp_dir"),
+LOCAL_ONLY_INIT_ARGS = tuple(
+    "num_cpus num_gpus resources labels object_store_memory include_dashboard dashboard_host dashboard_port "
+    "_system_config _temp_dir".split()
 )
 
 

@@ -115,8 +115,8 @@ class MixDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits is not None:
             return
-        s, self._prepared = self._loaded(), None
-        self.splits = s
+        s = self.splits = self._loaded()
+        self._prepared = None
         self.mnist_train_ids, self.mnist_val_ids = holdout_split(len(s.gray_train), self.val_holdout, 0)
         self.cifar_train_ids, self.cifar_val_ids = holdout_split(len(s.color_train), self.val_holdout, 1)
         n_val = min(self.val_pairs, self.val_holdout)
