@@ -93,6 +93,10 @@ def one_line_errors(os_error: str | None = None) -> Iterator[None]:
         sys.exit(0)
     except Exception as err:
         fixable = user_error(err)
+        if fixable is None and isinstance(err, MemoryError):
+            fixable = "out of memory: a file asks for more than this machine has (or lower data.batch_size)"
+        if fixable is None and isinstance(err, RecursionError):
+            fixable = "a file is nested too deeply to be read: it is not one that mixsep wrote"
         if fixable is None and os_error and isinstance(err, OSError):
             fixable = os_error.format(error=f"{err.filename}: {err.strerror}" if err.filename else err)
         if fixable is None:

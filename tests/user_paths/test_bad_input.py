@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 from pathlib import Path
@@ -375,6 +376,12 @@ BAD_INPUTS = [
 ]
 
 
+# the table goes on in tests/user_paths/bad_rows_*.py, one file per topic (files from elsewhere, outputs, bundles,
+# extensions), rows in the same form
+for _rows in sorted(Path(__file__).parent.glob("bad_rows_*.py")):
+    BAD_INPUTS += importlib.import_module(f"tests.user_paths.{_rows.stem}").ROWS
+
+
 @pytest.fixture
 def bad_input_env(tiny_root, tmp_path, monkeypatch):
     """Tiny data behind MIXSEP_DATA_ROOT, an earlier finished run in <tmp>/run, and the run folder of every
@@ -420,4 +427,4 @@ def test_every_bad_input_is_one_line_and_loses_nothing(make_command, words, bad_
 def test_the_table_has_at_least_30_bad_inputs_across_every_entry_point():
     entries = {row[0].split("-")[0] for row in BAD_INPUTS}
     assert len(BAD_INPUTS) >= 30 and len({row[0] for row in BAD_INPUTS}) == len(BAD_INPUTS)
-    assert entries == {"run", "evaluate", "separate", "mix", "report"}
+    assert entries >= {"run", "evaluate", "separate", "mix", "report"}
