@@ -1,10 +1,29 @@
 """mixsep: recover an MNIST digit and a CIFAR-10 image from their pixel-wise mean."""
 
 import logging
+import os
 import sys
+from importlib.metadata import PackageNotFoundError, version
 
 __all__ = ["Separator", "export_checkpoint", "load_separator"]
-__version__ = "0.1.0"
+try:
+    __version__ = version("mixsep")  # written once, in pyproject.toml
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "unknown"
+
+
+def _forget_the_start_folder() -> None:
+    """``python -m mixsep.COMMAND`` puts the folder it starts in first on Python's path, so a downloaded folder's
+    ``safetensors.py`` or ``hydra_plugins/`` would run. While ``-m`` is still locating the command (argv[0] is
+    "-m"), that entry is dropped: a command imports only what the user named. Kept when the start folder is the
+    source tree that holds this package (a developer's uninstalled checkout)."""
+    start = os.getcwd()
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if sys.argv[:1] == ["-m"] and sys.path[:1] == [start] and here != start:
+        del sys.path[0]
+
+
+_forget_the_start_folder()
 
 
 class _RankZeroOnly(logging.Filter):

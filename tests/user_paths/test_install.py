@@ -112,12 +112,13 @@ def test_an_installed_mixsep_trains_evaluates_separates_and_reports_from_an_empt
 
     rng = np.random.default_rng(1)
     Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(work / "mix.png")
-    split = mixsep(python, work, "-m", "mixsep.separate", "mix.png", env=env)  # the default model, package data
+    command = str(python.parent / "mixsep")  # the installed console script, as its own python runs it
+    split = mixsep(python, work, command, "separate", "mix.png", env=env)  # the default model, package data
     assert split.returncode == 0, split.stderr[-3000:]
     for name in ("mix.gray.png", "mix.color.png"):
         assert Image.open(work / "separated" / name).size == (32, 32)
 
-    report = mixsep(python, work, "-m", "mixsep.report", "run", "-o", "leaderboard.md", env=env)
+    report = mixsep(python, work, command, "report", "run", "-o", "leaderboard.md", env=env)
     assert report.returncode == 0, report.stderr[-3000:]
     assert "conv_dual" in (work / "leaderboard.md").read_text()
 
