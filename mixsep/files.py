@@ -1,21 +1,32 @@
 """Files written whole or not at all: a reader (a report, a resumed run, the next job) sees the old file or the new
-one, never a part, whatever ends the writer (kill -9, a node failure, a full disk)."""
+one, never a part, whatever ends the writer (kill -9, a node failure, a full disk). The rename replaces a symbolic
+link at ``path`` itself, never the file it points to.
+
+And where a command's outputs may go (``check_outputs``): never over an input, never into a linked folder the user
+did not name, over an earlier output only when the user said so (``--overwrite``)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from mixsep.errors import MixsepError
 
-def write_atomically(path: str | Path, write: Callable[[Path], object], durable: bool = False) -> None:
+
+def write_atomically(
+    path: str | Path, write: Callable[[Path], object], durable: bool = False, keep_suffix: bool = False
+) -> None:
     """``write(tmp)`` to a temporary file beside ``path``, then a rename over it (atomic within a file system).
-    ``durable``: flushed to disk first, and the rename too (checkpoints: what a re-queued job resumes from)."""
+    ``durable``: flushed to disk first, and the rename too (checkpoints: what a re-queued job resumes from).
+    ``keep_suffix``: the temporary file ends like ``path`` (writers that pick the format by suffix: PIL,
+    matplotlib)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
+    suffix = path.suffix if keep_suffix else ""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-", suffix=suffix)
     os.close(fd)
     try:
         umask = os.umask(0)
@@ -39,3 +50,50 @@ def write_atomically(path: str | Path, write: Callable[[Path], object], durable:
 
 def write_text_atomically(path: str | Path, text: str) -> None:
     write_atomically(path, lambda tmp: tmp.write_text(text))
+
+
+def refuse_linked_folder(folder: Path, flag: str) -> None:
+    """``folder`` is one mixsep chose (not one the user named): a symbolic link there (prepared in a downloaded
+    folder) would send the outputs elsewhere, so it is refused."""
+    if folder.is_symlink():
+        raise MixsepError(
+            f"{folder} is a symbolic link (to {os.readlink(folder)}); mixsep writes only into folders you name: "
+            f"remove the link, or name the folder with {flag}"
+        )
+
+
+def check_outputs(targets: Iterable[Path], inputs: Iterable[Path], overwrite: bool, flag: str) -> None:
+    """Before anything is written: no output path is an input (as given, resolved, or the same file), no output
+    is a folder, and an existing one (a file or a link: a link is replaced, never written through) only with
+    ``overwrite``. ``flag``: the option that names the outputs, for the fix."""
+    targets = list(targets)
+    given, same_files = set(), set()
+    for path in inputs:
+        given |= {_unresolved_last(path), path.resolve()}
+        with contextlib.suppress(OSError):
+            stat = path.stat()
+            same_files.add((stat.st_dev, stat.st_ino))
+    for target in targets:
+        if _unresolved_last(target) in given or _file_id(target) in same_files:
+            raise MixsepError(f"{target} would replace an input: choose another {flag}")
+        if target.is_dir() and not target.is_symlink():
+            raise MixsepError(f"{target} is a folder, where an output file goes: choose another {flag}")
+    existing = [str(t) for t in targets if os.path.lexists(t)]
+    if existing and not overwrite:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise MixsepError(
+            f"{existing[0]}{more} already exists: add --overwrite to replace it, or choose another {flag}"
+        )
+
+
+def _unresolved_last(path: Path) -> Path:
+    """The path with its folders resolved but not its last part (a link there is the output, not its target)."""
+    return Path(os.path.abspath(path)).parent.resolve() / path.name
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.lstat()
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino

@@ -1,8 +1,10 @@
 """Separate mean images from files: ``python -m mixsep.separate INPUT [INPUT ...]``.
 
-INPUT is an image file or a folder of them (PNG, JPEG, ...). For each mean image it writes
-``<name>.gray.png`` and ``<name>.color.png`` (8-bit PNG), and one contact sheet ``separations.png``
-(mix | gray | colour per row). Model: a bundle folder (``python -m mixsep.export``) or a checkpoint; default: the
+INPUT is an image file or a folder of them (PNG, JPEG, TIFF, ...; any encoding read at its true values or refused,
+``mixsep.images``). For each mean image it writes ``<name>.gray.png`` and ``<name>.color.png`` (8-bit PNG; inputs
+whose stems collide keep their whole names), and one contact sheet ``separations.png`` (mix | gray | colour per
+row). Outputs never replace an input, an earlier output only with ``--overwrite``, and a symbolic link is replaced,
+never written through. Model: a bundle folder (``python -m mixsep.export``) or a checkpoint; default: the
 best shipped bundle (package data: mixsep/pretrained/best_cpu_range); ``--onnx``: its model.onnx under ONNX
 Runtime, without PyTorch.
 Default output folder: ``separated/`` next to the (first) input. Neither Lightning nor Hydra is imported.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -19,40 +22,73 @@ from PIL import Image
 
 from mixsep.errors import ArgumentParser, MixsepError, one_line_errors
 from mixsep.extensions import load_extensions
+from mixsep.files import check_outputs, refuse_linked_folder, write_atomically
+from mixsep.images import read_image
 from mixsep.pretrained import DEFAULT_MODEL
 
-READABLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+READABLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 SHEET_ROWS = 16
-GRAY_MODES = ("L", "I", "I;16", "F", "1", "LA")  # PIL modes of one-channel images
+SHEET = "separations.png"
 
 
 def find_images(inputs: list[Path]) -> list[Path]:
-    """Image files of the inputs (a folder: its own image files, sorted; not those of subfolders such as
-    an earlier separated/)."""
+    """Image files of the inputs, each once (a folder: its own image files, sorted; not those of subfolders such
+    as an earlier separated/, nor hidden ones: a writer's temporary files, macOS's ._ files)."""
     files = []
     for path in inputs:
         if path.is_dir():
-            files += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in READABLE_SUFFIXES)
+            files += sorted(
+                p
+                for p in path.iterdir()
+                if p.is_file() and p.suffix.lower() in READABLE_SUFFIXES and not p.name.startswith(".")
+            )
         else:
             files.append(path)
-    return files
+    return list({f.resolve(): f for f in reversed(files)}.values())[::-1]
+
+
+def output_names(files: list[Path]) -> list[str]:
+    """The name each file's outputs start with: its stem, or its whole file name where stems collide
+    (a.png, a.jpg -> a.png, a.jpg), with -2, -3, ... if that too is taken. Case is ignored: some file
+    systems do."""
+    stems = Counter(f.stem.casefold() for f in files)
+    taken, names = set(), []
+    for path in files:
+        name = path.stem if stems[path.stem.casefold()] == 1 else path.name
+        unique, n = name, 1
+        while unique.casefold() in taken:
+            n += 1
+            unique = f"{name}-{n}"
+        taken.add(unique.casefold())
+        names.append(unique)
+    return names
+
+
+def plan_outputs(files: list[Path], out: Path, overwrite: bool) -> list[tuple[Path, Path]]:
+    """(gray, colour) output paths per file, checked before anything is written (``files.check_outputs``):
+    none is an input, none exists unless ``overwrite``."""
+    targets = [(out / f"{name}.gray.png", out / f"{name}.color.png") for name in output_names(files)]
+    check_outputs([t for pair in targets for t in pair] + [out / SHEET], files, overwrite, "--out")
+    renamed = [f"{f.name} -> {gray.name}" for f, (gray, _) in zip(files, targets) if gray.name != f"{f.stem}.gray.png"]
+    if renamed:
+        shown = ", ".join(renamed[:4]) + (f" and {len(renamed) - 4} more" if len(renamed) > 4 else "")
+        print(f"mixsep.separate: inputs whose names share a stem keep their whole names: {shown}")
+    return targets
 
 
 MIN_RESIZE = 8  # below this, "resizing to 32x32" invents the picture rather than separating one
 
 
 def read_mix(path: Path, resize: bool, said: set[str]) -> tuple[np.ndarray, tuple[int, int]]:
-    """(3, 32, 32) float in [0, 1] and the original size. Gray is repeated, alpha dropped (said once)."""
-    with Image.open(path) as img:
-        img.load()
-        size = img.size
-        if img.mode in GRAY_MODES:
-            _say_once(said, "gray", "gray input images are repeated to three channels")
-            rgb = img.convert("L").convert("RGB")
-        else:
-            if img.mode in ("RGBA", "PA") or "transparency" in img.info:
-                _say_once(said, "alpha", "the alpha channel of RGBA input images is dropped")
-            rgb = img.convert("RGB")
+    """(3, 32, 32) float in [0, 1] and the original size, read at its true values (``mixsep.images``). Gray is
+    repeated to three channels; what was done to an image is said once."""
+    picture = read_image(path)
+    for note in picture.notes:
+        _say_once(said, note, note)
+    if picture.gray:
+        _say_once(said, "gray", "gray input images are repeated to three channels")
+    values = np.repeat(picture.values, 3, axis=2) if picture.gray else picture.values
+    size = (values.shape[1], values.shape[0])
     if size != (32, 32):
         if not resize:
             raise MixsepError(
@@ -65,8 +101,14 @@ def read_mix(path: Path, resize: bool, said: set[str]) -> tuple[np.ndarray, tupl
                 f"{MIN_RESIZE}x{MIN_RESIZE}; a 32x32 mean image is what mixsep separates)."
             )
         _say_once(said, "resize", "inputs that are not 32x32 are resized to 32x32 and the outputs back")
-        rgb = rgb.resize((32, 32), Image.BICUBIC)
-    return (np.asarray(rgb, dtype=np.float32) / 255).transpose(2, 0, 1), size
+        values = np.stack([_resized(values[..., c]) for c in range(3)], axis=-1)
+    return values.transpose(2, 0, 1).astype(np.float32), size
+
+
+def _resized(channel: np.ndarray) -> np.ndarray:
+    """One channel to 32x32 (PIL's bicubic in floating point: 16-bit values stay 16-bit), kept in [0, 1]."""
+    small = Image.fromarray(channel.astype(np.float32), "F").resize((32, 32), Image.BICUBIC)
+    return np.clip(np.asarray(small), 0, 1)
 
 
 def load_runtime(model: Path, device: str, onnx: bool):
@@ -101,14 +143,24 @@ def _say_once(said: set[str], key: str, message: str) -> None:
 
 
 def separate_files(
-    files: list[Path], model: Path, out: Path, device="cpu", resize=False, batch_size=256, onnx=False
+    files: list[Path],
+    model: Path,
+    out: Path,
+    device="cpu",
+    resize=False,
+    batch_size=256,
+    onnx=False,
+    overwrite=False,
 ) -> tuple[int, list[str]]:
-    """Separate every readable file; returns (how many were written, one line per file that failed)."""
+    """Separate every readable file; returns (how many were written, one line per file that failed). Every
+    output is checked first (``plan_outputs``) and written whole (``files.write_atomically``: a link there is
+    replaced, never written through)."""
     from mixsep.report.sheet import save_samples, to_png
 
+    targets = dict(zip(files, plan_outputs(files, out, overwrite)))
     separate = load_runtime(model, device, onnx)
     out.mkdir(parents=True, exist_ok=True)
-    inputs, failed, said, written = {f.resolve() for f in files}, [], set(), 0
+    failed, said, written = [], set(), 0
     sheet, sheet_names = [], []  # the contact sheet's first rows: (mix, gray, colour), and their file names
     starts = range(0, len(files), batch_size)
     if len(files) > batch_size:
@@ -126,25 +178,22 @@ def separate_files(
             except Exception as err:  # unreadable: skipped, the others still processed
                 failed.append(f"{path}: unreadable ({type(err).__name__}: {err})")
                 continue
-            targets = (out / f"{path.stem}.gray.png", out / f"{path.stem}.color.png")
-            if any(t.resolve() in inputs for t in targets):
-                failed.append(f"{path}: its output would overwrite an input; choose another --out")
-                continue
             batch.append(mix)
-            kept.append((path, size, targets))
+            kept.append((path, size, targets[path]))
         if not batch:
             continue
         gray, color = separate(mixes := np.stack(batch))
         for i, (path, size, (gray_path, color_path)) in enumerate(kept):
-            to_png(gray[i], gray_path, size)
-            to_png(color[i], color_path, size)
+            for image, target in ((gray[i], gray_path), (color[i], color_path)):
+                write_atomically(target, lambda tmp, image=image, size=size: to_png(image, tmp, size), keep_suffix=True)
             if len(sheet) < SHEET_ROWS:
                 sheet.append((mixes[i], gray[i], color[i]))
                 sheet_names.append(path.name)
         written += len(kept)
     if sheet:
         columns = [np.stack(c) for c in zip(*sheet)]
-        save_samples(out / "separations.png", columns, ("mix", "gray", "colour"), row_labels=sheet_names)
+        draw = lambda tmp: save_samples(tmp, columns, ("mix", "gray", "colour"), row_labels=sheet_names)
+        write_atomically(out / SHEET, draw, keep_suffix=True)
     return written, failed
 
 
@@ -158,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     add("--device", default="cpu", choices=("cpu", "cuda"))
     add("--resize", action="store_true", help="resize other sizes to 32x32 (outputs resized back)")
     add("--batch-size", type=int, default=256)
+    add("--overwrite", action="store_true", help="replace the outputs of an earlier run in the output folder")
     args = parser.parse_args(argv)
     first = args.inputs[0]
     out = args.out or ((first if first.is_dir() else first.parent) / "separated")
@@ -172,8 +222,12 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"mixsep: no image files in {', '.join(map(str, args.inputs))}")
     start = time.perf_counter()
     with one_line_errors(os_error=f"cannot write to {out} ({{error}}): choose another --out"):
+        if args.out is None:  # a folder mixsep chose: a link there was not named by the user
+            refuse_linked_folder(out, "--out")
         load_extensions()  # MIXSEP_EXTENSIONS: a network of one's own that the model file names
-        written, failed = separate_files(files, args.model, out, args.device, args.resize, args.batch_size, args.onnx)
+        written, failed = separate_files(
+            files, args.model, out, args.device, args.resize, args.batch_size, args.onnx, args.overwrite
+        )
     for line in failed:
         print(f"mixsep: skipped {line}", file=sys.stderr)
     print(
