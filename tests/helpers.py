@@ -169,6 +169,15 @@ README = PROJECT_ROOT / "README.md"
 
 
 BENCHMARKS_README = PROJECT_ROOT / "benchmarks" / "README.md"
+DOCS = PROJECT_ROOT / "docs"
+
+
+def doc_pages() -> list[Path]:
+    """README.md, the documentation's pages in mkdocs.yml's order, then benchmarks/README.md."""
+    import yaml
+
+    nav = yaml.safe_load((PROJECT_ROOT / "mkdocs.yml").read_text())["nav"]
+    return [README, *(DOCS / next(iter(entry.values())) for entry in nav), BENCHMARKS_README]
 
 
 def readme_commands(path: Path = README) -> list[str]:
@@ -194,15 +203,17 @@ def readme_commands(path: Path = README) -> list[str]:
     return commands
 
 
-def readme_command(fragment: str, path: Path = README) -> str:
-    """The one README command that contains ``fragment``."""
-    (command,) = [c for c in readme_commands(path) if fragment in c]
+def readme_command(fragment: str) -> str:
+    """The one command of the README and the documentation's pages that contains ``fragment``."""
+    (command,) = {c for page in doc_pages() for c in readme_commands(page) if fragment in c}
     return command
 
 
 def run_in_this_process(argv: list[str]) -> int:
-    """``python -m MODULE ARGS`` or ``python SCRIPT ARGS`` as the interpreter runs them (``__main__``), in
-    this process: the exit status, with SystemExit's message printed as the interpreter prints it."""
+    """``python -m MODULE ARGS``, ``python SCRIPT ARGS`` or ``mixsep COMMAND ARGS`` as they run (``__main__``),
+    in this process: the exit status, with SystemExit's message printed as the interpreter prints it."""
+    if argv[0] == "mixsep":  # the console script runs mixsep.COMMAND as python -m does (mixsep.cli)
+        argv = ["python", "-m", f"mixsep.{argv[1]}", *argv[2:]]
     module = argv[2] if argv[1] == "-m" else None
     target, args = (module, argv[3:]) if module else (argv[1], argv[2:])
     saved_argv, root = sys.argv, logging.getLogger()

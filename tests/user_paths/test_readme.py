@@ -25,15 +25,15 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from tests.helpers import (
-    BENCHMARKS_README,
     CONF,
+    DOCS,
     PROJECT_ROOT,
-    README,
     REAL_ROOT,
     TINY_SIZES,
     make_cifar_folder,
     make_folder,
     make_gray,
+    doc_pages,
     make_mnist,
     readme_commands,
     real_data_available,
@@ -95,6 +95,11 @@ COMMANDS: dict[str, Run | Elsewhere | Skip] = {
         "needs the network to PyTorch's CPU wheel index; CI installs from the package registry"
     ),
     "python -m mixsep.run experiment=fast_cpu": Run(TINY),
+    "mixsep run experiment=fast_cpu": Run(TINY, check="fast_cpu_run"),
+    "mixsep mix digit.png photo.png -o mix.png": Run(),
+    "mixsep separate mix.png": Run(check="separated"),
+    "mixsep report outputs/": Run(check="report"),
+    "mixsep export outputs/fast_cpu/<time> fast_model --onnx": Run(check="fast_bundle"),
     "python -m mixsep.run model=resnet_dual": Run(TINY),
     "python -m mixsep.run model=resnet_dual trainer.max_time=00:00:30:00": Run(TINY),
     "ruff check . && ruff format --check .": Run(subprocess=True),
@@ -177,8 +182,6 @@ COMMANDS: dict[str, Run | Elsewhere | Skip] = {
     "trainer=ddp trainer.devices=4 model=unet": Skip("needs a SLURM node with 4 GPUs"),
     "python -m mixsep.report outputs/multirun/<time>": Run(check="sweep_report"),
     # ---- Separate your own images
-    "python -m mixsep.mix digit.png photo.png -o mix.png": Run(),
-    "python -m mixsep.separate mix.png": Run(check="separated"),
     "python -m mixsep.separate my_folder/ --out results_dir --model outputs/unet/<time>/checkpoints/last.ckpt": Run(),
     "python -m mixsep.mix --test-pairs 100 -o pairs/": Run(["--test-pairs", "12"]),
     "python -m mixsep.separate pairs/mix": Run(),
@@ -218,7 +221,14 @@ COMMANDS: dict[str, Run | Elsewhere | Skip] = {
 
 
 def all_readme_commands() -> list[str]:
-    return list(dict.fromkeys(readme_commands(README) + readme_commands(BENCHMARKS_README)))
+    return list(dict.fromkeys(c for page in doc_pages() for c in readme_commands(page)))
+
+
+def test_every_documentation_page_is_in_the_site_and_its_commands_are_covered():
+    """A page added to docs/ is in mkdocs.yml's nav (so doc_pages() runs its commands, which then need entries)."""
+    pages = set(doc_pages())
+    assert {p for p in (PROJECT_ROOT / "docs").glob("*.md")} <= pages, "docs/ pages missing from mkdocs.yml's nav"
+    assert all(p.is_file() for p in pages)
 
 
 def test_every_readme_command_has_an_entry():
@@ -282,6 +292,9 @@ def resolve(command: str, work: Path) -> str:
     """The README's placeholders: <time> is the run (or sweep) folder the earlier commands made."""
     if "outputs/multirun/<time>" in command:
         return command.replace("outputs/multirun/<time>", str(newest("outputs/multirun/*", work).relative_to(work)))
+    if "outputs/fast_cpu/<time>" in command:
+        run = newest("outputs/fast_cpu/*/metrics.json", work).parent
+        return command.replace("outputs/fast_cpu/<time>", str(run.relative_to(work)))
     if "outputs/unet/<time>" in command:
         run = newest("outputs/unet/*/checkpoints/last.ckpt", work).parents[1]
         return command.replace("outputs/unet/<time>", str(run.relative_to(work)))
@@ -380,6 +393,17 @@ def card_metrics(bundle: Path) -> dict[str, float]:
     return {m["name"]: m["value"] for m in result["metrics"]}
 
 
+def check_fast_cpu_run(work: Path, output: str) -> None:
+    run = newest("outputs/fast_cpu/*/metrics.json", work).parent
+    assert {"metrics.json", "samples.png", "loss.png", "status.json"} <= {p.name for p in run.iterdir()}
+    assert (run / "checkpoints" / "last.ckpt").is_file() and "wrote " in output and "test/mnist_psnr" in output
+
+
+def check_fast_bundle(work: Path, output: str) -> None:
+    files = {p.name for p in (work / "fast_model").iterdir()}
+    assert {"model.safetensors", "config.json", "README.md", "model.onnx"} <= files, files
+
+
 def check_bundle(work: Path, output: str) -> None:
     run = newest("outputs/unet/*/metrics.json", work).parent
     metrics = json.loads((run / "metrics.json").read_text())
@@ -433,7 +457,7 @@ def test_the_readme_knob_table_gives_the_configs_defaults(compose, tmp_path):
     the config composes to (with model=conv_dual, the default), and the value of every model that differs."""
     from omegaconf import OmegaConf
 
-    text = README.read_text().split("### Config knobs", 1)[1].split("\n\n", 2)[1]
+    text = (DOCS / "configs.md").read_text().split("## Config knobs", 1)[1].split("\n\n", 2)[1]
     rows = [line.split("|")[1:3] for line in text.splitlines() if line.startswith("| `")]
     models = sorted(p.stem for p in (Path(CONF) / "model").glob("*.yaml") if not p.stem.startswith("_"))
     configs = {
@@ -457,7 +481,7 @@ def test_the_readme_knob_table_gives_the_configs_defaults(compose, tmp_path):
 
 def test_the_layout_map_names_every_file_of_the_package_and_only_those():
     """The README's map of mixsep/ (its Layout section) and the files on disk agree, both ways."""
-    text = (PROJECT_ROOT / "README.md").read_text()
+    text = (DOCS / "development.md").read_text()
     block = text.split("## Layout", 1)[1].split("```", 2)[1]
     mapped, folder = set(), ""
     for line in block.splitlines():
@@ -485,7 +509,7 @@ def test_the_data_table_lists_every_declared_source_and_every_source_config():
     (@register_source) and the config files that select them."""
     from mixsep.data.sources import SOURCE_CLASSES
 
-    text = README.read_text().split("## Data", 1)[1].split("\n## ", 1)[0]
+    text = (DOCS / "data-and-models.md").read_text().split("## Data", 1)[1].split("\n## ", 1)[0]
     rows = {
         (kind, option)
         for kind, option in (
