@@ -1,3 +1,64 @@
-from mixsep.report.leaderboard import cli
+"""``python -m mixsep.report``: the leaderboard (``mixsep.report.leaderboard``), its files checked before anything
+is written: ``-o`` and the chart never replace a run record the report reads or a file given to it, never write
+through a symbolic link, and replace an earlier file only with ``--overwrite``."""
 
-cli()
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from mixsep.errors import MixsepError, one_line_errors
+from mixsep.extensions import load_extensions
+from mixsep.files import check_outputs
+from mixsep.report import leaderboard
+from mixsep.report.stats import SCORES_FILE, VAL_SCORES_FILE
+
+RUN_RECORDS = ("metrics.json", "status.json", SCORES_FILE, VAL_SCORES_FILE)  # what the report reads in a run folder
+FLAGS = "-o / --chart"
+
+
+def report_outputs(args) -> list[Path]:
+    """The files ``leaderboard.main`` writes: ``-o``, and the chart (``--chart``, else beside ``-o``, else
+    leaderboard.png in the first DIR); none for ``--compare``."""
+    if args.compare:
+        return []
+    output = Path(args.output) if args.output else None
+    first = Path(args.dirs[0])
+    if args.chart:
+        chart = Path(args.chart)
+    elif output:
+        chart = output.with_suffix(".png")
+    else:
+        chart = (first if first.is_dir() else first.parent) / "leaderboard.png"
+    return [path for path in (output, chart) if path is not None]
+
+
+def check_report_outputs(argv: list[str], overwrite: bool) -> None:
+    args = leaderboard.parse_args(argv)
+    outputs = report_outputs(args)
+    if len(set(outputs)) < len(outputs):
+        raise MixsepError(f"-o {outputs[0]} is also where the chart goes: give --chart another file")
+    for path in outputs:
+        if path.name in RUN_RECORDS:
+            raise MixsepError(f"{path} is a run record the report reads: choose another {FLAGS}")
+        if path.is_symlink():  # the leaderboard writes in place: a link would send the report elsewhere
+            raise MixsepError(
+                f"{path} is a symbolic link (to {os.readlink(path)}); the report does not write through links: "
+                f"remove it, or choose another {FLAGS}"
+            )
+    check_outputs(outputs, [Path(d) for d in args.dirs if Path(d).is_file()], overwrite, FLAGS)
+
+
+def cli(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    overwrite = "--overwrite" in argv
+    argv = [a for a in argv if a != "--overwrite"]
+    with one_line_errors(os_error=f"cannot write the report ({{error}}): choose another {FLAGS}"):
+        check_report_outputs(argv, overwrite)
+        load_extensions()  # MIXSEP_EXTENSIONS: the scores and sources of one's own the runs were made with
+        leaderboard.main(argv)
+
+
+if __name__ == "__main__":
+    cli()
