@@ -5,6 +5,7 @@ Scores on the same fixed test pairs as ``mixsep.run`` (``data.test_pairs``, defa
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -12,13 +13,16 @@ from omegaconf import DictConfig, OmegaConf
 from mixsep.cluster.provenance import provenance
 from mixsep.errors import ConfigError, one_line_errors
 from mixsep.extensions import load_extensions
+from mixsep.models.metrics import check_scores
 from mixsep.models.separator import load_module
 from mixsep.models.tta import say
 from mixsep.training.artifacts import write_test_outputs
 from mixsep.training.build import build, build_trainer
 from mixsep.training.checks import check_trainer
 from mixsep.training.command_line import hydra_app
-from mixsep.training.config import settle_for_this_machine
+from mixsep.training.config import precision_from_file, settle_for_this_machine
+
+log = logging.getLogger("mixsep")
 
 
 def evaluate(cfg: DictConfig) -> dict:
@@ -28,6 +32,7 @@ def evaluate(cfg: DictConfig) -> dict:
             "folder (ckpt_path=results/best_cpu, a shipped model)"
         )
     load_extensions(cfg.get("extensions"))
+    check_scores()
     check_trainer(cfg.trainer)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -40,7 +45,14 @@ def evaluate(cfg: DictConfig) -> dict:
         h = module.hparams
         say(module.use_test_time_ensemble(h.get("tta", False), h.get("tta_color", False), bool(cfg.get("tta_shift"))))
     datamodule = build(cfg.data)
-    cfg = settle_for_this_machine(cfg, default_precision=saved.precision)
+    if saved.sources != datamodule.sources:
+        log.warning(
+            f"evaluate: {cfg.ckpt_path} was trained on {saved.sources} and is scored here on {datamodule.sources} "
+            "(data/gray=, data/color= choose the test sources); metrics.json records both"
+        )
+    # a file's precision enters the config only as one of Lightning's settings: its strings are never resolved
+    from_file = precision_from_file(saved.precision, saved.path) if cfg.trainer.get("precision") is None else None
+    cfg = settle_for_this_machine(cfg, default_precision=from_file)
     trainer = build_trainer(cfg.trainer, callbacks=[], loggers=[])
     results = trainer.test(module, datamodule=datamodule)[0]
     record = {"experiment": cfg.experiment_name, "checkpoint": str(cfg.ckpt_path), "precision": cfg.trainer.precision}

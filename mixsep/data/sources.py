@@ -151,17 +151,35 @@ SOURCE_CLASSES: dict[str, dict[str, type[Source]]] = {"gray": {}, "color": {}}  
 
 def register_source(cls: type[Source]) -> type[Source]:
     """Declare a source class (a decorator): each of its ``names`` becomes an option of data/<kind>= that
-    reports, checkpoints and evaluate can name. A name already served by another class is refused."""
-    if getattr(cls, "kind", None) not in SOURCE_CLASSES:
-        raise ConfigError(f"source {cls.__name__}: kind must be 'gray' or 'color', not {getattr(cls, 'kind', None)!r}")
-    if not cls.names:
-        raise ConfigError(f"source {cls.__name__}: names must list the options it serves, e.g. names = ('letters',)")
-    for name in cls.names:
-        known = SOURCE_CLASSES[cls.kind].get(name)
-        if known is not None and known.__qualname__ != cls.__qualname__:
-            raise ConfigError(f"a {cls.kind} source named {name} is already declared ({known.__name__}): rename it")
-        SOURCE_CLASSES[cls.kind][name] = cls
+    reports, checkpoints and evaluate can name. A wrong kind or name, or a name already served by another class,
+    is one line wherever the declaring module is imported (every command imports it the same way)."""
+    what = f"source {getattr(cls, '__name__', cls)!r}"
+    if not (isinstance(cls, type) and issubclass(cls, Source)):
+        raise ConfigError(f"{what}: @register_source declares a subclass of mixsep.data.sources.Source")
+    kind = getattr(cls, "kind", None)
+    if kind not in SOURCE_CLASSES:
+        raise ConfigError(f"{what}: kind must be 'gray' or 'color', not {kind!r}")
+    names = cls.names
+    if isinstance(names, str) or not isinstance(names, (tuple, list)) or not names:
+        raise ConfigError(f"{what}: names must be a tuple of the options it serves, e.g. names = ('letters',)")
+    for name in names:
+        if not (isinstance(name, str) and name.isidentifier()):
+            raise ConfigError(
+                f"{what}: each of its names is an option like data/{kind}=letters (a Python name), not {name!r}"
+            )
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{what}: names lists an option twice ({', '.join(names)})")
+    for name in names:
+        known = SOURCE_CLASSES[kind].get(name)
+        if known is not None and _identity(known) != _identity(cls):
+            raise ConfigError(f"a {kind} source named {name} is already declared ({known.__name__}): rename it")
+    for name in names:
+        SOURCE_CLASSES[kind][name] = cls
     return cls
+
+
+def _identity(cls: type) -> tuple[str, str]:
+    return cls.__module__, cls.__qualname__
 
 
 def check_images(source: Source, images: torch.Tensor, split: str) -> torch.Tensor:

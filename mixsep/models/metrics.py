@@ -6,6 +6,7 @@ module named by ``extensions`` (or ``MIXSEP_EXTENSIONS``)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -63,6 +64,48 @@ def register_score(score: Score) -> Score:
     return score
 
 
+PROBE_IMAGES = 4
+
+
+def check_scores() -> None:
+    """Every declared score's function on a probe batch, before anything trains or is tested: one finite number
+    per image, else one line naming the score and what it gave (a user's score otherwise fails after a whole epoch,
+    or is stored per pixel without a word)."""
+    probe = torch.Generator().manual_seed(0)
+    pred, target = (torch.rand(PROBE_IMAGES, 3, 32, 32, generator=probe) for _ in range(2))
+    for score in SCORES.values():
+        try:
+            values = score.per_image(pred.clone(), target.clone())
+        except Exception as err:
+            raise ConfigError(
+                f"score {score.name} fails on a probe batch of {PROBE_IMAGES} images ({type(err).__name__}: {err})"
+            ) from err
+        problem = _not_per_image(values)
+        if problem:
+            raise ConfigError(
+                f"score {score.name} gives {problem} for a probe batch of {PROBE_IMAGES} images "
+                f"(({PROBE_IMAGES}, 3, 32, 32) predictions and targets): a score gives one finite number per image, "
+                "a float tensor of shape (B,), e.g. (pred - target).abs().mean(dim=(1, 2, 3))"
+            )
+
+
+def _not_per_image(values) -> str | None:
+    """What is wrong with a score's result for the probe batch, in words; None: one finite float per image."""
+    if not isinstance(values, torch.Tensor):
+        return f"a {type(values).__name__} ({str(values)[:40]})"
+    shape = tuple(values.shape)
+    if shape == ():
+        return "one number for the whole batch (a tensor of shape ())"
+    if shape != (PROBE_IMAGES,):
+        per_pixel = " (a per-pixel result)" if shape[-2:] == (32, 32) else ""
+        return f"a tensor of shape {shape}{per_pixel}"
+    if not values.is_floating_point():
+        return f"{values.dtype} values, not floats"
+    if not torch.isfinite(values).all():
+        return f"values that are not finite ({', '.join(str(float(v)) for v in values)})"
+    return None
+
+
 PSNR = register_score(Score("psnr", _psnr, decimals=2, label="PSNR", unit="dB"))  # the mean of per-image PSNR, in dB
 SSIM = register_score(Score("ssim", _ssim, decimals=4, label="SSIM"))
 RANK_SCORE = "psnr"  # the leaderboard ranks by the mean of the two sources' PSNR; sweeps pick by val/psnr
@@ -95,15 +138,26 @@ def per_image_scores(pred: torch.Tensor, target: torch.Tensor) -> dict[str, torc
 
 
 class MeanScore(MeanMetric):
-    """A declared score's mean over the images seen (in fp32, autocast off)."""
+    """A declared score's mean over the images seen (in fp32, autocast off). A NaN from the score's function makes
+    the mean NaN, said once in the log as the score's failure (a report shows it as such, not as "not scored")."""
 
     def __init__(self, score: Score) -> None:
-        super().__init__()
+        super().__init__(nan_strategy="disable")  # never dropped: a mean over the images it could score would mislead
         self.score = score
+        self.failure_said = False
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         with full_precision(pred.device):
-            super().update(self.score.per_image(pred.float(), target.float()))
+            values = self.score.per_image(pred.float(), target.float())
+        failed = torch.isnan(values)
+        if not self.failure_said and bool(failed.any()):
+            self.failure_said = True
+            whose = "the model gave NaN estimates" if bool(torch.isnan(pred).any()) else "a failure of its function"
+            logging.getLogger("mixsep").warning(
+                f"score {self.score.name}: NaN for {int(failed.sum())} of {len(values)} images ({whose}); its mean "
+                "is NaN, shown as failed in reports"
+            )
+        super().update(values)
 
 
 def image_metrics() -> MetricCollection:

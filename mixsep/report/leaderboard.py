@@ -8,6 +8,7 @@ the reason it cannot be compared.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -17,9 +18,9 @@ import torch
 from mixsep.cluster.provenance import short_commit
 from mixsep.cluster.status import effective_status, read_json
 from mixsep.data.sources import DEFAULT_SOURCES, parse_pair
-from mixsep.errors import ArgumentParser, ConfigError, one_line_errors
+from mixsep.errors import ArgumentParser, ConfigError, one_line_errors, user_error
 from mixsep.extensions import load_extensions
-from mixsep.models.metrics import RANK_SCORE, SOURCES, decimals, image_metrics, score_of
+from mixsep.models.metrics import RANK_SCORE, SOURCES, check_scores, decimals, image_metrics, score_of
 from mixsep.report.published import prior_table, reported_block
 from mixsep.report.stats import (
     SCORES_FILE,
@@ -31,7 +32,7 @@ from mixsep.report.stats import (
     unpaired_difference,
 )
 from mixsep.report.sweep import is_sweep, report_sweep
-from mixsep.report.tables import fmt, interval, minutes, score_columns
+from mixsep.report.tables import interval, minutes, score_cell, score_columns
 
 
 def find_runs(dirs: list[str | Path], ranked_only: bool = True, include_debug: bool = False) -> list[dict]:
@@ -85,8 +86,18 @@ RANK_KEYS = tuple(f"test/{source}_{RANK_SCORE}" for source in SOURCES)
 
 
 def rankable(m: dict) -> bool:
-    """A whole-test-set result with the scores runs are ranked by; its other scores may be more or fewer."""
-    return all(isinstance(m.get(k), (int, float)) for k in RANK_KEYS) and not m.get("partial_test")
+    """A whole-test-set result with the scores runs are ranked by (not NaN); its other scores may be more or fewer."""
+    scored = all(isinstance(m.get(k), (int, float)) and not math.isnan(m[k]) for k in RANK_KEYS)
+    return scored and not m.get("partial_test")
+
+
+def why_not_ranked(m: dict) -> str:
+    if m.get("partial_test"):
+        return "a partial test"
+    failed = [k for k in RANK_KEYS if isinstance(m.get(k), float) and math.isnan(m[k])]
+    if failed:
+        return f"{' and '.join(failed)} failed (NaN)"
+    return f"no {' and '.join(RANK_KEYS)}"
 
 
 def rank_key(row: dict) -> float:
@@ -95,6 +106,15 @@ def rank_key(row: dict) -> float:
 
 def run_sources(row: dict) -> str:
     return row.get("sources") or DEFAULT_SOURCES
+
+
+def sources_cell(row: dict) -> str:
+    """The sources a row was scored on, and those its model was trained on where an evaluation scored it on
+    others."""
+    trained_on = row.get("trained_on")
+    if trained_on and trained_on != run_sources(row):
+        return f"{run_sources(row)} (trained on {trained_on})"
+    return run_sources(row)
 
 
 @torch.no_grad()
@@ -171,11 +191,11 @@ def leaderboard(rows: list[dict]) -> str:
     for i, r in enumerate(rows, 1):
         ci, delta = intervals.get(i - 1, ("-", "-"))
         lines.append(
-            f"| {i} | {run_name(r)} | {r.get('model', '?')} | {r.get('experiment', '-')} | {run_sources(r)} "
+            f"| {i} | {run_name(r)} | {r.get('model', '?')} | {r.get('experiment', '-')} | {sources_cell(r)} "
             f"| {r.get('params', 0):,} "
             f"| {minutes(r.get('train_seconds'))} | {r.get('hardware', '-')} | {short_commit(r)} "
             f"| {r.get('test_pairs', '-')} "
-            + "".join(f"| {fmt(r.get(key), decimals(key))} " for key, _ in columns)
+            + "".join(f"| {score_cell(r, key)} " for key, _ in columns)
             + f"| {ci} | {delta} |"
         )
     if intervals:
@@ -271,13 +291,24 @@ def parse_args(argv: list[str] | None):
     return args
 
 
-def ranked_groups(runs: list[dict], args) -> list[tuple[str, int, list[dict]]]:
+def ranked_groups(runs: list[dict], args) -> tuple[list[tuple[str, int, list[dict]]], list[str]]:
     """Runs on different source pairs or numbers of test pairs are never ranked together: one group each,
-    with its own baselines scored on its pairs."""
+    with its own baselines scored on its pairs. A group whose sources are not at hand here (a source of one's
+    own not declared, its files missing) is left out, one line per run saying why: the others are still ranked."""
     key = lambda r: (run_sources(r), int(r.get("test_pairs") or args.test_pairs))
     groups = sorted({key(r) for r in runs}) or [(DEFAULT_SOURCES, args.test_pairs)]
     grouped = {group: [r for r in runs if key(r) == group] for group in groups}
-    return [(s, n, rows + baseline_rows(args.data_root, args.cache_dir, n, s)) for (s, n), rows in grouped.items()]
+    ranked, left_out = [], []
+    for (sources, count), rows in grouped.items():
+        try:
+            ranked.append((sources, count, rows + baseline_rows(args.data_root, args.cache_dir, count, sources)))
+        except Exception as err:
+            fixable = user_error(err)
+            if fixable is None:
+                raise
+            why = f"its sources {sources} are not at hand here ({' '.join(str(fixable).split())})"
+            left_out += [f"- {r['path']}: {why}" for r in rows] or [f"- the baselines on {sources}: {why}"]
+    return ranked, left_out
 
 
 def main(argv: list[str] | None = None) -> str:
@@ -292,10 +323,10 @@ def main(argv: list[str] | None = None) -> str:
         missing = [d for d in args.dirs if not Path(d).exists()]
         where = f"no such folder: {', '.join(missing)}" if missing else f"no metrics.json under {' '.join(args.dirs)}"
         sys.exit(f"mixsep: {where}; give run folders, sweep folders or metrics.json files (e.g. outputs/)")
-    groups = ranked_groups([r for r in all_runs if rankable(r)], args)
+    groups, left_out = ranked_groups([r for r in all_runs if rankable(r)], args)
     listed = {line.split(":", 1)[0].removeprefix("- ") for line in unscored}
     unscored += [  # every run left out says why
-        f"- {r['path']}: " + ("a partial test" if r.get("partial_test") else f"no {' and '.join(RANK_KEYS)}")
+        f"- {r['path']}: {why_not_ranked(r)}"
         for r in all_runs
         if not rankable(r) and r["path"] not in listed and not str(r.get("experiment", "")).startswith("prior/")
     ]
@@ -306,12 +337,18 @@ def main(argv: list[str] | None = None) -> str:
     sweeps = [report_sweep(Path(d)) for d in args.dirs if is_sweep(Path(d))]
     if unscored:
         tables.append("Runs without final scores (not ranked):\n\n" + "\n".join(unscored))
+    if left_out:
+        tables.append("Left out (not ranked here):\n\n" + "\n".join(left_out))
+        for line in left_out:
+            print(f"mixsep.report: left out {line.removeprefix('- ')}", file=sys.stderr)
     text = "\n\n".join([*sweeps, *tables, reported_block()])
     if any(str(r.get("experiment", "")).startswith("prior/") for r in all_runs):
         text += "\n\nEarlier systems rerun by mixsep (`experiment=prior/...`):\n\n" + prior_table(all_runs)
     print(text)
     if args.output:
         Path(args.output).write_text(text + "\n")
+    if not groups:
+        return text
     first = Path(args.dirs[0])  # the chart: --chart, else beside --output, else in the first folder given
     beside = Path(args.output).with_suffix(".png") if args.output else None
     chart = Path(args.chart or beside or (first if first.is_dir() else first.parent) / "leaderboard.png")
@@ -323,6 +360,7 @@ def main(argv: list[str] | None = None) -> str:
 def cli() -> None:
     with one_line_errors(os_error="cannot write the report ({error}): choose another --chart / -o"):
         load_extensions()  # MIXSEP_EXTENSIONS: the scores and sources of one's own the runs were made with
+        check_scores()
         main()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from mixsep.models.metrics import SCORES, SOURCES, heading
+from mixsep.models.metrics import SCORES, SOURCES, decimals, heading
 
 
 def fmt(v, digits: int = 2, sign: str = "") -> str:
@@ -12,6 +12,15 @@ def fmt(v, digits: int = 2, sign: str = "") -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "-"
     return f"{v:{sign}.{digits}f}" if isinstance(v, float) else str(v)
+
+
+def score_cell(row: dict, key: str) -> str:
+    """A row's score as a table shows it: ``-`` where it was not scored with it, ``failed`` where its score gave
+    NaN (a failure of the score's function or of the model, logged when it happened), else its declared decimals."""
+    value = row.get(key)
+    if isinstance(value, float) and math.isnan(value):
+        return "failed (NaN)"
+    return fmt(value, decimals(key))
 
 
 def interval(mean: float, lo: float, hi: float, digits: int = 2, sign: str = "") -> str:

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mixsep.cluster.provenance import provenance
 from mixsep.cluster.where import run_id
+from mixsep.errors import CheckpointError
 from mixsep.training.hardware import on_gpu, resolve_precision
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")  # inside the package: found wherever mixsep is installed
@@ -36,12 +37,29 @@ OmegaConf.register_new_resolver("mixsep_run_id", run_id, use_cache=True, replace
 
 log = logging.getLogger("mixsep")
 
+# what trainer.precision takes (Lightning 2.x), and its older aliases: a model file's precision must be one of them
+PRECISIONS = ("16-mixed", "bf16-mixed", "32-true", "64-true", "16-true", "bf16-true", "16", "32", "64", "bf16")
+PRECISIONS += ("transformer-engine", "transformer-engine-float16")
+
+
+def precision_from_file(value: object, where: str) -> str:
+    """A precision a model file records, checked against Lightning's settings before it enters a config: a file's
+    string is never resolved (``${oc.env:HOME}`` would read this machine's environment)."""
+    precision = str(value)
+    if precision not in PRECISIONS:
+        shown = precision if len(precision) <= 40 else f"{precision[:40]}..."
+        raise CheckpointError(
+            f"{where} records the precision {shown!r}, which is not one of Lightning's ({', '.join(PRECISIONS[:6])}):"
+            " set trainer.precision=32-true (or another) to choose"
+        )
+    return precision
+
 
 def settle_for_this_machine(cfg: DictConfig, default_precision: str | None = None) -> DictConfig:
     """The one change made to a composed config, on a copy: ``trainer.precision`` as it will be used (``auto``
-    resolved for this machine; ``null`` = ``default_precision``, e.g. a checkpoint's), and ``sync_batchnorm`` off
-    on CPUs (DDP over gloo trains without SyncBatchNorm, which works only on GPUs). The config tree, the Trainer
-    and metrics.json all read the settled copy."""
+    resolved for this machine; ``null`` = ``default_precision``, e.g. a checkpoint's, checked by
+    ``precision_from_file``), and ``sync_batchnorm`` off on CPUs (DDP over gloo trains without SyncBatchNorm,
+    which works only on GPUs). The config tree, the Trainer and metrics.json all read the settled copy."""
     settled = cfg.copy()
     with open_dict(settled):
         trainer = settled.trainer
