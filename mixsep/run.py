@@ -21,7 +21,7 @@ from mixsep.extensions import load_extensions
 from mixsep.models.tta import say
 from mixsep.training.artifacts import write_config_tree, write_test_outputs
 from mixsep.training.build import build, build_callbacks, build_module, build_trainer
-from mixsep.training.checkpoints import checkpoint_paths, resolve_ckpt_path
+from mixsep.training.checkpoints import check_resume_fits, checkpoint_paths, resolve_ckpt_path
 from mixsep.training.checks import check_run
 from mixsep.training.command_line import hydra_app
 from mixsep.training.config import composed_config, set_float32_matmul_precision, settle_for_this_machine
@@ -49,7 +49,7 @@ def build_run(cfg: DictConfig, job: Job):
     trial = this_jobs_trial()
     pruning = ReportToTrial(trial, cfg.optimized_metric) if trial is not None else None
     callbacks = build_callbacks(cfg.get("callbacks"), job) + ([pruning] if pruning else [])
-    trainer = build_trainer(cfg.trainer, callbacks, loggers)
+    trainer = build_trainer(cfg.trainer, callbacks, loggers, run_folder=job.out)
     datamodule.check()
     return datamodule, module, loggers, trainer, pruning
 
@@ -67,6 +67,7 @@ def train(cfg: DictConfig, job: Job | None = None) -> dict:
     set_float32_matmul_precision(cfg)
     resume_from = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.model, out)
     datamodule, module, loggers, trainer, pruning = build_run(cfg, job)
+    check_resume_fits(resume_from, module, out)  # its trainer state is data: checked before Lightning sees it
     if tree is not None:  # the config built: show it (a bad value stopped above with one line instead)
         import rich
 

@@ -4,15 +4,18 @@
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 
 import lightning as L
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
 from mixsep.errors import ConfigError, user_error
+from mixsep.training.checkpoints import AtomicCheckpointIO
 from mixsep.training.config import quiet_known_noise
 
 
@@ -51,12 +54,27 @@ def build_callbacks(callbacks_cfg: DictConfig | None, job=None) -> list:
     return callbacks
 
 
-def build_trainer(trainer_cfg: DictConfig, callbacks: list, loggers: list) -> L.Trainer:
+def build_trainer(trainer_cfg: DictConfig, callbacks: list, loggers: list, run_folder: Path | None = None) -> L.Trainer:
     """Lightning's Trainer from ``trainer_cfg`` (checked by ``checks.check_trainer`` and settled for this machine
-    by ``config.settle_for_this_machine`` before)."""
+    by ``config.settle_for_this_machine`` before); it reads and removes checkpoints only through mixsep's
+    ``AtomicCheckpointIO``, which keeps a resumed record's paths inside ``run_folder`` (or the resumed file's)."""
     quiet_known_noise()
     if not loggers:  # Lightning's LearningRateMonitor refuses a run that logs nowhere (logger=none)
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    trainer = _built_trainer(trainer_cfg, callbacks, loggers)
+    checkpoint_io = trainer.strategy.checkpoint_io
+    if type(checkpoint_io) is TorchCheckpointIO:  # Lightning's own (trainer.plugins without mixsep's)
+        trainer.strategy.checkpoint_io = checkpoint_io = AtomicCheckpointIO()
+    if not isinstance(checkpoint_io, AtomicCheckpointIO):
+        raise ConfigError(
+            f"trainer.plugins: {type(checkpoint_io).__name__} would read the checkpoints mixsep resumes and tests "
+            "unchecked; use mixsep.training.checkpoints.AtomicCheckpointIO (or a subclass of it)"
+        )
+    checkpoint_io.run_folder = run_folder
+    return trainer
+
+
+def _built_trainer(trainer_cfg: DictConfig, callbacks: list, loggers: list) -> L.Trainer:
     try:
         return build(trainer_cfg, callbacks=callbacks, logger=loggers or False)
     except InstantiationException as err:

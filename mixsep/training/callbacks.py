@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from pathlib import Path
@@ -99,7 +100,20 @@ class SamplesAndCurves(L.Callback):
         return {"history": self.history}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        self.history = state_dict.get("history", self.history)
+        history = state_dict.get("history")
+        if isinstance(history, dict):  # a resumed checkpoint's curves: (epoch, finite number) points only
+            curves = {str(k): [p for p in v if _is_point(p)] for k, v in history.items() if isinstance(v, list)}
+            self.history = {"train": [], "val": [], **curves}
+
+
+def _is_point(point: Any) -> bool:
+    return (
+        isinstance(point, (tuple, list))
+        and len(point) == 2
+        and type(point[0]) is int
+        and isinstance(point[1], float)
+        and math.isfinite(point[1])
+    )
 
 
 class Heartbeat(L.Callback):

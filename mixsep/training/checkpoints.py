@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import io
 import logging
+import math
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import lightning as L
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 from omegaconf import DictConfig
 
 from mixsep.errors import CheckpointError, ConfigError
@@ -30,12 +33,36 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's CheckpointIO plugin for every checkpoint the Trainer writes (last, best, the save at a
     scheduler's signal): whole files only (``atomic_torch_save``). Lightning's own ``_atomic_save`` stages the
     file in the system's temporary folder, so the final move is a copy wherever that is another file system,
-    and never flushes it to disk."""
+    and never flushes it to disk.
+
+    It is also how the Trainer reads one (the resumed checkpoint, then the best one it tests): as data
+    (``read_checkpoint``), its trainer state checked by ``checked_trainer_state`` before Lightning sees it, and
+    it removes only files inside ``run_folder`` (``build.build_trainer`` gives it the run's folder)."""
+
+    def __init__(self, run_folder: str | Path | None = None) -> None:
+        super().__init__()
+        self.run_folder = Path(run_folder) if run_folder else None
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options; got {storage_options!r}")
         atomic_torch_save(checkpoint, path)
+
+    def load_checkpoint(self, path, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+        from mixsep.models.saved import read_checkpoint
+
+        if is_url(path):
+            raise CheckpointError(f"ckpt_path={path} is a URL: mixsep reads checkpoints from this disk only")
+        return checked_trainer_state(read_checkpoint(path), Path(path), self.run_folder)
+
+    def remove_checkpoint(self, path) -> None:
+        # Lightning removes what a ModelCheckpoint's record names (recursively, through fsspec): only ever
+        # this run's own files, whatever a resumed record said
+        if self.run_folder is None or not inside(str(path), [self.run_folder]):
+            log.warning(f"not removing {path}: it is not in this run's folder")
+            return
+        if Path(path).is_file():  # a file only: never a folder, never recursively
+            Path(path).unlink()
 
 
 def resolve_ckpt_path(ckpt: str | None, model_cfg: DictConfig, out: Path) -> str | None:
@@ -131,3 +158,387 @@ def export_checkpoint(src: str | Path, dst: str | Path, precision: str | None = 
     dst = Path(dst)
     atomic_torch_save(slim, dst)
     return dst
+
+
+# A resumed checkpoint's trainer state is data from elsewhere: before Lightning sees it, its paths are kept only
+# inside this run's folder or the checkpoint's own (never a URL), its scores only when finite, and every other part
+# Lightning reads must have the shape a mixsep run writes.
+
+TRACKER_FIELDS = ("ready", "started", "processed", "completed")
+CHECKPOINT_PATH_KEYS = ("best_model_path", "kth_best_model_path", "last_model_path")
+OLDEST_LIGHTNING = "2.0.0"  # Lightning migrates older checkpoints, moving their entries after they are checked
+PLAIN_DEPTH = 4
+DEEPEST = 32  # mixsep's own checkpoints nest 8 levels; Lightning copies callback state recursively
+
+
+class Maybe(NamedTuple):
+    """An entry a shape allows to be missing (Lightning reads it with ``.get`` or skips it)."""
+
+    shape: Any
+
+
+def is_url(path: Any) -> bool:
+    """A URL or an fsspec chain (``local://``, ``file://``, ``s3://``, ``simplecache::...``): never followed."""
+    return "://" in str(path) or "::" in str(path)
+
+
+def inside(path: Any, folders: list[Path]) -> bool:
+    """``path`` lies inside one of ``folders`` as written and once symbolic links and ``..`` are resolved; a URL
+    never does. It is compared as written first, so nothing outside ``folders`` is ever looked at."""
+    if not isinstance(path, str) or not path or is_url(path) or "\0" in path:
+        return False
+    written = Path(os.path.normpath(os.path.abspath(path)))
+    real_folders = [Path(os.path.realpath(f)) for f in folders]
+    written_folders = [Path(os.path.normpath(os.path.abspath(f))) for f in folders] + real_folders
+    if not any(written.is_relative_to(f) for f in written_folders):
+        return False
+    return any(Path(os.path.realpath(written)).is_relative_to(f) for f in real_folders)
+
+
+def count(value: Any) -> bool:
+    """a whole number >= 0"""
+    return type(value) is int and value >= 0
+
+
+def flag(value: Any) -> bool:
+    """true or false"""
+    return type(value) is bool
+
+
+def tracker(value: Any) -> bool:
+    """a progress counter (ready, started, processed, completed: whole numbers >= 0)"""
+    return isinstance(value, dict) and all(k in TRACKER_FIELDS and count(v) for k, v in value.items())
+
+
+def finite_number(value: Any) -> bool:
+    """a finite number"""
+    if isinstance(value, torch.Tensor):
+        return value.numel() == 1 and value.dtype.is_floating_point and bool(torch.isfinite(value).all())
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def score_or_infinity(value: Any) -> bool:
+    """a number (infinite before the first score)"""
+    return isinstance(value, torch.Tensor) and value.numel() == 1 and not bool(torch.isnan(value).any())
+
+
+def plain(value: Any, depth: int = PLAIN_DEPTH) -> bool:
+    """plain settings (numbers, words, flags, short lists and mappings of them)"""
+    if value is None or isinstance(value, (bool, int, str)):
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if depth and isinstance(value, (list, tuple)):
+        return all(plain(v, depth - 1) for v in value)
+    if depth and isinstance(value, dict):
+        return all(isinstance(k, str) and plain(v, depth - 1) for k, v in value.items())
+    return False
+
+
+def weights(value: Any) -> bool:
+    """a mapping of names to tensors"""
+    return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items())
+
+
+def loader_states(value: Any) -> bool:
+    """the training loader's position (a list of {epoch, batches})"""
+    return isinstance(value, list) and all(
+        isinstance(s, dict) and all(isinstance(k, str) and count(v) for k, v in s.items()) for s in value
+    )
+
+
+def optimizer_state(value: Any) -> bool:
+    """an optimizer's state"""
+    if not isinstance(value, dict) or set(value) != {"state", "param_groups"}:
+        return False
+    state, groups = value["state"], value["param_groups"]
+    per_param = isinstance(state, dict) and all(
+        count(k) and isinstance(s, dict) and all(isinstance(v, torch.Tensor) or finite_number(v) for v in s.values())
+        for k, s in state.items()
+    )
+    return (
+        per_param
+        and isinstance(groups, list)
+        and all(
+            isinstance(g, dict)
+            and isinstance(g.get("params"), list)
+            and all(count(i) for i in g["params"])
+            and all(plain(v, 1) for k, v in g.items() if k != "params")
+            for g in groups
+        )
+    )
+
+
+def scheduler_state(value: Any) -> bool:
+    """a learning-rate schedule's state"""
+    if not isinstance(value, dict) or not plain(value) or any(k.startswith("optimizer") for k in value):
+        return False
+    numbers = [value.get(k, []) for k in ("base_lrs", "_last_lr")]
+    return all(type(value.get(k, 0)) is int for k in ("last_epoch", "_step_count")) and all(
+        isinstance(n, list) and all(finite_number(x) for x in n) for n in numbers
+    )
+
+
+def scaler_state(value: Any) -> bool:
+    """a gradient scaler's state (names to finite numbers)"""
+    return isinstance(value, dict) and all(isinstance(k, str) and finite_number(v) for k, v in value.items())
+
+
+def lightning_version(value: Any) -> bool:
+    """a Lightning version from 2.0.0 on (OLDEST_LIGHTNING)"""
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return isinstance(value, str) and Version(value) >= Version(OLDEST_LIGHTNING)
+    except InvalidVersion:
+        return False
+
+
+def listed(shape: Any) -> Any:
+    def each(value: Any) -> bool:
+        return isinstance(value, list) and all(shape(v) for v in value)
+
+    each.__doc__ = f"a list, each {shape.__doc__}"  # e.g. "a list, each an optimizer's state"
+    return each
+
+
+PROGRESS = {"total": tracker, "current": tracker}
+BATCH_PROGRESS = {**PROGRESS, "is_last_batch": flag}
+EVALUATION_LOOP = {"state_dict": Maybe({}), "batch_progress": Maybe(BATCH_PROGRESS)}
+FIT_LOOP = {
+    "state_dict": Maybe({"combined_loader": Maybe(loader_states)}),
+    "epoch_loop.state_dict": Maybe({"_batches_that_stepped": Maybe(count)}),
+    "epoch_loop.batch_progress": Maybe(BATCH_PROGRESS),
+    "epoch_loop.scheduler_progress": Maybe(PROGRESS),
+    "epoch_loop.automatic_optimization.state_dict": Maybe({}),
+    "epoch_loop.automatic_optimization.optim_progress": Maybe({"optimizer": {"step": PROGRESS, "zero_grad": PROGRESS}}),
+    "epoch_loop.manual_optimization.state_dict": Maybe({}),
+    "epoch_loop.manual_optimization.optim_step_progress": Maybe(PROGRESS),
+    "epoch_loop.val_loop.state_dict": Maybe({}),
+    "epoch_loop.val_loop.batch_progress": Maybe(BATCH_PROGRESS),
+    "epoch_progress": Maybe(PROGRESS),
+}
+# every part of a checkpoint that Lightning (or mixsep's data module) reads when it restores a run
+TRAINER_STATE = {
+    "pytorch-lightning_version": lightning_version,
+    "epoch": Maybe(count),
+    "global_step": Maybe(count),
+    "state_dict": weights,
+    "current_model_state": Maybe(weights),  # EMAWeightAveraging's
+    "averaging_state": Maybe(weights),
+    "loops": Maybe(
+        {
+            "fit_loop": FIT_LOOP,
+            "validate_loop": EVALUATION_LOOP,
+            "test_loop": EVALUATION_LOOP,
+            "predict_loop": {"state_dict": Maybe({}), "batch_progress": Maybe(PROGRESS)},
+        }
+    ),
+    "optimizer_states": Maybe(listed(optimizer_state)),
+    "lr_schedulers": Maybe(listed(scheduler_state)),
+    "MixDataModule": Maybe({"train_position": Maybe({"epoch": count, "batches": count})}),
+    "MixedPrecision": Maybe(scaler_state),
+    "native_amp_scaling_state": Maybe(scaler_state),
+}
+CALLBACK_STATE = {  # by the start of their state key
+    "EarlyStopping": {
+        "wait_count": count,
+        "stopped_epoch": count,
+        "best_score": score_or_infinity,
+        "patience": count,
+        "stopping_reason": Maybe(lambda v: v in {r.value for r in EarlyStoppingReason}),
+        "stopping_reason_message": Maybe(lambda v: v is None or isinstance(v, str)),
+    },
+    "EMAWeightAveraging": {"latest_update_step": count},
+}
+
+
+def shape_problem(value: Any, shape: Any, where: str) -> str | None:
+    """Where ``value`` departs from ``shape`` (a predicate, or a mapping of entry names to shapes, ``Maybe`` for
+    an entry that may be missing; no other entries), as a few words; None when it fits."""
+    if isinstance(shape, dict):
+        if not isinstance(value, dict):
+            return f"{where} is a {type(value).__name__}, not a mapping"
+        unknown = next((key for key in value if key not in shape), None)
+        if unknown is not None:
+            return f"{where} has an entry {str(unknown)[:60]!r} that mixsep.run never writes"
+        for key, inner in shape.items():
+            if key in value:
+                problem = shape_problem(value[key], unwrapped(inner), f"{where}.{key}")
+                if problem:
+                    return problem
+            elif not isinstance(inner, Maybe):
+                return f"{where} lacks {key!r}"
+        return None
+    if shape(value):
+        return None
+    return f"{where} is not {shape.__doc__ or 'what mixsep.run writes'}"
+
+
+def nested_deeper_than(value: Any, limit: int) -> bool:
+    """Whether lists, tuples and mappings nest more than ``limit`` levels in ``value`` (looked at without
+    recursion, so any depth is answered)."""
+    pending = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, (list, tuple)):
+            if depth >= limit:
+                return True
+            pending.extend((inner, depth + 1) for inner in item)
+    return False
+
+
+def unwrapped(shape: Any) -> Any:
+    return shape.shape if isinstance(shape, Maybe) else shape
+
+
+def trainer_state_problem(ckpt: dict) -> str | None:
+    """The first part of ``ckpt`` that Lightning reads and that departs from what a mixsep run writes."""
+    if nested_deeper_than(ckpt, DEEPEST):
+        return f"it nests lists or mappings more than {DEEPEST} levels deep"
+    for key, shape in TRAINER_STATE.items():
+        if key not in ckpt and not isinstance(shape, Maybe):
+            return f"it lacks {key!r}"
+        problem = shape_problem(ckpt[key], unwrapped(shape), key) if key in ckpt else None
+        if problem:
+            return problem
+    callbacks = ckpt.get("callbacks", {})
+    if not isinstance(callbacks, dict):
+        return f"callbacks is a {type(callbacks).__name__}, not a mapping"
+    for key, state in callbacks.items():
+        where = f"callbacks[{str(key)[:40]}]"
+        if not isinstance(state, dict):
+            return f"{where} is a {type(state).__name__}, not a mapping"
+        shape = next((s for name, s in CALLBACK_STATE.items() if str(key).startswith(name)), None)
+        problem = shape_problem(state, shape, where) if shape else None
+        if problem:
+            return problem
+    return None
+
+
+def checked_trainer_state(ckpt: dict, path: Path, run_folder: Path | None = None, quiet: bool = False) -> dict:
+    """``ckpt`` (read from ``path`` as data) as Lightning may restore it: every part it reads has the shape a
+    mixsep run writes, else one ``CheckpointError``; in callback state, only paths inside ``run_folder`` or
+    ``path``'s folder and finite scores are kept (the rest is left out with a note)."""
+    problem = trainer_state_problem(ckpt)
+    if problem:
+        raise CheckpointError(
+            f"ckpt_path={path} is not a training checkpoint that mixsep.run wrote ({problem}): resume from a "
+            "last.ckpt that mixsep.run wrote, or start afresh with ckpt_path=null"
+        )
+    folders = [path.parent] + ([run_folder] if run_folder else [])
+    left_out: list[str] = []
+    ckpt["callbacks"] = {
+        key: checked_checkpoint_record(state, folders, left_out) if str(key).startswith("ModelCheckpoint") else state
+        for key, state in ckpt.get("callbacks", {}).items()
+    }
+    if left_out and not quiet:
+        log.warning(
+            f"{path}: left out of its checkpoint record, as outside this run's folder and the checkpoint's own "
+            f"(or not a finite score): {'; '.join(left_out)}"
+        )
+    return ckpt
+
+
+def checked_checkpoint_record(record: dict, folders: list[Path], left_out: list[str]) -> dict:
+    """A ModelCheckpoint's saved record with every path outside ``folders`` (or a URL) and every score that
+    is not a finite number left out (a left-out path takes its score with it); its folder, when outside,
+    becomes the checkpoint's own (``folders[0]``)."""
+    record = dict(record)
+
+    def drop(key: str, reason: str = "") -> None:
+        left_out.append(f"{key}={str(record.get(key))[:120]!r}{reason}")
+
+    def checkpoint_file(value: Any) -> bool:
+        return value == "" or (inside(value, folders) and str(value).endswith(".ckpt"))
+
+    if "dirpath" in record and not inside(record["dirpath"], folders):
+        drop("dirpath")
+        record["dirpath"] = str(folders[0])
+    for key in CHECKPOINT_PATH_KEYS:
+        if key in record and not checkpoint_file(record[key]):
+            drop(key)
+            record[key] = ""
+    if not record.get("kth_best_model_path"):
+        record.pop("kth_value", None)  # no k-th file, no k-th score: the callback keeps its own starting value
+    for key in ("best_model_score", "current_score", "kth_value"):
+        if record.get(key) is not None and not finite_number(record[key]):
+            drop(key, " (not a finite number)")
+            record[key] = None
+    if not record.get("best_model_path"):
+        record["best_model_score"] = None
+    if record.get("kth_value", 0) is None:
+        record.pop("kth_value")
+        record["kth_best_model_path"] = ""
+    best_k = record.get("best_k_models", {})
+    if not isinstance(best_k, dict):
+        drop("best_k_models")
+        best_k = {}
+    kept = {p: s for p, s in best_k.items() if p != "" and checkpoint_file(p) and finite_number(s)}
+    left_out.extend(f"best_k_models[{str(p)[:120]!r}]" for p in best_k if p not in kept)
+    if "best_k_models" in record:
+        record["best_k_models"] = kept
+    return record
+
+
+def check_resume_fits(path: str | None, module: L.LightningModule, run_folder: Path | None = None) -> None:
+    """The checkpoint a run resumes from, before Lightning restores it: its trainer state as
+    ``checked_trainer_state`` wants it, its weights (and the EMA's) of the names and shapes of ``module``'s, its
+    optimizer state for ``module``'s parameters (mixsep builds one optimizer over all of them)."""
+    if not path:
+        return
+    from mixsep.models.saved import read_checkpoint
+
+    ckpt = checked_trainer_state(read_checkpoint(path), Path(path), run_folder, quiet=True)  # said at the restore
+    wanted = module.state_dict()
+    ema = ckpt.get("current_model_state")  # EMAWeightAveraging: the trained weights beside the averaged ones
+    problem = weights_problem(ckpt["state_dict"], wanted, "state_dict")
+    problem = problem or (weights_problem(ema, wanted, "current_model_state") if ema is not None else None)
+    problem = problem or optimizer_problem(ckpt.get("optimizer_states", []), list(module.parameters()))
+    if problem:
+        raise CheckpointError(
+            f"ckpt_path={path} does not fit the model this run builds ({problem}): resume it with the settings of "
+            "its own run (config_tree.txt in its folder), or start afresh with ckpt_path=null"
+        )
+
+
+def weights_problem(found: dict, wanted: dict, where: str) -> str | None:
+    missing = next((name for name in wanted if name not in found), None)
+    if missing is not None:
+        return f"{where} lacks {missing}"
+    extra = next((name for name in found if name not in wanted), None)
+    if extra is not None:
+        return f"{where} has {extra[:80]}, which this model has not"
+    for name, tensor in found.items():
+        if tensor.shape != wanted[name].shape:
+            shapes = f"{tuple(tensor.shape)} in the file, {tuple(wanted[name].shape)} here"
+            return f"{where}: {name} is {shapes}"
+    return None
+
+
+def optimizer_problem(states: list, parameters: list[torch.nn.Parameter]) -> str | None:
+    if not states:
+        return None
+    if len(states) != 1:
+        return f"{len(states)} optimizer states; a mixsep run has one optimizer"
+    indices = [i for group in states[0]["param_groups"] for i in group["params"]]
+    if sorted(indices) != list(range(len(parameters))):
+        return f"an optimizer state for {len(indices)} parameters; this model has {len(parameters)}"
+    for index, state in states[0]["state"].items():
+        if index >= len(parameters):
+            return f"optimizer state for parameter {index}; this model has {len(parameters)}"
+        shape = parameters[index].shape
+        for name, value in state.items():
+            if isinstance(value, torch.Tensor) and value.dim() and not broadcasts_to(value.shape, shape):
+                return f"optimizer state {name} of parameter {index} is {tuple(value.shape)}, not {tuple(shape)}"
+    return None
+
+
+def broadcasts_to(shape: torch.Size, target: torch.Size) -> bool:
+    """Per-parameter optimizer state is the parameter's shape, or factored along it (Adafactor)."""
+    try:
+        return torch.broadcast_shapes(shape, target) == target
+    except RuntimeError:
+        return False
