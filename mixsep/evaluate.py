@@ -13,7 +13,6 @@ from omegaconf import DictConfig, OmegaConf
 from mixsep.cluster.provenance import provenance
 from mixsep.errors import ConfigError, one_line_errors
 from mixsep.extensions import load_extensions
-from mixsep.models.metrics import check_scores
 from mixsep.models.separator import load_module
 from mixsep.models.tta import say
 from mixsep.training.artifacts import write_test_outputs
@@ -32,7 +31,6 @@ def evaluate(cfg: DictConfig) -> dict:
             "folder (ckpt_path=results/best_cpu, a shipped model)"
         )
     load_extensions(cfg.get("extensions"))
-    check_scores()
     check_trainer(cfg.trainer)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -54,39 +54,28 @@ def _ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 SCORES: dict[str, Score] = {}
 
-
-def register_score(score: Score) -> Score:
-    """Declare a score: every run from now on logs it per source, and every report shows it. A name already
-    taken is refused (one line), so a user's score never silently replaces a built-in one."""
-    if score.name in SCORES and SCORES[score.name] is not score:
-        raise ConfigError(f"a score named {score.name!r} is already declared: choose another name")
-    SCORES[score.name] = score
-    return score
-
-
 PROBE_IMAGES = 4
 
 
-def check_scores() -> None:
-    """Every declared score's function on a probe batch, before anything trains or is tested: one finite number
+def check_score(score: Score) -> None:
+    """A score's function on a probe batch, when it is declared (before any run or evaluation): one finite number
     per image, else one line naming the score and what it gave (a user's score otherwise fails after a whole epoch,
     or is stored per pixel without a word)."""
     probe = torch.Generator().manual_seed(0)
     pred, target = (torch.rand(PROBE_IMAGES, 3, 32, 32, generator=probe) for _ in range(2))
-    for score in SCORES.values():
-        try:
-            values = score.per_image(pred.clone(), target.clone())
-        except Exception as err:
-            raise ConfigError(
-                f"score {score.name} fails on a probe batch of {PROBE_IMAGES} images ({type(err).__name__}: {err})"
-            ) from err
-        problem = _not_per_image(values)
-        if problem:
-            raise ConfigError(
-                f"score {score.name} gives {problem} for a probe batch of {PROBE_IMAGES} images "
-                f"(({PROBE_IMAGES}, 3, 32, 32) predictions and targets): a score gives one finite number per image, "
-                "a float tensor of shape (B,), e.g. (pred - target).abs().mean(dim=(1, 2, 3))"
-            )
+    try:
+        values = score.per_image(pred, target)
+    except Exception as err:
+        raise ConfigError(
+            f"score {score.name} fails on a probe batch of {PROBE_IMAGES} images ({type(err).__name__}: {err})"
+        ) from err
+    problem = _not_per_image(values)
+    if problem:
+        raise ConfigError(
+            f"score {score.name} gives {problem} for a probe batch of {PROBE_IMAGES} images "
+            f"(({PROBE_IMAGES}, 3, 32, 32) predictions and targets): a score gives one finite number per image, "
+            "a float tensor of shape (B,), e.g. (pred - target).abs().mean(dim=(1, 2, 3))"
+        )
 
 
 def _not_per_image(values) -> str | None:
@@ -104,6 +93,17 @@ def _not_per_image(values) -> str | None:
     if not torch.isfinite(values).all():
         return f"values that are not finite ({', '.join(str(float(v)) for v in values)})"
     return None
+
+
+def register_score(score: Score) -> Score:
+    """Declare a score: every run from now on logs it per source, and every report shows it. A name already
+    taken is refused (one line), so a user's score never silently replaces a built-in one; so is a function that
+    does not give one finite number per image of a probe batch (``check_score``)."""
+    if score.name in SCORES and SCORES[score.name] is not score:
+        raise ConfigError(f"a score named {score.name!r} is already declared: choose another name")
+    check_score(score)
+    SCORES[score.name] = score
+    return score
 
 
 PSNR = register_score(Score("psnr", _psnr, decimals=2, label="PSNR", unit="dB"))  # the mean of per-image PSNR, in dB

@@ -20,7 +20,7 @@ from mixsep.cluster.status import effective_status, read_json
 from mixsep.data.sources import DEFAULT_SOURCES, parse_pair
 from mixsep.errors import ArgumentParser, ConfigError, one_line_errors, user_error
 from mixsep.extensions import load_extensions
-from mixsep.models.metrics import RANK_SCORE, SOURCES, check_scores, decimals, image_metrics, score_of
+from mixsep.models.metrics import RANK_SCORE, SOURCES, decimals, image_metrics, score_of
 from mixsep.report.published import prior_table, reported_block
 from mixsep.report.stats import (
     SCORES_FILE,
@@ -360,7 +360,6 @@ def main(argv: list[str] | None = None) -> str:
 def cli() -> None:
     with one_line_errors(os_error="cannot write the report ({error}): choose another --chart / -o"):
         load_extensions()  # MIXSEP_EXTENSIONS: the scores and sources of one's own the runs were made with
-        check_scores()
         main()
 
 

@@ -17,7 +17,6 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from mixsep.errors import ConfigError
-from mixsep.models.metrics import check_scores
 from mixsep.training.config import CONF_DIR
 from mixsep.training.hardware import on_gpu
 
@@ -168,7 +167,6 @@ def check_trainer(trainer_cfg: DictConfig) -> None:
 
 def check_run(cfg: DictConfig) -> None:
     """Every check of a composed training config before anything is built (the data's sizes: the data module's
-    ``check``, once it is built), and every declared score on a probe batch."""
+    ``check``, once it is built)."""
     check_kinds(cfg)
     check_trainer(cfg.trainer)
-    check_scores()
