@@ -58,6 +58,8 @@ def _channels(img: Image.Image, image_format: str | None, path) -> tuple[np.ndar
         img = img.convert("LA" if img.mode == "L" else "RGBA")
     elif img.mode == "P":
         img = img.convert("RGB")
+        if _all_gray(np.asarray(img)):  # a gray palette: a gray image
+            img = img.convert("L")
     img = img.convert(LOSSLESS_TO[img.mode]) if img.mode in LOSSLESS_TO else img
     mode, pixels = img.mode, np.asarray(img)
     if mode in ("L", "RGB"):
@@ -74,6 +76,10 @@ def _channels(img: Image.Image, image_format: str | None, path) -> tuple[np.ndar
     if mode == "YCbCr":
         return _ycbcr_to_rgb(pixels), None
     raise MixsepError(f"{path}: PIL reads it as mode {mode}, which has no value range mixsep can trust; {SAVE_INSTEAD}")
+
+
+def _all_gray(rgb: np.ndarray) -> bool:
+    return bool((rgb == rgb[..., :1]).all())
 
 
 def _with_channel_axis(pixels: np.ndarray) -> np.ndarray:
