@@ -9,15 +9,15 @@ and ``mixsep.evaluate ckpt_path=DIR`` read it and give the checkpoint's outputs.
 from __future__ import annotations
 
 import importlib.util
-import json
+import os
 import sys
 from pathlib import Path
 
 import torch
 
+from mixsep.bundle_files import CARD_FILE, CONFIG_FILE, ONNX_FILE, WEIGHTS_FILE, open_onnx, read_json
 from mixsep.errors import ArgumentParser, MixsepError, one_line_errors
 from mixsep.extensions import load_extensions
-from mixsep.models.saved import CARD_FILE, CONFIG_FILE, ONNX_FILE, WEIGHTS_FILE
 
 ONNX_PACKAGES = ("onnx", "onnxscript", "onnxruntime")
 CHECK_MIXES = 64  # random mean images the written bundle is checked on against the model it came from
@@ -37,7 +37,8 @@ def export_bundle(
     if missing:
         raise MixsepError(f"--onnx needs {', '.join(missing)}: pip install 'mixsep[onnx]'")
     names = [WEIGHTS_FILE, CONFIG_FILE, CARD_FILE] + ([ONNX_FILE] if onnx else [])
-    taken = [name for name in names if (folder / name).exists()]
+    # a link counts as taken, dangling or not; replacing it replaces the link, never what it points to
+    taken = [name for name in names if os.path.lexists(folder / name)]
     if folder.exists() and not folder.is_dir():
         raise MixsepError(f"{folder} is a file: give a folder for the bundle")
     if taken and not overwrite:
@@ -49,13 +50,9 @@ def export_bundle(
     saved = read_model(model)
     separator = load_separator(model)
     metrics_path, note = find_metrics(model, metrics)
-    records = {}
-    for path in {p for p in (metrics_path, training) if p is not None}:
-        try:
-            records[path] = json.loads(path.read_text())
-        except ValueError as err:
-            raise MixsepError(f"{path} is not valid JSON ({err}): give the run's metrics.json") from err
-    trained = (records.get(training) or records.get(metrics_path) or {}).get("provenance") or {}
+    records = {path: read_record(path) for path in {p for p in (metrics_path, training) if p is not None}}
+    trained = (records.get(training) or records.get(metrics_path) or {}).get("provenance")
+    trained = trained if isinstance(trained, dict) else {}
     check = torch.rand(CHECK_MIXES, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     before = separator(check)
     config = bundle_config(saved, trained, code_version())
@@ -68,9 +65,11 @@ def export_bundle(
     after = load_separator(folder)(check)
     if any(not torch.equal(a, b) for a, b in zip(before, after)):
         raise MixsepError(f"the bundle in {folder} does not give the outputs of {model}: please report this")
+    if taken:
+        print(f"mixsep.export: replaced {', '.join(taken)} in {folder} (--overwrite)")
     print(f"mixsep.export: {folder}: the bundle gives {model.name}'s outputs exactly ({CHECK_MIXES} random mixes)")
     if onnx:
-        gap = onnx_difference(folder / ONNX_FILE, check, before)
+        gap = onnx_difference(folder, check, before)
         print(f"mixsep.export: model.onnx under ONNX Runtime: largest difference {gap:.1e} from PyTorch")
     return files
 
@@ -80,21 +79,27 @@ def tested_checkpoint(model: Path, metrics: Path | None) -> tuple[Path, Path | N
     record = model / "metrics.json"
     if not model.is_dir() or (model / CONFIG_FILE).is_file() or not record.is_file():
         return model, metrics
-    try:
-        tested = Path(json.loads(record.read_text()).get("checkpoint") or "")
-    except ValueError as err:
-        raise MixsepError(f"{record} is not valid JSON ({err}): give the checkpoint itself") from err
+    tested = read_record(record).get("checkpoint") or ""
+    if not isinstance(tested, str):
+        raise MixsepError(f"{record}: its checkpoint is not a path; give the checkpoint itself")
+    tested = Path(tested)
     for candidate in (tested, model / "checkpoints" / tested.name, model / tested.name):
         if tested.name and candidate.is_file():
             return candidate, metrics or record
     raise MixsepError(f"{model}: the checkpoint its metrics.json tested ({tested}) is gone; give a checkpoint file")
 
 
-def onnx_difference(path: Path, mix: torch.Tensor, expected: tuple[torch.Tensor, ...]) -> float:
-    import onnxruntime
+def read_record(path: Path) -> dict:
+    """A run's metrics.json (one line if it is not JSON, nested too deeply, or not a mapping)."""
+    record = read_json(path, "a run's metrics.json")
+    if not isinstance(record, dict):
+        raise MixsepError(f"{path} holds a {type(record).__name__}, not a run's metrics.json")
+    return record
 
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    outputs = session.run(None, {"mix": mix.numpy()})
+
+def onnx_difference(folder: Path, mix: torch.Tensor, expected: tuple[torch.Tensor, ...]) -> float:
+    """The bundle's model.onnx, opened as ``separate --onnx`` opens it, against the PyTorch outputs."""
+    outputs = open_onnx(folder)(mix.numpy())
     return max(float((torch.from_numpy(o) - e).abs().max()) for o, e in zip(outputs, expected))
 
 

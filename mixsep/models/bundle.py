@@ -1,7 +1,9 @@
 """A model bundle in the layout model hubs use: ``model.safetensors`` (the network's weights), ``config.json``
 (its architecture and plain arguments, the sources, the precision, the versions), ``README.md`` (the model card,
 ``report/card.py``) and, with ``onnx``, ``model.onnx`` (the whole separator, structure head included, for ONNX
-Runtime alone). Read back by ``saved.read_bundle``."""
+Runtime alone). config.json records each file's SHA-256 (``files``), so the bundle is read back
+(``saved.read_bundle``, ``bundle_files.open_onnx``) as one verified thing; every file is written with the
+permissions ``open()`` gives a new file."""
 
 from __future__ import annotations
 
@@ -11,10 +13,18 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from mixsep.bundle_files import (
+    BUNDLE_FORMAT,
+    CARD_FILE,
+    CONFIG_FILE,
+    FORMAT_VERSION,
+    ONNX_FILE,
+    WEIGHTS_FILE,
+    file_records,
+)
 from mixsep.files import write_atomically, write_text_atomically
-from mixsep.models.saved import BUNDLE_FORMAT, CARD_FILE, CONFIG_FILE, ONNX_FILE, WEIGHTS_FILE, SavedModel
-
-FORMAT_VERSION = 1
+from mixsep.models.registry import module_of
+from mixsep.models.saved import SavedModel
 
 
 class ClampedSeparator(nn.Module):
@@ -37,6 +47,7 @@ def bundle_config(saved: SavedModel, trained: dict, exported: dict) -> dict:
         "format": BUNDLE_FORMAT,
         "format_version": FORMAT_VERSION,
         "architecture": saved.architecture,
+        "network_module": module_of(saved.architecture),  # named to a receiver that lacks it, never imported
         "arguments": saved.arguments,
         "settings": saved.settings,
         "sources": saved.sources,
@@ -54,12 +65,13 @@ def bundle_config(saved: SavedModel, trained: dict, exported: dict) -> dict:
 
 
 def write_weights(net: nn.Module, path: Path, saved: SavedModel) -> None:
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     # contiguous copies: a channels-last run's weights are strided, and safetensors stores dense tensors
     weights = {k: v.detach().cpu().contiguous().clone() for k, v in net.state_dict().items()}
     metadata = {"format": "pt", "mixsep_architecture": saved.architecture}
-    write_atomically(path, lambda tmp: save_file(weights, str(tmp), metadata=metadata))
+    # bytes written into the temporary file write_atomically made (save_file would create its own, private one)
+    write_atomically(path, lambda tmp: tmp.write_bytes(save(weights, metadata=metadata)))
 
 
 def write_onnx(net: nn.Module, path: Path) -> None:
@@ -68,30 +80,32 @@ def write_onnx(net: nn.Module, path: Path) -> None:
     example = torch.rand(2, 3, 32, 32)
 
     def export(tmp: Path) -> None:
-        torch.onnx.export(
+        program = torch.onnx.export(
             graph,
             (example,),
-            str(tmp),
+            None,
             input_names=["mix"],
             output_names=["gray", "colour"],
             dynamic_shapes={"mix": {0: torch.export.Dim("batch")}},
             dynamo=True,
-            external_data=False,
             verbose=False,
         )
+        program.save(str(tmp), external_data=False)  # over the file write_atomically made: its permissions kept
 
     write_atomically(path, export)
 
 
 def write_bundle(saved: SavedModel, net: nn.Module, folder: Path, config: dict, graph: nn.Module | None) -> None:
-    """The bundle's weights, config.json and (``graph``: the separator to export) model.onnx in ``folder``,
-    each written whole or not at all; the card comes last (``write_card``), as it lists their sizes."""
+    """The bundle's weights, (``graph``: the separator to export) model.onnx and config.json, which records their
+    SHA-256, in ``folder``, each written whole or not at all; the card comes last (``write_card``), as it lists
+    their sizes."""
     folder.mkdir(parents=True, exist_ok=True)
     write_weights(net, folder / WEIGHTS_FILE, saved)
-    text = json.dumps(config, indent=2) + "\n"
-    write_text_atomically(folder / CONFIG_FILE, text)
     if graph is not None:
         write_onnx(graph, folder / ONNX_FILE)
+    files = file_records(folder, [WEIGHTS_FILE] + ([ONNX_FILE] if graph is not None else []))
+    text = json.dumps({**config, "files": files}, indent=2) + "\n"
+    write_text_atomically(folder / CONFIG_FILE, text)
 
 
 def write_card(folder: Path, card: str) -> None:

@@ -48,14 +48,25 @@ def register_network(cls: type[nn.Module]) -> type[nn.Module]:
         raise ConfigError(f"register_network takes an nn.Module class, not {cls!r}")
     known = ARCHITECTURES.get(name)
     if known is not None and known is not cls and known != cls.__module__:
-        raise ConfigError(f"a network named {name} is already registered ({_module_of(name)}): rename the class")
+        raise ConfigError(f"a network named {name} is already registered ({module_of(name)}): rename the class")
     ARCHITECTURES[name] = cls
     return cls
 
 
-def _module_of(name: str) -> str:
+def module_of(name: str) -> str:
+    """The Python module that defines a registered network (what a model file records, so that a receiver
+    without it is told which module it needs)."""
     known = ARCHITECTURES[name]
     return known if isinstance(known, str) else known.__module__
+
+
+def is_registered(target: str) -> bool:
+    """Whether ``target`` (a registered name, or an earlier checkpoint's import path) names a network known here."""
+    try:
+        architecture_name(target)
+    except ConfigError:
+        return False
+    return True
 
 
 def architecture_name(target: Any, where: str = "model.net") -> str:
@@ -63,7 +74,7 @@ def architecture_name(target: Any, where: str = "model.net") -> str:
     module's path); a ConfigError naming the choices for anything else."""
     if isinstance(target, str):
         package, _, name = target.rpartition(".")
-        if name in ARCHITECTURES and package in ("", *PUBLIC_PACKAGES, _module_of(name)):
+        if name in ARCHITECTURES and package in ("", *PUBLIC_PACKAGES, module_of(name)):
             return name
     raise ConfigError(
         f"{where} names {target!r}, which is not a registered network: {', '.join(ARCHITECTURES)} (a network of "

@@ -9,6 +9,7 @@ either names is looked up among mixsep's own (``registry.py``) with plain argume
 from __future__ import annotations
 
 import json
+import logging
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,12 +17,20 @@ from typing import Any
 
 import torch
 
+from mixsep.bundle_files import (  # noqa: F401  (the bundle's file names, imported from here by earlier code)
+    BUNDLE_FORMAT,
+    CARD_FILE,
+    CONFIG_FILE,
+    MODULE_NAME,
+    ONNX_FILE,
+    WEIGHTS_FILE,
+    read_bundle_config,
+    verify_file,
+)
 from mixsep.data.sources import DEFAULT_SOURCES
 from mixsep.errors import CheckpointError, ConfigError
-from mixsep.models.registry import check_plain, network_spec
+from mixsep.models.registry import architecture, check_plain, is_registered, network_spec
 
-BUNDLE_FORMAT = "mixsep-bundle"
-WEIGHTS_FILE, CONFIG_FILE, CARD_FILE, ONNX_FILE = "model.safetensors", "config.json", "README.md", "model.onnx"
 # settings a file may not set when it is loaded: they name or read other files on the receiver's machine
 NOT_FROM_FILES = ("pretrained_weights",)
 
@@ -39,6 +48,7 @@ class SavedModel:
     precision: str = "32-true"
     sources: str = DEFAULT_SOURCES
     extra: dict = field(default_factory=dict)  # a bundle's config.json as written; {} for a checkpoint
+    network_module: str | None = None  # the Python module that registered the network, as the file records it
 
     @property
     def net_config(self) -> dict:
@@ -54,7 +64,9 @@ class SavedModel:
 
 
 def read_model(path: str | Path, map_location: str | torch.device = "cpu") -> SavedModel:
-    """The model in ``path``: a checkpoint file or a bundle folder (one-line CheckpointErrors otherwise)."""
+    """The model in ``path``: a checkpoint file or a bundle folder (one-line CheckpointErrors otherwise). Its
+    network's arguments are held against the tensors the file holds (the network built on the meta device, which
+    allocates nothing) before any weight is read into memory."""
     path = Path(path)
     if path.is_dir():
         return read_bundle(path, map_location)
@@ -75,7 +87,12 @@ def checkpoint_model(path: Path, ckpt: dict) -> SavedModel:
             f"{path} is a checkpoint without a mixsep network's settings and weights: it comes from another "
             "program. Use a .ckpt that mixsep.run wrote, or a bundle from python -m mixsep.export."
         )
-    return _checked(path, hparams, state, ckpt.get("mixsep_precision"), ckpt.get("mixsep_sources"))
+    module = ckpt.get("mixsep_network_module")
+    saved = _checked(path, hparams, state, ckpt.get("mixsep_precision"), ckpt.get("mixsep_sources"), module=module)
+    layout = {name: (tuple(t.shape), t.dtype) for name, t in state.items() if name.startswith("net.")}
+    check_fits(saved, layout)
+    saved.state_dict = {**state, **checked_values(saved, {k: state[k] for k in layout})}
+    return saved
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
@@ -103,49 +120,193 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def read_bundle(folder: Path, map_location: str | torch.device = "cpu") -> SavedModel:
-    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    config_path, weights_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
-    if not config_path.is_file() or not weights_path.is_file():
+    config = read_bundle_config(folder)
+    weights_path = folder / WEIGHTS_FILE
+    if not weights_path.is_file():
         raise CheckpointError(
-            f"{folder} is not a mixsep model bundle: it needs {CONFIG_FILE} and {WEIGHTS_FILE} "
-            "(python -m mixsep.export CKPT DIR writes them)"
+            f"{folder} is not a mixsep model bundle: it needs {WEIGHTS_FILE} (python -m mixsep.export CKPT DIR "
+            "writes it)"
         )
-    try:
-        config = json.loads(config_path.read_text())
-    except (ValueError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{config_path} is not valid JSON ({err}); export the bundle again") from err
-    if not isinstance(config, dict) or config.get("format") != BUNDLE_FORMAT:
-        raise CheckpointError(f"{config_path} is not a mixsep bundle's config (its format is not {BUNDLE_FORMAT})")
+    net = {"_target_": config["architecture"], **config["arguments"]}
+    hparams = {**(config.get("settings") or {}), "net": net}
+    precision, sources, module = config.get("precision"), config.get("sources"), config.get("network_module")
+    saved = _checked(folder, hparams, {}, precision, sources, config, module)
+    check_fits(saved, {f"net.{k}": v for k, v in safetensors_layout(weights_path).items()})
+    verify_file(folder, config, WEIGHTS_FILE)
     try:
         weights = load_file(weights_path, device=str(map_location))
-    except (SafetensorError, OSError, RuntimeError) as err:
+    except Exception as err:
         raise CheckpointError(f"{weights_path} is not a readable safetensors file ({err}); export it again") from err
-    net = {"_target_": config.get("architecture"), **(config.get("arguments") or {})}
-    hparams = {**(config.get("settings") or {}), "net": net}
-    state = {f"net.{k}": v for k, v in weights.items()}
-    return _checked(folder, hparams, state, config.get("precision"), config.get("sources"), config)
+    saved.state_dict = checked_values(saved, {f"net.{k}": v for k, v in weights.items()})
+    return saved
 
 
-def _checked(path: Path, hparams: dict, state: dict, precision: Any, sources: Any, extra: dict | None = None):
+MAX_HEADER_BYTES = 1 << 20  # a mixsep network's header is about 10 kB (safetensors itself allows 100 MB)
+SAFETENSORS_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+
+
+def safetensors_layout(path: Path) -> dict[str, tuple[tuple[int, ...], torch.dtype | str]]:
+    """Each tensor's shape and dtype as the file's header declares them. Only the header is read (its documented
+    layout: an 8-byte little-endian length, then that much JSON); safetensors' own reader maps the whole file,
+    which for a file declaring gigabytes is itself the harm."""
     try:
-        architecture, arguments = network_spec(hparams["net"], f"{path}: its network")
+        with open(path, "rb") as f:
+            length = int.from_bytes(f.read(8), "little")
+            if not 2 <= length <= MAX_HEADER_BYTES:
+                raise ValueError(f"a header of {length:,} bytes")
+            header = json.loads(f.read(length))
+        layout = {name: _declared(entry) for name, entry in header.items() if name != "__metadata__"}
+    except (OSError, ValueError, AttributeError, RecursionError) as err:
+        raise CheckpointError(
+            f"{path} is not a readable safetensors file ({type(err).__name__}: {str(err)[:160]}); export it again"
+        ) from err
+    return layout
+
+
+def _declared(entry: Any) -> tuple[tuple[int, ...], torch.dtype | str]:
+    shape = entry.get("shape")
+    if not isinstance(shape, list) or not all(isinstance(n, int) and n >= 0 for n in shape):
+        raise ValueError(f"a tensor of shape {str(shape)[:40]}")
+    return tuple(shape), SAFETENSORS_DTYPES.get(entry.get("dtype"), str(entry.get("dtype")))
+
+
+def check_fits(saved: SavedModel, layout: dict[str, tuple[tuple[int, ...], torch.dtype | str]]) -> None:
+    """The network the file's settings describe holds exactly the tensors the file holds: its sizes are first
+    bounded by the file's (no setting larger than its tensor count or its largest dimension), then the network is
+    built on the meta device (no memory) and its tensors' names and shapes compared with ``layout``."""
+    bound = max([len(layout), *(max(shape, default=1) for shape, _ in layout.values())])
+    for key, value in saved.arguments.items():
+        too_large = _largest(value) > bound
+        if too_large:
+            raise CheckpointError(
+                f"{saved.path}: its network's {key}={_short(value)} is larger than anything its weights hold "
+                f"({len(layout)} tensors, none with a dimension above {bound}): its settings do not describe its "
+                "weights, and nothing was built. Use a model file that mixsep wrote."
+            )
+    try:
+        with torch.device("meta"):
+            net = architecture(saved.architecture)(**saved.arguments)
+        expected = {f"net.{k}": (tuple(v.shape), v.dtype) for k, v in net.state_dict().items()}
+    except Exception as err:
+        raise does_not_fit(saved.path, err) from err
+    missing, extra = sorted(expected.keys() - layout.keys()), sorted(layout.keys() - expected.keys())
+    if missing or extra:
+        what = f"lacks {missing[0]}" if missing else f"holds {extra[0]}, which the network has not"
+        raise does_not_fit(saved.path, f"{len(missing)} tensors missing, {len(extra)} unexpected: the file {what}")
+    for name, (shape, dtype) in layout.items():
+        want_shape, want_dtype = expected[name]
+        if shape != want_shape:
+            raise does_not_fit(saved.path, f"{name} is {list(shape)} in the file, {list(want_shape)} in the network")
+        convertible = isinstance(dtype, torch.dtype) and dtype.is_floating_point and want_dtype.is_floating_point
+        if dtype != want_dtype and not convertible:
+            raise CheckpointError(
+                f"{saved.path}: its weight {name} is {dtype}, where the network holds {want_dtype}: not weights "
+                "mixsep wrote. Use a model file that mixsep wrote."
+            )
+
+
+def checked_values(saved: SavedModel, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The weights, all finite (NaN or infinite ones are refused), floating ones in float32 (converted with a
+    note: a half-precision file loses nothing, a float64 one its last digits)."""
+    converted = sorted({str(t.dtype) for t in weights.values() if t.is_floating_point() and t.dtype != torch.float32})
+    for name, tensor in weights.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise CheckpointError(
+                f"{saved.path}: its weight {name} holds NaN or infinite values (a diverged or damaged model): it "
+                "would give garbage. Use the last good checkpoint of its run."
+            )
+    if converted:
+        logging.getLogger("mixsep").warning(
+            f"{saved.path.name}: its weights are {', '.join(converted)}; converted to float32 to separate"
+        )
+    return {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}
+
+
+def _largest(value: Any) -> int:
+    """The largest integer in a setting (a list's length counts too: one entry per level or block)."""
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return value
+    if isinstance(value, (list, tuple)):
+        return max([len(value), *(_largest(v) for v in value)])
+    return 0
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
+
+
+def does_not_fit(path: Path, err: Exception | str) -> CheckpointError:
+    why = err if isinstance(err, str) else f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}"
+    return CheckpointError(
+        f"{path}: its weights or settings do not fit the networks of this mixsep version ({why[:200]}); it was "
+        "written by another version or another program, and nothing was built. Use the mixsep version that wrote "
+        "it, or retrain (python -m mixsep.run ...)."
+    )
+
+
+def _checked(
+    path: Path,
+    hparams: dict,
+    state: dict,
+    precision: Any,
+    sources: Any,
+    extra: dict | None = None,
+    module: Any = None,
+) -> SavedModel:
+    try:
+        _check_registered(path, hparams.get("net"), module)
+        architecture_name, arguments = network_spec(hparams["net"], f"{path}: its network")
         settings = {k: v for k, v in hparams.items() if k != "net"}
         check_plain(settings, f"{path}: its settings")
         check_plain([precision, sources], f"{path}: its precision and sources")
     except ConfigError as err:
         raise CheckpointError(f"{err}; nothing from the file was run. Use a model that mixsep wrote.") from err
+    except RecursionError as err:
+        raise CheckpointError(f"{path}: its settings are nested too deeply: it is not a file mixsep wrote") from err
     if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise CheckpointError(f"{path}: its weights are not a mapping of names to tensors")
     arguments = {k: (None if k in NOT_FROM_FILES else v) for k, v in arguments.items()}
     return SavedModel(
         path=path,
-        architecture=architecture,
+        architecture=architecture_name,
         arguments=arguments,
         settings=settings,
         state_dict=state,
         precision=str(precision or "32-true"),
         sources=str(sources or DEFAULT_SOURCES),
         extra=extra or {},
+        network_module=module if isinstance(module, str) else None,
+    )
+
+
+def _check_registered(path: Path, net: Any, module: Any) -> None:
+    """A network that a module of one's own registered, and that module not loaded here: the line names it (it is
+    never imported because a file names it: importing runs its code)."""
+    target = net.get("_target_") if isinstance(net, dict) else None
+    if not isinstance(target, str) or not isinstance(module, str) or is_registered(target):
+        return
+    if module.split(".")[0] == "mixsep":  # mixsep's own networks are all known: the name itself is wrong
+        return
+    if not MODULE_NAME.fullmatch(module[:200]):
+        raise CheckpointError(f"{path} records {module[:80]!r} as its network's module: not a Python module name")
+    raise CheckpointError(
+        f"{path}: its network {target.rpartition('.')[2][:80]} is registered by the Python module {module}, which "
+        "is not loaded here; nothing from the file was run. mixsep never imports what a file names: if you trust "
+        f"that module's code, install it and name it (MIXSEP_EXTENSIONS={module})."
     )

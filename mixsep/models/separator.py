@@ -14,8 +14,9 @@ import torch
 from torch import nn
 
 from mixsep.errors import CheckpointError, ConfigError
+from mixsep.extensions import load_extensions
 from mixsep.models.registry import architecture, build_network
-from mixsep.models.saved import SavedModel, read_model
+from mixsep.models.saved import SavedModel, does_not_fit, read_model
 from mixsep.pretrained import DEFAULT_MODEL
 
 
@@ -25,7 +26,7 @@ def build_saved_network(saved: SavedModel) -> nn.Module:
         net = build_network(saved.net_config, f"{saved.path}: its network")
         net.load_state_dict(saved.net_state_dict())
     except (ConfigError, RuntimeError) as err:
-        raise _does_not_fit(saved.path, err) from err
+        raise does_not_fit(saved.path, err) from err
     return net.eval()
 
 
@@ -35,6 +36,7 @@ def load_module(path: str | Path, map_location: str | torch.device = "cpu"):
     from mixsep.models.module import SeparationModule
     from mixsep.prior.module import OneImageModule
 
+    load_extensions()  # MIXSEP_EXTENSIONS: a network of one's own that the file names
     saved = read_model(path, map_location)
     one_image = getattr(architecture(saved.architecture), "outputs", "sources") == "image"
     cls = OneImageModule if one_image else SeparationModule
@@ -46,18 +48,9 @@ def load_module(path: str | Path, map_location: str | torch.device = "cpu"):
         module = cls(**hparams)
         module.load_state_dict(saved.state_dict)
     except (ConfigError, TypeError, RuntimeError) as err:
-        raise _does_not_fit(saved.path, err) from err
+        raise does_not_fit(saved.path, err) from err
     module.mixsep_saved = saved  # what the file says it was trained on and tested at
     return module.to(map_location).eval()
-
-
-def _does_not_fit(path: Path, err: Exception) -> CheckpointError:
-    first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-    return CheckpointError(
-        f"{path}: its weights or settings do not fit the networks of this mixsep version ({type(err).__name__}: "
-        f"{first[:160]}); it was written by another version. Use the mixsep version that wrote it, or retrain "
-        "(python -m mixsep.run ...)."
-    )
 
 
 class Separator:
@@ -101,9 +94,11 @@ def load_separator(
     """A model's separator (a bundle folder or a checkpoint). ``tta`` / ``tta_color``: with the self-ensemble
     over the 8 flips/rotations / the 6 RGB orders (None: as the model's run tested, said in the log with the
     passes an image costs); ``tta_shift``: over one-pixel shifts. ``Separator.test_time_ensemble`` says which
-    are on."""
+    are on. Every refusal (a file that is not a mixsep model, settings that do not describe its weights, a network
+    module not loaded, a bad ``MIXSEP_EXTENSIONS``) is a ``MixsepError`` whose message is one line."""
     from mixsep.models.tta import test_time_ensemble
 
+    load_extensions()  # MIXSEP_EXTENSIONS: a network of one's own that the file names, as every command does
     saved = read_model(path, device)
     if getattr(architecture(saved.architecture), "outputs", "sources") != "sources":
         raise CheckpointError(

@@ -41,9 +41,11 @@ def find_metrics(model_path: Path, given: Path | None = None) -> tuple[Path | No
         if not candidate.is_file():
             continue
         try:
-            tested = json.loads(candidate.read_text()).get("checkpoint") or ""
-        except ValueError:
+            record = json.loads(candidate.read_text())
+        except (ValueError, RecursionError):
             continue
+        tested = (record.get("checkpoint") if isinstance(record, dict) else None) or ""
+        tested = tested if isinstance(tested, str) else ""
         shipped = model_path.name == "model.ckpt" and folder == model_path.parent
         if shipped or Path(tested).name == model_path.name:
             return candidate, f"{candidate.name} beside it"

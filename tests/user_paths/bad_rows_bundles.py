@@ -1,0 +1,242 @@
+"""Bad-input rows: model bundles and checkpoints from elsewhere, crafted from the real shipped model (its bundle,
+mixsep/pretrained/best_cpu_range, and its checkpoint), given to separate, evaluate and export. Each is refused in
+one line before anything is built or separated. The crafting helpers are shared with
+tests/models/test_untrusted_bundles.py, which measures the bombs' time and memory and shows the old way."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import struct
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tests.helpers import PROJECT_ROOT
+
+SHIPPED_BUNDLE = PROJECT_ROOT / "mixsep" / "pretrained" / "best_cpu_range"
+SHIPPED_CKPT = PROJECT_ROOT / "results" / "best_cpu_range" / "model.ckpt"
+OTHER_WEIGHTS = PROJECT_ROOT / "results" / "best_cpu" / "model.safetensors"  # another model of the same shape
+THREE_GB = 3 << 30
+
+
+def bundle_copy(t: Path, name: str) -> Path:
+    folder = Path(t) / name
+    if not folder.exists():
+        shutil.copytree(SHIPPED_BUNDLE, folder)
+    return folder
+
+
+def edit_config(folder: Path, edit: Callable[[dict], object]) -> Path:
+    path = folder / "config.json"
+    config = json.loads(path.read_text())
+    edited = edit(config)
+    path.write_text(edited if isinstance(edited, str) else json.dumps(config if edited is None else edited))
+    return folder
+
+
+def rehash(folder: Path, name: str) -> Path:
+    """What an attacker who replaces a file does too: record its SHA-256, so that the content check must catch it."""
+
+    def record(config: dict) -> None:
+        config["files"][name]["sha256"] = hashlib.sha256((folder / name).read_bytes()).hexdigest()
+
+    return edit_config(folder, record)
+
+
+def with_arguments(t: Path, name: str, **arguments) -> Path:
+    return edit_config(bundle_copy(t, name), lambda c: c["arguments"].update(arguments))
+
+
+def with_config(t: Path, name: str, **fields) -> Path:
+    return edit_config(bundle_copy(t, name), lambda c: c.update(fields))
+
+
+def nested_config(t: Path) -> Path:
+    """config.json whose arguments are 100,000 lists deep (Python's json gives up with RecursionError)."""
+    folder = bundle_copy(t, "nested")
+    text = (folder / "config.json").read_text()
+    deep = "[" * 100_000 + "]" * 100_000
+    return edit_config(folder, lambda c: text.replace('"arguments": {', f'"deep": {deep}, "arguments": {{', 1))
+
+
+def with_weights(t: Path, name: str, change: Callable[[dict], None]) -> Path:
+    """The bundle with its weights changed by ``change`` and the new file's SHA-256 recorded."""
+    from safetensors.torch import load_file, save_file
+
+    folder = bundle_copy(t, name)
+    weights = load_file(folder / "model.safetensors")
+    change(weights)
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    return rehash(folder, "model.safetensors")
+
+
+def nan_weight(weights: dict) -> None:
+    weights["stem.0.weight"][0, 0, 0, 0] = float("nan")
+
+
+def integer_weight(weights: dict) -> None:
+    weights["stem.0.weight"] = weights["stem.0.weight"].round().to(torch.int32)
+
+
+def half_weights(weights: dict) -> None:
+    for name, tensor in weights.items():
+        if tensor.is_floating_point():
+            weights[name] = tensor.half()
+
+
+def declares_3_gb(t: Path) -> Path:
+    """model.safetensors whose header declares one 3 GB tensor (a sparse file: it takes no disk)."""
+    folder = bundle_copy(t, "declares-3gb")
+    path = folder / "model.safetensors"
+    header = json.dumps({"stem.0.weight": {"dtype": "F32", "shape": [THREE_GB // 4], "data_offsets": [0, THREE_GB]}})
+    header += " " * (-len(header) % 8)
+    path.unlink()
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(header)) + header.encode())
+    os.truncate(path, 8 + len(header) + THREE_GB)
+    return folder
+
+
+def weights_replaced(t: Path) -> Path:
+    folder = bundle_copy(t, "weights-replaced")
+    shutil.copyfile(OTHER_WEIGHTS, folder / "model.safetensors")
+    return folder
+
+
+def network_of_a_module_not_here(t: Path) -> Path:
+    return with_config(t, "module-missing", architecture="ShipNet", network_module="their_lab.nets")
+
+
+def nested_checkpoint(t: Path) -> Path:
+    """The shipped checkpoint with a setting 5,000 lists deep."""
+    import sys
+
+    ckpt = torch.load(SHIPPED_CKPT, map_location="cpu", weights_only=True)
+    deep: list = []
+    for _ in range(5000):
+        deep = [deep]
+    ckpt["hyper_parameters"] = {**ckpt["hyper_parameters"], "notes": deep}
+    path = Path(t) / "nested.ckpt"
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(20_000)  # pickling it takes one frame per level
+    try:
+        torch.save(ckpt, path)
+    finally:
+        sys.setrecursionlimit(limit)
+    return path
+
+
+def onnx_graph(t: Path, name: str, kind: str, record: bool = True) -> Path:
+    """The bundle with another model.onnx: ``zeros`` (gives black images), ``small`` (16x16 images),
+    ``input-name`` (takes ``x``), ``protobuf`` (not a graph), ``external`` (weights in ../secret.bin)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    folder = bundle_copy(t, name)
+    mix = helper.make_tensor_value_info("x" if kind == "input-name" else "mix", TensorProto.FLOAT, ["b", 3, 32, 32])
+    outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("gray", "colour")]
+    source = "x" if kind == "input-name" else "mix"
+    zero = numpy_helper.from_array(np.zeros((1,), np.float32), "zero")
+    if kind == "small":
+        pool = {"kernel_shape": [2, 2], "strides": [2, 2]}
+        nodes = [helper.make_node("MaxPool", [source], [n], **pool) for n in ("gray", "colour")]
+    else:
+        nodes = [helper.make_node("Mul", [source, "zero"], [n]) for n in ("gray", "colour")]
+    graph = helper.make_graph(nodes, "crafted", [mix], outputs, initializer=[zero])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    if kind == "external":
+        secret = Path(t) / "secret.bin"
+        secret.write_bytes(np.zeros(1, np.float32).tobytes())
+        zero = model.graph.initializer[0]
+        zero.ClearField("raw_data")
+        zero.data_location = TensorProto.EXTERNAL
+        zero.external_data.add(key="location", value="../secret.bin")
+    data = b"\x08\x07garbage, not a protobuf" * 10 if kind == "protobuf" else model.SerializeToString()
+    (folder / "model.onnx").write_bytes(data)
+    return rehash(folder, "model.onnx") if record else folder
+
+
+def unrecorded_onnx(t: Path) -> Path:
+    """A bundle as mixsep 0.1 wrote it (format 1: no SHA-256 recorded) with a graph that gives black images."""
+    folder = onnx_graph(t, "unrecorded", "zeros", record=False)
+
+    def as_format_1(config: dict) -> None:
+        config["format_version"] = 1
+        del config["files"]
+
+    return edit_config(folder, as_format_1)
+
+
+def nested_metrics(t: Path) -> Path:
+    path = Path(t) / "metrics.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    return path
+
+
+def image(t: Path) -> str:
+    from PIL import Image
+
+    path = Path(t) / "mix.png"
+    if not path.exists():
+        Image.new("RGB", (32, 32), (90, 120, 60)).save(path)
+    return str(path)
+
+
+FITS = "larger than anything its weights hold"
+# (case, how to craft it, the words of its one line)
+BUNDLES = [
+    ("depth-bomb", lambda t: with_arguments(t, "depth", depth=1_000_000), FITS),
+    ("blocks-bomb", lambda t: with_arguments(t, "blocks", blocks=100_000), FITS),
+    ("width-2048", lambda t: with_arguments(t, "width", width=2048), FITS),
+    ("declares-3gb", declares_3_gb, "do not fit"),
+    ("arguments-a-list", lambda t: with_config(t, "list", arguments=[32, 3]), "arguments must be a mapping"),
+    ("width-a-float", lambda t: with_arguments(t, "float", width=32.5), "do not fit"),
+    ("config-nested", nested_config, "nested too deeply"),
+    ("weights-replaced", weights_replaced, "is not the file exported with this bundle"),
+    ("weights-nan", lambda t: with_weights(t, "nan", nan_weight), "NaN or infinite"),
+    ("weights-integer", lambda t: with_weights(t, "int", integer_weight), "is torch.int32"),
+    ("network-module-missing", network_of_a_module_not_here, "registered by the Python module their_lab.nets"),
+    ("ckpt-nested", nested_checkpoint, "nested too deeply"),
+]
+ONNX_BUNDLES = [
+    ("onnx-replaced", lambda t: onnx_graph(t, "onnx-zeros", "zeros", record=False), "not the file exported"),
+    ("onnx-unrecorded", unrecorded_onnx, "is not recorded in config.json"),
+    ("onnx-bad-protobuf", lambda t: onnx_graph(t, "onnx-protobuf", "protobuf"), "ONNX Runtime cannot open it"),
+    ("onnx-external-data", lambda t: onnx_graph(t, "onnx-external", "external"), "ONNX Runtime cannot open it"),
+    ("onnx-input-name", lambda t: onnx_graph(t, "onnx-x", "input-name"), "takes ['x']"),
+    ("onnx-16x16", lambda t: onnx_graph(t, "onnx-small", "small"), "gives gray as float32 (2, 3, 16, 16)"),
+]
+SEPARATE = ["python", "-m", "mixsep.separate"]
+
+
+def _rows() -> list:
+    rows = []
+    for case, craft, words in BUNDLES:
+        rows += [
+            (
+                f"separate-{case}",
+                lambda t, r, c=craft: [*SEPARATE, image(t), "--model", str(c(t)), "--out", f"{t}/s"],
+                words,
+            ),
+            (
+                f"evaluate-{case}",
+                lambda t, r, c=craft: ["python", "-m", "mixsep.evaluate", f"ckpt_path={c(t)}", f"hydra.run.dir={t}/e"],
+                words,
+            ),
+            (f"export-{case}", lambda t, r, c=craft: ["python", "-m", "mixsep.export", str(c(t)), f"{t}/b"], words),
+        ]
+    for case, craft, words in ONNX_BUNDLES:
+        command = lambda t, r, c=craft: [*SEPARATE, image(t), "--model", str(c(t)), "--onnx", "--out", f"{t}/s"]  # noqa: E731
+        rows.append((f"separate-{case}", command, words))
+    export = ["python", "-m", "mixsep.export", str(SHIPPED_CKPT)]
+    nested = lambda t, r: [*export, f"{t}/b", "--metrics", str(nested_metrics(t))]  # noqa: E731
+    rows.append(("export-metrics-nested", nested, "nested too deeply"))
+    return rows
+
+
+ROWS = _rows()
