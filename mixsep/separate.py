@@ -44,7 +44,10 @@ def find_images(inputs: list[Path]) -> list[Path]:
             )
         else:
             files.append(path)
-    return list({f.resolve(): f for f in reversed(files)}.values())[::-1]
+    unique = {}  # a file given twice (or inside a folder also given) is separated once
+    for path in files:
+        unique.setdefault(path.resolve(), path)
+    return list(unique.values())
 
 
 def output_names(files: list[Path]) -> list[str]:
