@@ -62,10 +62,11 @@ def refuse_linked_folder(folder: Path, flag: str) -> None:
         )
 
 
-def check_outputs(targets: Iterable[Path], inputs: Iterable[Path], overwrite: bool, flag: str) -> None:
+def check_outputs(targets: Iterable[Path], inputs: Iterable[Path], overwrite: bool, flag: str) -> list[str]:
     """Before anything is written: no output path is an input (as given, resolved, or the same file), no output
     is a folder, and an existing one (a file or a link: a link is replaced, never written through) only with
-    ``overwrite``. ``flag``: the option that names the outputs, for the fix."""
+    ``overwrite``. ``flag``: the option that names the outputs, for the fix. Returns the outputs that exist (what
+    ``overwrite`` will replace, for the command to say)."""
     targets = list(targets)
     given, same_files = set(), set()
     for path in inputs:
@@ -84,6 +85,7 @@ def check_outputs(targets: Iterable[Path], inputs: Iterable[Path], overwrite: bo
         raise MixsepError(
             f"{existing[0]}{more} already exists: add --overwrite to replace it, or choose another {flag}"
         )
+    return existing
 
 
 def _unresolved_last(path: Path) -> Path:

@@ -69,7 +69,8 @@ def export_test_pairs(n: int, out: Path, data_root: str | None, cache_dir: str |
     for folder in FOLDERS:  # mixsep names these, the user only ``out``
         refuse_linked_folder(out / folder, "-o")
     targets = [out / folder / f"{i:05d}.png" for i in range(n) for folder in FOLDERS]
-    check_outputs(targets, [], overwrite, "-o")
+    if replaced := check_outputs(targets, [], overwrite, "-o"):
+        print(f"mixsep.mix: --overwrite: replacing {len(replaced)} earlier files in {out}")
     dm = MixDataModule(root=data_root, cache_dir=cache_dir, test_pairs=n, val_holdout=1)
     dm.setup("test")
     mix, gray, color = dm.fixed_batch("test", n)
@@ -102,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         missing = [str(p) for p in (gray_path, color_path) if not p.is_file()]
         if missing:
             sys.exit(f"mixsep: no such image: {', '.join(missing)}")
-        check_outputs([out], [gray_path, color_path], args.overwrite, "-o")
+        if check_outputs([out], [gray_path, color_path], args.overwrite, "-o"):
+            print(f"mixsep.mix: --overwrite: replacing {out}")
         mix, _, _ = to_float_batch(read_gray(gray_path), read_color(color_path))  # the training data's mix
         write_png(mix[0], out)
         print(f"mixsep.mix: wrote {out}")

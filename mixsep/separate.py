@@ -71,7 +71,9 @@ def plan_outputs(files: list[Path], out: Path, overwrite: bool) -> list[tuple[Pa
     """(gray, colour) output paths per file, checked before anything is written (``files.check_outputs``):
     none is an input, none exists unless ``overwrite``."""
     targets = [(out / f"{name}.gray.png", out / f"{name}.color.png") for name in output_names(files)]
-    check_outputs([t for pair in targets for t in pair] + [out / SHEET], files, overwrite, "--out")
+    replaced = check_outputs([t for pair in targets for t in pair] + [out / SHEET], files, overwrite, "--out")
+    if replaced:
+        print(f"mixsep.separate: --overwrite: replacing {len(replaced)} earlier files in {out}")
     renamed = [f"{f.name} -> {gray.name}" for f, (gray, _) in zip(files, targets) if gray.name != f"{f.stem}.gray.png"]
     if renamed:
         shown = ", ".join(renamed[:4]) + (f" and {len(renamed) - 4} more" if len(renamed) > 4 else "")

@@ -47,7 +47,8 @@ def check_report_outputs(argv: list[str], overwrite: bool) -> None:
                 f"{path} is a symbolic link (to {os.readlink(path)}); the report does not write through links: "
                 f"remove it, or choose another {FLAGS}"
             )
-    check_outputs(outputs, [Path(d) for d in args.dirs if Path(d).is_file()], overwrite, FLAGS)
+    for path in check_outputs(outputs, [Path(d) for d in args.dirs if Path(d).is_file()], overwrite, FLAGS):
+        print(f"mixsep.report: --overwrite: replacing {path}", file=sys.stderr)  # stdout: the report itself
 
 
 def cli(argv: list[str] | None = None) -> None:

@@ -124,7 +124,8 @@ def test_an_earlier_run_is_replaced_only_with_overwrite(tmp_path, capfd):
     line = one_line(run_here([*SEPARATE, str(tmp_path)], capfd))
     assert "already exists: add --overwrite to replace it, or choose another --out" in line
     assert checksums(out) == earlier  # refused before anything was written: no y.* either
-    assert run_here([*SEPARATE, str(tmp_path), "--overwrite"], capfd).returncode == 0
+    done = run_here([*SEPARATE, str(tmp_path), "--overwrite"], capfd)
+    assert done.returncode == 0 and f"--overwrite: replacing 3 earlier files in {out}" in done.stdout
     assert {"y.gray.png", "y.color.png"} <= set(checksums(out))
 
 
@@ -192,5 +193,5 @@ def test_report_never_writes_through_a_link_and_replaces_only_with_overwrite(sco
     assert "chart.png already exists: add --overwrite" in line
     assert checksums(tmp_path / "runs") | {"chart": hashlib.sha256(chart.read_bytes()).hexdigest()} == earlier
     done = run_here([*REPORT, str(scored_run.parent), "--chart", str(chart), "--overwrite", *data], capfd)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0 and f"mixsep.report: --overwrite: replacing {chart}" in done.stderr
     assert hashlib.sha256(chart.read_bytes()).hexdigest() != earlier["chart"]
