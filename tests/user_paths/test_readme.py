@@ -186,10 +186,10 @@ COMMANDS: dict[str, Run | Elsewhere | Skip] = {
     "python -m mixsep.mix --test-pairs 100 -o pairs/": Run(["--test-pairs", "12"]),
     "python -m mixsep.separate pairs/mix": Run(),
     "python -m mixsep.export outputs/unet/<time> my_model --onnx": Run(check="bundle"),
-    "python -m mixsep.separate mix.png --model my_model": Run(),
+    "python -m mixsep.separate mix.png --model my_model --out by_my_model": Run(),
     "python -m mixsep.evaluate ckpt_path=my_model": Run(TINY_DATA, check="bundle_scores"),
     # ---- Results
-    "python -m mixsep.report results/ --chart results/leaderboard.png": Run(),
+    "python -m mixsep.report results/ --chart results/leaderboard.png --overwrite": Run(),
     # ---- GPU check (README.md and benchmarks/README.md)
     "python benchmarks/gpu_check.py": Skip(NEEDS_GPU + "; tests/user_paths/test_gpu_check.py runs it with --quick"),
     "bash benchmarks/gpu_bundle.sh gpu_bundle": Skip("downloads wheels: needs the network"),
