@@ -135,6 +135,11 @@ def read_bundle(folder: Path, map_location: str | torch.device = "cpu") -> Saved
     saved = _checked(folder, hparams, {}, precision, sources, config, module)
     check_fits(saved, {f"net.{k}": v for k, v in safetensors_layout(weights_path).items()})
     verify_file(folder, config, WEIGHTS_FILE)
+    if not config.get("files"):
+        logging.getLogger("mixsep").warning(
+            f"{folder} was exported before bundles recorded their files' SHA-256 (format {config['format_version']}):"
+            " its weights are read unverified; export it again (python -m mixsep.export) to record them"
+        )
     try:
         weights = load_file(weights_path, device=str(map_location))
     except Exception as err:

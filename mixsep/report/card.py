@@ -6,6 +6,7 @@ run's metrics.json and scores.npz, never typed in."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -81,13 +82,13 @@ def model_card(
     metrics = json.loads(metrics_path.read_text()) if metrics_path else {}
     ci = intervals(read_scores(metrics_path.parent, SCORES_FILE) if metrics_path else None)
     names = score_names([metrics])  # the declared scores this model was scored with
-    scored = [k for k in (f"test/{s}_{m}" for s in SOURCES for m in names) if isinstance(metrics.get(k), (int, float))]
+    scored = [k for k in (f"test/{s}_{m}" for s in SOURCES for m in names) if number(metrics.get(k)) is not None]
     tags = ["mixsep", "image-source-separation", gray, colour, "safetensors"] + ["onnx"] * ("model.onnx" in files)
     front = {"library_name": "mixsep", "pipeline_tag": "image-to-image", "tags": tags}
     front.update(datasets=[gray, colour], metrics=names)
     if scored:
         dataset = {"name": f"{gray} + {colour} mean images (mixsep's fixed test pairs)", "type": saved.sources}
-        dataset.update(split="test", args={"pairs": metrics.get("test_pairs")})
+        dataset.update(split="test", args={"pairs": number(metrics.get("test_pairs"))})
         result = {"task": {"type": "image-to-image", "name": "single-image source separation"}, "dataset": dataset}
         result["metrics"] = [{"type": k.rsplit("_", 1)[1], "name": k, "value": metrics[k]} for k in scored]
         front["model-index"] = [{"name": name, "results": [result]}]
@@ -107,9 +108,10 @@ def model_card(
         ]
     lines += ["## Test scores", ""]
     if scored:
-        pairs = metrics.get("test_pairs")
+        pairs = number(metrics.get("test_pairs"))
+        pairs = "?" if pairs is None else f"{pairs:,.0f}"
         lines += [
-            f"On mixsep's fixed test pairs ({pairs:,} pairs of the {gray} and {colour} test sets, the same for every "
+            f"On mixsep's fixed test pairs ({pairs} pairs of the {gray} and {colour} test sets, the same for every "
             f"run), scored at {metrics.get('precision', saved.precision)} on predictions clamped to [0, 1] "
             "(PSNR: the mean of per-image PSNR, data_range 1; SSIM: torchmetrics, data_range 1). Intervals: 95 % "
             "percentile bootstrap over the pairs (2,000 resamples)"
@@ -121,7 +123,7 @@ def model_card(
         for source, label in (("mnist", gray), ("cifar", colour)):
             row = [label]
             for m in names:
-                value, digits = metrics.get(f"test/{source}_{m}"), decimals(m)
+                value, digits = number(metrics.get(f"test/{source}_{m}")), decimals(m)
                 low_high = ci.get(f"{source}_{m}")
                 row.append("-" if value is None else f"{value:.{digits}f}")
                 row.append(f"[{low_high[1]:.{digits}f}, {low_high[2]:.{digits}f}]" if low_high else "-")
@@ -139,16 +141,22 @@ def model_card(
     return "\n".join(lines) + "\n"
 
 
+def number(value: object) -> float | int | None:
+    """A finite number from a metrics.json someone may have edited, else None (shown as not recorded)."""
+    plain = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return value if plain and math.isfinite(value) else None
+
+
 def size_text(size: int) -> str:
     return f"{size / 1e6:.2f} MB" if size >= 100_000 else f"{size / 1e3:.1f} kB"
 
 
 def training_lines(saved: SavedModel, metrics: dict) -> list[str]:
     prov = metrics.get("provenance") if isinstance(metrics.get("provenance"), dict) else {}
-    seconds, steps = metrics.get("train_seconds"), metrics.get("global_step")
+    seconds, steps = number(metrics.get("train_seconds")), number(metrics.get("global_step"))
     duration = f"{seconds / 60:.1f} minutes" if seconds else "not recorded"
     if steps:
-        duration += f", {steps:,} steps"
+        duration += f", {steps:,.0f} steps"
     experiment = metrics.get("experiment") or saved.settings.get("name")
     command = f"`{prov['command']}`" if prov.get("command") else f"not recorded (the run's experiment: {experiment})"
     commit = prov.get("git_commit") or "not recorded by the run"

@@ -112,6 +112,21 @@ def network_of_a_module_not_here(t: Path) -> Path:
     return with_config(t, "module-missing", architecture="ShipNet", network_module="their_lab.nets")
 
 
+def checkpoint_with(t: Path, name: str, training: bool = False, nan: bool = False, **arguments) -> Path:
+    """The shipped checkpoint with other network arguments or a NaN weight; ``training``: as a whole training
+    checkpoint (what run's ckpt_path= resumes)."""
+    ckpt = torch.load(SHIPPED_CKPT, map_location="cpu", weights_only=True)
+    net = {**ckpt["hyper_parameters"]["net"], **arguments}
+    ckpt["hyper_parameters"] = {**ckpt["hyper_parameters"], "net": net}
+    if nan:
+        ckpt["state_dict"]["net.stem.0.weight"][0, 0, 0, 0] = float("inf")
+    if training:
+        ckpt.update(optimizer_states=[], loops={}, epoch=0, global_step=0)
+    path = Path(t) / f"{name}.ckpt"
+    torch.save(ckpt, path)
+    return path
+
+
 def nested_checkpoint(t: Path) -> Path:
     """The shipped checkpoint with a setting 5,000 lists deep."""
     import sys
@@ -202,6 +217,8 @@ BUNDLES = [
     ("weights-integer", lambda t: with_weights(t, "int", integer_weight), "is torch.int32"),
     ("network-module-missing", network_of_a_module_not_here, "registered by the Python module their_lab.nets"),
     ("ckpt-nested", nested_checkpoint, "nested too deeply"),
+    ("ckpt-depth-bomb", lambda t: checkpoint_with(t, "depth", depth=1_000_000), FITS),
+    ("ckpt-infinite-weight", lambda t: checkpoint_with(t, "inf", nan=True), "NaN or infinite"),
 ]
 ONNX_BUNDLES = [
     ("onnx-replaced", lambda t: onnx_graph(t, "onnx-zeros", "zeros", record=False), "not the file exported"),
@@ -211,7 +228,7 @@ ONNX_BUNDLES = [
     ("onnx-input-name", lambda t: onnx_graph(t, "onnx-x", "input-name"), "takes ['x']"),
     ("onnx-16x16", lambda t: onnx_graph(t, "onnx-small", "small"), "gives gray as float32 (2, 3, 16, 16)"),
 ]
-SEPARATE = ["python", "-m", "mixsep.separate"]
+SEPARATE, EVALUATE, EXPORT, RUN = (["python", "-m", f"mixsep.{n}"] for n in ("separate", "evaluate", "export", "run"))
 
 
 def _rows() -> list:
@@ -223,18 +240,16 @@ def _rows() -> list:
                 lambda t, r, c=craft: [*SEPARATE, image(t), "--model", str(c(t)), "--out", f"{t}/s"],
                 words,
             ),
-            (
-                f"evaluate-{case}",
-                lambda t, r, c=craft: ["python", "-m", "mixsep.evaluate", f"ckpt_path={c(t)}", f"hydra.run.dir={t}/e"],
-                words,
-            ),
-            (f"export-{case}", lambda t, r, c=craft: ["python", "-m", "mixsep.export", str(c(t)), f"{t}/b"], words),
+            (f"evaluate-{case}", lambda t, r, c=craft: [*EVALUATE, f"ckpt_path={c(t)}", f"hydra.run.dir={t}/e"], words),
+            (f"export-{case}", lambda t, r, c=craft: [*EXPORT, str(c(t)), f"{t}/b"], words),
         ]
     for case, craft, words in ONNX_BUNDLES:
-        command = lambda t, r, c=craft: [*SEPARATE, image(t), "--model", str(c(t)), "--onnx", "--out", f"{t}/s"]  # noqa: E731
-        rows.append((f"separate-{case}", command, words))
-    export = ["python", "-m", "mixsep.export", str(SHIPPED_CKPT)]
-    nested = lambda t, r: [*export, f"{t}/b", "--metrics", str(nested_metrics(t))]  # noqa: E731
+        onnx = lambda t, r, c=craft: [*SEPARATE, image(t), "--model", str(c(t)), "--onnx", "--out", f"{t}/s"]
+        rows.append((f"separate-{case}", onnx, words))
+    for case, arguments in (("depth-bomb", {"depth": 1_000_000}), ("width-2048", {"width": 2048})):
+        resume = lambda t, r, a=arguments: [*RUN, f"ckpt_path={checkpoint_with(t, 'resumed', True, **a)}"]
+        rows.append((f"run-ckpt-{case}", resume, FITS))
+    nested = lambda t, r: [*EXPORT, str(SHIPPED_CKPT), f"{t}/b", "--metrics", str(nested_metrics(t))]
     rows.append(("export-metrics-nested", nested, "nested too deeply"))
     return rows
 
