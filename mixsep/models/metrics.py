@@ -6,7 +6,7 @@ module named by ``extensions`` (or ``MIXSEP_EXTENSIONS``)."""
 
 from __future__ import annotations
 
-import logging
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -134,30 +134,34 @@ TEST_KEYS = tuple(f"test/{source}_{score}" for source in SOURCES for score in ("
 
 def per_image_scores(pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
     """Every declared score of each image: the values whose means are the logged scores."""
-    return {name: score.per_image(pred, target) for name, score in SCORES.items()}
+    return {name: say_if_failed(score, score.per_image(pred, target), pred) for name, score in SCORES.items()}
+
+
+def say_if_failed(score: Score, values: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+    """``values``, after saying (as a warning, once per process and cause) when the score gave NaN: a failure of
+    its function, or of the model where the estimates themselves are NaN. Its logged mean is then NaN, which
+    reports show as failed, not as "not scored"."""
+    if bool(torch.isnan(values).any()):
+        whose = "the model's estimates are NaN" if bool(torch.isnan(pred).any()) else "a failure of its function"
+        warnings.warn(
+            f"score {score.name} gives NaN for some images ({whose}): its mean is NaN, shown as failed in reports",
+            stacklevel=2,
+        )
+    return values
 
 
 class MeanScore(MeanMetric):
-    """A declared score's mean over the images seen (in fp32, autocast off). A NaN from the score's function makes
-    the mean NaN, said once in the log as the score's failure (a report shows it as such, not as "not scored")."""
+    """A declared score's mean over the images seen (in fp32, autocast off). A NaN from the score makes the mean
+    NaN (``say_if_failed``), never a mean over the images it could score."""
 
     def __init__(self, score: Score) -> None:
-        super().__init__(nan_strategy="disable")  # never dropped: a mean over the images it could score would mislead
+        super().__init__(nan_strategy="disable")
         self.score = score
-        self.failure_said = False
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         with full_precision(pred.device):
             values = self.score.per_image(pred.float(), target.float())
-        failed = torch.isnan(values)
-        if not self.failure_said and bool(failed.any()):
-            self.failure_said = True
-            whose = "the model gave NaN estimates" if bool(torch.isnan(pred).any()) else "a failure of its function"
-            logging.getLogger("mixsep").warning(
-                f"score {self.score.name}: NaN for {int(failed.sum())} of {len(values)} images ({whose}); its mean "
-                "is NaN, shown as failed in reports"
-            )
-        super().update(values)
+        super().update(say_if_failed(self.score, values, pred))
 
 
 def image_metrics() -> MetricCollection:

@@ -32,7 +32,7 @@ from mixsep.report.stats import (
     unpaired_difference,
 )
 from mixsep.report.sweep import is_sweep, report_sweep
-from mixsep.report.tables import interval, minutes, score_cell, score_columns
+from mixsep.report.tables import failed, interval, minutes, score_cell, score_columns
 
 
 def find_runs(dirs: list[str | Path], ranked_only: bool = True, include_debug: bool = False) -> list[dict]:
@@ -94,9 +94,9 @@ def rankable(m: dict) -> bool:
 def why_not_ranked(m: dict) -> str:
     if m.get("partial_test"):
         return "a partial test"
-    failed = [k for k in RANK_KEYS if isinstance(m.get(k), float) and math.isnan(m[k])]
-    if failed:
-        return f"{' and '.join(failed)} failed (NaN)"
+    without = [k for k in RANK_KEYS if failed(m, k)]
+    if without:
+        return f"{' and '.join(without)} failed (not a finite number)"
     return f"no {' and '.join(RANK_KEYS)}"
 
 

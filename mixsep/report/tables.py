@@ -16,11 +16,15 @@ def fmt(v, digits: int = 2, sign: str = "") -> str:
 
 def score_cell(row: dict, key: str) -> str:
     """A row's score as a table shows it: ``-`` where it was not scored with it, ``failed`` where its score gave
-    NaN (a failure of the score's function or of the model, logged when it happened), else its declared decimals."""
-    value = row.get(key)
-    if isinstance(value, float) and math.isnan(value):
-        return "failed (NaN)"
-    return fmt(value, decimals(key))
+    no finite mean (NaN; metrics.json writes it as null, and the run said so when it happened), else its value to
+    its declared decimals."""
+    return "failed" if failed(row, key) else fmt(row.get(key), decimals(key))
+
+
+def failed(row: dict, key: str) -> bool:
+    """Was the row scored with ``key`` without a finite result (null in metrics.json, NaN in memory)?"""
+    value = row.get(key, 0.0)
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def interval(mean: float, lo: float, hi: float, digits: int = 2, sign: str = "") -> str:
