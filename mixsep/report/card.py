@@ -103,7 +103,9 @@ def model_card(
     if "model.onnx" in files:
         lines += [
             "With ONNX Runtime alone: `onnxruntime.InferenceSession('model.onnx').run(None, {'mix': mix})` "
-            "(any batch size; the structure head and the clamp to [0, 1] are in the graph).",
+            "(any batch size; the structure head and the clamp to [0, 1] are in the graph). `config.json` records "
+            "each file's SHA-256 (`files`): compare `sha256sum model.onnx` with it first; `python -m mixsep.separate "
+            "--onnx` does, and tries the graph on a probe batch.",
             "",
         ]
     lines += ["## Test scores", ""]
