@@ -1,8 +1,9 @@
 """A researcher's own network, gray source and score, each declared in one file of their own outside the package
-(plus a YAML where Hydra selects it): the README's example files ("Your own networks, sources and scores"), written
+(plus a YAML where Hydra selects it): the manual's example files (docs/extending.md), written
 into a working folder with no edit inside mixsep, then trained, evaluated, reported beside a run made before the
-score existed, compared, separated and swept against the U-Net with the README's commands. Each wrong declaration
-is one ``mixsep:`` line before training."""
+score existed, compared, separated and swept against the U-Net with its commands. Each wrong declaration
+is one ``mixsep:`` line before training. Nothing puts the working folder on Python's path: the extensions are
+imported because they are named (their files in the current folder)."""
 
 from __future__ import annotations
 
@@ -19,14 +20,16 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.helpers import README, TINY_SIZES, make_cifar_folder, readme_command, run_here
+from tests.helpers import DOCS, TINY_SIZES, make_cifar_folder, readme_command, run_here
 
 pytestmark = pytest.mark.slow
 
 
 def readme_files() -> dict[str, str]:
-    """The README's example files: its ```python and ```yaml blocks whose first line is ``# <path>``."""
-    blocks = re.findall(r"```(?:python|yaml)\n# ([\w/.]+\.(?:py|yaml))[^\n]*\n(.*?)```", README.read_text(), re.S)
+    """The manual's example files (docs/extending.md): its ```python and ```yaml blocks whose first line is
+    ``# <path>``."""
+    page = (DOCS / "extending.md").read_text()
+    blocks = re.findall(r"```(?:python|yaml)\n# ([\w/.]+\.(?:py|yaml))[^\n]*\n(.*?)```", page, re.S)
     return dict(blocks)
 
 
@@ -146,7 +149,6 @@ def test_the_toy_model_separates_an_image(folder, runs, capfd, monkeypatch):
     command = readme_command("python -m mixsep.separate mix.png --model outputs/toy")
     args, env = typed(command.replace("outputs/toy/<time>/checkpoints/last.ckpt", str(best)))
     monkeypatch.chdir(folder)  # in this process (a network's registration changes nothing else), from its folder
-    monkeypatch.syspath_prepend(str(folder))
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     done = run_here(["python", "-m", *args], capfd)
@@ -210,8 +212,7 @@ def test_a_wrong_declaration_is_one_line_before_training(folder, tmp_path, capfd
     (tmp_path / "configs" / "model" / "bad.yaml").write_text(
         "defaults:\n  - _module\n  - _self_\nname: bad\nnet:\n  _target_: OneOutput\n"
     )
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)  # the named file in the current folder is imported from there, by its path
     monkeypatch.setenv("MIXSEP_DATA_ROOT", str(folder / "data"))
     monkeypatch.setenv("MIXSEP_CACHE_DIR", str(tmp_path / "cache"))
     args = ["--config-dir", "configs", f"extensions=[{name}]", *overrides, *TINY, "hydra.run.dir=run"]
