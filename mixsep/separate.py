@@ -119,18 +119,10 @@ def _resized(channel: np.ndarray) -> np.ndarray:
 def load_runtime(model: Path, device: str, onnx: bool):
     """``separate(mixes) -> (gray, colour)`` on (B, 3, 32, 32) float32 arrays: the model under PyTorch, or
     (``onnx``) its bundle's model.onnx under ONNX Runtime, which needs no PyTorch at all."""
-    if onnx:
-        onnx_file = model / "model.onnx"
-        if not onnx_file.is_file():
-            raise MixsepError(
-                f"--onnx needs a bundle with model.onnx; {model} has none: python -m mixsep.export CKPT DIR --onnx"
-            )
-        try:
-            import onnxruntime
-        except ImportError as err:
-            raise MixsepError("--onnx needs ONNX Runtime: pip install 'mixsep[onnx]'") from err
-        session = onnxruntime.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
-        return lambda mixes: tuple(session.run(None, {"mix": mixes}))
+    if onnx:  # checked first: the graph exported with the bundle (its SHA-256), opened from those bytes alone
+        from mixsep.bundle_files import open_onnx
+
+        return open_onnx(model, device)
     import torch
 
     from mixsep.models.separator import load_separator
