@@ -31,6 +31,8 @@ FROM_ENVIRONMENT = f"the environment variable {ENVIRONMENT_VARIABLE}"
 
 def named_extensions(names: Iterable[str] | None = None) -> dict[str, str]:
     """Each extension named, once, with where it was named (the config's ``extensions`` or the environment)."""
+    if isinstance(names, str):  # extensions=my_net: one name (or several, comma-separated), not its letters
+        names = names.split(",")
     named = [(str(n).strip(), FROM_CONFIG) for n in names or []]
     named += [(n.strip(), FROM_ENVIRONMENT) for n in os.environ.get(ENVIRONMENT_VARIABLE, "").split(",")]
     origins: dict[str, str] = {}

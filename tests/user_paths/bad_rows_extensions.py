@@ -60,6 +60,7 @@ ROWS = [
         "which is not a Python file: name the file itself: ./my_net.py",
     ),
     ("run-extension-unknown", lambda t, r: RUN + ["extensions=[nowhere_ext]"], "neither a file nowhere_ext.py in"),
+    ("run-extensions-a-word", lambda t, r: RUN + ["extensions=nowhere_word"], "names nowhere_word, which is neither"),
     (
         "run-source-kind-grey",
         lambda t, r: RUN + [f"extensions=[./{_source(t, 'grey_src', 'grey', ('greyish',))}]"],

@@ -225,3 +225,23 @@ def test_a_wrong_extension_is_one_line_in_every_command(command, case, tmp_path,
     done = run_here(_command(command, tmp_path), capfd)
     assert words in one_line(done)
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.md").exists()
+
+
+@pytest.mark.parametrize("how", ["my_ext", "my_ext.py", "./my_ext.py", "absolute", "MIXSEP_EXTENSIONS"])
+def test_an_extension_file_is_imported_from_the_path_named_without_touching_python_s_path(how, tmp_path, monkeypatch):
+    from mixsep.extensions import load_extensions
+
+    monkeypatch.chdir(tmp_path)
+    marker = tmp_path / "ran.txt"
+    (tmp_path / "my_ext.py").write_text(f"open({str(marker)!r}, 'a').write(__name__ + '\\n')\n")
+    name = {"absolute": str(tmp_path / "my_ext.py"), "MIXSEP_EXTENSIONS": "my_ext"}.get(how, how)
+    if how == "MIXSEP_EXTENSIONS":
+        monkeypatch.setenv(how, name)
+    path_before = list(sys.path)
+    try:
+        assert load_extensions([] if how == "MIXSEP_EXTENSIONS" else [name]) == [name]
+        load_extensions([name, "./my_ext.py"])  # named again, or by another spelling: imported once
+        assert Path(sys.modules["my_ext"].__file__) == tmp_path / "my_ext.py"
+    finally:
+        sys.modules.pop("my_ext", None)
+    assert marker.read_text() == "my_ext\n" and sys.path == path_before
