@@ -149,7 +149,7 @@ class SeparationModule(MixsepModule):
         self._per_pair: dict[str, list[torch.Tensor]] = {}
         self.per_pair_scores: dict[str, dict] = {}  # stage -> {mnist,cifar}_{psnr,ssim}: one value per pair
         keys = [f"{stage}/{name}_{score}" for stage in ("val", "test") for name in self.scored for score in SCORES]
-        self.metrics = nn.ModuleDict({key: MeanMetric() for key in keys})
+        self.metrics = nn.ModuleDict({key: MeanMetric(nan_strategy="disable") for key in keys})  # a NaN shows
 
     def use_test_time_ensemble(self, dihedral: bool = False, color: bool = False, shift: bool = False) -> str | None:
         """Validate, test and separate with a self-ensemble (``models/tta.py``) from now on; the sentence that says

@@ -20,6 +20,7 @@ from mixsep.cluster.status import effective_status, read_json
 from mixsep.data.sources import DEFAULT_SOURCES, parse_pair
 from mixsep.errors import ArgumentParser, ConfigError, one_line_errors, user_error
 from mixsep.extensions import load_extensions
+from mixsep.files import write_atomically, write_text_atomically
 from mixsep.models.metrics import RANK_SCORE, SOURCES, decimals, image_metrics, score_of
 from mixsep.report.published import prior_table, reported_block
 from mixsep.report.stats import (
@@ -269,7 +270,7 @@ def bar_chart(path: str | Path, groups: list[tuple[str, int, list[dict]]]) -> No
             ax.legend(fontsize=8)
     fig.suptitle("mixsep leaderboard (fixed test pairs, data range 1)")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=100), keep_suffix=True)  # a link replaced, not followed
     plt.close(fig)
 
 
@@ -281,6 +282,7 @@ def parse_args(argv: list[str] | None):
     add("--on", choices=("test", "val"), default="test", help="--compare on the test or the validation pairs")
     add("-o", "--output", help="also write the Markdown report to this file")
     add("--chart", help="bar chart PNG (default: beside --output; else leaderboard.png in the first DIR)")
+    add("--overwrite", action="store_true", help="replace an earlier -o / --chart file")
     add("--data-root", help="data for the baselines (default: MIXSEP_DATA_ROOT)")
     add("--cache-dir")
     add("--include-debug", action="store_true", help="also list debug runs (debug=...); a partial test is never ranked")
@@ -346,7 +348,7 @@ def main(argv: list[str] | None = None) -> str:
         text += "\n\nEarlier systems rerun by mixsep (`experiment=prior/...`):\n\n" + prior_table(all_runs)
     print(text)
     if args.output:
-        Path(args.output).write_text(text + "\n")
+        write_text_atomically(args.output, text + "\n")
     if not groups:
         return text
     first = Path(args.dirs[0])  # the chart: --chart, else beside --output, else in the first folder given

@@ -14,7 +14,7 @@ import yaml
 from mixsep.cluster.status import effective_status, read_json
 from mixsep.models.metrics import decimals
 from mixsep.report.stats import t_interval
-from mixsep.report.tables import fmt, score_columns
+from mixsep.report.tables import fmt, score_cell, score_columns
 
 
 def test_columns(jobs: list[dict]) -> list[tuple[str, str, int]]:
@@ -97,7 +97,7 @@ def sweep_table(jobs: list[dict]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for j in jobs:
         m, mark = j["metrics"], " **← pick**" if j is best else ""
-        scores = [fmt(_number(m.get(key)), d) for key, _, d in columns]
+        scores = [score_cell(m, key) for key, _, d in columns]
         cells = [j["job"] + mark, *(j["overrides"].get(k, "-") for k in keys), fmt(_number(m.get("objective")), 3)]
         cells += [*scores, status_cell(j)]
         lines.append("| " + " | ".join(cells) + " |")

@@ -181,7 +181,10 @@ def refusal(err: BaseException, line: CommandLine | None) -> str | None:
         if located:
             target, key = located[1], f"{located[2]}._target_"
             example = TARGET_EXAMPLES.get(located[2].rpartition(".")[2], "package.module.ClassName")
-            return f"{key}={target} is no class or function Python can import: give its dotted path, e.g. {example}"
+            return (
+                f"{key}={target} is no class or function Python can import: give its dotted path, e.g. {example} "
+                "(a module of your own: name it in extensions=[...] or MIXSEP_EXTENSIONS)"
+            )
     run_dirs = [a.partition("=")[2] for a in line.overrides if a.startswith("hydra.run.dir=")] if line else []
     if isinstance(err, (FileExistsError, NotADirectoryError)) and err.filename in run_dirs:
         return f"hydra.run.dir={err.filename} is a file, not a folder: choose a folder for the run"
@@ -220,6 +223,8 @@ def _check_extras(line: CommandLine) -> None:
             module, _, name = target.rpartition(".")
             if not module:
                 continue  # a registered network's bare name (models/registry.py): nothing to import
+            if importlib.util.find_spec(module.split(".")[0]) is None:
+                continue  # a user's own module (an extension: the task imports it because it is named), not an extra
             try:  # a plugin module of mixsep's whose engine is missing says which (MISSING_MODULE), a class too
                 imported = importlib.import_module(module)
                 required = getattr(getattr(imported, name, None), "REQUIRES", None)
