@@ -42,6 +42,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def __init__(self, run_folder: str | Path | None = None) -> None:
         super().__init__()
         self.run_folder = Path(run_folder) if run_folder else None
+        self.read_from: list[Path] = []  # the resumed checkpoint's folder: later records (the best's) may name it
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
         if storage_options is not None:
@@ -53,7 +54,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
         if is_url(path):
             raise CheckpointError(f"ckpt_path={path} is a URL: mixsep reads checkpoints from this disk only")
-        return checked_trainer_state(read_checkpoint(path), Path(path), self.run_folder)
+        allowed = [*self.read_from, *([self.run_folder] if self.run_folder else [])]
+        ckpt = checked_trainer_state(read_checkpoint(path), Path(path), allowed)
+        self.read_from.append(Path(path).parent)
+        return ckpt
 
     def remove_checkpoint(self, path) -> None:
         # Lightning removes what a ModelCheckpoint's record names (recursively, through fsspec): only ever
@@ -418,9 +422,9 @@ def trainer_state_problem(ckpt: dict) -> str | None:
     return None
 
 
-def checked_trainer_state(ckpt: dict, path: Path, run_folder: Path | None = None, quiet: bool = False) -> dict:
+def checked_trainer_state(ckpt: dict, path: Path, folders: tuple | list[Path] = (), quiet: bool = False) -> dict:
     """``ckpt`` (read from ``path`` as data) as Lightning may restore it: every part it reads has the shape a
-    mixsep run writes, else one ``CheckpointError``; in callback state, only paths inside ``run_folder`` or
+    mixsep run writes, else one ``CheckpointError``; in callback state, only paths inside ``folders`` (the run's) or
     ``path``'s folder and finite scores are kept (the rest is left out with a note)."""
     problem = trainer_state_problem(ckpt)
     if problem:
@@ -428,7 +432,7 @@ def checked_trainer_state(ckpt: dict, path: Path, run_folder: Path | None = None
             f"ckpt_path={path} is not a training checkpoint that mixsep.run wrote ({problem}): resume from a "
             "last.ckpt that mixsep.run wrote, or start afresh with ckpt_path=null"
         )
-    folders = [path.parent] + ([run_folder] if run_folder else [])
+    folders = [path.parent, *folders]
     left_out: list[str] = []
     ckpt["callbacks"] = {
         key: checked_checkpoint_record(state, folders, left_out) if str(key).startswith("ModelCheckpoint") else state
@@ -491,7 +495,8 @@ def check_resume_fits(path: str | None, module: L.LightningModule, run_folder: P
         return
     from mixsep.models.saved import read_checkpoint
 
-    ckpt = checked_trainer_state(read_checkpoint(path), Path(path), run_folder, quiet=True)  # said at the restore
+    folders = [run_folder] if run_folder else []
+    ckpt = checked_trainer_state(read_checkpoint(path), Path(path), folders, quiet=True)  # said at the restore
     wanted = module.state_dict()
     ema = ckpt.get("current_model_state")  # EMAWeightAveraging: the trained weights beside the averaged ones
     problem = weights_problem(ckpt["state_dict"], wanted, "state_dict")
