@@ -24,7 +24,9 @@ class BestCheckpoint(ModelCheckpoint):
     "best" still means best of the whole run and ``test_ckpt=best`` tests the true best.
 
     Lightning restores that record only when the checkpoint folder is unchanged. Files of the earlier
-    folder are never deleted (Lightning removes only checkpoints inside its own folder).
+    folder are never deleted (``AtomicCheckpointIO`` removes only files inside this run's folder), and the
+    record's paths were checked before this sees them (``checkpoints.checked_trainer_state``: only files in this
+    run's folder or the resumed checkpoint's, never a URL), so its ``isfile`` looks nowhere else.
     """
 
     @property
