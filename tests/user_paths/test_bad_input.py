@@ -428,3 +428,20 @@ def test_the_table_has_at_least_30_bad_inputs_across_every_entry_point():
     entries = {row[0].split("-")[0] for row in BAD_INPUTS}
     assert len(BAD_INPUTS) >= 30 and len({row[0] for row in BAD_INPUTS}) == len(BAD_INPUTS)
     assert entries >= {"run", "evaluate", "separate", "mix", "report"}
+
+
+def test_the_troubleshooting_page_lists_every_bad_input_with_its_line():
+    """docs/troubleshooting.md: a row per row of this table (its id, then what the one line says), and no other."""
+    text = (ROOT / "docs" / "troubleshooting.md").read_text()
+    rows = {line.split("|")[1].strip(" `"): line for line in text.splitlines() if line.startswith("| `")}
+    assert set(rows) == {row[0] for row in BAD_INPUTS}, "the page and the table of bad inputs differ"
+    for name, _, words in BAD_INPUTS:
+        words = as_documented(words)
+        assert words.replace("|", "\\|") in rows[name], f"{name}: the page does not give {words!r}"
+
+
+def as_documented(words: str) -> str:
+    """The words of a row as the page gives them: what varies by machine as a placeholder."""
+    return words.replace(f"the {os.cpu_count()} CPU cores", "the <cores> CPU cores").replace(
+        f"pid {os.getpid()}", "pid <pid>"
+    )
