@@ -1,22 +1,16 @@
 """mixsep: recover an MNIST digit and a CIFAR-10 image from their pixel-wise mean."""
 
-import logging
 import os
 import sys
-from importlib.metadata import PackageNotFoundError, version
-
-__all__ = ["Separator", "export_checkpoint", "load_separator"]
-try:
-    __version__ = version("mixsep")  # written once, in pyproject.toml
-except PackageNotFoundError:  # a source tree that was never installed
-    __version__ = "unknown"
 
 
 def _forget_the_start_folder() -> None:
     """``python -m mixsep.COMMAND`` puts the folder it starts in first on Python's path, so a downloaded folder's
-    ``safetensors.py`` or ``hydra_plugins/`` would run. While ``-m`` is still locating the command (argv[0] is
-    "-m"), that entry is dropped: a command imports only what the user named. Kept when the start folder is the
-    source tree that holds this package (a developer's uninstalled checkout)."""
+    ``safetensors.py``, ``csv.py`` or ``hydra_plugins/`` would run. While ``-m`` is still locating the command
+    (argv[0] is "-m"), that entry is dropped before anything else is imported (os and sys are loaded at start-up):
+    a command imports only what the user named. Kept when the start folder is the source tree that holds this
+    package (a developer's uninstalled checkout). A ``mixsep/`` folder there is imported before this runs: that is
+    ``python -m`` itself, which is why ``mixsep COMMAND`` is the way to run in a folder from elsewhere."""
     start = os.getcwd()
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     if sys.argv[:1] == ["-m"] and sys.path[:1] == [start] and here != start:
@@ -24,6 +18,15 @@ def _forget_the_start_folder() -> None:
 
 
 _forget_the_start_folder()
+
+import logging  # noqa: E402  (after the start folder is off the path)
+from importlib.metadata import PackageNotFoundError, version  # noqa: E402
+
+__all__ = ["Separator", "export_checkpoint", "load_separator"]
+try:
+    __version__ = version("mixsep")  # written once, in pyproject.toml
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "unknown"
 
 
 class _RankZeroOnly(logging.Filter):
