@@ -112,9 +112,11 @@ RANK_SCORE = "psnr"  # the leaderboard ranks by the mean of the two sources' PSN
 
 
 def score_of(key: str) -> Score | None:
-    """The declared score behind a key (``test/mnist_psnr``, ``mnist_ssim``, ``psnr``; a name may hold ``_``)."""
-    key = key.rpartition("/")[2]
-    return next((s for name, s in SCORES.items() if key == name or key.endswith(f"_{name}")), None)
+    """The declared score behind a key (``test/mnist_psnr``, ``mnist_ssim``, ``psnr``), by its exact name: a
+    score ``ms_ssim`` is never taken for ``ssim``."""
+    name = key.rpartition("/")[2]
+    source = next((s for s in SOURCES if name.startswith(f"{s}_")), None)
+    return SCORES.get(name.removeprefix(f"{source}_") if source else name)
 
 
 def heading(name: str) -> str:

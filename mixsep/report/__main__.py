@@ -47,8 +47,12 @@ def check_report_outputs(argv: list[str], overwrite: bool) -> None:
                 f"{path} is a symbolic link (to {os.readlink(path)}); the report does not write through links: "
                 f"remove it, or choose another {FLAGS}"
             )
-    for path in check_outputs(outputs, [Path(d) for d in args.dirs if Path(d).is_file()], overwrite, FLAGS):
-        print(f"mixsep.report: --overwrite: replacing {path}", file=sys.stderr)  # stdout: the report itself
+    # the default chart (leaderboard.png in the folder reported on) is the report's own: a report run again
+    # replaces it and says so; a file the user named with -o or --chart is replaced only with --overwrite
+    named = {Path(p) for p in (args.output, args.chart) if p}
+    replaced = check_outputs(outputs, [Path(d) for d in args.dirs if Path(d).is_file()], overwrite or not named, FLAGS)
+    for path in replaced:
+        print(f"mixsep.report: replacing {path}", file=sys.stderr)  # stdout: the report itself
 
 
 def cli(argv: list[str] | None = None) -> None:

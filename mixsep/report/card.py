@@ -19,7 +19,7 @@ from mixsep.report.tables import score_names
 
 USAGE = """
 ```bash
-python -m mixsep.separate mean.png --model THIS_FOLDER
+mixsep separate mean.png --model THIS_FOLDER   # the installed command: nothing in the folder it starts in runs
 ```
 
 ```python
@@ -104,8 +104,8 @@ def model_card(
         lines += [
             "With ONNX Runtime alone: `onnxruntime.InferenceSession('model.onnx').run(None, {'mix': mix})` "
             "(any batch size; the structure head and the clamp to [0, 1] are in the graph). `config.json` records "
-            "each file's SHA-256 (`files`): compare `sha256sum model.onnx` with it first; `python -m mixsep.separate "
-            "--onnx` does, and tries the graph on a probe batch.",
+            "each file's SHA-256 (`files`): compare `sha256sum model.onnx` with it first; `mixsep separate --onnx` "
+            "does, and tries the graph on a probe batch.",
             "",
         ]
     lines += ["## Test scores", ""]
@@ -134,7 +134,7 @@ def model_card(
     else:
         lines += [
             f"Not scored: {metrics_note}. Score it on the fixed test pairs with "
-            "`python -m mixsep.evaluate ckpt_path=THIS_FOLDER`.",
+            "`mixsep evaluate ckpt_path=THIS_FOLDER`.",
             "",
         ]
     lines += ["## Training", ""] + training_lines(saved, training or metrics) + ["", "## Files", ""]

@@ -223,7 +223,7 @@ def _check_extras(line: CommandLine) -> None:
             module, _, name = target.rpartition(".")
             if not module:
                 continue  # a registered network's bare name (models/registry.py): nothing to import
-            if importlib.util.find_spec(module.split(".")[0]) is None:
+            if importlib.util.find_spec(module.split(".")[0]) is None and "mixsep[" not in install_hint(module):
                 continue  # a user's own module (an extension: the task imports it because it is named), not an extra
             try:  # a plugin module of mixsep's whose engine is missing says which (MISSING_MODULE), a class too
                 imported = importlib.import_module(module)

@@ -100,3 +100,16 @@ def test_a_score_is_found_by_its_key_whatever_its_name_and_a_taken_name_is_refus
             register_score(Score("abs_err", mean_abs.per_image))
     finally:
         SCORES.pop("abs_err")
+
+
+def test_a_score_is_found_by_its_exact_name_not_by_a_suffix():
+    from mixsep.models.metrics import SCORES, Score, decimals, heading, register_score, score_of
+
+    mean_error = register_score(Score("ms_ssim", lambda p, t: (p - t).abs().mean(dim=(1, 2, 3)), decimals=3))
+    try:
+        assert score_of("test/mnist_ms_ssim") is mean_error and score_of("val/cifar_ms_ssim") is mean_error
+        assert score_of("test/mnist_ssim").name == "ssim" and score_of("psnr").name == "psnr"
+        assert heading("ms_ssim") == "MS_SSIM" and decimals("test/cifar_ms_ssim") == 3
+        assert score_of("test/loss") is None and score_of("test/mnist_bogus_ssim") is None
+    finally:
+        del SCORES["ms_ssim"]

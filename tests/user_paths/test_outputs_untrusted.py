@@ -193,5 +193,10 @@ def test_report_never_writes_through_a_link_and_replaces_only_with_overwrite(sco
     assert "chart.png already exists: add --overwrite" in line
     assert checksums(tmp_path / "runs") | {"chart": hashlib.sha256(chart.read_bytes()).hexdigest()} == earlier
     done = run_here([*REPORT, str(scored_run.parent), "--chart", str(chart), "--overwrite", *data], capfd)
-    assert done.returncode == 0 and f"mixsep.report: --overwrite: replacing {chart}" in done.stderr
+    assert done.returncode == 0 and f"mixsep.report: replacing {chart}" in done.stderr
     assert hashlib.sha256(chart.read_bytes()).hexdigest() != earlier["chart"]
+    # the default chart (leaderboard.png in the folder reported on) is the report's own: a second report replaces it
+    for _ in range(2):
+        done = run_here([*REPORT, str(scored_run.parent), *data], capfd)
+        assert done.returncode == 0, done.stderr[-2000:]
+    assert f"mixsep.report: replacing {scored_run.parent / 'leaderboard.png'}" in done.stderr
