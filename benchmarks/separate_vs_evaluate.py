@@ -19,9 +19,9 @@ from hydra import compose, initialize_config_dir
 from PIL import Image
 
 from mixsep import mix, separate
+from mixsep.conf import CONF_DIR
 from mixsep.evaluate import evaluate
 from mixsep.models.metrics import image_metrics
-from mixsep.training.config import CONF_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 

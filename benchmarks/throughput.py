@@ -28,10 +28,10 @@ from per_item import PerItemPairDataset  # noqa: E402
 from torch.utils.data import DataLoader
 from torchvision.datasets import MNIST
 
+from mixsep.conf import CONF_DIR
 from mixsep.data.datamodule import MixDataModule
 from mixsep.models import ConvDual, ConvSkipDual, ResNetDual, ResNetSkipDual, ResNetSkipSub, SingleSub, UNetSeparator
 from mixsep.models.module import SeparationModule
-from mixsep.training.config import CONF_DIR
 from mixsep.training.hardware import cpu_has_bf16
 
 NETS = {  # the model= options' networks (with their default options)

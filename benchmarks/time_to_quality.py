@@ -30,8 +30,8 @@ from hydra.utils import instantiate
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from throughput import build  # noqa: E402
 
+from mixsep.conf import CONF_DIR  # noqa: E402
 from mixsep.training.build import build_module  # noqa: E402
-from mixsep.training.config import CONF_DIR  # noqa: E402
 from mixsep.training.hardware import resolve_precision  # noqa: E402
 
 TARGET = {"val/mnist_psnr": 22.54, "val/cifar_psnr": 17.01}

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mixsep.conf import CONF_DIR
 from mixsep.data.sources import CIFAR_CLASSES
-from mixsep.training.config import CONF_DIR
 
 REAL_ROOT = os.environ.get("MIXSEP_DATA_ROOT", "")
 

@@ -33,8 +33,8 @@ def test_hydras_refusals_carry_what_the_one_line_errors_read():
     from hydra.errors import InstantiationException, MissingConfigException
     from hydra.utils import instantiate
 
+    from mixsep.conf import CONF_DIR
     from mixsep.training.command_line import refusal
-    from mixsep.training.config import CONF_DIR
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         with pytest.raises(MissingConfigException) as missing:

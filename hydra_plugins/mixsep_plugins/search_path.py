@@ -7,7 +7,8 @@ from hydra.plugins.search_path_plugin import SearchPathPlugin
 
 class MixsepSearchPathPlugin(SearchPathPlugin):
     def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
-        from mixsep.training.config import CONF_DIR, user_config_dir
+        from mixsep.conf import CONF_DIR
+        from mixsep.training.config import user_config_dir
 
         if any(entry.path in (f"file://{CONF_DIR}", CONF_DIR) for entry in search_path.get_path()):
             search_path.append(provider="mixsep-user", path=f"file://{user_config_dir()}")

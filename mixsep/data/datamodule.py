@@ -14,6 +14,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from mixsep.conf import CONF_DIR
 from mixsep.data.augment import TRANSFORMS, dihedral, mirror_half, permute_channels
 from mixsep.data.cache import Splits, default_cache_dir, load_splits
 from mixsep.data.pairs import (
@@ -33,7 +34,7 @@ def default_data_root() -> str:
     written, also for the commands that take no config (mix --test-pairs, report's baselines)."""
     from omegaconf import OmegaConf
 
-    return str(OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "data" / "default.yaml").root)
+    return str(OmegaConf.load(Path(CONF_DIR) / "data" / "default.yaml").root)
 
 
 COUNTS = ("batch_size", "eval_batch_size", "val_pairs", "test_pairs", "val_holdout")  # data.* that are counts >= 1

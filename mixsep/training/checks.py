@@ -16,8 +16,8 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from mixsep.conf import CONF_DIR
 from mixsep.errors import ConfigError
-from mixsep.training.config import CONF_DIR
 from mixsep.training.hardware import on_gpu
 
 

@@ -22,8 +22,9 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from mixsep.adapters import hydra_arguments
+from mixsep.conf import CONF_DIR
 from mixsep.errors import user_error
-from mixsep.training.config import CONF_DIR, user_config_dir
+from mixsep.training.config import user_config_dir
 
 
 def in_hydras_order(argv: list[str], overrides: list[str]) -> list[str]:

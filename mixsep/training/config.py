@@ -17,8 +17,6 @@ from mixsep.cluster.where import run_id
 from mixsep.errors import CheckpointError
 from mixsep.training.hardware import on_gpu, resolve_precision
 
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")  # inside the package: found wherever mixsep is installed
-
 
 def user_config_dir() -> Path:
     """The per-user config folder on every mixsep app's search path (after the package's own; Hydra finds it

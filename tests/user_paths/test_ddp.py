@@ -17,7 +17,7 @@ from tests.helpers import run_cli as cli
 
 pytestmark = pytest.mark.slow  # real command lines and DDP processes
 ROOT = Path(__file__).resolve().parents[2]
-CONF = str(ROOT / "mixsep" / "conf")
+CONF = str(ROOT / "conf")
 
 
 def test_the_ddp_preset_on_two_cpu_processes_scores_every_test_pair_once(compose, tiny_overrides, tmp_path):

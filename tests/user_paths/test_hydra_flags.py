@@ -44,7 +44,7 @@ def job_config(stdout: str) -> dict:
     return yaml.safe_load(stdout)
 
 
-PACKAGE_CONF = Path(__file__).resolve().parents[2] / "mixsep" / "conf"
+PACKAGE_CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
 # (the command's arguments, a check of what it printed): each runs nothing, writes nothing

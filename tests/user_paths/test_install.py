@@ -78,7 +78,7 @@ def test_the_wheel_holds_the_configs_and_the_default_model_and_the_sdist_the_tes
     assert not any(n.startswith(("tests/", "results/")) for n in names)
     (sdist,) = dist.glob("mixsep-*.tar.gz")
     members = {m.split("/", 1)[1] for m in tarfile.open(sdist).getnames() if "/" in m}
-    assert {"tests/conftest.py", "tests/user_paths/test_install.py", "mixsep/conf/config.yaml", "uv.lock"} <= members
+    assert {"tests/conftest.py", "tests/user_paths/test_install.py", "conf/config.yaml", "uv.lock"} <= members
 
 
 def test_an_installed_mixsep_trains_evaluates_separates_and_reports_from_an_empty_folder(installed, tmp_path):

@@ -16,7 +16,7 @@ from tests.helpers import run_cli_here
 
 pytestmark = pytest.mark.slow  # real command lines, launchers and DDP processes
 ROOT = Path(__file__).resolve().parents[2]
-CONF = str(ROOT / "mixsep" / "conf")
+CONF = str(ROOT / "conf")
 
 
 def status(folder: Path) -> dict:
