@@ -1,7 +1,8 @@
-"""A model bundle's files read as one verified thing, without PyTorch: ``config.json`` (checked JSON of the
-expected shape), the SHA-256 it records of ``model.safetensors`` and ``model.onnx`` (a file that is not the one
-exported with it is refused), and ``model.onnx`` opened under ONNX Runtime from its checked bytes (so it can read
-no other file) and tried on a probe batch before any image is separated. Every failure is one CheckpointError line.
+"""A model bundle's files read as one verified thing: ``config.json`` (checked JSON of the expected shape), the
+SHA-256 it records of ``model.safetensors`` and ``model.onnx`` (a file that is not the one exported with it is
+refused), and ``model.onnx`` opened under ONNX Runtime from its checked bytes (so it can read no other file) and
+tried on a probe batch (within seconds, against the weights' outputs under PyTorch, which only this check imports)
+before any image is separated. Every failure is one CheckpointError line.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +24,10 @@ FORMAT_VERSION = 2  # 2: config.json records the SHA-256 of the weights and the 
 WEIGHTS_FILE, CONFIG_FILE, CARD_FILE, ONNX_FILE = "model.safetensors", "config.json", "README.md", "model.onnx"
 MAX_CONFIG_BYTES = 1 << 20  # a bundle's config.json is about 1.5 kB
 MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
-PROBE = np.linspace(0, 1, 2 * 3 * 32 * 32, dtype=np.float32).reshape(2, 3, 32, 32)
+PROBE_MIXES = 2
+PROBE_SECONDS = 5.0  # the probe batch's time limit (a separator takes milliseconds)
+SLOWER_THAN_PROBE = 50  # a later batch's limit: this many times the probe's time per image
+ONNX_TOLERANCE = 1e-3  # the graph against the weights under PyTorch (an export differs by about 1e-6)
 TYPE_NAMES = {str: "a string", dict: "a mapping", int: "an integer", type(None): "null"}
 AGAIN = "export it again (python -m mixsep.export CKPT DIR [--onnx])"
 
@@ -105,8 +111,10 @@ Separate = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 def open_onnx(folder: Path, device: str = "cpu") -> Separate:
     """``separate(mixes) -> (gray, colour)`` on (B, 3, 32, 32) float32 arrays in [0, 1]: the bundle's model.onnx
-    under ONNX Runtime (CPU; no PyTorch), after checking that it is the graph exported with the bundle, that ONNX
-    Runtime opens it from those bytes alone, and that it maps a probe batch to two finite (B, 3, 32, 32) images."""
+    under ONNX Runtime (CPU), after checking that it is the graph exported with the bundle, that ONNX Runtime
+    opens it from those bytes alone, that it maps a probe batch of random mixes to two finite (B, 3, 32, 32)
+    images within seconds, and that these are the outputs of the bundle's own weights under PyTorch (a graph
+    with a recomputed SHA-256 is otherwise anything its author wrote). Every run of the graph has a time limit."""
     folder = Path(folder)
     path = folder / ONNX_FILE
     if device != "cpu":
@@ -131,12 +139,11 @@ def open_onnx(folder: Path, device: str = "cpu") -> Separate:
         raise CheckpointError(
             f"{path} takes {inputs} and gives {outputs}: a mixsep graph takes 'mix' and gives (gray, colour); {AGAIN}"
         )
+    seconds_per_image = 0.0  # until the probe batch is timed: its limit is PROBE_SECONDS
 
     def separate(mixes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        try:
-            gray, colour = session.run(None, {"mix": np.ascontiguousarray(mixes, dtype=np.float32)})
-        except Exception as err:
-            raise CheckpointError(f"{path}: ONNX Runtime fails on the images ({_first_line(err)}); {AGAIN}") from err
+        limit = max(PROBE_SECONDS, SLOWER_THAN_PROBE * seconds_per_image * len(mixes))
+        gray, colour = _run_limited(onnxruntime, session, path, np.ascontiguousarray(mixes, np.float32), limit)
         for name, out in (("gray", gray), ("colour", colour)):
             if not isinstance(out, np.ndarray) or out.shape != mixes.shape or out.dtype != np.float32:
                 what = f"{out.dtype} {out.shape}" if isinstance(out, np.ndarray) else type(out).__name__
@@ -146,10 +153,49 @@ def open_onnx(folder: Path, device: str = "cpu") -> Separate:
                 )
             if not np.isfinite(out).all():
                 raise CheckpointError(f"{path} gives {name} values that are not finite; {AGAIN}")
-        return gray, colour
+        return np.clip(gray, 0, 1), np.clip(colour, 0, 1)  # as the PyTorch separator clamps them
 
-    separate(PROBE)
+    probe = np.random.default_rng().random((PROBE_MIXES, 3, 32, 32), dtype=np.float32)  # nothing to recognise
+    start = time.perf_counter()
+    given = separate(probe)
+    seconds_per_image = max(time.perf_counter() - start, 0.01) / len(probe)
+    expected = _weights_outputs(folder, probe)
+    gap = max(float(np.abs(g - e).max()) for g, e in zip(given, expected))
+    if gap > ONNX_TOLERANCE:
+        raise CheckpointError(
+            f"{path} does not give the weights' outputs (it differs from {WEIGHTS_FILE} under PyTorch by {gap:.2g} "
+            f"on random mixes): the graph is not the bundle's model; {AGAIN}"
+        )
     return separate
+
+
+def _run_limited(onnxruntime, session, path: Path, mixes: np.ndarray, seconds: float) -> list:
+    """The graph on ``mixes``, stopped after ``seconds`` (ONNX Runtime's terminate flag: a Loop of 10**15
+    iterations is a few hundred bytes)."""
+    run_options = onnxruntime.RunOptions()
+    timer = threading.Timer(seconds, lambda: setattr(run_options, "terminate", True))
+    timer.start()
+    try:
+        return session.run(None, {"mix": mixes}, run_options)
+    except Exception as err:
+        if run_options.terminate:
+            raise CheckpointError(
+                f"{path} runs longer than {seconds:.0f} s on {len(mixes)} images (a separator takes milliseconds): "
+                f"stopped; {AGAIN}"
+            ) from err
+        raise CheckpointError(f"{path}: ONNX Runtime fails on the images ({_first_line(err)}); {AGAIN}") from err
+    finally:
+        timer.cancel()
+
+
+def _weights_outputs(folder: Path, mixes: np.ndarray) -> tuple[np.ndarray, ...]:
+    """What the bundle's weights give on ``mixes`` under PyTorch, built as ``load_separator`` builds them."""
+    import torch
+
+    from mixsep.models.separator import load_separator
+
+    outputs = load_separator(folder)(torch.from_numpy(mixes))
+    return tuple(o.numpy() for o in outputs)
 
 
 def _first_line(err: BaseException) -> str:

@@ -32,6 +32,7 @@ def export_bundle(
     from mixsep.models.saved import read_model
     from mixsep.models.separator import load_separator
     from mixsep.report.card import find_metrics, model_card
+    from mixsep.report.stats import SCORES_FILE, read_scores
 
     missing = [p for p in ONNX_PACKAGES if importlib.util.find_spec(p) is None] if onnx else []
     if missing:
@@ -50,6 +51,8 @@ def export_bundle(
     saved = read_model(model)
     separator = load_separator(model)
     metrics_path, note = find_metrics(model, metrics)
+    if metrics_path is not None:  # its scores checked before any file is written (the card reads them last)
+        read_scores(metrics_path.parent, SCORES_FILE)
     records = {path: read_record(path) for path in {p for p in (metrics_path, training) if p is not None}}
     trained = (records.get(training) or records.get(metrics_path) or {}).get("provenance")
     trained = trained if isinstance(trained, dict) else {}
@@ -75,18 +78,29 @@ def export_bundle(
 
 
 def tested_checkpoint(model: Path, metrics: Path | None) -> tuple[Path, Path | None]:
-    """A run folder stands for the checkpoint its metrics.json tested (and that file for its scores)."""
+    """A run folder stands for the checkpoint its metrics.json tested (and that file for its scores). Only a
+    checkpoint inside the run folder is taken (``<run>/checkpoints/<name>`` or ``<run>/<name>``, no link leading
+    out): a metrics.json from elsewhere must not make export read and publish a model the user did not name."""
     record = model / "metrics.json"
     if not model.is_dir() or (model / CONFIG_FILE).is_file() or not record.is_file():
         return model, metrics
     tested = read_record(record).get("checkpoint") or ""
     if not isinstance(tested, str):
         raise MixsepError(f"{record}: its checkpoint is not a path; give the checkpoint itself")
-    tested = Path(tested)
-    for candidate in (tested, model / "checkpoints" / tested.name, model / tested.name):
-        if tested.name and candidate.is_file():
+    name = Path(tested).name
+    run = model.resolve()
+    for candidate in (model / "checkpoints" / name, model / name):
+        if name not in ("", ".", "..") and candidate.is_file() and candidate.resolve().is_relative_to(run):
             return candidate, metrics or record
-    raise MixsepError(f"{model}: the checkpoint its metrics.json tested ({tested}) is gone; give a checkpoint file")
+    outside = Path(tested).is_file() or any(p.is_file() for p in (model / "checkpoints" / name, model / name))
+    if outside:
+        raise MixsepError(
+            f"{model}: the checkpoint its metrics.json tested ({tested[:200]}) is not inside the run folder: export "
+            "takes a run's own checkpoints only; give the checkpoint itself (python -m mixsep.export CKPT DIR)"
+        )
+    raise MixsepError(
+        f"{model}: the checkpoint its metrics.json tested ({tested[:200]}) is gone; give a checkpoint file"
+    )
 
 
 def read_record(path: Path) -> dict:

@@ -87,21 +87,34 @@ def architecture(name: str) -> type[nn.Module]:
     return known if isinstance(known, type) else getattr(importlib.import_module(known), name)
 
 
+MAX_SETTING_VALUES = 100_000  # a mixsep model's settings hold about a hundred values
+MAX_SETTING_DEPTH = 32  # and nest a few levels
+
+
 def check_plain(value: Any, where: str) -> None:
     """``value`` is plain data: None, a boolean, a finite or infinite number, a string, or a list of these;
-    a mapping only where it holds no key starting with ``_`` (Hydra's ``_target_``, ``_partial_``, ...)."""
-    if isinstance(value, float) and math.isnan(value):
-        raise ConfigError(f"{where} is NaN")
-    if isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            check_plain(item, f"{where}[{i}]")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str) or key.startswith("_"):
-                raise ConfigError(f"{where} holds the key {key!r}: settings are plain data, nothing to build or call")
-            check_plain(item, f"{where}.{key}")
-    elif not (value is None or isinstance(value, (bool, int, float, str))):
-        raise ConfigError(f"{where} is a {type(value).__name__}: settings are plain data (numbers, strings, lists)")
+    a mapping only where it holds no key starting with ``_`` (Hydra's ``_target_``, ``_partial_``, ...). Walked
+    without recursion, every value counted each time it is reached: a pickle shares one list many times over, so
+    a file of 2 kB can hold 4**40 of them, and the walk stops at ``MAX_SETTING_VALUES``."""
+    pending, seen = [(value, where, 0)], 0
+    while pending:
+        value, at, depth = pending.pop()
+        seen += 1
+        if seen > MAX_SETTING_VALUES or depth > MAX_SETTING_DEPTH:
+            what = f"{MAX_SETTING_DEPTH} levels" if depth > MAX_SETTING_DEPTH else f"{MAX_SETTING_VALUES:,} values"
+            too = "nested too deeply" if depth > MAX_SETTING_DEPTH else "too large"
+            raise ConfigError(f"{where}: {too} (over {what}) to be a mixsep model's settings")
+        if isinstance(value, float) and math.isnan(value):
+            raise ConfigError(f"{at} is NaN")
+        if isinstance(value, (list, tuple)):
+            pending += [(item, f"{at}[{i}]", depth + 1) for i, item in enumerate(value)]
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str) or key.startswith("_"):
+                    raise ConfigError(f"{at} holds the key {key!r}: settings are plain data, nothing to build or call")
+                pending.append((item, f"{at}.{key}", depth + 1))
+        elif not (value is None or isinstance(value, (bool, int, float, str))):
+            raise ConfigError(f"{at} is a {type(value).__name__}: settings are plain data (numbers, strings, lists)")
 
 
 def network_spec(net: Any, where: str = "model.net") -> tuple[str, dict]:
@@ -110,10 +123,10 @@ def network_spec(net: Any, where: str = "model.net") -> tuple[str, dict]:
         raise ConfigError(f"{where} must be a mapping with _target_ (one of mixsep's networks); got {net!r}")
     arguments = {k: v for k, v in net.items() if k != "_target_"}
     name = architecture_name(net.get("_target_"), where)
-    for key, value in arguments.items():
+    for key in arguments:
         if not isinstance(key, str) or key.startswith("_") or key == "self":
             raise ConfigError(f"{where} holds {key!r}: a network takes plain arguments only (no _partial_, _args_)")
-        check_plain(value, f"{where}.{key}")
+    check_plain(arguments, where)
     return name, arguments
 
 

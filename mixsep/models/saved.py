@@ -67,6 +67,7 @@ def read_model(path: str | Path, map_location: str | torch.device = "cpu") -> Sa
     """The model in ``path``: a checkpoint file or a bundle folder (one-line CheckpointErrors otherwise). Its
     network's arguments are held against the tensors the file holds (the network built on the meta device, which
     allocates nothing) before any weight is read into memory."""
+    check_device(map_location)
     path = Path(path)
     if path.is_dir():
         return read_bundle(path, map_location)
@@ -89,6 +90,8 @@ def checkpoint_model(path: Path, ckpt: dict) -> SavedModel:
         )
     module = ckpt.get("mixsep_network_module")
     saved = _checked(path, hparams, state, ckpt.get("mixsep_precision"), ckpt.get("mixsep_sources"), module=module)
+    for name, tensor in state.items():
+        check_stored(path, name, tensor)
     layout = {name: (tuple(t.shape), t.dtype) for name, t in state.items() if name.startswith("net.")}
     check_fits(saved, layout)
     saved.state_dict = {**state, **checked_values(saved, {k: state[k] for k in layout})}
@@ -226,6 +229,8 @@ def check_fits(saved: SavedModel, layout: dict[str, tuple[tuple[int, ...], torch
 def checked_values(saved: SavedModel, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The weights, all finite (NaN or infinite ones are refused), floating ones in float32 (converted with a
     note: a half-precision file loses nothing, a float64 one its last digits)."""
+    for name, tensor in weights.items():
+        check_stored(saved.path, name, tensor)
     converted = sorted({str(t.dtype) for t in weights.values() if t.is_floating_point() and t.dtype != torch.float32})
     for name, tensor in weights.items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
@@ -238,6 +243,41 @@ def checked_values(saved: SavedModel, weights: dict[str, torch.Tensor]) -> dict[
             f"{saved.path.name}: its weights are {', '.join(converted)}; converted to float32 to separate"
         )
     return {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}
+
+
+def check_stored(path: Path, name: str, tensor: torch.Tensor) -> None:
+    """``tensor`` is what mixsep writes: dense, strided, in memory, its storage holding all of its elements. A
+    view of one number expanded to a large shape (stride 0) would pass the shape checks with a file of kilobytes
+    and then take gigabytes once the network it describes is built; a sparse or meta tensor is not weights."""
+    kind = None
+    if tensor.layout is not torch.strided:
+        kind = f"a {str(tensor.layout).removeprefix('torch.')} tensor"
+    elif tensor.device.type != "cpu" and tensor.device.type != "cuda":
+        kind = f"a tensor on the {tensor.device.type} device, without values"
+    elif not tensor.is_contiguous() and tensor.untyped_storage().nbytes() < tensor.numel() * tensor.element_size():
+        stored = tensor.untyped_storage().nbytes()
+        kind = f"a view of {stored:,} bytes posing as {list(tensor.shape)}"
+    if kind:
+        raise CheckpointError(
+            f"{path}: its weight {name[:80]} is {kind}, not dense weights: not a model mixsep wrote. Use a .ckpt "
+            "that mixsep.run wrote, or a bundle from python -m mixsep.export."
+        )
+
+
+def check_device(device: str | torch.device) -> None:
+    """A device a model can be read onto here: the CPU, or a CUDA GPU that this machine has."""
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ConfigError(f"device={device!r} is not a device ({str(err)[:120]}): use device='cpu' or 'cuda'") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={str(device)!r}, but there is no CUDA GPU on this machine: use device='cpu'")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(
+            f"device={str(device)!r}, but this machine has {torch.cuda.device_count()} CUDA GPU(s): use 'cuda:0'"
+        )
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device={str(device)!r}: a model runs on device='cpu' or 'cuda', not {device.type}")
 
 
 def _largest(value: Any) -> int:

@@ -4,12 +4,16 @@ on the same pairs, and a t-interval over seeds. Per-pair scores live in ``<run d
 from __future__ import annotations
 
 import math
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from mixsep.errors import MixsepError
+
 SCORES_FILE = "scores.npz"  # per-pair test scores: pair (index into the fixed test pairs), {mnist,cifar}_{psnr,ssim}
 VAL_SCORES_FILE = "val_scores.npz"  # the same for the validation pairs of the tested checkpoint
+MAX_PAIRS = 100_000  # a run scores 10,000 test pairs
 
 
 def write_scores(path: str | Path, scores: dict[str, np.ndarray]) -> None:
@@ -19,11 +23,26 @@ def write_scores(path: str | Path, scores: dict[str, np.ndarray]) -> None:
 
 
 def read_scores(run: str | Path, name: str = SCORES_FILE) -> dict[str, np.ndarray] | None:
+    """A run's per-pair scores (None where it has none). Each array's size is read from the zip's header before
+    it is loaded: a compressed file of kilobytes can hold gigabytes of zeros."""
     path = Path(run) / name
     if not path.is_file():
         return None
-    with np.load(path) as data:
-        return {k: data[k] for k in data.files}
+    try:
+        with np.load(path) as data:
+            for key in data.files:
+                size = data.zip.getinfo(f"{key}.npy").file_size
+                if size > MAX_PAIRS * 8 + 1024:  # float64 at most, and the .npy header
+                    raise MixsepError(
+                        f"{path}: its {key[:40]} holds {size:,} bytes, more than {MAX_PAIRS:,} pairs' scores: not "
+                        "scores a mixsep run wrote; remove it or score the model again (python -m mixsep.evaluate)"
+                    )
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        raise MixsepError(
+            f"{path} is not a readable scores file ({type(err).__name__}: {str(err)[:120]}); remove it or score "
+            "the model again (python -m mixsep.evaluate)"
+        ) from err
 
 
 def bootstrap_mean(

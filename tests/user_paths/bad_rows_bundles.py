@@ -146,9 +146,83 @@ def nested_checkpoint(t: Path) -> Path:
     return path
 
 
+def shared_lists(levels: int) -> list:
+    """One list holding itself four times over ``levels`` times: pickle writes each list once (a few bytes a
+    level), a walk that follows every reference meets 4**levels of them."""
+    value: list = [0]
+    for _ in range(levels):
+        value = [value, value, value, value]
+    return value
+
+
+def settings_bomb(t: Path, levels: int) -> Path:
+    """A checkpoint of about 2 kB: the shipped network's settings, no weights, and a setting of shared lists."""
+    net = torch.load(SHIPPED_CKPT, map_location="cpu", weights_only=True)["hyper_parameters"]["net"]
+    path = Path(t) / f"shared-lists-{levels}.ckpt"
+    torch.save({"hyper_parameters": {"net": net, "notes": shared_lists(levels)}, "state_dict": {}}, path)
+    return path
+
+
+def stride_bomb(t: Path) -> Path:
+    """A checkpoint of about 30 kB for a U-Net of width 512 (3 GB of weights): each weight is one zero viewed as
+    the weight's whole shape (stride 0), so every shape check passes and building the network takes gigabytes."""
+    from mixsep.models.registry import architecture
+
+    ckpt = torch.load(SHIPPED_CKPT, map_location="cpu", weights_only=True)
+    net = {**ckpt["hyper_parameters"]["net"], "width": 512}
+    arguments = {k: v for k, v in net.items() if k != "_target_"}
+    with torch.device("meta"):
+        layout = {k: (v.shape, v.dtype) for k, v in architecture("UNetSeparator")(**arguments).state_dict().items()}
+    state = {f"net.{k}": torch.zeros((), dtype=dtype).expand(shape) for k, (shape, dtype) in layout.items()}
+    path = Path(t) / "stride-bomb.ckpt"
+    torch.save({"hyper_parameters": {**ckpt["hyper_parameters"], "net": net}, "state_dict": state}, path)
+    return path
+
+
+def checkpoint_with_weight(t: Path, kind: str) -> Path:
+    """The shipped checkpoint with its first weight ``sparse`` (PyTorch's sparse COO layout) or on the ``meta``
+    device (a shape without values)."""
+    ckpt = torch.load(SHIPPED_CKPT, map_location="cpu", weights_only=True)
+    weight = ckpt["state_dict"]["net.stem.0.weight"]
+    replaced = weight.to_sparse() if kind == "sparse" else torch.empty_like(weight, device="meta")
+    ckpt["state_dict"] = {**ckpt["state_dict"], "net.stem.0.weight": replaced}
+    path = Path(t) / f"{kind}-weight.ckpt"
+    torch.save(ckpt, path)
+    return path
+
+
+def scores_bomb(t: Path) -> Path:
+    """A run folder holding the shipped checkpoint, its metrics.json, and a scores.npz of about 20 kB that
+    holds a million zeros per key (8 MB each once loaded; zip compresses zeros a thousandfold)."""
+    run = Path(t) / "scored"
+    run.mkdir(exist_ok=True)
+    shutil.copyfile(SHIPPED_CKPT, run / "model.ckpt")
+    (run / "metrics.json").write_text(json.dumps({"checkpoint": str(run / "model.ckpt")}))
+    keys = ("pair", "mnist_psnr", "cifar_psnr", "mnist_ssim", "cifar_ssim")
+    np.savez_compressed(run / "scores.npz", **{k: np.zeros(1_000_000) for k in keys})
+    return run
+
+
+def run_naming_elsewhere(t: Path, link: bool = False) -> Path:
+    """A run folder whose metrics.json names a checkpoint outside it (``link``: a link inside it that leads out)."""
+    private = Path(t) / "private" / "theirs.ckpt"
+    private.parent.mkdir(exist_ok=True)
+    shutil.copyfile(SHIPPED_CKPT, private)
+    run = Path(t) / ("linked-run" if link else "run-elsewhere")
+    (run / "checkpoints").mkdir(parents=True, exist_ok=True)
+    tested = private
+    if link:
+        tested = run / "checkpoints" / "best.ckpt"
+        if not tested.is_symlink():
+            tested.symlink_to(private)
+    (run / "metrics.json").write_text(json.dumps({"checkpoint": str(tested)}))
+    return run
+
+
 def onnx_graph(t: Path, name: str, kind: str, record: bool = True) -> Path:
     """The bundle with another model.onnx: ``zeros`` (gives black images), ``small`` (16x16 images),
-    ``input-name`` (takes ``x``), ``protobuf`` (not a graph), ``external`` (weights in ../secret.bin)."""
+    ``input-name`` (takes ``x``), ``protobuf`` (not a graph), ``external`` (weights in ../secret.bin), ``mix``
+    (gives the mix back as both sources), ``loop`` (a Loop of 10**15 steps that does nothing)."""
     from onnx import TensorProto, helper, numpy_helper
 
     folder = bundle_copy(t, name)
@@ -159,6 +233,10 @@ def onnx_graph(t: Path, name: str, kind: str, record: bool = True) -> Path:
     if kind == "small":
         pool = {"kernel_shape": [2, 2], "strides": [2, 2]}
         nodes = [helper.make_node("MaxPool", [source], [n], **pool) for n in ("gray", "colour")]
+    elif kind == "mix":
+        nodes = [helper.make_node("Identity", [source], [n]) for n in ("gray", "colour")]
+    elif kind == "loop":
+        nodes = _endless_loop(helper, TensorProto, source)
     else:
         nodes = [helper.make_node("Mul", [source, "zero"], [n]) for n in ("gray", "colour")]
     graph = helper.make_graph(nodes, "crafted", [mix], outputs, initializer=[zero])
@@ -174,6 +252,31 @@ def onnx_graph(t: Path, name: str, kind: str, record: bool = True) -> Path:
     data = b"\x08\x07garbage, not a protobuf" * 10 if kind == "protobuf" else model.SerializeToString()
     (folder / "model.onnx").write_bytes(data)
     return rehash(folder, "model.onnx") if record else folder
+
+
+def _endless_loop(helper, TensorProto, source: str) -> list:
+    steps = helper.make_tensor("steps", TensorProto.INT64, [], [10**15])
+    true = helper.make_tensor("true", TensorProto.BOOL, [], [True])
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]), helper.make_node("Identity", ["x_in"], ["x_out"])],
+        "body",
+        [
+            helper.make_tensor_value_info("i", TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("x_in", TensorProto.FLOAT, None),
+        ],
+        [
+            helper.make_tensor_value_info(n, TensorProto.BOOL if n == "cond_out" else TensorProto.FLOAT, None)
+            for n in ("cond_out", "x_out")
+        ],
+    )
+    return [
+        helper.make_node("Constant", [], ["M"], value=steps),
+        helper.make_node("Constant", [], ["c"], value=true),
+        helper.make_node("Loop", ["M", "c", source], ["looped"], body=body),
+        helper.make_node("Identity", ["looped"], ["gray"]),
+        helper.make_node("Identity", [source], ["colour"]),
+    ]
 
 
 def unrecorded_onnx(t: Path) -> Path:
@@ -219,6 +322,11 @@ BUNDLES = [
     ("ckpt-nested", nested_checkpoint, "nested too deeply"),
     ("ckpt-depth-bomb", lambda t: checkpoint_with(t, "depth", depth=1_000_000), FITS),
     ("ckpt-infinite-weight", lambda t: checkpoint_with(t, "inf", nan=True), "NaN or infinite"),
+    ("ckpt-shared-lists", lambda t: settings_bomb(t, 20), "too large (over 100,000 values)"),
+    ("ckpt-shared-lists-deep", lambda t: settings_bomb(t, 40), "nested too deeply"),
+    ("ckpt-stride-0-views", stride_bomb, "is a view of 4 bytes posing as [512, 6, 3, 3]"),
+    ("ckpt-sparse-weight", lambda t: checkpoint_with_weight(t, "sparse"), "is a sparse_coo tensor"),
+    ("ckpt-meta-weight", lambda t: checkpoint_with_weight(t, "meta"), "on the meta device"),
 ]
 ONNX_BUNDLES = [
     ("onnx-replaced", lambda t: onnx_graph(t, "onnx-zeros", "zeros", record=False), "not the file exported"),
@@ -227,6 +335,8 @@ ONNX_BUNDLES = [
     ("onnx-external-data", lambda t: onnx_graph(t, "onnx-external", "external"), "ONNX Runtime cannot open it"),
     ("onnx-input-name", lambda t: onnx_graph(t, "onnx-x", "input-name"), "takes ['x']"),
     ("onnx-16x16", lambda t: onnx_graph(t, "onnx-small", "small"), "gives gray as float32 (2, 3, 16, 16)"),
+    ("onnx-gives-the-mix", lambda t: onnx_graph(t, "onnx-mix", "mix"), "does not give the weights' outputs"),
+    ("onnx-endless-loop", lambda t: onnx_graph(t, "onnx-loop", "loop"), "runs longer than 5 s on 2 images"),
 ]
 SEPARATE, EVALUATE, EXPORT, RUN = (["python", "-m", f"mixsep.{n}"] for n in ("separate", "evaluate", "export", "run"))
 
@@ -251,6 +361,17 @@ def _rows() -> list:
         rows.append((f"run-ckpt-{case}", resume, FITS))
     nested = lambda t, r: [*EXPORT, str(SHIPPED_CKPT), f"{t}/b", "--metrics", str(nested_metrics(t))]
     rows.append(("export-metrics-nested", nested, "nested too deeply"))
+    rows.append(("export-scores-bomb", lambda t, r: [*EXPORT, str(scores_bomb(t)), f"{t}/b"], "more than 100,000"))
+    outside = "is not inside the run folder"
+    rows.append(
+        (
+            "export-run-names-a-checkpoint-elsewhere",
+            lambda t, r: [*EXPORT, str(run_naming_elsewhere(t)), f"{t}/b"],
+            outside,
+        )
+    )
+    linked = lambda t, r: [*EXPORT, str(run_naming_elsewhere(t, link=True)), f"{t}/b"]
+    rows.append(("export-run-links-a-checkpoint-elsewhere", linked, outside))
     return rows
 
 
