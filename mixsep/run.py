@@ -21,7 +21,12 @@ from mixsep.extensions import load_extensions
 from mixsep.models.tta import say
 from mixsep.training.artifacts import write_config_tree, write_test_outputs
 from mixsep.training.build import build, build_callbacks, build_module, build_trainer
-from mixsep.training.checkpoints import check_resume_fits, checkpoint_paths, resolve_ckpt_path
+from mixsep.training.checkpoints import (
+    check_resume_fits,
+    checkpoint_paths,
+    resolve_ckpt_path,
+    restore_errors_named,
+)
 from mixsep.training.checks import check_run
 from mixsep.training.command_line import hydra_app
 from mixsep.training.config import composed_config, set_float32_matmul_precision, settle_for_this_machine
@@ -77,7 +82,8 @@ def train(cfg: DictConfig, job: Job | None = None) -> dict:
 
     with ddp_children_run_this_job(cfg.trainer, out):
         started, start = now_iso(), time.perf_counter()
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)  # data only
+        with restore_errors_named(resume_from):  # a file that passed the checks and still does not restore
+            trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)  # data only
         timing = {
             "train_seconds": round(time.perf_counter() - start, 2),
             "train_start": started,

@@ -3,10 +3,13 @@ which ones it wrote (best and last)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import math
 import os
+import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -14,6 +17,7 @@ import lightning as L
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
+from lightning.pytorch.trainer.states import RunningStage
 from omegaconf import DictConfig
 
 from mixsep.errors import CheckpointError, ConfigError
@@ -173,6 +177,8 @@ CHECKPOINT_PATH_KEYS = ("best_model_path", "kth_best_model_path", "last_model_pa
 OLDEST_LIGHTNING = "2.0.0"  # Lightning migrates older checkpoints, moving their entries after they are checked
 PLAIN_DEPTH = 4
 DEEPEST = 32  # mixsep's own checkpoints nest 8 levels; Lightning copies callback state recursively
+MOST_ENTRIES = 1_000_000  # a tiny run's checkpoint holds a few thousand; a shared list counts each time it is reached
+LONGEST_SECONDS = 10 * 365 * 24 * 3600  # a Timer's elapsed time: more than ten years is no real run's
 
 
 class Maybe(NamedTuple):
@@ -214,16 +220,32 @@ def tracker(value: Any) -> bool:
     return isinstance(value, dict) and all(k in TRACKER_FIELDS and count(v) for k, v in value.items())
 
 
+def dense_cpu_tensor(value: Any) -> bool:
+    """a dense tensor in CPU memory (what torch.save writes of a trained network; a meta, sparse or quantized
+    tensor holds no numbers to train on)"""
+    return (
+        isinstance(value, torch.Tensor)
+        and value.layout == torch.strided
+        and value.device.type == "cpu"
+        and not value.is_quantized
+    )
+
+
 def finite_number(value: Any) -> bool:
     """a finite number"""
     if isinstance(value, torch.Tensor):
-        return value.numel() == 1 and value.dtype.is_floating_point and bool(torch.isfinite(value).all())
+        return (
+            dense_cpu_tensor(value)
+            and value.numel() == 1
+            and value.dtype.is_floating_point
+            and bool(torch.isfinite(value).all())
+        )
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def score_or_infinity(value: Any) -> bool:
     """a number (infinite before the first score)"""
-    return isinstance(value, torch.Tensor) and value.numel() == 1 and not bool(torch.isnan(value).any())
+    return dense_cpu_tensor(value) and value.numel() == 1 and not bool(torch.isnan(value).any())
 
 
 def plain(value: Any, depth: int = PLAIN_DEPTH) -> bool:
@@ -240,8 +262,8 @@ def plain(value: Any, depth: int = PLAIN_DEPTH) -> bool:
 
 
 def weights(value: Any) -> bool:
-    """a mapping of names to tensors"""
-    return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items())
+    """a mapping of names to dense CPU tensors"""
+    return isinstance(value, dict) and all(isinstance(k, str) and dense_cpu_tensor(v) for k, v in value.items())
 
 
 def loader_states(value: Any) -> bool:
@@ -257,7 +279,7 @@ def optimizer_state(value: Any) -> bool:
         return False
     state, groups = value["state"], value["param_groups"]
     per_param = isinstance(state, dict) and all(
-        count(k) and isinstance(s, dict) and all(isinstance(v, torch.Tensor) or finite_number(v) for v in s.values())
+        count(k) and isinstance(s, dict) and all(dense_cpu_tensor(v) or finite_number(v) for v in s.values())
         for k, s in state.items()
     )
     return (
@@ -273,19 +295,46 @@ def optimizer_state(value: Any) -> bool:
     )
 
 
-def scheduler_state(value: Any) -> bool:
-    """a learning-rate schedule's state"""
-    if not isinstance(value, dict) or not plain(value) or any(k.startswith("optimizer") for k in value):
+def scheduler_methods() -> set[str]:
+    """The names of what a learning-rate schedule calls on itself (its methods, whichever of PyTorch's schedules it
+    is): a scheduler's ``load_state_dict`` copies every entry of its state onto the object, so an entry of such a
+    name would replace the method."""
+    from torch.optim import lr_scheduler
+
+    kinds = [k for k in vars(lr_scheduler).values() if isinstance(k, type) and hasattr(k, "load_state_dict")]
+    return {name for kind in kinds for name in dir(kind) if callable(getattr(kind, name, None))}
+
+
+def scheduler_entry(key: Any, value: Any, methods: set[str]) -> bool:
+    if not isinstance(key, str) or key.startswith(("__", "optimizer")) or key in methods:
         return False
-    numbers = [value.get(k, []) for k in ("base_lrs", "_last_lr")]
-    return all(type(value.get(k, 0)) is int for k in ("last_epoch", "_step_count")) and all(
-        isinstance(n, list) and all(finite_number(x) for x in n) for n in numbers
-    )
+    if key in ("base_lrs", "_last_lr"):
+        return isinstance(value, list) and all(finite_number(x) for x in value)
+    if key in ("last_epoch", "_step_count"):
+        return type(value) is int
+    if key == "lr_lambdas":  # LambdaLR's: None for a plain function, else the attributes of a callable object
+        return isinstance(value, list) and all(
+            v is None or (isinstance(v, dict) and all(not k.startswith("__") for k in v)) for v in value
+        )
+    return plain(value)
+
+
+def scheduler_state(value: Any) -> bool:
+    """a learning-rate schedule's state (plain numbers and words, under names that are none of its methods)"""
+    if not isinstance(value, dict) or not plain(value):
+        return False
+    methods = scheduler_methods()
+    return all(scheduler_entry(k, v, methods) for k, v in value.items())
 
 
 def scaler_state(value: Any) -> bool:
     """a gradient scaler's state (names to finite numbers)"""
     return isinstance(value, dict) and all(isinstance(k, str) and finite_number(v) for k, v in value.items())
+
+
+def elapsed_seconds(value: Any) -> bool:
+    """a time in seconds (a finite number from 0 to ten years)"""
+    return type(value) in (int, float) and math.isfinite(value) and 0 <= value <= LONGEST_SECONDS
 
 
 def lightning_version(value: Any) -> bool:
@@ -354,6 +403,8 @@ CALLBACK_STATE = {  # by the start of their state key
         "stopping_reason_message": Maybe(lambda v: v is None or isinstance(v, str)),
     },
     "EMAWeightAveraging": {"latest_update_step": count},
+    # trainer.max_time: the time already spent counts against it (and the onecycle_time schedule's curve)
+    "Timer": {"time_elapsed": Maybe({stage.value: Maybe(elapsed_seconds) for stage in RunningStage})},
 }
 
 
@@ -379,19 +430,36 @@ def shape_problem(value: Any, shape: Any, where: str) -> str | None:
     return f"{where} is not {shape.__doc__ or 'what mixsep.run writes'}"
 
 
-def nested_deeper_than(value: Any, limit: int) -> bool:
-    """Whether lists, tuples and mappings nest more than ``limit`` levels in ``value`` (looked at without
-    recursion, so any depth is answered)."""
-    pending = [(value, 0)]
-    while pending:
-        item, depth = pending.pop()
-        if isinstance(item, dict):
-            item = list(item.values())
-        if isinstance(item, (list, tuple)):
-            if depth >= limit:
-                return True
+def walk_problem(ckpt: dict, deepest: int = DEEPEST, most: int = MOST_ENTRIES) -> str | None:
+    """Whether lists, tuples and mappings (keys too) in ``ckpt`` nest more than ``deepest`` levels, hold more than
+    ``most`` entries in all (a list shared by many others counts each time it is reached: unpickled, it is that
+    big to whatever walks it), or hold a tensor that is not a dense CPU one. Looked at without recursion and
+    stopped at ``most``, so any file is answered at once."""
+    seen = 0
+    for top, value in ckpt.items():
+        pending = [(value, 0)]
+        while pending:
+            item, depth = pending.pop()
+            if isinstance(item, torch.Tensor) and not dense_cpu_tensor(item):
+                return f"{str(top)[:40]} holds a {tensor_kind(item)} tensor, not a dense CPU one as mixsep.run writes"
+            if isinstance(item, dict):
+                item = [*item.keys(), *item.values()]
+            if not isinstance(item, (list, tuple)):
+                continue
+            if depth >= deepest:
+                return f"it nests lists or mappings more than {deepest} levels deep"
+            seen += len(item)
+            if seen > most:
+                return f"it holds more than {most:,} entries in its lists and mappings"
             pending.extend((inner, depth + 1) for inner in item)
-    return False
+    return None
+
+
+def tensor_kind(tensor: torch.Tensor) -> str:
+    if tensor.is_quantized:
+        return "quantized"
+    layout = "" if tensor.layout == torch.strided else str(tensor.layout).removeprefix("torch.") + " "
+    return f"{layout}{tensor.device.type}"
 
 
 def unwrapped(shape: Any) -> Any:
@@ -400,8 +468,9 @@ def unwrapped(shape: Any) -> Any:
 
 def trainer_state_problem(ckpt: dict) -> str | None:
     """The first part of ``ckpt`` that Lightning reads and that departs from what a mixsep run writes."""
-    if nested_deeper_than(ckpt, DEEPEST):
-        return f"it nests lists or mappings more than {DEEPEST} levels deep"
+    problem = walk_problem(ckpt)
+    if problem:
+        return problem
     for key, shape in TRAINER_STATE.items():
         if key not in ckpt and not isinstance(shape, Maybe):
             return f"it lacks {key!r}"
@@ -507,6 +576,35 @@ def check_resume_fits(path: str | None, module: L.LightningModule, run_folder: P
             f"ckpt_path={path} does not fit the model this run builds ({problem}): resume it with the settings of "
             "its own run (config_tree.txt in its folder), or start afresh with ckpt_path=null"
         )
+
+
+RESTORING = ("resume_start", "restore", "_restore")  # Lightning's checkpoint connector reading a checkpoint back
+
+
+@contextlib.contextmanager
+def restore_errors_named(path: str | None) -> Iterator[None]:
+    """Around ``trainer.fit(ckpt_path=path)``: an error raised while Lightning restores ``path`` (in its checkpoint
+    connector, before training starts) is one ``CheckpointError`` naming the file; the checks above take what
+    mixsep.run writes, and a file that passes them and still does not restore is not one to resume. Errors of
+    training itself (and of writing a checkpoint) pass through as they are."""
+    try:
+        yield
+    except Exception as err:
+        if not path or isinstance(err, CheckpointError) or not raised_while_restoring(err):
+            raise
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise CheckpointError(
+            f"ckpt_path={path} could not be restored ({type(err).__name__}: {first[:160]}): resume from a last.ckpt "
+            "that mixsep.run wrote, or start afresh with ckpt_path=null"
+        ) from err
+
+
+def raised_while_restoring(err: BaseException) -> bool:
+    return any(
+        Path(frame.f_code.co_filename).match("*/connectors/checkpoint_connector.py")
+        and frame.f_code.co_name.startswith(RESTORING)
+        for frame, _ in traceback.walk_tb(err.__traceback__)
+    )
 
 
 def weights_problem(found: dict, wanted: dict, where: str) -> str | None:

@@ -8,8 +8,10 @@ import contextlib
 import importlib.util
 import logging
 import os
+import re
 import secrets
 import socket
+import stat
 import string
 import sys
 import threading
@@ -27,6 +29,8 @@ from mixsep.errors import ConfigError
 from mixsep.training.build import build
 
 log = logging.getLogger("mixsep")
+RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # W&B's ids and MLflow's (32 hex digits)
+RUN_ID_BYTES = 256
 
 
 class WandbLogger(pl_loggers.WandbLogger):
@@ -155,9 +159,30 @@ def _mlflow_logger(logger_cfg: DictConfig, out: Path, experiment_name: str, ckpt
 
 def kept_run_id(out: Path, ckpt: str | None, name: str) -> str | None:
     """A dashboard run id kept in the job's folder, or in the folder of the checkpoint it resumes from (a resume
-    into a new folder continues the same run)."""
+    into a new folder continues the same run). Either comes from elsewhere: only a short id of W&B's and MLflow's
+    alphabet (``RUN_ID``) read from a plain file is taken, anything else is left with a note."""
     earlier = Path(str(ckpt)).parent.parent / name if ckpt and ckpt != "auto" else None
-    return next((f.read_text().strip() for f in (out / name, earlier) if f is not None and f.is_file()), None)
+    return next((run_id for f in (out / name, earlier) if f is not None and (run_id := read_run_id(f))), None)
+
+
+def read_run_id(path: Path) -> str | None:
+    """The run id in ``path``: its first ``RUN_ID_BYTES`` bytes, from a regular file (never a link, a pipe or a
+    device, which could block or never end), when they are one id of ``RUN_ID``; else None."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        if path.is_symlink():
+            log.warning(f"not reading a run id from {path}: it is a link")
+        return None
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            log.warning(f"not reading a run id from {path}: it is not a regular file")
+            return None
+        text = file.read(RUN_ID_BYTES + 1).decode("ascii", errors="replace").strip()
+    if not RUN_ID.fullmatch(text):
+        log.warning(f"not continuing the dashboard run named in {path}: {text[:40]!r} is not a run id")
+        return None
+    return text
 
 
 def job_run_name(experiment_name: str) -> str:

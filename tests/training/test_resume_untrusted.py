@@ -6,20 +6,24 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
+import time
+from datetime import timedelta
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import pytest
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, Timer
 
 from mixsep.errors import CheckpointError
 from mixsep.run import train
 from mixsep.training.build import build, build_module
 from mixsep.training.callbacks import BestCheckpoint
-from mixsep.training.checkpoints import AtomicCheckpointIO, inside
+from mixsep.training.checkpoints import AtomicCheckpointIO, dense_cpu_tensor, inside, restore_errors_named
+from mixsep.training.loggers import kept_run_id, wandb_identity
 from tests.helpers import TINY_SIZES, compose_config, make_cifar_folder, make_mnist, run_in_this_process
 
 
@@ -205,3 +209,177 @@ def test_a_real_checkpoints_own_record_is_kept_whole(tiny):
         checked["best_model_score"] == written["best_model_score"]
         and checked["best_k_models"].keys() == written["best_k_models"].keys()
     )
+
+
+# Trainer state that Lightning hands to PyTorch objects as it is: the scheduler, the Timer, tensors, the restore itself
+
+
+def plain_fit(cfg, tmp_path: Path, path: Path | None, **trainer) -> None:
+    """Lightning alone (the old way): fit the tiny config's module, resumed from ``path``."""
+    fit = L.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        default_root_dir=tmp_path / "plain",
+        **trainer,
+    )
+    fit.fit(build_module(cfg.model), datamodule=build(cfg.data), ckpt_path=path, weights_only=True)
+
+
+def refused(path: Path, words: str) -> None:
+    with pytest.raises(CheckpointError, match=re.escape(words)):
+        AtomicCheckpointIO().load_checkpoint(path)
+
+
+def test_a_scheduler_entry_named_like_its_method_replaces_it_under_lightning_but_not_under_mixsep(tiny, tmp_path):
+    tmp, overrides = tiny
+    path = crafted(tmp / "source", tmp_path / "download", lambda c: c["lr_schedulers"][0].update(step=3))
+    cfg = compose_config("config", resume(overrides, path), tmp_path / "plain")
+    with pytest.raises(TypeError, match="'int' object is not callable"):  # LambdaLR.load_state_dict: step = 3
+        plain_fit(cfg, tmp_path, path)
+    refused(path, "lr_schedulers is not a list, each a learning-rate schedule's state")
+    for entry in ({"lr_lambdas": [5]}, {"__class__": 1}, {"optimizer": {}}, {"get_last_lr": 0}, {"base_lrs": ["x"]}):
+        path = crafted(tmp / "source", tmp_path / "more", lambda c, e=entry: c["lr_schedulers"][0].update(e))
+        refused(path, "lr_schedulers is not")
+    AtomicCheckpointIO().load_checkpoint(tmp / "source" / "checkpoints" / "last.ckpt")  # its own: taken
+
+
+@pytest.mark.parametrize("seconds", ["x", -3600.0, 1e300, float("nan")])
+def test_a_timer_record_moves_the_time_limit_under_lightning_but_not_under_mixsep(tiny, tmp_path, seconds):
+    tmp, _ = tiny
+    timer = Timer(duration=timedelta(minutes=5))
+    timer.load_state_dict({"time_elapsed": {"train": seconds}})
+    if isinstance(seconds, str):
+        with pytest.raises(TypeError):  # what Lightning asks at every batch with trainer.max_time set
+            timer.time_remaining()
+    else:
+        assert not 0 <= timer.time_remaining() <= 300  # the limit of 5 minutes moved (or gone: NaN)
+    record = {"time_elapsed": {"train": seconds}}
+    path = crafted(tmp / "source", tmp_path / "download", lambda c: c["callbacks"].update(Timer=record))
+    refused(path, "callbacks[Timer].time_elapsed.train is not a time in seconds")
+
+
+def test_a_real_timer_record_is_taken(tiny, tmp_path):
+    tmp, _ = tiny
+    timer = Timer(duration=timedelta(minutes=5))
+    record = timer.state_dict()  # every stage Lightning writes
+    assert set(record["time_elapsed"]) >= {"train", "validate", "test"}
+    record["time_elapsed"]["train"] = 12.5
+    path = crafted(tmp / "source", tmp_path / "download", lambda c: c["callbacks"].update(Timer=record))
+    assert AtomicCheckpointIO().load_checkpoint(path)["callbacks"]["Timer"] == record
+
+
+def test_levels_shared_by_reference_are_refused_at_once(tiny, tmp_path):
+    tmp, _ = tiny
+
+    def shared(ckpt: dict) -> None:
+        level: list = []
+        for _ in range(25):
+            level = [level] * 5
+        ckpt["callbacks"]["Foo"] = {"x": level}
+
+    path = crafted(tmp / "source", tmp_path / "download", shared)
+    assert path.stat().st_size < 2 * (tmp / "source" / "checkpoints" / "last.ckpt").stat().st_size  # a small file
+    start = time.perf_counter()
+    refused(path, "more than 1,000,000 entries")  # 5**25 to a walk that follows each reference
+    assert time.perf_counter() - start < 10
+
+
+def test_only_dense_cpu_tensors_are_trainer_state(tiny, tmp_path):
+    tmp, _ = tiny
+    weight = torch.ones(2, 2)
+    assert dense_cpu_tensor(weight) and dense_cpu_tensor(torch.nn.Parameter(weight))
+    quantized = torch.quantize_per_tensor(weight, 0.1, 0, torch.qint8)
+    odd = [weight.to("meta"), weight.to_sparse(), weight.to_sparse_csr(), quantized]
+    assert not any(dense_cpu_tensor(t) for t in odd)
+
+    def meta_moment(ckpt: dict) -> None:
+        state = next(iter(ckpt["optimizer_states"][0]["state"].values()))
+        state["exp_avg"] = torch.empty_like(state["exp_avg"], device="meta")
+
+    refused(crafted(tmp / "source", tmp_path / "a", meta_moment), "optimizer_states holds a meta tensor")
+
+    def meta_score(ckpt: dict) -> None:
+        records(ckpt, monitored=True)[0]["best_model_score"] = torch.tensor(1.0, device="meta")
+
+    refused(crafted(tmp / "source", tmp_path / "b", meta_score), "callbacks holds a meta tensor")
+
+
+def test_an_error_of_lightnings_restore_names_the_file_and_a_training_error_stays_itself(tiny, tmp_path, capfd):
+    tmp, overrides = tiny
+    # passes every check (plain entries), but names a second schedule the run has not: LambdaLR's restore fails
+    path = crafted(
+        tmp / "source", tmp_path / "download", lambda c: c["lr_schedulers"][0].update(lr_lambdas=[None, {"x": 1}])
+    )
+    AtomicCheckpointIO().load_checkpoint(path)
+    cfg = compose_config("config", resume(overrides, path), tmp_path / "plain")
+    with pytest.raises(IndexError):
+        plain_fit(cfg, tmp_path, path)
+    with pytest.raises(CheckpointError, match=f"ckpt_path={re.escape(str(path))} could not be restored .IndexError"):
+        with restore_errors_named(str(path)):
+            plain_fit(cfg, tmp_path, path)
+
+    def training_fails(*args, **kwargs):
+        raise ValueError("a training error")
+
+    # the command: one line (after the config tree: Lightning restores the file inside trainer.fit)
+    argv = ["python", "-m", "mixsep.run", *resume(overrides, path), f"hydra.run.dir={tmp_path / 'run'}"]
+    capfd.readouterr()
+    assert run_in_this_process(argv) != 0
+    out, err = capfd.readouterr()
+    lines = [line for line in err.splitlines() if line.startswith("mixsep: ")]
+    assert len(lines) == 1 and "could not be restored (IndexError" in lines[0] and "ckpt_path=null" in lines[0]
+    assert "Traceback" not in out + err
+
+    own = tmp / "source" / "checkpoints" / "last.ckpt"
+    with pytest.raises(ValueError, match="a training error"), restore_errors_named(str(own)):
+        module = build_module(cfg.model)
+        module.training_step = training_fails
+        L.Trainer(
+            max_epochs=2, accelerator="cpu", logger=False, enable_progress_bar=False, enable_checkpointing=False
+        ).fit(module, datamodule=build(cfg.data), ckpt_path=own, weights_only=True)
+
+
+@pytest.mark.parametrize("kind", ["huge", "words", "link", "pipe"])
+def test_a_run_id_file_from_elsewhere_is_taken_only_as_a_short_id(tmp_path, kind, caplog):
+    earlier, out = tmp_path / "download", tmp_path / "run"
+    (earlier / "checkpoints").mkdir(parents=True)
+    out.mkdir()
+    secret = tmp_path / "secret.txt"
+    secret.write_text("abc123\n")  # an id-like secret: a link to it must not be followed
+    kept = earlier / "wandb_id.txt"
+    if kind == "huge":
+        kept.write_text("a" * 10_000_000)
+    elif kind == "words":
+        kept.write_text("../../elsewhere\n")
+    elif kind == "link":
+        kept.symlink_to(secret)
+    else:
+        os.mkfifo(kept)  # the old read never returns
+    looked_at: list[str] = []
+    recording = [True]
+    sys.addaudithook(lambda event, args: looked_at.append(str(args[0])) if recording and event == "open" else None)
+    try:
+        found = kept_run_id(out, str(earlier / "checkpoints" / "last.ckpt"), "wandb_id.txt")
+    finally:
+        recording.clear()
+    assert found is None and "wandb_id.txt" in caplog.text
+    assert not any("secret" in p for p in looked_at)
+    kept.unlink()
+    kept.write_text("run-7_x\n")  # a real id: the resume continues its run
+    assert kept_run_id(out, str(earlier / "checkpoints" / "last.ckpt"), "wandb_id.txt") == "run-7_x"
+
+
+def test_a_resume_continues_the_wandb_run_only_of_a_real_id(tiny, tmp_path, monkeypatch):
+    tmp, _ = tiny
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    earlier = tmp_path / "download"
+    path = crafted(tmp / "source", earlier / "checkpoints", lambda c: None)
+    (earlier / "wandb_id.txt").write_text("x" * 65 + "\n")
+    identity = wandb_identity(tmp_path / "run", "exp", str(path))
+    assert identity["id"] != "x" * 65 and (tmp_path / "run" / "wandb_id.txt").read_text() == identity["id"] + "\n"

@@ -85,6 +85,40 @@ def _nested_lists(ckpt: dict) -> None:
     ckpt["callbacks"]["SamplesAndCurves"]["history"]["train"] = _nested(5000)
 
 
+def _shared_levels(ckpt: dict) -> None:
+    # 5 entries per level, each the same list one level down: a small file that is 5**25 entries to a walk
+    level: list = []
+    for _ in range(25):
+        level = [level] * 5
+    ckpt["callbacks"]["Foo"] = {"x": level}
+
+
+def _scheduler_lambda_not_a_mapping(ckpt: dict) -> None:
+    ckpt["lr_schedulers"][0]["lr_lambdas"] = [5]
+
+
+def _scheduler_entry_over_a_method(ckpt: dict) -> None:
+    ckpt["lr_schedulers"][0]["step"] = 3  # LambdaLR.load_state_dict copies it onto the scheduler: step() is gone
+
+
+def _timer(seconds) -> Callable[[dict], None]:
+    def change(ckpt: dict) -> None:
+        ckpt["callbacks"]["Timer"] = {"time_elapsed": {"train": seconds, "validate": 0.0, "test": 0.0}}
+
+    return change
+
+
+def _meta(where: str) -> Callable[[dict], None]:
+    def change(ckpt: dict) -> None:
+        if where == "optimizer":
+            state = next(iter(ckpt["optimizer_states"][0]["state"].values()))
+            state["exp_avg"] = torch.empty_like(state["exp_avg"], device="meta")
+        else:  # EMAWeightAveraging's trained weights beside the averaged ones
+            ckpt["current_model_state"] = {k: torch.empty_like(v, device="meta") for k, v in ckpt["state_dict"].items()}
+
+    return change
+
+
 def _resume(change: Callable[[dict], None], *settings: str) -> Callable[[Path, Path], list[str]]:
     return lambda t, r: RUN + [f"ckpt_path={_crafted(t, change)}", *settings]
 
@@ -105,4 +139,12 @@ ROWS = [
         "does not fit the model this run builds (state_dict: net.",
     ),
     ("run-resume-nested-lists", _resume(_nested_lists), "more than 32 levels deep"),
+    ("run-resume-shared-lists", _resume(_shared_levels), "more than 1,000,000 entries"),
+    ("run-resume-scheduler-lambda", _resume(_scheduler_lambda_not_a_mapping), "lr_schedulers is not a list, each"),
+    ("run-resume-scheduler-method", _resume(_scheduler_entry_over_a_method), "none of its methods"),
+    ("run-resume-timer-word", _resume(_timer("x"), "trainer.max_time=00:00:05:00"), "time_elapsed.train is not"),
+    ("run-resume-timer-negative", _resume(_timer(-3600.0), "trainer.max_time=00:00:05:00"), "from 0 to ten years"),
+    ("run-resume-timer-huge", _resume(_timer(1e300)), "callbacks[Timer].time_elapsed.train is not a time"),
+    ("run-resume-optimizer-meta", _resume(_meta("optimizer")), "optimizer_states holds a meta tensor"),
+    ("run-resume-ema-meta", _resume(_meta("ema")), "current_model_state holds a meta tensor"),
 ]
