@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +29,17 @@ from tests.user_paths.bad_rows_bundles import (
     SHIPPED_BUNDLE,
     SHIPPED_CKPT,
     bundle_copy,
+    checkpoint_with_weight,
     declares_3_gb,
     edit_config,
     half_weights,
     image,
     nan_weight,
     onnx_graph,
+    run_naming_elsewhere,
+    scores_bomb,
+    settings_bomb,
+    stride_bomb,
     with_weights,
 )
 
@@ -280,3 +288,125 @@ def test_export_replaces_an_earlier_bundle_only_when_told_and_never_through_a_li
     assert "replaced config.json" in capsys.readouterr().out
     assert outside.read_text() == "keep me" and not (folder / "config.json").is_symlink()
     load_separator(folder)
+
+
+def _walk_count(value, cap: int) -> int:
+    """How the old check walked settings: every reference followed (stopped at ``cap``)."""
+    count = 1
+    for item in value if isinstance(value, list) else ():
+        count += _walk_count(item, cap - count)
+        if count >= cap:
+            return count
+    return count
+
+
+@pytest.mark.parametrize("levels, words", [(20, "too large (over 100,000 values)"), (40, "nested too deeply")])
+def test_shared_lists_in_a_2_kb_checkpoint_are_refused_within_seconds(levels, words, tmp_path):
+    """pickle writes a list shared four times over once: a 2 kB file whose settings a walk that follows every
+    reference never finishes (4**40 lists); mixsep stops counting at 100,000 values or 32 levels."""
+    from mixsep.models.separator import load_module
+
+    path = settings_bomb(tmp_path, levels)
+    assert path.stat().st_size < 4096
+    notes = torch.load(path, weights_only=True)["hyper_parameters"]["notes"]
+    assert _walk_count(notes, 1_000_000) >= 1_000_000  # the old walk: past a million lists and still going
+    for load in (load_separator, load_module):
+        start = time.perf_counter()
+        with pytest.raises(CheckpointError, match=re.escape(words)) as refused:
+            load(path)
+        assert time.perf_counter() - start < 2 and "\n" not in str(refused.value)
+
+
+def test_weights_that_hold_no_values_are_refused(tmp_path):
+    """A 30 kB checkpoint whose weights are one zero each, viewed (stride 0) as a width-512 U-Net's 3 GB: every
+    shape matches, and building that network takes gigabytes. Sparse and meta tensors made the old check's
+    torch.isfinite fail with a traceback."""
+    path = stride_bomb(tmp_path)
+    state = torch.load(path, weights_only=True)["state_dict"]
+    declared = sum(t.numel() * t.element_size() for t in state.values())
+    assert path.stat().st_size < 100_000 and declared > GIB  # what the network built from it allocates
+    with pytest.raises(CheckpointError, match=r"is a view of 4 bytes posing as \[512, 6, 3, 3\]") as refused:
+        load_separator(path)
+    assert "\n" not in str(refused.value)
+    for kind, words in (("sparse", "is a sparse_coo tensor"), ("meta", "a tensor on the meta device")):
+        path = checkpoint_with_weight(tmp_path, kind)
+        weight = torch.load(path, weights_only=True)["state_dict"]["net.stem.0.weight"]
+        with pytest.raises((NotImplementedError, RuntimeError)):
+            bool(torch.isfinite(weight).all())  # the old check
+        with pytest.raises(CheckpointError, match=words) as refused:
+            load_separator(path)
+        assert "\n" not in str(refused.value)
+
+
+def test_a_graph_that_loops_for_ever_is_stopped_and_one_that_gives_the_mix_is_refused(tmp_path, monkeypatch):
+    """Both graphs' SHA-256 are recorded (what their author does too): ONNX Runtime runs the Loop of 10**15 steps
+    until stopped, and gives the mix back as both sources; open_onnx stops the first within its time limit and
+    holds the second against the bundle's weights under PyTorch."""
+    import onnxruntime
+    from onnxruntime.capi.onnxruntime_pybind11_state import Fail
+
+    from mixsep import bundle_files
+
+    looping = onnx_graph(tmp_path, "loop", "loop")
+    assert (looping / "model.onnx").stat().st_size < 1024
+    session = onnxruntime.InferenceSession(str(looping / "model.onnx"), providers=["CPUExecutionProvider"])
+    stop = onnxruntime.RunOptions()
+    timer = threading.Timer(1, lambda: setattr(stop, "terminate", True))
+    timer.start()
+    with pytest.raises(Fail, match="terminate"):  # still looping after a second: stopped by the flag
+        session.run(None, {"mix": MIX.numpy()}, stop)
+    timer.cancel()
+    assert stop.terminate
+    monkeypatch.setattr(bundle_files, "PROBE_SECONDS", 1.0)
+    start = time.perf_counter()
+    with pytest.raises(CheckpointError, match="runs longer than 1 s on 2 images") as refused:
+        bundle_files.open_onnx(looping)
+    assert time.perf_counter() - start < 5 and "\n" not in str(refused.value)
+
+    mix = onnx_graph(tmp_path, "mix", "mix")
+    session = onnxruntime.InferenceSession(str(mix / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert np.array_equal(session.run(None, {"mix": MIX.numpy()})[1], MIX.numpy())  # the old way: the mix back
+    with pytest.raises(CheckpointError, match="does not give the weights' outputs") as refused:
+        bundle_files.open_onnx(mix)
+    assert "\n" not in str(refused.value)
+
+
+def test_a_scores_file_that_unpacks_to_megabytes_is_refused_before_it_is_loaded(tmp_path):
+    from mixsep.report.stats import read_scores
+
+    run = scores_bomb(tmp_path)
+    with np.load(run / "scores.npz") as data:  # the old reader: 8 MB per key out of a 20 kB file
+        assert data["mnist_psnr"].nbytes > 100 * (run / "scores.npz").stat().st_size
+    with pytest.raises(MixsepError, match="holds 8,000,128 bytes, more than 100,000 pairs' scores") as refused:
+        read_scores(run)
+    assert "\n" not in str(refused.value)
+
+
+def test_a_device_this_machine_lacks_is_one_line(monkeypatch):
+    from mixsep.errors import ConfigError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="there is no CUDA GPU on this machine: use device='cpu'") as refused:
+        load_separator(SHIPPED_BUNDLE, device="cuda")
+    assert "\n" not in str(refused.value)
+    for device, words in (("meta", "not meta"), ("gpu", "is not a device")):
+        with pytest.raises(ConfigError, match=words):
+            load_separator(SHIPPED_CKPT, device=device)
+
+
+def test_export_takes_only_a_checkpoint_inside_the_run_folder(tmp_path):
+    """A run folder's metrics.json names the file export reads and publishes: one elsewhere (or a link inside
+    leading out) is refused, and nothing is written; a run folder moved since (its record names the old place)
+    still stands for its own checkpoint."""
+    from mixsep.export import export_bundle, tested_checkpoint
+
+    for link in (False, True):
+        run = run_naming_elsewhere(tmp_path, link)
+        with pytest.raises(MixsepError, match="is not inside the run folder") as refused:
+            export_bundle(run, tmp_path / "b")
+        assert "\n" not in str(refused.value) and not (tmp_path / "b").exists()
+    moved = tmp_path / "moved"
+    (moved / "checkpoints").mkdir(parents=True)
+    (moved / "checkpoints" / "best-epoch3.ckpt").write_bytes(b"")
+    (moved / "metrics.json").write_text(json.dumps({"checkpoint": "/old/place/checkpoints/best-epoch3.ckpt"}))
+    assert tested_checkpoint(moved, None) == (moved / "checkpoints" / "best-epoch3.ckpt", moved / "metrics.json")
