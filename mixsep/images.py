@@ -21,6 +21,10 @@ SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 SIXTEEN_BIT_AS_I = ("PNG", "PPM")
 # modes PIL converts without changing what the values mean (RGBX: padding; 1: 0/255; CMYK: PIL's exact inverse)
 LOSSLESS_TO = {"1": "L", "RGBX": "RGB", "CMYK": "RGB", "RGBa": "RGBA", "PA": "RGBA"}
+# mixsep separates 32x32 images (--resize takes others): a bigger one is refused from its header, before its
+# pixels are decoded (a small, well-compressed PNG under PIL's own limit still decodes to gigabytes of floats)
+MAX_SIDE = 4096
+MAX_PIXELS = MAX_SIDE * MAX_SIDE
 
 
 class Picture(NamedTuple):
@@ -36,6 +40,7 @@ def read_image(path) -> Picture:
     """The first frame of ``path``, turned upright as its EXIF orientation says, at its true values."""
     try:
         with Image.open(path) as img:
+            _check_size(img, path)
             img.load()
             notes = ["only the first frame of multi-frame images is read"] if getattr(img, "n_frames", 1) > 1 else []
             image_format = img.format  # before a transposed copy loses it
@@ -49,6 +54,15 @@ def read_image(path) -> Picture:
         channels = channels * alpha[..., None]
         notes.append(COMPOSITED)
     return Picture(channels.astype(np.float32), tuple(notes))
+
+
+def _check_size(img: Image.Image, path) -> None:
+    width, height = img.size
+    if width * height > MAX_PIXELS:
+        raise MixsepError(
+            f"{path}: {width}x{height} pixels, over mixsep's cap of {MAX_SIDE}x{MAX_SIDE} ({MAX_PIXELS:,} pixels): "
+            "mixsep separates 32x32 images (--resize takes others up to the cap); resize it first"
+        )
 
 
 def _channels(img: Image.Image, image_format: str | None, path) -> tuple[np.ndarray, np.ndarray | None]:

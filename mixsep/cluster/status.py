@@ -88,8 +88,9 @@ class FolderLock:
             os.close(fd)
             try:
                 holder = json.loads(owner)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):
                 holder = {}
+            holder = holder if isinstance(holder, dict) else {}
             raise FolderInUse(self._refusal(holder)) from None
         self.fd = fd
         with contextlib.suppress(OSError):  # who holds it, for the refusal; a full disk leaves it unsaid
@@ -109,12 +110,92 @@ class FolderLock:
             self.fd = None
 
 
-def read_json(path: Path) -> dict:
+MAX_RECORD_BYTES = 1 << 20  # a run's metrics.json or status.json is a few kB
+NUMBER = (int, float)
+TEXT = (str, type(None))
+# the fields of status.json that mixsep reads, with the types it writes them as (job.py)
+STATUS_KINDS = {
+    "status": (str,),
+    "pid": (int, type(None)),
+    "host": TEXT,
+    "heartbeat": TEXT,
+    "time": TEXT,
+    "step": (int, type(None)),
+    "epoch": (int, type(None)),
+    "value": (*NUMBER, type(None)),
+    "error": TEXT,
+    "reason": TEXT,
+    "requeues": (int, type(None)),
+    "optimized_metric": TEXT,
+    "since": TEXT,
+}
+
+Kinds = dict[str, "tuple[type, ...] | Kinds"]
+
+
+class BadRecord(ValueError):
+    """A run record (metrics.json, status.json, possibly from elsewhere) that is not what mixsep writes: the message
+    names the file and what is wrong with it (its size, its JSON, or which field has which wrong type)."""
+
+
+def load_record(path: Path, kinds: Kinds) -> dict:
+    """The JSON object in ``path`` ({} where there is none), its fields named in ``kinds`` of the types given there
+    (a key ending in ``/`` stands for every field under it; a mapping of kinds, for a nested object); BadRecord
+    otherwise."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        size = path.stat().st_size
+        if size > MAX_RECORD_BYTES:
+            raise BadRecord(f"{path}: {size:,} bytes, more than a run record's {MAX_RECORD_BYTES:,}")
+        record = json.loads(path.read_bytes())
+    except FileNotFoundError:
         return {}
-    return data if isinstance(data, dict) else {}
+    except OSError as err:
+        raise BadRecord(f"{path}: cannot be read ({err.strerror or err})") from err
+    except ValueError as err:  # UnicodeDecodeError included
+        raise BadRecord(f"{path}: not valid JSON ({str(err)[:120]})") from err
+    except RecursionError as err:
+        raise BadRecord(f"{path}: nested too deeply to be a run record") from err
+    problem = kind_problem(record, kinds)
+    if problem:
+        raise BadRecord(f"{path}: {problem}")
+    return record
+
+
+def kind_problem(value: object, kinds: Kinds, where: str = "") -> str | None:
+    """What in ``value`` (a JSON object) does not have the type ``kinds`` gives it; None when all do."""
+    if not isinstance(value, dict):
+        return f"{_json_kind(value)}, not a JSON object"
+    for key, field in value.items():
+        wanted = kinds.get(key) or next((k for p, k in kinds.items() if p.endswith("/") and key.startswith(p)), None)
+        if isinstance(wanted, dict) and isinstance(field, dict):
+            problem = kind_problem(field, wanted, f"{where}{key}.")
+            if problem:
+                return problem
+            continue
+        wanted = (dict,) if isinstance(wanted, dict) else wanted
+        if wanted is not None and (not isinstance(field, wanted) or isinstance(field, bool) and bool not in wanted):
+            names = " or ".join(_type_name(t) for t in wanted)
+            return f"its field {where}{key} is {_json_kind(field)} ({json.dumps(field)[:40]}), not {names}"
+    return None
+
+
+def _type_name(kind: type) -> str:
+    return {str: "a string", int: "an integer", float: "a number", dict: "an object", type(None): "null"}.get(
+        kind, kind.__name__
+    )
+
+
+def _json_kind(value: object) -> str:
+    kinds = {bool: "true/false", str: "a string", int: "an integer", float: "a number", list: "a list"}
+    return "null" if value is None else kinds.get(type(value), "an object")
+
+
+def read_json(path: Path) -> dict:
+    """A status.json, or any JSON object ({} where there is none, or it is not one: a job then starts afresh)."""
+    try:
+        return load_record(path, {})
+    except BadRecord:
+        return {}
 
 
 def write_record(out: Path, record: dict) -> None:

@@ -7,18 +7,18 @@ the reason it cannot be compared.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from mixsep.cluster.provenance import short_commit
-from mixsep.cluster.status import effective_status, read_json
+from mixsep.cluster.status import STATUS_KINDS, BadRecord, effective_status, load_record
 from mixsep.data.sources import DEFAULT_SOURCES, parse_pair
-from mixsep.errors import ArgumentParser, ConfigError, one_line_errors, user_error
+from mixsep.errors import ArgumentParser, ConfigError, MixsepError, one_line_errors, user_error
 from mixsep.extensions import load_extensions
 from mixsep.files import write_atomically, write_text_atomically
 from mixsep.models.metrics import RANK_SCORE, SOURCES, decimals, image_metrics, score_of
@@ -33,54 +33,69 @@ from mixsep.report.stats import (
     unpaired_difference,
 )
 from mixsep.report.sweep import is_sweep, report_sweep
-from mixsep.report.tables import failed, interval, minutes, score_cell, score_columns
+from mixsep.report.tables import METRICS_KINDS, failed, interval, minutes, score_cell, score_columns
+
+
+def read_runs(dirs: list[str | Path], include_debug: bool = False) -> tuple[list[dict], list[str]]:
+    """Every metrics.json under the folders (debug runs, ``debug=...``, only with ``include_debug``), and a line
+    per one left out: a record not of the kinds mixsep writes (its file and field named)."""
+    runs, left_out = [], []
+    for d in dirs:
+        d = Path(d)
+        for f in [d] if d.is_file() else sorted(d.rglob("metrics.json")):
+            try:
+                m = load_record(f, METRICS_KINDS)
+            except BadRecord as err:
+                left_out.append(f"- {err}")
+                continue
+            if include_debug or not m.get("debug_mode"):
+                runs.append({**m, "path": str(f.parent)})
+    return runs, left_out
 
 
 def find_runs(dirs: list[str | Path], ranked_only: bool = True, include_debug: bool = False) -> list[dict]:
     """Runs under the folders; ``ranked_only``: separators with all four test scores on the whole test
     set (never a partial test); debug runs (``debug=...``) only with ``include_debug``."""
-    runs = []
-    for d in dirs:
-        d = Path(d)
-        files = [d] if d.is_file() else sorted(d.rglob("metrics.json"))
-        for f in files:
-            try:
-                m = json.loads(f.read_text())
-            except (OSError, json.JSONDecodeError) as err:
-                print(f"mixsep.report: skipping {f}: {err}")
-                continue
-            if m.get("debug_mode") and not include_debug:
-                continue
-            if not ranked_only or rankable(m):
-                runs.append({**m, "path": str(f.parent)})
-    return runs
+    runs, _ = read_runs(dirs, include_debug)
+    return [m for m in runs if not ranked_only or rankable(m)]
 
 
-def unscored_runs(dirs: list[str | Path]) -> list[str]:
+def unscored_runs(dirs: list[str | Path]) -> tuple[list[str], list[str]]:
     """One line per run folder under ``dirs`` that has a status.json but no final scores (running, lost,
-    failed, re-queued, cancelled, refused): what the leaderboard cannot rank, said instead of left out."""
-    lines = []
+    failed, re-queued, cancelled, refused): what the leaderboard cannot rank, said instead of left out; and a line
+    per status.json left out (not of the kinds mixsep writes; a bad metrics.json is read_runs' to say)."""
+    lines, left_out = [], []
     for d in dirs:
         d = Path(d)
         for status_file in sorted(d.rglob("status.json")) if d.is_dir() else []:
             folder = status_file.parent
-            metrics = read_json(folder / "metrics.json")
+            try:
+                record = load_record(status_file, STATUS_KINDS)
+            except BadRecord as err:
+                left_out.append(f"- {err}")
+                continue
+            try:
+                metrics = load_record(folder / "metrics.json", METRICS_KINDS)
+            except BadRecord:
+                continue  # read_runs says why it is left out
             if rankable(metrics) or metrics.get("debug_mode"):
                 continue
-            record = read_json(status_file)
-            state = effective_status(record)
-            detail = {
-                "lost": f"lost at step {record.get('step', '?')} (last heartbeat {record.get('heartbeat', '?')} on "
-                f"{record.get('host', '?')}, pid {record.get('pid', '?')}): run it again in its folder to resume",
-                "running": f"running (step {record.get('step', '?')}, heartbeat {record.get('heartbeat', '?')})",
-                "failed": f"failed: {str(record.get('error') or '')[:100]}",
-                "pruned": f"pruned by the search's pruner at epoch {record.get('epoch', '?')}, step "
-                f"{record.get('step', '?')} ({record.get('optimized_metric', 'objective')} {record.get('value', '?')})",
-            }.get(state, state)
-            if state == "completed":
-                detail = "completed without whole-test-set scores (a partial test or a one-image system)"
-            lines.append(f"- {folder}: {detail}")
-    return lines
+            lines.append(f"- {folder}: {unscored_detail(record)}")
+    return lines, left_out
+
+
+def unscored_detail(record: dict) -> str:
+    state = effective_status(record)
+    if state == "completed":
+        return "completed without whole-test-set scores (a partial test or a one-image system)"
+    return {
+        "lost": f"lost at step {record.get('step', '?')} (last heartbeat {record.get('heartbeat', '?')} on "
+        f"{record.get('host', '?')}, pid {record.get('pid', '?')}): run it again in its folder to resume",
+        "running": f"running (step {record.get('step', '?')}, heartbeat {record.get('heartbeat', '?')})",
+        "failed": f"failed: {str(record.get('error') or '')[:100]}",
+        "pruned": f"pruned by the search's pruner at epoch {record.get('epoch', '?')}, step "
+        f"{record.get('step', '?')} ({record.get('optimized_metric', 'objective')} {record.get('value', '?')})",
+    }.get(state, state)
 
 
 RANK_KEYS = tuple(f"test/{source}_{RANK_SCORE}" for source in SOURCES)
@@ -160,7 +175,7 @@ def run_name(row: dict) -> str:
 def interval_cells(rows: list[dict]) -> dict[int, tuple[str, str]]:
     """Per row with per-pair scores (scores.npz): the 95 % bootstrap interval of its mean PSNR (both sources)
     over the test pairs, and its paired difference from the best such row, with its interval."""
-    scored = {i: read_scores(r["path"]) for i, r in enumerate(rows) if r.get("path", "-") != "-"}
+    scored = {i: scores_or_none(r["path"]) for i, r in enumerate(rows) if r.get("path", "-") != "-"}
     scored = {i: pair_psnr(s) for i, s in scored.items() if s is not None}
     if not scored:
         return {}
@@ -176,6 +191,43 @@ def interval_cells(rows: list[dict]) -> dict[int, tuple[str, str]]:
             delta = "-"
         cells[i] = (ci, delta)
     return cells
+
+
+SCORE_ARRAYS = ("pair", "mnist_psnr", "cifar_psnr")  # what a comparison and an interval need of scores.npz
+
+
+def scores_problem(scores: dict[str, np.ndarray]) -> str | None:
+    """What in per-pair scores is not what a mixsep run writes (one number per pair in each array); None if all is."""
+    missing = [key for key in SCORE_ARRAYS if key not in scores]
+    if missing:
+        return f"it has no {' or '.join(missing)}"
+    pairs = len(scores["pair"]) if scores["pair"].ndim == 1 else -1
+    for key, values in scores.items():
+        if values.ndim != 1 or values.dtype.kind not in "iuf" or len(values) != pairs:
+            return f"its {key[:40]} ({values.dtype}, shape {values.shape[:4]}) is not one number per pair"
+    return None
+
+
+def checked_scores(run: str | Path, name: str = SCORES_FILE) -> dict[str, np.ndarray] | None:
+    """A run's per-pair scores (None where it has none), refused in one line where they are not of the kinds
+    mixsep writes."""
+    scores = read_scores(run, name)
+    problem = scores_problem(scores) if scores is not None else None
+    if problem:
+        raise ConfigError(
+            f"{Path(run) / name}: {problem}: not scores a mixsep run wrote; remove it or score the model again "
+            "(python -m mixsep.evaluate)"
+        )
+    return scores
+
+
+def scores_or_none(run: str | Path) -> dict[str, np.ndarray] | None:
+    """A row's per-pair scores for its interval; a file that cannot give one leaves the row without (said)."""
+    try:
+        return checked_scores(run)
+    except MixsepError as err:
+        print(f"mixsep.report: no interval for {run}: {err}", file=sys.stderr)
+        return None
 
 
 def leaderboard(rows: list[dict]) -> str:
@@ -211,7 +263,7 @@ def compare(run_a: str, run_b: str, on: str = "test") -> str:
     """Two runs scored on the same pairs (``on``: test, or val: the validation pairs, where levers are chosen):
     each score with its interval, and the paired difference."""
     name = SCORES_FILE if on == "test" else VAL_SCORES_FILE
-    a, b = read_scores(run_a, name), read_scores(run_b, name)
+    a, b = checked_scores(run_a, name), checked_scores(run_b, name)
     missing = [r for r, s in ((run_a, a), (run_b, b)) if s is None]
     if missing:
         raise ConfigError(
@@ -319,13 +371,12 @@ def main(argv: list[str] | None = None) -> str:
         text = compare(*args.compare, on=args.on)
         print(text)
         return text
-    all_runs = find_runs(args.dirs, ranked_only=False, include_debug=args.include_debug)
-    unscored = unscored_runs(args.dirs)
+    all_runs, bad_records = read_runs(args.dirs, include_debug=args.include_debug)
+    unscored, bad_status = unscored_runs(args.dirs)
     if not all_runs and not unscored:
-        missing = [d for d in args.dirs if not Path(d).exists()]
-        where = f"no such folder: {', '.join(missing)}" if missing else f"no metrics.json under {' '.join(args.dirs)}"
-        sys.exit(f"mixsep: {where}; give run folders, sweep folders or metrics.json files (e.g. outputs/)")
+        sys.exit(f"mixsep: {nothing_to_report(args.dirs, bad_records + bad_status)}")
     groups, left_out = ranked_groups([r for r in all_runs if rankable(r)], args)
+    left_out = bad_records + bad_status + left_out
     listed = {line.split(":", 1)[0].removeprefix("- ") for line in unscored}
     unscored += [  # every run left out says why
         f"- {r['path']}: {why_not_ranked(r)}"
@@ -357,6 +408,19 @@ def main(argv: list[str] | None = None) -> str:
     bar_chart(chart, groups)
     print(f"\n(chart: {chart})")
     return text
+
+
+def nothing_to_report(dirs: list[str], left_out: list[str]) -> str:
+    """Why there is no run to report, and what to give instead."""
+    missing = [d for d in dirs if not Path(d).exists()]
+    if missing:
+        where = f"no such folder: {', '.join(missing)}"
+    elif left_out:
+        more = f" (and {len(left_out) - 1} more)" if len(left_out) > 1 else ""
+        where = f"no run record under {' '.join(dirs)} is one mixsep wrote: {left_out[0].removeprefix('- ')}{more}"
+    else:
+        where = f"no metrics.json under {' '.join(dirs)}"
+    return f"{where}; give run folders, sweep folders or metrics.json files (e.g. outputs/)"
 
 
 def cli() -> None:

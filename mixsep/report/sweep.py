@@ -11,10 +11,10 @@ from pathlib import Path
 
 import yaml
 
-from mixsep.cluster.status import effective_status, read_json
+from mixsep.cluster.status import STATUS_KINDS, BadRecord, effective_status, load_record
 from mixsep.models.metrics import decimals
 from mixsep.report.stats import t_interval
-from mixsep.report.tables import fmt, score_cell, score_columns
+from mixsep.report.tables import METRICS_KINDS, fmt, score_cell, score_columns
 
 
 def test_columns(jobs: list[dict]) -> list[tuple[str, str, int]]:
@@ -30,7 +30,12 @@ def _overrides(job: Path) -> dict[str, str]:
     path = job / ".hydra" / "overrides.yaml"
     if not path.is_file():
         return {}
-    pairs = (o.split("=", 1) for o in yaml.safe_load(path.read_text()) or [] if "=" in o)
+    try:
+        overrides = yaml.safe_load(path.read_text())
+    except (OSError, ValueError, yaml.YAMLError, RecursionError):
+        return {}
+    overrides = overrides if isinstance(overrides, list) else []  # Hydra writes a list of strings
+    pairs = (o.split("=", 1) for o in overrides if isinstance(o, str) and "=" in o)
     return {k.lstrip("+~"): v for k, v in pairs}
 
 
@@ -38,13 +43,24 @@ def load_jobs(sweep: Path) -> list[dict]:
     """Every job folder of the sweep (those with .hydra/), finished or not."""
     jobs = []
     for folder in sorted((p for p in sweep.iterdir() if (p / ".hydra").is_dir()), key=_job_order):
-        metrics, status = read_json(folder / "metrics.json"), read_json(folder / "status.json")
+        try:
+            metrics = load_record(folder / "metrics.json", METRICS_KINDS)
+            status = load_record(folder / "status.json", STATUS_KINDS)
+        except BadRecord as err:  # its row says so; the others are still shown
+            jobs.append(left_out_job(folder, err))
+            continue
         state = effective_status(status) if status else ("completed" if metrics else "unknown")
         pruned_at = {k: status.get(k) for k in ("epoch", "value")} if status.get("status") == "pruned" else None
         job = {"job": folder.name, "overrides": _overrides(folder), "metrics": metrics, "status": state}
         job.update(step=status.get("step"), error=status.get("error"), reason=status.get("reason"))
         jobs.append({**job, "requeues": status.get("requeues") or 0, "pruned_at": pruned_at})
     return jobs
+
+
+def left_out_job(folder: Path, why: BadRecord) -> dict:
+    """The row of a job whose record is not of the kinds mixsep writes: no scores, its status says why."""
+    job = {"job": folder.name, "overrides": _overrides(folder), "metrics": {}, "status": "left out"}
+    return {**job, "error": str(why), "step": None, "reason": None, "requeues": 0, "pruned_at": None}
 
 
 def _job_order(folder: Path):
@@ -81,6 +97,8 @@ def status_cell(job: dict) -> str:
         return f"pruned at epoch {at.get('epoch', '?')}{value}"
     if state == "failed":
         return f"failed: {(job['error'] or '')[:80]}"
+    if state == "left out":
+        return f"left out: {job['error'][:160]}"
     if state == "lost":
         return f"lost at step {job.get('step') if job.get('step') is not None else '?'} (run it again to resume)"
     if state in ("requeued", "cancelled"):
@@ -143,11 +161,12 @@ def seed_table(jobs: list[dict], keys: list[str]) -> str:
 def log_sampled(sweep: Path) -> set[str]:
     """Parameters the sweeper samples on a log scale (``tag(log, ...)`` in ``hydra.sweeper.params``)."""
     try:
-        config = yaml.safe_load((sweep / "multirun.yaml").read_text()) or {}
-    except (OSError, yaml.YAMLError):
+        config = yaml.safe_load((sweep / "multirun.yaml").read_text())
+    except (OSError, ValueError, yaml.YAMLError, RecursionError):
         return set()
-    params = ((config.get("hydra") or {}).get("sweeper") or {}).get("params") or {}
-    return {key for key, spec in params.items() if "log" in str(spec)}
+    for key in ("hydra", "sweeper", "params"):
+        config = config.get(key) if isinstance(config, dict) else None
+    return {str(key) for key, spec in config.items() if "log" in str(spec)} if isinstance(config, dict) else set()
 
 
 def objective_plot(path: Path, jobs: list[dict], log_keys: set[str] = frozenset()) -> Path | None:

@@ -4,7 +4,28 @@ from __future__ import annotations
 
 import math
 
+from mixsep.cluster.status import NUMBER, TEXT
 from mixsep.models.metrics import SCORES, SOURCES, decimals, heading
+
+SCORE = (*NUMBER, type(None))  # null: a score that gave no finite mean
+# the fields of a metrics.json the reports read, with the types mixsep writes them as (run.py, evaluate.py)
+METRICS_KINDS = {
+    "model": TEXT,
+    "experiment": TEXT,
+    "sources": TEXT,
+    "trained_on": TEXT,
+    "hardware": TEXT,
+    "params": (int,),
+    "train_seconds": SCORE,
+    "test_pairs": (int, type(None)),
+    "global_step": (int, type(None)),
+    "objective": SCORE,
+    "optimized_metric": TEXT,
+    "git_commit": TEXT,
+    "provenance": {"git_commit": TEXT},
+    "test/": SCORE,
+    "oracle/": SCORE,
+}
 
 
 def fmt(v, digits: int = 2, sign: str = "") -> str:
