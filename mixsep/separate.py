@@ -6,7 +6,7 @@ whose stems collide keep their whole names), and one contact sheet ``separations
 row). Outputs never replace an input, an earlier output only with ``--overwrite``, and a symbolic link is replaced,
 never written through. Model: a bundle folder (``python -m mixsep.export``) or a checkpoint; default: the
 best shipped bundle (package data: mixsep/pretrained/best_cpu_range); ``--onnx``: its model.onnx under ONNX
-Runtime, without PyTorch.
+Runtime (checked once against the weights under PyTorch).
 Default output folder: ``separated/`` next to the (first) input. Neither Lightning nor Hydra is imported.
 """
 
@@ -118,7 +118,7 @@ def _resized(channel: np.ndarray) -> np.ndarray:
 
 def load_runtime(model: Path, device: str, onnx: bool):
     """``separate(mixes) -> (gray, colour)`` on (B, 3, 32, 32) float32 arrays: the model under PyTorch, or
-    (``onnx``) its bundle's model.onnx under ONNX Runtime, which needs no PyTorch at all."""
+    (``onnx``) its bundle's model.onnx under ONNX Runtime, checked first (``bundle_files.open_onnx``)."""
     if onnx:  # checked first: the graph exported with the bundle (its SHA-256), opened from those bytes alone
         from mixsep.bundle_files import open_onnx
 
