@@ -14,7 +14,6 @@ from mixsep.cluster.provenance import provenance
 from mixsep.errors import ConfigError, one_line_errors
 from mixsep.extensions import load_extensions
 from mixsep.models.separator import load_module
-from mixsep.models.tta import say
 from mixsep.training.artifacts import write_test_outputs
 from mixsep.training.build import build, build_trainer
 from mixsep.training.checks import check_trainer
@@ -41,7 +40,7 @@ def evaluate(cfg: DictConfig) -> dict:
             module.hparams[key] = bool(cfg[key])
     if hasattr(module, "use_test_time_ensemble"):  # a separator (not an earlier report's one-image system)
         h = module.hparams
-        say(module.use_test_time_ensemble(h.get("tta", False), h.get("tta_color", False), bool(cfg.get("tta_shift"))))
+        module.use_test_time_ensemble(h.get("tta", False), h.get("tta_color", False), bool(cfg.get("tta_shift")))
     datamodule = build(cfg.data)
     if saved.sources != datamodule.sources:
         log.warning(

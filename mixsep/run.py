@@ -18,7 +18,6 @@ from mixsep.cluster.search import ReportToTrial, this_jobs_trial
 from mixsep.cluster.where import now_iso, where_it_ran
 from mixsep.errors import ConfigError
 from mixsep.extensions import load_extensions
-from mixsep.models.tta import say
 from mixsep.training.artifacts import write_config_tree, write_test_outputs
 from mixsep.training.build import build, build_callbacks, build_module, build_trainer
 from mixsep.training.checkpoints import (
@@ -47,7 +46,7 @@ def build_run(cfg: DictConfig, job: Job):
     datamodule = build(cfg.data)
     module = build_module(cfg.model)
     if cfg.model.get("tta") or cfg.model.get("tta_color"):  # validate and test with a self-ensemble
-        say(module.use_test_time_ensemble(dihedral=cfg.model.tta, color=cfg.model.get("tta_color", False)))
+        module.use_test_time_ensemble(dihedral=cfg.model.tta, color=cfg.model.get("tta_color", False))
     loggers: list = []  # closed with the job's status, even when a later one fails to start
     job.on_end.append(lambda status: finish_dashboards(loggers, status))
     build_loggers(cfg.get("logger"), job.out, cfg.experiment_name, cfg.get("ckpt_path"), loggers)

@@ -153,10 +153,12 @@ class SeparationModule(MixsepModule):
 
     def use_test_time_ensemble(self, dihedral: bool = False, color: bool = False, shift: bool = False) -> str | None:
         """Validate, test and separate with a self-ensemble (``models/tta.py``) from now on; the sentence that says
-        which and how many passes an image costs (None: the plain network)."""
+        which and how many passes an image costs, also logged (None: the plain network)."""
         net = self.net if self._compiled is None else self._compiled
         ensemble, description = test_time_ensemble(net, dihedral, color, shift)
         object.__setattr__(self, "_ensemble", ensemble if description else None)
+        if description:
+            logging.getLogger("mixsep").info(description)
         return description
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:

@@ -6,7 +6,6 @@ Each averages the back-transformed separations, so a wrapped separator is still 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
 import torch
@@ -90,8 +89,3 @@ def test_time_ensemble(net: nn.Module, dihedral: bool = False, color: bool = Fal
     if passes == 1:
         return net, None
     return net, f"test-time self-ensemble over {' x '.join(names)}: {passes} network passes per image"
-
-
-def say(description: str | None) -> None:
-    if description:
-        logging.getLogger("mixsep").info(description)
