@@ -144,9 +144,8 @@ def load_record(path: Path, kinds: Kinds) -> dict:
     otherwise."""
     try:
         size = path.stat().st_size
-        if size > MAX_RECORD_BYTES:
-            raise BadRecord(f"{path}: {size:,} bytes, more than a run record's {MAX_RECORD_BYTES:,}")
-        record = json.loads(path.read_bytes())
+        text = path.read_bytes() if size <= MAX_RECORD_BYTES else None
+        record = json.loads(text) if text is not None else None
     except FileNotFoundError:
         return {}
     except OSError as err:
@@ -155,6 +154,8 @@ def load_record(path: Path, kinds: Kinds) -> dict:
         raise BadRecord(f"{path}: not valid JSON ({str(err)[:120]})") from err
     except RecursionError as err:
         raise BadRecord(f"{path}: nested too deeply to be a run record") from err
+    if text is None:
+        raise BadRecord(f"{path}: {size:,} bytes, more than a run record's {MAX_RECORD_BYTES:,}")
     problem = kind_problem(record, kinds)
     if problem:
         raise BadRecord(f"{path}: {problem}")
