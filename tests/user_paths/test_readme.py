@@ -204,6 +204,7 @@ COMMANDS: dict[str, Run | Elsewhere | Skip] = {
     "python benchmarks/throughput.py --model conv_dual": Run(
         ["--rounds", "1", "--pairs", "16", "--data-pairs", "256", "--batch-size", "16", "--warmup", "1"], real_data=True
     ),
+    "python benchmarks/profile_step.py": Run(["--steps", "1", *TINY_DATA], subprocess=True),
     "python benchmarks/model_speed.py": Skip(
         "a benchmark timing fresh processes (about a minute); the agreement it prints is asserted by "
         "tests/user_paths/test_realdata.py, the commands it times by test_readme's separate entries"
