@@ -123,6 +123,7 @@ def hydra_app(config_name: str) -> Callable:
                 return main(cfg)
             argv = sys.argv[1:]
             line = read_command_line(argv)
+            _refuse_linked_outputs(line.overrides)
             _check_extras(line)
             sys.argv[1:] = in_hydras_order(argv, line.overrides)
             with hydras_errors_in_one_line(line):
@@ -131,6 +132,20 @@ def hydra_app(config_name: str) -> Callable:
         return app
 
     return decorate
+
+
+def _refuse_linked_outputs(overrides: list[str]) -> None:
+    """Runs go under ``./outputs`` unless the command line names their folder. In a folder from elsewhere an
+    ``outputs`` that is a symbolic link would send them anywhere: refused before Hydra writes a file."""
+    if any(o.lstrip("+").startswith(("hydra.run.dir=", "hydra.sweep.dir=")) for o in overrides):
+        return
+    outputs = Path("outputs")
+    if outputs.is_symlink():
+        sys.exit(
+            f"mixsep: outputs in the folder this command starts in is a symbolic link (to {os.readlink(outputs)}), "
+            "where runs would be written: remove it, or name the run folder (hydra.run.dir=PATH, "
+            "hydra.sweep.dir=PATH with -m)"
+        )
 
 
 @contextlib.contextmanager

@@ -118,3 +118,22 @@ ROWS = [
         "is a run record the report reads",
     ),
 ]
+
+
+def _linked_outputs(tmp: Path) -> Path:
+    """The start folder's outputs/ as a symbolic link to a folder elsewhere (a downloaded folder's trick)."""
+    elsewhere = tmp / "elsewhere"
+    elsewhere.mkdir(exist_ok=True)
+    if not (tmp / "outputs").is_symlink():
+        (tmp / "outputs").symlink_to(elsewhere)
+    return tmp / "outputs"
+
+
+BUNDLE = Path(__file__).resolve().parents[2] / "mixsep" / "pretrained" / "best_cpu_range"
+ROWS.append(
+    (
+        "evaluate-outputs-is-a-link",
+        lambda t, r: [str(_linked_outputs(t)) and "python", "-m", "mixsep.evaluate", f"ckpt_path={BUNDLE}"],
+        "outputs in the folder this command starts in is a symbolic link",
+    )
+)

@@ -85,3 +85,14 @@ def test_the_console_script_names_its_commands_and_version_and_refuses_an_unknow
     wrong = _run([str(MIXSEP), "sepparate", "x.png"], tmp_path)
     assert wrong.returncode != 0 and wrong.stderr.strip().startswith("mixsep: sepparate is not a command")
     assert "Traceback" not in wrong.stderr
+
+
+def test_an_outputs_link_where_a_run_starts_is_refused_before_anything_is_written(tmp_path):
+    elsewhere, start = tmp_path / "elsewhere", tmp_path / "downloaded"
+    elsewhere.mkdir()
+    start.mkdir()
+    (start / "outputs").symlink_to(elsewhere)
+    done = _run([str(MIXSEP), "run", "model=unet"], start)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert done.stderr.strip().startswith("mixsep: outputs in the folder this command starts in is a symbolic link")
+    assert list(elsewhere.iterdir()) == []  # Hydra wrote nothing through the link
