@@ -118,7 +118,7 @@ def onnx_difference(folder: Path, mix: torch.Tensor, expected: tuple[torch.Tenso
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = ArgumentParser(prog="python -m mixsep.export", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="mixsep export", description=__doc__.splitlines()[0])
     add = parser.add_argument
     add("model", type=Path, help="a run folder (its tested checkpoint), a checkpoint, or a bundle to export again")
     add("folder", type=Path, help="the bundle's folder (made if missing)")

@@ -81,7 +81,7 @@ def export_test_pairs(n: int, out: Path, data_root: str | None, cache_dir: str |
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = ArgumentParser(prog="python -m mixsep.mix", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="mixsep mix", description=__doc__.splitlines()[0])
     parser.add_argument("images", nargs="*", help="GRAY_IMAGE COLOR_IMAGE")
     parser.add_argument("-o", "--out", required=True, help="mix PNG to write (a folder with --test-pairs)")
     parser.add_argument("--test-pairs", type=int, help="export this many of the fixed test pairs instead")

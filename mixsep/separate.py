@@ -195,7 +195,7 @@ def separate_files(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = ArgumentParser(prog="python -m mixsep.separate", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="mixsep separate", description=__doc__.splitlines()[0])
     add = parser.add_argument
     add("inputs", nargs="+", type=Path, help="image files or folders of them")
     add("--model", "--ckpt", type=Path, default=DEFAULT_MODEL, help="a bundle folder or a checkpoint (default: ours)")

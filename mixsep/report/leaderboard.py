@@ -327,7 +327,7 @@ def bar_chart(path: str | Path, groups: list[tuple[str, int, list[dict]]]) -> No
 
 
 def parse_args(argv: list[str] | None):
-    parser = ArgumentParser(prog="python -m mixsep.report", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="mixsep report", description=__doc__.splitlines()[0])
     parser.add_argument("dirs", nargs="*", help="run folders, multirun folders or metrics.json files")
     add = parser.add_argument
     add("--compare", nargs=2, metavar=("RUN_A", "RUN_B"), help="paired comparison of two runs on the same test pairs")
