@@ -7,14 +7,51 @@ from __future__ import annotations
 
 import math
 import statistics
+import sys
 from pathlib import Path
 
 import yaml
 
 from mixsep.cluster.status import STATUS_KINDS, BadRecord, effective_status, load_record
+from mixsep.files import write_atomically
 from mixsep.models.metrics import decimals
 from mixsep.report.stats import t_interval
 from mixsep.report.tables import METRICS_KINDS, fmt, score_cell, score_columns
+
+MAX_SWEEP_YAML_BYTES = 1 << 20  # Hydra's multirun.yaml is a few kB, a job's overrides.yaml a few hundred bytes
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without anchors or aliases (Hydra writes none): an alias can stand for an exponentially large tree."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent) or getattr(self.peek_event(), "anchor", None) is not None:
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(None, None, "an anchor or alias (Hydra writes none)", mark)
+        return super().compose_node(parent, index)
+
+
+def read_sweep_yaml(path: Path) -> object:
+    """The YAML in one of a sweep's files (None where there is none); BadRecord when it is over
+    ``MAX_SWEEP_YAML_BYTES``, unreadable, not YAML, or uses anchors/aliases."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_SWEEP_YAML_BYTES + 1)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise BadRecord(f"{path}: cannot be read ({err.strerror or err})") from err
+    if len(data) > MAX_SWEEP_YAML_BYTES:
+        raise BadRecord(f"{path}: more than {MAX_SWEEP_YAML_BYTES:,} bytes, not a file Hydra wrote")
+    try:
+        return yaml.load(data.decode(), Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader, aliases refused)
+    except yaml.MarkedYAMLError as err:
+        where = f"line {err.problem_mark.line + 1}: " if err.problem_mark else ""
+        raise BadRecord(f"{path}: not YAML Hydra writes ({where}{str(err.problem)[:80]})") from err
+    except (ValueError, yaml.YAMLError) as err:  # UnicodeDecodeError included
+        raise BadRecord(f"{path}: not YAML Hydra writes ({type(err).__name__})") from err
+    except RecursionError as err:
+        raise BadRecord(f"{path}: nested too deeply to be a file Hydra wrote") from err
 
 
 def test_columns(jobs: list[dict]) -> list[tuple[str, str, int]]:
@@ -27,20 +64,19 @@ def is_sweep(folder: Path) -> bool:
 
 
 def _overrides(job: Path) -> dict[str, str]:
+    """The job's overrides; BadRecord when its overrides.yaml is not one Hydra writes."""
     path = job / ".hydra" / "overrides.yaml"
     if not path.is_file():
         return {}
-    try:
-        overrides = yaml.safe_load(path.read_text())
-    except (OSError, ValueError, yaml.YAMLError, RecursionError):
-        return {}
+    overrides = read_sweep_yaml(path)
     overrides = overrides if isinstance(overrides, list) else []  # Hydra writes a list of strings
     pairs = (o.split("=", 1) for o in overrides if isinstance(o, str) and "=" in o)
     return {k.lstrip("+~"): v for k, v in pairs}
 
 
 def load_jobs(sweep: Path) -> list[dict]:
-    """Every job folder of the sweep (those with .hydra/), finished or not."""
+    """Every job folder of the sweep (those with .hydra/), finished or not (a job whose overrides.yaml is not one
+    Hydra writes: its row has none, ``overrides_problem`` says why)."""
     jobs = []
     for folder in sorted((p for p in sweep.iterdir() if (p / ".hydra").is_dir()), key=_job_order):
         try:
@@ -51,7 +87,9 @@ def load_jobs(sweep: Path) -> list[dict]:
             continue
         state = effective_status(status) if status else ("completed" if metrics else "unknown")
         pruned_at = {k: status.get(k) for k in ("epoch", "value")} if status.get("status") == "pruned" else None
-        job = {"job": folder.name, "overrides": _overrides(folder), "metrics": metrics, "status": state}
+        overrides, problem = _overrides_or_why(folder)
+        job = {"job": folder.name, "overrides": overrides, "metrics": metrics, "status": state}
+        job["overrides_problem"] = problem
         job.update(step=status.get("step"), error=status.get("error"), reason=status.get("reason"))
         jobs.append({**job, "requeues": status.get("requeues") or 0, "pruned_at": pruned_at})
     return jobs
@@ -59,8 +97,17 @@ def load_jobs(sweep: Path) -> list[dict]:
 
 def left_out_job(folder: Path, why: BadRecord) -> dict:
     """The row of a job whose record is not of the kinds mixsep writes: no scores, its status says why."""
-    job = {"job": folder.name, "overrides": _overrides(folder), "metrics": {}, "status": "left out"}
-    return {**job, "error": str(why), "step": None, "reason": None, "requeues": 0, "pruned_at": None}
+    overrides, problem = _overrides_or_why(folder)
+    job = {"job": folder.name, "overrides": overrides, "metrics": {}, "status": "left out"}
+    job.update(overrides_problem=problem, error=str(why), step=None, reason=None, requeues=0, pruned_at=None)
+    return job
+
+
+def _overrides_or_why(folder: Path) -> tuple[dict[str, str], str | None]:
+    try:
+        return _overrides(folder), None
+    except BadRecord as err:
+        return {}, str(err)
 
 
 def _job_order(folder: Path):
@@ -159,11 +206,9 @@ def seed_table(jobs: list[dict], keys: list[str]) -> str:
 
 
 def log_sampled(sweep: Path) -> set[str]:
-    """Parameters the sweeper samples on a log scale (``tag(log, ...)`` in ``hydra.sweeper.params``)."""
-    try:
-        config = yaml.safe_load((sweep / "multirun.yaml").read_text())
-    except (OSError, ValueError, yaml.YAMLError, RecursionError):
-        return set()
+    """Parameters the sweeper samples on a log scale (``tag(log, ...)`` in ``hydra.sweeper.params``); BadRecord
+    when multirun.yaml is not one Hydra writes (str() of its specs stays small: the file is capped, aliases refused)."""
+    config = read_sweep_yaml(sweep / "multirun.yaml")
     for key in ("hydra", "sweeper", "params"):
         config = config.get(key) if isinstance(config, dict) else None
     return {str(key) for key, spec in config.items() if "log" in str(spec)} if isinstance(config, dict) else set()
@@ -197,15 +242,28 @@ def objective_plot(path: Path, jobs: list[dict], log_keys: set[str] = frozenset(
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    if path.exists() or path.is_symlink():
+        print(f"mixsep.report: replacing {path}", file=sys.stderr)  # stdout: the report itself
+    try:  # a link placed there is replaced, never written through
+        write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=100), keep_suffix=True)
+    finally:
+        plt.close(fig)
     return path
 
 
 def report_sweep(sweep: Path) -> str:
     jobs = load_jobs(sweep)
     text = f"## Sweep {sweep.name}: {len(jobs)} jobs\n\n" + sweep_table(jobs)
-    plot = objective_plot(sweep / "objective.png", jobs, log_sampled(sweep))
+    problems = [j["overrides_problem"] for j in jobs if j.get("overrides_problem")]
+    try:
+        log_keys = log_sampled(sweep)
+    except BadRecord as err:  # the report goes on: no log axes from it
+        log_keys, problems = set(), [*problems, str(err)]
+    plot = objective_plot(sweep / "objective.png", jobs, log_keys)
     if plot is not None:
         text += f"\n\n(objective plot: {plot})"
+    for problem in problems:
+        print(f"mixsep.report: left out {problem}", file=sys.stderr)
+    if problems:
+        text += "\n\nLeft out of this sweep's report:\n\n" + "\n".join(f"- {p}" for p in problems)
     return text

@@ -159,3 +159,69 @@ def test_an_image_too_large_is_refused_before_it_is_decoded(tmp_path):
     assert int(pil_kb) > 200_000, "PIL itself decodes the whole image"
     assert int(refused_kb) < 20_000, f"mixsep's refusal used {refused_kb} kB"
     assert "big.png: 10000x8900 pixels, over mixsep's cap of 4096x4096" in said
+
+
+def _alias_bomb(levels: int) -> str:
+    """YAML of a few hundred bytes whose aliases expand to 9**levels strings (Hydra writes no aliases)."""
+    lines = ['l0: &l0 ["x","x","x","x","x","x","x","x","x"]']
+    lines += [f"l{i}: &l{i} [{','.join([f'*l{i - 1}'] * 9)}]" for i in range(1, levels + 1)]
+    return "\n".join(lines) + f"\nhydra:\n  sweeper:\n    params:\n      model.lr: *l{levels}\n"
+
+
+def _sweep(folder: Path, multirun: str) -> Path:
+    for job, lr in enumerate(["0.001", "0.01"]):
+        (folder / str(job) / ".hydra").mkdir(parents=True)
+        (folder / str(job) / ".hydra" / "overrides.yaml").write_text(f"- model.lr={lr}\n- seed={job}\n")
+        _run(folder / str(job), {**REAL, "test_pairs": 12, "objective": 8.0 + job})
+    (folder / "multirun.yaml").write_text(multirun)
+    return folder
+
+
+def test_a_sweep_yaml_of_nested_aliases_is_left_out_saying_why(report_env, capfd):
+    import yaml
+
+    small = _alias_bomb(5)  # the old way: safe_load then str() of the spec, as log_sampled did
+    assert len(str(yaml.safe_load(small)["hydra"])) > 1000 * len(small)  # 11 levels: ~10**11 bytes
+    sweep = _sweep(report_env / "sweep", _alias_bomb(11))
+    (sweep / "1" / ".hydra" / "overrides.yaml").write_text(_alias_bomb(11).split("hydra:")[0] + "x: *l11\n")
+    done = run_here(REPORT + ["sweep", "-o", "board.md"], capfd)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    board = (report_env / "board.md").read_text()
+    assert "- sweep/multirun.yaml: not YAML Hydra writes (line 1: an anchor or alias" in board
+    assert "- sweep/1/.hydra/overrides.yaml: not YAML Hydra writes (line 1: an anchor or alias" in board
+    assert "| 0 | 0.001 | 0 |" in board  # the rest of the sweep is still reported
+    assert "mixsep.report: left out sweep/multirun.yaml: not YAML Hydra writes" in done.stderr
+
+
+def test_a_sweep_yaml_over_its_cap_is_left_out_saying_why(report_env, capfd):
+    sweep = _sweep(report_env / "sweep", "hydra: {}\n" + "#" * (1 << 20))
+    done = run_here(REPORT + ["sweep", "-o", "board.md"], capfd)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"- {sweep.name}/multirun.yaml: more than 1,048,576 bytes" in (report_env / "board.md").read_text()
+
+
+def test_the_objective_plot_replaces_a_link_placed_there_never_writing_through_it(report_env, capfd):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    victim = report_env / "victim" / "keep.png"
+    victim.parent.mkdir()
+    victim.write_text("ORIGINAL")
+    old = report_env / "old.png"
+    old.symlink_to(victim)
+    fig = plt.figure()
+    fig.savefig(old)  # the old way: savefig writes through the link
+    plt.close(fig)
+    assert victim.read_bytes().startswith(b"\x89PNG")
+    victim.write_text("ORIGINAL")
+    log_lr = "hydra:\n  sweeper:\n    params:\n      model.lr: tag(log, interval(1e-4, 1))\n"
+    sweep = _sweep(report_env / "sweep", log_lr)
+    (sweep / "objective.png").symlink_to(victim)
+    done = run_here(REPORT + ["sweep", "-o", "board.md"], capfd)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert victim.read_text() == "ORIGINAL"
+    plot = sweep / "objective.png"
+    assert not plot.is_symlink() and plot.read_bytes().startswith(b"\x89PNG")
+    assert f"mixsep.report: replacing {plot.relative_to(report_env)}" in done.stderr
