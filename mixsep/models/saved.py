@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import pickle
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch.nn.modules.module import register_module_module_registration_hook
 
 from mixsep.bundle_files import (  # noqa: F401  (the bundle's file names, imported from here by earlier code)
     BUNDLE_FORMAT,
@@ -176,7 +180,8 @@ def safetensors_layout(path: Path) -> dict[str, tuple[tuple[int, ...], torch.dty
             if not 2 <= length <= MAX_HEADER_BYTES:
                 raise ValueError(f"a header of {length:,} bytes")
             header = json.loads(f.read(length))
-        layout = {name: _declared(entry) for name, entry in header.items() if name != "__metadata__"}
+        stored_bytes = path.stat().st_size - 8 - length
+        layout = {name: _declared(entry, stored_bytes) for name, entry in header.items() if name != "__metadata__"}
     except (OSError, ValueError, AttributeError, RecursionError) as err:
         raise CheckpointError(
             f"{path} is not a readable safetensors file ({type(err).__name__}: {str(err)[:160]}); export it again"
@@ -184,17 +189,35 @@ def safetensors_layout(path: Path) -> dict[str, tuple[tuple[int, ...], torch.dty
     return layout
 
 
-def _declared(entry: Any) -> tuple[tuple[int, ...], torch.dtype | str]:
-    shape = entry.get("shape")
+def _declared(entry: Any, stored_bytes: int) -> tuple[tuple[int, ...], torch.dtype | str]:
+    """A tensor's shape and dtype, once its bytes are seen to lie in the file: a header may declare any shape,
+    and only the bytes behind it say how large the network it describes can be."""
+    shape, dtype = entry.get("shape"), SAFETENSORS_DTYPES.get(entry.get("dtype"), str(entry.get("dtype")))
     if not isinstance(shape, list) or not all(isinstance(n, int) and n >= 0 for n in shape):
         raise ValueError(f"a tensor of shape {str(shape)[:40]}")
-    return tuple(shape), SAFETENSORS_DTYPES.get(entry.get("dtype"), str(entry.get("dtype")))
+    offsets = entry.get("data_offsets")
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(n, int) for n in offsets)):
+        raise ValueError(f"a tensor at {str(offsets)[:40]}")
+    begin, end = offsets
+    needed = math.prod(shape) * (dtype.itemsize if isinstance(dtype, torch.dtype) else 1)
+    if not 0 <= begin <= end <= stored_bytes or end - begin != needed:
+        raise ValueError(f"a tensor of shape {shape} at bytes {begin}..{end} of the {stored_bytes:,} stored")
+    return tuple(shape), dtype
 
 
 def check_fits(saved: SavedModel, layout: dict[str, tuple[tuple[int, ...], torch.dtype | str]]) -> None:
     """The network the file's settings describe holds exactly the tensors the file holds: its sizes are first
-    bounded by the file's (no setting larger than its tensor count or its largest dimension), then the network is
-    built on the meta device (no memory) and its tensors' names and shapes compared with ``layout``."""
+    bounded by what the file stores (no setting larger than its tensor count or the largest dimension of a tensor
+    holding values; a declared dimension of a tensor with no elements costs nothing and bounds nothing), then the
+    network is built on the meta device (no memory, and no more modules than the file has tensors) and its
+    tensors' names and shapes compared with ``layout``."""
+    empty = next((name for name, (shape, _) in layout.items() if math.prod(shape) == 0), None)
+    if empty is not None:
+        raise CheckpointError(
+            f"{saved.path}: its weight {empty[:80]} holds no elements (shape {list(layout[empty][0])[:8]}): a mixsep "
+            "network has no empty tensors, so these are not weights mixsep wrote, and nothing was built. Use a model "
+            "file that mixsep wrote."
+        )
     bound = max([len(layout), *(max(shape, default=1) for shape, _ in layout.values())])
     for key, value in saved.arguments.items():
         too_large = _largest(value) > bound
@@ -205,7 +228,7 @@ def check_fits(saved: SavedModel, layout: dict[str, tuple[tuple[int, ...], torch
                 "weights, and nothing was built. Use a model file that mixsep wrote."
             )
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), _at_most_modules(2 * len(layout) + 64):
             net = architecture(saved.architecture)(**saved.arguments)
         expected = {f"net.{k}": (tuple(v.shape), v.dtype) for k, v in net.state_dict().items()}
     except Exception as err:
@@ -224,6 +247,26 @@ def check_fits(saved: SavedModel, layout: dict[str, tuple[tuple[int, ...], torch
                 f"{saved.path}: its weight {name} is {dtype}, where the network holds {want_dtype}: not weights "
                 "mixsep wrote. Use a model file that mixsep wrote."
             )
+
+
+@contextmanager
+def _at_most_modules(limit: int) -> Iterator[None]:
+    """Building a network with more than ``limit`` submodules stops (ValueError) at the one over: a setting
+    that counts blocks or levels can stay within a file's largest dimension yet ask for millions of modules,
+    each a Python object even on the meta device (mixsep's networks have fewer modules than tensors)."""
+    count = 0
+
+    def counted(*_: Any) -> None:
+        nonlocal count
+        count += 1
+        if count > limit:
+            raise ValueError(f"more than {limit:,} modules for the file's tensors")
+
+    handle = register_module_module_registration_hook(counted)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 def checked_values(saved: SavedModel, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -32,8 +32,10 @@ from tests.user_paths.bad_rows_bundles import (
     checkpoint_with_weight,
     declares_3_gb,
     edit_config,
+    empty_tensor_checkpoint,
     half_weights,
     image,
+    long_tensor_bomb,
     nan_weight,
     onnx_graph,
     run_naming_elsewhere,
@@ -73,6 +75,11 @@ def limited(code: str, address_space: int, timeout: float) -> tuple[int | None, 
 
 BOMBS = {case: (craft, words) for case, craft, words in BUNDLES if case in ("depth-bomb", "blocks-bomb", "width-2048")}
 BOMBS["declares-3gb"] = (declares_3_gb, "do not fit")
+# a size bounded only by a dimension the file declares: over no bytes, over no elements, or over 4 MB it stores
+MILLION = 1_000_000
+BOMBS["blocks-over-no-bytes"] = (lambda t: long_tensor_bomb(t, "no-bytes", MILLION, False), "of the 0 stored")
+BOMBS["ckpt-blocks-over-empty"] = (lambda t: empty_tensor_checkpoint(t, MILLION), "holds no elements")
+BOMBS["blocks-over-4-mb"] = (lambda t: long_tensor_bomb(t, "4-mb", MILLION, True), "more than 66 modules")
 
 
 @pytest.mark.parametrize("case", sorted(BOMBS))
@@ -105,7 +112,7 @@ def test_a_size_bomb_is_one_line_within_seconds_and_under_1_gb(case, tmp_path):
     assert int(values["peak kB"]) - int(values["base kB"]) < GIB // 1024
 
 
-@pytest.mark.parametrize("case", ["width-2048", "depth-bomb", "declares-3gb"])
+@pytest.mark.parametrize("case", ["width-2048", "depth-bomb", "declares-3gb", "blocks-over-4-mb"])
 def test_the_size_bombs_exhaust_the_old_readers(case, tmp_path):
     """The old way (the network built from config.json's arguments; the weights read as the file declares them)
     does not come back with an answer within seconds under the same machine's 4 GB: a MemoryError, a crash or a

@@ -102,6 +102,27 @@ def declares_3_gb(t: Path) -> Path:
     return folder
 
 
+def long_tensor_bomb(t: Path, name: str, blocks: int, stored: bool) -> Path:
+    """A bundle of blocks=``blocks`` whose model.safetensors holds one F32 tensor of ``blocks`` elements, SHA-256
+    recorded: ``stored`` with its 4 bytes each (4 MB for a million), or declared over no bytes at all (75 bytes)."""
+    folder = with_arguments(t, name, blocks=blocks)
+    header = json.dumps({"x": {"dtype": "F32", "shape": [blocks], "data_offsets": [0, 4 * blocks]}})
+    header += " " * (-len(header) % 8)
+    data = np.zeros(blocks, "<f4").tobytes() if stored else b""
+    (folder / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header.encode() + data)
+    return rehash(folder, "model.safetensors")
+
+
+def empty_tensor_checkpoint(t: Path, blocks: int) -> Path:
+    """A checkpoint of about 2 kB: the shipped network's settings with blocks=``blocks`` and one weight of shape
+    [blocks, 0] (no elements)."""
+    ckpt = torch.load(SHIPPED_CKPT, map_location="cpu", weights_only=True)
+    hparams = {**ckpt["hyper_parameters"], "net": {**ckpt["hyper_parameters"]["net"], "blocks": blocks}}
+    path = Path(t) / f"empty-{blocks}.ckpt"
+    torch.save({"hyper_parameters": hparams, "state_dict": {"net.x": torch.zeros(blocks, 0)}}, path)
+    return path
+
+
 def weights_replaced(t: Path) -> Path:
     folder = bundle_copy(t, "weights-replaced")
     shutil.copyfile(OTHER_WEIGHTS, folder / "model.safetensors")
@@ -312,6 +333,8 @@ BUNDLES = [
     ("blocks-bomb", lambda t: with_arguments(t, "blocks", blocks=100_000), FITS),
     ("width-2048", lambda t: with_arguments(t, "width", width=2048), FITS),
     ("declares-3gb", declares_3_gb, "do not fit"),
+    ("blocks-over-no-bytes", lambda t: long_tensor_bomb(t, "no-bytes", 20_000, False), "bytes 0..80000 of the 0"),
+    ("ckpt-blocks-over-empty", lambda t: empty_tensor_checkpoint(t, 20_000), "holds no elements"),
     ("arguments-a-list", lambda t: with_config(t, "list", arguments=[32, 3]), "arguments must be a mapping"),
     ("width-a-float", lambda t: with_arguments(t, "float", width=32.5), "do not fit"),
     ("config-nested", nested_config, "nested too deeply"),
