@@ -1,6 +1,7 @@
 """The separators: plain ``nn.Module`` networks mapping a mean image (B, 3, 32, 32) in [0, 1] to (gray_hat,
-color_hat), one file per family, and the LightningModule that trains them (the README's layout map says which
-file holds what). The networks are importable from here; checkpoints name theirs ``mixsep.models.<Class>``."""
+color_hat), one file per family, and the LightningModule that trains them (the layout map in docs/development.md
+says which file holds what). The networks are importable from here; checkpoints name theirs
+``mixsep.models.<Class>``."""
 
 import importlib
 

@@ -1,11 +1,12 @@
-"""The five earlier reports on this experiment (../shared/reference/000…004): what each published, why it
-cannot be ranked beside a mixsep score, and the table of each rerun (``experiment=prior/...``) next to it."""
+"""The five earlier reports on this experiment (reports 000 to 004; docs/results.md, "Reproducing earlier
+reports"): what each published, why it cannot be ranked beside a mixsep score, and the table of each rerun
+(``experiment=prior/...``) next to it."""
 
 from __future__ import annotations
 
 from mixsep.report.tables import fmt, minutes
 
-# Published figures of the earlier reports (../shared/reference), the preset that reruns each system,
+# Published figures of the earlier reports, the preset that reruns each system,
 # and why the published number cannot be compared with a mixsep score.
 REPORTED_ELSEWHERE = [
     {
