@@ -111,6 +111,21 @@ TINY_SIZES = [
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
+def tiny_run_overrides(folder: Path) -> list[str]:
+    """Tiny MNIST + CIFAR-10 in their real on-disk formats under ``folder``, and the overrides of a CPU run on
+    them (its decoded cache beside them, no progress bar)."""
+    rng = np.random.default_rng(0)
+    make_mnist(folder / "data", 40, 12, rng)
+    make_cifar_folder(folder / "data", 40, 12, rng)
+    return [
+        f"data.root={folder / 'data'}",
+        f"data.cache_dir={folder / 'cache'}",
+        *TINY_SIZES,
+        "trainer.accelerator=cpu",
+        "callbacks.progress_bar.refresh_rate=0",
+    ]
+
+
 def run_cli(args: list[str], timeout: int = 600, **env) -> subprocess.CompletedProcess:
     """``python -m mixsep.run ARGS`` as a user types it (Hydra's -m goes before the overrides)."""
     multirun = ["-m"] if "-m" in args else []

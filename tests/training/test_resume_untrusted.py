@@ -13,7 +13,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, Timer
@@ -24,24 +23,14 @@ from mixsep.training.build import build, build_module
 from mixsep.training.callbacks import BestCheckpoint
 from mixsep.training.checkpoints import AtomicCheckpointIO, dense_cpu_tensor, inside, restore_errors_named
 from mixsep.training.loggers import kept_run_id, wandb_identity
-from tests.helpers import TINY_SIZES, compose_config, make_cifar_folder, make_mnist, run_in_this_process
+from tests.helpers import compose_config, run_in_this_process, tiny_run_overrides
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> tuple[Path, list[str]]:
     """Tiny data and its overrides, and one real run of it (``<tmp>/source``) whose checkpoints are crafted."""
     tmp = tmp_path_factory.mktemp("resume")
-    rng = np.random.default_rng(0)
-    make_mnist(tmp / "data", 40, 12, rng)
-    make_cifar_folder(tmp / "data", 40, 12, rng)
-    overrides = [
-        f"data.root={tmp / 'data'}",
-        f"data.cache_dir={tmp / 'cache'}",
-        *TINY_SIZES,
-        "trainer.accelerator=cpu",
-        "logger=none",
-        "callbacks.progress_bar.refresh_rate=0",
-    ]
+    overrides = [*tiny_run_overrides(tmp), "logger=none"]
     train(compose_config("config", overrides + ["trainer.max_epochs=1"], tmp / "source"))
     return tmp, overrides
 

@@ -20,23 +20,14 @@ from tests.helpers import CONF, run_in_this_process
 @pytest.fixture(scope="module")
 def trained_run(compose, tmp_path_factory):
     """One tiny conv_dual run shared by the tests below."""
-    import numpy as np
-
-    from tests.helpers import TINY_SIZES, make_cifar_folder, make_mnist
+    from tests.helpers import tiny_run_overrides
 
     tmp = tmp_path_factory.mktemp("run")
-    rng = np.random.default_rng(0)
-    make_mnist(tmp / "data", 40, 12, rng)
-    make_cifar_folder(tmp / "data", 40, 12, rng)
     overrides = [
-        f"data.root={tmp / 'data'}",
-        f"data.cache_dir={tmp / 'cache'}",
-        *TINY_SIZES,
+        *tiny_run_overrides(tmp),
         "trainer.max_epochs=2",
-        "trainer.accelerator=cpu",
         "trainer.log_every_n_steps=1",
         "samples=4",
-        "callbacks.progress_bar.refresh_rate=0",
         "model=conv_dual",
     ]
     out = tmp / "out"
