@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics import CatMetric, MetricCollection
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from mixsep.errors import ConfigError
@@ -152,9 +152,10 @@ def say_if_failed(score: Score, values: torch.Tensor, pred: torch.Tensor) -> tor
     return values
 
 
-class MeanScore(MeanMetric):
-    """A declared score's mean over the images seen (in fp32, autocast off). A NaN from the score makes the mean
-    NaN (``say_if_failed``), never a mean over the images it could score."""
+class ScoreValues(CatMetric):
+    """A declared score of each image seen, in the order seen (under DDP: gathered from every process, one
+    process's after another's). The prediction is clamped to [0, 1] and scored in fp32 with autocast off; a NaN
+    is kept and said (``say_if_failed``)."""
 
     def __init__(self, score: Score) -> None:
         super().__init__(nan_strategy="disable")
@@ -162,8 +163,16 @@ class MeanScore(MeanMetric):
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         with full_precision(pred.device):
-            values = self.score.per_image(pred.float(), target.float())
+            values = self.score.per_image(pred.float().clamp(0, 1), target.float())
         super().update(say_if_failed(self.score, values, pred))
+
+
+class MeanScore(ScoreValues):
+    """A declared score's mean over the images seen: the mean of the per-image values (PSNR: of per-image PSNR).
+    A NaN makes the mean NaN, never a mean over the images it could score."""
+
+    def compute(self) -> torch.Tensor:
+        return super().compute().mean()
 
 
 def image_metrics() -> MetricCollection:

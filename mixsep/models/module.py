@@ -11,11 +11,11 @@ import lightning as L
 import torch
 from torch import nn
 from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, OneCycleLR
-from torchmetrics import MeanMetric
+from torchmetrics import CatMetric, MetricCollection
 
 from mixsep.errors import ConfigError, TrainingDivergedError
 from mixsep.models.losses import LOSSES, reconstruction_loss
-from mixsep.models.metrics import SCORES, SOURCES, full_precision, per_image_scores
+from mixsep.models.metrics import SCORES, SOURCES, ScoreValues
 from mixsep.models.registry import build_network, is_registered, module_of, network_spec
 from mixsep.models.schedules import ONECYCLE_WARMUP, SCHEDULERS, budget_onecycle, max_time_timer, time_onecycle
 from mixsep.models.tta import test_time_ensemble
@@ -146,10 +146,9 @@ class SeparationModule(MixsepModule):
         # kept out of the module tree, so the checkpoint holds the parameters once, under net.*
         object.__setattr__(self, "_compiled", _try_compile(self.net) if compile else None)
         object.__setattr__(self, "_ensemble", None)  # a test-time self-ensemble around the net, when chosen
-        self._per_pair: dict[str, list[torch.Tensor]] = {}
-        self.per_pair_scores: dict[str, dict] = {}  # stage -> {mnist,cifar}_{psnr,ssim}: one value per pair
-        keys = [f"{stage}/{name}_{score}" for stage in ("val", "test") for name in self.scored for score in SCORES]
-        self.metrics = nn.ModuleDict({key: MeanMetric(nan_strategy="disable") for key in keys})  # a NaN shows
+        # per stage: each declared score of each scored image, and where its pair stands in the fixed order
+        self.metrics = nn.ModuleDict({stage: pair_scores(self.scored, stage) for stage in ("val", "test")})
+        self.per_pair_scores: dict[str, dict] = {}  # stage -> pair, {mnist,cifar}_{score}: one value per pair
 
     def use_test_time_ensemble(self, dihedral: bool = False, color: bool = False, shift: bool = False) -> str | None:
         """Validate, test and separate with a self-ensemble (``models/tta.py``) from now on; the sentence that says
@@ -201,42 +200,32 @@ class SeparationModule(MixsepModule):
     def _eval_step(self, batch, stage: str) -> None:
         loss, scored = self._predict(batch)
         self.log(f"{stage}/loss", loss, prog_bar=stage == "val", batch_size=len(batch[0]), sync_dist=True)
-        with full_precision(batch[0].device):
-            for name, pred, target in scored:
-                scores = per_image_scores(pred.float().clamp(0, 1), target.float())
-                for score, values in scores.items():
-                    self.metrics[f"{stage}/{name}_{score}"].update(values)
-                    if name in SOURCES and self._scores_per_pair():  # for intervals over the pairs
-                        self._per_pair.setdefault(f"{name}_{score}", []).append(values.cpu())
+        metrics = self.metrics[stage]
+        for name, pred, target in scored:
+            for score in SCORES:
+                metrics[f"{name}_{score}"].update(pred, target)
+        metrics["pair"].update(self._pair_positions(metrics["pair"], len(batch[0])))
 
-    def on_validation_epoch_start(self) -> None:
-        self._per_pair = {}
-
-    on_test_epoch_start = on_validation_epoch_start
-
-    def _scores_per_pair(self) -> bool:
-        """Per-pair scores are written by the test and the final validation (trainer.validate), never by the
-        validations inside fit: SSIM would be computed twice on every one of them, in the timed budget."""
-        return not attached(self) or self.trainer.state.fn != "fit"
-
-    def _keep_per_pair(self, stage: str) -> None:
-        """This process's per-pair scores of the pass, in the order of its pairs (one process: the fixed
-        order of the pairs; several DDP processes each hold their shard, so none are kept)."""
-        if attached(self) and self.trainer.world_size > 1:
-            return
-        if self._per_pair:
-            self.per_pair_scores[stage] = {k: torch.cat(v).numpy() for k, v in self._per_pair.items()}
+    def _pair_positions(self, seen: CatMetric, n: int) -> torch.Tensor:
+        """Where this process's next ``n`` pairs stand in the fixed order of the pairs: the samplers give process
+        r of W the pairs r, r + W, r + 2W, ... (data/pairs.py), and ``seen`` holds those it scored before."""
+        rank, world = (self.global_rank, self.trainer.world_size) if attached(self) else (0, 1)
+        before = sum(len(values) for values in seen.value)
+        return rank + world * torch.arange(before, before + n, device=self.device)
 
     def _eval_epoch_end(self, stage: str) -> None:
-        values = {}
-        for key, metric in self.metrics.items():
-            if key.startswith(f"{stage}/"):
-                values[key] = metric.compute()
-                metric.reset()
-        self.log_dict(values, prog_bar=stage == "val")
+        """Log the means of the per-pair scores (gathered from every process); outside fit, keep them per pair,
+        in the fixed order of the pairs: scores.npz and val_scores.npz, for intervals over the pairs."""
+        values = {k.removeprefix(f"{stage}/"): v.reshape(-1) for k, v in self.metrics[stage].compute().items()}
+        self.metrics[stage].reset()
+        means = {f"{stage}/{key}": v.mean() for key, v in values.items() if key != "pair"}
+        self.log_dict(means, prog_bar=stage == "val")
         if stage == "val":  # the validation objective: the mean PSNR of the two sources
-            self.log("val/psnr", torch.stack([values[f"val/{source}_psnr"] for source in SOURCES]).mean())
-        self._keep_per_pair(stage)
+            self.log("val/psnr", torch.stack([means[f"val/{source}_psnr"] for source in SOURCES]).mean())
+        if not attached(self) or self.trainer.state.fn != "fit":  # not the validations inside fit
+            order = values["pair"].argsort()
+            kept = ["pair", *(f"{source}_{score}" for source in SOURCES for score in SCORES)]  # not cifar_sub_*
+            self.per_pair_scores[stage] = {key: values[key][order].cpu().numpy() for key in kept}
 
     def on_train_start(self) -> None:
         """A resumed run given a new budget (trainer.max_epochs, trainer.max_steps): its restored
@@ -280,6 +269,13 @@ class SeparationModule(MixsepModule):
         else:  # over whichever budget ends first, the clock or the steps
             scheduler = LambdaLR(opt, budget_onecycle(self.trainer))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def pair_scores(scored: list[str], stage: str) -> MetricCollection:
+    """``{stage}/{name}_{score}``: every declared score of each image (``scored``: mnist, cifar, ...), and
+    ``{stage}/pair``: where each pair stands in the fixed order of the pairs."""
+    metrics = {f"{name}_{key}": ScoreValues(score) for name in scored for key, score in SCORES.items()}
+    return MetricCollection({**metrics, "pair": CatMetric()}, prefix=f"{stage}/", compute_groups=False)
 
 
 def check_recipe(lr, loss: str, scheduler: str | None) -> None:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from mixsep.models.losses import reconstruction_loss
-from mixsep.models.metrics import full_precision, image_metrics
+from mixsep.models.metrics import image_metrics
 from mixsep.models.module import MixsepModule, build_net, check_recipe
 
 ORACLES = ("oracle_mnist", "oracle_cifar")
@@ -79,9 +79,8 @@ class OneImageModule(MixsepModule):
     def _eval_step(self, batch, stage: str) -> None:
         loss, scored = self._predict(batch)
         self.log(f"{stage}/loss", loss, prog_bar=stage == "val", batch_size=len(batch[0]))
-        with full_precision(batch[0].device):
-            for name, pred, target in scored:
-                self.metrics[f"{stage}_{name}"].update(pred.float().clamp(0, 1), target.float())
+        for name, pred, target in scored:
+            self.metrics[f"{stage}_{name}"].update(pred, target)
 
     def _eval_epoch_end(self, stage: str) -> None:
         for name in self.scored:

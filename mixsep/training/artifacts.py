@@ -8,7 +8,6 @@ import math
 from pathlib import Path
 
 import matplotlib
-import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -131,8 +130,8 @@ def write_test_outputs(out: Path, results: dict, module, datamodule, n_samples: 
     write_metrics(out / "metrics.json", metrics)
     for stage, name in (("test", SCORES_FILE), ("val", VAL_SCORES_FILE)):
         scores = getattr(module, "per_pair_scores", {}).get(stage)
-        if scores:  # one row per pair, in the fixed order of the pairs: for paired confidence intervals
-            write_scores(out / name, {"pair": np.arange(len(next(iter(scores.values())))), **scores})
+        if scores:  # one row per pair (every process's), in the fixed order of the pairs: for paired intervals
+            write_scores(out / name, scores)
     save_samples(out / "samples.png", *picture_columns(module, datamodule.fixed_batch("test", n_samples, spread=True)))
     log.info(f"wrote {out / 'metrics.json'} and {out / 'samples.png'}")
     if metrics["partial_test"]:

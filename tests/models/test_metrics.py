@@ -58,11 +58,26 @@ def test_psnr_is_the_mean_of_per_image_psnr_not_of_the_pooled_mse():
 
 
 @pytest.mark.parametrize("seed", range(20))
-def test_clamping_never_lowers_a_score(seed):
+def test_scores_clamp_the_prediction_which_never_lowers_a_score(seed):
+    from mixsep.models.metrics import SCORES
+
     pred, target = _random_images(seed, n=4)
-    raw, clamped = _score(pred, target), _score(pred.clamp(0, 1), target)
-    assert clamped["psnr"] >= raw["psnr"]
-    assert clamped["ssim"] >= raw["ssim"]
+    assert _score(pred, target) == _score(pred.clamp(0, 1), target)
+    for name, value in _score(pred, target).items():
+        assert value >= float(SCORES[name].per_image(pred, target).mean())  # the raw prediction's
+
+
+def test_a_score_that_gives_nan_makes_its_mean_nan_and_keeps_the_nan_per_image():
+    from mixsep.models.metrics import MeanScore, Score, ScoreValues
+
+    first_nan = Score("first_nan", lambda p, t: torch.where(torch.arange(len(p)) == 0, float("nan"), 0.5))
+    pred, target = _random_images(0, n=3)
+    mean, values = MeanScore(first_nan), ScoreValues(first_nan)
+    with pytest.warns(UserWarning, match="score first_nan gives NaN for some images"):
+        mean.update(pred, target)
+        values.update(pred, target)
+    assert torch.isnan(mean.compute())  # never the mean of the images it could score (0.5)
+    assert torch.isnan(values.compute()[0]) and values.compute()[1:].tolist() == [0.5, 0.5]
 
 
 def test_metrics_are_computed_in_full_precision_under_bf16_autocast():
@@ -78,7 +93,8 @@ def test_metrics_are_computed_in_full_precision_under_bf16_autocast():
         module = SeparationModule(UNetSeparator(8, 1)).eval()
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             module._eval_step(batch, "test")
-        results.append({k: float(module.metrics[k].compute()) for k in ("test/cifar_ssim", "test/cifar_psnr")})
+        scores = module.metrics["test"].compute()
+        results.append({k: float(scores[k].mean()) for k in ("test/cifar_ssim", "test/cifar_psnr")})
     # the network itself runs in bf16, so only the network's own rounding may differ
     assert results[1]["test/cifar_ssim"] == pytest.approx(results[0]["test/cifar_ssim"], abs=5e-3)
     assert results[1]["test/cifar_psnr"] == pytest.approx(results[0]["test/cifar_psnr"], abs=0.2)

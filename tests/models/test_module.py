@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -211,3 +212,30 @@ def test_the_default_optimizer_config_is_the_recipes_adam_and_any_torch_optimize
         SeparationModule(net, optimizer={"_target_": "torch.optim.Nothing"}).configure_optimizers()
     with pytest.raises(ConfigError, match="model.scheduler is a mapping with _target_"):
         SeparationModule(net, scheduler={"step_size": 2})
+
+
+def test_per_pair_scores_are_every_declared_score_of_each_pair_in_the_pairs_order():
+    """The test pass keeps each pair's declared scores (a user's beside PSNR and SSIM), in the fixed order of the
+    pairs across batches; cifar_sub_* is logged, never kept per pair."""
+    from mixsep.models.metrics import SCORES, Score, register_score
+
+    register_score(Score("ms_err", lambda p, t: (p - t).abs().mean(dim=(1, 2, 3))))
+    try:
+        torch.manual_seed(0)
+        module = SeparationModule(UNetSeparator(width=4, depth=2), subtraction_metrics=True).eval()
+        g = torch.Generator().manual_seed(1)
+        gray, color = torch.rand(7, 3, 32, 32, generator=g), torch.rand(7, 3, 32, 32, generator=g)
+        batches = [((gray + color)[s] / 2, gray[s], color[s]) for s in (slice(0, 4), slice(4, 7))]
+        with torch.no_grad():
+            for batch in batches:
+                module._eval_step(batch, "test")
+            module._eval_epoch_end("test")
+            gray_hat = torch.cat([module(mix)[0] for mix, _, _ in batches])
+        kept = module.per_pair_scores["test"]
+        assert set(kept) == {"pair"} | {f"{s}_{k}" for s in ("mnist", "cifar") for k in ("psnr", "ssim", "ms_err")}
+        assert kept["pair"].tolist() == list(range(7))
+        for name, score in SCORES.items():
+            expected = score.per_image(gray_hat.clamp(0, 1), gray).numpy()
+            np.testing.assert_allclose(kept[f"mnist_{name}"], expected, rtol=1e-6, atol=1e-6)
+    finally:
+        del SCORES["ms_err"]

@@ -1,6 +1,6 @@
-"""DDP through the command line: trainer=ddp on two CPU processes (every test pair scored once), DDP inside a
--m sweep (each job once, its children join it). The strategies and device counts refused in one line are rows of
-tests/user_paths/test_bad_input.py."""
+"""DDP through the command line: trainer=ddp on two CPU processes (every test pair scored once, its per-pair
+scores gathered in the pairs' order), DDP inside a -m sweep (each job once, its children join it). The strategies
+and device counts refused in one line are rows of tests/user_paths/test_bad_input.py."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import shlex
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mixsep.evaluate import evaluate
@@ -24,11 +25,13 @@ def test_the_ddp_preset_on_two_cpu_processes_scores_every_test_pair_once(compose
     run = tmp_path / "ddp"
     # the README's way to try trainer=ddp before a GPU node: gloo, and no SyncBatchNorm (GPU-only)
     command = shlex.split(readme_command("trainer=ddp trainer.accelerator=cpu"))[3:]
+    # 11 pairs: 6 and 5 per process, in batches of 4 (4 + 2, 4 + 1): unequal shares and short last batches
+    tiny_overrides = tiny_overrides + ["data.test_pairs=11", "data.eval_batch_size=4"]
     result = cli(command + tiny_overrides + [f"hydra.run.dir={run}"])
     assert result.returncode == 0, result.stderr[-3000:]
     assert (run / "run.log").read_text().count("sync_batchnorm: off on CPU") == 1
     m = json.loads((run / "metrics.json").read_text())
-    assert m["world_size"] == 2 and m["strategy"] == "DDPStrategy" and m["test_pairs"] == 12
+    assert m["world_size"] == 2 and m["strategy"] == "DDPStrategy" and m["test_pairs"] == 11
     data = [o for o in tiny_overrides if o.startswith("data.")]
     single = evaluate(
         compose(
@@ -39,6 +42,11 @@ def test_the_ddp_preset_on_two_cpu_processes_scores_every_test_pair_once(compose
     )
     for key in TEST_KEYS:
         assert m[key] == pytest.approx(single[key], abs=1e-4)
+    with np.load(run / "scores.npz") as ddp, np.load(tmp_path / "eval" / "scores.npz") as one:
+        assert list(ddp["pair"]) == list(range(11))  # every test pair once, in the fixed order
+        for key in ("mnist_psnr", "mnist_ssim", "cifar_psnr", "cifar_ssim"):
+            np.testing.assert_allclose(ddp[key], one[key], atol=1e-3)  # pair by pair, as one process scores it
+            assert float(ddp[key].mean()) == pytest.approx(m[f"test/{key}"], abs=1e-4)
 
 
 def test_ddp_inside_a_multirun_runs_each_job_once(tiny_overrides, tmp_path):
