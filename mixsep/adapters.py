@@ -14,14 +14,6 @@ def hydra_arguments(argv: list[str]) -> argparse.Namespace:
     return get_args_parser().parse_intermixed_args(argv)
 
 
-def submitit_warning_signal() -> int:
-    """The signal submitit's jobs receive before a time limit or a pre-emption (USR2 unless
-    ``SUBMITIT_PREEMPT_SIGNAL`` said otherwise when submitit was imported). ImportError without submitit."""
-    from submitit import JobEnvironment
-
-    return JobEnvironment._usr_sig()
-
-
 def drop_wandb_init_argument(logger, name: str) -> None:
     """Leave ``name`` out of what Lightning's WandbLogger passes to ``wandb.init`` (it always passes
     ``anonymous``, as None, and wandb >= 0.19 warns about that setting on every run)."""

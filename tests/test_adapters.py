@@ -4,12 +4,11 @@ failure here names the library and version whose upgrade changed it: adapt that 
 from __future__ import annotations
 
 import importlib.metadata
-import signal
 
 import pytest
 from omegaconf import OmegaConf
 
-from mixsep.adapters import drop_wandb_init_argument, forget_wandb_run, hydra_arguments, submitit_warning_signal
+from mixsep.adapters import drop_wandb_init_argument, forget_wandb_run, hydra_arguments
 
 
 def changed(distribution: str, what: str) -> str:
@@ -48,12 +47,6 @@ def test_hydras_refusals_carry_what_the_one_line_errors_read():
     assert line is not None and line.startswith("search.pruner._target_=bogus.Pruner is no class"), changed(
         "hydra-core", f"how instantiate says a target is not found: {located.value}"
     )
-
-
-def test_submitits_warning_signal_is_the_one_its_jobs_are_sent():
-    submitit = pytest.importorskip("submitit")
-    expected = getattr(signal, "SIG" + submitit.JobEnvironment.USR_SIG)  # USR2 unless SUBMITIT_PREEMPT_SIGNAL
-    assert submitit_warning_signal() == expected, changed("submitit", "its warning signal")
 
 
 def test_mlflow_params_flatten_to_the_keys_lightnings_logger_writes():

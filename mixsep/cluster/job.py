@@ -6,6 +6,10 @@ A stop is recorded in ``Job.stopping`` by the handler that sees it, whatever exc
 ``requeued`` (SLURM starts it again) or ``cancelled``, with the reason. A SIGTERM while no Trainer runs (loading
 data, starting W&B, writing results) ends the job at once, recorded alike; within a Trainer's run Lightning's own
 handler notes it and ``requeue.SaveOnSignal`` saves at the next batch boundary.
+
+Why not Hydra's own ``Callback`` (``on_job_start`` / ``on_job_end``): Hydra skips ``on_job_end`` when a job ends by
+``SystemExit`` (submitit's re-queue, Lightning's ``SIGTERMException``), and turns what a callback raises into a
+warning, so a callback could not refuse a live job's folder (tests/cluster/test_job.py shows both).
 """
 
 from __future__ import annotations
@@ -18,17 +22,19 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from mixsep.adapters import submitit_warning_signal
 from mixsep.cluster.provenance import provenance
 from mixsep.cluster.requeue import requeue_count, slurm_will_requeue, submitits_handler
-from mixsep.cluster.status import FolderLock, read_json, write_record
+from mixsep.cluster.status import HEARTBEAT_SECONDS, FolderLock, read_json, write_record
 from mixsep.cluster.where import hydra_job, now_iso, scheduler_fields
 from mixsep.errors import ConfigError, DiskError, TrainingDivergedError, user_error
 
@@ -50,12 +56,12 @@ class Job:
         self.on_end: list[Callable[[str], None]] = []  # called with its final status (closing its dashboards)
         self.provenance = provenance()
         self.is_zero = rank_zero_only.rank == 0  # DDP: rank 0 alone keeps the record
+        self.fitting = False  # while fitting, the scheduler's warning waits for SaveOnSignal's batch boundary
+        self.warned = False  # a warning that waits
         self._lock = FolderLock(self.out)
         self._earlier_status: bytes | None = None
-        self._sigterm_before = None
-        self.warning_signal: int | None = None  # the scheduler's warning (submitit's), None outside submitit
-        self._submitit_handler = None
-        self._watch_scheduler()
+        self._handlers_before: dict[int, Any] = {}  # restored when the job ends
+        self._submitit, self._warning_signal = None, None  # submitit's re-queue handler and its signal
 
     # the record
     def __enter__(self) -> Job:
@@ -69,15 +75,18 @@ class Job:
         with contextlib.suppress(OSError):
             self._earlier_status = (self.out / "status.json").read_bytes()
         if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
-            self._sigterm_before = signal.signal(signal.SIGTERM, self._end_outside_lightning)
+            self._handlers_before[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._end_outside_lightning)
+            self._submitit, self._warning_signal = submitits_handler()
+            if self._submitit is not None:
+                self._handlers_before[self._warning_signal] = signal.signal(self._warning_signal, self._on_warning)
         if self.is_zero:  # the lock above has checked that the folder takes files
             self._write("running", requeues=requeue_count())
         return self
 
     def __exit__(self, kind, err: BaseException | None, traceback) -> None:
-        if self._sigterm_before is not None:
-            signal.signal(signal.SIGTERM, self._sigterm_before)
-            self._sigterm_before = None
+        for signum, handler in self._handlers_before.items():
+            signal.signal(signum, handler)
+        self._handlers_before = {}
         if err is None:
             self._end("completed")
             if self.is_zero:
@@ -147,35 +156,41 @@ class Job:
         self.record_sigterm()
         raise SIGTERMException(128 + signal.SIGTERM)
 
-    def _watch_scheduler(self) -> None:
-        """From now on, submitit's re-queue at the scheduler's warning is recorded as ``requeued`` (timeout or
-        preemption), wherever the job is: a warning while the data loads or W&B starts is a re-queue, not a
-        failure. SaveOnSignal defers it to a batch boundary while fitting."""
-        try:
-            signum = submitit_warning_signal()
-        except (ImportError, ValueError):
+    def _on_warning(self, signum: int, frame) -> None:
+        """The scheduler's warning: a re-queue (timeout or preemption), at once unless fitting (SaveOnSignal
+        saves at the end of the training batch first). A warning while the data loads is not a failure."""
+        if not self.fitting:
+            self.requeue_now()
             return
-        handler = submitits_handler(signum)
-        if handler is None:  # not a submitit job, or this process's previous job watches it already
-            handler = getattr(signal.getsignal(signum), "__self__", None)
-            handler = handler._submitit_handler if isinstance(handler, Job) else None
-        if handler is None:
-            return
-        self.warning_signal, self._submitit_handler = signum, handler
-        signal.signal(signum, self.requeue_now)
+        log.warning(f"received {signal.Signals(signum).name}: saving at the end of this training batch")
+        self.warned = True
 
-    def requeue_now(self, signum: int, frame) -> None:
+    def requeue_now(self) -> None:
         """submitit's handler (its launcher's ``checkpoint()``, ``scontrol requeue``, exit), recorded as a re-queue."""
-        submitit = self._submitit_handler
-        timed_out = submitit.__self__.has_timed_out()
+        self.warned = False
+        timed_out = self._submitit.__self__.has_timed_out()
         self.stopping.update(status="requeued", reason="timeout" if timed_out else "preemption")
         try:
-            submitit(signum, frame)
+            self._submitit(self._warning_signal, None)
         except subprocess.CalledProcessError:
             if not slurm_will_requeue():
                 raise
             log.info("the job was re-queued already (pre-empted at the same moment)")
             raise SystemExit(-1) from None
+
+
+class Heartbeat(L.Callback):
+    """Refreshes the running job's heartbeat in its status.json (time, host, pid, step) every ``every_seconds`` of
+    training, so ``mixsep.report`` can tell a live job from a lost one (status.effective_status)."""
+
+    def __init__(self, job: Job, every_seconds: float = HEARTBEAT_SECONDS) -> None:
+        self.job, self.every_seconds, self._last = job, every_seconds, 0.0
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        now = time.monotonic()
+        if trainer.is_global_zero and now - self._last >= self.every_seconds:
+            self._last = now
+            self.job.heartbeat(trainer.global_step)
 
 
 def failure_fields(err: BaseException) -> dict:

@@ -32,11 +32,17 @@ def requeue_count() -> int:
     return int(os.environ.get("SLURM_RESTART_COUNT") or 0)
 
 
-def submitits_handler(signum: int):
-    """submitit's re-queue handler for ``signum``, if submitit installed one in this process."""
+def submitits_handler() -> tuple:
+    """submitit's re-queue handler and the scheduler's warning signal it is bound to (USR2 unless
+    ``SUBMITIT_PREEMPT_SIGNAL`` says otherwise), when this process is a submitit job; else ``(None, None)``."""
+    try:
+        from submitit import JobEnvironment
+        from submitit.core.job_environment import SignalHandler
+    except ImportError:
+        return None, None
+    signum = getattr(signal, "SIG" + JobEnvironment.USR_SIG)
     handler = signal.getsignal(signum)
-    owner = getattr(handler, "__self__", None)
-    return handler if type(owner).__name__ == "SignalHandler" and "submitit" in type(owner).__module__ else None
+    return (handler, signum) if isinstance(getattr(handler, "__self__", None), SignalHandler) else (None, None)
 
 
 def slurm_will_requeue() -> bool:
@@ -58,22 +64,17 @@ class SaveOnSignal(L.Callback):
     job be re-queued (submitit) or end, recorded in its ``job``. Outside a scheduler it acts on SIGTERM only
     (``cancelled``).
 
-    Under submitit, the warning re-queues the job at once outside ``fit`` (loading data, testing); during
-    ``fit`` the re-queue waits for the end of the current training batch, after the state is saved."""
+    Neither framework saves at a batch boundary: submitit's handler re-queues and exits where the signal lands,
+    and Lightning's ``SLURMEnvironment(auto_requeue=True)`` saves inside its handler, mid-step, and is not installed
+    where submitit's handler is (tests/cluster/test_requeue.py shows each). While fitting, the job (``Job``) holds
+    the warning for this callback, which saves and then calls submitit's handler."""
 
     def __init__(self, job, dirpath: str, filename: str = "last") -> None:
         self.job = job
         self.path = Path(dirpath) / f"{filename}.ckpt"
-        self._pending = False
-        self._signum = job.warning_signal  # None: not a submitit job
-
-    def _defer(self, signum: int, frame) -> None:
-        log.warning(f"received {signal.Signals(signum).name}: saving at the end of this training batch")
-        self._pending = True
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self._signum is not None:
-            signal.signal(self._signum, self._defer)
+        self.job.fitting = True
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._outside_fit()
@@ -90,18 +91,14 @@ class SaveOnSignal(L.Callback):
     def _outside_fit(self) -> None:
         """After fit a warning re-queues at once (the next allocation resumes from the finished fit); one
         that came after the last training batch is acted on now."""
-        if self._signum is not None and signal.getsignal(self._signum) == self._defer:
-            signal.signal(self._signum, self.job.requeue_now)
-            if self._pending:
-                self._pending = False
-                self.job.requeue_now(self._signum, None)
+        self.job.fitting = False
+        if self.job.warned:
+            self.job.requeue_now()
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        if self._pending:
-            self._pending = False
+        if self.job.warned:
             self._save(trainer)
-            signal.signal(self._signum, self.job.requeue_now)
-            self.job.requeue_now(self._signum, None)
+            self.job.requeue_now()
         elif trainer.received_sigterm:
             self._save(trainer)
             self.job.record_sigterm()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,6 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torchvision.utils import make_grid
 
-from mixsep.cluster.status import HEARTBEAT_SECONDS
 from mixsep.models.metrics import SOURCES
 from mixsep.training.artifacts import picture_columns, save_loss_plot
 
@@ -117,16 +115,3 @@ def _is_point(point: Any) -> bool:
         and math.isfinite(point[1])
     )
 
-
-class Heartbeat(L.Callback):
-    """Refreshes the running job's heartbeat in its status.json (time, host, pid, step) every ``every_seconds`` of
-    training, so ``mixsep.report`` can tell a live job from a lost one (status.effective_status)."""
-
-    def __init__(self, job, every_seconds: float = HEARTBEAT_SECONDS) -> None:
-        self.job, self.every_seconds, self._last = job, every_seconds, 0.0
-
-    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
-        now = time.monotonic()
-        if trainer.is_global_zero and now - self._last >= self.every_seconds:
-            self._last = now
-            self.job.heartbeat(trainer.global_step)

@@ -48,7 +48,9 @@ class RecordBatches(L.Callback):
         self._sigterm(trainer, "validation")
 
 
-def fit(tiny_data_kwargs, tmp_path, callbacks, ckpt_path=None, logger=False) -> tuple[L.Trainer, SeparationModule]:
+def fit(
+    tiny_data_kwargs, tmp_path, callbacks, ckpt_path=None, logger=False, **trainer_kwargs
+) -> tuple[L.Trainer, SeparationModule]:
     L.seed_everything(0)
     data = MixDataModule(**{**tiny_data_kwargs, "train_pairs": 96})
     module = SeparationModule(net=NET, lr=1e-2, loss="psnr", scheduler="onecycle")
@@ -62,6 +64,7 @@ def fit(tiny_data_kwargs, tmp_path, callbacks, ckpt_path=None, logger=False) -> 
         enable_model_summary=False,
         callbacks=callbacks,
         default_root_dir=tmp_path,
+        **trainer_kwargs,
     )
     trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
     return trainer, module
@@ -242,28 +245,136 @@ def test_resume_into_a_new_folder_keeps_the_best_record(compose, tiny_overrides,
     assert Path(first["checkpoint"]).exists()  # nothing of the earlier run was deleted
 
 
-def test_a_schedulers_warning_before_training_starts_is_a_requeue_not_a_failure(tmp_path, monkeypatch):
-    """submitit's own handler of the scheduler's warning (USR2) re-queues and exits; when it comes while the job
-    still loads its data or starts W&B (before the callbacks exist), status.json says re-queued, not failed."""
-    import json
-    import os
-    import signal
-
+@pytest.fixture
+def submitit_job(tmp_path, monkeypatch):
+    """This process as submitit's job 7 (its only task) runs it: submitit's own handler of the scheduler's warning
+    installed, as submitit's job process does (its re-queue is the local executor's: it exits)."""
     from submitit.core.job_environment import JobEnvironment, SignalHandler
     from submitit.core.utils import DelayedSubmission, JobPaths
     from submitit.local.local import LocalJobEnvironment
 
-    for name in LocalJobEnvironment._env.values():  # job 7, its only task
+    for name in LocalJobEnvironment._env.values():
         monkeypatch.setenv(name, "7" if name.endswith("JOB_ID") else "1" if "NUM" in name or "NTASKS" in name else "0")
     delayed = DelayedSubmission(print)
     delayed._timeout_min = 60  # one minute in: not at its time limit, so submitit calls it a pre-emption
     submitit = SignalHandler(LocalJobEnvironment(), JobPaths(tmp_path / "submitit"), delayed)
     signum = JobEnvironment._usr_sig()
-    before = signal.signal(signum, submitit.checkpoint_and_try_requeue)  # as submitit's job process does
-    try:
-        with pytest.raises(SystemExit), Job(tmp_path / "job"):
-            os.kill(os.getpid(), signum)  # while the data loads: no SaveOnSignal yet
-    finally:
-        signal.signal(signum, before)
+    before = signal.signal(signum, submitit.checkpoint_and_try_requeue)
+    yield signum
+    signal.signal(signum, before)
+
+
+def test_a_schedulers_warning_before_training_starts_is_a_requeue_not_a_failure(tmp_path, submitit_job):
+    """submitit's own handler of the scheduler's warning (USR2) re-queues and exits; when it comes while the job
+    still loads its data or starts W&B (before the callbacks exist), status.json says re-queued, not failed."""
+    with pytest.raises(SystemExit), Job(tmp_path / "job"):
+        os.kill(os.getpid(), submitit_job)  # while the data loads: no SaveOnSignal yet
     status = json.loads((tmp_path / "job" / "status.json").read_text())
     assert (status["status"], status["reason"], status["requeues"]) == ("requeued", "preemption", 1)
+    assert signal.getsignal(submitit_job).__self__.__class__.__name__ == "SignalHandler"  # submitit's, restored
+
+
+class SignalMidStep(L.Callback):
+    """``signum`` to this process in the middle of one training step: after its backward, before its optimizer
+    step (where a scheduler's signal lands most of a step's time)."""
+
+    def __init__(self, step: int, signum: int) -> None:
+        self.step, self.signum = step, signum
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), self.signum)
+
+
+def test_submitits_requeue_exits_mid_step_saving_nothing_and_save_on_signal_saves_that_step_first(
+    tiny_data_kwargs, tmp_path, submitit_job
+):
+    """Gap: submitit's handler re-queues and exits where the signal lands, mid-step, and hydra-submitit-launcher's
+    ``checkpoint()`` resubmits the same job with its same arguments, saving nothing: every step since the last
+    checkpoint is lost. The job holds the warning for SaveOnSignal, which ends that step, saves it, then lets
+    submitit re-queue; the next allocation resumes exactly."""
+    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
+
+    launcher = SlurmLauncher()
+    again = launcher.checkpoint(["seed=1"], "hydra.sweep.dir", 0, "0", {})
+    assert again.function is launcher and again.args == (["seed=1"], "hydra.sweep.dir", 0, "0", {})
+
+    stopped_at = RecordBatches()
+    with pytest.raises(SystemExit):
+        fit(tiny_data_kwargs, tmp_path / "a", [stopped_at, SignalMidStep(16, submitit_job)])
+    assert len(stopped_at.seen) == 17 and not list((tmp_path / "a").rglob("*.ckpt"))  # step 17 half done, no file
+
+    whole = RecordBatches()
+    _, reference = fit(tiny_data_kwargs, tmp_path / "whole", [whole])
+    first = RecordBatches()
+    with pytest.raises(SystemExit), Job(tmp_path / "b") as job:
+        callbacks = [first, SignalMidStep(16, submitit_job), SaveOnSignal(job, str(tmp_path))]
+        fit(tiny_data_kwargs, tmp_path / "b", callbacks)
+    status = json.loads((tmp_path / "b" / "status.json").read_text())
+    assert (status["status"], status["reason"]) == ("requeued", "preemption")
+    assert torch.load(tmp_path / "last.ckpt", weights_only=False)["global_step"] == 17  # the step it was in, done
+    rest = RecordBatches()
+    trainer, resumed = fit(tiny_data_kwargs, tmp_path / "c", [rest], ckpt_path=tmp_path / "last.ckpt")
+    assert trainer.global_step == 24 and first.seen + rest.seen == whole.seen
+    for (name, a), b in zip(reference.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+
+
+@pytest.fixture
+def slurm_task(tmp_path, monkeypatch):
+    """This process as the one task of SLURM job 7, with an ``scontrol`` that only notes its arguments."""
+    for name, value in {"SLURM_JOB_ID": "7", "SLURM_NTASKS": "1", "SLURM_PROCID": "0", "SLURM_LOCALID": "0"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("SLURM_NODEID", "0")
+    monkeypatch.setenv("SLURM_JOB_NAME", "mixsep")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "scontrol.log"}\n')
+    (bin_dir / "scontrol").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    return tmp_path / "scontrol.log"
+
+
+def test_lightnings_slurm_requeue_saves_inside_its_signal_handler_and_the_step_is_lost(
+    tiny_data_kwargs, tmp_path, slurm_task
+):
+    """Gap: Lightning's ``SLURMEnvironment(auto_requeue=True, requeue_signal=...)`` saves in its signal handler,
+    wherever the step is: resumed from that file, the run never trains the step it was in. (SaveOnSignal saves at
+    the batch boundary: the test above.)"""
+    from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+    whole = RecordBatches()
+    _, reference = fit(tiny_data_kwargs, tmp_path / "whole", [whole])
+    signum = signal.SIGUSR2
+    before = signal.signal(signum, signal.SIG_DFL)  # no handler yet: Lightning installs its own
+    try:
+        first = RecordBatches()
+        slurm = SLURMEnvironment(auto_requeue=True, requeue_signal=signum)
+        fit(tiny_data_kwargs, tmp_path / "a", [first, SignalMidStep(16, signum)], plugins=[slurm])
+    finally:
+        signal.signal(signum, before)
+    assert slurm_task.read_text().split() == ["requeue", "7"]  # it re-queued the job itself
+    saved = tmp_path / "a" / "hpc_ckpt_1.ckpt"
+    assert torch.load(saved, weights_only=False)["global_step"] == 16  # mid-step 17: its update not in the file
+    rest = RecordBatches()
+    trainer, resumed = fit(tiny_data_kwargs, tmp_path / "b", [rest], ckpt_path=saved)
+    assert rest.seen == whole.seen[17:] and trainer.global_step == 23  # step 17's pairs: fetched, never trained
+    changed = [n for (n, a), b in zip(reference.state_dict().items(), resumed.state_dict().values()) if not a.equal(b)]
+    assert changed
+
+
+def test_lightnings_slurm_requeue_is_not_installed_where_submitits_handler_is(
+    tiny_data_kwargs, tmp_path, slurm_task, submitit_job
+):
+    """Gap: Lightning installs its re-queue handler only where the signal has none; in a submitit job (every
+    hydra/launcher=slurm job) submitit's handler is there first, so Lightning's never runs."""
+    from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+    class HandlerWhileFitting(L.Callback):
+        def on_train_start(self, trainer, pl_module):
+            self.handler = signal.getsignal(submitit_job)
+
+    seen = HandlerWhileFitting()
+    slurm = SLURMEnvironment(auto_requeue=True, requeue_signal=submitit_job)
+    fit(tiny_data_kwargs, tmp_path, [seen], plugins=[slurm], max_steps=1, limit_val_batches=0)
+    assert seen.handler.__self__.__class__.__name__ == "SignalHandler"  # submitit's
