@@ -49,15 +49,6 @@ def test_hydras_refusals_carry_what_the_one_line_errors_read():
     )
 
 
-def test_mlflow_params_flatten_to_the_keys_lightnings_logger_writes():
-    from lightning.fabric.utilities.logger import _flatten_dict
-
-    from mixsep.training.loggers import flat_params
-
-    params = {"model": {"lr": 1e-3, "net": {"widths": [8, 16]}}, "extensions": [], "cbs": [{"a": 1}, {"b": 2}]}
-    assert flat_params(params) == _flatten_dict(params), changed("lightning", "how loggers flatten hyperparameters")
-
-
 def test_lightnings_wandb_logger_keeps_the_arguments_it_passes_to_wandb_init(tmp_path, monkeypatch):
     from lightning.pytorch.loggers import WandbLogger
 

@@ -14,6 +14,7 @@ from torchvision.utils import make_grid
 
 from mixsep.models.metrics import SOURCES
 from mixsep.training.artifacts import picture_columns, save_loss_plot
+from mixsep.training.loggers import picture_hook
 
 
 class BestCheckpoint(ModelCheckpoint):
@@ -47,7 +48,7 @@ class BestCheckpoint(ModelCheckpoint):
 
 class SamplesAndCurves(L.Callback):
     """Records train/val loss per epoch (whatever the logger) and draws it as ``<dirpath>/loss.png`` when
-    fitting ends; logs sample separations to W&B and TensorBoard after every validation."""
+    fitting ends; logs sample separations to every logger that shows pictures after every validation."""
 
     def __init__(self, n_samples: int = 8, dirpath: str | None = None) -> None:
         self.n_samples, self.dirpath = n_samples, dirpath
@@ -78,23 +79,17 @@ class SamplesAndCurves(L.Callback):
 
     def _log_images(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         """The fixed validation samples (one row per image kind: mix, true and predicted of each source; one
-        column per pair) to W&B and TensorBoard, as 8-bit RGB pictures each validation epoch."""
-        from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
-
-        loggers = [lg for lg in trainer.loggers if isinstance(lg, (WandbLogger, TensorBoardLogger))]
+        column per pair) to every logger that shows pictures, as 8-bit RGB pictures each validation epoch."""
+        shows = [hook for logger in trainer.loggers if (hook := picture_hook(logger))]
         dm = trainer.datamodule
-        if not loggers or dm is None or not trainer.is_global_zero:
+        if not shows or dm is None or not trainer.is_global_zero:
             return
         cols, titles = picture_columns(module, dm.fixed_batch("val", self.n_samples, spread=True))
         grid = make_grid(torch.cat([c.float().cpu() for c in cols]), nrow=len(cols[0]), padding=1)
         # 8-bit pixels: W&B's own float conversion turns a [0, 1] float image black
-        pixels = grid.clamp(0, 1).mul(255).round().to(torch.uint8)
-        caption = "rows: " + " / ".join(titles)
-        for lg in loggers:
-            if isinstance(lg, WandbLogger):
-                lg.log_image("samples", [pixels.permute(1, 2, 0).numpy()], step=trainer.global_step, caption=[caption])
-            else:
-                lg.experiment.add_image("samples", pixels, global_step=trainer.global_step, dataformats="CHW")
+        pixels = grid.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        for show in shows:
+            show("samples", pixels, trainer.global_step, "rows: " + " / ".join(titles))
 
     def state_dict(self) -> dict:
         return {"history": self.history}
