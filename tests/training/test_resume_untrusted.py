@@ -16,13 +16,14 @@ import lightning as L
 import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, Timer
+from omegaconf import OmegaConf
 
 from mixsep.errors import CheckpointError
 from mixsep.run import train
 from mixsep.training.build import build, build_module
 from mixsep.training.callbacks import BestCheckpoint
 from mixsep.training.checkpoints import AtomicCheckpointIO, dense_cpu_tensor, inside, restore_errors_named
-from mixsep.training.loggers import kept_run_id, wandb_identity
+from mixsep.training.loggers import build_loggers, finish_wandb, kept_run_id
 from tests.helpers import compose_config, run_in_this_process, tiny_run_overrides
 
 
@@ -370,5 +371,13 @@ def test_a_resume_continues_the_wandb_run_only_of_a_real_id(tiny, tmp_path, monk
     earlier = tmp_path / "download"
     path = crafted(tmp / "source", earlier / "checkpoints", lambda c: None)
     (earlier / "wandb_id.txt").write_text("x" * 65 + "\n")
-    identity = wandb_identity(tmp_path / "run", "exp", str(path))
-    assert identity["id"] != "x" * 65 and (tmp_path / "run" / "wandb_id.txt").read_text() == identity["id"] + "\n"
+    out, node = (
+        tmp_path / "run",
+        {"_target_": "mixsep.training.loggers.WandbLogger", "id": None, "save_dir": str(tmp_path)},
+    )
+    out.mkdir()
+    try:
+        (logger,) = build_loggers(OmegaConf.create({"wandb": node}), out, "exp", str(path))
+        assert logger.version != "x" * 65 and (out / "wandb_id.txt").read_text() == logger.version + "\n"
+    finally:
+        finish_wandb(failed=False)
