@@ -25,9 +25,10 @@ def test_hydras_command_line_parser_reads_its_flags_and_the_overrides_among_them
     )
 
 
-def test_hydras_refusals_carry_what_the_one_line_errors_read():
-    """training/command_line.refusal reads Hydra's public exceptions: a missing option's group and options, and
-    the target and key of an import that failed."""
+def test_hydras_refusals_carry_what_the_one_line_errors_read(tmp_path):
+    """training/command_line.refusal reads Hydra's exceptions and messages: a missing option's group and options, a
+    config that a plugin not installed would register, the target and key of an import that failed, and the
+    warning that a ``hydra.searchpath`` folder is not there."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import InstantiationException, MissingConfigException
     from hydra.utils import instantiate
@@ -35,15 +36,28 @@ def test_hydras_refusals_carry_what_the_one_line_errors_read():
     from mixsep.conf import CONF_DIR
     from mixsep.training.command_line import refusal
 
+    (tmp_path / "hydra" / "launcher").mkdir(parents=True)
+    (tmp_path / "hydra" / "launcher" / "mine.yaml").write_text("defaults:\n  - nowhere_slurm\n")
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         with pytest.raises(MissingConfigException) as missing:
             compose(config_name="config", overrides=["model=bogus"])
+        with pytest.raises(MissingConfigException) as plugin:
+            compose(
+                "config", [f"hydra.searchpath=[file://{tmp_path}]", "hydra/launcher=mine"], return_hydra_config=True
+            )
+        with pytest.warns(
+            UserWarning, match="^provider=hydra.searchpath in command-line, path=nowhere is not available"
+        ):
+            compose(config_name="config", overrides=["hydra.searchpath=[file://nowhere]"])
     assert missing.value.missing_cfg_file == "model/bogus" and "unet" in missing.value.options, changed(
         "hydra-core", "MissingConfigException"
     )
+    assert refusal(plugin.value) == (
+        "hydra/launcher=mine needs hydra-nowhere-launcher, which is not installed: pip install hydra-nowhere-launcher"
+    ), changed("hydra-core", f"how a config missing from a defaults list is said: {plugin.value}")
     with pytest.raises(InstantiationException) as located:
         instantiate(OmegaConf.create({"search": {"pruner": {"_target_": "bogus.Pruner"}}}).search.pruner)
-    line = refusal(located.value, None)
+    line = refusal(located.value)
     assert line is not None and line.startswith("search.pruner._target_=bogus.Pruner is no class"), changed(
         "hydra-core", f"how instantiate says a target is not found: {located.value}"
     )

@@ -1,30 +1,23 @@
-"""A mixsep Hydra app (``@hydra_app("config")`` in place of ``@hydra.main``): its command line read as Hydra reads
-it (flags mixed among the overrides), and what Hydra refuses with a screen of text said in one ``mixsep:`` line
-(an option no config group has, an override Hydra cannot parse, a key the config does not have, a launcher,
-sweeper or logger whose extra is not installed). Hydra composes the config once; its values are checked inside
-the task (training/checks.py)."""
+"""``@hydra_app("config")`` in place of ``@hydra.main``: Hydra reads the command line and composes the config,
+once; what it refuses with a screen of text is said in one ``mixsep:`` line."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import importlib
 import importlib.metadata
-import importlib.resources
 import importlib.util
 import os
 import re
 import sys
+import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from inspect import signature
 from pathlib import Path
-
-from omegaconf import OmegaConf
 
 from mixsep.adapters import hydra_arguments
 from mixsep.conf import CONF_DIR
 from mixsep.errors import user_error
-from mixsep.training.config import user_config_dir
 
 
 def in_hydras_order(argv: list[str], overrides: list[str]) -> list[str]:
@@ -39,77 +32,8 @@ def in_hydras_order(argv: list[str], overrides: list[str]) -> list[str]:
     return flags + overrides
 
 
-@dataclass
-class CommandLine:
-    overrides: list[str]
-    config_dirs: list[Path]  # the search path's folders, the package's first
-
-    def groups(self) -> set[str]:
-        """Every config group on the search path (``model``, ``data/gray``, ``hydra/launcher``, a user's own)."""
-        return {str(d.relative_to(root)) for root in self.config_dirs for d in root.rglob("*") if d.is_dir()} - {"."}
-
-    def options(self, group: str) -> list[str]:
-        """The options of a config group, from every folder of the search path, in its subfolders too."""
-        return sorted(
-            str(p.relative_to(root / group).with_suffix(""))
-            for root in self.config_dirs
-            if (root / group).is_dir()
-            for p in (root / group).rglob("*.yaml")
-        )
-
-    def option_file(self, group: str, option: str) -> Path | None:
-        files = (root / group / f"{option}.yaml" for root in self.config_dirs)
-        return next((path for path in files if path.is_file()), None)
-
-
-def read_command_line(argv: list[str]) -> CommandLine:
-    args = hydra_arguments(argv)
-    overrides = list(args.overrides or [])
-    primary = Path(args.config_path).resolve() if args.config_path and os.path.isabs(args.config_path) else None
-    dirs = [primary or Path(CONF_DIR)]
-    if args.config_dir is not None:
-        extra = Path(args.config_dir).resolve()
-        if not extra.is_dir():
-            sys.exit(f"mixsep: --config-dir {args.config_dir} is not a folder: give the folder that holds your configs")
-        dirs.append(extra)
-    if user_config_dir().is_dir():
-        dirs.append(user_config_dir())
-    dirs += _searchpath_dirs(overrides)
-    return CommandLine(overrides, dirs)
-
-
-def _searchpath_dirs(overrides: list[str]) -> list[Path]:
-    """The folders of a ``hydra.searchpath=[file://DIR, pkg://package]`` override."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import OverrideParseException
-
-    for arg in overrides:
-        if not arg.partition("=")[0].lstrip("+~").startswith("hydra.searchpath"):
-            continue
-        try:
-            (override,) = OverridesParser.create().parse_overrides([arg])
-        except OverrideParseException as err:
-            sys.exit(f"mixsep: {arg} is not an override Hydra can read: {str(err).strip().splitlines()[0]}")
-        found = []
-        for entry in override.value() or []:
-            scheme, _, where = str(entry).rpartition("://")
-            if scheme == "pkg":
-                try:
-                    found.append(Path(str(importlib.resources.files(where.replace("/", ".")))))
-                except ModuleNotFoundError:
-                    sys.exit(f"mixsep: hydra.searchpath names pkg://{where}, which Python cannot import")
-            else:
-                folder = Path(where).resolve()
-                if not folder.is_dir():
-                    sys.exit(f"mixsep: hydra.searchpath names {entry}, which is not a folder")
-                found.append(folder)
-        return found
-    return []
-
-
 def hydra_app(config_name: str) -> Callable:
-    """``@hydra_app("config")``: ``hydra.main`` on the package's configs, with the command line read as Hydra reads
-    it (flags before overrides), a launcher, sweeper or logger whose extra is missing named before Hydra runs, and
+    """``@hydra_app("config")``: ``hydra.main`` on the package's configs, flags allowed among the overrides, and
     Hydra's refusals in one ``mixsep:`` line (status 1, no traceback)."""
 
     def decorate(task: Callable) -> Callable:
@@ -121,12 +45,10 @@ def hydra_app(config_name: str) -> Callable:
         def app(cfg=None):
             if cfg is not None:  # Hydra's pass-through: the task called with a composed config
                 return main(cfg)
-            argv = sys.argv[1:]
-            line = read_command_line(argv)
-            _refuse_linked_outputs(line.overrides)
-            _check_extras(line)
-            sys.argv[1:] = in_hydras_order(argv, line.overrides)
-            with hydras_errors_in_one_line(line):
+            overrides = hydra_arguments(sys.argv[1:]).overrides or []
+            _refuse_linked_outputs(overrides)
+            sys.argv[1:] = in_hydras_order(sys.argv[1:], overrides)
+            with hydras_errors_in_one_line():
                 return main()
 
         return app
@@ -149,15 +71,19 @@ def _refuse_linked_outputs(overrides: list[str]) -> None:
 
 
 @contextlib.contextmanager
-def hydras_errors_in_one_line(line: CommandLine) -> Iterator[None]:
+def hydras_errors_in_one_line() -> Iterator[None]:
     """What Hydra refuses (raised to here: HYDRA_FULL_ERROR, while the app runs) as one ``mixsep:`` line; an error
-    that is no user's mistake keeps its traceback."""
+    that is no user's mistake keeps its traceback. Hydra only warns of a ``hydra.searchpath`` folder that is not
+    there (and of the per-user folder, which need not be): the first is made an error, the second is silenced."""
     previous = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", "provider=hydra.searchpath in command-line, ", UserWarning)
+            warnings.filterwarnings("ignore", "provider=mixsep-user, ", UserWarning)
+            yield
     except Exception as err:
-        message = refusal(err, line)
+        message = refusal(err)
         if message is None:
             raise
         sys.exit(f"mixsep: {message}")
@@ -170,99 +96,60 @@ def hydras_errors_in_one_line(line: CommandLine) -> Iterator[None]:
 TARGET_EXAMPLES = {"pruner": "optuna.pruners.MedianPruner", "sampler": "optuna.samplers.TPESampler"}
 
 
-def refusal(err: BaseException, line: CommandLine | None) -> str | None:
+def refusal(err: BaseException) -> str | None:
     """The one line that says what to fix for an error Hydra raised, or None (a bug: its traceback stays)."""
-    from hydra.errors import (
-        ConfigCompositionException,
-        InstantiationException,
-        MissingConfigException,
-        OverrideParseException,
-        SearchPathException,
-    )
+    from hydra import errors
+    from lightning import Trainer
 
-    from mixsep.training.checks import trainer_keys
-
-    fixable = user_error(err)
+    fixable, missing = user_error(err), _not_installed(err)
+    located = re.match(r"Error locating target '([^']*)'.*\nfull_key: ([\w.]+)", str(err), re.S)
+    searchpath = re.match(r"provider=hydra.searchpath in command-line, path=(.*) is not available", str(err))
     if fixable is not None:
         return str(fixable)
-    if isinstance(err, OverrideParseException):
+    if missing:
+        what = f"{located[2]}._target_={located[1]}" if located else missing[0]
+        return f"{what} needs {_distribution(missing[1])}, which is not installed: {install_hint(missing[1])}"
+    if isinstance(err, errors.OverrideParseException):
         return f"{err.override} is not an override Hydra can read: {err.message.splitlines()[0]}"
-    if isinstance(err, MissingConfigException) and err.options is not None:
+    if searchpath:  # a warning of Hydra's, made an error in hydras_errors_in_one_line
+        return f"hydra.searchpath names {searchpath[1]}, which is no folder (file://DIR) or package Python imports"
+    if isinstance(err, errors.MissingConfigException) and err.options is not None:
         group, _, option = str(err.missing_cfg_file).rpartition("/")
-        options = set(err.options) | set(line.options(group) if line else [])
-        known = ", ".join(sorted(o for o in options if not o.rpartition("/")[2].startswith("_")))
+        known = ", ".join(o for o in err.options if not o.startswith("_"))
         return f"{group}={option} is not an option of {group}: choose one of {known}"
-    if isinstance(err, InstantiationException):
-        located = re.match(r"Error locating target '([^']*)'.*\nfull_key: ([\w.]+)", str(err), re.S)
-        if located:
-            target, key = located[1], f"{located[2]}._target_"
-            example = TARGET_EXAMPLES.get(located[2].rpartition(".")[2], "package.module.ClassName")
-            return (
-                f"{key}={target} is no class or function Python can import: give its dotted path, e.g. {example} "
-                "(a module of your own: name it in extensions=[...] or MIXSEP_EXTENSIONS)"
-            )
-    run_dirs = [a.partition("=")[2] for a in line.overrides if a.startswith("hydra.run.dir=")] if line else []
-    if isinstance(err, (FileExistsError, NotADirectoryError)) and err.filename in run_dirs:
-        return f"hydra.run.dir={err.filename} is a file, not a folder: choose a folder for the run"
-    if isinstance(err, (ConfigCompositionException, MissingConfigException, SearchPathException)):
-        key = re.match(r"Could not override '(\w+)'", str(err))
-        if key and key[1] in trainer_keys():  # e.g. evaluate's accelerator= before 2026-11
-            return f"{key[1]} is not a key of this command: it is a trainer setting, trainer.{key[1]}=..."
+    if located:
+        example = TARGET_EXAMPLES.get(located[2].rpartition(".")[2], "package.module.ClassName")
+        return (
+            f"{located[2]}._target_={located[1]} is no class or function Python can import: give its dotted path, "
+            f"e.g. {example} (a module of your own: name it in extensions=[...] or MIXSEP_EXTENSIONS)"
+        )
+    if isinstance(err, (FileExistsError, NotADirectoryError)):  # Hydra making the run's folder where a file is
+        return f"{err.filename} is a file, not a folder: choose a folder for the run (hydra.run.dir=PATH)"
+    key = re.match(r"Could not override '(\w+)'", str(err))
+    if key and key[1] in signature(Trainer).parameters:  # e.g. evaluate's accelerator=
+        return f"{key[1]} is not a key of this command: it is a trainer setting, trainer.{key[1]}=..."
+    if isinstance(err, (errors.ConfigCompositionException, errors.MissingConfigException, errors.SearchPathException)):
         said = [str(err)] + ([str(err.__cause__)] if err.__cause__ is not None else [])
-        lines = [text.strip() for text in "\n".join(said).splitlines() if text.strip()]
-        return "; ".join(lines[:3])
+        return "; ".join([text.strip() for text in "\n".join(said).splitlines() if text.strip()][:3])
     return None
 
 
-def _check_extras(line: CommandLine) -> None:
-    """A launcher, sweeper or logger chosen on the command line (directly, or by a preset that overrides it)
-    whose Python package is not installed: one line naming the extra that brings it. Importing the chosen
-    plugin here costs nothing: Hydra imports the same module moments later."""
-    groups, seen = line.groups(), set()
-    chosen = [(key.lstrip("+~"), option) for key, _, option in (a.partition("=") for a in line.overrides)]
-    pending = [(group, option) for group, option in chosen if group in groups]
-    while pending:
-        group, option = pending.pop()
-        path = line.option_file(group, option)  # None for a sweep (a,b), null, or no option of that name
-        if (group, option) in seen or path is None:
-            continue
-        seen.add((group, option))
-        config = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-        for entry in (config.pop("defaults", None) or []) if isinstance(config, dict) else []:
-            if isinstance(entry, dict):  # "override /hydra/sweeper: optuna" and plain "group: option" entries
-                for name, choice in entry.items():
-                    name = name.removeprefix("override ").strip().lstrip("/")
-                    if name not in groups:  # relative to the group's parent
-                        name = f"{group.rpartition('/')[0]}/{name}".lstrip("/")
-                    pending.append((name, str(choice)))
-        for target in _targets(config):
-            module, _, name = target.rpartition(".")
-            if not module:
-                continue  # a registered network's bare name (models/registry.py): nothing to import
-            if importlib.util.find_spec(module.split(".")[0]) is None and "mixsep[" not in install_hint(module):
-                continue  # a user's own module (an extension: the task imports it because it is named), not an extra
-            try:  # a plugin module of mixsep's whose engine is missing says which (MISSING_MODULE), a class too
-                imported = importlib.import_module(module)
-                required = getattr(getattr(imported, name, None), "REQUIRES", None)
-                missing = getattr(imported, "MISSING_MODULE", None) or (
-                    required if required and importlib.util.find_spec(required) is None else None
-                )
-            except ModuleNotFoundError as err:
-                missing = err.name or module
-            if missing:
-                sys.exit(
-                    f"mixsep: {group}={option} needs {_distribution(missing)}, which is not installed: "
-                    f"{install_hint(missing)}"
-                )
-
-
-def _targets(node) -> list[str]:
-    if isinstance(node, dict):
-        found = [str(node["_target_"])] if isinstance(node.get("_target_"), str) else []
-        return found + [t for value in node.values() for t in _targets(value)]
-    if isinstance(node, list):
-        return [t for value in node for t in _targets(value)]
-    return []
+def _not_installed(err: BaseException) -> tuple[str, str] | None:
+    """(what needs it, its module) when ``err`` says a Hydra plugin or an engine of mixsep's extras is missing: a
+    config the plugin's package would register (Hydra's naming: hydra-submitit-launcher's submitit_slurm), a
+    plugin class Hydra did not find, a failed import."""
+    text, cause = str(err), err
+    config = re.match(r"In '(.+)/(\w+)': Could not load 'hydra/(\w+)/([^_']+)", text)
+    plugin_class = re.match(r"Unknown plugin class : '(hydra_plugins\.\w+)[\w.]*'", text)
+    if config and getattr(err, "options", ()) is None:
+        what, package = f"{config[1]}={config[2]}", f"hydra_plugins.hydra_{config[4]}_{config[3]}"
+    elif plugin_class:
+        what, package = text.split("'")[1], plugin_class[1]
+    else:
+        while cause is not None and not (isinstance(cause, ModuleNotFoundError) and cause.name):
+            cause = cause.__cause__ or cause.__context__
+        return ("this command", cause.name) if cause and "mixsep[" in install_hint(cause.name) else None
+    return (what, package) if importlib.util.find_spec(package) is None else None
 
 
 def _distribution(module: str) -> str:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -130,23 +132,69 @@ def test_the_per_user_folder_adds_groups_and_its_local_default_applies_to_every_
 BAD = {
     # a user's options are listed beside the package's when a name is wrong
     "--config-dir my_configs experiment=mien": "mixsep: experiment=mien is not an option of experiment: choose one "
-    "of best_cpu, best_cpu_5min, best_cpu_v1, best_gpu, fast_cpu, mine, prior/cifar_ae,",
-    "--config-dir no_such_folder experiment=mine": "mixsep: --config-dir no_such_folder is not a folder: give the "
-    "folder that holds your configs",
-    "hydra.searchpath=[file://no_such_folder] experiment=mine": "mixsep: hydra.searchpath names file://no_such_folder, "
-    "which is not a folder",
+    "of best_cpu, best_cpu_5min, best_cpu_v1, best_gpu, fast_cpu, mine",
+    "--config-dir no_such_folder experiment=mine": "mixsep: Additional config directory '{work}/no_such_folder' not "
+    "found",
+    "hydra.searchpath=[file://no_such_folder] experiment=mine": "mixsep: hydra.searchpath names no_such_folder, which "
+    "is no folder",
+    "hydra.searchpath=[pkg://no_such_package] experiment=mine": "mixsep: hydra.searchpath names no_such_package, "
+    "which is no folder (file://DIR) or package",
     "experiment=mine": "mixsep: experiment=mine is not an option of experiment: choose one of best_cpu,",
     "--cfg job model=unett": "mixsep: model=unett is not an option of model: choose one of",
     "--cfg job trainer.max_epocs=3": "mixsep: Could not override 'trainer.max_epocs'.",
+    "--cfg job max_epochs=3": "mixsep: max_epochs is not a key of this command: it is a trainer setting, "
+    "trainer.max_epochs=...",
+    # a plugin whose package is not installed: its class (_target_), or a config its package would register
+    "-m --config-dir my_configs hydra/launcher=nowhere": "mixsep: hydra_plugins.nowhere_launcher.NowhereLauncher "
+    "needs nowhere-launcher, which is not installed: pip install nowhere-launcher",
+    "-m --config-dir my_configs hydra/launcher=elsewhere": "mixsep: hydra/launcher=elsewhere needs "
+    "hydra-nowhere-launcher, which is not installed: pip install hydra-nowhere-launcher",
+}
+
+PLUGINS_NOT_INSTALLED = {
+    "hydra/launcher/nowhere.yaml": "_target_: hydra_plugins.nowhere_launcher.NowhereLauncher\n",
+    "hydra/launcher/elsewhere.yaml": "defaults:\n  - nowhere_slurm\n  - _self_\n\n_target_: hydra_plugins.x.Y\n",
 }
 
 
 @pytest.mark.parametrize("flags", list(BAD))
 def test_a_wrong_name_is_one_line_with_the_users_options_listed(work, capfd, flags):
+    for name, text in PLUGINS_NOT_INSTALLED.items():
+        (work / "my_configs" / name).parent.mkdir(parents=True, exist_ok=True)
+        (work / "my_configs" / name).write_text(text)
     done = run_here(["python", "-m", "mixsep.run", *shlex.split(flags)], capfd)
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(BAD[flags]), done.stderr[-2000:]
+    assert len(lines) == 1 and lines[0].startswith(BAD[flags].format(work=work)), done.stderr[-2000:]
+    assert not (work / "outputs").exists()
+
+
+def test_an_engine_of_an_extra_that_is_not_installed_is_one_line_naming_the_extra(work, capfd, monkeypatch):
+    """Optuna missing (None in sys.modules: what Python does without it) as Hydra builds the search's sampler."""
+    monkeypatch.setitem(sys.modules, "optuna", None)
+    done = run_here(["python", "-m", "mixsep.run", "hparams_search=optuna"], capfd)
+    expected = "hydra.sweeper.sampler._target_=optuna.samplers.TPESampler needs optuna, which is not installed"
+    assert done.returncode == 1 and done.stderr.strip().splitlines() == [
+        f'mixsep: {expected}: pip install "mixsep[search]"'
+    ], done.stderr[-2000:]
+    assert not (work / "outputs").exists()
+
+
+@pytest.mark.parametrize("launcher, plugin", [("slurm", "hydra_submitit_launcher"), ("gpus", "hydra_ray_launcher")])
+def test_a_launcher_whose_plugin_is_not_installed_is_one_line_naming_the_extra(work, launcher, plugin):
+    """The launcher plugin missing from a fresh process (its configs are registered when Hydra scans its plugins):
+    what tests/user_paths/test_install.py sees from a wheel installed without mixsep[cluster]."""
+    argv = ["mixsep.run", "-m", f"hydra/launcher={launcher}"]
+    run = f"import runpy, sys; sys.modules['hydra_plugins.{plugin}'] = None; sys.argv = {argv}; "
+    done = subprocess.run(
+        [sys.executable, "-c", run + "runpy.run_module('mixsep.run', run_name='__main__')"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    needs = f"hydra/launcher={launcher} needs {plugin.replace('_', '-')}, which is not installed"
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines() == [f'mixsep: {needs}: pip install "mixsep[cluster]"'], done.stderr[-2000:]
     assert not (work / "outputs").exists()
 
 
