@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from mixsep.files import write_text_atomically  # noqa: E402
+from mixsep.models.metrics import SOURCES  # noqa: E402
 from mixsep.report.sheet import save_samples  # noqa: E402, F401  (samples.png; mixsep.separate's sheet)
 from mixsep.report.stats import SCORES_FILE, VAL_SCORES_FILE, write_scores  # noqa: E402
 from mixsep.training.hardware import describe_machine  # noqa: E402
@@ -38,7 +39,8 @@ LOSS_NAMES = {
 
 def psnr_curves(history: dict[str, list[tuple[int, float]]]) -> dict[str, list[tuple[int, float]]]:
     """The validation PSNR curves to draw; two equal ones (the U-Net's, by construction) as one, labelled so."""
-    psnr = {name: points for name, points in history.items() if name.endswith("psnr") and points}
+    wanted = {f"val/{source}_psnr" for source in SOURCES}
+    psnr = {name: points for name, points in history.items() if name in wanted and points}
     if len(psnr) == 2:
         (_, pa), (_, pb) = psnr.items()
         if len(pa) == len(pb) and all(abs(ya - yb) < 1e-3 for (_, ya), (_, yb) in zip(pa, pb)):
