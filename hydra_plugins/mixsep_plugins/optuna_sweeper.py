@@ -13,7 +13,6 @@ pruned. The basic launcher runs jobs in this process, one at a time, in batches 
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import threading
 from collections.abc import Sequence
@@ -29,8 +28,6 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
-# without mixsep[search] (Optuna imported only when a search runs: Hydra imports this module in every app)
-MISSING_MODULE = None if importlib.util.find_spec("optuna") else "optuna"
 
 
 def distribution(override: Override):

@@ -16,8 +16,8 @@ from omegaconf import OmegaConf
 
 try:
     from hydra_plugins.hydra_ray_launcher.ray_launcher import RayLauncher
-except ImportError as err:  # without mixsep[cluster]: no launcher here (hydra/launcher=gpus says what to install)
-    RayLauncher, MISSING_MODULE = object, err.name
+except ImportError:  # without mixsep[cluster]: no launcher here (hydra/launcher=gpus says what to install)
+    RayLauncher = object
 
 log = logging.getLogger("mixsep")
 

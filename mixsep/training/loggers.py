@@ -103,7 +103,7 @@ class MLFlowLogger(pl_loggers.MLFlowLogger):
     file store), an unreachable server refused in one line, the provenance as tags, and the params a resumed run
     already has kept (MLflow refuses to change them; they differ only in how the job was started)."""
 
-    REQUIRES = "mlflow"  # checked before Hydra runs (training/command_line.py): one line naming the extra
+    REQUIRES = "mlflow"  # checked when it is built: one line naming the extra
 
     def __init__(self, tracking_uri: str | None = None, local_store: str = "outputs", **kwargs) -> None:
         from mixsep.training.command_line import install_hint
