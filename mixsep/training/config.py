@@ -16,6 +16,7 @@ from mixsep.cluster.provenance import provenance
 from mixsep.cluster.where import run_id
 from mixsep.errors import CheckpointError
 from mixsep.training.hardware import on_gpu, resolve_precision
+from mixsep.training.schema import register_schemas
 
 
 def user_config_dir() -> Path:
@@ -32,6 +33,8 @@ OmegaConf.register_new_resolver("if_tty", lambda tty, plain: tty if sys.stdout.i
 # ${mixsep_run_id:}: the unique part of a run folder's name; cached in the config, so a sweep's jobs (pickled
 # to Ray or SLURM) resolve the sweep folder to the same name as the process that launched them
 OmegaConf.register_new_resolver("mixsep_run_id", run_id, use_cache=True, replace=True)
+# the configs' types and defaults, which config.yaml, evaluate.yaml and the groups name in their defaults lists
+register_schemas()
 
 log = logging.getLogger("mixsep")
 
@@ -76,7 +79,7 @@ def composed_config(cfg: DictConfig) -> dict:
     """The whole composed config (data, model incl. model.net, trainer, seed, ...), Hydra's own node aside, and
     the provenance of the code that runs it (commit, versions, command line)."""
     kept = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
-    return {**OmegaConf.to_container(kept, resolve=True), "provenance": provenance()}
+    return {**OmegaConf.to_container(kept, resolve=True, enum_to_str=True), "provenance": provenance()}
 
 
 def quiet_known_noise() -> None:
