@@ -128,6 +128,10 @@ def refusal(err: BaseException) -> str | None:
     key = re.match(r"Could not override '(\w+)'", str(err))
     if key and key[1] in signature(Trainer).parameters:  # e.g. evaluate's accelerator=
         return f"{key[1]} is not a key of this command: it is a trainer setting, trainer.{key[1]}=..."
+    merging = re.match(r"Error merging override (\S+)", str(err))
+    if merging and type(err.__cause__).__name__ == "ValidationError":  # the schema's type of that key (schema.py)
+        key = merging[1].partition("=")[0].lstrip("+~")
+        return f"{merging[1]} does not fit {key}'s type: {str(err.__cause__).splitlines()[0]}"
     if isinstance(err, (errors.ConfigCompositionException, errors.MissingConfigException, errors.SearchPathException)):
         said = [str(err)] + ([str(err.__cause__)] if err.__cause__ is not None else [])
         return "; ".join([text.strip() for text in "\n".join(said).splitlines() if text.strip()][:3])

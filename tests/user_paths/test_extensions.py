@@ -188,7 +188,7 @@ BAD = {  # a wrong declaration (its file, a model YAML naming it or overrides) a
     "bad_option_kind": (  # the network's own type hints declare its options' kinds
         FILES["toy_net.py"].replace("ToyNet", "KindNet"),  # its own name: the README's ToyNet may be registered
         ["model.net._target_=KindNet", "+model.net.width=wide"],
-        "mixsep: model.net.width='wide' is a word, but model.net.width takes a whole number",
+        "mixsep: model.net.width='wide' does not fit KindNet's width",
     ),
     "bad_import": (
         "import torch\n\nraise RuntimeError('the weights file is missing')\n",
