@@ -109,4 +109,3 @@ def _is_point(point: Any) -> bool:
         and isinstance(point[1], float)
         and math.isfinite(point[1])
     )
-
