@@ -10,10 +10,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from mixsep.cluster.provenance import provenance
 from mixsep.errors import ConfigError, one_line_errors
 from mixsep.extensions import load_extensions
 from mixsep.models.separator import load_module
+from mixsep.record.provenance import provenance
 from mixsep.training.artifacts import write_test_outputs
 from mixsep.training.build import build, build_trainer
 from mixsep.training.checks import check_trainer

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import torch
 
-from mixsep.bundle_files import CARD_FILE, CONFIG_FILE, ONNX_FILE, WEIGHTS_FILE, open_onnx, read_json
 from mixsep.errors import ArgumentParser, MixsepError, one_line_errors
 from mixsep.extensions import load_extensions
+from mixsep.models.bundle_files import CARD_FILE, CONFIG_FILE, ONNX_FILE, WEIGHTS_FILE, read_json
+from mixsep.models.onnx_graph import open_onnx
 
 ONNX_PACKAGES = ("onnx", "onnxscript", "onnxruntime")
 CHECK_MIXES = 64  # random mean images the written bundle is checked on against the model it came from
@@ -27,10 +28,10 @@ def export_bundle(
     model: Path, folder: Path, onnx=False, metrics: Path | None = None, overwrite=False, training: Path | None = None
 ) -> dict[str, int]:
     """Write the bundle of ``model`` (a checkpoint or a bundle) into ``folder``; its files and sizes."""
-    from mixsep.cluster.provenance import code_version
     from mixsep.models.bundle import bundle_config, write_bundle, write_card
     from mixsep.models.saved import read_model
     from mixsep.models.separator import load_separator
+    from mixsep.record.provenance import code_version
     from mixsep.report.card import find_metrics, model_card
     from mixsep.report.stats import SCORES_FILE, read_scores
 

@@ -23,7 +23,7 @@ from mixsep.data.sources import resize_mnist
 from mixsep.errors import ArgumentParser, MixsepError, one_line_errors
 from mixsep.files import check_outputs, refuse_linked_folder, write_atomically
 from mixsep.images import read_image
-from mixsep.report.sheet import to_png
+from mixsep.sheet import to_png
 
 FOLDERS = ("mix", "gray", "color")  # --test-pairs' subfolders
 LUMA = np.array([0.299, 0.587, 0.114])  # PIL's (ITU-R 601) weights: a colour image given as the gray one

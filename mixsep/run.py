@@ -15,9 +15,9 @@ from omegaconf import DictConfig
 from mixsep.cluster.ddp import ddp_children_run_this_job
 from mixsep.cluster.job import Job
 from mixsep.cluster.search import ReportToTrial, this_jobs_trial
-from mixsep.cluster.where import now_iso, where_it_ran
 from mixsep.errors import ConfigError
 from mixsep.extensions import load_extensions
+from mixsep.record.where import now_iso, where_it_ran
 from mixsep.training.artifacts import write_config_tree, write_test_outputs
 from mixsep.training.build import build, build_callbacks, build_module, build_trainer
 from mixsep.training.checkpoints import (

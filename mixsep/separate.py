@@ -120,7 +120,7 @@ def load_runtime(model: Path, device: str, onnx: bool):
     """``separate(mixes) -> (gray, colour)`` on (B, 3, 32, 32) float32 arrays: the model under PyTorch, or
     (``onnx``) its bundle's model.onnx under ONNX Runtime, checked first (``bundle_files.open_onnx``)."""
     if onnx:  # checked first: the graph exported with the bundle (its SHA-256), opened from those bytes alone
-        from mixsep.bundle_files import open_onnx
+        from mixsep.models.onnx_graph import open_onnx
 
         return open_onnx(model, device)
     import torch
@@ -152,7 +152,7 @@ def separate_files(
     """Separate every readable file; returns (how many were written, one line per file that failed). Every
     output is checked first (``plan_outputs``) and written whole (``files.write_atomically``: a link there is
     replaced, never written through)."""
-    from mixsep.report.sheet import save_samples, to_png
+    from mixsep.sheet import save_samples, to_png
 
     targets = dict(zip(files, plan_outputs(files, out, overwrite)))
     separate = load_runtime(model, device, onnx)

@@ -32,11 +32,11 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from mixsep.cluster.provenance import provenance
 from mixsep.cluster.requeue import requeue_count, slurm_will_requeue, submitits_handler
-from mixsep.cluster.status import HEARTBEAT_SECONDS, FolderLock, read_json, write_record
-from mixsep.cluster.where import hydra_job, now_iso, scheduler_fields
 from mixsep.errors import ConfigError, DiskError, TrainingDivergedError, user_error
+from mixsep.record.provenance import provenance
+from mixsep.record.status import HEARTBEAT_SECONDS, FolderLock, read_json, write_record
+from mixsep.record.where import hydra_job, now_iso, scheduler_fields
 
 log = logging.getLogger("mixsep")
 

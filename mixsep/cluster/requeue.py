@@ -22,7 +22,7 @@ import lightning as L
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from mixsep.cluster.where import slurm_job_id
+from mixsep.record.where import slurm_job_id
 
 log = logging.getLogger("mixsep")
 

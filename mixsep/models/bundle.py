@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mixsep.bundle_files import (
+from mixsep.files import write_atomically, write_text_atomically
+from mixsep.models.bundle_files import (
     BUNDLE_FORMAT,
     CARD_FILE,
     CONFIG_FILE,
@@ -22,7 +23,6 @@ from mixsep.bundle_files import (
     WEIGHTS_FILE,
     file_records,
 )
-from mixsep.files import write_atomically, write_text_atomically
 from mixsep.models.registry import module_of
 from mixsep.models.saved import SavedModel
 

@@ -21,7 +21,9 @@ from typing import Any
 import torch
 from torch.nn.modules.module import register_module_module_registration_hook
 
-from mixsep.bundle_files import (  # noqa: F401  (the bundle's file names, imported from here by earlier code)
+from mixsep.data.sources import DEFAULT_SOURCES
+from mixsep.errors import CheckpointError, ConfigError
+from mixsep.models.bundle_files import (  # noqa: F401  (the bundle's file names, imported from here by earlier code)
     BUNDLE_FORMAT,
     CARD_FILE,
     CONFIG_FILE,
@@ -31,8 +33,6 @@ from mixsep.bundle_files import (  # noqa: F401  (the bundle's file names, impor
     read_bundle_config,
     verify_file,
 )
-from mixsep.data.sources import DEFAULT_SOURCES
-from mixsep.errors import CheckpointError, ConfigError
 from mixsep.models.registry import architecture, check_plain, is_registered, network_spec
 
 # settings a file may not set when it is loaded: they name or read other files on the receiver's machine

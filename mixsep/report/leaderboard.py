@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mixsep.cluster.provenance import short_commit
-from mixsep.cluster.status import STATUS_KINDS, BadRecord, effective_status, load_record
 from mixsep.data.sources import DEFAULT_SOURCES, parse_pair
 from mixsep.errors import ArgumentParser, ConfigError, MixsepError, one_line_errors, user_error
 from mixsep.extensions import load_extensions
 from mixsep.files import write_atomically, write_text_atomically
 from mixsep.models.metrics import RANK_SCORE, SOURCES, decimals, image_metrics, score_of
+from mixsep.record.provenance import short_commit
+from mixsep.record.status import STATUS_KINDS, BadRecord, effective_status, load_record
 from mixsep.report.published import prior_table, reported_block
 from mixsep.report.stats import (
     SCORES_FILE,

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import yaml
 
-from mixsep.cluster.status import STATUS_KINDS, BadRecord, effective_status, load_record
 from mixsep.files import write_atomically
 from mixsep.models.metrics import decimals
+from mixsep.record.status import STATUS_KINDS, BadRecord, effective_status, load_record
 from mixsep.report.stats import t_interval
 from mixsep.report.tables import METRICS_KINDS, fmt, score_cell, score_columns
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from mixsep.cluster.status import NUMBER, TEXT
 from mixsep.models.metrics import SCORES, SOURCES, decimals, heading
+from mixsep.record.status import NUMBER, TEXT
 
 SCORE = (*NUMBER, type(None))  # null: a score that gave no finite mean
 # the fields of a metrics.json the reports read, with the types mixsep writes them as (run.py, evaluate.py)

@@ -15,8 +15,8 @@ import torch  # noqa: E402
 
 from mixsep.files import write_text_atomically  # noqa: E402
 from mixsep.models.metrics import SOURCES  # noqa: E402
-from mixsep.report.sheet import save_samples  # noqa: E402, F401  (samples.png; mixsep.separate's sheet)
 from mixsep.report.stats import SCORES_FILE, VAL_SCORES_FILE, write_scores  # noqa: E402
+from mixsep.sheet import save_samples  # noqa: E402, F401  (samples.png; mixsep.separate's sheet)
 from mixsep.training.hardware import describe_machine  # noqa: E402
 
 log = logging.getLogger("mixsep")

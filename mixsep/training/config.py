@@ -12,9 +12,9 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from mixsep.cluster.provenance import provenance
-from mixsep.cluster.where import run_id
 from mixsep.errors import CheckpointError
+from mixsep.record.provenance import provenance
+from mixsep.record.where import run_id
 from mixsep.training.hardware import on_gpu, resolve_precision
 from mixsep.training.schema import register_schemas
 

@@ -28,9 +28,9 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
 from mixsep.adapters import drop_wandb_init_argument, forget_wandb_run
-from mixsep.cluster.provenance import short_commit
-from mixsep.cluster.where import hydra_job
 from mixsep.errors import ConfigError
+from mixsep.record.provenance import short_commit
+from mixsep.record.where import hydra_job
 from mixsep.training.build import build
 
 log = logging.getLogger("mixsep")

@@ -196,7 +196,7 @@ def test_graph_weights_in_another_file_are_never_read(tmp_path, monkeypatch):
     assert np.allclose(session.run(None, {"mix": MIX.numpy()})[0], 7 * MIX.numpy())  # the file was read
     edit_config(bundle, lambda c: c["files"]["model.onnx"].update(sha256=_sha256(bundle / "model.onnx")))
     monkeypatch.chdir(tmp_path)
-    from mixsep.bundle_files import open_onnx
+    from mixsep.models.onnx_graph import open_onnx
 
     with pytest.raises(CheckpointError, match="ONNX Runtime cannot open it") as refused:
         open_onnx(bundle)
@@ -213,7 +213,7 @@ def test_the_shipped_bundles_are_verified_and_an_old_format_bundle_still_loads(t
     for folder in (SHIPPED_BUNDLE, PROJECT_ROOT / "results" / "best_cpu"):
         files = json.loads((folder / "config.json").read_text())["files"]
         assert all(_sha256(folder / name) == record["sha256"] for name, record in files.items())
-    from mixsep.bundle_files import open_onnx
+    from mixsep.models.onnx_graph import open_onnx
 
     gray, _ = open_onnx(SHIPPED_BUNDLE)(MIX.numpy())
     assert np.abs(gray - load_separator(SHIPPED_BUNDLE)(MIX)[0].numpy()).max() < 1e-4
@@ -352,7 +352,7 @@ def test_a_graph_that_loops_for_ever_is_stopped_and_one_that_gives_the_mix_is_re
     import onnxruntime
     from onnxruntime.capi.onnxruntime_pybind11_state import Fail
 
-    from mixsep import bundle_files
+    from mixsep.models import onnx_graph as opening
 
     looping = onnx_graph(tmp_path, "loop", "loop")
     assert (looping / "model.onnx").stat().st_size < 1024
@@ -364,17 +364,17 @@ def test_a_graph_that_loops_for_ever_is_stopped_and_one_that_gives_the_mix_is_re
         session.run(None, {"mix": MIX.numpy()}, stop)
     timer.cancel()
     assert stop.terminate
-    monkeypatch.setattr(bundle_files, "PROBE_SECONDS", 1.0)
+    monkeypatch.setattr(opening, "PROBE_SECONDS", 1.0)
     start = time.perf_counter()
     with pytest.raises(CheckpointError, match="runs longer than 1 s on 2 images") as refused:
-        bundle_files.open_onnx(looping)
+        opening.open_onnx(looping)
     assert time.perf_counter() - start < 5 and "\n" not in str(refused.value)
 
     mix = onnx_graph(tmp_path, "mix", "mix")
     session = onnxruntime.InferenceSession(str(mix / "model.onnx"), providers=["CPUExecutionProvider"])
     assert np.array_equal(session.run(None, {"mix": MIX.numpy()})[1], MIX.numpy())  # the old way: the mix back
     with pytest.raises(CheckpointError, match="does not give the weights' outputs") as refused:
-        bundle_files.open_onnx(mix)
+        opening.open_onnx(mix)
     assert "\n" not in str(refused.value)
 
 

@@ -19,7 +19,7 @@ import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
-from mixsep.cluster.provenance import short_commit
+from mixsep.record.provenance import short_commit
 from tests.helpers import readme_command, run_cli_here
 
 pytestmark = pytest.mark.slow  # pytest-xdist --dist loadfile: this file's tests run on one worker, one at a time

@@ -257,7 +257,7 @@ LOCKS: list = []  # folder locks held by this process for a row, released after 
 
 def _folder_in_use(run: Path) -> Path:
     """The earlier run's folder, claimed by a live job (this test process holds its lock, as a training does)."""
-    from mixsep.cluster.status import FolderLock
+    from mixsep.record.status import FolderLock
 
     lock = FolderLock(run)
     lock.acquire()

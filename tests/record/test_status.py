@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mixsep.cluster import status as jobs
+from mixsep.record import status as jobs
 from mixsep.training.checkpoints import AtomicCheckpointIO, newest_resumable
 from tests.helpers import PROJECT_ROOT, run_cli_here
 
@@ -175,7 +175,7 @@ def test_a_torn_last_checkpoint_resumes_from_the_newest_whole_one(compose, tiny_
 
 
 def test_the_recorded_commit_is_heads_and_a_dirty_tree_is_marked(tmp_path, monkeypatch):
-    from mixsep.cluster import provenance
+    from mixsep.record import provenance
 
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True)
     if head.returncode != 0:

@@ -12,9 +12,9 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from mixsep.cluster.where import now_iso, slurm_job_id
 from mixsep.errors import ConfigError
 from mixsep.files import write_text_atomically
+from mixsep.record.where import now_iso, slurm_job_id
 
 # a running job refreshes its heartbeat this often (callbacks.heartbeat) and is shown as lost when it is older
 # than LOST_AFTER_SECONDS (a job on another host), or at once when its pid is gone on this host
