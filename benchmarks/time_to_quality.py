@@ -32,7 +32,7 @@ from throughput import build  # noqa: E402
 
 from mixsep.conf import CONF_DIR  # noqa: E402
 from mixsep.training.build import build_module  # noqa: E402
-from mixsep.training.hardware import resolve_precision  # noqa: E402
+from mixsep.training.config import resolve_precision  # noqa: E402
 
 TARGET = {"val/mnist_psnr": 22.54, "val/cifar_psnr": 17.01}
 REPORT_000_EPOCHS, REPORT_000_PAIRS_PER_EPOCH = 50, 60000
@@ -93,7 +93,8 @@ def mixsep_time(
             ],
         )
     L.seed_everything(cfg.seed)
-    precision = resolve_precision(cfg.trainer)  # auto: bf16 where this machine has it, as mixsep.run does
+    # auto: bf16 where this machine has it, as mixsep.run does
+    precision = resolve_precision(str(cfg.trainer.precision), cfg.trainer.get("accelerator"))
     dm = instantiate(cfg.data)
     module = build_module(cfg.model)
     clock = QualityClock()

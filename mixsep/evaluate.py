@@ -16,9 +16,8 @@ from mixsep.models.separator import load_module
 from mixsep.record.provenance import provenance
 from mixsep.training.artifacts import write_test_outputs
 from mixsep.training.build import build, build_trainer
-from mixsep.training.checks import check_trainer
 from mixsep.training.command_line import hydra_app
-from mixsep.training.config import precision_from_file, settle_for_this_machine
+from mixsep.training.config import precision_from_file, settled_config
 
 log = logging.getLogger("mixsep")
 
@@ -30,7 +29,6 @@ def evaluate(cfg: DictConfig) -> dict:
             "folder (ckpt_path=results/best_cpu, a shipped model)"
         )
     load_extensions(cfg.get("extensions"))
-    check_trainer(cfg.trainer)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     module = load_module(cfg.ckpt_path)
@@ -49,7 +47,7 @@ def evaluate(cfg: DictConfig) -> dict:
         )
     # a file's precision enters the config only as one of Lightning's settings: its strings are never resolved
     from_file = precision_from_file(saved.precision, saved.path) if cfg.trainer.get("precision") is None else None
-    cfg = settle_for_this_machine(cfg, default_precision=from_file)
+    cfg = settled_config(cfg, default_precision=from_file)
     trainer = build_trainer(cfg.trainer, callbacks=[], loggers=[])
     results = trainer.test(module, datamodule=datamodule)[0]
     record = {"experiment": cfg.experiment_name, "checkpoint": str(cfg.ckpt_path), "precision": cfg.trainer.precision}

@@ -18,7 +18,7 @@ from mixsep.cluster.search import ReportToTrial, this_jobs_trial
 from mixsep.errors import ConfigError
 from mixsep.extensions import load_extensions
 from mixsep.record.where import now_iso, where_it_ran
-from mixsep.training.artifacts import write_config_tree, write_test_outputs
+from mixsep.training.artifacts import write_test_outputs
 from mixsep.training.build import build, build_callbacks, build_module, build_trainer
 from mixsep.training.checkpoints import (
     check_resume_fits,
@@ -26,60 +26,45 @@ from mixsep.training.checkpoints import (
     resolve_ckpt_path,
     restore_errors_named,
 )
-from mixsep.training.checks import check_run
 from mixsep.training.command_line import hydra_app
-from mixsep.training.config import composed_config, set_float32_matmul_precision, settle_for_this_machine
+from mixsep.training.config import composed_config, settled_config, write_config_tree
 from mixsep.training.loggers import build_loggers, finish_dashboards, publish_final_scores
 
 
-def validation_objective(trainer: L.Trainer, module, datamodule, ckpt_path: str | None, name: str) -> dict:
-    """The validation scores of ``ckpt_path``: what a sweeper may optimise (never a test score)."""
-    results = trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False, weights_only=True)[0]
-    if name not in results:
-        raise ConfigError(f"optimized_metric={name} is not logged by this model; one of {sorted(results)}")
-    return {k: float(v) for k, v in results.items()}
+def train(cfg: DictConfig, job: Job | None = None) -> dict:
+    """Fit, validate the best checkpoint, test it: the run's metrics (``job``: its record, stop and dashboards;
+    without one, a job that is not recorded). Each object is built from its own node; the lower modules get
+    plain values and built objects."""
+    out = Path(cfg.paths.output_dir)  # made by Hydra; claimed and checked writable by the job
+    job = job or Job(out, cfg.optimized_metric)
+    load_extensions(cfg.get("extensions"))
+    cfg = settled_config(cfg)  # checked, and as used here: the tree and metrics.json show the precision used
+    tree = write_config_tree(cfg, out / "config_tree.txt")
+    L.seed_everything(cfg.seed, workers=True)
+    resume_from = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.model, out)
 
-
-def build_run(cfg: DictConfig, job: Job):
-    """The data module, the LightningModule, the loggers and the Trainer of a checked, settled config (and the
-    pruning callback when this job is a trial of a search with a pruner)."""
     datamodule = build(cfg.data)
     module = build_module(cfg.model)
     if cfg.model.get("tta") or cfg.model.get("tta_color"):  # validate and test with a self-ensemble
         module.use_test_time_ensemble(dihedral=cfg.model.tta, color=cfg.model.get("tta_color", False))
     loggers: list = []  # closed with the job's status, even when a later one fails to start
     job.on_end.append(lambda status: finish_dashboards(loggers, status))
-    build_loggers(cfg.get("logger"), job.out, cfg.experiment_name, cfg.get("ckpt_path"), loggers)
+    build_loggers(cfg.get("logger"), out, cfg.experiment_name, cfg.get("ckpt_path"), loggers)
     trial = this_jobs_trial()
     pruning = ReportToTrial(trial, cfg.optimized_metric) if trial is not None else None
     callbacks = build_callbacks(cfg.get("callbacks"), job) + ([pruning] if pruning else [])
-    trainer = build_trainer(cfg.trainer, callbacks, loggers, run_folder=job.out)
+    trainer = build_trainer(cfg.trainer, callbacks, loggers, run_folder=out)
     datamodule.check()
-    return datamodule, module, loggers, trainer, pruning
-
-
-def train(cfg: DictConfig, job: Job | None = None) -> dict:
-    """Fit, validate the best checkpoint, test it: the run's metrics (``job``: its record, stop and dashboards;
-    without one, a job that is not recorded)."""
-    out = Path(cfg.paths.output_dir)  # made by Hydra; claimed and checked writable by the job
-    job = job or Job(out, cfg.optimized_metric)
-    load_extensions(cfg.get("extensions"))
-    check_run(cfg)
-    cfg = settle_for_this_machine(cfg)  # the tree and metrics.json show the precision actually used
-    tree = write_config_tree(cfg, out / "config_tree.txt")
-    L.seed_everything(cfg.seed, workers=True)
-    set_float32_matmul_precision(cfg)
-    resume_from = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.model, out)
-    datamodule, module, loggers, trainer, pruning = build_run(cfg, job)
     check_resume_fits(resume_from, module, out)  # its trainer state is data: checked before Lightning sees it
     if tree is not None:  # the config built: show it (a bad value stopped above with one line instead)
         import rich
 
         rich.print(tree)
+    params = composed_config(cfg)
     for logger in loggers:
-        logger.log_hyperparams(composed_config(cfg))
+        logger.log_hyperparams(params)
 
-    with ddp_children_run_this_job(cfg.trainer, out):
+    with ddp_children_run_this_job(trainer, out):
         started, start = now_iso(), time.perf_counter()
         with restore_errors_named(resume_from):  # a file that passed the checks and still does not restore
             trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)  # data only
@@ -97,19 +82,7 @@ def train(cfg: DictConfig, job: Job | None = None) -> dict:
         tested = (best if cfg.test_ckpt == "best" else "") or last or None
         results = trainer.test(module, datamodule=datamodule, ckpt_path=tested, weights_only=True)[0]
 
-    extra = run_record(cfg, trainer, val, tested, resume_from, timing, job.provenance)
-    if not trainer.is_global_zero:
-        return {**results, **extra}
-    metrics = write_test_outputs(out, results, module, datamodule, cfg.samples, **extra)
-    publish_final_scores(loggers, composed_config(cfg), metrics, trainer.global_step, out)
-    return metrics
-
-
-def run_record(
-    cfg: DictConfig, trainer: L.Trainer, val: dict, tested, resume_from, timing: dict, provenance: dict
-) -> dict:
-    """What metrics.json says of the run besides its test scores: what ran, how long, where, from which code."""
-    return {
+    record = {
         "experiment": cfg.experiment_name,
         "debug_mode": cfg.get("debug_mode"),
         **timing,
@@ -123,8 +96,21 @@ def run_record(
         "objective": val[cfg.optimized_metric],
         **val,
         **where_it_ran(trainer),
-        "provenance": provenance,
+        "provenance": job.provenance,
     }
+    if not trainer.is_global_zero:
+        return {**results, **record}
+    metrics = write_test_outputs(out, results, module, datamodule, cfg.samples, **record)
+    publish_final_scores(loggers, params, metrics, trainer.global_step, out)
+    return metrics
+
+
+def validation_objective(trainer: L.Trainer, module, datamodule, ckpt_path: str | None, name: str) -> dict:
+    """The validation scores of ``ckpt_path``: what a sweeper may optimise (never a test score)."""
+    results = trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False, weights_only=True)[0]
+    if name not in results:
+        raise ConfigError(f"optimized_metric={name} is not logged by this model; one of {sorted(results)}")
+    return {k: float(v) for k, v in results.items()}
 
 
 @hydra_app("config")

@@ -8,29 +8,23 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, open_dict, read_write
+from omegaconf import open_dict, read_write
 
 from mixsep.errors import ConfigError
 
 
-def _launches_processes(trainer_cfg: DictConfig) -> bool:
-    """Would Lightning start more processes for this job (DDP over >1 local device, not under SLURM)?"""
-    strategy = str(trainer_cfg.get("strategy") or "auto")
-    devices = trainer_cfg.get("devices", 1)
-    listed = isinstance(devices, (list, str)) and len(str(devices).split(",")) > 1
-    many = devices in (-1, "-1", "auto") or (isinstance(devices, int) and devices > 1) or listed
-    return strategy.startswith("ddp") and many and "SLURM_NTASKS" not in os.environ
-
-
 @contextlib.contextmanager
-def ddp_children_run_this_job(trainer_cfg: DictConfig, out: Path) -> Iterator[None]:
+def ddp_children_run_this_job(trainer: L.Trainer, out: Path) -> Iterator[None]:
     """Under ``-m``, Lightning's DDP starts its children with this process's ``sys.argv``, which would
     re-launch the whole sweep from every child. For the length of the job, the command line becomes
     this one job (its overrides, its folder), so the children join it as ranks 1..N-1."""
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-    if not multirun or not _launches_processes(trainer_cfg):
+    # Lightning starts the other processes itself (DDP over local devices, not under SLURM's srun)
+    launches = trainer.world_size > 1 and not trainer.strategy.cluster_environment.creates_processes_externally
+    if not multirun or not launches:
         yield
         return
     import __main__

@@ -88,29 +88,6 @@ def picture_columns(module, batch: tuple[torch.Tensor, ...]) -> tuple[list[torch
         module.train(was_training)
 
 
-def write_config_tree(cfg, path: Path):
-    """The composed config as a tree (rich), saved in the run folder; returned for printing once the config
-    has proved valid (a config error is then one line, not a screen of config before it)."""
-    import rich
-    import rich.syntax
-    import rich.tree
-    from lightning.pytorch.utilities import rank_zero_only
-    from omegaconf import OmegaConf
-
-    if rank_zero_only.rank != 0:
-        return None
-    tree = rich.tree.Tree("config", guide_style="dim")
-    for key in cfg:
-        if key == "hydra":
-            continue
-        node = cfg[key]
-        text = OmegaConf.to_yaml(node, resolve=True) if OmegaConf.is_config(node) else str(node)
-        tree.add(str(key)).add(rich.syntax.Syntax(text, "yaml"))
-    with open(path, "w") as f:
-        rich.print(tree, file=f)
-    return tree
-
-
 def write_test_outputs(out: Path, results: dict, module, datamodule, n_samples: int, **extra) -> dict:
     """metrics.json (test scores + what was run, where) and samples.png; prints the scores."""
     metrics = {k: float(v) for k, v in results.items() if k != "test/pairs"}

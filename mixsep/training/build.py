@@ -55,8 +55,8 @@ def build_callbacks(callbacks_cfg: DictConfig | None, job=None) -> list:
 
 
 def build_trainer(trainer_cfg: DictConfig, callbacks: list, loggers: list, run_folder: Path | None = None) -> L.Trainer:
-    """Lightning's Trainer from ``trainer_cfg`` (checked by ``checks.check_trainer`` and settled for this machine
-    by ``config.settle_for_this_machine`` before); it reads and removes checkpoints only through mixsep's
+    """Lightning's Trainer from ``trainer_cfg`` (checked and settled for this machine by
+    ``config.settled_config`` before); it reads and removes checkpoints only through mixsep's
     ``AtomicCheckpointIO``, which keeps a resumed record's paths inside ``run_folder`` (or the resumed file's)."""
     quiet_known_noise()
     if not loggers:  # Lightning's LearningRateMonitor refuses a run that logs nowhere (logger=none)

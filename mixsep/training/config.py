@@ -1,5 +1,6 @@
-"""The composed config: where its files are, mixsep's resolvers, the one step that settles it for this machine,
-and the plain-container copy that loggers and metrics.json record."""
+"""The composed config: where its files are, mixsep's resolvers, the one step that checks it and settles it for
+this machine (what the schema's types cannot say: the settings' ranges, the network's arguments, the trainer on
+this machine), its tree, and the plain-container copy that loggers and metrics.json record."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from mixsep.errors import CheckpointError
+from mixsep.errors import CheckpointError, ConfigError
 from mixsep.record.provenance import provenance
 from mixsep.record.where import run_id
-from mixsep.training.hardware import on_gpu, resolve_precision
-from mixsep.training.schema import register_schemas
+from mixsep.training.hardware import cpu_has_bf16
+from mixsep.training.schema import check_network, check_settings, register_schemas
 
 
 def user_config_dir() -> Path:
@@ -56,23 +57,96 @@ def precision_from_file(value: object, where: str) -> str:
     return precision
 
 
-def settle_for_this_machine(cfg: DictConfig, default_precision: str | None = None) -> DictConfig:
-    """The one change made to a composed config, on a copy: ``trainer.precision`` as it will be used (``auto``
-    resolved for this machine; ``null`` = ``default_precision``, e.g. a checkpoint's, checked by
-    ``precision_from_file``), and ``sync_batchnorm`` off on CPUs (DDP over gloo trains without SyncBatchNorm,
-    which works only on GPUs). The config tree, the Trainer and metrics.json all read the settled copy."""
+def settled_config(cfg: DictConfig, default_precision: str | None = None) -> DictConfig:
+    """The composed config checked and settled for this machine, on a copy, in one step before anything is built
+    (the data's sizes: the data module's ``check``, once it is built). Settled: ``trainer.precision`` as it will
+    be used (``auto`` resolved here; ``null`` = ``default_precision``, e.g. a checkpoint's, checked by
+    ``precision_from_file``), ``sync_batchnorm`` off on CPUs (SyncBatchNorm works only on GPUs), and PyTorch's
+    float32 matmul precision. The config tree, the Trainer and metrics.json all read the settled copy."""
+    check_settings(cfg)
+    net = cfg.get("model", {}).get("net")
+    if isinstance(net, DictConfig):
+        check_network(net)
+    check_trainer(cfg.trainer)
     settled = cfg.copy()
     with open_dict(settled):
         trainer = settled.trainer
         if trainer.get("precision") is None and default_precision is not None:
             trainer.precision = default_precision
-        trainer.precision = resolve_precision(trainer)
-        if trainer.get("sync_batchnorm") and not on_gpu(trainer):
+        trainer.precision = resolve_precision(str(trainer.get("precision")), trainer.get("accelerator"))
+        if trainer.get("sync_batchnorm") and not on_gpu(trainer.get("accelerator")):
             trainer.sync_batchnorm = False
             log.info(
                 "trainer.sync_batchnorm: off on CPU (SyncBatchNorm needs GPUs); each process keeps its own statistics"
             )
+    if cfg.get("float32_matmul_precision"):
+        torch.set_float32_matmul_precision(cfg.float32_matmul_precision)
     return settled
+
+
+def check_trainer(trainer_cfg: DictConfig) -> None:
+    """What Lightning would refuse only mid-fit (with a bare assert) or not at all: more devices than the machine
+    has, a strategy that trains in multiprocessing children."""
+    devices = trainer_cfg.get("devices")
+    if isinstance(devices, int) and not isinstance(devices, bool) and devices > 1:
+        gpu = on_gpu(trainer_cfg.get("accelerator"))
+        have = torch.cuda.device_count() if gpu else os.cpu_count() or 1
+        if devices > have:
+            raise ConfigError(
+                f"trainer.devices={devices} is more than the {have} {'GPUs' if gpu else 'CPU cores'} of this "
+                f"machine: use trainer.devices={have} or fewer (-1: all of them)"
+            )
+    # strategies that train in multiprocessing children (spawn / fork): the trained weights, the callbacks' state
+    # and the data module would live there, not in this process, which writes metrics.json and the rest
+    strategy = str(trainer_cfg.get("strategy") or "auto")
+    if any(word in strategy for word in ("spawn", "fork", "notebook")):
+        raise ConfigError(
+            f"trainer.strategy={strategy} is not supported: it trains in child processes started by "
+            "multiprocessing, so this process cannot write the run's outputs. Use trainer.strategy=ddp "
+            "(or trainer=ddp), which starts one script process per device."
+        )
+
+
+def on_gpu(accelerator: str | None) -> bool:
+    """Does a trainer with this ``accelerator`` (None: auto) train on GPUs here?"""
+    accelerator = str(accelerator or "auto")
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
+def resolve_precision(precision: str, accelerator: str | None) -> str:
+    """``auto``: bf16 mixed precision where the hardware computes bf16 natively, else 32-bit; says which."""
+    if precision != "auto":
+        return precision
+    if str(accelerator or "auto") in ("gpu", "cuda", "auto") and torch.cuda.is_available():
+        fast, where = torch.cuda.is_bf16_supported(), f"GPU {torch.cuda.get_device_name(0)}"
+    else:
+        fast = cpu_has_bf16()
+        where = f"CPU {'with' if fast else 'without'} AVX512-BF16/AMX"
+    choice = "bf16-mixed" if fast else "32-true"
+    log.info(f"precision: {choice} (trainer.precision=auto on this {where}; set trainer.precision= to choose)")
+    return choice
+
+
+def write_config_tree(cfg: DictConfig, path: Path):
+    """The composed config as a tree (rich), saved in the run folder; returned for printing once the config
+    has proved valid (a config error is then one line, not a screen of config before it)."""
+    import rich
+    import rich.syntax
+    import rich.tree
+    from lightning.pytorch.utilities import rank_zero_only
+
+    if rank_zero_only.rank != 0:
+        return None
+    tree = rich.tree.Tree("config", guide_style="dim")
+    for key in cfg:
+        if key == "hydra":
+            continue
+        node = cfg[key]
+        text = OmegaConf.to_yaml(node, resolve=True) if OmegaConf.is_config(node) else str(node)
+        tree.add(str(key)).add(rich.syntax.Syntax(text, "yaml"))
+    with open(path, "w") as f:
+        rich.print(tree, file=f)
+    return tree
 
 
 def composed_config(cfg: DictConfig) -> dict:
@@ -96,8 +170,3 @@ def quiet_known_noise() -> None:
 
 def _no_lit_logger_tip(record: logging.LogRecord) -> bool:
     return not any(ad in record.getMessage() for ad in ("litlogger", "litmodels"))
-
-
-def set_float32_matmul_precision(cfg: DictConfig) -> None:
-    if cfg.get("float32_matmul_precision"):
-        torch.set_float32_matmul_precision(cfg.float32_matmul_precision)

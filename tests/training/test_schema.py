@@ -1,5 +1,5 @@
 """The configs' schema (mixsep/training/schema.py): a value of the wrong kind stops composition, naming its key;
-every preset composes over the schema; what a type cannot say is checked before the run (training/checks.py)."""
+every preset composes over the schema; what a type cannot say is checked before the run (training/config.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hydra.errors import ConfigCompositionException
 
 from mixsep.conf import CONF_DIR
 from mixsep.errors import ConfigError
-from mixsep.training.checks import check_run
+from mixsep.training.config import settled_config
 from mixsep.training.schema import TestCkpt
 
 WRONG_KINDS = {  # override: what OmegaConf says the key takes
@@ -63,8 +63,8 @@ def test_every_preset_composes_over_the_schema(preset, compose, tmp_path):
 def test_what_a_type_cannot_say_is_checked_before_the_run(overrides, words, compose, tmp_path):
     cfg = compose("config", overrides, tmp_path)
     with pytest.raises(ConfigError, match=words.replace("[", r"\[").replace("]", r"\]")):
-        check_run(cfg)
+        settled_config(cfg)
 
 
 def test_a_network_argument_its_signature_does_not_type_is_left_to_the_class(compose, tmp_path):
-    check_run(compose("config", ["model.net.consistency=none"], tmp_path))  # ConvSkipDual's **structure
+    settled_config(compose("config", ["model.net.consistency=none"], tmp_path))  # ConvSkipDual's **structure
