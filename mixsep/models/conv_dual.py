@@ -9,9 +9,11 @@ from torch import nn
 
 from mixsep.errors import ConfigError
 from mixsep.models.blocks import SkipDecoder, conv_block
+from mixsep.models.registry import register_network
 from mixsep.models.structure import SourceHead, structured_input
 
 
+@register_network
 class ConvSkipDual(nn.Module):
     """Encoder: two 3×3 conv–BN–ReLU per level, ``widths`` channels, 2×2 max-pooling between levels (from 32×32
     down to 32 / 2^(levels − 1)). Two :class:`SkipDecoder`s, ``decoder_widths`` channels per level (finest first),

@@ -16,7 +16,7 @@ from torchmetrics import CatMetric, MetricCollection
 from mixsep.errors import ConfigError, TrainingDivergedError
 from mixsep.models.losses import LOSSES, reconstruction_loss
 from mixsep.models.metrics import SCORES, SOURCES, ScoreValues
-from mixsep.models.registry import build_network, is_registered, module_of, network_spec
+from mixsep.models.registry import build_network, is_registered, module_of, network_settings
 from mixsep.models.schedules import ONECYCLE_WARMUP, SCHEDULERS, budget_onecycle, max_time_timer, time_onecycle
 from mixsep.models.tta import test_time_ensemble
 
@@ -102,7 +102,6 @@ class SeparationModule(MixsepModule):
         net: dict | nn.Module,
         name: str = "separator",
         lr: float = 1e-3,
-        batch_size: int = 256,
         weight_decay: float = 0.0,
         loss: str = "mse",
         ssim_weight: float = 0.1,
@@ -120,16 +119,11 @@ class SeparationModule(MixsepModule):
         self.scheduler_config = None if scheduler is None or isinstance(scheduler, str) else check_config(scheduler)
         scheduler = None if self.scheduler_config else scheduler
         check_recipe(lr, loss, scheduler)
-        # the net's config is saved with the checkpoint (any checkpoint rebuilds without the run's config files);
-        # batch_size is the recipe's, which the data module records as really used
-        self.save_hyperparameters(ignore=["net", "batch_size", "optimizer", "scheduler"])
+        # the net's config is saved with the checkpoint (any checkpoint rebuilds without the run's config files)
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
         self.hparams["scheduler"] = scheduler
         if not isinstance(net, nn.Module):
-            from omegaconf import OmegaConf
-
-            net = OmegaConf.to_container(net, resolve=True) if OmegaConf.is_config(net) else dict(net)
-            name, arguments = network_spec(net)
-            net = self.hparams["net"] = {"_target_": name, **arguments}  # its registered name, not an import path
+            net = self.hparams["net"] = network_settings(net)
         self.optimizer_config = check_config(optimizer or {"_target_": "torch.optim.Adam"}, "model.optimizer")
         self.net = build_net(net)
         if getattr(self.net, "outputs", "sources") != "sources":

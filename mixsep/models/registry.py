@@ -1,9 +1,11 @@
-"""The networks mixsep builds, by name: the only classes a config or a model file can make it construct.
+"""The networks mixsep builds, by registered name: the only classes a config or a model file can make it construct.
 
-A file (checkpoint, bundle) names its network by its registered name (``UNetSeparator``; earlier checkpoints
-wrote ``mixsep.models.UNetSeparator``, which still resolves); either is looked up here, never imported, and its
-arguments must be plain data (numbers, strings, booleans, None, lists of them): no nested ``_target_``, no
-``_partial_``, no callables. So reading a model file never runs code that the file names.
+A network is an ``nn.Module`` class declared with ``@register_network``, mixsep's own as a user's; a config names
+it under ``name`` (``model.net: {name: UNetSeparator, width: 32}``), and checkpoints and bundles record that name
+(files written before named it under ``_target_``: ``UNetSeparator`` or ``mixsep.models.UNetSeparator``, still
+read). A name is looked up here, never imported, and its arguments must be plain data (numbers, strings,
+booleans, None, lists of them): no nested ``_target_``, no ``_partial_``, no callables. So reading a model file
+never runs code that the file names.
 
 A network of one's own is one class with ``@register_network`` in a module named by ``extensions`` (or
 ``MIXSEP_EXTENSIONS``), and a ``model/<name>.yaml`` naming it. Its contract, checked when a run builds it: a plain
@@ -15,6 +17,7 @@ estimates ``(gray, colour)``, each (B, 3, 32, 32), finite, meant to lie in [0, 1
 from __future__ import annotations
 
 import importlib
+import inspect
 import math
 from typing import Any
 
@@ -22,69 +25,71 @@ from torch import nn
 
 from mixsep.errors import ConfigError
 
-# name -> the mixsep module that defines it (imported only when that network is built: the ResNet families
-# import torchvision, which a U-Net bundle does not need), or the class a user's module registered
-ARCHITECTURES: dict[str, str | type[nn.Module]] = {
+# where each of mixsep's own networks is declared: its module is imported when the name is first looked up, so a
+# run or a model file loads only the family it builds (the ResNet families import torchvision)
+BUILT_IN = {
     "UNetSeparator": "mixsep.models.unet",
     "ConvSkipDual": "mixsep.models.conv_dual",
-    "ResNetSkipDual": "mixsep.models.resnet",
-    "ResNetSkipSub": "mixsep.models.resnet",
+    **dict.fromkeys(("ResNetSkipDual", "ResNetSkipSub"), "mixsep.models.resnet"),
     # the earlier reports' networks (experiment=prior/...)
-    "ConvDual": "mixsep.prior.nets",
-    "ResNetDual": "mixsep.prior.nets",
-    "SingleSub": "mixsep.prior.nets",
-    "MeanAE": "mixsep.prior.nets",
-    "CifarAE": "mixsep.prior.nets",
+    **dict.fromkeys(("ConvDual", "ResNetDual", "SingleSub", "MeanAE", "CifarAE"), "mixsep.prior.nets"),
 }
-# the import paths earlier checkpoints and configs name them by
-PUBLIC_PACKAGES = ("mixsep.models", "mixsep.prior.nets")
+NETWORKS: dict[str, type[nn.Module]] = {}  # registered name -> class, as @register_network declared it
+NAME_KEY = "name"  # the key of model.net (and of a file's network) that names the registered network
+OLD_NAME_KEY = "_target_"  # where files written before named it
 
 
 def register_network(cls: type[nn.Module]) -> type[nn.Module]:
     """Declare a network class (a decorator): configs and model files may then name it by its class name. A name
-    already taken by another class is refused, so a checkpoint's network never silently changes meaning."""
-    name = cls.__name__
+    already taken by another class (or one of mixsep's own) is refused, so a file's network never silently
+    changes meaning."""
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise ConfigError(f"register_network takes an nn.Module class, not {cls!r}")
-    known = ARCHITECTURES.get(name)
-    if known is not None and known is not cls and known != cls.__module__:
+    name, known = cls.__name__, NETWORKS.get(cls.__name__)
+    taken = known is not None and (known.__module__, known.__qualname__) != (cls.__module__, cls.__qualname__)
+    if taken or BUILT_IN.get(name, cls.__module__) != cls.__module__:
         raise ConfigError(f"a network named {name} is already registered ({module_of(name)}): rename the class")
-    ARCHITECTURES[name] = cls
+    if NAME_KEY in inspect.signature(cls).parameters:
+        raise ConfigError(f"network {name} takes an argument {NAME_KEY!r}, the key that names it: rename the argument")
+    NETWORKS[name] = cls
     return cls
+
+
+def registered_names() -> list[str]:
+    return list({**BUILT_IN, **NETWORKS})
 
 
 def module_of(name: str) -> str:
     """The Python module that defines a registered network (what a model file records, so that a receiver
     without it is told which module it needs)."""
-    known = ARCHITECTURES[name]
-    return known if isinstance(known, str) else known.__module__
+    return NETWORKS[name].__module__ if name in NETWORKS else BUILT_IN[name]
 
 
-def is_registered(target: str) -> bool:
-    """Whether ``target`` (a registered name, or an earlier checkpoint's import path) names a network known here."""
-    try:
-        architecture_name(target)
-    except ConfigError:
-        return False
-    return True
-
-
-def architecture_name(target: Any, where: str = "model.net") -> str:
-    """The registered name behind ``target`` (``UNetSeparator``, ``mixsep.models.UNetSeparator``, the defining
-    module's path); a ConfigError naming the choices for anything else."""
-    if isinstance(target, str):
-        package, _, name = target.rpartition(".")
-        if name in ARCHITECTURES and package in ("", *PUBLIC_PACKAGES, module_of(name)):
-            return name
-    raise ConfigError(
-        f"{where} names {target!r}, which is not a registered network: {', '.join(ARCHITECTURES)} (a network of "
-        "your own: @register_network in a module named by extensions=[...] or MIXSEP_EXTENSIONS)"
-    )
+def is_registered(name: Any) -> bool:
+    return isinstance(name, str) and name in registered_names()
 
 
 def architecture(name: str) -> type[nn.Module]:
-    known = ARCHITECTURES[name]
-    return known if isinstance(known, type) else getattr(importlib.import_module(known), name)
+    """The class registered as ``name`` (a built-in's module imported now, which registers it)."""
+    if name not in NETWORKS:
+        importlib.import_module(BUILT_IN[name])
+    return NETWORKS[name]
+
+
+def unknown_network(where: str, name: Any) -> ConfigError:
+    return ConfigError(
+        f"{where} names {name!r}, which is not a registered network: {', '.join(registered_names())} (a network "
+        "of your own: @register_network in a module named by extensions=[...] or MIXSEP_EXTENSIONS)"
+    )
+
+
+def written_name(target: Any, where: str) -> str:
+    """The registered name behind an earlier file's ``_target_`` (``UNetSeparator``, ``mixsep.models.UNetSeparator``,
+    the defining module's path)."""
+    package, _, name = target.rpartition(".") if isinstance(target, str) else ("", "", target)
+    if not (is_registered(name) and package in ("", "mixsep.models", module_of(name))):
+        raise unknown_network(where, target)
+    return name
 
 
 MAX_SETTING_VALUES = 100_000  # a mixsep model's settings hold about a hundred values
@@ -118,16 +123,31 @@ def check_plain(value: Any, where: str) -> None:
 
 
 def network_spec(net: Any, where: str = "model.net") -> tuple[str, dict]:
-    """(name, arguments) of a network config ``{_target_: ..., **arguments}``, both checked."""
+    """(name, arguments) of a network ``{name: ..., **arguments}`` (a file written before: ``{_target_: ...}``),
+    both checked."""
     if not isinstance(net, dict):
-        raise ConfigError(f"{where} must be a mapping with _target_ (one of mixsep's networks); got {net!r}")
-    arguments = {k: v for k, v in net.items() if k != "_target_"}
-    name = architecture_name(net.get("_target_"), where)
+        raise ConfigError(f"{where} must be a mapping with {NAME_KEY} (a registered network); got {net!r}")
+    key = NAME_KEY if NAME_KEY in net else OLD_NAME_KEY
+    name = net.get(key) if key == NAME_KEY else written_name(net.get(key), where)
+    if not is_registered(name):
+        raise unknown_network(where, name)
+    arguments = {k: v for k, v in net.items() if k != key}
     for key in arguments:
         if not isinstance(key, str) or key.startswith("_") or key == "self":
             raise ConfigError(f"{where} holds {key!r}: a network takes plain arguments only (no _partial_, _args_)")
     check_plain(arguments, where)
     return name, arguments
+
+
+def network_settings(net: Any, where: str = "model.net") -> dict:
+    """A network's config (plain, or the node Hydra gives a constructor) as checkpoints record it:
+    ``{name: <registered name>, **plain arguments}``."""
+    from omegaconf import OmegaConf
+
+    name, arguments = network_spec(
+        OmegaConf.to_container(net, resolve=True) if OmegaConf.is_config(net) else net, where
+    )
+    return {NAME_KEY: name, **arguments}
 
 
 def build_network(net: dict, where: str = "model.net") -> nn.Module:

@@ -12,6 +12,7 @@ from torch import nn
 
 from mixsep.errors import ConfigError
 from mixsep.models.blocks import SkipDecoder, conv_block
+from mixsep.models.registry import register_network
 from mixsep.models.structure import SourceHead, structured_input
 
 STAGES = ("relu", "layer1", "layer2", "layer3", "layer4")  # the stem's activation, then the four stages
@@ -62,6 +63,7 @@ def resnet18_stages(
     return create_feature_extractor(net, return_nodes={name: name for name in STAGES[: 2 + stages - 1]})
 
 
+@register_network
 class ResNetSkipDual(nn.Module):
     """ResNet18 stages on the mix plus a full-resolution conv block on the structured input (the mix, its gray
     value, the feasible interval) as skips; ``decoders`` skip decoders (2: MNIST and CIFAR; 1: MNIST only,
@@ -105,6 +107,7 @@ class ResNetSkipDual(nn.Module):
         return self.head(mix, *(decoder(features, bottom) for decoder in self.decoders))
 
 
+@register_network
 class ResNetSkipSub(ResNetSkipDual):
     """The single-decoder family: ResNetSkipDual with one decoder (MNIST); CIFAR = 2·mix − MNIST."""
 

@@ -33,7 +33,7 @@ from mixsep.models.bundle_files import (  # noqa: F401  (the bundle's file names
     read_bundle_config,
     verify_file,
 )
-from mixsep.models.registry import architecture, check_plain, is_registered, network_spec
+from mixsep.models.registry import NAME_KEY, OLD_NAME_KEY, architecture, check_plain, is_registered, network_spec
 
 # settings a file may not set when it is loaded: they name or read other files on the receiver's machine
 NOT_FROM_FILES = ("pretrained_weights",)
@@ -56,8 +56,8 @@ class SavedModel:
 
     @property
     def net_config(self) -> dict:
-        """The network as a config node (``_target_`` the public path, as checkpoints write it)."""
-        return {"_target_": f"mixsep.models.{self.architecture}", **self.arguments}
+        """The network as a config node (its registered name under ``name``, as checkpoints write it)."""
+        return {NAME_KEY: self.architecture, **self.arguments}
 
     @property
     def hyper_parameters(self) -> dict:
@@ -136,7 +136,7 @@ def read_bundle(folder: Path, map_location: str | torch.device = "cpu") -> Saved
             f"{folder} is not a mixsep model bundle: it needs {WEIGHTS_FILE} (python -m mixsep.export CKPT DIR "
             "writes it)"
         )
-    net = {"_target_": config["architecture"], **config["arguments"]}
+    net = {NAME_KEY: config["architecture"], **config["arguments"]}
     hparams = {**(config.get("settings") or {}), "net": net}
     precision, sources, module = config.get("precision"), config.get("sources"), config.get("network_module")
     saved = _checked(folder, hparams, {}, precision, sources, config, module)
@@ -386,8 +386,8 @@ def _checked(
 def _check_registered(path: Path, net: Any, module: Any) -> None:
     """A network that a module of one's own registered, and that module not loaded here: the line names it (it is
     never imported because a file names it: importing runs its code)."""
-    target = net.get("_target_") if isinstance(net, dict) else None
-    if not isinstance(target, str) or not isinstance(module, str) or is_registered(target):
+    target = net.get(NAME_KEY, net.get(OLD_NAME_KEY)) if isinstance(net, dict) else None
+    if not isinstance(target, str) or not isinstance(module, str) or is_registered(target.rpartition(".")[2]):
         return
     if module.split(".")[0] == "mixsep":  # mixsep's own networks are all known: the name itself is wrong
         return

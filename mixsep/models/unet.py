@@ -8,6 +8,7 @@ from torch import nn
 
 from mixsep.errors import ConfigError
 from mixsep.models.blocks import conv_block
+from mixsep.models.registry import register_network
 from mixsep.models.structure import constrain, feasible_gray_bounds, resize_projector
 
 
@@ -98,6 +99,7 @@ def _level(cin: int, cout: int, blocks: int, kind: str = "conv") -> nn.Sequentia
     return level
 
 
+@register_network
 class UNetSeparator(nn.Module):
     """U-Net that predicts the gray MNIST image; CIFAR follows from the mixture exactly.
 

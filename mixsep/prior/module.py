@@ -11,6 +11,7 @@ from torch import nn
 from mixsep.models.losses import reconstruction_loss
 from mixsep.models.metrics import image_metrics
 from mixsep.models.module import MixsepModule, build_net, check_recipe
+from mixsep.models.registry import network_settings
 
 ORACLES = ("oracle_mnist", "oracle_cifar")
 
@@ -21,16 +22,20 @@ class OneImageModule(MixsepModule):
     ``{stage}/mix_{psnr,ssim}`` or ``{stage}/{psnr,ssim}``; ``val/psnr`` is the validation objective."""
 
     def __init__(
-        self, net: dict | nn.Module, name: str = "one_image", task: str = "separate", normalize: bool = False, **recipe
+        self,
+        net: dict | nn.Module,
+        name: str = "one_image",
+        task: str = "separate",
+        normalize: bool = False,
+        lr: float = 1e-3,
+        loss: str = "mse",
+        ssim_weight: float = 0.1,
     ):
-        """``recipe``: the model.* keys the separators share (lr, loss, ssim_weight; batch_size, which the data
-        module records)."""
         super().__init__()
-        recipe = {"lr": 1e-3, "loss": "mse", "ssim_weight": 0.1, **recipe}
-        check_recipe(recipe["lr"], recipe["loss"], None)
-        self.save_hyperparameters(ignore=["net", "batch_size"])
+        check_recipe(lr, loss, None)
+        self.save_hyperparameters(ignore=["net"])
         if not isinstance(net, nn.Module):
-            self.hparams["net"] = net = dict(net)
+            net = self.hparams["net"] = network_settings(net)
         self.net = build_net(net)
         self.example_input_array = torch.zeros(1, 3, 32, 32)
         self.scored = ["mix", *ORACLES] if task == "separate" else ["image"]

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from mixsep.errors import ConfigError
+from mixsep.models.registry import register_network
 
 
 def _deconv(cin: int, cout: int, last: bool = False) -> list[nn.Module]:
@@ -18,6 +19,7 @@ def _deconv(cin: int, cout: int, last: bool = False) -> list[nn.Module]:
     return layers + ([nn.Sigmoid()] if last else [nn.ReLU(inplace=True), nn.BatchNorm2d(cout)])
 
 
+@register_network
 class ConvDual(nn.Module):
     """Report 000: conv encoder to a 128-d code, two FC + ConvTranspose decoders (MNIST, CIFAR)."""
 
@@ -82,6 +84,7 @@ def _resnet_decoder() -> nn.Module:
     )
 
 
+@register_network
 class ResNetDual(nn.Module):
     """Report 002: ResNet18 encoder, two ConvTranspose decoders."""
 
@@ -95,6 +98,7 @@ class ResNetDual(nn.Module):
         return self.decoders[0](z), self.decoders[1](z)
 
 
+@register_network
 class SingleSub(nn.Module):
     """One decoder predicts MNIST; CIFAR is what the mixture leaves: ``2 * mix - gray_hat``."""
 
@@ -108,6 +112,7 @@ class SingleSub(nn.Module):
         return mnist, 2 * mix - mnist
 
 
+@register_network
 class MeanAE(nn.Module):
     """Reports 001 / 003: a conv autoencoder of the mean image itself (it separates nothing).
 
@@ -139,6 +144,7 @@ class MeanAE(nn.Module):
         return self.decoder(self.encoder(x))
 
 
+@register_network
 class CifarAE(nn.Module):
     """Report 004: conv 3→8→8 (3×3, stride 1, no padding, ReLU), mirrored ConvTranspose decoder."""
 

@@ -21,7 +21,7 @@ from omegaconf.errors import ValidationError
 from mixsep.data.datamodule import MixDataModule
 from mixsep.errors import ConfigError
 from mixsep.models.module import SeparationModule
-from mixsep.models.registry import architecture, architecture_name
+from mixsep.models.registry import NAME_KEY, OLD_NAME_KEY, architecture, network_spec
 
 
 class Signature(BuildsFn):
@@ -98,12 +98,17 @@ def check_settings(cfg: DictConfig) -> None:
 def check_network(net: DictConfig) -> None:
     """``model.net``'s arguments against the types of its registered class's signature (OmegaConf's validation),
     checked in the task: the class is known only once the extensions are imported. Arguments the signature does
-    not name (``**kwargs``) are left to the class."""
-    name = architecture_name(net._target_)
+    not name (``**kwargs``) are left to the class. ``_target_`` is Hydra's import path: never a network's name."""
+    if OLD_NAME_KEY in net:
+        target = str(net[OLD_NAME_KEY])
+        raise ConfigError(
+            f"model.net names its network under _target_ ({target}), Hydra's import path: name it by its registered "
+            f"name instead, model.net.{NAME_KEY}={target.rpartition('.')[2]} (in a YAML, {NAME_KEY}: ...)"
+        )
+    name, given = network_spec(OmegaConf.to_container(net, resolve=True))
     schema = OmegaConf.structured(signature_of(architecture(name)))
-    given = OmegaConf.to_container(net, resolve=True)
     try:
-        OmegaConf.merge(schema, {key: value for key, value in given.items() if key in schema and key != "_target_"})
+        OmegaConf.merge(schema, {key: value for key, value in given.items() if key in schema})
     except ValidationError as err:
         key, said = err.full_key, err.msg.splitlines()[0]
         raise ConfigError(f"model.net.{key}={err.value!r} does not fit {name}'s {key}: {said}") from None

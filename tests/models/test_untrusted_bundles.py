@@ -238,7 +238,7 @@ def test_every_file_of_an_exported_bundle_is_readable_as_open_would_create_it(tm
 
 
 def test_a_network_from_a_module_not_loaded_is_named_never_imported_and_loads_once_named(tmp_path, monkeypatch):
-    from mixsep.models.registry import ARCHITECTURES
+    from mixsep.models.registry import NETWORKS
 
     marker = tmp_path / "imported.marker"
     (tmp_path / "their_lab_nets.py").write_text(
@@ -261,7 +261,7 @@ def test_a_network_from_a_module_not_loaded_is_named_never_imported_and_loads_on
     try:
         assert torch.equal(load_separator(bundle)(MIX)[0], load_separator(SHIPPED_BUNDLE)(MIX)[0])
     finally:
-        ARCHITECTURES.pop("ShipNet", None)
+        NETWORKS.pop("ShipNet", None)
         sys.modules.pop("their_lab_nets", None)
 
 

@@ -105,7 +105,7 @@ def test_a_toy_family_source_and_score_train_and_are_scored_like_the_built_in_on
     assert len(per_pair) == 12 and per_pair.mean() == pytest.approx(new["test/mnist_mae"], abs=1e-5)
     # the checkpoint names its network by its registered name, not an import path
     (best,) = (toy / "checkpoints").glob("best-*.ckpt")
-    assert torch.load(best, weights_only=True)["hyper_parameters"]["net"]["_target_"] == "ToyNet"
+    assert torch.load(best, weights_only=True)["hyper_parameters"]["net"]["name"] == "ToyNet"
 
 
 def test_the_toy_run_evaluates_to_the_same_scores(folder, runs):
@@ -187,8 +187,13 @@ BAD = {  # a wrong declaration (its file, a model YAML naming it or overrides) a
     ),
     "bad_option_kind": (  # the network's own type hints declare its options' kinds
         FILES["toy_net.py"].replace("ToyNet", "KindNet"),  # its own name: the README's ToyNet may be registered
-        ["model.net._target_=KindNet", "+model.net.width=wide"],
+        ["model.net.name=KindNet", "+model.net.width=wide"],
         "mixsep: model.net.width='wide' does not fit KindNet's width",
+    ),
+    "old_net_key": (  # Hydra's import path where a network is named: one line naming the key that names it
+        "",
+        ["~model.net.name", "+model.net._target_=elsewhere.OneOutput"],
+        "mixsep: model.net names its network under _target_ (elsewhere.OneOutput), Hydra's import path: name it",
     ),
     "bad_import": (
         "import torch\n\nraise RuntimeError('the weights file is missing')\n",
@@ -210,7 +215,7 @@ def test_a_wrong_declaration_is_one_line_before_training(folder, tmp_path, capfd
     (tmp_path / f"{name}.py").write_text(text)
     (tmp_path / "configs" / "model").mkdir(parents=True)
     (tmp_path / "configs" / "model" / "bad.yaml").write_text(
-        "defaults:\n  - _module\n  - _self_\nname: bad\nnet:\n  _target_: OneOutput\n"
+        "defaults:\n  - _module\n  - _self_\nname: bad\nnet:\n  name: OneOutput\n"
     )
     monkeypatch.chdir(tmp_path)  # the named file in the current folder is imported from there, by its path
     monkeypatch.setenv("MIXSEP_DATA_ROOT", str(folder / "data"))

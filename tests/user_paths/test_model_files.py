@@ -161,16 +161,41 @@ def test_pretrained_weights_that_run_code_are_refused_unread(tmp_path):
     assert marker.exists()
 
 
-def test_a_checkpoint_names_its_network_by_a_path_not_in_the_allowlist_refused_by_name(tmp_path):
-    """A network named by another package's path, even with a mixsep class name, is not built."""
+def network_named(key: str, name: str) -> dict:
+    """The shipped checkpoint, its network named ``name`` under ``key``."""
     ckpt = training_checkpoint()
-    ckpt["hyper_parameters"] = {
-        **ckpt["hyper_parameters"],
-        "net": {**ckpt["hyper_parameters"]["net"], "_target_": "somewhere_else.UNetSeparator"},
-    }
+    arguments = {k: v for k, v in ckpt["hyper_parameters"]["net"].items() if k != "_target_"}
+    ckpt["hyper_parameters"] = {**ckpt["hyper_parameters"], "net": {key: name, **arguments}}
+    return ckpt
+
+
+@pytest.mark.parametrize(
+    "key, name",
+    [
+        ("_target_", "somewhere_else.UNetSeparator"),  # another package's path, with a mixsep class name
+        ("name", "mixsep.models.UNetSeparator"),  # the name key holds registered names, never a path
+        ("name", "builtins.open"),
+    ],
+)
+def test_a_checkpoint_names_its_network_by_a_path_not_in_the_allowlist_refused_by_name(tmp_path, key, name):
     path = tmp_path / "elsewhere.ckpt"
-    torch.save(ckpt, path)
+    torch.save(network_named(key, name), path)
     from mixsep import load_separator
 
     with pytest.raises(CheckpointError, match="not a registered network"):
         load_separator(path)
+
+
+@pytest.mark.parametrize(
+    "key, name",
+    [("name", "UNetSeparator"), ("_target_", "UNetSeparator"), ("_target_", "mixsep.models.unet.UNetSeparator")],
+)
+def test_a_checkpoint_naming_its_network_as_any_mixsep_version_wrote_it_loads_the_same(tmp_path, key, name):
+    """The name key new checkpoints write, and the ``_target_`` earlier ones wrote (the shipped one:
+    ``mixsep.models.UNetSeparator``)."""
+    from mixsep import load_separator
+
+    path = tmp_path / "named.ckpt"
+    torch.save(network_named(key, name), path)
+    mix = torch.rand(2, 3, 32, 32)
+    assert torch.equal(load_separator(path)(mix)[0], load_separator(SHIPPED_CKPT)(mix)[0])
