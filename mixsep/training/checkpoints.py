@@ -11,13 +11,11 @@ import os
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import lightning as L
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
-from lightning.pytorch.trainer.states import RunningStage
 from omegaconf import DictConfig
 
 from mixsep.errors import CheckpointError, ConfigError
@@ -122,6 +120,7 @@ def newest_resumable(folder: Path, model_cfg: DictConfig | None = None) -> str |
 def check_resumable(path: Path, model_cfg: DictConfig | None = None) -> None:
     """A checkpoint to resume from must be a whole training checkpoint that mixsep.run wrote, read as data only
     (its network one of mixsep's, with plain settings)."""
+    from mixsep.models.registry import NAME_KEY
     from mixsep.models.saved import checkpoint_model, read_checkpoint
 
     ckpt = read_checkpoint(path)
@@ -134,10 +133,10 @@ def check_resumable(path: Path, model_cfg: DictConfig | None = None) -> None:
         )
     saved = checkpoint_model(path, ckpt)
     wanted = (model_cfg or {}).get("net") or {}
-    if model_cfg is not None and saved.architecture != str(wanted.get("_target_", "")).rpartition(".")[2]:
+    if model_cfg is not None and saved.architecture != str(wanted.get(NAME_KEY, "")).rpartition(".")[2]:
         name = saved.settings.get("name", "?")
         raise CheckpointError(
-            f"ckpt_path={path} holds a {name} model ({saved.net_config['_target_']}), but this run builds "
+            f"ckpt_path={path} holds a {name} model ({saved.architecture}), but this run builds "
             f"model={model_cfg.get('name')}: add model={name} (and the other settings of its run) to resume it"
         )
 
@@ -168,23 +167,23 @@ def export_checkpoint(src: str | Path, dst: str | Path, precision: str | None = 
     return dst
 
 
-# A resumed checkpoint's trainer state is data from elsewhere: before Lightning sees it, its paths are kept only
-# inside this run's folder or the checkpoint's own (never a URL), its scores only when finite, and every other part
-# Lightning reads must have the shape a mixsep run writes.
+# A resumed checkpoint's trainer state is data from elsewhere. Lightning's restore raises on most malformed parts,
+# and ``restore_errors_named`` makes that one line. Checked here, before Lightning sees it, is what it would take
+# silently: paths outside this run's folder or the checkpoint's own, scores that are not finite, entries named like
+# the methods that Lightning's progress counters and PyTorch's schedules copy their state over, a Timer's time,
+# counters that only fail once training runs, a version Lightning would migrate after these checks, and files too
+# deep, too big or holding tensors that are not dense CPU ones.
 
-TRACKER_FIELDS = ("ready", "started", "processed", "completed")
-CHECKPOINT_PATH_KEYS = ("best_model_path", "kth_best_model_path", "last_model_path")
+CHECKPOINT_PATH_KEYS = ("best_model_path", "kth_best_model_path", "last_model_path")  # besides best_k_models
 OLDEST_LIGHTNING = "2.0.0"  # Lightning migrates older checkpoints, moving their entries after they are checked
-PLAIN_DEPTH = 4
 DEEPEST = 32  # mixsep's own checkpoints nest 8 levels; Lightning copies callback state recursively
 MOST_ENTRIES = 1_000_000  # a tiny run's checkpoint holds a few thousand; a shared list counts each time it is reached
+TRACKER_FIELDS = ("ready", "started", "processed", "completed")
 LONGEST_SECONDS = 10 * 365 * 24 * 3600  # a Timer's elapsed time: more than ten years is no real run's
-
-
-class Maybe(NamedTuple):
-    """An entry a shape allows to be missing (Lightning reads it with ``.get`` or skips it)."""
-
-    shape: Any
+CALLBACK_COUNTS = {  # what Lightning's callbacks take from their state as it is, and count on once training runs
+    "EarlyStopping": ("wait_count", "stopped_epoch", "patience"),
+    "EMAWeightAveraging": ("latest_update_step",),
+}
 
 
 def is_url(path: Any) -> bool:
@@ -206,23 +205,12 @@ def inside(path: Any, folders: list[Path]) -> bool:
 
 
 def count(value: Any) -> bool:
-    """a whole number >= 0"""
     return type(value) is int and value >= 0
 
 
-def flag(value: Any) -> bool:
-    """true or false"""
-    return type(value) is bool
-
-
-def tracker(value: Any) -> bool:
-    """a progress counter (ready, started, processed, completed: whole numbers >= 0)"""
-    return isinstance(value, dict) and all(k in TRACKER_FIELDS and count(v) for k, v in value.items())
-
-
 def dense_cpu_tensor(value: Any) -> bool:
-    """a dense tensor in CPU memory (what torch.save writes of a trained network; a meta, sparse or quantized
-    tensor holds no numbers to train on)"""
+    """A dense tensor in CPU memory (what torch.save writes of a trained network; a meta, sparse or quantized
+    tensor holds no numbers to train on)."""
     return (
         isinstance(value, torch.Tensor)
         and value.layout == torch.strided
@@ -232,67 +220,9 @@ def dense_cpu_tensor(value: Any) -> bool:
 
 
 def finite_number(value: Any) -> bool:
-    """a finite number"""
     if isinstance(value, torch.Tensor):
-        return (
-            dense_cpu_tensor(value)
-            and value.numel() == 1
-            and value.dtype.is_floating_point
-            and bool(torch.isfinite(value).all())
-        )
+        return value.numel() == 1 and value.dtype.is_floating_point and bool(torch.isfinite(value).all())
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def score_or_infinity(value: Any) -> bool:
-    """a number (infinite before the first score)"""
-    return dense_cpu_tensor(value) and value.numel() == 1 and not bool(torch.isnan(value).any())
-
-
-def plain(value: Any, depth: int = PLAIN_DEPTH) -> bool:
-    """plain settings (numbers, words, flags, short lists and mappings of them)"""
-    if value is None or isinstance(value, (bool, int, str)):
-        return True
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if depth and isinstance(value, (list, tuple)):
-        return all(plain(v, depth - 1) for v in value)
-    if depth and isinstance(value, dict):
-        return all(isinstance(k, str) and plain(v, depth - 1) for k, v in value.items())
-    return False
-
-
-def weights(value: Any) -> bool:
-    """a mapping of names to dense CPU tensors"""
-    return isinstance(value, dict) and all(isinstance(k, str) and dense_cpu_tensor(v) for k, v in value.items())
-
-
-def loader_states(value: Any) -> bool:
-    """the training loader's position (a list of {epoch, batches})"""
-    return isinstance(value, list) and all(
-        isinstance(s, dict) and all(isinstance(k, str) and count(v) for k, v in s.items()) for s in value
-    )
-
-
-def optimizer_state(value: Any) -> bool:
-    """an optimizer's state"""
-    if not isinstance(value, dict) or set(value) != {"state", "param_groups"}:
-        return False
-    state, groups = value["state"], value["param_groups"]
-    per_param = isinstance(state, dict) and all(
-        count(k) and isinstance(s, dict) and all(dense_cpu_tensor(v) or finite_number(v) for v in s.values())
-        for k, s in state.items()
-    )
-    return (
-        per_param
-        and isinstance(groups, list)
-        and all(
-            isinstance(g, dict)
-            and isinstance(g.get("params"), list)
-            and all(count(i) for i in g["params"])
-            and all(plain(v, 1) for k, v in g.items() if k != "params")
-            for g in groups
-        )
-    )
 
 
 def scheduler_methods() -> set[str]:
@@ -305,143 +235,22 @@ def scheduler_methods() -> set[str]:
     return {name for kind in kinds for name in dir(kind) if callable(getattr(kind, name, None))}
 
 
-def scheduler_entry(key: Any, value: Any, methods: set[str]) -> bool:
-    if not isinstance(key, str) or key.startswith(("__", "optimizer")) or key in methods:
-        return False
-    if key in ("base_lrs", "_last_lr"):
-        return isinstance(value, list) and all(finite_number(x) for x in value)
-    if key in ("last_epoch", "_step_count"):
-        return type(value) is int
-    if key == "lr_lambdas":  # LambdaLR's: None for a plain function, else the attributes of a callable object
-        return isinstance(value, list) and all(
-            v is None or (isinstance(v, dict) and all(not k.startswith("__") for k in v)) for v in value
-        )
-    return plain(value)
-
-
-def scheduler_state(value: Any) -> bool:
-    """a learning-rate schedule's state (plain numbers and words, under names that are none of its methods)"""
-    if not isinstance(value, dict) or not plain(value):
-        return False
-    methods = scheduler_methods()
-    return all(scheduler_entry(k, v, methods) for k, v in value.items())
-
-
-def scaler_state(value: Any) -> bool:
-    """a gradient scaler's state (names to finite numbers)"""
-    return isinstance(value, dict) and all(isinstance(k, str) and finite_number(v) for k, v in value.items())
-
-
-def elapsed_seconds(value: Any) -> bool:
-    """a time in seconds (a finite number from 0 to ten years)"""
-    return type(value) in (int, float) and math.isfinite(value) and 0 <= value <= LONGEST_SECONDS
-
-
-def lightning_version(value: Any) -> bool:
-    """a Lightning version from 2.0.0 on (OLDEST_LIGHTNING)"""
-    from packaging.version import InvalidVersion, Version
-
-    try:
-        return isinstance(value, str) and Version(value) >= Version(OLDEST_LIGHTNING)
-    except InvalidVersion:
-        return False
-
-
-def listed(shape: Any) -> Any:
-    def each(value: Any) -> bool:
-        return isinstance(value, list) and all(shape(v) for v in value)
-
-    each.__doc__ = f"a list, each {shape.__doc__}"  # e.g. "a list, each an optimizer's state"
-    return each
-
-
-PROGRESS = {"total": tracker, "current": tracker}
-BATCH_PROGRESS = {**PROGRESS, "is_last_batch": flag}
-EVALUATION_LOOP = {"state_dict": Maybe({}), "batch_progress": Maybe(BATCH_PROGRESS)}
-FIT_LOOP = {
-    "state_dict": Maybe({"combined_loader": Maybe(loader_states)}),
-    "epoch_loop.state_dict": Maybe({"_batches_that_stepped": Maybe(count)}),
-    "epoch_loop.batch_progress": Maybe(BATCH_PROGRESS),
-    "epoch_loop.scheduler_progress": Maybe(PROGRESS),
-    "epoch_loop.automatic_optimization.state_dict": Maybe({}),
-    "epoch_loop.automatic_optimization.optim_progress": Maybe({"optimizer": {"step": PROGRESS, "zero_grad": PROGRESS}}),
-    "epoch_loop.manual_optimization.state_dict": Maybe({}),
-    "epoch_loop.manual_optimization.optim_step_progress": Maybe(PROGRESS),
-    "epoch_loop.val_loop.state_dict": Maybe({}),
-    "epoch_loop.val_loop.batch_progress": Maybe(BATCH_PROGRESS),
-    "epoch_progress": Maybe(PROGRESS),
-}
-# every part of a checkpoint that Lightning (or mixsep's data module) reads when it restores a run
-TRAINER_STATE = {
-    "pytorch-lightning_version": lightning_version,
-    "epoch": Maybe(count),
-    "global_step": Maybe(count),
-    "state_dict": weights,
-    "current_model_state": Maybe(weights),  # EMAWeightAveraging's
-    "averaging_state": Maybe(weights),
-    "loops": Maybe(
-        {
-            "fit_loop": FIT_LOOP,
-            "validate_loop": EVALUATION_LOOP,
-            "test_loop": EVALUATION_LOOP,
-            "predict_loop": {"state_dict": Maybe({}), "batch_progress": Maybe(PROGRESS)},
-        }
-    ),
-    "optimizer_states": Maybe(listed(optimizer_state)),
-    "lr_schedulers": Maybe(listed(scheduler_state)),
-    "MixDataModule": Maybe({"train_position": Maybe({"epoch": count, "batches": count})}),
-    "MixedPrecision": Maybe(scaler_state),
-    "native_amp_scaling_state": Maybe(scaler_state),
-}
-CALLBACK_STATE = {  # by the start of their state key
-    "EarlyStopping": {
-        "wait_count": count,
-        "stopped_epoch": count,
-        "best_score": score_or_infinity,
-        "patience": count,
-        "stopping_reason": Maybe(lambda v: v in {r.value for r in EarlyStoppingReason}),
-        "stopping_reason_message": Maybe(lambda v: v is None or isinstance(v, str)),
-    },
-    "EMAWeightAveraging": {"latest_update_step": count},
-    # trainer.max_time: the time already spent counts against it (and the onecycle_time schedule's curve)
-    "Timer": {"time_elapsed": Maybe({stage.value: Maybe(elapsed_seconds) for stage in RunningStage})},
-}
-
-
-def shape_problem(value: Any, shape: Any, where: str) -> str | None:
-    """Where ``value`` departs from ``shape`` (a predicate, or a mapping of entry names to shapes, ``Maybe`` for
-    an entry that may be missing; no other entries), as a few words; None when it fits."""
-    if isinstance(shape, dict):
-        if not isinstance(value, dict):
-            return f"{where} is a {type(value).__name__}, not a mapping"
-        unknown = next((key for key in value if key not in shape), None)
-        if unknown is not None:
-            return f"{where} has an entry {str(unknown)[:60]!r} that mixsep.run never writes"
-        for key, inner in shape.items():
-            if key in value:
-                problem = shape_problem(value[key], unwrapped(inner), f"{where}.{key}")
-                if problem:
-                    return problem
-            elif not isinstance(inner, Maybe):
-                return f"{where} lacks {key!r}"
-        return None
-    if shape(value):
-        return None
-    return f"{where} is not {shape.__doc__ or 'what mixsep.run writes'}"
-
-
 def walk_problem(ckpt: dict, deepest: int = DEEPEST, most: int = MOST_ENTRIES) -> str | None:
     """Whether lists, tuples and mappings (keys too) in ``ckpt`` nest more than ``deepest`` levels, hold more than
     ``most`` entries in all (a list shared by many others counts each time it is reached: unpickled, it is that
-    big to whatever walks it), or hold a tensor that is not a dense CPU one. Looked at without recursion and
-    stopped at ``most``, so any file is answered at once."""
+    big to whatever walks it), a tensor that is not a dense CPU one, or (outside callbacks) a number that is not
+    finite. Looked at without recursion and stopped at ``most``, so any file is answered at once."""
     seen = 0
     for top, value in ckpt.items():
         pending = [(value, 0)]
         while pending:
             item, depth = pending.pop()
             if isinstance(item, torch.Tensor) and not dense_cpu_tensor(item):
-                return f"{str(top)[:40]} holds a {tensor_kind(item)} tensor, not a dense CPU one as mixsep.run writes"
+                kind = f"{item.layout} {item.device}".removeprefix("torch.").removeprefix("strided ")
+                kind = "quantized" if item.is_quantized else kind
+                return f"{str(top)[:40]} holds a {kind} tensor, not a dense CPU one as mixsep.run writes"
+            if isinstance(item, float) and not math.isfinite(item) and top != "callbacks":  # checked per callback
+                return f"{str(top)[:40]} holds the number {item}, not a finite one as mixsep.run writes"
             if isinstance(item, dict):
                 item = [*item.keys(), *item.values()]
             if not isinstance(item, (list, tuple)):
@@ -455,46 +264,104 @@ def walk_problem(ckpt: dict, deepest: int = DEEPEST, most: int = MOST_ENTRIES) -
     return None
 
 
-def tensor_kind(tensor: torch.Tensor) -> str:
-    if tensor.is_quantized:
-        return "quantized"
-    layout = "" if tensor.layout == torch.strided else str(tensor.layout).removeprefix("torch.") + " "
-    return f"{layout}{tensor.device.type}"
+def lightning_version(value: Any) -> bool:
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return isinstance(value, str) and Version(value) >= Version(OLDEST_LIGHTNING)
+    except InvalidVersion:
+        return False
 
 
-def unwrapped(shape: Any) -> Any:
-    return shape.shape if isinstance(shape, Maybe) else shape
+def counters_problem(value: Any, where: str, counter: bool = False) -> str | None:
+    """The loops' state (and the data module's position) holds whole numbers and flags only; a progress counter
+    (each ``total`` and ``current``, whose entries Lightning copies onto the object, over its methods too) only its
+    own four."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if counter and key not in TRACKER_FIELDS:
+                return f"{where} has an entry {str(key)[:60]!r}; a progress counter has {', '.join(TRACKER_FIELDS)}"
+            problem = counters_problem(inner, f"{where}.{key}", key in ("total", "current"))
+            if problem:
+                return problem
+        return None
+    if isinstance(value, list):
+        return next((p for i, v in enumerate(value) if (p := counters_problem(v, f"{where}[{i}]"))), None)
+    return None if count(value) or type(value) is bool else f"{where} is not a whole number >= 0 (nor a flag)"
+
+
+def scheduler_entry(key: Any, value: Any, methods: set[str]) -> bool:
+    if not isinstance(key, str) or key.startswith(("__", "optimizer")) or key in methods:
+        return False
+    if key in ("base_lrs", "_last_lr"):
+        return isinstance(value, list) and all(finite_number(x) for x in value)
+    if key in ("last_epoch", "_step_count"):
+        return type(value) is int
+    if key == "lr_lambdas":  # LambdaLR's: None for a plain function, else the attributes of a callable object
+        return isinstance(value, list) and all(
+            v is None or (isinstance(v, dict) and all(isinstance(k, str) and not k.startswith("__") for k in v))
+            for v in value
+        )
+    return True
+
+
+def schedulers_problem(schedulers: Any) -> str | None:
+    methods = scheduler_methods()
+    if isinstance(schedulers, list) and all(
+        isinstance(s, dict) and all(scheduler_entry(k, v, methods) for k, v in s.items()) for s in schedulers
+    ):
+        return None
+    return (
+        "lr_schedulers is not a list, each a learning-rate schedule's state (plain numbers and words, under names "
+        "that are none of its methods)"
+    )
+
+
+def callback_problem(key: str, state: dict, where: str) -> str | None:
+    """What Lightning's Timer, EarlyStopping and EMA take from their state as it is, and use once training runs."""
+    if key.startswith("Timer"):  # trainer.max_time: the time already spent counts against it (and the onecycle_time
+        elapsed = state.get("time_elapsed")  # schedule's curve); Lightning reads the training stage's only
+        seconds = elapsed.get("train", 0) if isinstance(elapsed, dict) else 0
+        if type(seconds) not in (int, float) or not 0 <= seconds <= LONGEST_SECONDS:
+            return f"{where}.time_elapsed.train is not a time in seconds (a finite number from 0 to ten years)"
+    names = next((names for name, names in CALLBACK_COUNTS.items() if key.startswith(name)), ())
+    wrong = next((name for name in names if not count(state.get(name, 0))), None)
+    if wrong:
+        return f"{where}.{wrong} is not a whole number >= 0"
+    score = state.get("best_score") if key.startswith("EarlyStopping") else None
+    if score is not None and not (isinstance(score, torch.Tensor) and score.numel() == 1 and not score.isnan().any()):
+        return f"{where}.best_score is not a number (infinite before the first score)"
+    return None
 
 
 def trainer_state_problem(ckpt: dict) -> str | None:
-    """The first part of ``ckpt`` that Lightning reads and that departs from what a mixsep run writes."""
+    """The first part of ``ckpt`` that Lightning would restore without a word, and that would do harm or fail only
+    once training runs."""
     problem = walk_problem(ckpt)
     if problem:
         return problem
-    for key, shape in TRAINER_STATE.items():
-        if key not in ckpt and not isinstance(shape, Maybe):
-            return f"it lacks {key!r}"
-        problem = shape_problem(ckpt[key], unwrapped(shape), key) if key in ckpt else None
-        if problem:
-            return problem
+    if not lightning_version(ckpt.get("pytorch-lightning_version")):
+        return f"its pytorch-lightning_version is not one from {OLDEST_LIGHTNING} on"
+    problem = counters_problem(ckpt.get("loops", {}), "loops")
+    problem = problem or counters_problem(ckpt.get("MixDataModule", {}), "MixDataModule")  # where its epoch stood
+    problem = problem or schedulers_problem(ckpt.get("lr_schedulers", []))
+    if problem:
+        return problem
     callbacks = ckpt.get("callbacks", {})
     if not isinstance(callbacks, dict):
         return f"callbacks is a {type(callbacks).__name__}, not a mapping"
     for key, state in callbacks.items():
         where = f"callbacks[{str(key)[:40]}]"
-        if not isinstance(state, dict):
-            return f"{where} is a {type(state).__name__}, not a mapping"
-        shape = next((s for name, s in CALLBACK_STATE.items() if str(key).startswith(name)), None)
-        problem = shape_problem(state, shape, where) if shape else None
+        problem = callback_problem(str(key), state, where) if isinstance(state, dict) else f"{where} is not a mapping"
         if problem:
             return problem
     return None
 
 
 def checked_trainer_state(ckpt: dict, path: Path, folders: tuple | list[Path] = (), quiet: bool = False) -> dict:
-    """``ckpt`` (read from ``path`` as data) as Lightning may restore it: every part it reads has the shape a
-    mixsep run writes, else one ``CheckpointError``; in callback state, only paths inside ``folders`` (the run's) or
-    ``path``'s folder and finite scores are kept (the rest is left out with a note)."""
+    """``ckpt`` (read from ``path`` as data) as Lightning may restore it, else one ``CheckpointError``
+    (``trainer_state_problem``); a ModelCheckpoint record that names a path outside ``folders`` (the run's) and
+    ``path``'s folder, or a score that is not finite, is left out with a note: that callback starts afresh."""
     problem = trainer_state_problem(ckpt)
     if problem:
         raise CheckpointError(
@@ -502,100 +369,111 @@ def checked_trainer_state(ckpt: dict, path: Path, folders: tuple | list[Path] = 
             "last.ckpt that mixsep.run wrote, or start afresh with ckpt_path=null"
         )
     folders = [path.parent, *folders]
-    left_out: list[str] = []
-    ckpt["callbacks"] = {
-        key: checked_checkpoint_record(state, folders, left_out) if str(key).startswith("ModelCheckpoint") else state
-        for key, state in ckpt.get("callbacks", {}).items()
-    }
-    if left_out and not quiet:
+    foreign = {key: foreign_parts(state, folders) for key, state in ckpt.get("callbacks", {}).items()}
+    foreign = {key: parts for key, parts in foreign.items() if str(key).startswith("ModelCheckpoint") and parts}
+    ckpt["callbacks"] = {key: state for key, state in ckpt.get("callbacks", {}).items() if key not in foreign}
+    if foreign and not quiet:
         log.warning(
             f"{path}: left out of its checkpoint record, as outside this run's folder and the checkpoint's own "
-            f"(or not a finite score): {'; '.join(left_out)}"
+            f"(or not a finite score): {'; '.join(part for parts in foreign.values() for part in parts)}"
         )
     return ckpt
 
 
-def checked_checkpoint_record(record: dict, folders: list[Path], left_out: list[str]) -> dict:
-    """A ModelCheckpoint's saved record with every path outside ``folders`` (or a URL) and every score that
-    is not a finite number left out (a left-out path takes its score with it); its folder, when outside,
-    becomes the checkpoint's own (``folders[0]``)."""
-    record = dict(record)
-
-    def drop(key: str, reason: str = "") -> None:
-        left_out.append(f"{key}={str(record.get(key))[:120]!r}{reason}")
-
-    def checkpoint_file(value: Any) -> bool:
-        return value == "" or (inside(value, folders) and str(value).endswith(".ckpt"))
-
-    if "dirpath" in record and not inside(record["dirpath"], folders):
-        drop("dirpath")
-        record["dirpath"] = str(folders[0])
-    for key in CHECKPOINT_PATH_KEYS:
-        if key in record and not checkpoint_file(record[key]):
-            drop(key)
-            record[key] = ""
-    if not record.get("kth_best_model_path"):
-        record.pop("kth_value", None)  # no k-th file, no k-th score: the callback keeps its own starting value
-    for key in ("best_model_score", "current_score", "kth_value"):
-        if record.get(key) is not None and not finite_number(record[key]):
-            drop(key, " (not a finite number)")
-            record[key] = None
-    if not record.get("best_model_path"):
-        record["best_model_score"] = None
-    if record.get("kth_value", 0) is None:
-        record.pop("kth_value")
-        record["kth_best_model_path"] = ""
-    best_k = record.get("best_k_models", {})
+def foreign_parts(record: dict, folders: list[Path]) -> list[str]:
+    """What a ModelCheckpoint's saved record names outside ``folders`` (a path, a URL: Lightning would delete,
+    stat or load it), and its scores that are not finite numbers (they would decide which file is best)."""
+    best_k = record.get("best_k_models") or {}
     if not isinstance(best_k, dict):
-        drop("best_k_models")
-        best_k = {}
-    kept = {p: s for p, s in best_k.items() if p != "" and checkpoint_file(p) and finite_number(s)}
-    left_out.extend(f"best_k_models[{str(p)[:120]!r}]" for p in best_k if p not in kept)
-    if "best_k_models" in record:
-        record["best_k_models"] = kept
-    return record
+        return [f"best_k_models={str(best_k)[:120]!r}"]
+    paths = {key: record.get(key) or "" for key in CHECKPOINT_PATH_KEYS}
+    paths |= {f"best_k_models[{i}]": p for i, p in enumerate(best_k)}
+    outside = [
+        f"{k}={str(p)[:120]!r}" for k, p in paths.items() if p and not (inside(p, folders) and p.endswith(".ckpt"))
+    ]
+    if "dirpath" in record and not inside(record["dirpath"], folders):
+        outside.append(f"dirpath={str(record['dirpath'])[:120]!r}")
+    scores = {"current_score": record.get("current_score"), **best_k}
+    scores["best_model_score"] = record.get("best_model_score") if record.get("best_model_path") else None
+    scores["kth_value"] = record.get("kth_value") if record.get("kth_best_model_path") else None
+    not_finite = [
+        f"{str(k)[:120]}={score}" for k, score in scores.items() if score is not None and not finite_number(score)
+    ]
+    return outside + not_finite
 
 
 def check_resume_fits(path: str | None, module: L.LightningModule, run_folder: Path | None = None) -> None:
-    """The checkpoint a run resumes from, before Lightning restores it: its trainer state as
-    ``checked_trainer_state`` wants it, its weights (and the EMA's) of the names and shapes of ``module``'s, its
-    optimizer state for ``module``'s parameters (mixsep builds one optimizer over all of them)."""
+    """The checkpoint a run resumes from, before the run starts (and shows its config): its trainer state as
+    ``checked_trainer_state`` wants it; its weights and optimizer state as torch's own ``load_state_dict`` takes
+    them (into ``module``, as Lightning's restore does again, and a stand-in optimizer over its parameters); and
+    each parameter's optimizer state of that parameter's shape, which torch does not check."""
     if not path:
         return
     from mixsep.models.saved import read_checkpoint
 
     folders = [run_folder] if run_folder else []
     ckpt = checked_trainer_state(read_checkpoint(path), Path(path), folders, quiet=True)  # said at the restore
-    wanted = module.state_dict()
-    ema = ckpt.get("current_model_state")  # EMAWeightAveraging: the trained weights beside the averaged ones
-    problem = weights_problem(ckpt["state_dict"], wanted, "state_dict")
-    problem = problem or (weights_problem(ema, wanted, "current_model_state") if ema is not None else None)
-    problem = problem or optimizer_problem(ckpt.get("optimizer_states", []), list(module.parameters()))
+    stand_in = torch.optim.SGD(module.parameters(), lr=0.0)
+    try:
+        module.load_state_dict(ckpt["state_dict"], strict=module.strict_loading)
+        for state in ckpt.get("optimizer_states", [])[:1]:  # Lightning restores mixsep's one optimizer
+            stand_in.load_state_dict(state)
+    except Exception as err:  # torch's own words: which weight, which parameter group
+        problem = f"{type(err).__name__}: {one_line(err)}"
+    else:
+        problem = next(filter(None, (moment_problem(p, state) for p, state in stand_in.state.items())), None)
     if problem:
-        raise CheckpointError(
-            f"ckpt_path={path} does not fit the model this run builds ({problem}): resume it with the settings of "
-            "its own run (config_tree.txt in its folder), or start afresh with ckpt_path=null"
-        )
+        raise CheckpointError(f"ckpt_path={path} does not fit the model this run builds ({problem}): {RESUME_FIX}")
+
+
+def moment_problem(parameter: Any, state: Any) -> str | None:
+    """A parameter's optimizer state that the first step would fail on: not numbers and tensors of its shape (or
+    factored along it, as Adafactor's)."""
+    if not isinstance(parameter, torch.Tensor):
+        return None  # torch's load_state_dict keeps it aside: no parameter gets it
+    if not isinstance(state, dict):
+        return "an optimizer state is not a mapping"
+    for name, value in state.items():
+        if isinstance(value, torch.Tensor):
+            fits = value.dim() == 0 or broadcasts_to(value.shape, parameter.shape)
+        else:
+            fits = finite_number(value)
+        if not fits:
+            return f"optimizer state {name} does not fit a parameter of shape {tuple(parameter.shape)}"
+    return None
+
+
+def broadcasts_to(shape: torch.Size, target: torch.Size) -> bool:
+    try:
+        return torch.broadcast_shapes(shape, target) == target
+    except RuntimeError:
+        return False
+
+
+def one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())[:240]  # torch's load_state_dict says which weight on its later lines
 
 
 RESTORING = ("resume_start", "restore", "_restore")  # Lightning's checkpoint connector reading a checkpoint back
+RESUME_FIX = (
+    "resume it with the settings of its own run (config_tree.txt in its folder), from a last.ckpt that mixsep.run "
+    "wrote, or start afresh with ckpt_path=null"
+)
 
 
 @contextlib.contextmanager
 def restore_errors_named(path: str | None) -> Iterator[None]:
     """Around ``trainer.fit(ckpt_path=path)``: an error raised while Lightning restores ``path`` (in its checkpoint
     connector, before training starts) is one ``CheckpointError`` naming the file; the checks above take what
-    mixsep.run writes, and a file that passes them and still does not restore is not one to resume. Errors of
-    training itself (and of writing a checkpoint) pass through as they are."""
+    Lightning would restore silently, and a file that passes them and still does not restore is not one to resume.
+    Errors of training itself (and of writing a checkpoint) pass through as they are."""
     try:
         yield
     except Exception as err:
         if not path or isinstance(err, CheckpointError) or not raised_while_restoring(err):
             raise
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
         raise CheckpointError(
-            f"ckpt_path={path} could not be restored ({type(err).__name__}: {first[:160]}): resume from a last.ckpt "
-            "that mixsep.run wrote, or start afresh with ckpt_path=null"
+            f"ckpt_path={path} could not be restored ({type(err).__name__}: {one_line(err)}): {RESUME_FIX}"
         ) from err
 
 
@@ -605,43 +483,3 @@ def raised_while_restoring(err: BaseException) -> bool:
         and frame.f_code.co_name.startswith(RESTORING)
         for frame, _ in traceback.walk_tb(err.__traceback__)
     )
-
-
-def weights_problem(found: dict, wanted: dict, where: str) -> str | None:
-    missing = next((name for name in wanted if name not in found), None)
-    if missing is not None:
-        return f"{where} lacks {missing}"
-    extra = next((name for name in found if name not in wanted), None)
-    if extra is not None:
-        return f"{where} has {extra[:80]}, which this model has not"
-    for name, tensor in found.items():
-        if tensor.shape != wanted[name].shape:
-            shapes = f"{tuple(tensor.shape)} in the file, {tuple(wanted[name].shape)} here"
-            return f"{where}: {name} is {shapes}"
-    return None
-
-
-def optimizer_problem(states: list, parameters: list[torch.nn.Parameter]) -> str | None:
-    if not states:
-        return None
-    if len(states) != 1:
-        return f"{len(states)} optimizer states; a mixsep run has one optimizer"
-    indices = [i for group in states[0]["param_groups"] for i in group["params"]]
-    if sorted(indices) != list(range(len(parameters))):
-        return f"an optimizer state for {len(indices)} parameters; this model has {len(parameters)}"
-    for index, state in states[0]["state"].items():
-        if index >= len(parameters):
-            return f"optimizer state for parameter {index}; this model has {len(parameters)}"
-        shape = parameters[index].shape
-        for name, value in state.items():
-            if isinstance(value, torch.Tensor) and value.dim() and not broadcasts_to(value.shape, shape):
-                return f"optimizer state {name} of parameter {index} is {tuple(value.shape)}, not {tuple(shape)}"
-    return None
-
-
-def broadcasts_to(shape: torch.Size, target: torch.Size) -> bool:
-    """Per-parameter optimizer state is the parameter's shape, or factored along it (Adafactor)."""
-    try:
-        return torch.broadcast_shapes(shape, target) == target
-    except RuntimeError:
-        return False

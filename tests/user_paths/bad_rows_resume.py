@@ -64,6 +64,23 @@ def _loops_malformed(ckpt: dict) -> None:
     ckpt["loops"]["fit_loop"]["epoch_progress"]["total"]["ready"] = "many"
 
 
+def _loops_method(ckpt: dict) -> None:
+    # Lightning copies a progress counter's entries onto it: this one would replace its reset()
+    ckpt["loops"]["fit_loop"]["epoch_progress"]["total"]["reset"] = 0
+
+
+def _old_lightning(ckpt: dict) -> None:
+    # Lightning migrates an older checkpoint after mixsep has checked it, moving entries into the callbacks' state
+    ckpt["pytorch-lightning_version"] = "0.9.0"
+    ckpt["checkpoint_callback_best_model_path"] = "/etc/passwd"
+
+
+def _moment_of_another_shape(ckpt: dict) -> None:
+    # torch's Optimizer.load_state_dict takes it; the first optimizer step would fail
+    state = next(iter(ckpt["optimizer_states"][0]["state"].values()))
+    state["exp_avg"] = torch.zeros(2, *state["exp_avg"].shape)
+
+
 def _optimizer_malformed(ckpt: dict) -> None:
     ckpt["optimizer_states"][0]["param_groups"] = "adam"
 
@@ -128,15 +145,35 @@ def _unchanged(ckpt: dict) -> None:
 
 
 ROWS = [
-    ("run-resume-loops-malformed", _resume(_loops_malformed), "loops.fit_loop.epoch_progress.total is not"),
-    ("run-resume-optimizer-malformed", _resume(_optimizer_malformed), "optimizer_states is not a list"),
-    ("run-resume-optimizer-other-net", _resume(_optimizer_of_another_network), "an optimizer state for"),
-    ("run-resume-datamodule-malformed", _resume(_datamodule_malformed), "MixDataModule.train_position.epoch is not"),
+    ("run-resume-loops-malformed", _resume(_loops_malformed), "loops.fit_loop.epoch_progress.total.ready is not"),
+    ("run-resume-loops-method", _resume(_loops_method), "a progress counter has ready, started, processed"),
+    ("run-resume-old-lightning", _resume(_old_lightning), "its pytorch-lightning_version is not one from 2.0.0"),
+    # what torch's own load_state_dict refuses (weights, optimizer state), in its words, before the run starts
+    (
+        "run-resume-optimizer-malformed",
+        _resume(_optimizer_malformed),
+        "(ValueError: loaded state dict has a different number of parameter groups",
+    ),
+    (
+        "run-resume-optimizer-other-net",
+        _resume(_optimizer_of_another_network),
+        "(ValueError: loaded state dict contains a parameter group that doesn't match",
+    ),
+    (
+        "run-resume-optimizer-moment-shape",
+        _resume(_moment_of_another_shape),
+        "optimizer state exp_avg does not fit a parameter",
+    ),
+    (
+        "run-resume-datamodule-malformed",
+        _resume(_datamodule_malformed),
+        "MixDataModule.train_position.epoch is not a whole number",
+    ),
     ("run-resume-weight-other-shape", _resume(_weight_of_another_shape), "do not fit the networks"),
     (  # a whole checkpoint, resumed with other network settings than its own
         "run-resume-other-widths",
         _resume(_unchanged, "model.net.widths=[16,32,64,128]"),
-        "does not fit the model this run builds (state_dict: net.",
+        "(RuntimeError: Error(s) in loading state_dict for SeparationModule: size mismatch for net.",
     ),
     ("run-resume-nested-lists", _resume(_nested_lists), "more than 32 levels deep"),
     ("run-resume-shared-lists", _resume(_shared_levels), "more than 1,000,000 entries"),
