@@ -78,7 +78,14 @@ def train(cfg: DictConfig, job: Job | None = None) -> dict:
 
             raise optuna.TrialPruned(pruning.pruned)
         best, last = checkpoint_paths(trainer)
-        val = validation_objective(trainer, module, datamodule, best or last or None, cfg.optimized_metric)
+        # the validation scores of the best checkpoint: what a sweeper may optimise (never a test score)
+        val = trainer.validate(
+            module, datamodule=datamodule, ckpt_path=best or last or None, verbose=False, weights_only=True
+        )[0]
+        if cfg.optimized_metric not in val:
+            raise ConfigError(
+                f"optimized_metric={cfg.optimized_metric} is not logged by this model; one of {sorted(val)}"
+            )
         tested = (best if cfg.test_ckpt == "best" else "") or last or None
         results = trainer.test(module, datamodule=datamodule, ckpt_path=tested, weights_only=True)[0]
 
@@ -93,8 +100,8 @@ def train(cfg: DictConfig, job: Job | None = None) -> dict:
         "precision": str(cfg.trainer.get("precision")),
         "checkpoint": str(tested) if tested else None,
         "optimized_metric": cfg.optimized_metric,
-        "objective": val[cfg.optimized_metric],
-        **val,
+        "objective": float(val[cfg.optimized_metric]),
+        **{k: float(v) for k, v in val.items()},
         **where_it_ran(trainer),
         "provenance": job.provenance,
     }
@@ -103,14 +110,6 @@ def train(cfg: DictConfig, job: Job | None = None) -> dict:
     metrics = write_test_outputs(out, results, module, datamodule, cfg.samples, **record)
     publish_final_scores(loggers, params, metrics, trainer.global_step, out)
     return metrics
-
-
-def validation_objective(trainer: L.Trainer, module, datamodule, ckpt_path: str | None, name: str) -> dict:
-    """The validation scores of ``ckpt_path``: what a sweeper may optimise (never a test score)."""
-    results = trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False, weights_only=True)[0]
-    if name not in results:
-        raise ConfigError(f"optimized_metric={name} is not logged by this model; one of {sorted(results)}")
-    return {k: float(v) for k, v in results.items()}
 
 
 @hydra_app("config")
