@@ -16,7 +16,7 @@ from torchmetrics import CatMetric, MetricCollection
 from mixsep.errors import ConfigError, TrainingDivergedError
 from mixsep.models.losses import LOSSES, reconstruction_loss
 from mixsep.models.metrics import SCORES, SOURCES, ScoreValues
-from mixsep.models.registry import build_network, is_registered, module_of, network_settings
+from mixsep.models.registry import build_network, network_settings
 from mixsep.models.schedules import ONECYCLE_WARMUP, SCHEDULERS, budget_onecycle, max_time_timer, time_onecycle
 from mixsep.models.tta import test_time_ensemble
 
@@ -77,10 +77,8 @@ class MixsepModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # the module that registered the network: a receiver without it is told which one it needs
-        net = getattr(self, "net", None)
-        if isinstance(net, nn.Module):
-            name = type(net).__name__
-            checkpoint["mixsep_network_module"] = module_of(name) if is_registered(name) else type(net).__module__
+        if isinstance(getattr(self, "net", None), nn.Module):
+            checkpoint["mixsep_network_module"] = type(self.net).__module__
         # so that mixsep.evaluate scores a checkpoint at the precision it was tested at after training
         if attached(self):
             checkpoint["mixsep_precision"] = str(self.trainer.precision)

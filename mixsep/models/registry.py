@@ -76,22 +76,6 @@ def architecture(name: str) -> type[nn.Module]:
     return NETWORKS[name]
 
 
-def unknown_network(where: str, name: Any) -> ConfigError:
-    return ConfigError(
-        f"{where} names {name!r}, which is not a registered network: {', '.join(registered_names())} (a network "
-        "of your own: @register_network in a module named by extensions=[...] or MIXSEP_EXTENSIONS)"
-    )
-
-
-def written_name(target: Any, where: str) -> str:
-    """The registered name behind an earlier file's ``_target_`` (``UNetSeparator``, ``mixsep.models.UNetSeparator``,
-    the defining module's path)."""
-    package, _, name = target.rpartition(".") if isinstance(target, str) else ("", "", target)
-    if not (is_registered(name) and package in ("", "mixsep.models", module_of(name))):
-        raise unknown_network(where, target)
-    return name
-
-
 MAX_SETTING_VALUES = 100_000  # a mixsep model's settings hold about a hundred values
 MAX_SETTING_DEPTH = 32  # and nest a few levels
 
@@ -128,9 +112,13 @@ def network_spec(net: Any, where: str = "model.net") -> tuple[str, dict]:
     if not isinstance(net, dict):
         raise ConfigError(f"{where} must be a mapping with {NAME_KEY} (a registered network); got {net!r}")
     key = NAME_KEY if NAME_KEY in net else OLD_NAME_KEY
-    name = net.get(key) if key == NAME_KEY else written_name(net.get(key), where)
-    if not is_registered(name):
-        raise unknown_network(where, name)
+    named = net.get(key)  # an earlier file's _target_: the name, or mixsep.models.<name>, or its module's path
+    package, _, name = named.rpartition(".") if key == OLD_NAME_KEY and isinstance(named, str) else ("", "", named)
+    if not is_registered(name) or package not in ("", "mixsep.models", module_of(name)):
+        raise ConfigError(
+            f"{where} names {named!r}, which is not a registered network: {', '.join(registered_names())} (a "
+            "network of your own: @register_network in a module named by extensions=[...] or MIXSEP_EXTENSIONS)"
+        )
     arguments = {k: v for k, v in net.items() if k != key}
     for key in arguments:
         if not isinstance(key, str) or key.startswith("_") or key == "self":
