@@ -16,6 +16,7 @@ import lightning as L
 import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, Timer
+from lightning.pytorch.utilities.migration import migrate_checkpoint
 from omegaconf import OmegaConf
 
 from mixsep.errors import CheckpointError
@@ -237,6 +238,21 @@ def test_a_scheduler_entry_named_like_its_method_replaces_it_under_lightning_but
         path = crafted(tmp / "source", tmp_path / "more", lambda c, e=entry: c["lr_schedulers"][0].update(e))
         refused(path, "lr_schedulers is not")
     AtomicCheckpointIO().load_checkpoint(tmp / "source" / "checkpoints" / "last.ckpt")  # its own: taken
+
+
+def test_an_old_version_moves_an_unchecked_path_into_the_records_under_lightning_but_not_under_mixsep(tiny, tmp_path):
+    tmp, _ = tiny
+
+    def old(ckpt: dict) -> None:
+        del ckpt["loops"]  # a file from before Lightning 1.6: its migration builds them
+        ckpt["pytorch-lightning_version"] = "0.9.0"
+        ckpt["checkpoint_callback_best_model_path"] = "/etc/passwd"
+
+    path = crafted(tmp / "source", tmp_path / "download", old)
+    # Lightning migrates the file it was handed, after the plugin returned it: the path lands in a record
+    migrated, _ = migrate_checkpoint(torch.load(path, weights_only=True))
+    assert migrated["callbacks"][ModelCheckpoint]["best_model_path"] == "/etc/passwd"
+    refused(path, "its pytorch-lightning_version is not one from 2.0.0 on")
 
 
 @pytest.mark.parametrize("seconds", ["x", -3600.0, 1e300, float("nan")])
