@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import re
 import sys
 from collections.abc import Iterator
 
@@ -71,7 +72,22 @@ def user_error(err: BaseException) -> MixsepError | None:
             return cause
         seen.add(id(cause))
         cause = cause.__cause__ or cause.__context__
-    return disk_error(err)
+    return unknown_argument(err) or disk_error(err)
+
+
+def unknown_argument(err: BaseException) -> ConfigError | None:
+    """A key the config gives that the class Hydra builds does not take (``+model.batch_size=64``): Hydra's
+    InstantiationException around the constructor's TypeError, said as the key to remove."""
+    said = str(err)
+    key = re.search(r"got an unexpected keyword argument '(\w+)'", said)
+    target = re.search(r"Error in call to target '([\w.]+)'", said)
+    if type(err).__name__ != "InstantiationException" or not (key and target):
+        return None
+    where = re.search(r"full_key: ([\w.]+)", said)
+    name = f"{where[1]}.{key[1]}" if where else key[1]
+    hint = " (the training batch is data.batch_size)" if key[1] == "batch_size" else ""
+    fix = f"remove it (~{name})" if where else "remove it from the config"
+    return ConfigError(f"{target[1]} takes no argument {key[1]}{hint}: {fix}, or fix its spelling")
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -41,9 +41,8 @@ def load_module(path: str | Path, map_location: str | torch.device = "cpu"):
     one_image = getattr(architecture(saved.architecture), "outputs", "sources") == "image"
     cls = OneImageModule if one_image else SeparationModule
     takes = inspect.signature(cls.__init__).parameters
-    open_ended = any(p.kind is p.VAR_KEYWORD for p in takes.values())
-    # settings of earlier versions that this one no longer takes are left out, as Lightning's loader does
-    hparams = {k: v for k, v in saved.hyper_parameters.items() if open_ended or k in takes}
+    # settings of earlier versions that this one no longer takes (batch_size) are left out
+    hparams = {k: v for k, v in saved.hyper_parameters.items() if k in takes}
     try:
         module = cls(**hparams)
         module.load_state_dict(saved.state_dict)

@@ -128,6 +128,8 @@ def refusal(err: BaseException) -> str | None:
     key = re.match(r"Could not override '(\w+)'", str(err))
     if key and key[1] in signature(Trainer).parameters:  # e.g. evaluate's accelerator=
         return f"{key[1]} is not a key of this command: it is a trainer setting, trainer.{key[1]}=..."
+    if re.search(r"Could not override 'model\.batch_size'", str(err)):
+        return "model.batch_size is no setting: the training batch is data.batch_size (each model= family sets its own)"
     merging = re.match(r"Error merging override (\S+)", str(err))
     if merging and type(err.__cause__).__name__ == "ValidationError":  # the schema's type of that key (schema.py)
         key = merging[1].partition("=")[0].lstrip("+~")

@@ -319,9 +319,11 @@ BAD_INPUTS = [
     ),
     (
         "run-unknown-net-class",
-        lambda t, r: RUN + ["model.net._target_=mixsep.models.Bogus"],
+        lambda t, r: RUN + ["model.net.name=Bogus"],
         "not a registered network: UNetSeparator",
     ),
+    ("run-model-batch-size", lambda t, r: RUN + ["model.batch_size=64"], "the training batch is data.batch_size"),
+    ("run-model-batch-size-added", lambda t, r: RUN + ["+model.batch_size=64"], "takes no argument batch_size"),
     ("run-test-metric-objective", lambda t, r: RUN + ["optimized_metric=test/psnr"], "must be a validation"),
     ("run-callback-options-alone", lambda t, r: RUN + ["experiment=best_cpu_5min", "callbacks=default"], "_target_"),
     ("run-no-data-offline", lambda t, r: RUN + [f"data.root={_empty_root(t)}", "data.download=false"], "MNIST"),

@@ -88,7 +88,7 @@ def test_a_lightning_logger_of_a_users_own_gets_what_the_shipped_ones_get_from_i
 
     assert received["name"] == "mine" and (run / "recording_run_id.txt").read_text() == received["run_id"] + "\n"
     composed = received["params"][0]["params"]
-    assert composed["model"]["net"]["_target_"].startswith("mixsep.") and composed["data"]["val_pairs"] == 8
+    assert composed["model"]["net"]["name"] == "ConvSkipDual" and composed["data"]["val_pairs"] == 8
     final = received["params"][-1]
     assert final["params"] == composed and final["step"] == metrics["global_step"]
     for key in ("test/mnist_psnr", "test/cifar_ssim", "val/psnr", "objective"):

@@ -57,7 +57,7 @@ FLAGS = {
     "--cfg hydra": lambda out: set(job_config(out)) == {"hydra"} and "launcher" in job_config(out)["hydra"],
     "--cfg all": lambda out: {"hydra", "model", "data", "trainer"} <= set(job_config(out)),
     "--cfg job --package trainer": lambda out: out.startswith("# @package trainer") and "max_epochs" in job_config(out),
-    "-c job -p model.net": lambda out: job_config(out)["_target_"] == "mixsep.models.ConvSkipDual",
+    "-c job -p model.net": lambda out: job_config(out)["name"] == "ConvSkipDual",
     "--cfg job model=unet trainer.max_epochs=3": lambda out: (
         job_config(out)["model"]["name"] == "unet" and job_config(out)["trainer"]["max_epochs"] == 3
     ),
