@@ -225,16 +225,6 @@ def finite_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def scheduler_methods() -> set[str]:
-    """The names of what a learning-rate schedule calls on itself (its methods, whichever of PyTorch's schedules it
-    is): a scheduler's ``load_state_dict`` copies every entry of its state onto the object, so an entry of such a
-    name would replace the method."""
-    from torch.optim import lr_scheduler
-
-    kinds = [k for k in vars(lr_scheduler).values() if isinstance(k, type) and hasattr(k, "load_state_dict")]
-    return {name for kind in kinds for name in dir(kind) if callable(getattr(kind, name, None))}
-
-
 def walk_problem(ckpt: dict, deepest: int = DEEPEST, most: int = MOST_ENTRIES) -> str | None:
     """Whether lists, tuples and mappings (keys too) in ``ckpt`` nest more than ``deepest`` levels, hold more than
     ``most`` entries in all (a list shared by many others counts each time it is reached: unpickled, it is that
@@ -306,7 +296,12 @@ def scheduler_entry(key: Any, value: Any, methods: set[str]) -> bool:
 
 
 def schedulers_problem(schedulers: Any) -> str | None:
-    methods = scheduler_methods()
+    """A learning-rate schedule's ``load_state_dict`` copies every entry of its state onto the object: an entry named
+    like a method of any of PyTorch's schedules would replace it."""
+    from torch.optim import lr_scheduler
+
+    kinds = [k for k in vars(lr_scheduler).values() if isinstance(k, type) and hasattr(k, "load_state_dict")]
+    methods = {name for kind in kinds for name in dir(kind) if callable(getattr(kind, name, None))}
     if isinstance(schedulers, list) and all(
         isinstance(s, dict) and all(scheduler_entry(k, v, methods) for k, v in s.items()) for s in schedulers
     ):
@@ -413,15 +408,17 @@ def check_resume_fits(path: str | None, module: L.LightningModule, run_folder: P
 
     folders = [run_folder] if run_folder else []
     ckpt = checked_trainer_state(read_checkpoint(path), Path(path), folders, quiet=True)  # said at the restore
-    stand_in = torch.optim.SGD(module.parameters(), lr=0.0)
+    moments: dict = {}
     try:
         module.load_state_dict(ckpt["state_dict"], strict=module.strict_loading)
         for state in ckpt.get("optimizer_states", [])[:1]:  # Lightning restores mixsep's one optimizer
+            stand_in = torch.optim.SGD(module.parameters(), lr=0.0)
             stand_in.load_state_dict(state)
+            moments = stand_in.state
     except Exception as err:  # torch's own words: which weight, which parameter group
         problem = f"{type(err).__name__}: {one_line(err)}"
     else:
-        problem = next(filter(None, (moment_problem(p, state) for p, state in stand_in.state.items())), None)
+        problem = next(filter(None, (moment_problem(p, state) for p, state in moments.items())), None)
     if problem:
         raise CheckpointError(f"ckpt_path={path} does not fit the model this run builds ({problem}): {RESUME_FIX}")
 
