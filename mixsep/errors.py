@@ -99,7 +99,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
 @contextlib.contextmanager
 def one_line_errors(os_error: str | None = None) -> Iterator[None]:
-    """How a command ends on a user's mistake (a training job's: ``cluster.status.recorded_job``, which also
+    """How a command ends on a user's mistake (a training job's: ``cluster.job.Job``, which also
     records it): a user-fixable error inside exits with one line ``mixsep: …``
     (status 1, no traceback). ``os_error`` says what to do about any other OSError (a file the entry point
     cannot read or write; ``{error}`` is filled in); anything else is a bug and keeps its traceback."""

@@ -118,7 +118,7 @@ def _resized(channel: np.ndarray) -> np.ndarray:
 
 def load_runtime(model: Path, device: str, onnx: bool):
     """``separate(mixes) -> (gray, colour)`` on (B, 3, 32, 32) float32 arrays: the model under PyTorch, or
-    (``onnx``) its bundle's model.onnx under ONNX Runtime, checked first (``bundle_files.open_onnx``)."""
+    (``onnx``) its bundle's model.onnx under ONNX Runtime, checked first (``onnx_graph.open_onnx``)."""
     if onnx:  # checked first: the graph exported with the bundle (its SHA-256), opened from those bytes alone
         from mixsep.models.onnx_graph import open_onnx
 

@@ -2,7 +2,7 @@
 (its architecture and plain arguments, the sources, the precision, the versions), ``README.md`` (the model card,
 ``report/card.py``) and, with ``onnx``, ``model.onnx`` (the whole separator, structure head included, for ONNX
 Runtime alone). config.json records each file's SHA-256 (``files``), so the bundle is read back
-(``saved.read_bundle``, ``bundle_files.open_onnx``) as one verified thing; every file is written with the
+(``saved.read_bundle``, ``onnx_graph.open_onnx``) as one verified thing; every file is written with the
 permissions ``open()`` gives a new file."""
 
 from __future__ import annotations

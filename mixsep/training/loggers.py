@@ -38,7 +38,7 @@ RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # W&B's ids and MLflow's (32 hex di
 RUN_ID_BYTES = 256
 RUN_ID_ARGUMENTS = ("run_id", "id", "experiment_key", "with_id", "version")  # MLflow, W&B, Comet, Neptune, others
 WANDB_REACH_SECONDS = 5.0  # a node without network: told within this long, not W&B's 90 s and a traceback
-# the job's status (cluster.status) as the words Lightning passes to finalize: its Trainer's, and its SLURM
+# the job's status (cluster.job) as the words Lightning passes to finalize: its Trainer's, and its SLURM
 # re-queue handler's "finished" (a run that goes on in the job's next allocation)
 FINALIZE_STATUS = {
     "completed": "success",
