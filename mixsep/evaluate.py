@@ -11,7 +11,6 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from mixsep.errors import ConfigError, one_line_errors
-from mixsep.extensions import load_extensions
 from mixsep.models.separator import load_module
 from mixsep.record.provenance import provenance
 from mixsep.training.artifacts import write_test_outputs
@@ -28,7 +27,6 @@ def evaluate(cfg: DictConfig) -> dict:
             "mixsep.evaluate needs a model: ckpt_path=<run dir>/checkpoints/best-epochNNN.ckpt, or a bundle "
             "folder (ckpt_path=results/best_cpu, a shipped model)"
         )
-    load_extensions(cfg.get("extensions"))
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     module = load_module(cfg.ckpt_path)

@@ -14,9 +14,7 @@ from omegaconf import DictConfig
 
 from mixsep.cluster.ddp import ddp_children_run_this_job
 from mixsep.cluster.job import Job
-from mixsep.cluster.search import ReportToTrial, this_jobs_trial
 from mixsep.errors import ConfigError
-from mixsep.extensions import load_extensions
 from mixsep.record.where import now_iso, where_it_ran
 from mixsep.training.artifacts import write_test_outputs
 from mixsep.training.build import build, build_callbacks, build_module, build_trainer
@@ -37,7 +35,6 @@ def train(cfg: DictConfig, job: Job | None = None) -> dict:
     plain values and built objects."""
     out = Path(cfg.paths.output_dir)  # made by Hydra; claimed and checked writable by the job
     job = job or Job(out, cfg.optimized_metric)
-    load_extensions(cfg.get("extensions"))
     cfg = settled_config(cfg)  # checked, and as used here: the tree and metrics.json show the precision used
     tree = write_config_tree(cfg, out / "config_tree.txt")
     L.seed_everything(cfg.seed, workers=True)
@@ -50,9 +47,7 @@ def train(cfg: DictConfig, job: Job | None = None) -> dict:
     loggers: list = []  # closed with the job's status, even when a later one fails to start
     job.on_end.append(lambda status: finish_dashboards(loggers, status))
     build_loggers(cfg.get("logger"), out, cfg.experiment_name, cfg.get("ckpt_path"), loggers)
-    trial = this_jobs_trial()
-    pruning = ReportToTrial(trial, cfg.optimized_metric) if trial is not None else None
-    callbacks = build_callbacks(cfg.get("callbacks"), job) + ([pruning] if pruning else [])
+    callbacks = build_callbacks(cfg.get("callbacks"), job)
     trainer = build_trainer(cfg.trainer, callbacks, loggers, run_folder=out)
     datamodule.check()
     check_resume_fits(resume_from, module, out)  # its trainer state is data: checked before Lightning sees it
@@ -73,10 +68,6 @@ def train(cfg: DictConfig, job: Job | None = None) -> dict:
             "train_start": started,
             "train_end": now_iso(),
         }
-        if pruning is not None and pruning.pruned:  # the study's pruner stopped it: no test, it is never "best"
-            import optuna
-
-            raise optuna.TrialPruned(pruning.pruned)
         best, last = checkpoint_paths(trainer)
         # the validation scores of the best checkpoint: what a sweeper may optimise (never a test score)
         val = trainer.validate(

@@ -57,18 +57,23 @@ def this_jobs_trial():
 
 
 class ReportToTrial(L.Callback):
-    """After every validation, the validation objective (``monitor``, a ``val/...`` score) goes to the trial as its
+    """In a trial of a search with a pruner (``this_jobs_trial``, found in ``setup``; elsewhere it does nothing):
+    after every validation, the validation objective (``monitor``, a ``val/...`` score) goes to the trial as its
     intermediate value at that epoch; when the study's pruner prunes the trial, training stops at the end of the
-    epoch and ``pruned`` says at which step and value (run.py records it and tells the sweeper)."""
+    epoch and fit ends in ``optuna.TrialPruned`` with the step, epoch and value (the job records it as pruned)."""
 
-    def __init__(self, trial, monitor: str) -> None:
-        self.trial, self.monitor = trial, monitor
+    def __init__(self, monitor: str) -> None:
+        self.monitor, self.trial = monitor, None
         self.pruned: dict | None = None
 
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            self.trial = this_jobs_trial()
+
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or trainer.state.fn != "fit" or self.monitor not in trainer.callback_metrics:
+        if self.trial is None or trainer.sanity_checking or trainer.state.fn != "fit":
             return  # only the validations inside fit (not the sanity check, nor the best checkpoint's re-validation)
-        value, epoch = float(trainer.callback_metrics[self.monitor]), trainer.current_epoch
+        value, epoch = float(trainer.callback_metrics.get(self.monitor, math.nan)), trainer.current_epoch
         if not math.isfinite(value):
             return
         self.trial.report(value, step=epoch)
@@ -76,3 +81,9 @@ class ReportToTrial(L.Callback):
             self.pruned = {"step": trainer.global_step, "epoch": epoch, "value": value, "monitor": self.monitor}
             log.info(f"trial {self.trial.number} pruned at epoch {epoch} ({self.monitor} {value:.4f})")
             trainer.should_stop = True
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage == "fit" and self.pruned:  # after every callback's on_fit_end (loss.png): no test, never "best"
+            import optuna
+
+            raise optuna.TrialPruned(self.pruned)

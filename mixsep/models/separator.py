@@ -6,6 +6,7 @@ A model is a bundle folder (``python -m mixsep.export``) or a checkpoint; both a
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import logging
 from pathlib import Path
@@ -30,16 +31,18 @@ def build_saved_network(saved: SavedModel) -> nn.Module:
     return net.eval()
 
 
+# the LightningModule of each kind of network (its class's ``outputs``), imported only when a file of that kind is
+# loaded: the earlier reports' one-image systems live in prior/, which builds on this package (never the reverse)
+LIGHTNING_MODULES = {"sources": "mixsep.models.module.SeparationModule", "image": "mixsep.prior.module.OneImageModule"}
+
+
 def load_module(path: str | Path, map_location: str | torch.device = "cpu"):
     """The LightningModule of a checkpoint or bundle, in eval mode: a separator's SeparationModule, or an earlier
     report's one-image system's OneImageModule."""
-    from mixsep.models.module import SeparationModule
-    from mixsep.prior.module import OneImageModule
-
     load_extensions()  # MIXSEP_EXTENSIONS: a network of one's own that the file names
     saved = read_model(path, map_location)
-    one_image = getattr(architecture(saved.architecture), "outputs", "sources") == "image"
-    cls = OneImageModule if one_image else SeparationModule
+    where, _, name = LIGHTNING_MODULES[getattr(architecture(saved.architecture), "outputs", "sources")].rpartition(".")
+    cls = getattr(importlib.import_module(where), name)
     takes = inspect.signature(cls.__init__).parameters
     # settings of earlier versions that this one no longer takes (batch_size) are left out
     hparams = {k: v for k, v in saved.hyper_parameters.items() if k in takes}

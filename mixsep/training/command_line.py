@@ -17,7 +17,9 @@ from pathlib import Path
 
 from mixsep.adapters import hydra_arguments
 from mixsep.conf import CONF_DIR
-from mixsep.errors import user_error
+from mixsep.errors import one_line_errors, user_error
+from mixsep.extensions import load_extensions
+from mixsep.record.where import hydra_job
 
 
 def in_hydras_order(argv: list[str], overrides: list[str]) -> list[str]:
@@ -33,13 +35,21 @@ def in_hydras_order(argv: list[str], overrides: list[str]) -> list[str]:
 
 
 def hydra_app(config_name: str) -> Callable:
-    """``@hydra_app("config")``: ``hydra.main`` on the package's configs, flags allowed among the overrides, and
-    Hydra's refusals in one ``mixsep:`` line (status 1, no traceback)."""
+    """``@hydra_app("config")``: ``hydra.main`` on the package's configs, flags allowed among the overrides,
+    Hydra's refusals in one ``mixsep:`` line (status 1, no traceback), and each job's ``extensions`` imported
+    before its task runs."""
 
     def decorate(task: Callable) -> Callable:
         import hydra
 
-        main = hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=config_name)(task)
+        @functools.wraps(task)
+        def with_extensions(cfg):  # called by Hydra per job (each multirun job with its own cfg)
+            # a single run ends in one line; a sweep's job raises, and the sweep records it failed
+            with contextlib.nullcontext() if hydra_job()["multirun"] else one_line_errors():
+                load_extensions(cfg.get("extensions"))
+            return task(cfg)
+
+        main = hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=config_name)(with_extensions)
 
         @functools.wraps(task)
         def app(cfg=None):
