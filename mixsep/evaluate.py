@@ -13,8 +13,8 @@ from omegaconf import DictConfig, OmegaConf
 from mixsep.errors import ConfigError, one_line_errors
 from mixsep.models.separator import load_module
 from mixsep.record.provenance import provenance
-from mixsep.training.artifacts import write_test_outputs
 from mixsep.training.build import build, build_trainer
+from mixsep.training.callbacks import TestOutputs
 from mixsep.training.command_line import hydra_app
 from mixsep.training.config import precision_from_file, settled_config
 
@@ -46,11 +46,11 @@ def evaluate(cfg: DictConfig) -> dict:
     # a file's precision enters the config only as one of Lightning's settings: its strings are never resolved
     from_file = precision_from_file(saved.precision, saved.path) if cfg.trainer.get("precision") is None else None
     cfg = settled_config(cfg, default_precision=from_file)
-    trainer = build_trainer(cfg.trainer, callbacks=[], loggers=[])
-    results = trainer.test(module, datamodule=datamodule)[0]
     record = {"experiment": cfg.experiment_name, "checkpoint": str(cfg.ckpt_path), "precision": cfg.trainer.precision}
     record.update(trained_on=saved.sources, tta_shift=bool(cfg.get("tta_shift")), provenance=provenance())
-    return write_test_outputs(out, results, module, datamodule, cfg.samples, **record)
+    outputs = TestOutputs(out, cfg.samples, record)  # metrics.json, scores.npz and samples.png
+    build_trainer(cfg.trainer, callbacks=[outputs], loggers=[]).test(module, datamodule=datamodule)
+    return outputs.metrics
 
 
 @hydra_app("evaluate")

@@ -15,9 +15,9 @@ from omegaconf import DictConfig
 from mixsep.cluster.ddp import ddp_children_run_this_job
 from mixsep.cluster.job import Job
 from mixsep.errors import ConfigError
-from mixsep.record.where import now_iso, where_it_ran
-from mixsep.training.artifacts import write_test_outputs
+from mixsep.record.where import now_iso
 from mixsep.training.build import build, build_callbacks, build_module, build_trainer
+from mixsep.training.callbacks import TestOutputs
 from mixsep.training.checkpoints import (
     check_resume_fits,
     checkpoint_paths,
@@ -78,29 +78,29 @@ def train(cfg: DictConfig, job: Job | None = None) -> dict:
                 f"optimized_metric={cfg.optimized_metric} is not logged by this model; one of {sorted(val)}"
             )
         tested = (best if cfg.test_ckpt == "best" else "") or last or None
+        record = {
+            "experiment": cfg.experiment_name,
+            "debug_mode": cfg.get("debug_mode"),
+            **timing,
+            "resumed_from": resume_from,
+            "global_step": trainer.global_step,
+            "epochs": trainer.current_epoch,
+            "seed": cfg.seed,
+            "precision": str(cfg.trainer.get("precision")),
+            "checkpoint": str(tested) if tested else None,
+            "optimized_metric": cfg.optimized_metric,
+            "objective": float(val[cfg.optimized_metric]),
+            **{k: float(v) for k, v in val.items()},
+            "provenance": job.provenance,
+        }
+        outputs = TestOutputs(out, cfg.samples, record, where=True)
+        trainer.callbacks.append(outputs)  # metrics.json, scores.npz and samples.png when the test ends
         results = trainer.test(module, datamodule=datamodule, ckpt_path=tested, weights_only=True)[0]
 
-    record = {
-        "experiment": cfg.experiment_name,
-        "debug_mode": cfg.get("debug_mode"),
-        **timing,
-        "resumed_from": resume_from,
-        "global_step": trainer.global_step,
-        "epochs": trainer.current_epoch,
-        "seed": cfg.seed,
-        "precision": str(cfg.trainer.get("precision")),
-        "checkpoint": str(tested) if tested else None,
-        "optimized_metric": cfg.optimized_metric,
-        "objective": float(val[cfg.optimized_metric]),
-        **{k: float(v) for k, v in val.items()},
-        **where_it_ran(trainer),
-        "provenance": job.provenance,
-    }
     if not trainer.is_global_zero:
         return {**results, **record}
-    metrics = write_test_outputs(out, results, module, datamodule, cfg.samples, **record)
-    publish_final_scores(loggers, params, metrics, trainer.global_step, out)
-    return metrics
+    publish_final_scores(loggers, params, outputs.metrics, trainer.global_step, out)
+    return outputs.metrics
 
 
 @hydra_app("config")

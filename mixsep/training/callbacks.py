@@ -13,7 +13,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torchvision.utils import make_grid
 
 from mixsep.models.metrics import SOURCES
-from mixsep.training.artifacts import picture_columns, save_loss_plot
+from mixsep.record.where import where_it_ran
+from mixsep.training.artifacts import picture_columns, save_loss_plot, write_test_outputs
 from mixsep.training.loggers import picture_hook
 
 
@@ -99,6 +100,22 @@ class SamplesAndCurves(L.Callback):
         if isinstance(history, dict):  # a resumed checkpoint's curves: (epoch, finite number) points only
             curves = {str(k): [p for p in v if _is_point(p)] for k, v in history.items() if isinstance(v, list)}
             self.history = {"train": [], "val": [], **curves}
+
+
+class TestOutputs(L.Callback):
+    """When testing ends: metrics.json (the test scores and ``record``, what was run; with ``where``, where it ran),
+    the per-pair scores and samples.png in ``dirpath`` (``training.artifacts.write_test_outputs``); ``metrics``
+    holds what metrics.json says."""
+
+    def __init__(self, dirpath: str | Path, n_samples: int, record: dict, where: bool = False) -> None:
+        self.dirpath, self.n_samples, self.record, self.where = Path(dirpath), n_samples, record, where
+        self.metrics: dict = {}
+
+    def on_test_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if trainer.is_global_zero:  # the metrics logged by this test (Lightning resets them when a stage starts)
+            record = {**self.record, **(where_it_ran(trainer) if self.where else {})}
+            results, dm = dict(trainer.callback_metrics), trainer.datamodule
+            self.metrics = write_test_outputs(self.dirpath, results, module, dm, self.n_samples, **record)
 
 
 def _is_point(point: Any) -> bool:

@@ -76,3 +76,18 @@ def test_separator_models_refuse_one_image_tasks_and_vice_versa():
         SeparationModule(MeanAE())
     assert not hasattr(OneImageModule(MeanAE()), "separate")  # ... and its own module does not separate
     assert isinstance(ConvDual()(torch.rand(1, 3, 32, 32)), tuple)
+
+
+def test_a_one_image_checkpoint_evaluates_with_its_own_module(compose, tiny_overrides, tmp_path):
+    """``evaluate`` of an earlier report's checkpoint: ``load_module`` gives prior's OneImageModule (found through
+    the lazy table in models/separator.py: models/ never imports prior/), scored as its run tested it."""
+    from mixsep.evaluate import evaluate
+    from mixsep.models.separator import load_module
+
+    run = train(compose("config", ["experiment=prior/mean_ae_norm", *tiny_overrides], tmp_path / "run"))
+    assert isinstance(load_module(run["checkpoint"]), OneImageModule)
+    data = [o for o in tiny_overrides if o.startswith("data.")]
+    overrides = [f"ckpt_path={run['checkpoint']}", *data, "trainer.accelerator=cpu", "samples=4"]
+    scored = evaluate(compose("evaluate", overrides, tmp_path / "eval"))
+    assert scored["test/mix_psnr"] == pytest.approx(run["test/mix_psnr"], abs=1e-4)
+    assert (tmp_path / "eval" / "metrics.json").is_file() and (tmp_path / "eval" / "samples.png").is_file()
