@@ -50,7 +50,7 @@ class TestCkpt(str, enum.Enum):
 class Settings:
     """The top-level settings the training and evaluation commands share, beside the groups' nodes."""
 
-    extensions: list[str] = field(default_factory=list)  # modules that declare networks, sources, scores
+    extensions: Any = field(default_factory=list)  # modules that declare networks, sources, scores: a list, or one word
     seed: int = 0
     experiment_name: str = MISSING
     samples: int = 8  # >= 0: check_settings
