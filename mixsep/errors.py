@@ -90,6 +90,17 @@ def unknown_argument(err: BaseException) -> ConfigError | None:
     return ConfigError(f"{target[1]} takes no argument {key[1]}{hint}: {fix}, or fix its spelling")
 
 
+def positive_int(text: str) -> int:
+    """An argparse ``type``: a whole number >= 1 (a batch size, a count), else argparse's one-line error."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return value
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse, but a bad argument is one line ``mixsep: …`` naming --help (exit status 2)."""
 

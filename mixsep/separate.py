@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mixsep.errors import ArgumentParser, MixsepError, one_line_errors
+from mixsep.errors import ArgumentParser, MixsepError, one_line_errors, positive_int
 from mixsep.extensions import load_extensions
 from mixsep.files import check_outputs, refuse_linked_folder, write_atomically
 from mixsep.images import read_image
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     add("--out", type=Path, default=None, help="output folder (default: separated/ next to the input)")
     add("--device", default="cpu", choices=("cpu", "cuda"))
     add("--resize", action="store_true", help="resize other sizes to 32x32 (outputs resized back)")
-    add("--batch-size", type=int, default=256)
+    add("--batch-size", type=positive_int, default=256, help="images a batch (a whole number >= 1)")
     add("--overwrite", action="store_true", help="replace the outputs of an earlier run in the output folder")
     args = parser.parse_args(argv)
     first = args.inputs[0]

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from mixsep.data.sources import DEFAULT_SOURCES, parse_pair
-from mixsep.errors import ArgumentParser, ConfigError, MixsepError, one_line_errors, user_error
+from mixsep.errors import ArgumentParser, ConfigError, MixsepError, one_line_errors, positive_int, user_error
 from mixsep.extensions import load_extensions
 from mixsep.files import write_atomically, write_text_atomically
 from mixsep.models.metrics import RANK_SCORE, SOURCES, decimals, image_metrics, score_of
@@ -338,7 +338,7 @@ def parse_args(argv: list[str] | None):
     add("--data-root", help="data for the baselines (default: MIXSEP_DATA_ROOT)")
     add("--cache-dir")
     add("--include-debug", action="store_true", help="also list debug runs (debug=...); a partial test is never ranked")
-    add("--test-pairs", type=int, default=10000, help="the baselines' test pairs when no run says how many it scored")
+    add("--test-pairs", type=positive_int, default=10000, help="the baselines' pairs when no run says how many")
     args = parser.parse_args(argv)
     if not args.compare and not args.dirs:
         parser.error("give run folders (e.g. outputs/) or --compare RUN_A RUN_B")

@@ -79,7 +79,7 @@ def _built_trainer(trainer_cfg: DictConfig, callbacks: list, loggers: list) -> L
         return build(trainer_cfg, callbacks=callbacks, logger=loggers or False)
     except InstantiationException as err:
         cause = err.__cause__ or err
-        if not isinstance(cause, (ValueError, TypeError, MisconfigurationException)):
+        if not isinstance(cause, (ValueError, TypeError, MisconfigurationException, ImportError)):
             raise  # not a refused value (e.g. a CUDA initialisation failure): itself, with its traceback
         raise ConfigError(
             f"Lightning's Trainer refused the trainer config: {type(cause).__name__}: {cause}. Check the trainer.* "

@@ -140,6 +140,12 @@ def refusal(err: BaseException) -> str | None:
         return f"{key[1]} is not a key of this command: it is a trainer setting, trainer.{key[1]}=..."
     if re.search(r"Could not override 'model\.batch_size'", str(err)):
         return "model.batch_size is no setting: the training batch is data.batch_size (each model= family sets its own)"
+    said = f"{err} {err.__cause__}"
+    unknown = re.match(r"Could not override '([\w.]+)'.*(not in struct|not in '\w+')", said, re.S)
+    if unknown and unknown[1].endswith("net._target_"):
+        return f"{unknown[1]} is no setting: a network is named by its registered name, {unknown[1][:-9]}.name=NAME"
+    if unknown:
+        return f"{unknown[1]} is no setting of this command: check its spelling (--cfg job lists the settings)"
     merging = re.match(r"Error merging override (\S+)", str(err))
     if merging and type(err.__cause__).__name__ == "ValidationError":  # the schema's type of that key (schema.py)
         key = merging[1].partition("=")[0].lstrip("+~")
@@ -162,8 +168,13 @@ def _not_installed(err: BaseException) -> tuple[str, str] | None:
     elif plugin_class:
         what, package = text.split("'")[1], plugin_class[1]
     else:
-        while cause is not None and not (isinstance(cause, ModuleNotFoundError) and cause.name):
+        seen = set()  # an exception's context can lead back to itself
+        while (
+            cause is not None and id(cause) not in seen and not (isinstance(cause, ModuleNotFoundError) and cause.name)
+        ):
+            seen.add(id(cause))
             cause = cause.__cause__ or cause.__context__
+        cause = cause if isinstance(cause, ModuleNotFoundError) else None
         return ("this command", cause.name) if cause and "mixsep[" in install_hint(cause.name) else None
     return (what, package) if importlib.util.find_spec(package) is None else None
 

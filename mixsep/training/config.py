@@ -63,6 +63,9 @@ def settled_config(cfg: DictConfig, default_precision: str | None = None) -> Dic
     be used (``auto`` resolved here; ``null`` = ``default_precision``, e.g. a checkpoint's, checked by
     ``precision_from_file``), ``sync_batchnorm`` off on CPUs (SyncBatchNorm works only on GPUs), and PyTorch's
     float32 matmul precision. The config tree, the Trainer and metrics.json all read the settled copy."""
+    for node in ("data", "trainer", "paths", *(["model"] if "model" in cfg else [])):
+        if not isinstance(cfg.get(node), DictConfig):  # e.g. ~trainer on the command line
+            raise ConfigError(f"the config has no {node} (~{node} removed it?): a run needs one, e.g. {node}=default")
     check_settings(cfg)
     net = cfg.get("model", {}).get("net")
     if isinstance(net, DictConfig):
