@@ -306,7 +306,7 @@ BAD_INPUTS = [
     ("run-unknown-source-group", lambda t, r: RUN + ["data/gray=bogus"], "data/gray=bogus is not an option"),
     ("run-unknown-source-name", lambda t, r: RUN + ["data.color.name=bogus"], "bogus"),
     ("run-unknown-model", lambda t, r: RUN + ["model=bogus"], "model=bogus is not an option"),
-    ("run-unknown-key", lambda t, r: RUN + ["bogus.key=3"], "Could not override 'bogus.key'"),
+    ("run-unknown-key", lambda t, r: RUN + ["bogus.key=3"], "bogus.key is no setting of this command"),
     (
         "run-mlflow-server-down",
         lambda t, r: RUN + ["logger=mlflow", "logger.mlflow.tracking_uri=http://127.0.0.1:9"],

@@ -141,7 +141,7 @@ BAD = {
     "which is no folder (file://DIR) or package",
     "experiment=mine": "mixsep: experiment=mine is not an option of experiment: choose one of best_cpu,",
     "--cfg job model=unett": "mixsep: model=unett is not an option of model: choose one of",
-    "--cfg job trainer.max_epocs=3": "mixsep: Could not override 'trainer.max_epocs'.",
+    "--cfg job trainer.max_epocs=3": "mixsep: trainer.max_epocs is no setting of this command: check its spelling",
     "--cfg job max_epochs=3": "mixsep: max_epochs is not a key of this command: it is a trainer setting, "
     "trainer.max_epochs=...",
     # a plugin whose package is not installed: its class (_target_), or a config its package would register

@@ -126,7 +126,7 @@ def test_wandb_multirun_gives_every_job_its_own_run_in_the_sweep_group(tiny_over
         record = next(runs[0].glob("*.wandb")).read_bytes()
         assert sweep.name.encode() in record  # the group: the sweep's folder name
         # offline, the run's config lives in its record: the whole composed config, as JSON values
-        assert b'"net":{"_target_":"mixsep.models.' in record and b'"val_pairs":8' in record
+        assert b'"net":{"name":"' in record and b'"val_pairs":8' in record
         assert b'"max_epochs":1' in record and b'"tags":["t1"]' in record
         ids.append(run_id)
     assert len(set(ids)) == 2
