@@ -37,7 +37,7 @@ def train(cfg: DictConfig, job: Job | None = None) -> dict:
     job = job or Job(out, cfg.optimized_metric)
     cfg = settled_config(cfg)  # checked, and as used here: the tree and metrics.json show the precision used
     tree = write_config_tree(cfg, out / "config_tree.txt")
-    L.seed_everything(cfg.seed, workers=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)  # the seed is in metrics.json; stderr keeps one line
     resume_from = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.model, out)
 
     datamodule = build(cfg.data)

@@ -130,7 +130,11 @@ ENGINES = [
         "cluster",
     ),
     (["-m", "mixsep.run", "-m", "hydra/launcher=gpus"], "hydra/launcher=gpus needs hydra-ray-launcher", "cluster"),
-    (["-m", "mixsep.run", "hparams_search=optuna"], "optuna.samplers.TPESampler needs optuna", "search"),
+    (
+        ["-m", "mixsep.run", "hparams_search=optuna"],
+        "hydra.sweeper.sampler._target_=optuna.samplers.TPESampler needs optuna",
+        "search",
+    ),
     (["-m", "mixsep.run", "logger=mlflow", "hydra.run.dir=run"], "logger=mlflow needs mlflow", "mlflow"),
 ]
 
