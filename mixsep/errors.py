@@ -75,6 +75,11 @@ def user_error(err: BaseException) -> MixsepError | None:
     return unknown_argument(err) or disk_error(err)
 
 
+def moved_setting(key: str) -> str:
+    """Where a setting of earlier versions went, said beside a refused key (e.g. model.batch_size)."""
+    return " (the training batch is data.batch_size)" if key.rpartition(".")[2] == "batch_size" else ""
+
+
 def unknown_argument(err: BaseException) -> ConfigError | None:
     """A key the config gives that the class Hydra builds does not take (``+model.batch_size=64``): Hydra's
     InstantiationException around the constructor's TypeError, said as the key to remove."""
@@ -85,7 +90,7 @@ def unknown_argument(err: BaseException) -> ConfigError | None:
         return None
     where = re.search(r"full_key: ([\w.]+)", said)
     name = f"{where[1]}.{key[1]}" if where else key[1]
-    hint = " (the training batch is data.batch_size)" if key[1] == "batch_size" else ""
+    hint = moved_setting(key[1])
     fix = f"remove it (~{name})" if where else "remove it from the config"
     return ConfigError(f"{target[1]} takes no argument {key[1]}{hint}: {fix}, or fix its spelling")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from mixsep.adapters import hydra_arguments
 from mixsep.conf import CONF_DIR
-from mixsep.errors import one_line_errors, user_error
+from mixsep.errors import moved_setting, one_line_errors, user_error
 from mixsep.extensions import load_extensions
 from mixsep.record.where import hydra_job
 
@@ -138,14 +138,12 @@ def refusal(err: BaseException) -> str | None:
     key = re.match(r"Could not override '(\w+)'", str(err))
     if key and key[1] in signature(Trainer).parameters:  # e.g. evaluate's accelerator=
         return f"{key[1]} is not a key of this command: it is a trainer setting, trainer.{key[1]}=..."
-    if re.search(r"Could not override 'model\.batch_size'", str(err)):
-        return "model.batch_size is no setting: the training batch is data.batch_size (each model= family sets its own)"
-    said = f"{err} {err.__cause__}"
-    unknown = re.match(r"Could not override '([\w.]+)'.*(not in struct|not in '\w+')", said, re.S)
+    unknown = re.match(r"Could not override '([\w.]+)'.*(not in struct|not in '\w+')", f"{err} {err.__cause__}", re.S)
     if unknown and unknown[1].endswith("net._target_"):
         return f"{unknown[1]} is no setting: a network is named by its registered name, {unknown[1][:-9]}.name=NAME"
     if unknown:
-        return f"{unknown[1]} is no setting of this command: check its spelling (--cfg job lists the settings)"
+        hint = moved_setting(unknown[1])
+        return f"{unknown[1]} is no setting of this command{hint}: check its spelling (--cfg job lists the settings)"
     merging = re.match(r"Error merging override (\S+)", str(err))
     if merging and type(err.__cause__).__name__ == "ValidationError":  # the schema's type of that key (schema.py)
         key = merging[1].partition("=")[0].lstrip("+~")

@@ -78,7 +78,6 @@ class EvaluateSettings(Settings):
     """evaluate.yaml's (``python -m mixsep.evaluate``)."""
 
     ckpt_path: str = MISSING  # a model is needed: a missing value is one line (evaluate.py), never None's traceback
-
     tta: bool | None = None
     tta_color: bool | None = None
     tta_shift: bool = False
