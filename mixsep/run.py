@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import lightning as L
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from mixsep.cluster.ddp import ddp_children_run_this_job
@@ -34,7 +35,8 @@ def train(cfg: DictConfig, job: Job | None = None) -> dict:
     without one, a job that is not recorded). Each object is built from its own node; the lower modules get
     plain values and built objects."""
     out = Path(cfg.paths.output_dir)  # made by Hydra; claimed and checked writable by the job
-    job = job or Job(out, cfg.optimized_metric)
+    job = job or Job()
+    job.optimized_metric = cfg.optimized_metric
     cfg = settled_config(cfg)  # checked, and as used here: the tree and metrics.json show the precision used
     tree = write_config_tree(cfg, out / "config_tree.txt")
     L.seed_everything(cfg.seed, workers=True, verbose=False)  # the seed is in metrics.json; stderr keeps one line
@@ -107,7 +109,7 @@ def train(cfg: DictConfig, job: Job | None = None) -> dict:
 def main(cfg: DictConfig) -> float:
     """Hydra's task function: one job, recorded in its folder's status.json. Returns the validation objective
     to sweepers."""
-    with Job(Path(cfg.paths.output_dir), cfg.optimized_metric) as job:
+    with Job(Path(HydraConfig.get().runtime.output_dir)) as job:
         job.objective = train(cfg, job)["objective"]
     return job.objective
 

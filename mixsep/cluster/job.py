@@ -1,15 +1,9 @@
-"""One training job's life, owned by one object that the task function creates and passes to what needs it: its
-record in the run folder (status.json, heartbeat, the folder lock), its stop (a SIGTERM, a scheduler's warning and
-submitit's re-queue, pre-emption, cancel), its dashboards' final status and the provenance of its code.
+"""One training job's life, owned by one object that the task function creates: its record in the run folder
+(status.json, heartbeat, the folder lock), its stop (SIGTERM, a scheduler's warning and submitit's re-queue,
+pre-emption, cancel), its dashboards' final status and the provenance of its code.
 
-A stop is recorded in ``Job.stopping`` by the handler that sees it, whatever exception then ends the job:
-``requeued`` (SLURM starts it again) or ``cancelled``, with the reason. A SIGTERM while no Trainer runs (loading
-data, starting W&B, writing results) ends the job at once, recorded alike; within a Trainer's run Lightning's own
-handler notes it and ``requeue.SaveOnSignal`` saves at the next batch boundary.
-
-Why not Hydra's own ``Callback`` (``on_job_start`` / ``on_job_end``): Hydra skips ``on_job_end`` when a job ends by
-``SystemExit`` (submitit's re-queue, Lightning's ``SIGTERMException``), and turns what a callback raises into a
-warning, so a callback could not refuse a live job's folder (tests/cluster/test_job.py shows both).
+Not Hydra's ``Callback``: Hydra skips ``on_job_end`` when a job ends by ``SystemExit`` (both re-queue paths) and
+turns what ``on_job_start`` raises into a warning, so it could not refuse a live job's folder (test_job.py).
 """
 
 from __future__ import annotations
@@ -42,15 +36,13 @@ log = logging.getLogger("mixsep")
 
 
 class Job:
-    """A training job in ``out``, selecting on ``optimized_metric``. ``with job:`` it is running (status.json,
-    lock, signal handling); it ends completed (with ``job.objective``), failed, pruned, re-queued or cancelled.
+    """A training job in ``out`` (None: not recorded). ``with job:`` it runs (status.json, lock, signals) and ends
+    completed (``job.objective``), failed, pruned, re-queued or cancelled. A user's mistake ends a single run in
+    one ``mixsep:`` line and raises inside a sweep (the launcher marks the job failed); a run refused before
+    training leaves a finished run's record as it was."""
 
-    A user-fixable error of a single run exits with one line ``mixsep: …`` (no traceback); inside a sweep it
-    raises, so that the launcher marks this job failed and the other jobs go on. A run refused before training
-    leaves a finished run's record as it was."""
-
-    def __init__(self, out: Path, optimized_metric: str = "val/psnr") -> None:
-        self.out, self.optimized_metric = Path(out), optimized_metric
+    def __init__(self, out: Path | None = None, optimized_metric: str = "val/psnr") -> None:
+        self.out, self.optimized_metric = Path(out) if out is not None else None, optimized_metric
         self.objective: float | None = None
         self.stopping: dict = {}  # why it ends early: {"status": "requeued" | "cancelled", "reason": ...}
         self.on_end: list[Callable[[str], None]] = []  # called with its final status (closing its dashboards)
@@ -107,7 +99,7 @@ class Job:
 
     def heartbeat(self, step: int) -> None:
         """A running job's sign of life in status.json: the time, its pid, the step reached."""
-        record = read_json(self.out / "status.json")
+        record = read_json(self.out / "status.json") if self.out is not None else {}
         if record.get("status") == "running":
             record.update(heartbeat=now_iso(), pid=os.getpid(), step=step)
             with contextlib.suppress(OSError):  # a full disk must not stop training for a heartbeat

@@ -1,6 +1,5 @@
-"""The composed config: where its files are, mixsep's resolvers, the one step that checks it and settles it for
-this machine (what the schema's types cannot say: the settings' ranges, the network's arguments, the trainer on
-this machine), its tree, and the plain-container copy that loggers and metrics.json record."""
+"""The composed config: mixsep's resolvers, the one step that checks what the schema's types cannot say and
+settles it for this machine, its tree, and the plain copy that loggers and metrics.json record."""
 
 from __future__ import annotations
 
@@ -21,9 +20,8 @@ from mixsep.training.schema import check_network, check_settings, register_schem
 
 
 def user_config_dir() -> Path:
-    """The per-user config folder on every mixsep app's search path (after the package's own; Hydra finds it
-    through hydra_plugins/mixsep_plugins/search_path.py): this machine's or cluster's ``local/default.yaml``, a
-    user's own ``experiment/``, ``model/``, ... files. MIXSEP_CONFIG_DIR, else e.g. ~/.config/mixsep."""
+    """The per-user config folder on every mixsep app's search path, after the package's own (``local/``,
+    ``experiment/``, ``model/``, ...): MIXSEP_CONFIG_DIR, else e.g. ~/.config/mixsep."""
     import platformdirs
 
     return Path(os.environ.get("MIXSEP_CONFIG_DIR") or platformdirs.user_config_dir("mixsep")).expanduser().resolve()
@@ -45,8 +43,7 @@ PRECISIONS += ("transformer-engine", "transformer-engine-float16")
 
 
 def precision_from_file(value: object, where: str) -> str:
-    """A precision a model file records, checked against Lightning's settings before it enters a config: a file's
-    string is never resolved (``${oc.env:HOME}`` would read this machine's environment)."""
+    """A model file's precision, one of Lightning's before it enters a config (``${oc.env:HOME}`` is never resolved)."""
     precision = str(value)
     if precision not in PRECISIONS:
         shown = precision if len(precision) <= 40 else f"{precision[:40]}..."
@@ -58,11 +55,8 @@ def precision_from_file(value: object, where: str) -> str:
 
 
 def settled_config(cfg: DictConfig, default_precision: str | None = None) -> DictConfig:
-    """The composed config checked and settled for this machine, on a copy, in one step before anything is built
-    (the data's sizes: the data module's ``check``, once it is built). Settled: ``trainer.precision`` as it will
-    be used (``auto`` resolved here; ``null`` = ``default_precision``, e.g. a checkpoint's, checked by
-    ``precision_from_file``), ``sync_batchnorm`` off on CPUs (SyncBatchNorm works only on GPUs), and PyTorch's
-    float32 matmul precision. The config tree, the Trainer and metrics.json all read the settled copy."""
+    """A checked copy, settled for this machine before anything is built: ``trainer.precision`` as used (``auto``
+    resolved, ``null``: ``default_precision``), ``sync_batchnorm`` off on CPUs, PyTorch's float32 matmul precision."""
     for node in ("data", "trainer", "paths", *(["model"] if "model" in cfg else [])):
         if not isinstance(cfg.get(node), DictConfig):  # e.g. ~trainer on the command line
             raise ConfigError(f"the config has no {node} (~{node} removed it?): a run needs one, e.g. {node}=default")
@@ -88,8 +82,7 @@ def settled_config(cfg: DictConfig, default_precision: str | None = None) -> Dic
 
 
 def check_trainer(trainer_cfg: DictConfig) -> None:
-    """What Lightning would refuse only mid-fit (with a bare assert) or not at all: more devices than the machine
-    has, a strategy that trains in multiprocessing children."""
+    """What Lightning refuses only mid-fit or not at all: more devices than here, a strategy with spawned children."""
     devices = trainer_cfg.get("devices")
     if isinstance(devices, int) and not isinstance(devices, bool) and devices > 1:
         gpu = on_gpu(trainer_cfg.get("accelerator"))
@@ -131,8 +124,7 @@ def resolve_precision(precision: str, accelerator: str | None) -> str:
 
 
 def write_config_tree(cfg: DictConfig, path: Path):
-    """The composed config as a tree (rich), saved in the run folder; returned for printing once the config
-    has proved valid (a config error is then one line, not a screen of config before it)."""
+    """The config as a rich tree, saved in the run folder; printed once the run is built (an error is one line)."""
     import rich
     import rich.syntax
     import rich.tree
@@ -153,17 +145,14 @@ def write_config_tree(cfg: DictConfig, path: Path):
 
 
 def composed_config(cfg: DictConfig) -> dict:
-    """The whole composed config (data, model incl. model.net, trainer, seed, ...), Hydra's own node aside, and
-    the provenance of the code that runs it (commit, versions, command line)."""
+    """The composed config as plain values, Hydra's own node aside, with the provenance of the code that runs it."""
     kept = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
     return {**OmegaConf.to_container(kept, resolve=True, enum_to_str=True), "provenance": provenance()}
 
 
 def quiet_known_noise() -> None:
-    """The warnings and tips mixsep silences, in one place: Lightning advertises its cloud logger on every
-    Trainer (rank_zero_info; no switch exists: Lightning-AI/pytorch-lightning#21294), and warns that `srun` "is
-    available but not used" wherever SLURM's client is installed (outside a SLURM allocation there is nothing to
-    prepend it to; inside one, the hint stays)."""
+    """Lightning's cloud-logger tip on every Trainer (no switch: Lightning-AI/pytorch-lightning#21294), and its
+    "srun is available but not used" outside a SLURM allocation (nothing to prepend it to)."""
     logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     if _no_lit_logger_tip not in logger.filters:
         logger.addFilter(_no_lit_logger_tip)
