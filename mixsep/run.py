@@ -1,8 +1,5 @@
-"""Training entry: ``python -m mixsep.run model=resnet_dual`` fits, then tests the best checkpoint.
-
-The run directory gets metrics.json, status.json, samples.png, loss.png, checkpoints/ (best + last) and
-logs. The task function returns the validation objective (``optimized_metric``) to Hydra's sweepers.
-"""
+"""``python -m mixsep.run model=resnet_dual``: fit, then test the best checkpoint (metrics.json, status.json,
+samples.png, loss.png, checkpoints/, logs); the validation objective goes back to Hydra's sweepers."""
 
 from __future__ import annotations
 
@@ -32,8 +29,7 @@ from mixsep.training.loggers import build_loggers, finish_dashboards, publish_fi
 
 def train(cfg: DictConfig, job: Job | None = None) -> dict:
     """Fit, validate the best checkpoint, test it: the run's metrics (``job``: its record, stop and dashboards;
-    without one, a job that is not recorded). Each object is built from its own node; the lower modules get
-    plain values and built objects."""
+    none: not recorded). Each object is built from its own node; lower modules get values and built objects."""
     out = Path(cfg.paths.output_dir)  # made by Hydra; claimed and checked writable by the job
     job = job or Job()
     job.optimized_metric = cfg.optimized_metric
@@ -107,8 +103,7 @@ def train(cfg: DictConfig, job: Job | None = None) -> dict:
 
 @hydra_app("config")
 def main(cfg: DictConfig) -> float:
-    """Hydra's task function: one job, recorded in its folder's status.json. Returns the validation objective
-    to sweepers."""
+    """Hydra's task function: one job, recorded in its folder; returns the validation objective to sweepers."""
     with Job(Path(HydraConfig.get().runtime.output_dir)) as job:
         job.objective = train(cfg, job)["objective"]
     return job.objective

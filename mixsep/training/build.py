@@ -20,8 +20,7 @@ from mixsep.training.config import quiet_known_noise
 
 
 def build(node, **kwargs):
-    """``hydra.utils.instantiate``, but a user-fixable error raised by the constructor comes out as itself
-    (Hydra wraps it in an InstantiationException)."""
+    """``hydra.utils.instantiate``; a user's mistake raised by the constructor comes out unwrapped."""
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as err:
@@ -55,8 +54,7 @@ def build_callbacks(callbacks_cfg: DictConfig | None, job=None) -> list:
 
 
 def build_trainer(trainer_cfg: DictConfig, callbacks: list, loggers: list, run_folder: Path | None = None) -> L.Trainer:
-    """Lightning's Trainer from ``trainer_cfg`` (checked and settled for this machine by
-    ``config.settled_config`` before); it reads and removes checkpoints only through mixsep's
+    """Lightning's Trainer from the settled ``trainer_cfg``; it reads and removes checkpoints only through
     ``AtomicCheckpointIO``, which keeps a resumed record's paths inside ``run_folder`` (or the resumed file's)."""
     quiet_known_noise()
     if not loggers:  # Lightning's LearningRateMonitor refuses a run that logs nowhere (logger=none)
