@@ -1,13 +1,13 @@
 """``mixsep COMMAND ...``: the installed command. Unlike ``python -m mixsep.COMMAND`` it never puts the folder it
-starts in on Python's path, so running it inside a downloaded folder (a bundle, someone's run) imports nothing
-from there. Each command is the module of its name, run as ``python -m`` runs it (Lightning's DDP workers and
-Hydra's launchers start again from that module)."""
+starts in on Python's path. Each command is the module of its name, run as ``python -m`` runs it (Lightning's DDP
+workers and Hydra's launchers start again from that module)."""
 
 from __future__ import annotations
 
 import runpy
 import sys
-from importlib.metadata import PackageNotFoundError, version
+
+from mixsep import __version__
 
 COMMANDS = {
     "run": "train and test a model (Hydra overrides: model=unet, experiment=..., -m for sweeps)",
@@ -19,32 +19,20 @@ COMMANDS = {
 }
 
 
-def installed_version() -> str:
-    try:
-        return version("mixsep")
-    except PackageNotFoundError:  # a source tree that was never installed
-        return "unknown (not installed)"
-
-
-def usage() -> str:
-    width = max(map(len, COMMANDS))
-    lines = [f"  {name:<{width}}  {what}" for name, what in COMMANDS.items()]
-    return "\n".join(["usage: mixsep COMMAND [ARGS ...]   (mixsep COMMAND --help for its own)", "", *lines])
-
-
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    if not args or args[0] in ("-h", "--help"):
-        print(usage())
-        sys.exit(0 if args else 2)
-    if args[0] == "--version":
-        print(f"mixsep {installed_version()}")
+    if args[:1] == ["--version"]:
+        print(f"mixsep {__version__}")
         return
-    command, rest = args[0], args[1:]
-    if command not in COMMANDS:
-        sys.exit(f"mixsep: {command} is not a command: use one of {', '.join(COMMANDS)} (see mixsep --help)")
-    sys.argv = [f"mixsep {command}", *rest]
-    runpy.run_module(f"mixsep.{command}", run_name="__main__", alter_sys=True)
+    if args[:1] in ([], ["-h"], ["--help"]):
+        width = max(map(len, COMMANDS))
+        print("usage: mixsep COMMAND [ARGS ...]   (mixsep COMMAND --help for its own)\n")
+        print("\n".join(f"  {name:<{width}}  {what}" for name, what in COMMANDS.items()))
+        sys.exit(0 if args else 2)
+    if args[0] not in COMMANDS:
+        sys.exit(f"mixsep: {args[0]} is not a command: use one of {', '.join(COMMANDS)} (see mixsep --help)")
+    sys.argv = [f"mixsep {args[0]}", *args[1:]]
+    runpy.run_module(f"mixsep.{args[0]}", run_name="__main__", alter_sys=True)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""Errors a user can fix; their messages say how. Every entry point prints them as one line
-``mixsep: …`` without a traceback and exits non-zero."""
+"""Errors a user can fix, their messages saying how; every entry point prints them as one line ``mixsep: …``
+without a traceback and exits non-zero."""
 
 from __future__ import annotations
 
@@ -40,39 +40,40 @@ _DISK_ERRNOS = {
     errno.EROFS: "the file system is read-only",
     errno.EDQUOT: "over quota",
 }
+_OUT_OF_LIMITS = {  # no bug of mixsep's, whatever raised them: what they mean to the user
+    MemoryError: "out of memory: a file asks for more than this machine has (or lower data.batch_size)",
+    RecursionError: "a file is nested too deeply to be read: it is not one that mixsep wrote",
+}
+
+
+def _chain(err: BaseException | None) -> Iterator[BaseException]:
+    """``err`` and the exceptions behind it (causes, else contexts), each once: a chain may loop."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        yield err
+        err = err.__cause__ or err.__context__
 
 
 def disk_error(err: BaseException) -> DiskError | None:
     """A full disk or a read-only folder behind ``err``; torch.save reports ENOSPC as a RuntimeError of its
     zip writer ("file write failed")."""
-    seen = set()
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        if isinstance(err, OSError) and err.errno in _DISK_ERRNOS:
-            where = f" writing {err.filename}" if err.filename else ""
-            return DiskError(
-                f"{_DISK_ERRNOS[err.errno]}{where}: free some space, or write elsewhere (hydra.run.dir=...)"
-            )
-        text = str(err)
-        if isinstance(err, RuntimeError) and ("file write failed" in text or "No space left" in text):
-            return DiskError(
-                "a file could not be written (the disk is full?): free some space, or write elsewhere "
-                "(hydra.run.dir=...)"
-            )
-        err = err.__cause__ or err.__context__
+    for cause in _chain(err):
+        if isinstance(cause, OSError) and cause.errno in _DISK_ERRNOS:
+            what = _DISK_ERRNOS[cause.errno] + (f" writing {cause.filename}" if cause.filename else "")
+        elif isinstance(cause, RuntimeError) and re.search("file write failed|No space left", str(cause)):
+            what = "a file could not be written (the disk is full?)"
+        else:
+            continue
+        return DiskError(f"{what}: free some space, or write elsewhere (hydra.run.dir=...)")
     return None
 
 
 def user_error(err: BaseException) -> MixsepError | None:
     """The user-fixable error behind ``err`` (Hydra's instantiate wraps what a constructor raises; a full disk
     hides behind the writer's own exception)."""
-    seen, cause = set(), err
-    while cause is not None and id(cause) not in seen:
-        if isinstance(cause, MixsepError):
-            return cause
-        seen.add(id(cause))
-        cause = cause.__cause__ or cause.__context__
-    return unknown_argument(err) or disk_error(err)
+    fixable = next((cause for cause in _chain(err) if isinstance(cause, MixsepError)), None)
+    return fixable or unknown_argument(err) or disk_error(err)
 
 
 def moved_setting(key: str) -> str:
@@ -89,10 +90,8 @@ def unknown_argument(err: BaseException) -> ConfigError | None:
     if type(err).__name__ != "InstantiationException" or not (key and target):
         return None
     where = re.search(r"full_key: ([\w.]+)", said)
-    name = f"{where[1]}.{key[1]}" if where else key[1]
-    hint = moved_setting(key[1])
-    fix = f"remove it (~{name})" if where else "remove it from the config"
-    return ConfigError(f"{target[1]} takes no argument {key[1]}{hint}: {fix}, or fix its spelling")
+    fix = f"remove it (~{where[1]}.{key[1]})" if where else "remove it from the config"
+    return ConfigError(f"{target[1]} takes no argument {key[1]}{moved_setting(key[1])}: {fix}, or fix its spelling")
 
 
 def positive_int(text: str) -> int:
@@ -115,20 +114,15 @@ class ArgumentParser(argparse.ArgumentParser):
 
 @contextlib.contextmanager
 def one_line_errors(os_error: str | None = None) -> Iterator[None]:
-    """How a command ends on a user's mistake (a training job's: ``cluster.job.Job``, which also
-    records it): a user-fixable error inside exits with one line ``mixsep: …``
-    (status 1, no traceback). ``os_error`` says what to do about any other OSError (a file the entry point
-    cannot read or write; ``{error}`` is filled in); anything else is a bug and keeps its traceback."""
+    """A user-fixable error inside ends the command with one line ``mixsep: …`` (status 1, no traceback; a
+    training job's: ``cluster.job.Job``). ``os_error`` says what to do about any other OSError (``{error}`` is
+    filled in); anything else is a bug and keeps its traceback."""
     try:
         yield
     except BrokenPipeError:  # the reader (e.g. | head) stopped reading
         sys.exit(0)
     except Exception as err:
-        fixable = user_error(err)
-        if fixable is None and isinstance(err, MemoryError):
-            fixable = "out of memory: a file asks for more than this machine has (or lower data.batch_size)"
-        if fixable is None and isinstance(err, RecursionError):
-            fixable = "a file is nested too deeply to be read: it is not one that mixsep wrote"
+        fixable = user_error(err) or next((say for kind, say in _OUT_OF_LIMITS.items() if isinstance(err, kind)), None)
         if fixable is None and os_error and isinstance(err, OSError):
             fixable = os_error.format(error=f"{err.filename}: {err.strerror}" if err.filename else err)
         if fixable is None:

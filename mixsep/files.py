@@ -1,9 +1,5 @@
-"""Files written whole or not at all: a reader (a report, a resumed run, the next job) sees the old file or the new
-one, never a part, whatever ends the writer (kill -9, a node failure, a full disk). The rename replaces a symbolic
-link at ``path`` itself, never the file it points to.
-
-And where a command's outputs may go (``check_outputs``): never over an input, never into a linked folder the user
-did not name, over an earlier output only when the user said so (``--overwrite``)."""
+"""Files written whole or not at all (a reader sees the old file or the new one, whatever ends the writer; a link at
+the path is replaced, never written through), and where a command's outputs may go (``check_outputs``)."""
 
 from __future__ import annotations
 
@@ -21,12 +17,10 @@ def write_atomically(
 ) -> None:
     """``write(tmp)`` to a temporary file beside ``path``, then a rename over it (atomic within a file system).
     ``durable``: flushed to disk first, and the rename too (checkpoints: what a re-queued job resumes from).
-    ``keep_suffix``: the temporary file ends like ``path`` (writers that pick the format by suffix: PIL,
-    matplotlib)."""
+    ``keep_suffix``: the temporary file ends like ``path`` (writers that pick the format by suffix: PIL)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = path.suffix if keep_suffix else ""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-", suffix=suffix)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-", suffix=path.suffix if keep_suffix else "")
     os.close(fd)
     try:
         umask = os.umask(0)
@@ -34,18 +28,21 @@ def write_atomically(
         os.chmod(tmp, 0o666 & ~umask)  # as open() would create it (mkstemp's files are private)
         write(Path(tmp))
         if durable:
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
+            _fsync(tmp)
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
     if durable:
-        with contextlib.suppress(OSError):
-            dir_fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+        with contextlib.suppress(OSError):  # not every file system syncs a folder
+            _fsync(path.parent)
+
+
+def _fsync(path: str | Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_text_atomically(path: str | Path, text: str) -> None:
@@ -67,15 +64,11 @@ def check_outputs(targets: Iterable[Path], inputs: Iterable[Path], overwrite: bo
     is a folder, and an existing one (a file or a link: a link is replaced, never written through) only with
     ``overwrite``. ``flag``: the option that names the outputs, for the fix. Returns the outputs that exist (what
     ``overwrite`` will replace, for the command to say)."""
-    targets = list(targets)
-    given, same_files = set(), set()
-    for path in inputs:
-        given |= {_unresolved_last(path), path.resolve()}
-        with contextlib.suppress(OSError):
-            stat = path.stat()
-            same_files.add((stat.st_dev, stat.st_ino))
+    targets, inputs = list(targets), list(inputs)
+    given = {*map(_unresolved_last, inputs), *(path.resolve() for path in inputs)}
+    same_files = {_file_id(path, follow_symlinks=True) for path in inputs} - {None}
     for target in targets:
-        if _unresolved_last(target) in given or _file_id(target) in same_files:
+        if _unresolved_last(target) in given or _file_id(target, follow_symlinks=False) in same_files:
             raise MixsepError(f"{target} would replace an input: choose another {flag}")
         if target.is_dir() and not target.is_symlink():
             raise MixsepError(f"{target} is a folder, where an output file goes: choose another {flag}")
@@ -93,9 +86,9 @@ def _unresolved_last(path: Path) -> Path:
     return Path(os.path.abspath(path)).parent.resolve() / path.name
 
 
-def _file_id(path: Path) -> tuple[int, int] | None:
+def _file_id(path: Path, follow_symlinks: bool) -> tuple[int, int] | None:
     try:
-        stat = path.lstat()
+        stat = path.stat(follow_symlinks=follow_symlinks)
     except OSError:
         return None
     return stat.st_dev, stat.st_ino

@@ -1,27 +1,22 @@
 """Separate mean images from files: ``python -m mixsep.separate INPUT [INPUT ...]``.
 
-INPUT is an image file or a folder of them (PNG, JPEG, TIFF, ...; any encoding read at its true values or refused,
-``mixsep.images``). For each mean image it writes ``<name>.gray.png`` and ``<name>.color.png`` (8-bit PNG; inputs
-whose stems collide keep their whole names), and one contact sheet ``separations.png`` (mix | gray | colour per
-row). Outputs never replace an input, an earlier output only with ``--overwrite``, and a symbolic link is replaced,
-never written through. Model: a bundle folder (``python -m mixsep.export``) or a checkpoint; default: the
-best shipped bundle (package data: mixsep/pretrained/best_cpu_range); ``--onnx``: its model.onnx under ONNX
-Runtime (checked once against the weights under PyTorch).
-Default output folder: ``separated/`` next to the (first) input. Neither Lightning nor Hydra is imported.
-"""
+Per image ``<name>.gray.png`` and ``<name>.color.png``, and a contact sheet ``separations.png``; outputs never
+replace an input, an earlier output only with --overwrite, and a link is replaced, never written through."""
 
 from __future__ import annotations
 
+import argparse
+import functools
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from mixsep.errors import ArgumentParser, MixsepError, one_line_errors, positive_int
-from mixsep.extensions import load_extensions
 from mixsep.files import check_outputs, refuse_linked_folder, write_atomically
 from mixsep.images import read_image
 from mixsep.pretrained import DEFAULT_MODEL
@@ -29,25 +24,21 @@ from mixsep.pretrained import DEFAULT_MODEL
 READABLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 SHEET_ROWS = 16
 SHEET = "separations.png"
+MIN_RESIZE = 8  # below this, "resizing to 32x32" invents the picture rather than separating one
 
 
 def find_images(inputs: list[Path]) -> list[Path]:
     """Image files of the inputs, each once (a folder: its own image files, sorted; not those of subfolders such
     as an earlier separated/, nor hidden ones: a writer's temporary files, macOS's ._ files)."""
-    files = []
+    unique: dict[Path, Path] = {}  # a file given twice (or inside a folder also given) is separated once
     for path in inputs:
-        if path.is_dir():
-            files += sorted(
-                p
-                for p in path.iterdir()
-                if p.is_file() and p.suffix.lower() in READABLE_SUFFIXES and not p.name.startswith(".")
-            )
-        else:
-            files.append(path)
-    unique = {}  # a file given twice (or inside a folder also given) is separated once
-    for path in files:
-        unique.setdefault(path.resolve(), path)
+        for file in sorted(filter(_is_image, path.iterdir())) if path.is_dir() else [path]:
+            unique.setdefault(file.resolve(), file)
     return list(unique.values())
+
+
+def _is_image(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in READABLE_SUFFIXES and not path.name.startswith(".")
 
 
 def output_names(files: list[Path]) -> list[str]:
@@ -81,17 +72,14 @@ def plan_outputs(files: list[Path], out: Path, overwrite: bool) -> list[tuple[Pa
     return targets
 
 
-MIN_RESIZE = 8  # below this, "resizing to 32x32" invents the picture rather than separating one
-
-
-def read_mix(path: Path, resize: bool, said: set[str]) -> tuple[np.ndarray, tuple[int, int]]:
-    """(3, 32, 32) float in [0, 1] and the original size, read at its true values (``mixsep.images``). Gray is
-    repeated to three channels; what was done to an image is said once."""
+def read_mix(path: Path, resize: bool, say: Callable[[str], None]) -> tuple[np.ndarray, tuple[int, int]]:
+    """(3, 32, 32) float in [0, 1] and the original size, read at its true values (``mixsep.images``); gray is
+    repeated to three channels. ``say``: what was done to an image."""
     picture = read_image(path)
     for note in picture.notes:
-        _say_once(said, note, note)
+        say(note)
     if picture.gray:
-        _say_once(said, "gray", "gray input images are repeated to three channels")
+        say("gray input images are repeated to three channels")
     values = np.repeat(picture.values, 3, axis=2) if picture.gray else picture.values
     size = (values.shape[1], values.shape[0])
     if size != (32, 32):
@@ -105,7 +93,7 @@ def read_mix(path: Path, resize: bool, said: set[str]) -> tuple[np.ndarray, tupl
                 f"{path} is {size[0]}x{size[1]}: too small to separate (--resize needs at least "
                 f"{MIN_RESIZE}x{MIN_RESIZE}; a 32x32 mean image is what mixsep separates)."
             )
-        _say_once(said, "resize", "inputs that are not 32x32 are resized to 32x32 and the outputs back")
+        say("inputs that are not 32x32 are resized to 32x32 and the outputs back")
         values = np.stack([_resized(values[..., c]) for c in range(3)], axis=-1)
     return values.transpose(2, 0, 1).astype(np.float32), size
 
@@ -118,8 +106,9 @@ def _resized(channel: np.ndarray) -> np.ndarray:
 
 def load_runtime(model: Path, device: str, onnx: bool):
     """``separate(mixes) -> (gray, colour)`` on (B, 3, 32, 32) float32 arrays: the model under PyTorch, or
-    (``onnx``) its bundle's model.onnx under ONNX Runtime, checked first (``onnx_graph.open_onnx``)."""
-    if onnx:  # checked first: the graph exported with the bundle (its SHA-256), opened from those bytes alone
+    (``onnx``) its bundle's model.onnx under ONNX Runtime, checked first (``onnx_graph.open_onnx``). Each loads
+    the extensions of ``MIXSEP_EXTENSIONS`` (a network of one's own that the model names)."""
+    if onnx:
         from mixsep.models.onnx_graph import open_onnx
 
         return open_onnx(model, device)
@@ -133,63 +122,41 @@ def load_runtime(model: Path, device: str, onnx: bool):
     return lambda mixes: tuple(o.cpu().numpy() for o in separator(torch.from_numpy(mixes)))
 
 
-def _say_once(said: set[str], key: str, message: str) -> None:
-    if key not in said:
-        said.add(key)
-        print(f"mixsep.separate: {message}")
+def separate_files(files: list[Path], out: Path, options: argparse.Namespace) -> tuple[int, list[str]]:
+    """Separate every readable file with the command's ``options``; returns (how many were written, one line per
+    file that failed). Every output is checked first (``plan_outputs``) and written whole (``write_atomically``)."""
+    from rich.progress import track
 
-
-def separate_files(
-    files: list[Path],
-    model: Path,
-    out: Path,
-    device="cpu",
-    resize=False,
-    batch_size=256,
-    onnx=False,
-    overwrite=False,
-) -> tuple[int, list[str]]:
-    """Separate every readable file; returns (how many were written, one line per file that failed). Every
-    output is checked first (``plan_outputs``) and written whole (``files.write_atomically``: a link there is
-    replaced, never written through)."""
     from mixsep.sheet import save_samples, to_png
 
-    targets = dict(zip(files, plan_outputs(files, out, overwrite)))
-    separate = load_runtime(model, device, onnx)
+    targets = dict(zip(files, plan_outputs(files, out, options.overwrite)))
+    separate = load_runtime(options.model, options.device, options.onnx)
     out.mkdir(parents=True, exist_ok=True)
-    failed, said, written = [], set(), 0
-    sheet, sheet_names = [], []  # the contact sheet's first rows: (mix, gray, colour), and their file names
-    starts = range(0, len(files), batch_size)
-    if len(files) > batch_size:
-        from rich.progress import track
-
-        starts = track(starts, description="separating")
-    for start in starts:
-        batch, kept = [], []
-        for path in files[start : start + batch_size]:
+    say = functools.cache(lambda message: print(f"mixsep.separate: {message}"))  # each message once
+    failed, sheet, written = [], [], 0  # sheet: its first rows (mix, gray, colour, file name)
+    batch = options.batch_size
+    for start in track(range(0, len(files), batch), "separating", disable=len(files) <= batch):
+        read = {}
+        for path in files[start : start + batch]:
             try:
-                mix, size = read_mix(path, resize, said)
+                read[path] = read_mix(path, options.resize, say)
             except MixsepError as err:
                 failed.append(str(err))
-                continue
             except Exception as err:  # unreadable: skipped, the others still processed
                 failed.append(f"{path}: unreadable ({type(err).__name__}: {err})")
-                continue
-            batch.append(mix)
-            kept.append((path, size, targets[path]))
-        if not batch:
+        if not read:
             continue
-        gray, color = separate(mixes := np.stack(batch))
-        for i, (path, size, (gray_path, color_path)) in enumerate(kept):
-            for image, target in ((gray[i], gray_path), (color[i], color_path)):
+        mixes = np.stack([mix for mix, _ in read.values()])
+        gray, color = separate(mixes)
+        for i, (path, (_, size)) in enumerate(read.items()):
+            for image, target in zip((gray[i], color[i]), targets[path]):
                 write_atomically(target, lambda tmp, image=image, size=size: to_png(image, tmp, size), keep_suffix=True)
             if len(sheet) < SHEET_ROWS:
-                sheet.append((mixes[i], gray[i], color[i]))
-                sheet_names.append(path.name)
-        written += len(kept)
+                sheet.append((mixes[i], gray[i], color[i], path.name))
+        written += len(read)
     if sheet:
-        columns = [np.stack(c) for c in zip(*sheet)]
-        draw = lambda tmp: save_samples(tmp, columns, ("mix", "gray", "colour"), row_labels=sheet_names)
+        *columns, names = zip(*sheet)
+        draw = lambda tmp: save_samples(tmp, list(map(np.stack, columns)), ("mix", "gray", "colour"), list(names))
         write_atomically(out / SHEET, draw, keep_suffix=True)
     return written, failed
 
@@ -206,25 +173,19 @@ def main(argv: list[str] | None = None) -> int:
     add("--batch-size", type=positive_int, default=256, help="images a batch (a whole number >= 1)")
     add("--overwrite", action="store_true", help="replace the outputs of an earlier run in the output folder")
     args = parser.parse_args(argv)
-    first = args.inputs[0]
-    out = args.out or ((first if first.is_dir() else first.parent) / "separated")
     missing = [str(p) for p in args.inputs if not p.exists()]
     if missing:
         sys.exit(f"mixsep: no such file or folder: {', '.join(missing)}")
-    if args.device == "cuda" and (args.onnx or not _cuda_available()):
-        why = "--onnx runs on the CPU" if args.onnx else "no CUDA GPU is available"
-        sys.exit(f"mixsep: --device cuda, but {why}; use --device cpu")
     files = find_images(args.inputs)
     if not files:
         sys.exit(f"mixsep: no image files in {', '.join(map(str, args.inputs))}")
+    first = args.inputs[0]
+    out = args.out or ((first if first.is_dir() else first.parent) / "separated")
     start = time.perf_counter()
     with one_line_errors(os_error=f"cannot write to {out} ({{error}}): choose another --out"):
         if args.out is None:  # a folder mixsep chose: a link there was not named by the user
             refuse_linked_folder(out, "--out")
-        load_extensions()  # MIXSEP_EXTENSIONS: a network of one's own that the model file names
-        written, failed = separate_files(
-            files, args.model, out, args.device, args.resize, args.batch_size, args.onnx, args.overwrite
-        )
+        written, failed = separate_files(files, out, args)
     for line in failed:
         print(f"mixsep: skipped {line}", file=sys.stderr)
     print(
@@ -232,12 +193,6 @@ def main(argv: list[str] | None = None) -> int:
         f"into {out} ({len(failed)} skipped)"
     )
     return 1 if failed else 0
-
-
-def _cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 if __name__ == "__main__":

@@ -1,6 +1,5 @@
 """The models that travel with the package: ``DEFAULT_MODEL`` is the best shipped bundle on the validation pairs
-(the U-Net of ``experiment=best_cpu`` with the resize-range projection: results/best_cpu_range is its run),
-what ``python -m mixsep.separate`` and ``load_separator()`` use when given no model."""
+(results/best_cpu_range is its run), what ``mixsep separate`` and ``load_separator()`` use when given no model."""
 
 from pathlib import Path
 
