@@ -96,13 +96,9 @@ def unknown_argument(err: BaseException) -> ConfigError | None:
 
 def positive_int(text: str) -> int:
     """An argparse ``type``: a whole number >= 1 (a batch size, a count), else argparse's one-line error."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
+    if not text.strip().isdecimal() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
-    return value
+    return int(text)
 
 
 class ArgumentParser(argparse.ArgumentParser):

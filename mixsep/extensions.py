@@ -16,8 +16,6 @@ from types import ModuleType
 from mixsep.errors import ConfigError
 
 ENVIRONMENT_VARIABLE = "MIXSEP_EXTENSIONS"
-FROM_CONFIG = "the config's extensions=[...]"
-FROM_ENVIRONMENT = f"the environment variable {ENVIRONMENT_VARIABLE}"
 
 
 def load_extensions(names: Iterable[str] | str | None = None) -> list[str]:
@@ -25,8 +23,9 @@ def load_extensions(names: Iterable[str] | str | None = None) -> list[str]:
     failure is one ConfigError line that says where the name came from (the config or the environment)."""
     if isinstance(names, str):  # extensions=my_net: one name (or several, comma-separated), not its letters
         names = names.split(",")
-    named = [(str(n).strip(), FROM_CONFIG) for n in names or []]
-    named += [(n.strip(), FROM_ENVIRONMENT) for n in os.environ.get(ENVIRONMENT_VARIABLE, "").split(",")]
+    named = [(str(n).strip(), "the config's extensions=[...]") for n in names or []]
+    from_environment = f"the environment variable {ENVIRONMENT_VARIABLE}"
+    named += [(n.strip(), from_environment) for n in os.environ.get(ENVIRONMENT_VARIABLE, "").split(",")]
     loaded: list[str] = []
     for name, origin in named:
         if name and name not in loaded:

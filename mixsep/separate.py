@@ -82,17 +82,12 @@ def read_mix(path: Path, resize: bool, say: Callable[[str], None]) -> tuple[np.n
         say("gray input images are repeated to three channels")
     values = np.repeat(picture.values, 3, axis=2) if picture.gray else picture.values
     size = (values.shape[1], values.shape[0])
+    if size != (32, 32) and (not resize or min(size) < MIN_RESIZE):
+        fix = "pass --resize to resize it to 32x32 (the outputs are resized back)"
+        if resize:
+            fix = f"it is too small to separate (--resize needs at least {MIN_RESIZE}x{MIN_RESIZE})"
+        raise MixsepError(f"{path} is {size[0]}x{size[1]}; mixsep separates 32x32 mean images: {fix}")
     if size != (32, 32):
-        if not resize:
-            raise MixsepError(
-                f"{path} is {size[0]}x{size[1]}; mixsep separates 32x32 mean images. "
-                "Pass --resize to resize it to 32x32 (the outputs are resized back)."
-            )
-        if min(size) < MIN_RESIZE:
-            raise MixsepError(
-                f"{path} is {size[0]}x{size[1]}: too small to separate (--resize needs at least "
-                f"{MIN_RESIZE}x{MIN_RESIZE}; a 32x32 mean image is what mixsep separates)."
-            )
         say("inputs that are not 32x32 are resized to 32x32 and the outputs back")
         values = np.stack([_resized(values[..., c]) for c in range(3)], axis=-1)
     return values.transpose(2, 0, 1).astype(np.float32), size
