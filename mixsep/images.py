@@ -1,8 +1,6 @@
-"""Input images at the values they mean, whatever encoding PIL opens: 8-bit gray and colour, 16-bit gray
-(I;16, I;16B, 16-bit PGM), 1-bit, palettes, CMYK, YCbCr, 32-bit float in [0, 1]; with alpha (LA, PA, RGBA, a
-palette's or a gray value's transparency) transparent pixels are composited onto black, said once. What has no
-honest value range (32-bit integers from TIFF, floats outside [0, 1], LAB, HSV, ...) is refused with one line
-naming what to save instead. One reader for ``separate`` and ``mix``."""
+"""Input images (files from elsewhere: data) at the values they mean, whatever encoding PIL opens: 8- and 16-bit
+gray, 1-bit, palettes, CMYK, YCbCr, 32-bit floats in [0, 1]; transparent pixels composited onto black, said once.
+What has no honest value range (32-bit integers, floats outside [0, 1], LAB, HSV, ...) is refused in one line."""
 
 from __future__ import annotations
 
@@ -40,7 +38,12 @@ def read_image(path) -> Picture:
     """The first frame of ``path``, turned upright as its EXIF orientation says, at its true values."""
     try:
         with Image.open(path) as img:
-            _check_size(img, path)
+            if img.width * img.height > MAX_PIXELS:
+                raise MixsepError(
+                    f"{path}: {img.width}x{img.height} pixels, over mixsep's cap of {MAX_SIDE}x{MAX_SIDE} "
+                    f"({MAX_PIXELS:,} pixels): mixsep separates 32x32 images (--resize takes others up to the cap); "
+                    "resize it first"
+                )
             img.load()
             notes = ["only the first frame of multi-frame images is read"] if getattr(img, "n_frames", 1) > 1 else []
             image_format = img.format  # before a transposed copy loses it
@@ -50,61 +53,41 @@ def read_image(path) -> Picture:
             channels, alpha = _channels(img, image_format, path)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise MixsepError(f"{path}: not an image PIL can read ({type(err).__name__}: {err})") from err
+    channels = channels[..., None] if channels.ndim == 2 else channels
     if alpha is not None and alpha.min() < 1:
         channels = channels * alpha[..., None]
         notes.append(COMPOSITED)
     return Picture(channels.astype(np.float32), tuple(notes))
 
 
-def _check_size(img: Image.Image, path) -> None:
-    width, height = img.size
-    if width * height > MAX_PIXELS:
-        raise MixsepError(
-            f"{path}: {width}x{height} pixels, over mixsep's cap of {MAX_SIDE}x{MAX_SIDE} ({MAX_PIXELS:,} pixels): "
-            "mixsep separates 32x32 images (--resize takes others up to the cap); resize it first"
-        )
-
-
 def _channels(img: Image.Image, image_format: str | None, path) -> tuple[np.ndarray, np.ndarray | None]:
-    """(H, W, C) float64 in [0, 1] and the alpha (H, W) or None."""
+    """(H, W) or (H, W, C) float64 in [0, 1], and the alpha (H, W) or None."""
     transparent = img.info.get("transparency")
     if img.mode in ("P", "L", "RGB") and transparent is not None:  # a palette or one value means "transparent"
         img = img.convert("LA" if img.mode == "L" else "RGBA")
     elif img.mode == "P":
         img = img.convert("RGB")
-        if _all_gray(np.asarray(img)):  # a gray palette: a gray image
+        rgb = np.asarray(img)
+        if (rgb == rgb[..., :1]).all():  # a gray palette: a gray image
             img = img.convert("L")
     img = img.convert(LOSSLESS_TO[img.mode]) if img.mode in LOSSLESS_TO else img
     mode, pixels = img.mode, np.asarray(img)
     if mode in ("L", "RGB"):
-        return _with_channel_axis(pixels / 255), None
+        return pixels / 255, None
     if mode in ("LA", "RGBA"):
         return pixels[..., :-1] / 255, pixels[..., -1] / 255
-    if mode in (*SIXTEEN_BIT_MODES, "I"):
-        if mode == "I":
-            _check_sixteen_bit_as_i(pixels, image_format, path)
-        alpha = (pixels != transparent).astype(np.float64) if isinstance(transparent, int) else None
-        return _with_channel_axis(pixels / 65535), alpha
-    if mode == "F":
-        return _with_channel_axis(_unit_floats(pixels, path)), None
-    if mode == "YCbCr":
-        return _ycbcr_to_rgb(pixels), None
-    raise MixsepError(f"{path}: PIL reads it as mode {mode}, which has no value range mixsep can trust; {SAVE_INSTEAD}")
-
-
-def _all_gray(rgb: np.ndarray) -> bool:
-    return bool((rgb == rgb[..., :1]).all())
-
-
-def _with_channel_axis(pixels: np.ndarray) -> np.ndarray:
-    return pixels[..., None] if pixels.ndim == 2 else pixels
-
-
-def _check_sixteen_bit_as_i(pixels: np.ndarray, image_format: str | None, path) -> None:
-    if image_format not in SIXTEEN_BIT_AS_I or pixels.min() < 0 or pixels.max() > 65535:
+    if mode == "I" and (image_format not in SIXTEEN_BIT_AS_I or pixels.min() < 0 or pixels.max() > 65535):
         raise MixsepError(
             f"{path}: a 32-bit integer image (PIL mode I, {image_format}): its value range is not known; {SAVE_INSTEAD}"
         )
+    if mode in (*SIXTEEN_BIT_MODES, "I"):
+        alpha = (pixels != transparent).astype(np.float64) if isinstance(transparent, int) else None
+        return pixels / 65535, alpha
+    if mode == "F":
+        return _unit_floats(pixels, path), None
+    if mode == "YCbCr":
+        return _ycbcr_to_rgb(pixels), None
+    raise MixsepError(f"{path}: PIL reads it as mode {mode}, which has no value range mixsep can trust; {SAVE_INSTEAD}")
 
 
 def _unit_floats(pixels: np.ndarray, path) -> np.ndarray:

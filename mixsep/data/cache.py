@@ -1,8 +1,9 @@
-"""The decoded data cache: each source's split decoded once into uint8 tensors, kept per user, keyed on the
-source files and checked with a digest of its pixels."""
+"""Each source's split decoded once into uint8 tensors and kept per user: one ``torch.save`` of a dict, keyed on the
+source's files (names, sizes, mtimes) and checked with a digest of its pixels when read back."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -25,55 +26,46 @@ def default_cache_dir() -> str:
     return os.environ.get("MIXSEP_CACHE_DIR", user_cache_dir("mixsep"))
 
 
-def _source_signature(root: Path, source: Source, train: bool) -> dict:
-    """What the cached tensor was built from: the source, and its files' names, sizes and mtimes."""
+def _signature(root: Path, source: Source, train: bool) -> tuple[str, int]:
+    """What the cached tensor is built from (the source, its files' names, sizes and mtimes), and how many files."""
     files = source.files(root, train)
     h, under_root = hashlib.sha256(), len(str(root)) + 1  # tens of thousands of files: str, not Path, methods
     for f in map(str, files):
         st = os.stat(f)
         h.update(f"{f[under_root:]}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    return {
-        "version": CACHE_VERSION,
-        "root": str(root.resolve()),
-        "name": source.cache_name,
-        "train": train,
-        "files": len(files),
-        "digest": h.hexdigest(),
-    }
+    fields = {"version": CACHE_VERSION, "root": str(root.resolve()), "name": source.cache_name, "train": train}
+    return json.dumps({**fields, "files": len(files), "digest": h.hexdigest()}, sort_keys=True), len(files)
 
 
-def _tensor_digest(t: torch.Tensor) -> str:
-    return hashlib.sha256(t.numpy().tobytes()).hexdigest()
+def _digest(images: torch.Tensor) -> str:
+    return hashlib.sha256(images.numpy().tobytes()).hexdigest()
 
 
-def _cache_path(cache_dir: Path, source: Source, train: bool, signature: dict) -> Path:
-    key = hashlib.sha256(json.dumps(signature, sort_keys=True).encode()).hexdigest()[:16]
+def _cache_path(cache_dir: Path, source: Source, train: bool, signature: str) -> Path:
+    key = hashlib.sha256(signature.encode()).hexdigest()[:16]
     return cache_dir / f"{source.cache_name}_{'train' if train else 'test'}_{key}.pt"
 
 
 def cached_split(root: Path, cache_dir: Path, source: Source, train: bool, download: bool) -> torch.Tensor:
     """Decoded uint8 images of one split of a source, from the cache when it is valid, else decoded and cached."""
-    signature = _source_signature(root, source, train)
+    signature, count = _signature(root, source, train)
     path = _cache_path(cache_dir, source, train, signature)
-    if path.exists() and signature["files"] > 0:
-        try:
+    if count and path.exists():
+        with contextlib.suppress(Exception):  # corrupt or stale: decoded again below
             blob = torch.load(path, map_location="cpu", weights_only=True)
-            images = blob["images"]
-            if blob["signature"] == json.dumps(signature, sort_keys=True) and blob["sha256"] == _tensor_digest(images):
-                return images
-        except Exception:
-            pass  # corrupt or stale: rebuilt below
+            if blob["signature"] == signature and blob["sha256"] == _digest(blob["images"]):
+                return blob["images"]
     split = "train" if train else "test"
     images = check_images(source, source.load(root, train, download), split)
-    if signature["files"] == 0:  # just downloaded: the signature can now see the files
-        signature = _source_signature(root, source, train)
-        if signature["files"] == 0:  # else the cache could never tell a changed file, and decodes every run
+    if not count:  # just downloaded: the signature can now see the files
+        signature, count = _signature(root, source, train)
+        if not count:  # else the cache could never tell a changed file, and decodes every run
             raise ConfigError(
                 f"data/{source.kind}={source.label}: files() finds no files for the {split} split under {root}, "
                 f"although load() read {len(images)} images: make files() return the files load() reads"
             )
         path = _cache_path(cache_dir, source, train, signature)
-    blob = {"signature": json.dumps(signature, sort_keys=True), "sha256": _tensor_digest(images), "images": images}
+    blob = {"signature": signature, "sha256": _digest(images), "images": images}
     try:  # whatever ends the write (a SIGTERM's exit included), no half-written file is left behind
         write_atomically(path, lambda tmp: torch.save(blob, tmp))
     except (OSError, RuntimeError) as err:  # a read-only cache only costs time (torch.save: RuntimeError)
@@ -95,5 +87,5 @@ class Splits:
 def load_splits(root: str | Path, cache_dir: str | Path, download: bool, gray: Source, color: Source) -> Splits:
     """Both sources' train and test splits: ``gray_*`` (MNIST in the default pair), ``color_*`` (CIFAR-10)."""
     root, cache_dir = Path(root).expanduser(), Path(cache_dir).expanduser()
-    get = lambda source, train: cached_split(root, cache_dir, source, train, download)  # noqa: E731
-    return Splits(get(gray, True), get(color, True), get(gray, False), get(color, False))
+    splits = [cached_split(root, cache_dir, s, train, download) for train in (True, False) for s in (gray, color)]
+    return Splits(*splits)

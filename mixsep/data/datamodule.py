@@ -1,9 +1,5 @@
-"""MNIST + CIFAR-10 mean-image data: decode once, cache as uint8 tensors, batch by indexing.
-
-A batch leaves the DataLoader as two uint8 tensors ``(gray, color)``: (B, 1, 32, 32) and (B, 3, 32, 32) (MNIST
-and CIFAR-10 in the default pair); ``on_after_batch_transfer`` turns them, on the training device, into
-``(mix, gray, color)`` float tensors in [0, 1] with ``mix = (gray + color) / 2``.
-"""
+"""The mean-image data: batches leave the DataLoader as uint8 ``(gray, color)`` gathered by indexing, and become
+float ``(mix, gray, color)`` in [0, 1], ``mix = (gray + color) / 2``, on the training device."""
 
 from __future__ import annotations
 
@@ -25,7 +21,7 @@ from mixsep.data.pairs import (
     fixed_test_pairs,
     holdout_split,
 )
-from mixsep.data.sources import Source, make_source, pair_label
+from mixsep.data.sources import Source, make_source
 from mixsep.errors import ConfigError
 
 
@@ -37,19 +33,17 @@ def default_data_root() -> str:
     return str(OmegaConf.load(Path(CONF_DIR) / "data" / "default.yaml").root)
 
 
-COUNTS = ("batch_size", "eval_batch_size", "val_pairs", "test_pairs", "val_holdout")  # data.* that are counts >= 1
-
-
-def _is_count(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def to_float_batch(gray_u8: torch.Tensor, color_u8: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """uint8 targets -> float (mix, mnist, cifar) in [0, 1], each (B, 3, 32, 32); MNIST's three equal
     channels are a broadcast view of its one stored channel."""
     gray = gray_u8.float().div_(255).expand(-1, 3, -1, -1)
     color = color_u8.float().div_(255)
     return (gray + color) / 2, gray, color
+
+
+# what the config schema's types (training/schema.py) cannot say: each count's least value (train_pairs: None = all)
+COUNTS = ("batch_size", "eval_batch_size", "val_pairs", "test_pairs", "val_holdout", "train_pairs")
+LEAST = {**dict.fromkeys(COUNTS, 1), "num_workers": 0}
 
 
 class MixDataModule(L.LightningDataModule):
@@ -81,27 +75,21 @@ class MixDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         self.gray, self.color = make_source(gray, "gray"), make_source(color, "color")
-        for name, v in zip(COUNTS, (batch_size, eval_batch_size, val_pairs, test_pairs, val_holdout)):
-            if not _is_count(v) or v < 1:
-                raise ConfigError(f"data.{name} must be a positive integer, got {v!r}")
-        if train_pairs is not None and (not _is_count(train_pairs) or train_pairs < 1):
-            raise ConfigError(f"data.train_pairs must be a positive integer or null (= all), got {train_pairs!r}")
-        if not _is_count(num_workers) or num_workers < 0:
-            raise ConfigError(f"data.num_workers must be an integer >= 0, got {num_workers!r}")
         self.root, self.cache_dir = Path(root or default_data_root()), Path(cache_dir or default_cache_dir())
         self.download, self.batch_size, self.eval_batch_size = download, batch_size, eval_batch_size
         self.num_workers, self.train_pairs, self.val_pairs = num_workers, train_pairs, val_pairs
         self.test_pairs, self.val_holdout, self.seed = test_pairs, val_holdout, seed
         self.cifar_train_noise, self.data_on_device = cifar_train_noise, data_on_device
         self.dihedral_augment, self.color_flip, self.color_permute = dihedral_augment, color_flip, color_permute
-        self.splits: Splits | None = None  # set up
-        self._prepared: Splits | None = None  # loaded (by check or prepare_data), not yet set up
+        for name, least in LEAST.items():
+            if (value := getattr(self, name)) is not None and not (isinstance(value, int) and value >= least):
+                raise ConfigError(f"data.{name} must be an integer >= {least}, got {value!r}")
+        self.splits: Splits | None = None  # loaded once per process (downloaded, decoded and cached the first time)
 
     def _loaded(self) -> Splits:
-        """The decoded splits, loaded once per process (downloaded, decoded and cached the first time)."""
-        if self.splits is None and self._prepared is None:
-            self._prepared = load_splits(self.root, self.cache_dir, self.download, self.gray, self.color)
-        return self.splits or self._prepared
+        if self.splits is None:
+            self.splits = load_splits(self.root, self.cache_dir, self.download, self.gray, self.color)
+        return self.splits
 
     def prepare_data(self) -> None:  # Lightning calls this once (rank 0) before setup: the same process keeps them
         self._loaded()
@@ -114,10 +102,9 @@ class MixDataModule(L.LightningDataModule):
         holdout_split(len(s.color_train), self.val_holdout, 1)
 
     def setup(self, stage: str | None = None) -> None:
-        if self.splits is not None:
+        if hasattr(self, "train_sampler"):
             return
-        s = self.splits = self._loaded()
-        self._prepared = None
+        s = self._loaded()
         self.mnist_train_ids, self.mnist_val_ids = holdout_split(len(s.gray_train), self.val_holdout, 0)
         self.cifar_train_ids, self.cifar_val_ids = holdout_split(len(s.color_train), self.val_holdout, 1)
         n_val = min(self.val_pairs, self.val_holdout)
@@ -147,7 +134,7 @@ class MixDataModule(L.LightningDataModule):
     @property
     def sources(self) -> str:
         """The source pair, e.g. ``mnist+cifar10`` (image_folder: ``image_folder:<folder>``)."""
-        return pair_label(self.gray, self.color)
+        return f"{self.gray.label}+{self.color.label}"
 
     def _loader(self, gray: torch.Tensor, color: torch.Tensor, sampler: Sampler) -> DataLoader:
         loader = ResumableLoader if isinstance(sampler, RandomPairSampler) else DataLoader

@@ -78,13 +78,11 @@ class RandomPairSampler(Sampler):
     def __init__(
         self, mnist_ids, cifar_ids, pairs_per_epoch: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1
     ) -> None:
-        self.mnist_ids, self.cifar_ids = mnist_ids, cifar_ids
-        self.rank, self.world_size = rank, world_size
-        pairs_per_epoch = pairs_per_epoch // world_size  # every rank draws the same pairs, keeps its share
-        self.pairs_per_epoch, self.batch_size, self.seed = pairs_per_epoch, batch_size, seed
-        self.drop_last = pairs_per_epoch >= batch_size  # a short last batch only when there is no whole one
-        self.epoch = 0
-        self.consumed = 0
+        self.mnist_ids, self.cifar_ids, self.seed = mnist_ids, cifar_ids, seed
+        self.rank, self.world_size, self.batch_size = rank, world_size, batch_size
+        self.pairs_per_epoch = pairs_per_epoch // world_size  # every rank draws the same pairs, keeps its share
+        self.drop_last = self.pairs_per_epoch >= batch_size  # a short last batch only when there is no whole one
+        self.epoch, self.consumed = 0, 0
         self.resume: tuple[int, int] | None = None  # (epoch, batches already trained) of a mid-epoch checkpoint
 
     def set_epoch(self, epoch: int) -> None:
@@ -98,16 +96,12 @@ class RandomPairSampler(Sampler):
         return torch.stack([m, c], dim=1)[self.rank :: self.world_size]
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        pairs = self.draw(self.epoch)
         skip = 0
         if self.resume is not None and self.resume[0] <= self.epoch:  # kept until its epoch is iterated
             skip = self.resume[1] if self.resume[0] == self.epoch else 0
             self.resume = None
         self.consumed = skip
-        for batch in pairs.split(self.batch_size)[skip:]:
-            if self.drop_last and len(batch) < self.batch_size:
-                return
-            yield batch
+        yield from self.draw(self.epoch).split(self.batch_size)[skip : len(self)]
 
     def position(self) -> dict:
         return {"epoch": self.epoch, "batches": self.consumed}
@@ -136,5 +130,4 @@ class ResumableLoader(DataLoader):
 
 def _cycled_perm(n: int, k: int, g: torch.Generator) -> torch.Tensor:
     """k indices into range(n): whole random permutations, concatenated, so each image is used evenly."""
-    reps = -(-k // n)
-    return torch.cat([torch.randperm(n, generator=g) for _ in range(reps)])[:k]
+    return torch.cat([torch.randperm(n, generator=g) for _ in range(-(-k // n))])[:k]

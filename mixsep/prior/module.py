@@ -1,7 +1,6 @@
-"""The earlier reports' one-image systems, kept to reproduce them (``experiment=prior/...``): autoencoders of
-the mean image (report 001, 003), scored on their reconstruction of the mix, and CIFAR-10 autoencoders and
-denoisers (report 004). None of them separates. Report 001's "separation" used the ground truth of the other
-image: it is computed here only under ``oracle/`` keys, labelled as such, and never ranked."""
+"""The earlier reports' one-image systems (``experiment=prior/...``): autoencoders of the mean image (reports 001,
+003), scored on their reconstruction of the mix, and CIFAR-10 autoencoders and denoisers (report 004). Report 001's
+"separation" used the other image's ground truth: it is computed only under ``oracle/`` keys, and never ranked."""
 
 from __future__ import annotations
 
@@ -16,10 +15,19 @@ from mixsep.models.registry import network_settings
 ORACLES = ("oracle_mnist", "oracle_cifar")
 
 
+def score_prefix(stage: str, name: str) -> str:
+    """``{stage}/mix_*``; a CIFAR-10 task's ``{stage}/{psnr,ssim}``; ground-truth "separations" only under
+    ``oracle/`` (``oracle/{source}_*`` on test, ``oracle/{stage}_{source}_*`` otherwise)."""
+    if name.startswith("oracle_"):
+        source = name.removeprefix("oracle_")
+        return f"oracle/{source}_" if stage == "test" else f"oracle/{stage}_{source}_"
+    return f"{stage}/" if name == "image" else f"{stage}/{name}_"
+
+
 class OneImageModule(MixsepModule):
     """A network with one output image: the mix's reconstruction (``task=separate``: batches of mix, MNIST,
-    CIFAR) or a CIFAR-10 image's (``reconstruct``, ``denoise``: batches of input, target). Scores:
-    ``{stage}/mix_{psnr,ssim}`` or ``{stage}/{psnr,ssim}``; ``val/psnr`` is the validation objective."""
+    CIFAR) or a CIFAR-10 image's (``reconstruct``, ``denoise``: batches of input, target); ``val/psnr`` is the
+    validation objective."""
 
     def __init__(
         self,
@@ -41,20 +49,11 @@ class OneImageModule(MixsepModule):
         self.scored = ["mix", *ORACLES] if task == "separate" else ["image"]
         self.metrics = nn.ModuleDict(
             {
-                f"{stage}_{n}": image_metrics().clone(prefix=self._prefix(stage, n))
+                f"{stage}_{n}": image_metrics().clone(prefix=score_prefix(stage, n))
                 for stage in ("val", "test")
                 for n in self.scored
             }
         )
-
-    @staticmethod
-    def _prefix(stage: str, name: str) -> str:
-        """``{stage}/mix_*``; a CIFAR-10 task's ``{stage}/{psnr,ssim}``; ground-truth "separations" only under
-        ``oracle/`` (``oracle/{source}_*`` on test, ``oracle/{stage}_{source}_*`` otherwise)."""
-        if name.startswith("oracle_"):
-            source = name.removeprefix("oracle_")
-            return f"oracle/{source}_" if stage == "test" else f"oracle/{stage}_{source}_"
-        return f"{stage}/" if name == "image" else f"{stage}/{name}_"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.hparams.normalize:  # mean 0.5, std 0.5: the net works on [-1, 1] images
@@ -64,22 +63,14 @@ class OneImageModule(MixsepModule):
 
     def _predict(self, batch) -> tuple[torch.Tensor, list[tuple[str, torch.Tensor, torch.Tensor]]]:
         kind, w = self.hparams.loss, self.hparams.ssim_weight
-        if len(batch) == 3:  # the mean image and its two sources
-            mix, mnist, cifar = batch
-            recon = self(mix)
-            # oracle: "separates" with the ground truth of the other image (report 001); never a score
-            return reconstruction_loss(recon, mix, kind, w), [
-                ("mix", recon, mix),
-                ("oracle_mnist", 2 * recon - cifar, mnist),
-                ("oracle_cifar", 2 * recon - mnist, cifar),
-            ]
-        x, target = batch
-        out = self(x)
-        return reconstruction_loss(out, target, kind, w), [("image", out, target)]
-
-    def loss_and_outputs(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        loss, scored = self._predict(batch)
-        return loss, scored[0][1]
+        if len(batch) == 2:  # a CIFAR-10 task's (input, target)
+            out = self(batch[0])
+            return reconstruction_loss(out, batch[1], kind, w), [("image", out, batch[1])]
+        mix, mnist, cifar = batch
+        recon = self(mix)
+        # oracle: "separates" with the ground truth of the other image (report 001); never a score
+        oracles = [("oracle_mnist", 2 * recon - cifar, mnist), ("oracle_cifar", 2 * recon - mnist, cifar)]
+        return reconstruction_loss(recon, mix, kind, w), [("mix", recon, mix), *oracles]
 
     def _eval_step(self, batch, stage: str) -> None:
         loss, scored = self._predict(batch)
@@ -93,7 +84,7 @@ class OneImageModule(MixsepModule):
             self.log_dict(values, prog_bar=stage == "val" and not name.startswith("oracle"))
             self.metrics[f"{stage}_{name}"].reset()
             if stage == "val" and name == "mix":  # the image tasks' val/psnr is their own score
-                self.log("val/psnr", values[f"{self._prefix(stage, name)}psnr"])
+                self.log("val/psnr", values[f"{score_prefix(stage, name)}psnr"])
 
     @torch.no_grad()
     def picture_columns(self, batch: tuple[torch.Tensor, ...]) -> tuple[list[torch.Tensor], tuple[str, ...]]:
