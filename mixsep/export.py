@@ -1,10 +1,8 @@
 """Export a trained model as a bundle to share: ``python -m mixsep.export RUN_OR_CKPT DIR [--onnx]``.
 
-DIR gets ``model.safetensors`` (weights), ``config.json`` (architecture, arguments, sources, precision, versions),
-``README.md`` (a model card: test PSNR/SSIM per source with 95 % intervals, training, command, commit, limits) and,
-with ``--onnx``, ``model.onnx`` for ONNX Runtime alone. ``load_separator(DIR)``, ``mixsep.separate --model DIR``
-and ``mixsep.evaluate ckpt_path=DIR`` read it and give the checkpoint's outputs.
-"""
+DIR gets the weights, config.json, a model card (README.md) and, with ``--onnx``, model.onnx (``models/bundle.py``);
+``load_separator(DIR)``, ``mixsep.separate --model DIR`` and ``mixsep.evaluate ckpt_path=DIR`` give the checkpoint's
+outputs from it."""
 
 from __future__ import annotations
 
@@ -17,8 +15,8 @@ import torch
 
 from mixsep.errors import ArgumentParser, MixsepError, one_line_errors
 from mixsep.extensions import load_extensions
-from mixsep.models.bundle_files import CARD_FILE, CONFIG_FILE, ONNX_FILE, WEIGHTS_FILE, read_json
-from mixsep.models.onnx_graph import open_onnx
+from mixsep.files import write_text_atomically
+from mixsep.models.bundle import CARD_FILE, CONFIG_FILE, ONNX_FILE, WEIGHTS_FILE, read_json
 
 ONNX_PACKAGES = ("onnx", "onnxscript", "onnxruntime")
 CHECK_MIXES = 64  # random mean images the written bundle is checked on against the model it came from
@@ -28,7 +26,8 @@ def export_bundle(
     model: Path, folder: Path, onnx=False, metrics: Path | None = None, overwrite=False, training: Path | None = None
 ) -> dict[str, int]:
     """Write the bundle of ``model`` (a checkpoint or a bundle) into ``folder``; its files and sizes."""
-    from mixsep.models.bundle import bundle_config, write_bundle, write_card
+    from mixsep.models.bundle import bundle_config, write_bundle
+    from mixsep.models.onnx_graph import open_onnx
     from mixsep.models.saved import read_model
     from mixsep.models.separator import load_separator
     from mixsep.record.provenance import code_version
@@ -64,7 +63,7 @@ def export_bundle(
     files = {name: (folder / name).stat().st_size for name in names if name != CARD_FILE}
     parameters = sum(p.numel() for p in separator.net.parameters())
     card = model_card(saved, folder.resolve().name, parameters, metrics_path, note, files, records.get(training))
-    write_card(folder, card)
+    write_text_atomically(folder / CARD_FILE, card)
     files[CARD_FILE] = (folder / CARD_FILE).stat().st_size
     after = load_separator(folder)(check)
     if any(not torch.equal(a, b) for a, b in zip(before, after)):
@@ -73,7 +72,8 @@ def export_bundle(
         print(f"mixsep.export: replaced {', '.join(taken)} in {folder} (--overwrite)")
     print(f"mixsep.export: {folder}: the bundle gives {model.name}'s outputs exactly ({CHECK_MIXES} random mixes)")
     if onnx:
-        gap = onnx_difference(folder, check, before)
+        outputs = open_onnx(folder)(check.numpy())  # as separate --onnx opens it
+        gap = max(float((torch.from_numpy(o) - e).abs().max()) for o, e in zip(outputs, before))
         print(f"mixsep.export: model.onnx under ONNX Runtime: largest difference {gap:.1e} from PyTorch")
     return files
 
@@ -110,12 +110,6 @@ def read_record(path: Path) -> dict:
     if not isinstance(record, dict):
         raise MixsepError(f"{path} holds a {type(record).__name__}, not a run's metrics.json")
     return record
-
-
-def onnx_difference(folder: Path, mix: torch.Tensor, expected: tuple[torch.Tensor, ...]) -> float:
-    """The bundle's model.onnx, opened as ``separate --onnx`` opens it, against the PyTorch outputs."""
-    outputs = open_onnx(folder)(mix.numpy())
-    return max(float((torch.from_numpy(o) - e).abs().max()) for o, e in zip(outputs, expected))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,18 +1,6 @@
-"""The networks mixsep builds, by registered name: the only classes a config or a model file can make it construct.
-
-A network is an ``nn.Module`` class declared with ``@register_network``, mixsep's own as a user's; a config names
-it under ``name`` (``model.net: {name: UNetSeparator, width: 32}``), and checkpoints and bundles record that name
-(files written before named it under ``_target_``: ``UNetSeparator`` or ``mixsep.models.UNetSeparator``, still
-read). A name is looked up here, never imported, and its arguments must be plain data (numbers, strings,
-booleans, None, lists of them): no nested ``_target_``, no ``_partial_``, no callables. So reading a model file
-never runs code that the file names.
-
-A network of one's own is one class with ``@register_network`` in a module named by ``extensions`` (or
-``MIXSEP_EXTENSIONS``), and a ``model/<name>.yaml`` naming it. Its contract, checked when a run builds it: a plain
-``nn.Module`` whose ``forward`` takes a batch of mean images (B, 3, 32, 32) in [0, 1] and returns the two
-estimates ``(gray, colour)``, each (B, 3, 32, 32), finite, meant to lie in [0, 1] (scores clamp them first);
-``outputs = "sources"`` (the default).
-"""
+"""The networks mixsep builds, by registered name (``@register_network``, mixsep's own as a user's): the only
+classes a config or a model file can make it construct, looked up here and never imported, with plain arguments
+(files written before named them under ``_target_``, still read). The network contract: docs/extending.md."""
 
 from __future__ import annotations
 
@@ -40,9 +28,7 @@ OLD_NAME_KEY = "_target_"  # where files written before named it
 
 
 def register_network(cls: type[nn.Module]) -> type[nn.Module]:
-    """Declare a network class (a decorator): configs and model files may then name it by its class name. A name
-    already taken by another class (or one of mixsep's own) is refused, so a file's network never silently
-    changes meaning."""
+    """Declare a network class (a decorator) under its class name; a name another class holds is refused."""
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise ConfigError(f"register_network takes an nn.Module class, not {cls!r}")
     name, known = cls.__name__, NETWORKS.get(cls.__name__)
@@ -60,8 +46,7 @@ def registered_names() -> list[str]:
 
 
 def module_of(name: str) -> str:
-    """The Python module that defines a registered network (what a model file records, so that a receiver
-    without it is told which module it needs)."""
+    """The Python module that defines a registered network (what model files record)."""
     return NETWORKS[name].__module__ if name in NETWORKS else BUILT_IN[name]
 
 
@@ -81,18 +66,17 @@ MAX_SETTING_DEPTH = 32  # and nest a few levels
 
 
 def check_plain(value: Any, where: str) -> None:
-    """``value`` is plain data: None, a boolean, a finite or infinite number, a string, or a list of these;
-    a mapping only where it holds no key starting with ``_`` (Hydra's ``_target_``, ``_partial_``, ...). Walked
-    without recursion, every value counted each time it is reached: a pickle shares one list many times over, so
-    a file of 2 kB can hold 4**40 of them, and the walk stops at ``MAX_SETTING_VALUES``."""
+    """``value`` is plain data: None, booleans, numbers but NaN, strings, lists, and mappings without keys starting
+    with ``_`` (no ``_target_``). Walked without recursion, each value counted as often as it is reached (a 2 kB
+    pickle can share one list 4**40 times over)."""
     pending, seen = [(value, where, 0)], 0
     while pending:
         value, at, depth = pending.pop()
         seen += 1
-        if seen > MAX_SETTING_VALUES or depth > MAX_SETTING_DEPTH:
-            what = f"{MAX_SETTING_DEPTH} levels" if depth > MAX_SETTING_DEPTH else f"{MAX_SETTING_VALUES:,} values"
-            too = "nested too deeply" if depth > MAX_SETTING_DEPTH else "too large"
-            raise ConfigError(f"{where}: {too} (over {what}) to be a mixsep model's settings")
+        if depth > MAX_SETTING_DEPTH:
+            raise ConfigError(f"{where}: nested too deeply (over {MAX_SETTING_DEPTH} levels) for a model's settings")
+        if seen > MAX_SETTING_VALUES:
+            raise ConfigError(f"{where}: too large (over {MAX_SETTING_VALUES:,} values) for a model's settings")
         if isinstance(value, float) and math.isnan(value):
             raise ConfigError(f"{at} is NaN")
         if isinstance(value, (list, tuple)):
@@ -100,15 +84,14 @@ def check_plain(value: Any, where: str) -> None:
         elif isinstance(value, dict):
             for key, item in value.items():
                 if not isinstance(key, str) or key.startswith("_"):
-                    raise ConfigError(f"{at} holds the key {key!r}: settings are plain data, nothing to build or call")
+                    raise ConfigError(f"{at} holds {key!r}: settings are plain data, nothing to build or call")
                 pending.append((item, f"{at}.{key}", depth + 1))
         elif not (value is None or isinstance(value, (bool, int, float, str))):
             raise ConfigError(f"{at} is a {type(value).__name__}: settings are plain data (numbers, strings, lists)")
 
 
 def network_spec(net: Any, where: str = "model.net") -> tuple[str, dict]:
-    """(name, arguments) of a network ``{name: ..., **arguments}`` (a file written before: ``{_target_: ...}``),
-    both checked."""
+    """(name, arguments) of a network ``{name: ..., **arguments}`` (earlier files: ``{_target_: ...}``), checked."""
     if not isinstance(net, dict):
         raise ConfigError(f"{where} must be a mapping with {NAME_KEY} (a registered network); got {net!r}")
     key = NAME_KEY if NAME_KEY in net else OLD_NAME_KEY
@@ -120,16 +103,12 @@ def network_spec(net: Any, where: str = "model.net") -> tuple[str, dict]:
             "network of your own: @register_network in a module named by extensions=[...] or MIXSEP_EXTENSIONS)"
         )
     arguments = {k: v for k, v in net.items() if k != key}
-    for key in arguments:
-        if not isinstance(key, str) or key.startswith("_") or key == "self":
-            raise ConfigError(f"{where} holds {key!r}: a network takes plain arguments only (no _partial_, _args_)")
     check_plain(arguments, where)
     return name, arguments
 
 
 def network_settings(net: Any, where: str = "model.net") -> dict:
-    """A network's config (plain, or the node Hydra gives a constructor) as checkpoints record it:
-    ``{name: <registered name>, **plain arguments}``."""
+    """A network's config (plain, or a Hydra node) as checkpoints record it: ``{name: ..., **plain arguments}``."""
     from omegaconf import OmegaConf
 
     name, arguments = network_spec(

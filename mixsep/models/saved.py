@@ -1,9 +1,6 @@
-"""Reading a trained model from a file someone may have sent: a Lightning checkpoint (``.ckpt``) or a model
-bundle (a folder: ``model.safetensors``, ``config.json``, ``README.md``; ``python -m mixsep.export`` writes one).
-
-Nothing read runs code: checkpoints go through PyTorch's weights-only unpickler (plain containers, numbers,
-strings and tensors; no other object is rebuilt), bundles hold tensors (safetensors) and JSON, and the network
-either names is looked up among mixsep's own (``registry.py``) with plain arguments.
+"""Reading a trained model from a file someone may have sent: a Lightning checkpoint (``.ckpt``) or a bundle folder
+(``bundle.py``). Nothing read runs code: checkpoints go through PyTorch's weights-only unpickler, bundles hold
+safetensors and JSON, and the network is looked up among the registered ones (``registry.py``) with plain arguments.
 """
 
 from __future__ import annotations
@@ -12,6 +9,7 @@ import json
 import logging
 import math
 import pickle
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,20 +21,14 @@ from torch.nn.modules.module import register_module_module_registration_hook
 
 from mixsep.data.sources import DEFAULT_SOURCES
 from mixsep.errors import CheckpointError, ConfigError
-from mixsep.models.bundle_files import (  # noqa: F401  (the bundle's file names, imported from here by earlier code)
-    BUNDLE_FORMAT,
-    CARD_FILE,
-    CONFIG_FILE,
-    MODULE_NAME,
-    ONNX_FILE,
-    WEIGHTS_FILE,
-    read_bundle_config,
-    verify_file,
-)
+from mixsep.models.bundle import AGAIN, WEIGHTS_FILE, read_bundle_config, verify_file
 from mixsep.models.registry import NAME_KEY, OLD_NAME_KEY, architecture, check_plain, is_registered, network_spec
 
 # settings a file may not set when it is loaded: they name or read other files on the receiver's machine
 NOT_FROM_FILES = ("pretrained_weights",)
+MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+MAX_HEADER_BYTES = 1 << 20  # a mixsep network's safetensors header is about 10 kB
+MIXSEP_FILE = "Use a .ckpt that mixsep.run wrote, or a bundle from python -m mixsep.export."
 
 
 @dataclass
@@ -51,8 +43,6 @@ class SavedModel:
     state_dict: dict[str, torch.Tensor] = field(repr=False)
     precision: str = "32-true"
     sources: str = DEFAULT_SOURCES
-    extra: dict = field(default_factory=dict)  # a bundle's config.json as written; {} for a checkpoint
-    network_module: str | None = None  # the Python module that registered the network, as the file records it
 
     @property
     def net_config(self) -> dict:
@@ -68,9 +58,7 @@ class SavedModel:
 
 
 def read_model(path: str | Path, map_location: str | torch.device = "cpu") -> SavedModel:
-    """The model in ``path``: a checkpoint file or a bundle folder (one-line CheckpointErrors otherwise). Its
-    network's arguments are held against the tensors the file holds (the network built on the meta device, which
-    allocates nothing) before any weight is read into memory."""
+    """The model in ``path``, a checkpoint file or a bundle folder (one-line CheckpointErrors otherwise)."""
     check_device(map_location)
     path = Path(path)
     if path.is_dir():
@@ -85,20 +73,19 @@ def read_model(path: str | Path, map_location: str | torch.device = "cpu") -> Sa
 
 def checkpoint_model(path: Path, ckpt: dict) -> SavedModel:
     """The checked model in a checkpoint already read (``read_checkpoint``)."""
-    hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
-    state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
+    hparams, state = ckpt.get("hyper_parameters"), ckpt.get("state_dict")
     if not isinstance(hparams, dict) or not isinstance(state, dict) or "net" not in hparams:
         raise CheckpointError(
             f"{path} is a checkpoint without a mixsep network's settings and weights: it comes from another "
-            "program. Use a .ckpt that mixsep.run wrote, or a bundle from python -m mixsep.export."
+            f"program. {MIXSEP_FILE}"
         )
     module = ckpt.get("mixsep_network_module")
-    saved = _checked(path, hparams, state, ckpt.get("mixsep_precision"), ckpt.get("mixsep_sources"), module=module)
+    saved = _checked(path, hparams, ckpt.get("mixsep_precision"), ckpt.get("mixsep_sources"), module)
     for name, tensor in state.items():
         check_stored(path, name, tensor)
-    layout = {name: (tuple(t.shape), t.dtype) for name, t in state.items() if name.startswith("net.")}
-    check_fits(saved, layout)
-    saved.state_dict = {**state, **checked_values(saved, {k: state[k] for k in layout})}
+    weights = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
+    dtypes = check_fits(saved, {name: tuple(tensor.shape) for name, tensor in weights.items()})
+    saved.state_dict = {**state, **{f"net.{k}": v for k, v in checked_values(saved, weights, dtypes).items()}}
     return saved
 
 
@@ -116,10 +103,9 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             "(python -m mixsep.export CKPT DIR)."
         ) from err
     except Exception as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
         raise CheckpointError(
-            f"{path} is not a readable checkpoint ({type(err).__name__}: {first[:160]}); it may be truncated or "
-            "come from another program. Use a .ckpt that mixsep.run wrote."
+            f"{path} is not a readable checkpoint ({first_line(err)}); it may be truncated or come from another "
+            "program. Use a .ckpt that mixsep.run wrote."
         ) from err
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path} holds a {type(ckpt).__name__}, not a mixsep checkpoint.")
@@ -127,133 +113,78 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def read_bundle(folder: Path, map_location: str | torch.device = "cpu") -> SavedModel:
+    """A bundle's model: its settings held against the tensors its weights' header declares, then its SHA-256,
+    then the weights (safetensors' own reader checks that the file holds the bytes its header declares)."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     config = read_bundle_config(folder)
-    weights_path = folder / WEIGHTS_FILE
-    if not weights_path.is_file():
-        raise CheckpointError(
-            f"{folder} is not a mixsep model bundle: it needs {WEIGHTS_FILE} (python -m mixsep.export CKPT DIR "
-            "writes it)"
-        )
-    net = {NAME_KEY: config["architecture"], **config["arguments"]}
-    hparams = {**(config.get("settings") or {}), "net": net}
-    precision, sources, module = config.get("precision"), config.get("sources"), config.get("network_module")
-    saved = _checked(folder, hparams, {}, precision, sources, config, module)
-    check_fits(saved, {f"net.{k}": v for k, v in safetensors_layout(weights_path).items()})
+    hparams = {**(config.get("settings") or {}), "net": {NAME_KEY: config["architecture"], **config["arguments"]}}
+    saved = _checked(folder, hparams, config.get("precision"), config.get("sources"), config.get("network_module"))
+    path = folder / WEIGHTS_FILE
+    dtypes = check_fits(saved, declared_shapes(path))
     verify_file(folder, config, WEIGHTS_FILE)
-    if not config.get("files"):
-        logging.getLogger("mixsep").warning(
-            f"{folder} was exported before bundles recorded their files' SHA-256 (format {config['format_version']}):"
-            " its weights are read unverified; export it again (python -m mixsep.export) to record them"
-        )
     try:
-        weights = load_file(weights_path, device=str(map_location))
-    except Exception as err:
-        raise CheckpointError(f"{weights_path} is not a readable safetensors file ({err}); export it again") from err
-    saved.state_dict = checked_values(saved, {f"net.{k}": v for k, v in weights.items()})
+        weights = load_file(path, device=str(map_location))
+    except (OSError, SafetensorError) as err:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({first_line(err)}); {AGAIN}") from err
+    saved.state_dict = {f"net.{k}": v for k, v in checked_values(saved, weights, dtypes).items()}
     return saved
 
 
-MAX_HEADER_BYTES = 1 << 20  # a mixsep network's header is about 10 kB (safetensors itself allows 100 MB)
-SAFETENSORS_DTYPES = {
-    "F64": torch.float64,
-    "F32": torch.float32,
-    "F16": torch.float16,
-    "BF16": torch.bfloat16,
-    "I64": torch.int64,
-    "I32": torch.int32,
-    "I16": torch.int16,
-    "I8": torch.int8,
-    "U8": torch.uint8,
-    "BOOL": torch.bool,
-}
-
-
-def safetensors_layout(path: Path) -> dict[str, tuple[tuple[int, ...], torch.dtype | str]]:
-    """Each tensor's shape and dtype as the file's header declares them. Only the header is read (its documented
-    layout: an 8-byte little-endian length, then that much JSON); safetensors' own reader maps the whole file,
+def declared_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Each tensor's shape as a safetensors file's header declares it, the header read alone (its documented
+    layout: an 8-byte little-endian length, then that much JSON): safetensors' own reader maps the whole file,
     which for a file declaring gigabytes is itself the harm."""
     try:
         with open(path, "rb") as f:
             length = int.from_bytes(f.read(8), "little")
-            if not 2 <= length <= MAX_HEADER_BYTES:
+            if length > MAX_HEADER_BYTES:
                 raise ValueError(f"a header of {length:,} bytes")
             header = json.loads(f.read(length))
-        stored_bytes = path.stat().st_size - 8 - length
-        layout = {name: _declared(entry, stored_bytes) for name, entry in header.items() if name != "__metadata__"}
-    except (OSError, ValueError, AttributeError, RecursionError) as err:
-        raise CheckpointError(
-            f"{path} is not a readable safetensors file ({type(err).__name__}: {str(err)[:160]}); export it again"
-        ) from err
-    return layout
+        shapes = {name: tuple(entry["shape"]) for name, entry in header.items() if name != "__metadata__"}
+        if not all(isinstance(n, int) and n >= 0 for shape in shapes.values() for n in shape):
+            raise ValueError("a shape that is not a list of sizes")
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError) as err:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({first_line(err)}); {AGAIN}") from err
+    return shapes
 
 
-def _declared(entry: Any, stored_bytes: int) -> tuple[tuple[int, ...], torch.dtype | str]:
-    """A tensor's shape and dtype, once its bytes are seen to lie in the file: a header may declare any shape,
-    and only the bytes behind it say how large the network it describes can be."""
-    shape, dtype = entry.get("shape"), SAFETENSORS_DTYPES.get(entry.get("dtype"), str(entry.get("dtype")))
-    if not isinstance(shape, list) or not all(isinstance(n, int) and n >= 0 for n in shape):
-        raise ValueError(f"a tensor of shape {str(shape)[:40]}")
-    offsets = entry.get("data_offsets")
-    if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(n, int) for n in offsets)):
-        raise ValueError(f"a tensor at {str(offsets)[:40]}")
-    begin, end = offsets
-    needed = math.prod(shape) * (dtype.itemsize if isinstance(dtype, torch.dtype) else 1)
-    if not 0 <= begin <= end <= stored_bytes or end - begin != needed:
-        raise ValueError(f"a tensor of shape {shape} at bytes {begin}..{end} of the {stored_bytes:,} stored")
-    return tuple(shape), dtype
-
-
-def check_fits(saved: SavedModel, layout: dict[str, tuple[tuple[int, ...], torch.dtype | str]]) -> None:
-    """The network the file's settings describe holds exactly the tensors the file holds: its sizes are first
-    bounded by what the file stores (no setting larger than its tensor count or the largest dimension of a tensor
-    holding values; a declared dimension of a tensor with no elements costs nothing and bounds nothing), then the
-    network is built on the meta device (no memory, and no more modules than the file has tensors) and its
-    tensors' names and shapes compared with ``layout``."""
-    empty = next((name for name, (shape, _) in layout.items() if math.prod(shape) == 0), None)
+def check_fits(saved: SavedModel, shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.dtype]:
+    """The network the file's settings describe holds exactly the tensors the file holds (``shapes``, by the
+    network's own names), found before anything is allocated: no tensor is empty (its dimensions would cost nothing
+    and bound nothing), no setting exceeds the tensors' count or largest dimension, and the network is built on the
+    meta device with no more modules than the file has tensors, then given ``shapes`` by ``load_state_dict``
+    (strict). Returns the network's dtype of each tensor."""
+    empty = next((name for name, shape in shapes.items() if math.prod(shape) == 0), None)
     if empty is not None:
         raise CheckpointError(
-            f"{saved.path}: its weight {empty[:80]} holds no elements (shape {list(layout[empty][0])[:8]}): a mixsep "
+            f"{saved.path}: its weight {empty[:80]} holds no elements (shape {list(shapes[empty])[:8]}): a mixsep "
             "network has no empty tensors, so these are not weights mixsep wrote, and nothing was built. Use a model "
             "file that mixsep wrote."
         )
-    bound = max([len(layout), *(max(shape, default=1) for shape, _ in layout.values())])
+    bound = max([len(shapes), *(max(shape, default=1) for shape in shapes.values())])
     for key, value in saved.arguments.items():
-        too_large = _largest(value) > bound
-        if too_large:
+        if _largest(value) > bound:
             raise CheckpointError(
-                f"{saved.path}: its network's {key}={_short(value)} is larger than anything its weights hold "
-                f"({len(layout)} tensors, none with a dimension above {bound}): its settings do not describe its "
+                f"{saved.path}: its network's {key}={str(value)[:40]} is larger than anything its weights hold "
+                f"({len(shapes)} tensors, none with a dimension above {bound}): its settings do not describe its "
                 "weights, and nothing was built. Use a model file that mixsep wrote."
             )
     try:
-        with torch.device("meta"), _at_most_modules(2 * len(layout) + 64):
+        with torch.device("meta"), _at_most_modules(2 * len(shapes) + 64):
             net = architecture(saved.architecture)(**saved.arguments)
-        expected = {f"net.{k}": (tuple(v.shape), v.dtype) for k, v in net.state_dict().items()}
+            net.load_state_dict({name: torch.empty(shape) for name, shape in shapes.items()})
     except Exception as err:
         raise does_not_fit(saved.path, err) from err
-    missing, extra = sorted(expected.keys() - layout.keys()), sorted(layout.keys() - expected.keys())
-    if missing or extra:
-        what = f"lacks {missing[0]}" if missing else f"holds {extra[0]}, which the network has not"
-        raise does_not_fit(saved.path, f"{len(missing)} tensors missing, {len(extra)} unexpected: the file {what}")
-    for name, (shape, dtype) in layout.items():
-        want_shape, want_dtype = expected[name]
-        if shape != want_shape:
-            raise does_not_fit(saved.path, f"{name} is {list(shape)} in the file, {list(want_shape)} in the network")
-        convertible = isinstance(dtype, torch.dtype) and dtype.is_floating_point and want_dtype.is_floating_point
-        if dtype != want_dtype and not convertible:
-            raise CheckpointError(
-                f"{saved.path}: its weight {name} is {dtype}, where the network holds {want_dtype}: not weights "
-                "mixsep wrote. Use a model file that mixsep wrote."
-            )
+    return {name: tensor.dtype for name, tensor in net.state_dict().items()}
 
 
 @contextmanager
 def _at_most_modules(limit: int) -> Iterator[None]:
-    """Building a network with more than ``limit`` submodules stops (ValueError) at the one over: a setting
-    that counts blocks or levels can stay within a file's largest dimension yet ask for millions of modules,
-    each a Python object even on the meta device (mixsep's networks have fewer modules than tensors)."""
+    """Building a network with more than ``limit`` submodules stops (ValueError) at the one over: a setting that
+    counts blocks can stay within a file's largest dimension yet ask for millions of modules, each a Python object
+    even on the meta device."""
     count = 0
 
     def counted(*_: Any) -> None:
@@ -269,18 +200,22 @@ def _at_most_modules(limit: int) -> Iterator[None]:
         handle.remove()
 
 
-def checked_values(saved: SavedModel, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The weights, all finite (NaN or infinite ones are refused), floating ones in float32 (converted with a
-    note: a half-precision file loses nothing, a float64 one its last digits)."""
+def checked_values(
+    saved: SavedModel, weights: dict[str, torch.Tensor], dtypes: dict[str, torch.dtype]
+) -> dict[str, torch.Tensor]:
+    """The weights, of the network's dtypes (floating ones in float32, converted with a note) and all finite."""
     for name, tensor in weights.items():
-        check_stored(saved.path, name, tensor)
-    converted = sorted({str(t.dtype) for t in weights.values() if t.is_floating_point() and t.dtype != torch.float32})
-    for name, tensor in weights.items():
+        if tensor.dtype != dtypes[name] and not (tensor.is_floating_point() and dtypes[name].is_floating_point):
+            raise CheckpointError(
+                f"{saved.path}: its weight {name} is {tensor.dtype}, where the network holds {dtypes[name]}: not "
+                "weights mixsep wrote. Use a model file that mixsep wrote."
+            )
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise CheckpointError(
                 f"{saved.path}: its weight {name} holds NaN or infinite values (a diverged or damaged model): it "
                 "would give garbage. Use the last good checkpoint of its run."
             )
+    converted = sorted({str(t.dtype) for t in weights.values() if t.is_floating_point() and t.dtype != torch.float32})
     if converted:
         logging.getLogger("mixsep").warning(
             f"{saved.path.name}: its weights are {', '.join(converted)}; converted to float32 to separate"
@@ -288,23 +223,20 @@ def checked_values(saved: SavedModel, weights: dict[str, torch.Tensor]) -> dict[
     return {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}
 
 
-def check_stored(path: Path, name: str, tensor: torch.Tensor) -> None:
-    """``tensor`` is what mixsep writes: dense, strided, in memory, its storage holding all of its elements. A
-    view of one number expanded to a large shape (stride 0) would pass the shape checks with a file of kilobytes
-    and then take gigabytes once the network it describes is built; a sparse or meta tensor is not weights."""
+def check_stored(path: Path, name: Any, tensor: Any) -> None:
+    """``tensor`` is what mixsep writes: a dense tensor in memory whose storage holds all its elements. A view of
+    one number expanded to a large shape (stride 0) passes every shape check from a file of kilobytes."""
     kind = None
-    if tensor.layout is not torch.strided:
+    if not isinstance(tensor, torch.Tensor):
+        kind = f"a {type(tensor).__name__}"
+    elif tensor.layout is not torch.strided:
         kind = f"a {str(tensor.layout).removeprefix('torch.')} tensor"
-    elif tensor.device.type != "cpu" and tensor.device.type != "cuda":
+    elif tensor.device.type not in ("cpu", "cuda"):
         kind = f"a tensor on the {tensor.device.type} device, without values"
-    elif not tensor.is_contiguous() and tensor.untyped_storage().nbytes() < tensor.numel() * tensor.element_size():
-        stored = tensor.untyped_storage().nbytes()
-        kind = f"a view of {stored:,} bytes posing as {list(tensor.shape)}"
+    elif tensor.untyped_storage().nbytes() < tensor.numel() * tensor.element_size():
+        kind = f"a view of {tensor.untyped_storage().nbytes():,} bytes posing as {list(tensor.shape)}"
     if kind:
-        raise CheckpointError(
-            f"{path}: its weight {name[:80]} is {kind}, not dense weights: not a model mixsep wrote. Use a .ckpt "
-            "that mixsep.run wrote, or a bundle from python -m mixsep.export."
-        )
+        raise CheckpointError(f"{path}: its weight {str(name)[:80]} is {kind}, not dense weights. {MIXSEP_FILE}")
 
 
 def check_device(device: str | torch.device) -> None:
@@ -313,34 +245,31 @@ def check_device(device: str | torch.device) -> None:
         device = torch.device(device)
     except (RuntimeError, TypeError) as err:
         raise ConfigError(f"device={device!r} is not a device ({str(err)[:120]}): use device='cpu' or 'cuda'") from err
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device={str(device)!r}: a model runs on device='cpu' or 'cuda', not {device.type}")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device={str(device)!r}, but there is no CUDA GPU on this machine: use device='cpu'")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
         raise ConfigError(
             f"device={str(device)!r}, but this machine has {torch.cuda.device_count()} CUDA GPU(s): use 'cuda:0'"
         )
-    if device.type not in ("cpu", "cuda"):
-        raise ConfigError(f"device={str(device)!r}: a model runs on device='cpu' or 'cuda', not {device.type}")
 
 
 def _largest(value: Any) -> int:
     """The largest integer in a setting (a list's length counts too: one entry per level or block)."""
-    if isinstance(value, bool):
-        return 0
-    if isinstance(value, int):
-        return value
     if isinstance(value, (list, tuple)):
         return max([len(value), *(_largest(v) for v in value)])
-    return 0
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def _short(value: Any) -> str:
-    text = json.dumps(value)
-    return text if len(text) <= 40 else f"{text[:37]}..."
+def first_line(err: BaseException) -> str:
+    """An exception as a short line: its type and the first line of its message."""
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0][:160] if text else ''}"
 
 
 def does_not_fit(path: Path, err: Exception | str) -> CheckpointError:
-    why = err if isinstance(err, str) else f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}"
+    why = err if isinstance(err, str) else f"{type(err).__name__}: {' '.join(str(err).split())}"
     return CheckpointError(
         f"{path}: its weights or settings do not fit the networks of this mixsep version ({why[:200]}); it was "
         "written by another version or another program, and nothing was built. Use the mixsep version that wrote "
@@ -348,38 +277,25 @@ def does_not_fit(path: Path, err: Exception | str) -> CheckpointError:
     )
 
 
-def _checked(
-    path: Path,
-    hparams: dict,
-    state: dict,
-    precision: Any,
-    sources: Any,
-    extra: dict | None = None,
-    module: Any = None,
-) -> SavedModel:
+def _checked(path: Path, hparams: dict, precision: Any, sources: Any, module: Any) -> SavedModel:
+    """The file's network and settings, checked as plain data naming a registered network."""
     try:
         _check_registered(path, hparams.get("net"), module)
         architecture_name, arguments = network_spec(hparams["net"], f"{path}: its network")
         settings = {k: v for k, v in hparams.items() if k != "net"}
-        check_plain(settings, f"{path}: its settings")
-        check_plain([precision, sources], f"{path}: its precision and sources")
+        check_plain([settings, precision, sources], f"{path}: its settings")
     except ConfigError as err:
         raise CheckpointError(f"{err}; nothing from the file was run. Use a model that mixsep wrote.") from err
     except RecursionError as err:
         raise CheckpointError(f"{path}: its settings are nested too deeply: it is not a file mixsep wrote") from err
-    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
-        raise CheckpointError(f"{path}: its weights are not a mapping of names to tensors")
-    arguments = {k: (None if k in NOT_FROM_FILES else v) for k, v in arguments.items()}
     return SavedModel(
         path=path,
         architecture=architecture_name,
-        arguments=arguments,
+        arguments={k: (None if k in NOT_FROM_FILES else v) for k, v in arguments.items()},
         settings=settings,
-        state_dict=state,
+        state_dict={},
         precision=str(precision or "32-true"),
         sources=str(sources or DEFAULT_SOURCES),
-        extra=extra or {},
-        network_module=module if isinstance(module, str) else None,
     )
 
 

@@ -77,7 +77,7 @@ BOMBS = {case: (craft, words) for case, craft, words in BUNDLES if case in ("dep
 BOMBS["declares-3gb"] = (declares_3_gb, "do not fit")
 # a size bounded only by a dimension the file declares: over no bytes, over no elements, or over 4 MB it stores
 MILLION = 1_000_000
-BOMBS["blocks-over-no-bytes"] = (lambda t: long_tensor_bomb(t, "no-bytes", MILLION, False), "of the 0 stored")
+BOMBS["blocks-over-no-bytes"] = (lambda t: long_tensor_bomb(t, "no-bytes", MILLION, False), "more than 66 modules")
 BOMBS["ckpt-blocks-over-empty"] = (lambda t: empty_tensor_checkpoint(t, MILLION), "holds no elements")
 BOMBS["blocks-over-4-mb"] = (lambda t: long_tensor_bomb(t, "4-mb", MILLION, True), "more than 66 modules")
 
