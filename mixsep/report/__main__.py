@@ -18,25 +18,9 @@ RUN_RECORDS = ("metrics.json", "status.json", SCORES_FILE, VAL_SCORES_FILE)  # w
 FLAGS = "-o / --chart"
 
 
-def report_outputs(args) -> list[Path]:
-    """The files ``leaderboard.main`` writes: ``-o``, and the chart (``--chart``, else beside ``-o``, else
-    leaderboard.png in the first DIR); none for ``--compare``."""
-    if args.compare:
-        return []
-    output = Path(args.output) if args.output else None
-    first = Path(args.dirs[0])
-    if args.chart:
-        chart = Path(args.chart)
-    elif output:
-        chart = output.with_suffix(".png")
-    else:
-        chart = (first if first.is_dir() else first.parent) / "leaderboard.png"
-    return [path for path in (output, chart) if path is not None]
-
-
 def check_report_outputs(argv: list[str], overwrite: bool) -> None:
     args = leaderboard.parse_args(argv)
-    outputs = report_outputs(args)
+    outputs = leaderboard.output_files(args)
     if len(set(outputs)) < len(outputs):
         raise MixsepError(f"-o {outputs[0]} is also where the chart goes: give --chart another file")
     for path in outputs:

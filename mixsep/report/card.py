@@ -5,17 +5,16 @@ run's metrics.json and scores.npz, never typed in."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
-import numpy as np
 import yaml
 
 from mixsep.models.metrics import SOURCES, decimals, heading, score_of
 from mixsep.models.saved import SavedModel
+from mixsep.record.status import BadRecord, load_record, read_json
 from mixsep.report.stats import SCORES_FILE, bootstrap_mean, read_scores
-from mixsep.report.tables import score_names
+from mixsep.report.tables import markdown_table, score_names
 
 USAGE = """
 ```bash
@@ -42,28 +41,15 @@ def find_metrics(model_path: Path, given: Path | None = None) -> tuple[Path | No
         if not candidate.is_file():
             continue
         try:
-            record = json.loads(candidate.read_text())
-        except (ValueError, RecursionError):
+            tested = load_record(candidate, {}).get("checkpoint")
+        except BadRecord:
             continue
-        tested = (record.get("checkpoint") if isinstance(record, dict) else None) or ""
         tested = tested if isinstance(tested, str) else ""
         shipped = model_path.name == "model.ckpt" and folder == model_path.parent
         if shipped or Path(tested).name == model_path.name:
             return candidate, f"{candidate.name} beside it"
         return None, f"{candidate} scored {Path(tested).name or 'another file'}, not {model_path.name}"
     return None, "no metrics.json beside it"
-
-
-def source_names(sources: str) -> tuple[str, str]:
-    gray, _, colour = sources.partition("+")
-    return gray or "mnist", colour or "cifar10"
-
-
-def intervals(scores: dict | None) -> dict[str, tuple[float, float, float]]:
-    """``{mnist_psnr: (mean, low, high), ...}``: 95 % percentile-bootstrap intervals over the test pairs."""
-    if not scores:
-        return {}
-    return {k: bootstrap_mean(np.asarray(v)) for k, v in scores.items() if k != "pair"}
 
 
 def model_card(
@@ -78,9 +64,9 @@ def model_card(
     """The card's text. ``metrics_path``: the run's metrics.json, its scores.npz beside it (None: the card says
     the model is unscored); ``files``: the bundle's file names and sizes in bytes; ``training``: the metrics.json
     of the run that trained the weights, where the scores come from a later evaluation."""
-    gray, colour = source_names(saved.sources)
-    metrics = json.loads(metrics_path.read_text()) if metrics_path else {}
-    ci = intervals(read_scores(metrics_path.parent, SCORES_FILE) if metrics_path else None)
+    gray, _, colour = saved.sources.partition("+")
+    gray, colour = gray or "mnist", colour or "cifar10"
+    metrics = read_json(metrics_path) if metrics_path else {}
     names = score_names([metrics])  # the declared scores this model was scored with
     scored = [k for k in (f"test/{s}_{m}" for s in SOURCES for m in names) if number(metrics.get(k)) is not None]
     tags = ["mixsep", "image-source-separation", gray, colour, "safetensors"] + ["onnx"] * ("model.onnx" in files)
@@ -110,37 +96,41 @@ def model_card(
         ]
     lines += ["## Test scores", ""]
     if scored:
-        pairs = number(metrics.get("test_pairs"))
-        pairs = "?" if pairs is None else f"{pairs:,.0f}"
-        lines += [
-            f"On mixsep's fixed test pairs ({pairs} pairs of the {gray} and {colour} test sets, the same for every "
-            f"run), scored at {metrics.get('precision', saved.precision)} on predictions clamped to [0, 1] "
-            "(PSNR: the mean of per-image PSNR, data_range 1; SSIM: torchmetrics, data_range 1). Intervals: 95 % "
-            "percentile bootstrap over the pairs (2,000 resamples)"
-            + ("." if ci else "; not available: the run kept no per-pair scores (scores.npz)."),
-            "",
-            "| source | " + "".join(f"{with_unit(m)} | 95 % interval | " for m in names).rstrip(),
-            "|---|" + "---:|---|" * len(names),
-        ]
-        for source, label in (("mnist", gray), ("cifar", colour)):
-            row = [label]
-            for m in names:
-                value, digits = number(metrics.get(f"test/{source}_{m}")), decimals(m)
-                low_high = ci.get(f"{source}_{m}")
-                row.append("-" if value is None else f"{value:.{digits}f}")
-                row.append(f"[{low_high[1]:.{digits}f}, {low_high[2]:.{digits}f}]" if low_high else "-")
-            lines.append("| " + " | ".join(row) + " |")
-        lines += ["", f"Scores from {metrics_note}.", ""]
+        lines += [*score_table(saved, metrics, metrics_path, gray, colour), f"Scores from {metrics_note}.", ""]
     else:
-        lines += [
-            f"Not scored: {metrics_note}. Score it on the fixed test pairs with "
-            "`mixsep evaluate ckpt_path=THIS_FOLDER`.",
-            "",
-        ]
+        fix = "Score it on the fixed test pairs with `mixsep evaluate ckpt_path=THIS_FOLDER`."
+        lines += [f"Not scored: {metrics_note}. {fix}", ""]
     lines += ["## Training", ""] + training_lines(saved, training or metrics) + ["", "## Files", ""]
     lines += [f"- `{file}`: {size_text(size)}" for file, size in files.items()]
     lines += ["", "## Limits", ""] + limits(saved, gray, colour)
     return "\n".join(lines) + "\n"
+
+
+def score_table(saved: SavedModel, metrics: dict, metrics_path: Path, gray: str, colour: str) -> list[str]:
+    """The test scores per source, each with its 95 % bootstrap interval over the pairs (from scores.npz)."""
+    names = score_names([metrics])
+    scores = read_scores(metrics_path.parent, SCORES_FILE) or {}
+    ci = {k: bootstrap_mean(v) for k, v in scores.items() if k != "pair"}
+    pairs = number(metrics.get("test_pairs"))
+    rows = []
+    for source, label in (("mnist", gray), ("cifar", colour)):
+        row = [label]
+        for m in names:
+            value, digits, low_high = number(metrics.get(f"test/{source}_{m}")), decimals(m), ci.get(f"{source}_{m}")
+            row.append("-" if value is None else f"{value:.{digits}f}")
+            row.append(f"[{low_high[1]:.{digits}f}, {low_high[2]:.{digits}f}]" if low_high else "-")
+        rows.append(row)
+    head = ["source", *(h for m in names for h in (with_unit(m), "95 % interval"))]
+    return [
+        f"On mixsep's fixed test pairs ({'?' if pairs is None else f'{pairs:,.0f}'} pairs of the {gray} and {colour} "
+        f"test sets, the same for every run), scored at {metrics.get('precision', saved.precision)} on predictions "
+        "clamped to [0, 1] (PSNR: the mean of per-image PSNR, data_range 1; SSIM: torchmetrics, data_range 1). "
+        "Intervals: 95 % percentile bootstrap over the pairs (2,000 resamples)"
+        + ("." if ci else "; not available: the run kept no per-pair scores (scores.npz)."),
+        "",
+        markdown_table(head, rows, "l" + "rl" * len(names)),
+        "",
+    ]
 
 
 def number(value: object) -> float | int | None:

@@ -4,7 +4,7 @@ reports"): what each published, why it cannot be ranked beside a mixsep score, a
 
 from __future__ import annotations
 
-from mixsep.report.tables import fmt, minutes
+from mixsep.report.tables import fmt, markdown_table, minutes
 
 # Published figures of the earlier reports, the preset that reruns each system,
 # and why the published number cannot be compared with a mixsep score.
@@ -63,52 +63,40 @@ REPORTED_ELSEWHERE = [
 
 
 DATA_RANGE_255_DB = 48.13
+POST_HOC = "post-hoc CIFAR := clamp(2·mix − predicted MNIST)"
 
 
 def reported_block() -> str:
-    lines = [
-        "As reported elsewhere (not ranked: not measured by mixsep on the fixed test pairs, and each has a "
-        "reason it cannot be compared):",
-        "",
-        "| system | reported | why not comparable |",
-        "|---|---|---|",
+    rows = [
+        [r["system"], ", ".join(f"{k} {v}" for k, v in r["reported"].items()) or "-", r["why"]]
+        for r in REPORTED_ELSEWHERE
     ]
-    for r in REPORTED_ELSEWHERE:
-        reported = ", ".join(f"{k} {v}" for k, v in r["reported"].items()) or "-"
-        lines.append(f"| {r['system']} | {reported} | {r['why']} |")
-    return "\n".join(lines)
+    return (
+        "As reported elsewhere (not ranked: not measured by mixsep on the fixed test pairs, and each has a reason it "
+        "cannot be compared):\n\n" + markdown_table(["system", "reported", "why not comparable"], rows)
+    )
 
 
 def prior_table(runs: list[dict]) -> str:
     """Each earlier system: reported vs mixsep with the same settings, with the difference."""
-    lines = [
-        "| preset | mixsep run | score | reported | mixsep, same settings | difference | note |",
-        "|---|---|---|---:|---:|---:|---|",
-    ]
+    rows = []
     for r in REPORTED_ELSEWHERE:
-        mine = [run for run in runs if run.get("experiment") == r["preset"]]
-        run = mine[-1] if mine else {}
+        run = next((run for run in reversed(runs) if run.get("experiment") == r["preset"]), {})
         keys = list(r["reported"]) or sorted(k for k in run if k.startswith("test/") and k != "test/loss")
         budget = f"{run.get('global_step', '?')} steps, {minutes(run.get('train_seconds'))}" if run else "not run"
         for key in keys:
             reported, measured = r["reported"].get(key), run.get(key)
-            comparable = reported
-            note = r["why"]
+            comparable, note, label = reported, r["why"], key
             if key.startswith("oracle/"):
-                note = "uses ground truth (oracle), never a separation score"
+                note, label = "uses ground truth (oracle), never a separation score", f"{key} (ORACLE)"
             elif r.get("data_range_255") and reported is not None:
                 comparable = reported - DATA_RANGE_255_DB
                 note = f"reported at data range 255; {comparable:.2f} dB at range 1, the difference is against that"
             diff = measured - comparable if isinstance(measured, (int, float)) and comparable is not None else None
-            label = f"{key} (ORACLE)" if key.startswith("oracle/") else key
-            lines.append(
-                f"| {r['preset']} | {budget} | {label} | {fmt(reported, 4)} | {fmt(measured, 4)} "
-                f"| {fmt(diff, 4) if diff is None or diff < 0 else '+' + fmt(diff, 4)} | {note} |"
-            )
+            rows.append([r["preset"], budget, label, fmt(reported, 4), fmt(measured, 4), fmt(diff, 4, "+"), note])
         if run:
-            for key in r.get("post_hoc", ()):
-                lines.append(
-                    f"| {r['preset']} | {budget} | {key} | - | {fmt(run.get(key), 4)} | - | "
-                    "post-hoc CIFAR := clamp(2·mix − predicted MNIST) |"
-                )
-    return "\n".join(lines)
+            rows += [
+                [r["preset"], budget, key, "-", fmt(run.get(key), 4), "-", POST_HOC] for key in r.get("post_hoc", ())
+            ]
+    head = ["preset", "mixsep run", "score", "reported", "mixsep, same settings", "difference", "note"]
+    return markdown_table(head, rows, "lllrrrl")

@@ -6,7 +6,6 @@ A sweep picks by the validation objective (metrics.json ``objective``), never by
 from __future__ import annotations
 
 import math
-import statistics
 import sys
 from pathlib import Path
 
@@ -14,9 +13,9 @@ import yaml
 
 from mixsep.files import write_atomically
 from mixsep.models.metrics import decimals
-from mixsep.record.status import STATUS_KINDS, BadRecord, effective_status, load_record
+from mixsep.record.status import STATUS_KINDS, BadRecord, effective_status
 from mixsep.report.stats import t_interval
-from mixsep.report.tables import METRICS_KINDS, fmt, score_cell, score_columns
+from mixsep.report.tables import METRICS_KINDS, fmt, markdown_table, read_record, score_cell, score_columns
 
 MAX_SWEEP_YAML_BYTES = 1 << 20  # Hydra's multirun.yaml is a few kB, a job's overrides.yaml a few hundred bytes
 
@@ -54,60 +53,27 @@ def read_sweep_yaml(path: Path) -> object:
         raise BadRecord(f"{path}: nested too deeply to be a file Hydra wrote") from err
 
 
-def test_columns(jobs: list[dict]) -> list[tuple[str, str, int]]:
-    """(key, heading, decimals) of the test scores the jobs have: test/mnist_psnr -> "MNIST PSNR", 2."""
-    return [(key, heading, decimals(key)) for key, heading in score_columns([j["metrics"] for j in jobs])]
-
-
 def is_sweep(folder: Path) -> bool:
     return folder.is_dir() and (folder / "multirun.yaml").is_file()
 
 
-def _overrides(job: Path) -> dict[str, str]:
-    """The job's overrides; BadRecord when its overrides.yaml is not one Hydra writes."""
-    path = job / ".hydra" / "overrides.yaml"
-    if not path.is_file():
-        return {}
-    overrides = read_sweep_yaml(path)
-    overrides = overrides if isinstance(overrides, list) else []  # Hydra writes a list of strings
-    pairs = (o.split("=", 1) for o in overrides if isinstance(o, str) and "=" in o)
-    return {k.lstrip("+~"): v for k, v in pairs}
-
-
-def load_jobs(sweep: Path) -> list[dict]:
-    """Every job folder of the sweep (those with .hydra/), finished or not (a job whose overrides.yaml is not one
-    Hydra writes: its row has none, ``overrides_problem`` says why)."""
-    jobs = []
-    for folder in sorted((p for p in sweep.iterdir() if (p / ".hydra").is_dir()), key=_job_order):
-        try:
-            metrics = load_record(folder / "metrics.json", METRICS_KINDS)
-            status = load_record(folder / "status.json", STATUS_KINDS)
-        except BadRecord as err:  # its row says so; the others are still shown
-            jobs.append(left_out_job(folder, err))
-            continue
-        state = effective_status(status) if status else ("completed" if metrics else "unknown")
-        pruned_at = {k: status.get(k) for k in ("epoch", "value")} if status.get("status") == "pruned" else None
-        overrides, problem = _overrides_or_why(folder)
-        job = {"job": folder.name, "overrides": overrides, "metrics": metrics, "status": state}
-        job["overrides_problem"] = problem
-        job.update(step=status.get("step"), error=status.get("error"), reason=status.get("reason"))
-        jobs.append({**job, "requeues": status.get("requeues") or 0, "pruned_at": pruned_at})
-    return jobs
-
-
-def left_out_job(folder: Path, why: BadRecord) -> dict:
-    """The row of a job whose record is not of the kinds mixsep writes: no scores, its status says why."""
-    overrides, problem = _overrides_or_why(folder)
-    job = {"job": folder.name, "overrides": overrides, "metrics": {}, "status": "left out"}
-    job.update(overrides_problem=problem, error=str(why), step=None, reason=None, requeues=0, pruned_at=None)
-    return job
-
-
-def _overrides_or_why(folder: Path) -> tuple[dict[str, str], str | None]:
+def load_job(folder: Path) -> dict:
+    """A job folder's row: its overrides (none, ``overrides_problem`` saying why, where its overrides.yaml is not one
+    Hydra writes), its metrics.json and its status.json (a record not of the kinds mixsep writes: ``left out``)."""
+    job, problems = {"job": folder.name, "overrides": {}, "overrides_problem": None}, []
     try:
-        return _overrides(folder), None
+        overrides = read_sweep_yaml(folder / ".hydra" / "overrides.yaml")
+        overrides = overrides if isinstance(overrides, list) else []  # Hydra writes a list of strings
+        pairs = (o.split("=", 1) for o in overrides if isinstance(o, str) and "=" in o)
+        job["overrides"] = {key.lstrip("+~"): value for key, value in pairs}
     except BadRecord as err:
-        return {}, str(err)
+        job["overrides_problem"] = str(err)
+    metrics = read_record(folder / "metrics.json", METRICS_KINDS, problems)
+    record = read_record(folder / "status.json", STATUS_KINDS, problems) if not problems else None
+    if problems:  # its row says so; the others are still shown
+        return {**job, "metrics": {}, "record": {"error": problems[0]}, "status": "left out"}
+    state = effective_status(record) if record else ("completed" if metrics else "unknown")
+    return {**job, "metrics": metrics, "record": record, "status": state}
 
 
 def _job_order(folder: Path):
@@ -137,36 +103,32 @@ def picked(jobs: list[dict]) -> dict | None:
 def status_cell(job: dict) -> str:
     """running, requeued (count, reason), completed, failed (the error), cancelled, pruned (where): as status.json
     says."""
-    state, n = job["status"], job["requeues"]
+    state, record = job["status"], job["record"]
+    requeues, step = record.get("requeues") or 0, record.get("step")
     if state == "pruned":
-        at = job.get("pruned_at") or {}
-        value = f" (objective {at['value']:.3f})" if isinstance(at.get("value"), float) else ""
-        return f"pruned at epoch {at.get('epoch', '?')}{value}"
-    if state == "failed":
-        return f"failed: {(job['error'] or '')[:80]}"
-    if state == "left out":
-        return f"left out: {job['error'][:160]}"
+        value = f" (objective {record['value']:.3f})" if isinstance(record.get("value"), float) else ""
+        return f"pruned at epoch {record.get('epoch', '?')}{value}"
+    if state in ("failed", "left out"):
+        return f"{state}: {(record.get('error') or '')[: 80 if state == 'failed' else 160]}"
     if state == "lost":
-        return f"lost at step {job.get('step') if job.get('step') is not None else '?'} (run it again to resume)"
+        return f"lost at step {step if step is not None else '?'} (run it again to resume)"
     if state in ("requeued", "cancelled"):
-        return f"{state} ({job['reason']}{f', {n}×' if state == 'requeued' else ''})"
-    return f"{state} (re-queued {n}×)" if n else state
+        return f"{state} ({record.get('reason')}{f', {requeues}×' if state == 'requeued' else ''})"
+    return f"{state} (re-queued {requeues}×)" if requeues else state
 
 
 def sweep_table(jobs: list[dict]) -> str:
-    keys = swept_keys(jobs)
-    best = picked(jobs)
+    keys, best = swept_keys(jobs), picked(jobs)
     objective = next((j["metrics"].get("optimized_metric") for j in jobs if j["metrics"]), None) or "objective"
-    columns = test_columns(jobs)
-    head = ["job", *keys, f"{objective} (validation)", *(c[1] for c in columns), "status"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for j in jobs:
-        m, mark = j["metrics"], " **← pick**" if j is best else ""
-        scores = [score_cell(m, key) for key, _, d in columns]
-        cells = [j["job"] + mark, *(j["overrides"].get(k, "-") for k in keys), fmt(_number(m.get("objective")), 3)]
-        cells += [*scores, status_cell(j)]
-        lines.append("| " + " | ".join(cells) + " |")
-    text = "\n".join(lines)
+    columns = score_columns([j["metrics"] for j in jobs])
+    rows = [
+        [j["job"] + (" **← pick**" if j is best else ""), *(j["overrides"].get(k, "-") for k in keys)]
+        + [fmt(_number(j["metrics"].get("objective")), 3), *(score_cell(j["metrics"], key) for key, _ in columns)]
+        + [status_cell(j)]
+        for j in jobs
+    ]
+    head = ["job", *keys, f"{objective} (validation)", *(heading for _, heading in columns), "status"]
+    text = markdown_table(head, rows)
     if best is not None:
         text += (
             f"\n\nPicked by the validation objective ({objective}): job {best['job']}. Test scores are "
@@ -183,26 +145,21 @@ def seed_table(jobs: list[dict], keys: list[str]) -> str:
     for j in jobs:
         if j["metrics"]:
             groups.setdefault(tuple(j["overrides"].get(k, "-") for k in keys), []).append(j["metrics"])
-    cols = [("objective", "objective", 3), *test_columns(jobs)]
-    lines = [
-        "Over seeds (mean ± std; the objective's 95 % t-interval over the seeds in brackets):",
-        "",
-        "| " + " | ".join([*keys, "seeds", *(c[1] for c in cols)]) + " |",
-        "|" + "---|" * (len(keys) + 1 + len(cols)),
-    ]
+    columns = [("objective", "objective"), *score_columns([j["metrics"] for j in jobs])]
+    rows = []
     for config, runs in groups.items():
-        cells = list(config) + [str(len(runs))]
-        for key, _, digits in cols:
+        cells = [*config, str(len(runs))]
+        for key, _ in columns:
             values = [r[key] for r in runs if isinstance(r.get(key), (int, float))]
-            spread = statistics.stdev(values) if len(values) > 1 else 0.0
-            mean = fmt(_number(statistics.mean(values)), digits) if values else ""
-            cell = f"{mean} ± {fmt(_number(spread), digits)}" if values else "-"
+            mean, spread, lo, hi = t_interval(values) if values else (None, None, None, None)
+            digits = 3 if key == "objective" else decimals(key)
+            cell = f"{fmt(mean, digits)} ± {fmt(spread, digits)}" if values else "-"
             if key == "objective" and len(values) > 1:
-                _, _, lo, hi = t_interval(values)
-                cell += f" [{fmt(_number(lo), digits)}, {fmt(_number(hi), digits)}]"
+                cell += f" [{fmt(lo, digits)}, {fmt(hi, digits)}]"
             cells.append(cell)
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append(cells)
+    table = markdown_table([*keys, "seeds", *(heading for _, heading in columns)], rows)
+    return f"Over seeds (mean ± std; the objective's 95 % t-interval over the seeds in brackets):\n\n{table}"
 
 
 def log_sampled(sweep: Path) -> set[str]:
@@ -223,38 +180,32 @@ def objective_plot(path: Path, jobs: list[dict], log_keys: set[str] = frozenset(
     scored = [j for j in jobs if isinstance(j["metrics"].get("objective"), (int, float))]
     if not numeric or not scored:
         return None
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(numeric), figsize=(4 * len(numeric), 3.5), squeeze=False)
+    fig = Figure(figsize=(4 * len(numeric), 3.5))
     best = picked(jobs)
-    for ax, key in zip(axes[0], numeric):
+    for ax, key in zip(fig.subplots(1, len(numeric), squeeze=False)[0], numeric):
         xs = [_number(j["overrides"][key]) for j in scored]
         ax.scatter(xs, [j["metrics"]["objective"] for j in scored])
         best_x, best_y = _number(best["overrides"][key]), best["metrics"]["objective"]
         ax.scatter([best_x], [best_y], marker="*", s=200, color="tab:red", label="picked (validation)")
         if min(xs) > 0 and (key in log_keys or max(xs) / min(xs) >= 20):
             ax.set_xscale("log")
-        ax.set_xlabel(key)
-        ax.set_ylabel(scored[0]["metrics"].get("optimized_metric", "objective"))
+        ax.set(xlabel=key, ylabel=scored[0]["metrics"].get("optimized_metric", "objective"))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
     if path.exists() or path.is_symlink():
         print(f"mixsep.report: replacing {path}", file=sys.stderr)  # stdout: the report itself
-    try:  # a link placed there is replaced, never written through
-        write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=100), keep_suffix=True)
-    finally:
-        plt.close(fig)
+    write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=100), keep_suffix=True)  # a link replaced, not followed
     return path
 
 
 def report_sweep(sweep: Path) -> str:
-    jobs = load_jobs(sweep)
+    folders = sorted((p for p in sweep.iterdir() if (p / ".hydra").is_dir()), key=_job_order)
+    jobs = [load_job(folder) for folder in folders]  # every job folder, finished or not
     text = f"## Sweep {sweep.name}: {len(jobs)} jobs\n\n" + sweep_table(jobs)
-    problems = [j["overrides_problem"] for j in jobs if j.get("overrides_problem")]
+    problems = [j["overrides_problem"] for j in jobs if j["overrides_problem"]]
     try:
         log_keys = log_sampled(sweep)
     except BadRecord as err:  # the report goes on: no log axes from it

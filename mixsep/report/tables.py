@@ -1,31 +1,39 @@
-"""Cells of the Markdown tables the reports print."""
+"""What the reports share: the run records they read, their Markdown tables and the cells in them."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from mixsep.models.metrics import SCORES, SOURCES, decimals, heading
-from mixsep.record.status import NUMBER, TEXT
+from mixsep.record.status import NUMBER, TEXT, BadRecord, load_record
 
 SCORE = (*NUMBER, type(None))  # null: a score that gave no finite mean
 # the fields of a metrics.json the reports read, with the types mixsep writes them as (run.py, evaluate.py)
 METRICS_KINDS = {
-    "model": TEXT,
-    "experiment": TEXT,
-    "sources": TEXT,
-    "trained_on": TEXT,
-    "hardware": TEXT,
+    **dict.fromkeys(("model", "experiment", "sources", "trained_on", "hardware", "optimized_metric"), TEXT),
+    **dict.fromkeys(("train_seconds", "objective", "test/", "oracle/"), SCORE),
+    **dict.fromkeys(("test_pairs", "global_step"), (int, type(None))),
     "params": (int,),
-    "train_seconds": SCORE,
-    "test_pairs": (int, type(None)),
-    "global_step": (int, type(None)),
-    "objective": SCORE,
-    "optimized_metric": TEXT,
     "git_commit": TEXT,
     "provenance": {"git_commit": TEXT},
-    "test/": SCORE,
-    "oracle/": SCORE,
 }
+
+
+def read_record(path: Path, kinds: dict, left_out: list[str]) -> dict | None:
+    """The JSON object in ``path`` ({} where there is none); None where it is not of the kinds mixsep writes, the
+    reason (its file and field named) added to ``left_out``."""
+    try:
+        return load_record(path, kinds)
+    except BadRecord as err:
+        left_out.append(str(err))
+        return None
+
+
+def markdown_table(head: list[str], rows: list[list], align: str = "") -> str:
+    """A Markdown table; ``align``: a letter per column, ``r`` for one aligned right (missing letters: left)."""
+    rule = "|" + "".join("---:|" if a == "r" else "---|" for a in align.ljust(len(head)))
+    return "\n".join(["| " + " | ".join(head) + " |", rule, *("| " + " | ".join(map(str, r)) + " |" for r in rows)])
 
 
 def fmt(v, digits: int = 2, sign: str = "") -> str:
