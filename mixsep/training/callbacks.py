@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 import os
 from pathlib import Path
@@ -12,22 +14,23 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torchvision.utils import make_grid
 
+from mixsep.files import write_text_atomically
 from mixsep.models.metrics import SOURCES
 from mixsep.record.where import where_it_ran
-from mixsep.training.artifacts import picture_columns, save_loss_plot, write_test_outputs
-from mixsep.training.loggers import picture_hook
+from mixsep.report.stats import SCORES_FILE, VAL_SCORES_FILE, write_scores
+from mixsep.sheet import save_samples, to_uint8
+from mixsep.training.artifacts import save_loss_plot
+from mixsep.training.hardware import describe_machine
+from mixsep.training.loggers import picture_hook, show_picture
+
+log = logging.getLogger("mixsep")
 
 
 class BestCheckpoint(ModelCheckpoint):
-    """Lightning's ModelCheckpoint that keeps its best-checkpoint record when a run resumes into another
-    folder (``ckpt_path=<old run>/checkpoints/last.ckpt``): best score and best path carry over, so
-    "best" still means best of the whole run and ``test_ckpt=best`` tests the true best.
-
-    Lightning restores that record only when the checkpoint folder is unchanged. Files of the earlier
-    folder are never deleted (``AtomicCheckpointIO`` removes only files inside this run's folder), and the
-    record's paths were checked before this sees them (``checkpoints.checked_trainer_state``: only files in this
-    run's folder or the resumed checkpoint's, never a URL), so its ``isfile`` looks nowhere else.
-    """
+    """Lightning's ModelCheckpoint that keeps its best-checkpoint record when a run resumes into another folder
+    (Lightning restores it only into the same one): "best" still means best of the whole run, and ``test_ckpt=best``
+    tests the true best. The record's paths were checked before (``checkpoints.checked_trainer_state``: only files
+    in this run's folder or the resumed checkpoint's), so its ``isfile`` looks nowhere else."""
 
     @property
     def state_key(self) -> str:  # the same key as ModelCheckpoint: checkpoints of either restore into both
@@ -48,8 +51,9 @@ class BestCheckpoint(ModelCheckpoint):
 
 
 class SamplesAndCurves(L.Callback):
-    """Records train/val loss per epoch (whatever the logger) and draws it as ``<dirpath>/loss.png`` when
-    fitting ends; logs sample separations to every logger that shows pictures after every validation."""
+    """Records train/val loss and validation PSNR per source each epoch (whatever the logger), drawn as
+    ``<dirpath>/loss.png`` when fitting ends; sample separations to every logger that shows pictures after every
+    validation (one row per image kind, one column per pair)."""
 
     def __init__(self, n_samples: int = 8, dirpath: str | None = None) -> None:
         self.n_samples, self.dirpath = n_samples, dirpath
@@ -60,37 +64,26 @@ class SamplesAndCurves(L.Callback):
             save_loss_plot(Path(self.dirpath) / "loss.png", self.history, str(module.hparams.get("loss", "mse")))
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        value = trainer.callback_metrics.get("train/loss_epoch")
-        if value is not None:
-            self.history["train"].append((trainer.current_epoch + 1, float(value)))
+        self._record(trainer, {"train": "train/loss_epoch"})
 
     def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         # after the epoch's metrics are collected (at on_validation_epoch_end they are the previous epoch's)
         if trainer.sanity_checking or trainer.state.fn != "fit":
             return
-        value = trainer.callback_metrics.get("val/loss")
-        if value is not None:
-            self.history["val"].append((trainer.current_epoch + 1, float(value)))
-        for key in (f"val/{source}_psnr" for source in SOURCES):
-            if key in trainer.callback_metrics:
-                self.history.setdefault(key, []).append(
-                    (trainer.current_epoch + 1, float(trainer.callback_metrics[key]))
-                )
-        self._log_images(trainer, module)
-
-    def _log_images(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        """The fixed validation samples (one row per image kind: mix, true and predicted of each source; one
-        column per pair) to every logger that shows pictures, as 8-bit RGB pictures each validation epoch."""
-        shows = [hook for logger in trainer.loggers if (hook := picture_hook(logger))]
+        self._record(trainer, {"val": "val/loss", **{f"val/{source}_psnr": f"val/{source}_psnr" for source in SOURCES}})
         dm = trainer.datamodule
-        if not shows or dm is None or not trainer.is_global_zero:
-            return
-        cols, titles = picture_columns(module, dm.fixed_batch("val", self.n_samples, spread=True))
-        grid = make_grid(torch.cat([c.float().cpu() for c in cols]), nrow=len(cols[0]), padding=1)
-        # 8-bit pixels: W&B's own float conversion turns a [0, 1] float image black
-        pixels = grid.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-        for show in shows:
-            show("samples", pixels, trainer.global_step, "rows: " + " / ".join(titles))
+        if dm is not None and trainer.is_global_zero and any(map(picture_hook, trainer.loggers)):
+            cols, titles = picture_columns(module, dm.fixed_batch("val", self.n_samples, spread=True))
+            grid = make_grid(torch.cat([c.float().cpu() for c in cols]), nrow=len(cols[0]), padding=1)
+            # 8-bit pixels: W&B's own float conversion turns a [0, 1] float image black
+            caption = "rows: " + " / ".join(titles)
+            show_picture(trainer.loggers, "samples", to_uint8(grid[None])[0], trainer.global_step, caption)
+
+    def _record(self, trainer: L.Trainer, curves: dict[str, str]) -> None:
+        for curve, key in curves.items():
+            if trainer.callback_metrics.get(key) is not None:
+                point = (trainer.current_epoch + 1, float(trainer.callback_metrics[key]))
+                self.history.setdefault(curve, []).append(point)
 
     def state_dict(self) -> dict:
         return {"history": self.history}
@@ -102,22 +95,6 @@ class SamplesAndCurves(L.Callback):
             self.history = {"train": [], "val": [], **curves}
 
 
-class TestOutputs(L.Callback):
-    """When testing ends: metrics.json (the test scores and ``record``, what was run; with ``where``, where it ran),
-    the per-pair scores and samples.png in ``dirpath`` (``training.artifacts.write_test_outputs``); ``metrics``
-    holds what metrics.json says."""
-
-    def __init__(self, dirpath: str | Path, n_samples: int, record: dict, where: bool = False) -> None:
-        self.dirpath, self.n_samples, self.record, self.where = Path(dirpath), n_samples, record, where
-        self.metrics: dict = {}
-
-    def on_test_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        if trainer.is_global_zero:  # the metrics logged by this test (Lightning resets them when a stage starts)
-            record = {**self.record, **(where_it_ran(trainer) if self.where else {})}
-            results, dm = dict(trainer.callback_metrics), trainer.datamodule
-            self.metrics = write_test_outputs(self.dirpath, results, module, dm, self.n_samples, **record)
-
-
 def _is_point(point: Any) -> bool:
     return (
         isinstance(point, (tuple, list))
@@ -126,3 +103,57 @@ def _is_point(point: Any) -> bool:
         and isinstance(point[1], float)
         and math.isfinite(point[1])
     )
+
+
+def picture_columns(module, batch: tuple[torch.Tensor, ...]) -> tuple[list[torch.Tensor], tuple[str, ...]]:
+    """The module's own picture columns of a fixed batch, drawn in eval mode (the mode it was in is kept)."""
+    was_training = module.training
+    module.eval()
+    try:
+        return module.picture_columns(tuple(t.to(module.device) for t in batch))
+    finally:
+        module.train(was_training)
+
+
+class TestOutputs(L.Callback):
+    """When testing ends, in ``dirpath``: metrics.json (the test scores, the run's facts and ``record``, what was run;
+    with ``where``, where it ran; null for a number that is not finite), the per-pair scores and samples.png;
+    ``metrics`` holds what metrics.json says."""
+
+    def __init__(self, dirpath: str | Path, n_samples: int, record: dict, where: bool = False) -> None:
+        self.dirpath, self.n_samples, self.record, self.where = Path(dirpath), n_samples, record, where
+        self.metrics: dict = {}
+
+    def on_test_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        out, dm, results = self.dirpath, trainer.datamodule, trainer.callback_metrics  # those of this test
+        scored = int(round(float(results.get("test/pairs", len(dm.test_pair_ids)))))
+        self.metrics = {k: float(v) for k, v in results.items() if k != "test/pairs"} | {
+            "model": module.hparams.get("name", "separator"),
+            "params": sum(p.numel() for p in module.net.parameters()),
+            "hardware": describe_machine(),
+            "test_pairs": scored,  # the pairs really scored (fast_dev_run / limit_test_batches score fewer)
+            "partial_test": scored < len(dm.test_pair_ids),
+            "task": dm.task,
+            "tta": bool(module.hparams.get("tta", False)),  # scored with the 8-transform self-ensemble?
+            "tta_color": bool(module.hparams.get("tta_color", False)),  # ... with the 6 RGB orders'?
+            "sources": dm.sources,  # gray+colour source pair; test/mnist_* scores the gray one
+            **self.record,
+            **(where_it_ran(trainer) if self.where else {}),
+        }
+        clean = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in self.metrics.items()}
+        write_text_atomically(out / "metrics.json", json.dumps(clean, indent=2, sort_keys=True) + "\n")
+        for stage, name in (("test", SCORES_FILE), ("val", VAL_SCORES_FILE)):
+            scores = getattr(module, "per_pair_scores", {}).get(stage)
+            if scores:  # one row per pair (every process's), in the fixed order of the pairs: for paired intervals
+                write_scores(out / name, scores)
+        save_samples(out / "samples.png", *picture_columns(module, dm.fixed_batch("test", self.n_samples, spread=True)))
+        log.info(f"wrote {out / 'metrics.json'} and {out / 'samples.png'}")
+        if self.metrics["partial_test"]:
+            log.warning(
+                f"partial test: {scored} of {len(dm.test_pair_ids)} test pairs scored "
+                "(fast_dev_run / limit_test_batches); mixsep.report does not rank it"
+            )
+        for key in sorted(k for k in self.metrics if k.startswith(("test/", "oracle/"))):
+            log.info(f"  {key:22s} {self.metrics[key]:.4f}")

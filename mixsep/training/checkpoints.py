@@ -1,5 +1,5 @@
-"""How checkpoints are written (whole or not at all), which one a run resumes from (and whether it can), and
-which ones it wrote (best and last)."""
+"""Checkpoints: written whole or not at all, which one a run resumes from (and whether it can), the best and last
+it wrote; a resumed checkpoint's trainer state read as data and checked before Lightning restores it."""
 
 from __future__ import annotations
 
@@ -32,14 +32,9 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's CheckpointIO plugin for every checkpoint the Trainer writes (last, best, the save at a
-    scheduler's signal): whole files only (``atomic_torch_save``). Lightning's own ``_atomic_save`` stages the
-    file in the system's temporary folder, so the final move is a copy wherever that is another file system,
-    and never flushes it to disk.
-
-    It is also how the Trainer reads one (the resumed checkpoint, then the best one it tests): as data
-    (``read_checkpoint``), its trainer state checked by ``checked_trainer_state`` before Lightning sees it, and
-    it removes only files inside ``run_folder`` (``build.build_trainer`` gives it the run's folder)."""
+    """Lightning's CheckpointIO plugin: every checkpoint written whole (Lightning's ``_atomic_save`` stages it in the
+    system's temporary folder, another file system's copy, never flushed); every one read as data, its trainer state
+    checked (``checked_trainer_state``); only files inside ``run_folder`` removed (``build.build_trainer`` sets it)."""
 
     def __init__(self, run_folder: str | Path | None = None) -> None:
         super().__init__()
@@ -62,12 +57,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         return ckpt
 
     def remove_checkpoint(self, path) -> None:
-        # Lightning removes what a ModelCheckpoint's record names (recursively, through fsspec): only ever
-        # this run's own files, whatever a resumed record said
+        # Lightning removes what a ModelCheckpoint's record names (recursively): only this run's own files
         if self.run_folder is None or not inside(str(path), [self.run_folder]):
             log.warning(f"not removing {path}: it is not in this run's folder")
-            return
-        if Path(path).is_file():  # a file only: never a folder, never recursively
+        elif Path(path).is_file():  # a file only: never a folder, never recursively
             Path(path).unlink()
 
 
@@ -167,12 +160,8 @@ def export_checkpoint(src: str | Path, dst: str | Path, precision: str | None = 
     return dst
 
 
-# A resumed checkpoint's trainer state is data from elsewhere. Lightning's restore raises on most malformed parts,
-# and ``restore_errors_named`` makes that one line. Checked here, before Lightning sees it, is what it would take
-# silently: paths outside this run's folder or the checkpoint's own, scores that are not finite, entries named like
-# the methods that Lightning's progress counters and PyTorch's schedules copy their state over, a Timer's time,
-# counters that only fail once training runs, a version Lightning would migrate after these checks, and files too
-# deep, too big or holding tensors that are not dense CPU ones.
+# A resumed checkpoint's trainer state is data from elsewhere. Lightning's restore raises on most malformed parts
+# (``restore_errors_named`` says it in one line); checked before Lightning sees it is what it would take silently.
 
 CHECKPOINT_PATH_KEYS = ("best_model_path", "kth_best_model_path", "last_model_path")  # besides best_k_models
 OLDEST_LIGHTNING = "2.0.0"  # Lightning migrates older checkpoints, moving their entries after they are checked
@@ -192,8 +181,8 @@ def is_url(path: Any) -> bool:
 
 
 def inside(path: Any, folders: list[Path]) -> bool:
-    """``path`` lies inside one of ``folders`` as written and once symbolic links and ``..`` are resolved; a URL
-    never does. It is compared as written first, so nothing outside ``folders`` is ever looked at."""
+    """``path`` lies inside one of ``folders`` as written and once links and ``..`` are resolved; a URL never does.
+    Compared as written first, so nothing outside ``folders`` is ever looked at."""
     if not isinstance(path, str) or not path or is_url(path) or "\0" in path:
         return False
     written = Path(os.path.normpath(os.path.abspath(path)))
@@ -209,8 +198,7 @@ def count(value: Any) -> bool:
 
 
 def dense_cpu_tensor(value: Any) -> bool:
-    """A dense tensor in CPU memory (what torch.save writes of a trained network; a meta, sparse or quantized
-    tensor holds no numbers to train on)."""
+    """A dense tensor in CPU memory (a meta, sparse or quantized one holds no numbers to train on)."""
     return (
         isinstance(value, torch.Tensor)
         and value.layout == torch.strided
@@ -226,18 +214,17 @@ def finite_number(value: Any) -> bool:
 
 
 def walk_problem(ckpt: dict, deepest: int = DEEPEST, most: int = MOST_ENTRIES) -> str | None:
-    """Whether lists, tuples and mappings (keys too) in ``ckpt`` nest more than ``deepest`` levels, hold more than
-    ``most`` entries in all (a list shared by many others counts each time it is reached: unpickled, it is that
-    big to whatever walks it), a tensor that is not a dense CPU one, or (outside callbacks) a number that is not
-    finite. Looked at without recursion and stopped at ``most``, so any file is answered at once."""
+    """Lists, tuples and mappings (keys too) nested more than ``deepest`` levels or holding more than ``most`` entries
+    (a shared list counts each time it is reached), a tensor that is not a dense CPU one, or (outside callbacks) a
+    number that is not finite. One loop, no recursion, stopped at ``most``: any file is answered at once."""
     seen = 0
     for top, value in ckpt.items():
         pending = [(value, 0)]
         while pending:
             item, depth = pending.pop()
             if isinstance(item, torch.Tensor) and not dense_cpu_tensor(item):
-                kind = f"{item.layout} {item.device}".removeprefix("torch.").removeprefix("strided ")
-                kind = "quantized" if item.is_quantized else kind
+                kind = "quantized" if item.is_quantized else f"{item.layout} {item.device}"
+                kind = kind.removeprefix("torch.").removeprefix("strided ")
                 return f"{str(top)[:40]} holds a {kind} tensor, not a dense CPU one as mixsep.run writes"
             if isinstance(item, float) and not math.isfinite(item) and top != "callbacks":  # checked per callback
                 return f"{str(top)[:40]} holds the number {item}, not a finite one as mixsep.run writes"
@@ -263,10 +250,12 @@ def lightning_version(value: Any) -> bool:
         return False
 
 
+OLD_LIGHTNING = f"its pytorch-lightning_version is not one from {OLDEST_LIGHTNING} on"
+
+
 def counters_problem(value: Any, where: str, counter: bool = False) -> str | None:
-    """The loops' state (and the data module's position) holds whole numbers and flags only; a progress counter
-    (each ``total`` and ``current``, whose entries Lightning copies onto the object, over its methods too) only its
-    own four."""
+    """The loops' state (and the data module's position): whole numbers and flags only; a progress counter (each
+    ``total`` and ``current``, whose entries Lightning copies onto it, over its methods too) only its own four."""
     if isinstance(value, dict):
         for key, inner in value.items():
             if counter and key not in TRACKER_FIELDS:
@@ -280,31 +269,35 @@ def counters_problem(value: Any, where: str, counter: bool = False) -> str | Non
     return None if count(value) or type(value) is bool else f"{where} is not a whole number >= 0 (nor a flag)"
 
 
-def scheduler_entry(key: Any, value: Any, methods: set[str]) -> bool:
-    if not isinstance(key, str) or key.startswith(("__", "optimizer")) or key in methods:
-        return False
-    if key in ("base_lrs", "_last_lr"):
-        return isinstance(value, list) and all(finite_number(x) for x in value)
-    if key in ("last_epoch", "_step_count"):
-        return type(value) is int
-    if key == "lr_lambdas":  # LambdaLR's: None for a plain function, else the attributes of a callable object
-        return isinstance(value, list) and all(
-            v is None or (isinstance(v, dict) and all(isinstance(k, str) and not k.startswith("__") for k in v))
-            for v in value
-        )
-    return True
+def plain_name(key: Any) -> bool:
+    return isinstance(key, str) and not key.startswith("__")
+
+
+def lambdas(value: Any) -> bool:  # LambdaLR's: None for a plain function, else a callable object's attributes
+    return isinstance(value, list) and all(v is None or isinstance(v, dict) and all(map(plain_name, v)) for v in value)
+
+
+SCHEDULE_ENTRIES = {  # what PyTorch's schedules keep under these names
+    "base_lrs": lambda value: isinstance(value, list) and all(map(finite_number, value)),
+    "_last_lr": lambda value: isinstance(value, list) and all(map(finite_number, value)),
+    "last_epoch": lambda value: type(value) is int,
+    "_step_count": lambda value: type(value) is int,
+    "lr_lambdas": lambdas,
+}
 
 
 def schedulers_problem(schedulers: Any) -> str | None:
-    """A learning-rate schedule's ``load_state_dict`` copies every entry of its state onto the object: an entry named
-    like a method of any of PyTorch's schedules would replace it."""
+    """A schedule's ``load_state_dict`` copies every entry of its state onto it: one named like a method of any of
+    PyTorch's schedules would replace it."""
     from torch.optim import lr_scheduler
 
     kinds = [k for k in vars(lr_scheduler).values() if isinstance(k, type) and hasattr(k, "load_state_dict")]
     methods = {name for kind in kinds for name in dir(kind) if callable(getattr(kind, name, None))}
-    if isinstance(schedulers, list) and all(
-        isinstance(s, dict) and all(scheduler_entry(k, v, methods) for k, v in s.items()) for s in schedulers
-    ):
+    plain = lambda k, v: plain_name(k) and not k.startswith("optimizer") and k not in methods
+    entries = lambda s: (
+        isinstance(s, dict) and all(plain(k, v) and SCHEDULE_ENTRIES.get(k, lambda _: True)(v) for k, v in s.items())
+    )
+    if isinstance(schedulers, list) and all(map(entries, schedulers)):
         return None
     return (
         "lr_schedulers is not a list, each a learning-rate schedule's state (plain numbers and words, under names "
@@ -312,8 +305,11 @@ def schedulers_problem(schedulers: Any) -> str | None:
     )
 
 
-def callback_problem(key: str, state: dict, where: str) -> str | None:
+def callback_problem(key: str, state: Any) -> str | None:
     """What Lightning's Timer, EarlyStopping and EMA take from their state as it is, and use once training runs."""
+    where = f"callbacks[{key[:40]}]"
+    if not isinstance(state, dict):
+        return f"{where} is not a mapping"
     if key.startswith("Timer"):  # trainer.max_time: the time already spent counts against it (and the onecycle_time
         elapsed = state.get("time_elapsed")  # schedule's curve); Lightning reads the training stage's only
         seconds = elapsed.get("train", 0) if isinstance(elapsed, dict) else 0
@@ -331,32 +327,22 @@ def callback_problem(key: str, state: dict, where: str) -> str | None:
 
 def trainer_state_problem(ckpt: dict) -> str | None:
     """The first part of ``ckpt`` that Lightning would restore without a word, and that would do harm or fail only
-    once training runs."""
-    problem = walk_problem(ckpt)
-    if problem:
-        return problem
-    if not lightning_version(ckpt.get("pytorch-lightning_version")):
-        return f"its pytorch-lightning_version is not one from {OLDEST_LIGHTNING} on"
-    problem = counters_problem(ckpt.get("loops", {}), "loops")
-    problem = problem or counters_problem(ckpt.get("MixDataModule", {}), "MixDataModule")  # where its epoch stood
-    problem = problem or schedulers_problem(ckpt.get("lr_schedulers", []))
-    if problem:
-        return problem
+    once training runs (its size and depth first: the later checks recurse)."""
     callbacks = ckpt.get("callbacks", {})
-    if not isinstance(callbacks, dict):
-        return f"callbacks is a {type(callbacks).__name__}, not a mapping"
-    for key, state in callbacks.items():
-        where = f"callbacks[{str(key)[:40]}]"
-        problem = callback_problem(str(key), state, where) if isinstance(state, dict) else f"{where} is not a mapping"
-        if problem:
-            return problem
-    return None
+    return (
+        walk_problem(ckpt)
+        or (None if lightning_version(ckpt.get("pytorch-lightning_version")) else OLD_LIGHTNING)
+        or counters_problem(ckpt.get("loops", {}), "loops")
+        or counters_problem(ckpt.get("MixDataModule", {}), "MixDataModule")  # where its epoch stood
+        or schedulers_problem(ckpt.get("lr_schedulers", []))
+        or (None if isinstance(callbacks, dict) else f"callbacks is a {type(callbacks).__name__}, not a mapping")
+        or next(filter(None, (callback_problem(str(key), state) for key, state in callbacks.items())), None)
+    )
 
 
 def checked_trainer_state(ckpt: dict, path: Path, folders: tuple | list[Path] = (), quiet: bool = False) -> dict:
-    """``ckpt`` (read from ``path`` as data) as Lightning may restore it, else one ``CheckpointError``
-    (``trainer_state_problem``); a ModelCheckpoint record that names a path outside ``folders`` (the run's) and
-    ``path``'s folder, or a score that is not finite, is left out with a note: that callback starts afresh."""
+    """``ckpt`` (read from ``path``) as Lightning may restore it, else one ``CheckpointError``; a ModelCheckpoint
+    record naming a path outside ``folders`` and ``path``'s folder, or a score not finite, is left out with a note."""
     problem = trainer_state_problem(ckpt)
     if problem:
         raise CheckpointError(
@@ -398,10 +384,9 @@ def foreign_parts(record: dict, folders: list[Path]) -> list[str]:
 
 
 def check_resume_fits(path: str | None, module: L.LightningModule, run_folder: Path | None = None) -> None:
-    """The checkpoint a run resumes from, before the run starts (and shows its config): its trainer state as
-    ``checked_trainer_state`` wants it; its weights and optimizer state as torch's own ``load_state_dict`` takes
-    them (into ``module``, as Lightning's restore does again, and a stand-in optimizer over its parameters); and
-    each parameter's optimizer state of that parameter's shape, which torch does not check."""
+    """The checkpoint a run resumes from, before the run starts: its trainer state checked; its weights and optimizer
+    state as torch's ``load_state_dict`` takes them (into ``module`` and a stand-in optimizer); and each parameter's
+    optimizer state of that parameter's shape, which torch does not check."""
     if not path:
         return
     from mixsep.models.saved import read_checkpoint
@@ -460,10 +445,8 @@ RESUME_FIX = (
 
 @contextlib.contextmanager
 def restore_errors_named(path: str | None) -> Iterator[None]:
-    """Around ``trainer.fit(ckpt_path=path)``: an error raised while Lightning restores ``path`` (in its checkpoint
-    connector, before training starts) is one ``CheckpointError`` naming the file; the checks above take what
-    Lightning would restore silently, and a file that passes them and still does not restore is not one to resume.
-    Errors of training itself (and of writing a checkpoint) pass through as they are."""
+    """Around ``trainer.fit(ckpt_path=path)``: an error raised while Lightning's checkpoint connector restores
+    ``path`` is one ``CheckpointError`` naming the file; errors of training itself pass through as they are."""
     try:
         yield
     except Exception as err:

@@ -17,8 +17,7 @@ def _cpuinfo() -> str:
 
 
 def cpu_has_bf16() -> bool:
-    flags = _cpuinfo()
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return any(flag in _cpuinfo() for flag in ("avx512_bf16", "amx_bf16"))
 
 
 def describe_machine() -> str:

@@ -1,14 +1,11 @@
-"""Dashboards through Lightning's ``Logger`` API alone, whatever the logger: the composed config as parameters
-(``log_hyperparams``), the final scores beside them (as ``metrics=`` where ``log_hyperparams`` takes them, else
-``log_metrics``), the job's status (``finalize``), and pictures through one hook per backend (``picture_hook``).
-
-A logger's YAML opts in to the job's identity by naming an argument null: the first of ``RUN_ID_ARGUMENTS`` gets the
-run id kept in ``<run dir>/<key>_<argument>.txt`` (a resumed or re-queued job continues its run), ``name`` and
-``run_name`` the job's name, ``group`` the sweep, ``experiment_name`` the experiment (and sweep)."""
+"""Dashboards through Lightning's ``Logger`` API alone, whatever the logger: the composed config (``log_hyperparams``),
+the final scores beside it, the job's status (``finalize``), pictures through one hook per backend (``picture_hook``).
+A logger's YAML opts in to the job's identity by naming an argument null (``build_loggers``)."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import inspect
 import logging
@@ -38,25 +35,37 @@ RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # W&B's ids and MLflow's (32 hex di
 RUN_ID_BYTES = 256
 RUN_ID_ARGUMENTS = ("run_id", "id", "experiment_key", "with_id", "version")  # MLflow, W&B, Comet, Neptune, others
 WANDB_REACH_SECONDS = 5.0  # a node without network: told within this long, not W&B's 90 s and a traceback
-# the job's status (cluster.job) as the words Lightning passes to finalize: its Trainer's, and its SLURM
-# re-queue handler's "finished" (a run that goes on in the job's next allocation)
-FINALIZE_STATUS = {
-    "completed": "success",
-    "pruned": "success",
-    "failed": "failed",
-    "cancelled": "failed",
-    "requeued": "finished",
-}
+# the job's status (cluster.job) in the words Lightning passes to finalize; "finished": its SLURM re-queue handler's
+FINALIZE_STATUS = {"completed": "success", "pruned": "success", "failed": "failed", "requeued": "finished"}
+
+
+def while_service_runs(method: Callable) -> Callable:
+    """A W&B logger's call that does nothing once W&B's service process is gone: a scheduler that stops a job sends
+    SIGTERM to all its processes, W&B's service exits at once, and a log call before the job saves its state at the
+    next batch boundary (cluster.requeue) must not turn that re-queue into a failure."""
+
+    @functools.wraps(method)
+    def guarded(logger: WandbLogger, *args, **kwargs) -> None:
+        if logger._service_gone:
+            return
+        try:
+            method(logger, *args, **kwargs)
+        except Exception as err:
+            if not service_gone(err):
+                raise
+            logger._service_gone = True
+            log.warning(
+                f"W&B's service process is gone ({type(err).__name__}: {err}; e.g. a scheduler's SIGTERM to the whole "
+                "job): no more W&B logging in this process; the run's files so far are kept"
+            )
+
+    return guarded
 
 
 class WandbLogger(pl_loggers.WandbLogger):
-    """Lightning's W&B logger: offline without an API key or a reachable server, without its ``anonymous``
-    argument (wandb >= 0.19 warns about it on every run), its run marked preempting when finalized as "finished"
-    (re-queued), and going on without W&B once W&B's service process is gone.
-
-    A scheduler that stops a job (pre-emption, ``scontrol requeue``, ``scancel``) sends SIGTERM to every process
-    of the job, W&B's service among them, which exits at once; the job itself saves its state at the next batch
-    boundary (cluster.requeue). A log call in between must not turn that re-queue into a failure."""
+    """Lightning's W&B logger: offline without an API key or a reachable server, without its ``anonymous`` argument
+    (wandb >= 0.19 warns about it), its run marked preempting when finalized as "finished" (re-queued), and going on
+    without W&B once W&B's service process is gone (``while_service_runs``)."""
 
     def __init__(self, *args, **kwargs) -> None:
         offline_without_wandb_server()
@@ -64,38 +73,17 @@ class WandbLogger(pl_loggers.WandbLogger):
         drop_wandb_init_argument(self, "anonymous")
         self._service_gone = False
 
-    def _while_service_runs(self, method: Callable, *args, **kwargs) -> None:
-        if self._service_gone:
-            return
-        try:
-            method(*args, **kwargs)
-        except Exception as err:
-            if not service_gone(err):
-                raise
-            self._service_gone = True
-            log.warning(
-                f"W&B's service process is gone ({type(err).__name__}: {err}; e.g. a scheduler's SIGTERM to the whole "
-                "job): no more W&B logging in this process; the run's files so far are kept"
-            )
+    log_metrics = while_service_runs(pl_loggers.WandbLogger.log_metrics)
+    log_hyperparams = while_service_runs(pl_loggers.WandbLogger.log_hyperparams)
+    log_image = while_service_runs(pl_loggers.WandbLogger.log_image)
 
     @rank_zero_only
-    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
-        self._while_service_runs(super().log_metrics, metrics, step)
-
-    @rank_zero_only
-    def log_hyperparams(self, params) -> None:
-        self._while_service_runs(super().log_hyperparams, params)
-
-    @rank_zero_only
-    def log_image(self, key: str, images: list, step: int | None = None, **kwargs) -> None:
-        self._while_service_runs(super().log_image, key, images, step, **kwargs)
-
-    @rank_zero_only
+    @while_service_runs
     def finalize(self, status: str) -> None:
-        self._while_service_runs(super().finalize, status)
+        super().finalize(status)
         run = getattr(sys.modules.get("wandb"), "run", None)
         if status == "finished" and run is not None:
-            self._while_service_runs(run.mark_preempting)
+            run.mark_preempting()
 
 
 class MLFlowLogger(pl_loggers.MLFlowLogger):
@@ -103,13 +91,11 @@ class MLFlowLogger(pl_loggers.MLFlowLogger):
     file store), an unreachable server refused in one line, the provenance as tags, and the params a resumed run
     already has kept (MLflow refuses to change them; they differ only in how the job was started)."""
 
-    REQUIRES = "mlflow"  # checked when it is built: one line naming the extra
-
     def __init__(self, tracking_uri: str | None = None, local_store: str = "outputs", **kwargs) -> None:
         from mixsep.training.command_line import install_hint
 
-        if importlib.util.find_spec(self.REQUIRES) is None:
-            raise ConfigError(f"logger=mlflow needs mlflow, which is not installed: {install_hint(self.REQUIRES)}")
+        if importlib.util.find_spec("mlflow") is None:
+            raise ConfigError(f"logger=mlflow needs mlflow, which is not installed: {install_hint('mlflow')}")
         if tracking_uri and tracking_uri.startswith(("http://", "https://")) and not reachable(tracking_uri):
             raise ConfigError(
                 f"the MLflow tracking server {tracking_uri} is not reachable (logger.mlflow.tracking_uri): start it, "
@@ -156,8 +142,8 @@ def offline_without_wandb_server() -> None:
 
 
 def reachable(url: str, timeout: float = WANDB_REACH_SECONDS) -> bool:
-    """Whether a TCP connection to the URL's host and port opens within ``timeout`` seconds (name lookup
-    included: it runs in a thread, as getaddrinfo itself has no timeout)."""
+    """Whether a TCP connection to the URL's host and port opens within ``timeout`` seconds, name lookup included
+    (in a thread: getaddrinfo has no timeout of its own)."""
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
@@ -165,24 +151,22 @@ def reachable(url: str, timeout: float = WANDB_REACH_SECONDS) -> bool:
     result: list[bool] = []
 
     def connect() -> None:
-        try:
-            with socket.create_connection((host, port), timeout=timeout):
-                result.append(True)
-        except OSError:
-            result.append(False)
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=timeout):
+            result.append(True)
 
     worker = threading.Thread(target=connect, daemon=True)
     worker.start()
     worker.join(timeout)
-    return bool(result and result[0])
+    return bool(result)
 
 
 def build_loggers(
     loggers_cfg: DictConfig | None, out: Path, experiment_name: str, ckpt_path: str | None, built: list | None = None
 ) -> list:
-    """The configured Lightning loggers of a job in ``out`` (``ckpt_path``: the checkpoint it resumes from, whose
-    folder's runs it continues), each with the job's identity where its YAML leaves it null, and appended to
-    ``built`` as soon as it exists, so that the job finalizes it even when a later one fails to start."""
+    """The configured loggers of a job in ``out``, each appended to ``built`` as soon as it exists (the job finalizes
+    it even when a later one fails to start). A null argument gets the job's identity: the first of
+    ``RUN_ID_ARGUMENTS`` the run id kept in ``<out>/<key>_<argument>.txt`` (or in the folder of ``ckpt_path``, the
+    checkpoint it resumes: a resumed or re-queued job continues its run), the others their ``job_names``."""
     loggers = [] if built is None else built
     names = job_names(experiment_name)
     for key, logger_cfg in (loggers_cfg or {}).items():
@@ -201,9 +185,8 @@ def build_loggers(
 
 
 def job_names(experiment_name: str) -> dict:
-    """What names a job's run, by the argument that takes it: the experiment name, or ``<job number>:<overrides>``
-    in a sweep (``name``, ``run_name``); the sweep's folder (``group``); the experiment, and the sweep's folder in a
-    sweep (``experiment_name``)."""
+    """The job's run name (``name``, ``run_name``: the experiment, or ``<job number>:<overrides>`` in a sweep), its
+    ``group`` (the sweep's folder) and ``experiment_name`` (the experiment, and the sweep's folder in a sweep)."""
     job = hydra_job()
     swept = [o for o in job["overrides"] if not o.startswith(("hydra.", "data.root=", "data.cache_dir="))]
     name = f"{job['job_num']}:{','.join(swept) or experiment_name}" if job["multirun"] else experiment_name
@@ -212,16 +195,14 @@ def job_names(experiment_name: str) -> dict:
 
 
 def kept_run_id(out: Path, ckpt: str | None, name: str) -> str | None:
-    """A dashboard run id kept in the job's folder, or in the folder of the checkpoint it resumes from (a resume
-    into a new folder continues the same run). Either comes from elsewhere: only a short id of W&B's and MLflow's
-    alphabet (``RUN_ID``) read from a plain file is taken, anything else is left with a note."""
+    """The run id kept in ``out``/``name``, else beside the folder of the checkpoint it resumes from."""
     earlier = Path(str(ckpt)).parent.parent / name if ckpt and ckpt != "auto" else None
     return next((run_id for f in (out / name, earlier) if f is not None and (run_id := read_run_id(f))), None)
 
 
 def read_run_id(path: Path) -> str | None:
-    """The run id in ``path``: its first ``RUN_ID_BYTES`` bytes, from a regular file (never a link, a pipe or a
-    device, which could block or never end), when they are one id of ``RUN_ID``; else None."""
+    """The run id in ``path`` (a file from elsewhere): its first ``RUN_ID_BYTES`` bytes, from a regular file (never a
+    link, a pipe or a device, which could block or never end), when they are one id of ``RUN_ID``; else None."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
@@ -240,9 +221,8 @@ def read_run_id(path: Path) -> str | None:
 
 
 def finish_dashboards(loggers: list, status: str) -> None:
-    """Finalize a job's loggers with its status (completed, failed, pruned, requeued, cancelled), in the words of
-    ``FINALIZE_STATUS``; then close this process's W&B run, which Lightning's logger leaves open, so that a sweep's
-    next job starts its own."""
+    """Finalize a job's loggers with its status (``FINALIZE_STATUS``); then close this process's W&B run, which
+    Lightning's logger leaves open, so that a sweep's next job starts its own."""
     for logger in loggers:
         try:
             logger.finalize(FINALIZE_STATUS.get(status, "failed"))
@@ -252,14 +232,12 @@ def finish_dashboards(loggers: list, status: str) -> None:
 
 
 def service_gone(err: BaseException) -> bool:
-    """Whether an error of a W&B call means that W&B's service process has ended: the socket to it closed, or a
-    reply it will never send (wandb's HandleAbandonedError, named here so that wandb is imported only if used)."""
+    """An error of a W&B call that means W&B's service process has ended (wandb's HandleAbandonedError, by name)."""
     return isinstance(err, ConnectionError) or type(err).__name__ == "HandleAbandonedError"
 
 
 def finish_wandb(failed: bool) -> None:
-    """Close this process's W&B run, if any (a re-queued job's run was marked preempting by its finalize: its next
-    allocation continues the same run id)."""
+    """Close this process's W&B run, if any (a re-queued job's run was marked preempting by its finalize)."""
     wandb = sys.modules.get("wandb")
     if wandb is None or wandb.run is None:
         return
@@ -267,36 +245,28 @@ def finish_wandb(failed: bool) -> None:
         wandb.finish(exit_code=1 if failed else 0)
     except Exception as err:  # e.g. its service was stopped by the same signal: the job's outcome stands
         log.warning(f"W&B run not closed cleanly ({type(err).__name__}: {err}); its files are kept")
-        if service_gone(err):
-            # the service is gone, and wandb raised before letting go of the run: forget the run and the broken
-            # connection (and its exit hook), so that a later job of this process starts its own on a new service
+        if service_gone(err):  # wandb raised before letting go of the run: a later job starts its own
             with contextlib.suppress(Exception):
                 forget_wandb_run()
 
 
 def publish_final_scores(loggers: list, params: dict, metrics: dict, step: int, out: Path) -> None:
     """The objective and the final validation and test scores on every logger, beside its parameters where its
-    ``log_hyperparams`` takes metrics (TensorBoard's hparams table; ``hp_metric`` is the objective), else as
-    metrics; then the run's samples.png and loss.png to those that show pictures."""
-    final = {
-        k: v
-        for k, v in metrics.items()
-        if k.startswith(("test/", "val/")) and isinstance(v, (int, float)) and not isinstance(v, bool)
-    }
+    ``log_hyperparams`` takes metrics (``hp_metric``: the objective), else as metrics; then the run's samples.png
+    and loss.png to those that show pictures."""
+    final = {k: v for k, v in metrics.items() if k.startswith(("test/", "val/")) and isinstance(v, (int, float))}
+    final = {k: v for k, v in final.items() if not isinstance(v, bool)}
     final["objective"] = metrics["objective"]
     for logger in loggers:
         if "metrics" in inspect.signature(logger.log_hyperparams).parameters:
             logger.log_hyperparams(params, metrics={"hp_metric": final["objective"], **final}, step=step)
         else:
             logger.log_metrics(final, step=step)
-    shows = [hook for logger in loggers if (hook := picture_hook(logger))]
     for key, picture in (("test_samples", out / "samples.png"), ("loss", out / "loss.png")):
-        if shows and picture.is_file():
+        if picture.is_file():
             from PIL import Image
 
-            pixels = np.asarray(Image.open(picture).convert("RGB"))
-            for show in shows:
-                show(key, pixels, step, picture.name)
+            show_picture(loggers, key, np.asarray(Image.open(picture).convert("RGB")), step, picture.name)
 
 
 def _tensorboard_picture(logger, key: str, pixels: np.ndarray, step: int, caption: str) -> None:
@@ -321,3 +291,9 @@ def picture_hook(logger) -> Callable[[str, np.ndarray, int, str], None] | None:
         if isinstance(logger, kind):
             return partial(show, logger)
     return partial(_own_log_image, logger) if callable(getattr(logger, "log_image", None)) else None
+
+
+def show_picture(loggers: list, key: str, pixels: np.ndarray, step: int, caption: str) -> None:
+    """``pixels`` (H x W x 3, 8-bit) to every logger that shows pictures."""
+    for show in filter(None, map(picture_hook, loggers)):
+        show(key, pixels, step, caption)
