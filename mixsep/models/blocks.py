@@ -20,8 +20,7 @@ def conv_block(cin: int, cout: int) -> nn.Sequential:
 
 
 class SkipDecoder(nn.Module):
-    """A U-Net decoder over any encoder: from the coarsest feature map up, merging the encoder's feature map at
-    every scale (concatenation, two 3×3 conv–BN–ReLU), then a 1×1 head with ``out_channels`` logits.
+    """A U-Net decoder over any encoder (at every scale: concatenation, two 3×3 conv–BN–ReLU), then a 1×1 head.
 
     ``skip_shapes``: (channels, size) of the skip features, finest first; ``bottom``: (channels, size) of the
     coarsest map; ``widths``: the decoder's channels at each skip level, finest first. A level at twice the size

@@ -1,5 +1,5 @@
-"""The conv dual-decoder at its best: a convolutional encoder and two decoders (gray source, colour source) with
-skip connections at every scale, joined by the structure head (structure.py)."""
+"""The conv dual-decoder: a convolutional encoder and two skip decoders (gray source, colour source), joined by the
+structure head (structure.py)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,9 @@ from mixsep.models.structure import SourceHead, structured_input
 
 @register_network
 class ConvSkipDual(nn.Module):
-    """Encoder: two 3×3 conv–BN–ReLU per level, ``widths`` channels, 2×2 max-pooling between levels (from 32×32
-    down to 32 / 2^(levels − 1)). Two :class:`SkipDecoder`s, ``decoder_widths`` channels per level (finest first),
-    one for MNIST and one for CIFAR, each with skips from every encoder level. ``structure``: the structure
-    head's switches (``gray``, ``consistency``, ``interval``, ``resize_range``; :class:`SourceHead`)."""
+    """Encoder: two 3×3 conv–BN–ReLU per level, ``widths`` channels, 2×2 max-pooling between levels. Two
+    :class:`SkipDecoder`s (MNIST, CIFAR), ``decoder_widths`` channels per level, finest first. ``structure``: the
+    structure head's switches (:class:`SourceHead`)."""
 
     def __init__(
         self,

@@ -1,8 +1,6 @@
-"""The scores of a separator, declared once each: a name, a per-image function (clamped prediction against the
-true image, data range 1), the decimals a table shows and the direction that is better. The LightningModule's
-logging (``{stage}/{source}_{score}``), metrics.json, scores.npz, the leaderboard, the sweep table, the model
-card and ``--compare`` all follow these declarations; a score of one's own is one ``register_score`` call in a
-module named by ``extensions`` (or ``MIXSEP_EXTENSIONS``)."""
+"""The scores of a separator, declared once each (``register_score``): every log key, metrics.json, scores.npz,
+report and model card follows these declarations; a score of one's own is one ``register_score`` call in a module
+named by ``extensions`` (or ``MIXSEP_EXTENSIONS``)."""
 
 from __future__ import annotations
 
@@ -19,6 +17,7 @@ from mixsep.errors import ConfigError
 # the two sources of a mean image as the keys users read name them (test/mnist_psnr, ...): the gray source,
 # then the colour one, whichever data sets fill them
 SOURCES = ("mnist", "cifar")
+PROBE_IMAGES = 4
 
 
 @dataclass(frozen=True)
@@ -36,46 +35,35 @@ class Score:
     def __post_init__(self) -> None:
         if not self.name.isidentifier() or not self.name.islower():
             raise ConfigError(f"a score's name is a lower-case identifier (test/mnist_<name>): {self.name!r}")
-        if not callable(self.per_image):
-            raise ConfigError(f"score {self.name}: per_image must be a function of (prediction, target)")
 
     @property
     def heading(self) -> str:
         return self.label or self.name.upper()
 
 
-def _psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return peak_signal_noise_ratio(pred, target, data_range=1.0, reduction="none", dim=(1, 2, 3))
-
-
-def _ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return structural_similarity_index_measure(pred, target, data_range=1.0, reduction="none")
-
-
 SCORES: dict[str, Score] = {}
 
-PROBE_IMAGES = 4
 
-
-def check_score(score: Score) -> None:
-    """A score's function on a probe batch, when it is declared (before any run or evaluation): one finite number
-    per image, else one line naming the score and what it gave (a user's score otherwise fails after a whole epoch,
-    or is stored per pixel without a word)."""
-    probe = torch.Generator().manual_seed(0)
-    pred, target = (torch.rand(PROBE_IMAGES, 3, 32, 32, generator=probe) for _ in range(2))
+def register_score(score: Score) -> Score:
+    """Declare a score: every run from now on logs it per source, and every report shows it. A name already taken
+    is refused, and so is a function that does not give one finite number per image of a probe batch."""
+    if score.name in SCORES and SCORES[score.name] is not score:
+        raise ConfigError(f"a score named {score.name!r} is already declared: choose another name")
+    pred, target = torch.rand(2, PROBE_IMAGES, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     try:
-        values = score.per_image(pred, target)
+        problem = _not_per_image(score.per_image(pred, target))
     except Exception as err:
         raise ConfigError(
             f"score {score.name} fails on a probe batch of {PROBE_IMAGES} images ({type(err).__name__}: {err})"
         ) from err
-    problem = _not_per_image(values)
     if problem:
         raise ConfigError(
             f"score {score.name} gives {problem} for a probe batch of {PROBE_IMAGES} images "
             f"(({PROBE_IMAGES}, 3, 32, 32) predictions and targets): a score gives one finite number per image, "
             "a float tensor of shape (B,), e.g. (pred - target).abs().mean(dim=(1, 2, 3))"
         )
+    SCORES[score.name] = score
+    return score
 
 
 def _not_per_image(values) -> str | None:
@@ -86,8 +74,7 @@ def _not_per_image(values) -> str | None:
     if shape == ():
         return "one number for the whole batch (a tensor of shape ())"
     if shape != (PROBE_IMAGES,):
-        per_pixel = " (a per-pixel result)" if shape[-2:] == (32, 32) else ""
-        return f"a tensor of shape {shape}{per_pixel}"
+        return f"a tensor of shape {shape}" + (" (a per-pixel result)" if shape[-2:] == (32, 32) else "")
     if not values.is_floating_point():
         return f"{values.dtype} values, not floats"
     if not torch.isfinite(values).all():
@@ -95,32 +82,29 @@ def _not_per_image(values) -> str | None:
     return None
 
 
-def register_score(score: Score) -> Score:
-    """Declare a score: every run from now on logs it per source, and every report shows it. A name already
-    taken is refused (one line), so a user's score never silently replaces a built-in one; so is a function that
-    does not give one finite number per image of a probe batch (``check_score``)."""
-    if score.name in SCORES and SCORES[score.name] is not score:
-        raise ConfigError(f"a score named {score.name!r} is already declared: choose another name")
-    check_score(score)
-    SCORES[score.name] = score
-    return score
+def _psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return peak_signal_noise_ratio(pred, target, data_range=1.0, reduction="none", dim=(1, 2, 3))
+
+
+def _ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return structural_similarity_index_measure(pred, target, data_range=1.0, reduction="none")
 
 
 PSNR = register_score(Score("psnr", _psnr, decimals=2, label="PSNR", unit="dB"))  # the mean of per-image PSNR, in dB
 SSIM = register_score(Score("ssim", _ssim, decimals=4, label="SSIM"))
 RANK_SCORE = "psnr"  # the leaderboard ranks by the mean of the two sources' PSNR; sweeps pick by val/psnr
+TEST_KEYS = tuple(f"test/{source}_{score}" for source in SOURCES for score in ("psnr", "ssim"))  # the built-ins
 
 
 def score_of(key: str) -> Score | None:
-    """The declared score behind a key (``test/mnist_psnr``, ``mnist_ssim``, ``psnr``), by its exact name: a
-    score ``ms_ssim`` is never taken for ``ssim``."""
+    """The declared score behind a key (``test/mnist_psnr``, ``mnist_ssim``, ``psnr``), by its exact name."""
     name = key.rpartition("/")[2]
     source = next((s for s in SOURCES if name.startswith(f"{s}_")), None)
     return SCORES.get(name.removeprefix(f"{source}_") if source else name)
 
 
 def heading(name: str) -> str:
-    """How a table heads a score: its declared label, else its name in capitals (a score not declared here)."""
+    """How a table heads a score: its declared label, else its name in capitals."""
     score = score_of(name)
     return score.heading if score else name.upper()
 
@@ -131,18 +115,14 @@ def decimals(key: str) -> int:
     return score.decimals if score else 4
 
 
-TEST_KEYS = tuple(f"test/{source}_{score}" for source in SOURCES for score in ("psnr", "ssim"))  # the built-ins
-
-
 def per_image_scores(pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
     """Every declared score of each image: the values whose means are the logged scores."""
     return {name: say_if_failed(score, score.per_image(pred, target), pred) for name, score in SCORES.items()}
 
 
 def say_if_failed(score: Score, values: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
-    """``values``, after saying (as a warning, once per process and cause) when the score gave NaN: a failure of
-    its function, or of the model where the estimates themselves are NaN. Its logged mean is then NaN, which
-    reports show as failed, not as "not scored"."""
+    """``values``, after a warning (once per process and cause) where the score gave NaN: its logged mean is then
+    NaN, which reports show as failed, not as "not scored"."""
     if bool(torch.isnan(values).any()):
         whose = "the model's estimates are NaN" if bool(torch.isnan(pred).any()) else "a failure of its function"
         warnings.warn(
@@ -153,9 +133,8 @@ def say_if_failed(score: Score, values: torch.Tensor, pred: torch.Tensor) -> tor
 
 
 class ScoreValues(CatMetric):
-    """A declared score of each image seen, in the order seen (under DDP: gathered from every process, one
-    process's after another's). The prediction is clamped to [0, 1] and scored in fp32 with autocast off; a NaN
-    is kept and said (``say_if_failed``)."""
+    """A declared score of each image seen, in the order seen (under DDP: gathered from every process). The
+    prediction is clamped to [0, 1] and scored in fp32 with autocast off; a NaN is kept and said."""
 
     def __init__(self, score: Score) -> None:
         super().__init__(nan_strategy="disable")
@@ -168,15 +147,14 @@ class ScoreValues(CatMetric):
 
 
 class MeanScore(ScoreValues):
-    """A declared score's mean over the images seen: the mean of the per-image values (PSNR: of per-image PSNR).
-    A NaN makes the mean NaN, never a mean over the images it could score."""
+    """A declared score's mean over the images seen (a NaN makes it NaN)."""
 
     def compute(self) -> torch.Tensor:
         return super().compute().mean()
 
 
 def image_metrics() -> MetricCollection:
-    """Every declared score's mean over the images seen, data range 1, as everywhere in mixsep."""
+    """Every declared score's mean over the images seen."""
     return MetricCollection({name: MeanScore(score) for name, score in SCORES.items()}, compute_groups=False)
 
 

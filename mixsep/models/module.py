@@ -1,23 +1,21 @@
-"""The one LightningModule: training and evaluation steps, optimiser, metric logging for any separator network
-(the losses: losses.py; the score names and definitions: metrics.py; the time-laid schedule: schedules.py)."""
+"""The one LightningModule: training and evaluation steps, optimiser, schedule and score logging for any separator
+network (losses: losses.py; scores: metrics.py; schedules: schedules.py)."""
 
 from __future__ import annotations
 
 import logging
 import math
-import warnings
 
 import lightning as L
 import torch
 from torch import nn
-from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, OneCycleLR
 from torchmetrics import CatMetric, MetricCollection
 
 from mixsep.errors import ConfigError, TrainingDivergedError
 from mixsep.models.losses import LOSSES, reconstruction_loss
 from mixsep.models.metrics import SCORES, SOURCES, ScoreValues
 from mixsep.models.registry import build_network, network_settings
-from mixsep.models.schedules import ONECYCLE_WARMUP, SCHEDULERS, budget_onecycle, max_time_timer, time_onecycle
+from mixsep.models.schedules import SCHEDULERS, SCHEDULES, fit_to_new_budget
 from mixsep.models.tta import test_time_ensemble
 
 SAMPLE_COLUMNS = ("mix", "true MNIST", "predicted MNIST", "true CIFAR", "predicted CIFAR")
@@ -32,10 +30,9 @@ def attached(module: L.LightningModule) -> bool:
 
 
 class MixsepModule(L.LightningModule):
-    """What every mixsep LightningModule does alike: the training step (its loss logged, a diverged run stopped),
-    the validation and test passes (``_eval_step`` and ``_eval_epoch_end`` of the subclass; the test counts the
-    pairs it scored), and what a checkpoint records of the run. A subclass gives ``_predict(batch) -> (loss,
-    scored)``."""
+    """What every mixsep LightningModule does alike: the training step (a diverged run stopped), the validation and
+    test passes (the subclass's ``_eval_step`` / ``_eval_epoch_end``) and what a checkpoint records of the run. A
+    subclass gives ``_predict(batch) -> (loss, scored)``."""
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss, _ = self._predict(batch)
@@ -46,9 +43,8 @@ class MixsepModule(L.LightningModule):
         return loss
 
     def _check_finite(self, loss: torch.Tensor) -> None:
-        """Stop a diverged run before NaN weights reach a checkpoint. Reading the loss waits for the device:
-        on the CPU that is free, so every step is checked; on a GPU the flag accumulates on the device and is
-        read every ``log_every_n_steps`` steps, so the GPU's queue of work is not drained each step."""
+        """Stop a diverged run before NaN weights reach a checkpoint: every step on the CPU; on a GPU the flag
+        accumulates on the device and is read every ``log_every_n_steps``, so its queue is not drained each step."""
         bad = ~torch.isfinite(loss.detach())
         self._diverged = bad if getattr(self, "_diverged", None) is None else self._diverged | bad
         every = self.trainer.log_every_n_steps if attached(self) else 1
@@ -86,14 +82,10 @@ class MixsepModule(L.LightningModule):
 
 
 class SeparationModule(MixsepModule):
-    """Trains any separator network behind one interface and scores it on clamped predictions.
-
-    ``net(x)`` returns the MNIST and CIFAR estimates of the mean image ``x``. Logged scores:
-    ``{stage}/{mnist,cifar}_{psnr,ssim}`` (and ``{stage}/cifar_sub_*``, CIFAR := clamp(2·mix − MNIST estimate),
-    with ``subtraction_metrics``); ``val/psnr``, the mean of the two PSNRs, is the validation objective.
-    ``tta`` / ``tta_color`` record how the run validated and tested (the self-ensemble itself is an evaluation
-    wrapper, ``models/tta.py``, switched on by whoever evaluates: ``use_test_time_ensemble``).
-    """
+    """Trains any separator network (``net(mix) -> (mnist, cifar)``) and scores its clamped estimates:
+    ``{stage}/{mnist,cifar}_{score}`` (and ``cifar_sub_*``, CIFAR := 2·mix − MNIST estimate, with
+    ``subtraction_metrics``); ``val/psnr``, the mean of the two PSNRs, is the validation objective. ``tta`` /
+    ``tta_color`` record how the run validated and tested (``use_test_time_ensemble`` switches them on)."""
 
     def __init__(
         self,
@@ -139,12 +131,14 @@ class SeparationModule(MixsepModule):
         object.__setattr__(self, "_compiled", _try_compile(self.net) if compile else None)
         object.__setattr__(self, "_ensemble", None)  # a test-time self-ensemble around the net, when chosen
         # per stage: each declared score of each scored image, and where its pair stands in the fixed order
-        self.metrics = nn.ModuleDict({stage: pair_scores(self.scored, stage) for stage in ("val", "test")})
+        scores = {f"{name}_{key}": ScoreValues(score) for name in self.scored for key, score in SCORES.items()}
+        collection = MetricCollection({**scores, "pair": CatMetric()}, compute_groups=False)
+        self.metrics = nn.ModuleDict({stage: collection.clone(prefix=f"{stage}/") for stage in ("val", "test")})
         self.per_pair_scores: dict[str, dict] = {}  # stage -> pair, {mnist,cifar}_{score}: one value per pair
 
     def use_test_time_ensemble(self, dihedral: bool = False, color: bool = False, shift: bool = False) -> str | None:
         """Validate, test and separate with a self-ensemble (``models/tta.py``) from now on; the sentence that says
-        which and how many passes an image costs, also logged (None: the plain network)."""
+        which and what it costs, also logged (None: the plain network)."""
         net = self.net if self._compiled is None else self._compiled
         ensemble, description = test_time_ensemble(net, dihedral, color, shift)
         object.__setattr__(self, "_ensemble", ensemble if description else None)
@@ -158,8 +152,7 @@ class SeparationModule(MixsepModule):
         net = self.net if self._compiled is None else self._compiled
         if self._ensemble is not None and not self.training:
             net = self._ensemble
-        out = net(x)
-        return tuple(o.float() for o in (out if isinstance(out, (tuple, list)) else (out,)))
+        return tuple(o.float() for o in net(x))  # two estimates: check_contract
 
     @torch.no_grad()
     def separate(self, mix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -206,8 +199,8 @@ class SeparationModule(MixsepModule):
         return rank + world * torch.arange(before, before + n, device=self.device)
 
     def _eval_epoch_end(self, stage: str) -> None:
-        """Log the means of the per-pair scores (gathered from every process); outside fit, keep them per pair,
-        in the fixed order of the pairs: scores.npz and val_scores.npz, for intervals over the pairs."""
+        """Log the means of the per-pair scores (gathered from every process); outside fit, keep them per pair in
+        the fixed order of the pairs (scores.npz, val_scores.npz: intervals over the pairs)."""
         values = {k.removeprefix(f"{stage}/"): v.reshape(-1) for k, v in self.metrics[stage].compute().items()}
         self.metrics[stage].reset()
         means = {f"{stage}/{key}": v.mean() for key, v in values.items() if key != "pair"}
@@ -220,57 +213,26 @@ class SeparationModule(MixsepModule):
             self.per_pair_scores[stage] = {key: values[key][order].cpu().numpy() for key in kept}
 
     def on_train_start(self) -> None:
-        """A resumed run given a new budget (trainer.max_epochs, trainer.max_steps): its restored
-        step-counted schedule still counts the old budget. It is laid over the new one from the step
-        reached, so the learning rate anneals at the new end instead of stepping past the old one."""
-        total, step = int(self.trainer.estimated_stepping_batches), self.trainer.global_step
-        for config in self.trainer.lr_scheduler_configs:
-            old = config.scheduler
-            if isinstance(old, CosineAnnealingLR) and old.T_max != total:
-                old.T_max = total
-            if not isinstance(old, OneCycleLR) or old.total_steps == total or total <= step:
-                continue
-            with warnings.catch_warnings():  # stepping a fresh scheduler before the optimizer: on purpose
-                warnings.simplefilter("ignore")
-                new = OneCycleLR(old.optimizer, max_lr=self.hparams.lr, total_steps=total, pct_start=ONECYCLE_WARMUP)
-                new.last_epoch = old.last_epoch - 1
-                new.step()  # the learning rate (and momentum) of the step reached, on the new curve
-            config.scheduler = new
-            logging.getLogger("mixsep").info(
-                f"resumed with a new budget: the one-cycle schedule now spans {total} steps (was {old.total_steps})"
-            )
+        fit_to_new_budget(self.trainer, self.hparams.lr)
 
     def configure_optimizers(self):
         # the recipe's lr (and weight decay) given here, so the schedules and searches over model.lr set one number
         decay = {"weight_decay": self.hparams.weight_decay} if self.hparams.weight_decay else {}
         opt = build_partial(self.optimizer_config, "model.optimizer", self.parameters(), lr=self.hparams.lr, **decay)
+        interval = "step"
         if self.scheduler_config is not None:  # stepped every optimizer step (interval: step) or every epoch
             config = dict(self.scheduler_config)
             interval = config.pop("interval", "step")
             scheduler = build_partial(config, "model.scheduler", opt)
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
-        name, steps = self.hparams.scheduler, lambda: int(self.trainer.estimated_stepping_batches)
-        if name is None:
+        elif self.hparams.scheduler is None:
             return opt
-        if name == "onecycle":
-            scheduler = OneCycleLR(opt, max_lr=self.hparams.lr, total_steps=steps(), pct_start=ONECYCLE_WARMUP)
-        elif name == "cosine":
-            scheduler = CosineAnnealingLR(opt, T_max=steps())
-        elif name == "onecycle_time":  # one cycle laid over the time budget
-            scheduler = LambdaLR(opt, time_onecycle(max_time_timer(self.trainer)))
-        else:  # over whichever budget ends first, the clock or the steps
-            scheduler = LambdaLR(opt, budget_onecycle(self.trainer))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-
-def pair_scores(scored: list[str], stage: str) -> MetricCollection:
-    """``{stage}/{name}_{score}``: every declared score of each image (``scored``: mnist, cifar, ...), and
-    ``{stage}/pair``: where each pair stands in the fixed order of the pairs."""
-    metrics = {f"{name}_{key}": ScoreValues(score) for name in scored for key, score in SCORES.items()}
-    return MetricCollection({**metrics, "pair": CatMetric()}, prefix=f"{stage}/", compute_groups=False)
+        else:
+            scheduler = SCHEDULES[self.hparams.scheduler](opt, self.trainer, self.hparams.lr)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
 
 
 def check_recipe(lr, loss: str, scheduler: str | None) -> None:
+    """The settings a model file may also hold (its types are checked at composition, not in a file)."""
     if not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0 and math.isfinite(lr)):
         raise ConfigError(f"model.lr={lr!r} must be a positive number (e.g. model.lr=1e-3)")
     if loss not in LOSSES:
@@ -292,7 +254,7 @@ def build_partial(config: dict, key: str, *args, **kwargs):
 
 
 def check_config(node: dict, key: str = "model.scheduler") -> dict:
-    """``model.optimizer`` or ``model.scheduler``: a mapping with ``_target_`` (built when training starts, never
+    """``model.optimizer`` or ``model.scheduler``: a mapping with ``_target_``, built when training starts (never
     when a model file is read: reading a file imports nothing it names)."""
     from omegaconf import OmegaConf
 
@@ -304,9 +266,8 @@ def check_config(node: dict, key: str = "model.scheduler") -> dict:
 
 
 def check_contract(net: nn.Module) -> None:
-    """A separator's contract (models/registry.py): two finite estimates, each (B, 3, 32, 32), from a batch of mean
-    images, checked on two probe images so a wrong network stops before training, in one line. (Estimates are
-    meant to lie in [0, 1]; scores clamp them, so the single decoder's unclamped 2·mix − x̂ is scored honestly.)"""
+    """A separator's contract (models/registry.py), on a probe batch so a wrong network stops before training: two
+    finite estimates, each (B, 3, 32, 32) (meant to lie in [0, 1]; scores clamp them)."""
     was_training, probe = net.training, torch.linspace(0, 1, 2 * 3 * 32 * 32).reshape(2, 3, 32, 32)
     net.eval()
     try:
@@ -333,10 +294,8 @@ def build_net(net: dict | nn.Module) -> nn.Module:
 
 
 def _try_compile(net: nn.Module):
-    """torch.compile where it works here; the eager module otherwise (with a note why).
-
-    One static graph per input shape (training batch, evaluation batch): a probe or a last short batch must not
-    turn the training graph into a slower dynamic-shape one."""
+    """torch.compile where it works here (one static graph per input shape: a probe or a last short batch must not
+    make the training graph a slower dynamic one); the eager module otherwise, with a note why."""
     try:  # a tiny function first, so a missing C compiler shows up here, not mid-run
         torch.compile(lambda x: x * 2 + 1, dynamic=False)(torch.rand(2))
         return torch.compile(net, dynamic=False)

@@ -1,9 +1,5 @@
-"""The ResNet18-encoder families at their best: torchvision's ResNet18, its stage outputs taken with torchvision's
-feature extraction, skip decoders from every stage and from the input, joined by the structure head.
-
-``ResNetSkipDual``: two decoders (gray source, colour source). ``ResNetSkipSub``: one decoder for the gray
-source, colour = ``2·mix − gray``.
-"""
+"""The ResNet18-encoder families: torchvision's ResNet18 stages (its feature extraction) and the input as skips of
+one or two skip decoders, joined by the structure head."""
 
 from __future__ import annotations
 
@@ -19,8 +15,8 @@ STAGES = ("relu", "layer1", "layer2", "layer3", "layer4")  # the stem's activati
 
 
 def resnet18_with_weights(pretrained_weights: str | None = None) -> nn.Module:
-    """torchvision's ResNet18, with no weights or those of a local state-dict file (``.safetensors``, or a
-    PyTorch file read by the weights-only unpickler: nothing in it runs); never downloaded."""
+    """torchvision's ResNet18, with no weights or those of a local state-dict file (``.safetensors``, or read by the
+    weights-only unpickler: nothing in it runs); never downloaded."""
     from torchvision.models import resnet18
 
     net = resnet18(weights=None)
@@ -46,10 +42,8 @@ def resnet18_with_weights(pretrained_weights: str | None = None) -> nn.Module:
 def resnet18_stages(
     pretrained_weights: str | None = None, stem_stride: int = 2, maxpool: bool = True, stages: int = 4
 ) -> nn.Module:
-    """torchvision's ResNet18 (no weights, or a local state-dict file; never downloaded) as a feature extractor
-    returning the stem's and every stage's output. ``stem_stride`` / ``maxpool``: the ImageNet stem (2, true)
-    or one adapted to 32×32 inputs (stride 1, no max-pool: every stage at 4× the pixels and FLOPs). ``stages``:
-    how many of the four stages are used (3: up to layer3; layer4 is left out of the network)."""
+    """ResNet18 returning the stem's and each used stage's output. ``stem_stride`` / ``maxpool``: the ImageNet stem
+    (2, true) or one for 32×32 inputs (1, false: 4× the FLOPs). ``stages``: 3 (up to layer3) or 4."""
     from torchvision.models.feature_extraction import create_feature_extractor
 
     net = resnet18_with_weights(pretrained_weights)
@@ -65,13 +59,11 @@ def resnet18_stages(
 
 @register_network
 class ResNetSkipDual(nn.Module):
-    """ResNet18 stages on the mix plus a full-resolution conv block on the structured input (the mix, its gray
-    value, the feasible interval) as skips; ``decoders`` skip decoders (2: MNIST and CIFAR; 1: MNIST only,
-    CIFAR = 2·mix − MNIST), ``decoder_widths`` channels per skip level, finest first (full-resolution, stem,
-    layer1, layer2, and layer3 with ``stages=4``). ``structure``: the structure head's switches
-    (:class:`SourceHead`). ``stages=3`` (the default) leaves out layer4: with the
-    ImageNet stem it works on 1×1 maps, where its 3×3 convolutions see only their centre tap and its 8.4 M
-    parameters cost 40 % of the training step on a CPU."""
+    """ResNet18 stages on the mix and a full-resolution conv block on the structured input as skips of
+    ``decoders`` skip decoders (2: MNIST and CIFAR; 1: MNIST, CIFAR = 2·mix − MNIST), ``decoder_widths`` channels
+    per skip level, finest first. ``structure``: the structure head's switches (:class:`SourceHead`).
+    ``stages=3`` (the default) leaves out layer4: with the ImageNet stem its 3×3 convolutions see 1×1 maps, and
+    its 8.4 M parameters cost 40 % of a CPU training step."""
 
     def __init__(
         self,

@@ -1,8 +1,5 @@
-"""Use a trained model: ``load_separator()(mix) -> (gray_hat, color_hat)``.
-
-A model is a bundle folder (``python -m mixsep.export``) or a checkpoint; both are read as data only
-(``saved.py``). Separating needs neither Lightning nor Hydra: the network is a plain ``nn.Module``.
-"""
+"""Use a trained model: ``load_separator()(mix) -> (gray_hat, color_hat)``. A model (a bundle folder or a
+checkpoint) is read as data only (``saved.py``); separating needs neither Lightning nor Hydra."""
 
 from __future__ import annotations
 
@@ -18,30 +15,25 @@ from mixsep.errors import CheckpointError, ConfigError
 from mixsep.extensions import load_extensions
 from mixsep.models.registry import architecture, build_network
 from mixsep.models.saved import SavedModel, does_not_fit, read_model
+from mixsep.models.tta import test_time_ensemble
 from mixsep.pretrained import DEFAULT_MODEL
-
-
-def build_saved_network(saved: SavedModel) -> nn.Module:
-    """The saved network with its weights, in eval mode."""
-    try:
-        net = build_network(saved.net_config, f"{saved.path}: its network")
-        net.load_state_dict(saved.net_state_dict())
-    except (ConfigError, RuntimeError) as err:
-        raise does_not_fit(saved.path, err) from err
-    return net.eval()
-
 
 # the LightningModule of each kind of network (its class's ``outputs``), imported only when a file of that kind is
 # loaded: the earlier reports' one-image systems live in prior/, which builds on this package (never the reverse)
 LIGHTNING_MODULES = {"sources": "mixsep.models.module.SeparationModule", "image": "mixsep.prior.module.OneImageModule"}
 
 
-def load_module(path: str | Path, map_location: str | torch.device = "cpu"):
-    """The LightningModule of a checkpoint or bundle, in eval mode: a separator's SeparationModule, or an earlier
-    report's one-image system's OneImageModule."""
-    load_extensions()  # MIXSEP_EXTENSIONS: a network of one's own that the file names
+def _read(path: str | Path, map_location: str | torch.device) -> tuple[SavedModel, str]:
+    """The model in ``path`` and what its network gives back (its class's ``outputs``: sources or image)."""
+    load_extensions()  # MIXSEP_EXTENSIONS: a network of one's own that the file names, as every command does
     saved = read_model(path, map_location)
-    where, _, name = LIGHTNING_MODULES[getattr(architecture(saved.architecture), "outputs", "sources")].rpartition(".")
+    return saved, getattr(architecture(saved.architecture), "outputs", "sources")
+
+
+def load_module(path: str | Path, map_location: str | torch.device = "cpu"):
+    """The LightningModule of a checkpoint or bundle, in eval mode (a one-image system's: OneImageModule)."""
+    saved, outputs = _read(path, map_location)
+    where, _, name = LIGHTNING_MODULES[outputs].rpartition(".")
     cls = getattr(importlib.import_module(where), name)
     takes = inspect.signature(cls.__init__).parameters
     # settings of earlier versions that this one no longer takes (batch_size) are left out
@@ -93,31 +85,28 @@ def load_separator(
     tta_color: bool | None = None,
     tta_shift: bool = False,
 ) -> Separator:
-    """A model's separator (a bundle folder or a checkpoint). ``tta`` / ``tta_color``: with the self-ensemble
-    over the 8 flips/rotations / the 6 RGB orders (None: as the model's run tested, said in the log with the
-    passes an image costs); ``tta_shift``: over one-pixel shifts. ``Separator.test_time_ensemble`` says which
-    are on. Every refusal (a file that is not a mixsep model, settings that do not describe its weights, a network
-    module not loaded, a bad ``MIXSEP_EXTENSIONS``) is a ``MixsepError`` whose message is one line."""
-    from mixsep.models.tta import test_time_ensemble
-
-    load_extensions()  # MIXSEP_EXTENSIONS: a network of one's own that the file names, as every command does
-    saved = read_model(path, device)
-    if getattr(architecture(saved.architecture), "outputs", "sources") != "sources":
+    """A model's separator (a bundle folder or a checkpoint). ``tta`` / ``tta_color``: with the self-ensemble over
+    the 8 flips/rotations / the 6 RGB orders (None: as the model's run tested); ``tta_shift``: over one-pixel
+    shifts (``Separator.test_time_ensemble`` says which). Every refusal is a ``MixsepError`` of one line."""
+    saved, outputs = _read(path, device)
+    if outputs != "sources":
         raise CheckpointError(
             f"{path} holds a {saved.settings.get('name', 'one-image')} model, which gives back one image "
             "(an earlier report's system), not the two sources; separate with a separator, e.g. the shipped "
             "one (load_separator())"
         )
+    try:
+        net = build_network(saved.net_config, f"{saved.path}: its network")
+        net.load_state_dict(saved.net_state_dict())
+    except (ConfigError, RuntimeError) as err:
+        raise does_not_fit(saved.path, err) from err
     channels_last = bool(saved.settings.get("channels_last"))
-    net = build_saved_network(saved).to(device)
-    if channels_last:
-        net = net.to(memory_format=torch.channels_last)
+    net = net.eval().to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     separator = Separator(net, channels_last)
     dihedral = saved.settings.get("tta", False) if tta is None else tta
     color = saved.settings.get("tta_color", False) if tta_color is None else tta_color
-    ensemble, description = test_time_ensemble(net, bool(dihedral), bool(color), tta_shift)
-    if description:
+    ensemble, separator.test_time_ensemble = test_time_ensemble(net, bool(dihedral), bool(color), tta_shift)
+    if separator.test_time_ensemble:
         separator.ensemble = ensemble
-        logging.getLogger("mixsep").info(f"{Path(path).name}: {description}")
-    separator.test_time_ensemble = description
+        logging.getLogger("mixsep").info(f"{Path(path).name}: {separator.test_time_ensemble}")
     return separator

@@ -1,8 +1,5 @@
-"""Test-time augmentation as evaluation wrappers around any separator network, chosen by whoever evaluates
-(``mixsep.run``'s ``model.tta`` / ``model.tta_color``, ``mixsep.evaluate``, ``load_separator``), never by
-``forward``: ``DihedralEnsemble`` (the 8 flips/rotations), ``ColorEnsemble`` (the 6 RGB orders; the digit is
-gray) and ``ShiftEnsemble`` (the mix shifted by one pixel; digits have an orientation, so shifts, not flips).
-Each averages the back-transformed separations, so a wrapped separator is still a separator."""
+"""Test-time self-ensembles: evaluation wrappers around any separator network, chosen by whoever evaluates, never
+by ``forward``. Each averages the back-transformed separations, so a wrapped separator is still a separator."""
 
 from __future__ import annotations
 
@@ -24,10 +21,8 @@ SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
 
 
 class ShiftEnsemble(nn.Module):
-    """The mean of the back-shifted separations of the mix rolled by each of ``shifts`` (dy, dx). A rolled
-    image wraps its border around: the row or column that wrapped is left out of that shift's vote, so every
-    pixel is the mean of the estimates that saw it in its true surroundings. A mean of pairs that each
-    average to the mix still averages to it, and a mean of values inside the feasible interval stays inside."""
+    """The mean of the back-shifted separations of the mix rolled by each (dy, dx) of ``shifts`` (digits have an
+    orientation: shifts, not flips); the row or column that wrapped around is left out of that shift's vote."""
 
     def __init__(self, net: nn.Module, shifts: tuple[tuple[int, int], ...] = SHIFTS) -> None:
         super().__init__()
@@ -75,8 +70,8 @@ class ColorEnsemble(_Ensemble):
 
 
 def test_time_ensemble(net: nn.Module, dihedral: bool = False, color: bool = False, shift: bool = False):
-    """``net`` wrapped in the chosen self-ensembles (shifts innermost, RGB orders outermost) and a sentence
-    saying what it does and how many network passes an image then costs (``None``: the plain network)."""
+    """``net`` wrapped in the chosen self-ensembles (shifts innermost) and the sentence that says which and how many
+    network passes an image then costs (``None``: the plain network)."""
     names, passes = [], 1
     for wanted, wrapper, name, n in (
         (shift, ShiftEnsemble, "one-pixel shifts", len(SHIFTS)),

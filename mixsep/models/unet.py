@@ -9,29 +9,23 @@ from torch import nn
 from mixsep.errors import ConfigError
 from mixsep.models.blocks import conv_block
 from mixsep.models.registry import register_network
-from mixsep.models.structure import constrain, feasible_gray_bounds, resize_projector
+from mixsep.models.structure import constrain, feasible_gray_bounds, resize_projector, structured_input
 
 
 class ResidualBlock(nn.Module):
-    """Two 3×3 convolutions with BatchNorm, added to their input."""
+    """Two 3×3 convolutions with BatchNorm (the last ReLU after the sum), added to their input."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(channels),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(channels),
-        )
+        self.body = conv_block(channels, channels)[:-1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(x + self.body(x))
 
 
 class GlobalAttention(nn.Module):
-    """Multi-head self-attention over every position of a (coarse) feature map, added to its input: at 4×4
-    each position sees the whole image, so the fill-in under a stroke can use context from anywhere."""
+    """Multi-head self-attention over every position of a coarse feature map, added to its input (the fill-in
+    under a stroke can use context from anywhere)."""
 
     def __init__(self, channels: int, heads: int = 4) -> None:
         super().__init__()
@@ -65,9 +59,8 @@ class ChannelNorm(nn.Module):
 
 
 class NAFBlock(nn.Module):
-    """NAFNet's block (Chen et al., 2022): channel LayerNorm, 1×1 expand, depthwise 3×3, SimpleGate (the two halves
-    multiplied, no activation function), simplified channel attention, 1×1; then a gated 1×1 feed-forward. Both
-    branches are added through zero-initialised scales, so a new block starts as the identity."""
+    """NAFNet's block (Chen et al., 2022): SimpleGate, simplified channel attention and a gated feed-forward, both
+    branches added through zero-initialised scales, so a new block starts as the identity."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -101,21 +94,14 @@ def _level(cin: int, cout: int, blocks: int, kind: str = "conv") -> nn.Sequentia
 
 @register_network
 class UNetSeparator(nn.Module):
-    """U-Net that predicts the gray MNIST image; CIFAR follows from the mixture exactly.
+    """U-Net that predicts the gray MNIST image inside its feasible interval; ``cifar = 2·mix − mnist`` exactly.
 
-    Uses the structure of the problem: MNIST is gray (one output channel, repeated), the colour
-    deviation of the mix belongs to CIFAR alone, the mixture is known (``cifar = 2·mix − mnist``, so
-    ``(gray_hat + color_hat) / 2 == mix`` exactly), and the feasible interval of every pixel is
-    known (the prediction is kept inside it, which can only move it closer to the truth).
-
-    ``width``/``depth``: ``width·2^i`` channels at level i, ``depth`` down-samplings; ``widths`` lists the
-    channels per level instead (its length is depth + 1). ``blocks``: residual blocks added at each level
-    (an int for every level, or a list per level), in the encoder and the decoder. ``attention``:
-    self-attention at the coarsest level. ``block``: ``conv`` (two 3×3 conv–BN–ReLU) or ``naf`` (a 3×3 conv,
-    then 1 + blocks NAFNet blocks) at every level, or a list per level (e.g. ``[naf, naf, conv, conv]``).
-    ``output``: ``clamp`` (a sigmoid clamped into the feasible interval) or ``interval``
-    (``lo + (hi − lo)·sigmoid``: always inside it, with a gradient everywhere). ``resize_range``: the gray
-    estimate is then projected onto the range of the 28→32 bilinear resize, alternated with the interval.
+    ``width``/``depth``: ``width·2^i`` channels at level i, ``depth`` down-samplings (or ``widths`` per level).
+    ``blocks``: residual blocks added at each level (an int, or a list per level). ``attention``: self-attention
+    at the coarsest level. ``block``: ``conv`` (two 3×3 conv–BN–ReLU) or ``naf`` (a 3×3 conv, then 1 + blocks
+    NAFNet blocks), or a list per level. ``output``: ``clamp`` (a sigmoid clamped into the interval) or
+    ``interval`` (``lo + (hi − lo)·sigmoid``: a gradient everywhere). ``resize_range``: the gray estimate is
+    then projected onto the range of the 28→32 bilinear resize, alternated with the interval.
     """
 
     def __init__(
@@ -158,8 +144,7 @@ class UNetSeparator(nn.Module):
 
     def forward(self, mix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         lo, hi = feasible_gray_bounds(mix)
-        x = torch.cat([mix * 2 - 1, mix.mean(1, keepdim=True) * 2 - 1, lo * 2 - 1, hi * 2 - 1], dim=1)
-        skips = [self.stem(x)]
+        skips = [self.stem(structured_input(mix))]
         for block in self.down:
             skips.append(block(F.max_pool2d(skips[-1], 2)))
         x = self.context(skips.pop())

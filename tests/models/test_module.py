@@ -70,7 +70,12 @@ def _timer_at(seconds: float, budget: str = "00:00:01:40"):
 
 
 def test_time_onecycle_follows_onecycle_lr_over_the_time_budget():
-    from mixsep.models.schedules import time_onecycle
+    from types import SimpleNamespace
+
+    from mixsep.models.schedules import onecycle_over_budget
+
+    def time_onecycle(timer):
+        return onecycle_over_budget(SimpleNamespace(callbacks=[timer]), by_steps=False)
 
     steps, lr = 1001, 3e-3
     opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=lr)
