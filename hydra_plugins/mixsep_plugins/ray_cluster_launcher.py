@@ -1,10 +1,6 @@
-"""Hydra launchers on the engines' current APIs: Ray (this machine, or a running Ray cluster).
-
-hydra-ray-launcher 1.2 passes every ``hydra.launcher.ray.init`` key to ``ray.init`` and adds its own
-``object_store_memory``; Ray refuses all such local-only resource arguments when it joins an existing
-cluster (``address=auto`` or ``ray://HOST:10001``). This subclass sends a cluster only what a client may
-send, and leaves the plugin's job launching as it is.
-"""
+"""hydra-ray-launcher, able to join a running Ray cluster (``address=auto`` or ``ray://HOST:10001``): the plugin
+passes every ``hydra.launcher.ray.init`` key to ``ray.init`` (with its own ``object_store_memory``), and Ray refuses
+such local-only resource arguments from a client of an existing cluster."""
 
 from __future__ import annotations
 
@@ -29,11 +25,11 @@ LOCAL_ONLY_INIT_ARGS = tuple(
 
 
 def ray_init_args(init: dict) -> dict:
-    """``init`` as ``ray.init`` takes it: unchanged for a new local Ray, without the local-only
-    arguments (said once in the log) when it joins a running cluster."""
+    """``init`` as ``ray.init`` takes it: for a new local Ray with the plugin's small object store (jobs pass only
+    configs), for a running cluster without the local-only arguments (said once in the log)."""
     init = {k: v for k, v in init.items() if v is not None}
     if not init.get("address"):
-        return init
+        return {"object_store_memory": 78643200, **init}
     dropped = sorted(k for k in init if k in LOCAL_ONLY_INIT_ARGS)
     if dropped:
         log.info(f"joining the Ray cluster at {init['address']}: its own resources apply; ignoring {dropped}")
@@ -41,18 +37,12 @@ def ray_init_args(init: dict) -> dict:
 
 
 class RayClusterLauncher(RayLauncher):
-    """hydra-ray-launcher's RayLauncher that can join a running Ray cluster."""
-
     def start(self) -> None:
-        """Start (or join) Ray once, before several threads launch jobs through this launcher."""
+        """Start (or join) Ray once, before several threads launch jobs (the plugin's own start then finds it)."""
         import ray
 
-        init = OmegaConf.to_container(self.ray_cfg.init, resolve=True)
-        if not ray.is_initialized():  # the plugin's own start then finds Ray running
-            if init.get("address"):
-                ray.init(**ray_init_args(init))
-            else:  # a local Ray: the plugin's small object store default (jobs pass only configs)
-                ray.init(**{"object_store_memory": 78643200, **init})
+        if not ray.is_initialized():
+            ray.init(**ray_init_args(OmegaConf.to_container(self.ray_cfg.init, resolve=True)))
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         self.start()

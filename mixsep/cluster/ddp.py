@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import lightning as L
+import torch.distributed as dist
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import open_dict, read_write
@@ -16,40 +17,38 @@ from omegaconf import open_dict, read_write
 from mixsep.errors import ConfigError
 
 
+def _set_run_dir(run_dir: str) -> None:
+    hydra = HydraConfig.get()
+    with read_write(hydra), open_dict(hydra):
+        hydra.run.dir = run_dir  # Lightning adds hydra.run.dir=<this> to the children's command line
+
+
 @contextlib.contextmanager
 def ddp_children_run_this_job(trainer: L.Trainer, out: Path) -> Iterator[None]:
-    """Under ``-m``, Lightning's DDP starts its children with this process's ``sys.argv``, which would
-    re-launch the whole sweep from every child. For the length of the job, the command line becomes
-    this one job (its overrides, its folder), so the children join it as ranks 1..N-1."""
+    """Under ``-m``, Lightning's DDP starts its children with this process's ``sys.argv``, which would re-launch the
+    whole sweep from every child: for the job's length the command line is this job's (its overrides, its folder)."""
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     # Lightning starts the other processes itself (DDP over local devices, not under SLURM's srun)
     launches = trainer.world_size > 1 and not trainer.strategy.cluster_environment.creates_processes_externally
     if not multirun or not launches:
         yield
         return
-    import __main__
-
-    if getattr(getattr(__main__, "__spec__", None), "name", None) != "mixsep.run":
+    if getattr(sys.modules["__main__"].__spec__, "name", None) != "mixsep.run":
         raise ConfigError(
             "DDP over several devices inside a job of this launcher cannot start its processes. Give each "
             "job one device (trainer.devices=1, as hydra/launcher=gpus does), or let SLURM start one process "
             "per device (hydra/launcher=slurm with hydra.launcher.tasks_per_node=trainer.devices)."
         )
-    hc = HydraConfig.get()
-    saved_argv, saved_dir, saved_env = sys.argv, hc.run.dir, dict(os.environ)
-    sys.argv = [saved_argv[0], *hc.overrides.task]
-    with read_write(hc), open_dict(hc):
-        hc.run.dir = str(out)  # Lightning adds hydra.run.dir=<this> to the children's command line
+    saved_argv, saved_dir, saved_env = sys.argv, HydraConfig.get().run.dir, dict(os.environ)
+    sys.argv = [saved_argv[0], *HydraConfig.get().overrides.task]
+    _set_run_dir(str(out))
     try:
         yield
     finally:
         # the next job in this process starts its own DDP: no process group, no LOCAL_RANK/MASTER_PORT left
-        import torch.distributed as dist
-
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
         os.environ.clear()
         os.environ.update(saved_env)
         sys.argv = saved_argv
-        with read_write(hc), open_dict(hc):
-            hc.run.dir = saved_dir
+        _set_run_dir(saved_dir)

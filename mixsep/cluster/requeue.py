@@ -1,13 +1,6 @@
-"""A job that a scheduler stops early: save its whole training state at the signal, let submitit re-queue it.
-
-SLURM warns a job ``signal_delay_s`` before its time limit, and on pre-emption, with submitit's signal
-(USR2; hydra.launcher.signal_delay_s). submitit's own handler then calls its launcher's ``checkpoint()`` (the same
-job, submitted again), re-queues the job (``scontrol requeue``) and exits. While fitting, mixsep defers that
-handler to the next training-batch boundary, where it first writes ``last.ckpt`` (weights, optimiser, schedule,
-loop position, best record, EMA, the epoch's pair position), so the next allocation resumes from that very batch.
-SIGTERM without that signal (``scontrol requeue``, ``scancel``, a kill at the time limit) is caught by Lightning's
-own handler; the state is saved the same way. The job's record of either stop is its ``Job`` (cluster/job.py).
-"""
+"""A job that a scheduler stops early: its whole training state saved at the next batch boundary after submitit's
+warning signal (USR2; then submitit's own handler re-queues it) or a SIGTERM (Lightning's handler notes it). The
+job's record of either stop is its ``Job`` (cluster/job.py)."""
 
 from __future__ import annotations
 
@@ -33,8 +26,8 @@ def requeue_count() -> int:
 
 
 def submitits_handler() -> tuple:
-    """submitit's re-queue handler and the scheduler's warning signal it is bound to (USR2 unless
-    ``SUBMITIT_PREEMPT_SIGNAL`` says otherwise), when this process is a submitit job; else ``(None, None)``."""
+    """submitit's re-queue handler and the warning signal it is bound to (``JobEnvironment.USR_SIG``) in a submitit
+    job; else ``(None, None)``."""
     try:
         from submitit import JobEnvironment
         from submitit.core.job_environment import SignalHandler
@@ -46,8 +39,8 @@ def submitits_handler() -> tuple:
 
 
 def slurm_will_requeue() -> bool:
-    """After a SIGTERM: does SLURM hold this job for another allocation (``scontrol requeue``, pre-emption)
-    rather than end it (``scancel``, the time limit)? A re-queue has already raised its restart count."""
+    """After a SIGTERM: does SLURM hold this job for another allocation (``scontrol requeue``, pre-emption) rather
+    than end it (``scancel``, the time limit)? A re-queue has already raised its restart count."""
     job = slurm_job_id()
     if not job:
         return False
@@ -60,14 +53,12 @@ def slurm_will_requeue() -> bool:
 
 
 class SaveOnSignal(L.Callback):
-    """Write ``last.ckpt`` at the next batch boundary after a scheduler's warning or SIGTERM, then let the
-    job be re-queued (submitit) or end, recorded in its ``job``. Outside a scheduler it acts on SIGTERM only
-    (``cancelled``).
+    """Write ``last.ckpt`` at the next batch boundary after a scheduler's warning or a SIGTERM, then let the job be
+    re-queued (submitit) or end, recorded in its ``job``.
 
-    Neither framework saves at a batch boundary: submitit's handler re-queues and exits where the signal lands,
-    and Lightning's ``SLURMEnvironment(auto_requeue=True)`` saves inside its handler, mid-step, and is not installed
-    where submitit's handler is (tests/cluster/test_requeue.py shows each). While fitting, the job (``Job``) holds
-    the warning for this callback, which saves and then calls submitit's handler."""
+    The gaps it fills (tests/cluster/test_requeue.py): submitit's handler re-queues and exits mid-step, saving
+    nothing; Lightning's ``SLURMEnvironment(auto_requeue=True)`` saves inside its handler, mid-step, and is not
+    installed where submitit's handler is."""
 
     def __init__(self, job, dirpath: str, filename: str = "last") -> None:
         self.job = job
@@ -81,16 +72,14 @@ class SaveOnSignal(L.Callback):
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if isinstance(exception, SIGTERMException) and not self.job.stopping:
-            # Lightning's own check came first: a SIGTERM after this callback's batch end (during a later
-            # callback or validation). Lightning resumes a checkpoint made mid-validation, so save here too.
+            # Lightning's own check came first (a SIGTERM during a later callback or validation): save here too
             if trainer.state.fn == TrainerFn.FITTING:
                 self._save(trainer)
             self.job.record_sigterm()
         self._outside_fit()
 
     def _outside_fit(self) -> None:
-        """After fit a warning re-queues at once (the next allocation resumes from the finished fit); one
-        that came after the last training batch is acted on now."""
+        """A warning that came after the last training batch is acted on now (the next allocation resumes)."""
         self.job.fitting = False
         if self.job.warned:
             self.job.requeue_now()

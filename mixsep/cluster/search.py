@@ -1,7 +1,6 @@
-"""A job that is a trial of an Optuna search (``hparams_search=optuna``, mixsep's sweeper): where its study lives,
-its trial, and the callback that reports the validation objective to the trial after every validation and stops
-the run when the study's pruner says so. The sweeper (hydra_plugins/mixsep_plugins/optuna_sweeper.py) and the jobs
-find the study the same way, so a job on another machine of a shared file system reaches it too."""
+"""A job that is a trial of an Optuna search (mixsep's sweeper, hydra_plugins/mixsep_plugins/optuna_sweeper.py):
+its study, found as the sweeper finds it (a job on another machine of a shared file system reaches it too), its
+trial, and the callback that reports the validation objective to the trial and stops the run when pruned."""
 
 from __future__ import annotations
 
@@ -10,6 +9,8 @@ import math
 from pathlib import Path
 
 import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
 
 log = logging.getLogger("mixsep")
 
@@ -18,8 +19,8 @@ TRIAL_KEY = "hydra.job.env_set.MIXSEP_OPTUNA_TRIAL"  # the trial a job runs: set
 
 
 def open_storage(storage: str | None, sweep_dir: Path):
-    """The study's storage: ``storage`` as given (``sqlite:///...``, a database URL), or by default Optuna's
-    journal file in the sweep folder, which many processes on a shared file system can write at once."""
+    """``storage`` as given (``sqlite:///...``, a database URL), else Optuna's journal file in the sweep folder,
+    which many processes on a shared file system can write at once."""
     if storage:
         return storage
     from optuna.storages import JournalStorage
@@ -30,37 +31,28 @@ def open_storage(storage: str | None, sweep_dir: Path):
 
 
 def this_jobs_trial():
-    """The Optuna trial this job runs, when it is a trial of a search with a pruner; else None."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+    """The Optuna trial this job runs, when the sweeper launched it in a search with a pruner; else None."""
+    if not HydraConfig.initialized():
         return None
     hc = HydraConfig.get()
-    sweeper = hc.sweeper
-    ours = str(sweeper.get("_target_", "")).endswith("mixsep_plugins.optuna_sweeper.OptunaSweeper")
-    if not ours or sweeper.get("pruner") is None:
+    number = hc.job.env_set.get(TRIAL_KEY.rpartition(".")[2])  # absent: another sweeper's job, or a run by hand
+    if number is None or hc.sweeper.get("pruner") is None:
         return None
     import optuna
-    from hydra.utils import instantiate
 
-    number = hc.job.env_set.get(TRIAL_KEY.rpartition(".")[2])
-    if number is None:
-        return None  # launched by another sweeper's config, or by hand: no trial to report to
     sweep_dir = Path(str(hc.sweep.dir))
-    name = sweeper.get("study_name") or sweep_dir.name  # as the sweeper names it
-    storage = optuna.storages.get_storage(open_storage(sweeper.get("storage"), sweep_dir))
-    # the study's pruner lives in the sweeper's config: the job decides with the same one
-    study = optuna.load_study(study_name=name, storage=storage, pruner=instantiate(sweeper.pruner))
+    name = hc.sweeper.get("study_name") or sweep_dir.name  # as the sweeper names it
+    storage = optuna.storages.get_storage(open_storage(hc.sweeper.get("storage"), sweep_dir))
+    # the job decides with the study's pruner, from the sweeper's config
+    study = optuna.load_study(study_name=name, storage=storage, pruner=instantiate(hc.sweeper.pruner))
     trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(name), int(number))
     return optuna.trial.Trial(study, trial_id)
 
 
 class ReportToTrial(L.Callback):
-    """In a trial of a search with a pruner (``this_jobs_trial``, found in ``setup``; elsewhere it does nothing):
-    after every validation, the validation objective (``monitor``, a ``val/...`` score) goes to the trial as its
-    intermediate value at that epoch; when the study's pruner prunes the trial, training stops at the end of the
-    epoch and fit ends in ``optuna.TrialPruned`` with the step, epoch and value (the job records it as pruned)."""
+    """In a trial of a search with a pruner (elsewhere it does nothing): after every validation of fit, ``monitor``
+    goes to the trial as its value at that epoch; when the pruner prunes the trial, training stops at the end of
+    the epoch and fit ends in ``optuna.TrialPruned`` with the step, epoch and value (the job records it pruned)."""
 
     def __init__(self, monitor: str) -> None:
         self.monitor, self.trial = monitor, None

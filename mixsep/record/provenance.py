@@ -1,6 +1,5 @@
-"""Which code produced a result: the git commit (and whether the tree had uncommitted changes), the versions of
-mixsep and of the stack it ran on, and the command line as typed. Recorded in metrics.json, status.json and the
-loggers' config; ``mixsep.report`` shows the short commit."""
+"""Which code produced a result: the git commit (and whether tracked files had changes), the versions of mixsep
+and its stack, and the command line as typed; ``mixsep.report`` shows the short commit."""
 
 from __future__ import annotations
 
@@ -12,12 +11,14 @@ from importlib import metadata
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("torch", "lightning", "torchmetrics", "hydra-core")
+PACKAGES = ("mixsep", "torch", "lightning", "torchmetrics", "hydra-core")
 
 
-def _git(*args: str) -> str | None:
+def _git_commit() -> str | None:
+    """``<full commit>`` or ``<full commit>-dirty`` (tracked files changed), None outside a git checkout."""
+    command = ["git", "describe", "--always", "--dirty", "--abbrev=40", "--exclude=*"]
     try:
-        done = subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10, check=False)
+        done = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout.strip() if done.returncode == 0 else None
@@ -33,18 +34,14 @@ def _version(package: str) -> str | None:
 @functools.cache
 def code_version() -> dict:
     """The commit and versions (the same for the whole life of a process)."""
-    commit = _git("rev-parse", "HEAD")
-    if commit is None:
+    described = _git_commit()
+    if described is None:
         git = {"git_commit": None, "git_dirty": None, "git_note": f"not a git checkout: {PROJECT_ROOT}"}
     else:
-        changes = _git("status", "--porcelain", "--untracked-files=no")
-        git = {"git_commit": commit, "git_dirty": bool(changes) if changes is not None else None}
-    return {
-        **git,
-        "mixsep_version": _version("mixsep"),
-        "python_version": sys.version.split()[0],
-        **{f"{name.replace('-', '_')}_version": _version(name) for name in PACKAGES},
-    }
+        commit, dirty, _ = described.partition("-dirty")
+        git = {"git_commit": commit, "git_dirty": bool(dirty)}
+    versions = {f"{name.replace('-', '_')}_version": _version(name) for name in PACKAGES}
+    return {**git, **versions, "python_version": sys.version.split()[0]}
 
 
 def provenance() -> dict:
@@ -54,9 +51,7 @@ def provenance() -> dict:
 
 
 def short_commit(record: dict) -> str:
-    """``1a2b3c4`` (``+dirty`` when the tree had uncommitted changes), ``-`` when none was recorded."""
+    """``1a2b3c4`` (``+dirty`` when tracked files had changes), ``-`` when none was recorded."""
     source = record.get("provenance") if isinstance(record.get("provenance"), dict) else record
     commit = source.get("git_commit")
-    if not commit:
-        return "-"
-    return commit[:7] + ("+dirty" if source.get("git_dirty") else "")
+    return commit[:7] + ("+dirty" if source.get("git_dirty") else "") if commit else "-"

@@ -1,10 +1,11 @@
-"""A job's record in its folder: status.json (running, completed, failed, re-queued, cancelled; its heartbeat, and
-``lost`` when the process is gone) and the folder lock that keeps two live jobs out of one folder. The job that
-writes them: cluster/job.py."""
+"""A job's record in its folder: status.json (running, completed, failed, pruned, requeued, cancelled; ``lost``
+when the process is gone) and the folder lock that keeps two live jobs out of one folder. The job that writes
+them: cluster/job.py."""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import socket
@@ -28,15 +29,8 @@ def _pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # another user's live process
-        return True
+        pass
     return True
-
-
-def _age_seconds(stamp: str | None) -> float | None:
-    try:
-        return (datetime.now(timezone.utc) - datetime.fromisoformat(stamp)).total_seconds()
-    except (TypeError, ValueError):
-        return None
 
 
 def effective_status(record: dict) -> str:
@@ -48,26 +42,22 @@ def effective_status(record: dict) -> str:
     pid = record.get("pid")
     if record.get("host") == socket.gethostname() and isinstance(pid, int) and not _pid_alive(pid):
         return "lost"
-    age = _age_seconds(record.get("heartbeat") or record.get("time"))
-    return "lost" if age is not None and age > LOST_AFTER_SECONDS else status
-
-
-class FolderInUse(ConfigError):
-    pass
+    try:  # a naive or malformed time (a record from elsewhere) says nothing
+        age = datetime.now(timezone.utc) - datetime.fromisoformat(record.get("heartbeat") or record.get("time"))
+    except (TypeError, ValueError):
+        return status
+    return "lost" if age.total_seconds() > LOST_AFTER_SECONDS else status
 
 
 class FolderLock:
-    """This job's claim on its run folder: an exclusive ``flock`` on ``<run dir>/.mixsep.lock`` for the life of
-    the job, released by the kernel when the process ends (a kill -9 included), so the folder of a dead job is
-    free to resume at once. A live process's folder is refused, naming its host and pid; a job on another host
-    (a shared file system without working locks) is refused while its heartbeat is fresh."""
+    """This job's claim on its run folder: an exclusive ``flock`` on ``<run dir>/.mixsep.lock``, which the kernel
+    releases when the process ends (kill -9 included). A live process's folder is refused, naming its host and pid;
+    a job on another host (a shared file system without working locks), while its heartbeat is fresh."""
 
     def __init__(self, out: Path) -> None:
         self.out, self.fd = out, None
 
     def acquire(self) -> None:
-        import fcntl
-
         status = read_json(self.out / "status.json")
         if (
             status.get("status") == "running"
@@ -75,27 +65,30 @@ class FolderLock:
             and effective_status(status) == "running"
             and not (slurm_job_id() and status.get("slurm_job_id") == slurm_job_id())  # this job, re-queued
         ):
-            raise FolderInUse(self._refusal(status))
-        check_writable(self.out)
-        try:
-            fd = os.open(self.out / ".mixsep.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as err:
-            raise ConfigError(f"cannot write to the run folder {self.out} ({err.strerror or err})") from err
+            raise ConfigError(self._refusal(status))
+        fd = self._open()
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            owner = os.read(fd, 4096).decode(errors="replace")
             os.close(fd)
-            try:
-                holder = json.loads(owner)
-            except (ValueError, RecursionError):
-                holder = {}
-            holder = holder if isinstance(holder, dict) else {}
-            raise FolderInUse(self._refusal(holder)) from None
+            raise ConfigError(self._refusal(read_json(self.out / ".mixsep.lock"))) from None
         self.fd = fd
         with contextlib.suppress(OSError):  # who holds it, for the refusal; a full disk leaves it unsaid
             os.ftruncate(fd, 0)
             os.write(fd, json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": now_iso()}).encode())
+
+    def _open(self) -> int:
+        """The lock file, in a run folder that takes files; nothing already in it is touched."""
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.out, prefix=".write-test-"):
+                pass
+            return os.open(self.out / ".mixsep.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise ConfigError(
+                f"cannot write to the run folder {self.out} ({err.strerror or err}). Choose a writable one: "
+                "hydra.run.dir=... (hydra.sweep.dir=... under -m)."
+            ) from err
 
     def _refusal(self, holder: dict) -> str:
         return (
@@ -116,18 +109,18 @@ TEXT = (str, type(None))
 # the fields of status.json that mixsep reads, with the types it writes them as (job.py)
 STATUS_KINDS = {
     "status": (str,),
-    "pid": (int, type(None)),
-    "host": TEXT,
-    "heartbeat": TEXT,
-    "time": TEXT,
-    "step": (int, type(None)),
-    "epoch": (int, type(None)),
     "value": (*NUMBER, type(None)),
-    "error": TEXT,
-    "reason": TEXT,
-    "requeues": (int, type(None)),
-    "optimized_metric": TEXT,
-    "since": TEXT,
+    **dict.fromkeys(("pid", "step", "epoch", "requeues"), (int, type(None))),
+    **dict.fromkeys(("host", "heartbeat", "time", "error", "reason", "optimized_metric", "since"), TEXT),
+}
+JSON_NAMES = {
+    bool: "true/false",
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    list: "a list",
+    dict: "an object",
+    type(None): "null",
 }
 
 Kinds = dict[str, "tuple[type, ...] | Kinds"]
@@ -165,7 +158,7 @@ def load_record(path: Path, kinds: Kinds) -> dict:
 def kind_problem(value: object, kinds: Kinds, where: str = "") -> str | None:
     """What in ``value`` (a JSON object) does not have the type ``kinds`` gives it; None when all do."""
     if not isinstance(value, dict):
-        return f"{_json_kind(value)}, not a JSON object"
+        return f"{JSON_NAMES.get(type(value), 'an object')}, not a JSON object"
     for key, field in value.items():
         wanted = kinds.get(key) or next((k for p, k in kinds.items() if p.endswith("/") and key.startswith(p)), None)
         if isinstance(wanted, dict) and isinstance(field, dict):
@@ -175,20 +168,10 @@ def kind_problem(value: object, kinds: Kinds, where: str = "") -> str | None:
             continue
         wanted = (dict,) if isinstance(wanted, dict) else wanted
         if wanted is not None and (not isinstance(field, wanted) or isinstance(field, bool) and bool not in wanted):
-            names = " or ".join(_type_name(t) for t in wanted)
-            return f"its field {where}{key} is {_json_kind(field)} ({json.dumps(field)[:40]}), not {names}"
+            names = " or ".join(JSON_NAMES.get(t, t.__name__) for t in wanted)
+            found = JSON_NAMES.get(type(field), "an object")
+            return f"its field {where}{key} is {found} ({json.dumps(field)[:40]}), not {names}"
     return None
-
-
-def _type_name(kind: type) -> str:
-    return {str: "a string", int: "an integer", float: "a number", dict: "an object", type(None): "null"}.get(
-        kind, kind.__name__
-    )
-
-
-def _json_kind(value: object) -> str:
-    kinds = {bool: "true/false", str: "a string", int: "an integer", float: "a number", list: "a list"}
-    return "null" if value is None else kinds.get(type(value), "an object")
 
 
 def read_json(path: Path) -> dict:
@@ -201,16 +184,3 @@ def read_json(path: Path) -> dict:
 
 def write_record(out: Path, record: dict) -> None:
     write_text_atomically(out / "status.json", json.dumps(record, indent=2, default=str) + "\n")
-
-
-def check_writable(out: Path) -> None:
-    """The run folder must take files; nothing already in it is touched."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
-            pass
-    except OSError as err:
-        raise ConfigError(
-            f"cannot write to the run folder {out} ({err.strerror or err}). Choose a writable one: "
-            "hydra.run.dir=... (hydra.sweep.dir=... under -m)."
-        ) from err

@@ -15,14 +15,13 @@ from hydra.types import RunMode
 
 
 def slurm_job_id() -> str | None:
-    """This job's SLURM id as ``scontrol``/``squeue`` name it: ``ARRAY_TASK`` for a task of a job array
-    (a sweep's jobs), whose bare SLURM_JOB_ID may also name the whole array."""
+    """This job's SLURM id as ``scontrol`` names it: ``ARRAY_TASK`` for a task of a job array (a sweep's jobs)."""
     array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
     return f"{array}_{task}" if array and task else os.environ.get("SLURM_JOB_ID")
 
 
 def scheduler_fields() -> dict:
-    """What a user watching a sweep wants in status.json: which cluster job, which GPUs."""
+    """Which cluster job, which GPUs (those it has)."""
     fields = {"slurm_job_id": slurm_job_id(), "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
     return {k: v for k, v in fields.items() if v}
 
@@ -33,9 +32,8 @@ def now_iso() -> str:
 
 @functools.cache
 def run_id() -> str:
-    """The unique part of this process's run folder name (``${mixsep_run_id:}`` in conf/hydra/default.yaml):
-    the scheduler's job id where there is one (so a re-queued job finds its folder again), else 6 random hex
-    digits (processes started in the same instant, on one host or many, get different folders)."""
+    """The unique part of this process's run folder name (``${mixsep_run_id:}``): the SLURM job id (a re-queued
+    job finds its folder again), else 6 random hex digits (runs started in the same instant differ)."""
     job = slurm_job_id()
     return f"job{job}" if job else secrets.token_hex(3)
 
@@ -71,11 +69,8 @@ def where_it_ran(trainer) -> dict:
 
 def ray_cluster() -> dict:
     """The Ray cluster a job of hydra/launcher=gpus ran in (its GCS address and node), else nothing."""
-    if "ray" not in sys.modules:
-        return {}
-    import ray
-
-    if not ray.is_initialized():
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
         return {}
     context = ray.get_runtime_context()
     return {"ray_gcs_address": context.gcs_address, "ray_node_id": context.get_node_id()}
