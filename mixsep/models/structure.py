@@ -1,13 +1,8 @@
-"""What the problem's structure gives every family for free, as switches of one output head.
-
-The digit is gray (one channel, repeated); the mixture is known, so ``cifar = 2·mix − mnist`` makes
-``(gray_hat + color_hat) / 2 == mix`` exact; every pixel's gray value has a feasible interval (both sources
-in [0, 1]); and a 28×28 digit resized to 32×32 by PIL's bilinear filter lies in the range of a fixed linear map.
-"""
+"""What the problem's structure gives every family, as switches of one output head: the digit is gray, the mixture
+is known (``cifar = 2·mix − mnist``), each pixel's gray value has a feasible interval (both sources in [0, 1]), and a
+28×28 digit resized to 32×32 by PIL's bilinear filter lies in the range of a fixed linear map."""
 
 from __future__ import annotations
-
-import functools
 
 import numpy as np
 import torch
@@ -18,21 +13,17 @@ from mixsep.errors import ConfigError
 CONSISTENCY = ("exact", "none")
 
 
-def feasible_gray_bounds(mix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-pixel interval that the gray MNIST value m must lie in for CIFAR = 2·mix − m to be in [0, 1].
-
-    For every channel c: 0 <= 2·mix_c − m <= 1, so max_c(2·mix_c) − 1 <= m <= min_c(2·mix_c); and m in [0, 1].
-    """
-    two_mix = 2 * mix
-    lo = (two_mix.amax(1, keepdim=True) - 1).clamp(min=0)
-    hi = two_mix.amin(1, keepdim=True).clamp(max=1)
-    return lo, torch.maximum(lo, hi)
-
-
 def feasible_bounds(mix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The same interval for a three-channel MNIST estimate, channel by channel."""
+    """Per channel, the interval the MNIST value m must lie in for CIFAR = 2·mix − m and m to lie in [0, 1]."""
     two_mix = 2 * mix
     return (two_mix - 1).clamp(min=0), two_mix.clamp(max=1)
+
+
+def feasible_gray_bounds(mix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The interval of a gray MNIST value (one channel): the intersection of the channels' intervals."""
+    lo, hi = feasible_bounds(mix)
+    lo = lo.amax(1, keepdim=True)
+    return lo, torch.maximum(lo, hi.amin(1, keepdim=True))
 
 
 def structured_input(mix: torch.Tensor) -> torch.Tensor:
@@ -41,21 +32,16 @@ def structured_input(mix: torch.Tensor) -> torch.Tensor:
     return torch.cat([mix, mix.mean(1, keepdim=True), lo, hi], dim=1) * 2 - 1
 
 
-@functools.cache
-def _resize_projector(small: int = 28, large: int = 32) -> np.ndarray:
-    """(large, large) orthogonal projector onto the range of PIL's bilinear small→large resize along one axis.
-
-    PIL's filter is linear and separable: resizing unit rows gives its (large, small) matrix A exactly, and a
-    resized image is A·X·Aᵀ (before rounding to 8 bits), so P·Y·Pᵀ with P = A(AᵀA)⁻¹Aᵀ is the nearest such image.
-    """
+def resize_projector(small: int = 28, large: int = 32) -> torch.Tensor:
+    """(large, large) float32: the orthogonal projector onto the range of PIL's bilinear small→large resize along
+    one axis. The filter is linear and separable: resizing unit rows gives its (large, small) matrix A exactly, a
+    resized image is A·X·Aᵀ (before rounding to 8 bits), and P = A(AᵀA)⁻¹Aᵀ maps any image Y to the nearest, P·Y·Pᵀ."""
     from PIL import Image
 
-    a = np.zeros((large, small))
-    for j in range(small):
-        row = np.zeros((1, small), np.float32)
-        row[0, j] = 1
-        a[:, j] = np.asarray(Image.fromarray(row, mode="F").resize((large, 1), Image.BILINEAR))[0]
-    return a @ np.linalg.solve(a.T @ a, a.T)
+    unit_rows = np.eye(small, dtype=np.float32)[:, None]
+    rows = [Image.fromarray(row, mode="F").resize((large, 1), Image.BILINEAR) for row in unit_rows]
+    a = torch.tensor(np.stack([np.asarray(row)[0] for row in rows], axis=1), dtype=torch.float64)
+    return (a @ torch.linalg.solve(a.T @ a, a.T)).float()
 
 
 class SourceHead(nn.Module):
@@ -94,16 +80,11 @@ class SourceHead(nn.Module):
             implied = 2 * mix - cifar
             mnist = (mnist + (implied.mean(1, keepdim=True) if self.gray else implied)) / 2
         elif self.consistency == "none":
-            raise ConfigError(
-                "a single decoder needs model.net.consistency=exact: its colour estimate is 2·mix − mnist"
-            )
-        mnist = self._constrain(mix, mnist)
+            raise ConfigError("a single decoder needs model.net.consistency=exact (its colour estimate: 2·mix − mnist)")
+        lo, hi = feasible_gray_bounds(mix) if self.gray else feasible_bounds(mix)
+        mnist = constrain(mnist, lo, hi, self.interval, self.projector if self.resize_range else None)
         mnist = mnist.expand(-1, 3, -1, -1)
         return mnist, 2 * mix - mnist
-
-    def _constrain(self, mix: torch.Tensor, mnist: torch.Tensor) -> torch.Tensor:
-        lo, hi = feasible_gray_bounds(mix) if self.gray else feasible_bounds(mix)
-        return constrain(mnist, lo, hi, self.interval, self.projector if self.resize_range else None)
 
 
 def constrain(
@@ -115,12 +96,5 @@ def constrain(
     for _ in range(rounds):
         gray = projector @ gray @ projector.T
         if interval:
-            gray = torch.minimum(torch.maximum(gray, lo), hi)
-    if interval and not rounds:
-        gray = torch.minimum(torch.maximum(gray, lo), hi)
-    return gray
-
-
-def resize_projector() -> torch.Tensor:
-    """(32, 32) float32: the projector onto the range of PIL's bilinear 28→32 resize, along one axis."""
-    return torch.from_numpy(_resize_projector()).float()
+            gray = gray.clamp(lo, hi)
+    return gray.clamp(lo, hi) if interval and not rounds else gray
