@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -20,18 +20,15 @@ def write_atomically(
     ``keep_suffix``: the temporary file ends like ``path`` (writers that pick the format by suffix: PIL)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-", suffix=path.suffix if keep_suffix else "")
-    os.close(fd)
+    tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(8)}{path.suffix if keep_suffix else ''}")
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # new, ours; the umask applies as open()'s
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # as open() would create it (mkstemp's files are private)
-        write(Path(tmp))
+        write(tmp)
         if durable:
             _fsync(tmp)
         os.replace(tmp, path)
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
     if durable:
         with contextlib.suppress(OSError):  # not every file system syncs a folder
             _fsync(path.parent)

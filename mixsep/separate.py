@@ -135,10 +135,8 @@ def separate_files(files: list[Path], out: Path, options: argparse.Namespace) ->
         for path in files[start : start + batch]:
             try:
                 read[path] = read_mix(path, options.resize, say)
-            except MixsepError as err:
-                failed.append(str(err))
-            except Exception as err:  # unreadable: skipped, the others still processed
-                failed.append(f"{path}: unreadable ({type(err).__name__}: {err})")
+            except Exception as err:  # skipped, the others still processed (read_image says why it cannot read one)
+                failed.append(str(err) if isinstance(err, MixsepError) else f"{path}: unreadable ({err!r})")
         if not read:
             continue
         mixes = np.stack([mix for mix, _ in read.values()])
