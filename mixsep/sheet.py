@@ -3,22 +3,10 @@ Drawn with PIL alone: a sheet of a few dozen images in an eighth of matplotlib's
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-
-
-def _font(size: int = 11) -> ImageFont.ImageFont:
-    """matplotlib's DejaVu Sans (found, not imported), else PIL's own."""
-    spec = importlib.util.find_spec("matplotlib")
-    folders = (spec.submodule_search_locations or []) if spec else []
-    for folder in folders:
-        path = Path(folder) / "mpl-data" / "fonts" / "ttf" / "DejaVuSans.ttf"
-        if path.is_file():
-            return ImageFont.truetype(str(path), size)
-    return ImageFont.load_default(size)
 
 
 def to_uint8(images) -> np.ndarray:
@@ -40,13 +28,12 @@ def to_png(image, path: Path, size: tuple[int, int] = (32, 32)) -> None:
 def save_samples(path: str | Path, columns: list, titles: tuple[str, ...], row_labels=None, scale: int = 4) -> None:
     """``columns``: images (B, 3, H, W) in [0, 1], each pixel drawn as a ``scale`` x ``scale`` block;
     ``row_labels`` (e.g. the input file names) at the left of each row."""
-    font = _font()
-    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    font = ImageFont.load_default(11)  # a scalable font (FreeType), not the fixed bitmap one
     pictures = [to_uint8(c) for c in columns]
     rows, (height, width) = len(pictures[0]), pictures[0].shape[1:3]
     gap, header = 8, 20
-    cell = max(width * scale, *(int(measure.textlength(t, font=font)) + 4 for t in titles))
-    left = max((int(measure.textlength(label, font=font)) + gap for label in row_labels or []), default=0)
+    cell = max(width * scale, *(int(font.getlength(t)) + 4 for t in titles))
+    left = max((int(font.getlength(label)) + gap for label in row_labels or []), default=0)
     sheet = Image.new(
         "RGB", (left + gap + len(columns) * (cell + gap), header + rows * (height * scale + gap)), "white"
     )

@@ -19,37 +19,23 @@ from mixsep.errors import ArgumentParser, ConfigError, MixsepError, positive_int
 from mixsep.files import write_atomically, write_text_atomically
 from mixsep.models.metrics import RANK_SCORE, SOURCES, decimals, image_metrics, score_of
 from mixsep.record.provenance import short_commit
-from mixsep.record.status import STATUS_KINDS, effective_status
+from mixsep.record.status import effective_status
+from mixsep.report import stats
 from mixsep.report.published import prior_table, reported_block
-from mixsep.report.stats import (
-    SCORES_FILE,
-    VAL_SCORES_FILE,
-    bootstrap_mean,
-    pair_psnr,
-    paired_difference,
-    read_scores,
-    unpaired_difference,
-)
 from mixsep.report.sweep import is_sweep, report_sweep
-from mixsep.report.tables import (
-    METRICS_KINDS,
-    failed,
-    interval,
-    markdown_table,
-    minutes,
-    read_record,
-    score_cell,
-    score_columns,
-)
+from mixsep.report.tables import failed, interval, markdown_table, minutes, read_run, score_cell, score_columns
 
 RANK_KEYS = tuple(f"test/{source}_{RANK_SCORE}" for source in SOURCES)
 SCORE_ARRAYS = ("pair", "mnist_psnr", "cifar_psnr")  # what a comparison and an interval need of scores.npz
+BASELINES = {  # trivial separations, scored exactly like the models
+    "baseline: MNIST := 0, CIFAR := clamp(2·mix)": lambda mix: (torch.zeros_like(mix), (2 * mix).clamp(0, 1)),
+    "baseline: both := mix": lambda mix: (mix, mix),
+}
 
 
 def read_runs(dirs: list[str | Path], include_debug: bool = False) -> tuple[list[dict], list[str], list[str]]:
-    """Every run under the folders (a metrics.json; debug runs, ``debug=...``, only with ``include_debug``); a line
-    per run without final scores, saying why (running, lost, failed, re-queued, pruned: its status.json; else its
-    metrics.json); and a line per record left out, not of the kinds mixsep writes (its file and field named)."""
+    """The runs under the folders (debug runs only with ``include_debug``), a line per run without final scores
+    saying why, and a line per record left out (not of the kinds mixsep writes)."""
     runs, unscored, left_out = [], [], []
     for given in map(Path, dirs):
         if given.is_file():
@@ -58,8 +44,7 @@ def read_runs(dirs: list[str | Path], include_debug: bool = False) -> tuple[list
             folders = sorted({p.parent for name in ("metrics.json", "status.json") for p in given.rglob(name)})
             records = [(folder / "metrics.json", folder / "status.json") for folder in folders]
         for metrics_file, status_file in records:
-            metrics = read_record(metrics_file, METRICS_KINDS, left_out)
-            status = read_record(status_file, STATUS_KINDS, left_out) if status_file else None
+            metrics, status = read_run(metrics_file, status_file, left_out)
             if metrics is None:  # left out: read_record says why
                 continue
             folder, debug = metrics_file.parent, bool(metrics.get("debug_mode"))
@@ -76,8 +61,7 @@ def read_runs(dirs: list[str | Path], include_debug: bool = False) -> tuple[list
 
 
 def find_runs(dirs: list[str | Path], ranked_only: bool = True, include_debug: bool = False) -> list[dict]:
-    """Runs under the folders; ``ranked_only``: separators with all four test scores on the whole test
-    set (never a partial test); debug runs (``debug=...``) only with ``include_debug``."""
+    """Runs under the folders; ``ranked_only``: those the leaderboard ranks."""
     return [m for m in read_runs(dirs, include_debug)[0] if not ranked_only or rankable(m)]
 
 
@@ -119,8 +103,7 @@ def run_sources(row: dict) -> str:
 
 
 def sources_cell(row: dict) -> str:
-    """The sources a row was scored on, and those its model was trained on where an evaluation scored it on
-    others."""
+    """The sources a row was scored on, and those its model was trained on where they differ."""
     trained_on = row.get("trained_on")
     if trained_on and trained_on != run_sources(row):
         return f"{run_sources(row)} (trained on {trained_on})"
@@ -139,19 +122,14 @@ def baseline_rows(
         root=data_root, cache_dir=cache_dir, test_pairs=test_pairs, val_holdout=1, gray=gray, color=color
     )
     dm.setup("test")
-    rules = {
-        "baseline: MNIST := 0, CIFAR := clamp(2·mix)": lambda mix: (torch.zeros_like(mix), (2 * mix).clamp(0, 1)),
-        "baseline: both := mix": lambda mix: (mix, mix),
-    }
     rows = []
-    for name, rule in rules.items():
-        metrics = {s: image_metrics() for s in ("mnist", "cifar")}
+    for name, rule in BASELINES.items():
+        metrics = [image_metrics() for _ in SOURCES]
         for batch in dm.test_dataloader():
-            mix, mnist, cifar = dm.make_batch(*batch)
-            gray_hat, color_hat = rule(mix)
-            metrics["mnist"].update(gray_hat, mnist)
-            metrics["cifar"].update(color_hat, cifar)
-        scores = {f"test/{s}_{k}": float(v) for s, coll in metrics.items() for k, v in coll.compute().items()}
+            mix, *targets = dm.make_batch(*batch)
+            for metric, estimate, target in zip(metrics, rule(mix), targets):
+                metric.update(estimate, target)
+        scores = {f"test/{s}_{k}": float(v) for s, m in zip(SOURCES, metrics) for k, v in m.compute().items()}
         row = {"model": name, "experiment": "baseline", "params": 0, "train_seconds": 0, "hardware": "-", "path": "-"}
         rows.append({**row, "test_pairs": len(dm.test_pair_ids), "sources": sources, **scores})
     return rows
@@ -160,34 +138,31 @@ def baseline_rows(
 def run_name(row: dict) -> str:
     """The run folder, relative to the current folder where it lies below it ("-" for a baseline)."""
     path = row.get("path", "-")
-    if path == "-":
-        return path
-    relative = os.path.relpath(path)
+    relative = os.path.relpath(path) if path != "-" else path
     return path if relative.startswith("..") else relative
 
 
 def interval_cells(rows: list[dict]) -> dict[int, tuple[str, str]]:
-    """Per row with per-pair scores (scores.npz): the 95 % bootstrap interval of its mean PSNR (both sources)
-    over the test pairs, and its paired difference from the best such row, with its interval."""
+    """Per row with per-pair scores: the 95 % interval of its mean PSNR, and its paired difference from the best."""
     scored = {i: scores_or_none(r["path"]) for i, r in enumerate(rows) if r.get("path", "-") != "-"}
-    scored = {i: pair_psnr(s) for i, s in scored.items() if s is not None}
+    scored = {i: stats.pair_psnr(s) for i, s in scored.items() if s is not None}
     best = min(scored, key=lambda i: rank_key(rows[i]), default=None)
     cells = {}
     for i, values in scored.items():
         if i == best:
             delta = "best"
         elif len(values) == len(scored[best]):
-            delta = interval(*paired_difference(values, scored[best], n_boot=1000), sign="+")
+            delta = interval(*stats.paired_difference(values, scored[best], n_boot=1000), sign="+")
         else:
             delta = "-"
-        cells[i] = (interval(*bootstrap_mean(values, n_boot=1000)), delta)
+        cells[i] = (interval(*stats.bootstrap_mean(values, n_boot=1000)), delta)
     return cells
 
 
 def scores_or_none(run: str | Path) -> dict[str, np.ndarray] | None:
     """A row's per-pair scores for its interval; a file that cannot give one leaves the row without (said)."""
     try:
-        return read_scores(run, needs=SCORE_ARRAYS)
+        return stats.read_scores(run, needs=SCORE_ARRAYS)
     except MixsepError as err:
         print(f"mixsep.report: no interval for {run}: {err}", file=sys.stderr)
         return None
@@ -219,8 +194,8 @@ def leaderboard(rows: list[dict]) -> str:
 def compare(run_a: str, run_b: str, on: str = "test") -> str:
     """Two runs scored on the same pairs (``on``: test, or val: the validation pairs, where levers are chosen):
     each score with its interval, and the paired difference."""
-    name = SCORES_FILE if on == "test" else VAL_SCORES_FILE
-    a, b = read_scores(run_a, name, SCORE_ARRAYS), read_scores(run_b, name, SCORE_ARRAYS)
+    name = stats.SCORES_FILE if on == "test" else stats.VAL_SCORES_FILE
+    a, b = stats.read_scores(run_a, name, SCORE_ARRAYS), stats.read_scores(run_b, name, SCORE_ARRAYS)
     missing = [r for r, s in ((run_a, a), (run_b, b)) if s is None]
     if missing:
         raise ConfigError(
@@ -230,7 +205,7 @@ def compare(run_a: str, run_b: str, on: str = "test") -> str:
     if len(a["pair"]) != len(b["pair"]):
         raise ConfigError(f"{run_a} and {run_b} were scored on different numbers of test pairs: no paired comparison")
     shared = [k for k in a if k in b and k != "pair"]  # what both runs have (an older run: fewer scores)
-    scores = [("psnr (both)", pair_psnr(a), pair_psnr(b))] + [(k, a[k], b[k]) for k in shared]
+    scores = [("psnr (both)", stats.pair_psnr(a), stats.pair_psnr(b))] + [(k, a[k], b[k]) for k in shared]
     rows = [compared_row(key, x, y) for key, x, y in scores]
     pairs = f"{len(a['pair']):,} {'test' if on == 'test' else 'validation'} pairs"
     head = ["score", "A", "B", "A − B (paired)", "A − B (unpaired)"]
@@ -248,13 +223,13 @@ def compare(run_a: str, run_b: str, on: str = "test") -> str:
 def compared_row(key: str, a: np.ndarray, b: np.ndarray) -> list[str]:
     """A score of both runs with their intervals, and their paired and unpaired differences."""
     d = decimals(key)
-    both = [interval(*bootstrap_mean(a), d), interval(*bootstrap_mean(b), d)]
-    return [key, *both, interval(*paired_difference(a, b), d, "+"), interval(*unpaired_difference(a, b), d, "+")]
+    means = [interval(*stats.bootstrap_mean(x), d) for x in (a, b)]
+    differences = (stats.paired_difference(a, b), stats.unpaired_difference(a, b))
+    return [key, *means, *(interval(*difference, d, "+") for difference in differences)]
 
 
 def bar_chart(path: str | Path, groups: list[tuple[str, int, list[dict]]]) -> None:
-    """One row of panels (PSNR, SSIM) per group of runs ranked together, titled with its test-pair count
-    and source pair; bars labelled with the run folder."""
+    """One row of panels (PSNR, SSIM) per group of runs ranked together; bars labelled with the run folder."""
     from matplotlib.figure import Figure
 
     widest = max(len(rows) for _, _, rows in groups)

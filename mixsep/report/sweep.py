@@ -13,26 +13,17 @@ import yaml
 
 from mixsep.files import write_atomically
 from mixsep.models.metrics import decimals
-from mixsep.record.status import STATUS_KINDS, BadRecord, effective_status
+from mixsep.record.status import BadRecord, effective_status
 from mixsep.report.stats import t_interval
-from mixsep.report.tables import METRICS_KINDS, fmt, markdown_table, read_record, score_cell, score_columns
+from mixsep.report.tables import fmt, markdown_table, read_run, score_cell, score_columns
 
 MAX_SWEEP_YAML_BYTES = 1 << 20  # Hydra's multirun.yaml is a few kB, a job's overrides.yaml a few hundred bytes
 
 
-class _NoAliasLoader(yaml.SafeLoader):
-    """YAML without anchors or aliases (Hydra writes none): an alias can stand for an exponentially large tree."""
-
-    def compose_node(self, parent, index):
-        if self.check_event(yaml.AliasEvent) or getattr(self.peek_event(), "anchor", None) is not None:
-            mark = self.peek_event().start_mark
-            raise yaml.composer.ComposerError(None, None, "an anchor or alias (Hydra writes none)", mark)
-        return super().compose_node(parent, index)
-
-
 def read_sweep_yaml(path: Path) -> object:
     """The YAML in one of a sweep's files (None where there is none); BadRecord when it is over
-    ``MAX_SWEEP_YAML_BYTES``, unreadable, not YAML, or uses anchors/aliases."""
+    ``MAX_SWEEP_YAML_BYTES``, unreadable, not YAML, or has an anchor or alias (Hydra writes none: an alias can stand
+    for an exponentially large tree)."""
     try:
         with open(path, "rb") as f:
             data = f.read(MAX_SWEEP_YAML_BYTES + 1)
@@ -43,7 +34,13 @@ def read_sweep_yaml(path: Path) -> object:
     if len(data) > MAX_SWEEP_YAML_BYTES:
         raise BadRecord(f"{path}: more than {MAX_SWEEP_YAML_BYTES:,} bytes, not a file Hydra wrote")
     try:
-        return yaml.load(data.decode(), Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader, aliases refused)
+        text = data.decode()
+        for token in yaml.scan(text, Loader=yaml.SafeLoader):
+            if isinstance(token, (yaml.AnchorToken, yaml.AliasToken)):
+                raise yaml.MarkedYAMLError(
+                    problem="an anchor or alias (Hydra writes none)", problem_mark=token.start_mark
+                )
+        return yaml.safe_load(text)
     except yaml.MarkedYAMLError as err:
         where = f"line {err.problem_mark.line + 1}: " if err.problem_mark else ""
         raise BadRecord(f"{path}: not YAML Hydra writes ({where}{str(err.problem)[:80]})") from err
@@ -68,8 +65,7 @@ def load_job(folder: Path) -> dict:
         job["overrides"] = {key.lstrip("+~"): value for key, value in pairs}
     except BadRecord as err:
         job["overrides_problem"] = str(err)
-    metrics = read_record(folder / "metrics.json", METRICS_KINDS, problems)
-    record = read_record(folder / "status.json", STATUS_KINDS, problems) if not problems else None
+    metrics, record = read_run(folder / "metrics.json", folder / "status.json", problems)
     if problems:  # its row says so; the others are still shown
         return {**job, "metrics": {}, "record": {"error": problems[0]}, "status": "left out"}
     state = effective_status(record) if record else ("completed" if metrics else "unknown")

@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 
 from mixsep.models.metrics import SCORES, SOURCES, decimals, heading
-from mixsep.record.status import NUMBER, TEXT, BadRecord, load_record
+from mixsep.record.status import NUMBER, STATUS_KINDS, TEXT, BadRecord, load_record
 
 SCORE = (*NUMBER, type(None))  # null: a score that gave no finite mean
 # the fields of a metrics.json the reports read, with the types mixsep writes them as (run.py, evaluate.py)
@@ -20,14 +20,17 @@ METRICS_KINDS = {
 }
 
 
-def read_record(path: Path, kinds: dict, left_out: list[str]) -> dict | None:
-    """The JSON object in ``path`` ({} where there is none); None where it is not of the kinds mixsep writes, the
-    reason (its file and field named) added to ``left_out``."""
-    try:
-        return load_record(path, kinds)
-    except BadRecord as err:
-        left_out.append(str(err))
-        return None
+def read_run(metrics_file: Path, status_file: Path | None, left_out: list[str]) -> tuple[dict | None, dict | None]:
+    """A run's metrics.json and status.json, each {} where there is none, None where it is not of the kinds mixsep
+    writes (the reason, its file and field named, added to ``left_out``)."""
+    records = []
+    for path, kinds in ((metrics_file, METRICS_KINDS), (status_file, STATUS_KINDS)):
+        try:
+            records.append(load_record(path, kinds) if path else {})
+        except BadRecord as err:
+            left_out.append(str(err))
+            records.append(None)
+    return records[0], records[1]
 
 
 def markdown_table(head: list[str], rows: list[list], align: str = "") -> str:
