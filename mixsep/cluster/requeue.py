@@ -26,8 +26,7 @@ def requeue_count() -> int:
 
 
 def submitits_handler() -> tuple:
-    """submitit's re-queue handler and the warning signal it is bound to (``JobEnvironment.USR_SIG``) in a submitit
-    job; else ``(None, None)``."""
+    """submitit's re-queue handler and its signal (``JobEnvironment.USR_SIG``) in a submitit job, else Nones."""
     try:
         from submitit import JobEnvironment
         from submitit.core.job_environment import SignalHandler

@@ -19,8 +19,7 @@ TRIAL_KEY = "hydra.job.env_set.MIXSEP_OPTUNA_TRIAL"  # the trial a job runs: set
 
 
 def open_storage(storage: str | None, sweep_dir: Path):
-    """``storage`` as given (``sqlite:///...``, a database URL), else Optuna's journal file in the sweep folder,
-    which many processes on a shared file system can write at once."""
+    """``storage`` as given (a database URL), else Optuna's journal file in the sweep folder (shared file systems)."""
     if storage:
         return storage
     from optuna.storages import JournalStorage

@@ -127,14 +127,12 @@ Kinds = dict[str, "tuple[type, ...] | Kinds"]
 
 
 class BadRecord(ValueError):
-    """A run record (metrics.json, status.json, possibly from elsewhere) that is not what mixsep writes: the message
-    names the file and what is wrong with it (its size, its JSON, or which field has which wrong type)."""
+    """A run record (possibly from elsewhere) unlike mixsep's: the message names the file and what is wrong."""
 
 
 def load_record(path: Path, kinds: Kinds) -> dict:
-    """The JSON object in ``path`` ({} where there is none), its fields named in ``kinds`` of the types given there
-    (a key ending in ``/`` stands for every field under it; a mapping of kinds, for a nested object); BadRecord
-    otherwise."""
+    """The JSON object in ``path`` ({} where there is none) with the field types of ``kinds`` (a key ending in ``/``:
+    every field under it; a mapping: a nested object); BadRecord otherwise."""
     try:
         size = path.stat().st_size
         text = path.read_bytes() if size <= MAX_RECORD_BYTES else None
