@@ -37,15 +37,13 @@ def undo_reorder_channels(x: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def permute_channels(images: torch.Tensor) -> torch.Tensor:
-    """Each image's R, G, B channels in one of the 6 orders, at random. The digit is gray, so permuting the
-    mix's channels permutes only the colour source: six colour images for one, and the digit as it was."""
+    """Each image's R, G, B channels in one of the 6 orders, at random (six colour images for one)."""
     orders = torch.tensor(CHANNEL_ORDERS, device=images.device)
     order = orders[torch.randint(len(orders), (len(images),), device=images.device)]  # (B, 3)
     return torch.gather(images, 1, order[:, :, None, None].expand(-1, -1, *images.shape[2:]))
 
 
 def mirror_half(images: torch.Tensor) -> torch.Tensor:
-    """Each image mirrored left-right with probability 1/2: a mirrored photograph is still a natural one (a
-    mirrored digit is not, so only the colour source is flipped): twice as many distinct colour images."""
+    """Each image mirrored left-right with probability 1/2 (a mirrored photograph is still a natural one)."""
     flip = torch.rand(len(images), device=images.device) < 0.5
     return torch.where(flip[:, None, None, None], images.flip(-1), images)

@@ -26,30 +26,27 @@ def default_cache_dir() -> str:
     return os.environ.get("MIXSEP_CACHE_DIR", user_cache_dir("mixsep"))
 
 
-def _signature(root: Path, source: Source, train: bool) -> tuple[str, int]:
-    """What the cached tensor is built from (the source, its files' names, sizes and mtimes), and how many files."""
+def _signature(root: Path, cache_dir: Path, source: Source, train: bool) -> tuple[str, int, Path]:
+    """What the cached tensor is built from (the source, its files' names, sizes and mtimes), how many files, and
+    where it is kept."""
     files = source.files(root, train)
     h, under_root = hashlib.sha256(), len(str(root)) + 1  # tens of thousands of files: str, not Path, methods
     for f in map(str, files):
         st = os.stat(f)
         h.update(f"{f[under_root:]}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     fields = {"version": CACHE_VERSION, "root": str(root.resolve()), "name": source.cache_name, "train": train}
-    return json.dumps({**fields, "files": len(files), "digest": h.hexdigest()}, sort_keys=True), len(files)
+    signature = json.dumps({**fields, "files": len(files), "digest": h.hexdigest()}, sort_keys=True)
+    key = hashlib.sha256(signature.encode()).hexdigest()[:16]
+    return signature, len(files), cache_dir / f"{source.cache_name}_{'train' if train else 'test'}_{key}.pt"
 
 
 def _digest(images: torch.Tensor) -> str:
     return hashlib.sha256(images.numpy().tobytes()).hexdigest()
 
 
-def _cache_path(cache_dir: Path, source: Source, train: bool, signature: str) -> Path:
-    key = hashlib.sha256(signature.encode()).hexdigest()[:16]
-    return cache_dir / f"{source.cache_name}_{'train' if train else 'test'}_{key}.pt"
-
-
 def cached_split(root: Path, cache_dir: Path, source: Source, train: bool, download: bool) -> torch.Tensor:
     """Decoded uint8 images of one split of a source, from the cache when it is valid, else decoded and cached."""
-    signature, count = _signature(root, source, train)
-    path = _cache_path(cache_dir, source, train, signature)
+    signature, count, path = _signature(root, cache_dir, source, train)
     if count and path.exists():
         with contextlib.suppress(Exception):  # corrupt or stale: decoded again below
             blob = torch.load(path, map_location="cpu", weights_only=True)
@@ -58,13 +55,12 @@ def cached_split(root: Path, cache_dir: Path, source: Source, train: bool, downl
     split = "train" if train else "test"
     images = check_images(source, source.load(root, train, download), split)
     if not count:  # just downloaded: the signature can now see the files
-        signature, count = _signature(root, source, train)
+        signature, count, path = _signature(root, cache_dir, source, train)
         if not count:  # else the cache could never tell a changed file, and decodes every run
             raise ConfigError(
                 f"data/{source.kind}={source.label}: files() finds no files for the {split} split under {root}, "
                 f"although load() read {len(images)} images: make files() return the files load() reads"
             )
-        path = _cache_path(cache_dir, source, train, signature)
     blob = {"signature": signature, "sha256": _digest(images), "images": images}
     try:  # whatever ends the write (a SIGTERM's exit included), no half-written file is left behind
         write_atomically(path, lambda tmp: torch.save(blob, tmp))

@@ -47,8 +47,7 @@ LEAST = {**dict.fromkeys(COUNTS, 1), "num_workers": 0}
 
 
 class MixDataModule(L.LightningDataModule):
-    """Paired MNIST + CIFAR-10 mean images: a batch is (mix, mnist, cifar). (The earlier reports' CIFAR-10-only
-    batches: ``mixsep.prior.data``.)"""
+    """Paired MNIST + CIFAR-10 mean images: a batch is (mix, mnist, cifar)."""
 
     task = "separate"  # what metrics.json records as the task
 
@@ -84,27 +83,24 @@ class MixDataModule(L.LightningDataModule):
         for name, least in LEAST.items():
             if (value := getattr(self, name)) is not None and not (isinstance(value, int) and value >= least):
                 raise ConfigError(f"data.{name} must be an integer >= {least}, got {value!r}")
-        self.splits: Splits | None = None  # loaded once per process (downloaded, decoded and cached the first time)
+        self.splits: Splits | None = None
 
-    def _loaded(self) -> Splits:
+    def check(self) -> Splits:
+        """The data, loaded once per process (downloaded, decoded and cached the first time), sizes it cannot give
+        refused: run.py calls it before the run starts (and before its config is printed), Lightning before setup."""
         if self.splits is None:
             self.splits = load_splits(self.root, self.cache_dir, self.download, self.gray, self.color)
+            for seed_offset, images in enumerate((self.splits.gray_train, self.splits.color_train)):
+                holdout_split(len(images), self.val_holdout, seed_offset)
         return self.splits
 
     def prepare_data(self) -> None:  # Lightning calls this once (rank 0) before setup: the same process keeps them
-        self._loaded()
-
-    def check(self) -> None:
-        """Load the data now and refuse sizes it cannot give: a user error before the run starts (and
-        before its config is printed), not in the middle of Lightning's setup."""
-        s = self._loaded()
-        holdout_split(len(s.gray_train), self.val_holdout, 0)
-        holdout_split(len(s.color_train), self.val_holdout, 1)
+        self.check()
 
     def setup(self, stage: str | None = None) -> None:
         if hasattr(self, "train_sampler"):
             return
-        s = self._loaded()
+        s = self.check()
         self.mnist_train_ids, self.mnist_val_ids = holdout_split(len(s.gray_train), self.val_holdout, 0)
         self.cifar_train_ids, self.cifar_val_ids = holdout_split(len(s.color_train), self.val_holdout, 1)
         n_val = min(self.val_pairs, self.val_holdout)
@@ -155,12 +151,13 @@ class MixDataModule(L.LightningDataModule):
         return self._loader(self.splits.gray_train, self.splits.color_train, self.train_sampler)
 
     def val_dataloader(self) -> DataLoader:
-        sampler = FixedPairSampler(self.val_pair_ids, self.eval_batch_size, self.rank, self.world_size)
-        return self._loader(self.splits.gray_train, self.splits.color_train, sampler)
+        return self._loader(self.splits.gray_train, self.splits.color_train, self._eval_sampler(self.val_pair_ids))
 
     def test_dataloader(self) -> DataLoader:
-        sampler = FixedPairSampler(self.test_pair_ids, self.eval_batch_size, self.rank, self.world_size)
-        return self._loader(self.splits.gray_test, self.splits.color_test, sampler)
+        return self._loader(self.splits.gray_test, self.splits.color_test, self._eval_sampler(self.test_pair_ids))
+
+    def _eval_sampler(self, pairs: torch.Tensor) -> FixedPairSampler:
+        return FixedPairSampler(pairs, self.eval_batch_size, self.rank, self.world_size)
 
     def state_dict(self) -> dict:
         """Where the training epoch stands (saved in every checkpoint, restored before training resumes)."""
@@ -173,8 +170,7 @@ class MixDataModule(L.LightningDataModule):
             self.train_sampler.resume_at(state_dict["train_position"])
 
     def fixed_batch(self, split: str, n: int, spread: bool = False) -> tuple[torch.Tensor, ...]:
-        """n fixed ``val`` or ``test`` pairs as a float batch: the first n, or (``spread``) n evenly
-        spaced ones, which for the test pairs means CIFAR-10 images of different classes."""
+        """The first n fixed ``val`` or ``test`` pairs as a float batch, or (``spread``) n evenly spaced ones."""
         s, val = self.splits, split == "val"
         gray, color = (s.gray_train, s.color_train) if val else (s.gray_test, s.color_test)
         ids = self.val_pair_ids if val else self.test_pair_ids
@@ -188,24 +184,22 @@ class MixDataModule(L.LightningDataModule):
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         if not (isinstance(batch, (tuple, list)) and len(batch) == 2 and batch[0].dtype == torch.uint8):
             return batch
-        trainer = self.trainer
-        training = trainer is not None and trainer.training
-        if training and not getattr(trainer, "overfit_batches", 0) and hasattr(self, "train_sampler"):
+        trainer, (gray, color) = self.trainer, batch
+        if trainer is None or not trainer.training:
+            return self.make_batch(gray, color)
+        if not getattr(trainer, "overfit_batches", 0) and hasattr(self, "train_sampler"):
             self.train_sampler.consumed += 1  # this batch reached training: where a mid-epoch resume restarts
-        if training and self.dihedral_augment:  # one of the 8 flips/rotations, the same for both sources
+        if self.dihedral_augment:  # one of the 8 flips/rotations, the same for both sources
             k = int(torch.randint(TRANSFORMS, (1,)))
-            batch = (dihedral(batch[0], k), dihedral(batch[1], k))
-        if training and self.color_flip:
-            batch = (batch[0], mirror_half(batch[1]))
-        if training and self.color_permute:
-            batch = (batch[0], permute_channels(batch[1]))
-        if self.cifar_train_noise > 0 and training:
-            return self._noisy_cifar_batch(*batch)
-        return self.make_batch(*batch)
+            gray, color = dihedral(gray, k), dihedral(color, k)
+        if self.color_flip:
+            color = mirror_half(color)
+        if self.color_permute:
+            color = permute_channels(color)
+        return self._noisy_cifar_batch(gray, color) if self.cifar_train_noise > 0 else self.make_batch(gray, color)
 
     def _noisy_cifar_batch(self, gray_u8: torch.Tensor, color_u8: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Training augmentation: fine Gaussian grain on the CIFAR source (the target too), to stand in
-        for the detail that the JPEG-compressed training images lost and the lossless test images keep."""
+        """Gaussian grain on the training CIFAR images (the target too): the detail their JPEG lost, the PNGs keep."""
         mix, gray, color = to_float_batch(gray_u8, color_u8)
         color = (color + torch.randn_like(color) * self.cifar_train_noise).clamp_(0, 1)
         return (gray + color) / 2, gray, color

@@ -50,11 +50,8 @@ class PairBatches(Dataset):
 
 
 class FixedPairSampler(SequentialSampler):
-    """Yields (B, 2) index batches over a fixed list of pairs, in order (each rank a strided share).
-
-    A SequentialSampler (never shuffled): with ``trainer.overfit_batches`` Lightning keeps it as it is
-    instead of swapping in one that yields single indices.
-    """
+    """(B, 2) index batches over a fixed list of pairs, in order, each rank a strided share. A SequentialSampler:
+    with ``trainer.overfit_batches`` Lightning keeps it rather than swap in one that yields single indices."""
 
     def __init__(self, pairs: torch.Tensor, batch_size: int, rank: int = 0, world_size: int = 1) -> None:
         self.pairs, self.batch_size = pairs[rank::world_size], batch_size
@@ -67,13 +64,8 @@ class FixedPairSampler(SequentialSampler):
 
 
 class RandomPairSampler(Sampler):
-    """Random (MNIST, CIFAR) training pairs, re-drawn every epoch from (seed, epoch).
-
-    Lightning calls ``set_epoch`` before each epoch (as for a DistributedSampler), so a resumed run
-    draws the same pairs as an uninterrupted one. ``consumed`` counts the batches of the current epoch
-    that reached training (the data module counts them); a run resumed from a mid-epoch checkpoint
-    (``resume``) skips exactly those, so it trains on the rest of the pairs it would have seen.
-    """
+    """Random (MNIST, CIFAR) training pairs, re-drawn every epoch from (seed, epoch) (Lightning calls ``set_epoch``).
+    ``consumed``: the batches of this epoch that reached training; a run resumed mid-epoch skips exactly those."""
 
     def __init__(
         self, mnist_ids, cifar_ids, pairs_per_epoch: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1
@@ -116,10 +108,8 @@ class RandomPairSampler(Sampler):
 
 
 class ResumableLoader(DataLoader):
-    """The training DataLoader, resumable in Lightning's sense (``state_dict``/``load_state_dict``): a
-    checkpoint written mid-epoch records where the epoch stood. Lightning restores a loader's state only
-    when it builds the loader after the restore; the data module's own state (which Lightning restores
-    first) carries the same position for the other case (a schedule that counts the steps early)."""
+    """The training DataLoader, resumable in Lightning's sense: a mid-epoch checkpoint records where the epoch stood
+    (restored when the loader is built after the restore; else the data module's own state carries it)."""
 
     def state_dict(self) -> dict:
         return self.sampler.position()

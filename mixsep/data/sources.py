@@ -17,6 +17,11 @@ from mixsep.errors import ConfigError, DataNotFoundError
 
 CIFAR_CLASSES = tuple("airplane automobile bird cat deer dog frog horse ship truck".split())
 DEFAULT_SOURCES = "mnist+cifar10"  # runs and checkpoints from before other sources existed used this pair
+FIXES = {  # why a split could not be loaded -> what to do (``where``: the layout to point data.root at)
+    "missing": "let torchvision download the data (data.download=true), or {where}",
+    "download": "the download through torchvision failed (no network?); offline: {where} (data.download=false)",
+    "unreadable": "replace the unreadable file (an official layout's: delete it, data.download=true), or {where}",
+}
 
 
 def resize_mnist(images: torch.Tensor) -> torch.Tensor:
@@ -107,31 +112,14 @@ class Source:
         raise NotImplementedError
 
     def missing(
-        self,
-        root: Path,
-        detail: str,
-        looked_at: list[Path] | None = None,
-        download: bool = False,
-        unreadable: bool = False,
+        self, root: Path, detail: str, looked_at: list[Path] | None = None, why: str = "missing"
     ) -> DataNotFoundError:
-        """One line: what failed, the paths looked at, and the fixes that apply to this failure."""
+        """One line: what failed, the paths looked at, and the fix for ``why`` it failed (one of ``FIXES``)."""
         where = f"point data.root=/path/to/data (or MIXSEP_DATA_ROOT) at a folder with {self.layout()}"
-        if unreadable:
-            fixes = (
-                "replace the unreadable file with a good copy (or delete it, and with the official layouts let "
-                f"data.download=true fetch it again), or {where}"
-            )
-        elif download:
-            fixes = (
-                "the download through torchvision failed (no network, or the server refused); fix it offline: "
-                f"{where} (data.download=false never tries the network)"
-            )
-        else:
-            fixes = f"let torchvision download the data (data.download=true), or {where}"
         looked = ", ".join(str(p) for p in looked_at or self.looked_at(root))
         return DataNotFoundError(
             f"could not load the datasets from data.root={root} ({root.resolve()}): {' '.join(detail.split())}; "
-            f"looked at {looked}. Fix: {fixes}"
+            f"looked at {looked}. Fix: {FIXES[why].format(where=where)}"
         )
 
     def _torchvision(self, root: Path, train: bool, download: bool, created: list[Path], dataset: str, options: dict):
@@ -142,11 +130,8 @@ class Source:
             with no_debris(download, root, *created):
                 return getattr(torchvision.datasets, dataset)(download=download, **options).data
         except Exception as err:  # not found, a failed download, or a truncated or corrupt file
-            unreadable = bool(self.files(root, train))
-            raise self.missing(root, f"{dataset}: {err}", download=download, unreadable=unreadable) from err
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.label!r})"
+            why = "unreadable" if self.files(root, train) else "download" if download else "missing"
+            raise self.missing(root, f"{dataset}: {err}", why=why) from err
 
 
 SOURCE_CLASSES: dict[str, dict[str, type[Source]]] = {"gray": {}, "color": {}}  # kind -> option -> class
@@ -191,31 +176,26 @@ class TorchvisionGray(Source):
     """A 28x28 gray source in torchvision's idx layout, resized to 32x32; EMNIST's split in EMNIST's file names."""
 
     kind = "gray"
-    DATASETS = {  # option -> (torchvision's class, EMNIST's split)
-        "mnist": ("MNIST", None),
-        "fashion_mnist": ("FashionMNIST", None),
-        "kmnist": ("KMNIST", None),
-        "emnist_letters": ("EMNIST", "letters"),
+    DATASETS = {  # option -> torchvision's class, EMNIST's split, the file stems of the train and test splits
+        "mnist": ("MNIST", None, ("train", "t10k")),
+        "fashion_mnist": ("FashionMNIST", None, ("train", "t10k")),
+        "kmnist": ("KMNIST", None, ("train", "t10k")),
+        "emnist_letters": ("EMNIST", "letters", ("emnist-letters-train", "emnist-letters-test")),
     }
     names = tuple(DATASETS)
 
     def __init__(self, name: str = "mnist") -> None:
         super().__init__(name)
-        self.dataset, self.split = self.DATASETS[name]
+        self.dataset, self.split, self.stems = self.DATASETS[name]
 
     def looked_at(self, root: Path) -> list[Path]:
         return [root / self.dataset / "raw"]
 
     def layout(self) -> str:
-        stems = f"emnist-{self.split}-{{train,test}}" if self.split else "{train,t10k}"
-        return f"<root>/{self.dataset}/raw/{stems}-{{images-idx3,labels-idx1}}-ubyte"
+        return f"<root>/{self.dataset}/raw/{{{','.join(self.stems)}}}-{{images-idx3,labels-idx1}}-ubyte"
 
     def files(self, root: Path, train: bool) -> list[Path]:
-        if self.split:
-            stem = f"emnist-{self.split}-{'train' if train else 'test'}"
-        else:
-            stem = "train" if train else "t10k"
-        return sorted((root / self.dataset / "raw").glob(f"{stem}-images-idx3-ubyte*"))
+        return sorted((root / self.dataset / "raw").glob(f"{self.stems[not train]}-images-idx3-ubyte*"))
 
     def load(self, root: Path, train: bool, download: bool) -> torch.Tensor:
         split = {"split": self.split} if self.split else {}
@@ -275,7 +255,7 @@ class ImageFolder(Source):
                 out[i] = _read_rgb32(path)
             except Exception as err:  # PIL's own messages ("image file is truncated") do not name the file
                 detail = f"{self.name} image unreadable: {path}: {err}"
-                raise self.missing(root, detail, [split_dir], unreadable=True) from err
+                raise self.missing(root, detail, [split_dir], why="unreadable") from err
         return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
 
