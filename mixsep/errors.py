@@ -118,7 +118,7 @@ def one_line_errors(os_error: str | None = None) -> Iterator[None]:
     except BrokenPipeError:  # the reader (e.g. | head) stopped reading
         sys.exit(0)
     except Exception as err:
-        fixable = user_error(err) or next((say for kind, say in _OUT_OF_LIMITS.items() if isinstance(err, kind)), None)
+        fixable = user_error(err) or _OUT_OF_LIMITS.get(type(err))
         if fixable is None and os_error and isinstance(err, OSError):
             fixable = os_error.format(error=f"{err.filename}: {err.strerror}" if err.filename else err)
         if fixable is None:
