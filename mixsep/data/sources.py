@@ -195,7 +195,7 @@ class TorchvisionGray(Source):
         return f"<root>/{self.dataset}/raw/{{{','.join(self.stems)}}}-{{images-idx3,labels-idx1}}-ubyte"
 
     def files(self, root: Path, train: bool) -> list[Path]:
-        return sorted((root / self.dataset / "raw").glob(f"{self.stems[not train]}-images-idx3-ubyte*"))
+        return sorted((root / self.dataset / "raw").glob(f"{self.stems[0 if train else 1]}-images-idx3-ubyte*"))
 
     def load(self, root: Path, train: bool, download: bool) -> torch.Tensor:
         split = {"split": self.split} if self.split else {}
