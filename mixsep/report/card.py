@@ -1,7 +1,5 @@
-"""The model card of a bundle (its README.md): YAML front matter as model hubs read it (library, tags, metrics),
-then what the model separates and how well (test PSNR and SSIM per source with 95 % bootstrap intervals over the
-fixed test pairs), how it was trained, from which code and command, and its limits. Every number comes from the
-run's metrics.json and scores.npz, never typed in."""
+"""The model card of a bundle (its README.md): front matter as model hubs read it, what the model separates and how
+well (with 95 % bootstrap intervals), how it was trained, and its limits; every number from the run's records."""
 
 from __future__ import annotations
 
@@ -30,9 +28,8 @@ gray, colour = load_separator("THIS_FOLDER")(mix)   # mix: (B, 3, 32, 32) in [0,
 
 
 def find_metrics(model_path: Path, given: Path | None = None) -> tuple[Path | None, str]:
-    """The metrics.json that scored this model file, and why it was taken or why none was: ``given``, else one
-    beside the file (a run's or a shipped result's folder) or in the run folder above ``checkpoints/`` whose
-    ``checkpoint`` is this file (a shipped ``model.ckpt`` is its folder's tested model)."""
+    """The metrics.json that scored this model file (``given``, else the one beside it or above ``checkpoints/``
+    that names it; a shipped ``model.ckpt`` is its folder's), and why it was taken or why none was."""
     if given is not None:
         return given, f"{given} (given with --metrics)"
     model_path = model_path.resolve()

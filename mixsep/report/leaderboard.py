@@ -15,8 +15,9 @@ import numpy as np
 import torch
 
 from mixsep.data.sources import DEFAULT_SOURCES, parse_pair
-from mixsep.errors import ArgumentParser, ConfigError, MixsepError, positive_int, user_error
-from mixsep.files import write_atomically, write_text_atomically
+from mixsep.errors import ArgumentParser, ConfigError, MixsepError, one_line_errors, positive_int, user_error
+from mixsep.extensions import load_extensions
+from mixsep.files import check_outputs, write_atomically, write_text_atomically
 from mixsep.models.metrics import RANK_SCORE, SOURCES, decimals, image_metrics, score_of
 from mixsep.record.provenance import short_commit
 from mixsep.record.status import effective_status
@@ -26,6 +27,9 @@ from mixsep.report.sweep import is_sweep, report_sweep
 from mixsep.report.tables import failed, interval, markdown_table, minutes, read_run, score_cell, score_columns
 
 RANK_KEYS = tuple(f"test/{source}_{RANK_SCORE}" for source in SOURCES)
+# what the report reads in a run folder (never replaced by -o or the chart)
+RUN_RECORDS = ("metrics.json", "status.json", stats.SCORES_FILE, stats.VAL_SCORES_FILE)
+FLAGS = "-o / --chart"
 SCORE_ARRAYS = ("pair", "mnist_psnr", "cifar_psnr")  # what a comparison and an interval need of scores.npz
 BASELINES = {  # trivial separations, scored exactly like the models
     "baseline: MNIST := 0, CIFAR := clamp(2·mix)": lambda mix: (torch.zeros_like(mix), (2 * mix).clamp(0, 1)),
@@ -305,6 +309,7 @@ def ranked_groups(runs: list[dict], args) -> tuple[list[tuple[str, int, list[dic
 
 
 def main(argv: list[str] | None = None) -> str:
+    """The report (or ``--compare``'s table), printed, written to ``-o``, and the chart; its text."""
     args = parse_args(argv)
     if args.compare:
         text = compare(*args.compare, on=args.on)
@@ -348,3 +353,31 @@ def nothing_to_report(dirs: list[str], left_out: list[str]) -> str:
     else:
         where = f"no metrics.json under {' '.join(dirs)}"
     return f"{where}; give run folders, sweep folders or metrics.json files (e.g. outputs/)"
+
+
+def check_report_outputs(args) -> None:
+    """-o and the chart never replace a run record or a file given, never write through a link, and replace an
+    earlier file only with --overwrite."""
+    outputs = output_files(args)
+    if len(set(outputs)) < len(outputs):
+        raise MixsepError(f"-o {outputs[0]} is also where the chart goes: give --chart another file")
+    for path in outputs:
+        if path.name in RUN_RECORDS:
+            raise MixsepError(f"{path} is a run record the report reads: choose another {FLAGS}")
+        if path.is_symlink():
+            raise MixsepError(
+                f"{path} is a symbolic link (to {os.readlink(path)}); the report does not write through links: "
+                f"remove it, or choose another {FLAGS}"
+            )
+    # the default chart (leaderboard.png in the folder reported on) is the report's own: a report run again
+    # replaces it and says so; a file the user named with -o or --chart is replaced only with --overwrite
+    overwrite = args.overwrite or not (args.output or args.chart)
+    for path in check_outputs(outputs, [Path(d) for d in args.dirs if Path(d).is_file()], overwrite, FLAGS):
+        print(f"mixsep.report: replacing {path}", file=sys.stderr)  # stdout: the report itself
+
+
+def cli(argv: list[str] | None = None) -> None:
+    with one_line_errors(os_error=f"cannot write the report ({{error}}): choose another {FLAGS}"):
+        check_report_outputs(parse_args(argv))
+        load_extensions()  # MIXSEP_EXTENSIONS: the scores and sources of one's own the runs were made with
+        main(argv)

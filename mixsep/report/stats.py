@@ -24,9 +24,8 @@ def write_scores(path: str | Path, scores: dict[str, np.ndarray]) -> None:
 
 
 def read_scores(run: str | Path, name: str = SCORES_FILE, needs: tuple[str, ...] = ()) -> dict[str, np.ndarray] | None:
-    """A run's per-pair scores (None where it has none); one line where they are not what a mixsep run writes: one
-    number per pair in each array, ``needs`` among them. Each array's size is read from the zip's header before it
-    is loaded: a compressed file of kilobytes can hold gigabytes of zeros."""
+    """A run's per-pair scores (None where it has none); one line where they are not one number per pair in each
+    array, ``needs`` among them. Sizes are read first: a compressed file of kilobytes can hold gigabytes of zeros."""
     path = Path(run) / name
     if not path.is_file():
         return None

@@ -21,9 +21,8 @@ MAX_SWEEP_YAML_BYTES = 1 << 20  # Hydra's multirun.yaml is a few kB, a job's ove
 
 
 def read_sweep_yaml(path: Path) -> object:
-    """The YAML in one of a sweep's files (None where there is none); BadRecord when it is over
-    ``MAX_SWEEP_YAML_BYTES``, unreadable, not YAML, or has an anchor or alias (Hydra writes none: an alias can stand
-    for an exponentially large tree)."""
+    """The YAML in one of a sweep's files (None where there is none); BadRecord when it is too large, unreadable,
+    not YAML, or has an anchor or alias (Hydra writes none: an alias can stand for an exponentially large tree)."""
     try:
         with open(path, "rb") as f:
             data = f.read(MAX_SWEEP_YAML_BYTES + 1)
@@ -55,8 +54,7 @@ def is_sweep(folder: Path) -> bool:
 
 
 def load_job(folder: Path) -> dict:
-    """A job folder's row: its overrides (none, ``overrides_problem`` saying why, where its overrides.yaml is not one
-    Hydra writes), its metrics.json and its status.json (a record not of the kinds mixsep writes: ``left out``)."""
+    """A job folder's row: its overrides (``overrides_problem`` where they are not Hydra's) and its records."""
     job, problems = {"job": folder.name, "overrides": {}, "overrides_problem": None}, []
     try:
         overrides = read_sweep_yaml(folder / ".hydra" / "overrides.yaml")
@@ -97,8 +95,7 @@ def picked(jobs: list[dict]) -> dict | None:
 
 
 def status_cell(job: dict) -> str:
-    """running, requeued (count, reason), completed, failed (the error), cancelled, pruned (where): as status.json
-    says."""
+    """The job's state as its status.json says it, in words."""
     state, record = job["status"], job["record"]
     requeues, step = record.get("requeues") or 0, record.get("step")
     if state == "pruned":
@@ -159,8 +156,7 @@ def seed_table(jobs: list[dict], keys: list[str]) -> str:
 
 
 def log_sampled(sweep: Path) -> set[str]:
-    """Parameters the sweeper samples on a log scale (``tag(log, ...)`` in ``hydra.sweeper.params``); BadRecord
-    when multirun.yaml is not one Hydra writes (str() of its specs stays small: the file is capped, aliases refused)."""
+    """Parameters the sweeper samples on a log scale (``tag(log, ...)`` in ``hydra.sweeper.params``)."""
     config = read_sweep_yaml(sweep / "multirun.yaml")
     for key in ("hydra", "sweeper", "params"):
         config = config.get(key) if isinstance(config, dict) else None
@@ -168,8 +164,7 @@ def log_sampled(sweep: Path) -> set[str]:
 
 
 def objective_plot(path: Path, jobs: list[dict], log_keys: set[str] = frozenset()) -> Path | None:
-    """The objective against each swept numeric parameter, one panel each (a log axis for a parameter
-    sampled on a log scale, or spanning 20× or more); None when none is numeric."""
+    """The objective against each swept numeric parameter (log-sampled or spanning 20×: a log axis); None if none."""
     numeric = [
         k for k in swept_keys(jobs) if k != "seed" and all(_number(j["overrides"].get(k)) is not None for j in jobs)
     ]

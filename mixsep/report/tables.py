@@ -47,9 +47,8 @@ def fmt(v, digits: int = 2, sign: str = "") -> str:
 
 
 def score_cell(row: dict, key: str) -> str:
-    """A row's score as a table shows it: ``-`` where it was not scored with it, ``failed`` where its score gave
-    no finite mean (NaN; metrics.json writes it as null, and the run said so when it happened), else its value to
-    its declared decimals."""
+    """A row's score to its declared decimals: ``-`` where it was not scored with it, ``failed`` where it gave no
+    finite mean (null in metrics.json)."""
     return "failed" if failed(row, key) else fmt(row.get(key), decimals(key))
 
 
