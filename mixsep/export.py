@@ -7,7 +7,6 @@ outputs from it."""
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import torch
 
 from mixsep.errors import ArgumentParser, MixsepError, one_line_errors
 from mixsep.extensions import load_extensions
-from mixsep.files import write_text_atomically
+from mixsep.files import check_outputs, write_text_atomically
 from mixsep.models.bundle import CARD_FILE, CONFIG_FILE, ONNX_FILE, WEIGHTS_FILE, read_json
 
 ONNX_PACKAGES = ("onnx", "onnxscript", "onnxruntime")
@@ -38,12 +37,9 @@ def export_bundle(
     if missing:
         raise MixsepError(f"--onnx needs {', '.join(missing)}: pip install 'mixsep[onnx]'")
     names = [WEIGHTS_FILE, CONFIG_FILE, CARD_FILE] + ([ONNX_FILE] if onnx else [])
-    # a link counts as taken, dangling or not; replacing it replaces the link, never what it points to
-    taken = [name for name in names if os.path.lexists(folder / name)]
     if folder.exists() and not folder.is_dir():
         raise MixsepError(f"{folder} is a file: give a folder for the bundle")
-    if taken and not overwrite:
-        raise MixsepError(f"{folder} already holds {', '.join(taken)}: choose another folder, or pass --overwrite")
+    taken = [Path(path).name for path in check_outputs([folder / name for name in names], [model], overwrite, "folder")]
     for flag, given in (("--metrics", metrics), ("--training", training)):
         if given is not None and not given.is_file():
             raise MixsepError(f"{flag} {given}: no such file (give a run's metrics.json)")
@@ -79,9 +75,8 @@ def export_bundle(
 
 
 def tested_checkpoint(model: Path, metrics: Path | None) -> tuple[Path, Path | None]:
-    """A run folder stands for the checkpoint its metrics.json tested (and that file for its scores). Only a
-    checkpoint inside the run folder is taken (``<run>/checkpoints/<name>`` or ``<run>/<name>``, no link leading
-    out): a metrics.json from elsewhere must not make export read and publish a model the user did not name."""
+    """A run folder stands for the checkpoint its metrics.json tested (and that file for its scores), taken only
+    inside the run folder (no link leading out): export never publishes a model the user did not name."""
     record = model / "metrics.json"
     if not model.is_dir() or (model / CONFIG_FILE).is_file() or not record.is_file():
         return model, metrics
@@ -105,7 +100,6 @@ def tested_checkpoint(model: Path, metrics: Path | None) -> tuple[Path, Path | N
 
 
 def read_record(path: Path) -> dict:
-    """A run's metrics.json (one line if it is not JSON, nested too deeply, or not a mapping)."""
     record = read_json(path, "a run's metrics.json")
     if not isinstance(record, dict):
         raise MixsepError(f"{path} holds a {type(record).__name__}, not a run's metrics.json")

@@ -33,8 +33,7 @@ MIXSEP_FILE = "Use a .ckpt that mixsep.run wrote, or a bundle from python -m mix
 
 @dataclass
 class SavedModel:
-    """What a model file holds, checked: its network (a registered name and plain arguments), the
-    LightningModule's other settings, the weights (the module's keys: ``net.*``), and what it was trained on."""
+    """A model file's checked contents: its network, the module's other settings, weights (``net.*``), sources."""
 
     path: Path
     architecture: str
@@ -46,7 +45,6 @@ class SavedModel:
 
     @property
     def net_config(self) -> dict:
-        """The network as a config node (its registered name under ``name``, as checkpoints write it)."""
         return {NAME_KEY: self.architecture, **self.arguments}
 
     @property
@@ -90,8 +88,7 @@ def checkpoint_model(path: Path, ckpt: dict) -> SavedModel:
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """A checkpoint through PyTorch's weights-only unpickler: a file whose pickle would rebuild anything but
-    plain data and tensors is refused, and nothing in it runs."""
+    """A checkpoint through PyTorch's weights-only unpickler (plain data and tensors; nothing in it runs)."""
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True, mmap=True)
     except pickle.UnpicklingError as err:
@@ -113,8 +110,7 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def read_bundle(folder: Path, map_location: str | torch.device = "cpu") -> SavedModel:
-    """A bundle's model: its settings held against the tensors its weights' header declares, then its SHA-256,
-    then the weights (safetensors' own reader checks that the file holds the bytes its header declares)."""
+    """A bundle's model: settings against the shapes its header declares, then its SHA-256, then the weights."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -133,9 +129,8 @@ def read_bundle(folder: Path, map_location: str | torch.device = "cpu") -> Saved
 
 
 def declared_shapes(path: Path) -> dict[str, tuple[int, ...]]:
-    """Each tensor's shape as a safetensors file's header declares it, the header read alone (its documented
-    layout: an 8-byte little-endian length, then that much JSON): safetensors' own reader maps the whole file,
-    which for a file declaring gigabytes is itself the harm."""
+    """Each tensor's shape as a safetensors header declares it (8 bytes of length, then JSON), read alone:
+    safetensors' reader maps the whole file, which for one declaring gigabytes is itself the harm."""
     try:
         with open(path, "rb") as f:
             length = int.from_bytes(f.read(8), "little")
@@ -151,11 +146,9 @@ def declared_shapes(path: Path) -> dict[str, tuple[int, ...]]:
 
 
 def check_fits(saved: SavedModel, shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.dtype]:
-    """The network the file's settings describe holds exactly the tensors the file holds (``shapes``, by the
-    network's own names), found before anything is allocated: no tensor is empty (its dimensions would cost nothing
-    and bound nothing), no setting exceeds the tensors' count or largest dimension, and the network is built on the
-    meta device with no more modules than the file has tensors, then given ``shapes`` by ``load_state_dict``
-    (strict). Returns the network's dtype of each tensor."""
+    """The network the settings describe holds exactly the file's tensors (``shapes``), found before anything is
+    allocated: no empty tensor, no setting above the tensors' count or largest dimension, then the network built on
+    the meta device (no more modules than tensors) and given ``shapes`` (strict). The network's dtype per tensor."""
     empty = next((name for name, shape in shapes.items() if math.prod(shape) == 0), None)
     if empty is not None:
         raise CheckpointError(
@@ -182,9 +175,8 @@ def check_fits(saved: SavedModel, shapes: dict[str, tuple[int, ...]]) -> dict[st
 
 @contextmanager
 def _at_most_modules(limit: int) -> Iterator[None]:
-    """Building a network with more than ``limit`` submodules stops (ValueError) at the one over: a setting that
-    counts blocks can stay within a file's largest dimension yet ask for millions of modules, each a Python object
-    even on the meta device."""
+    """Building more than ``limit`` submodules stops (ValueError): a setting within a file's largest dimension can
+    still ask for millions, each a Python object even on the meta device."""
     count = 0
 
     def counted(*_: Any) -> None:
@@ -224,8 +216,7 @@ def checked_values(
 
 
 def check_stored(path: Path, name: Any, tensor: Any) -> None:
-    """``tensor`` is what mixsep writes: a dense tensor in memory whose storage holds all its elements. A view of
-    one number expanded to a large shape (stride 0) passes every shape check from a file of kilobytes."""
+    """``tensor`` is dense, in memory, its storage holding all its elements (a stride-0 view passes shape checks)."""
     kind = None
     if not isinstance(tensor, torch.Tensor):
         kind = f"a {type(tensor).__name__}"
@@ -240,7 +231,6 @@ def check_stored(path: Path, name: Any, tensor: Any) -> None:
 
 
 def check_device(device: str | torch.device) -> None:
-    """A device a model can be read onto here: the CPU, or a CUDA GPU that this machine has."""
     try:
         device = torch.device(device)
     except (RuntimeError, TypeError) as err:
@@ -263,7 +253,6 @@ def _largest(value: Any) -> int:
 
 
 def first_line(err: BaseException) -> str:
-    """An exception as a short line: its type and the first line of its message."""
     text = str(err).strip()
     return f"{type(err).__name__}: {text.splitlines()[0][:160] if text else ''}"
 
@@ -278,7 +267,6 @@ def does_not_fit(path: Path, err: Exception | str) -> CheckpointError:
 
 
 def _checked(path: Path, hparams: dict, precision: Any, sources: Any, module: Any) -> SavedModel:
-    """The file's network and settings, checked as plain data naming a registered network."""
     try:
         _check_registered(path, hparams.get("net"), module)
         architecture_name, arguments = network_spec(hparams["net"], f"{path}: its network")
@@ -286,8 +274,6 @@ def _checked(path: Path, hparams: dict, precision: Any, sources: Any, module: An
         check_plain([settings, precision, sources], f"{path}: its settings")
     except ConfigError as err:
         raise CheckpointError(f"{err}; nothing from the file was run. Use a model that mixsep wrote.") from err
-    except RecursionError as err:
-        raise CheckpointError(f"{path}: its settings are nested too deeply: it is not a file mixsep wrote") from err
     return SavedModel(
         path=path,
         architecture=architecture_name,
@@ -300,8 +286,7 @@ def _checked(path: Path, hparams: dict, precision: Any, sources: Any, module: An
 
 
 def _check_registered(path: Path, net: Any, module: Any) -> None:
-    """A network that a module of one's own registered, and that module not loaded here: the line names it (it is
-    never imported because a file names it: importing runs its code)."""
+    """A network of a module not loaded here is named, never imported (importing runs its code)."""
     target = net.get(NAME_KEY, net.get(OLD_NAME_KEY)) if isinstance(net, dict) else None
     if not isinstance(target, str) or not isinstance(module, str) or is_registered(target.rpartition(".")[2]):
         return

@@ -40,8 +40,8 @@ def resize_projector(small: int = 28, large: int = 32) -> torch.Tensor:
 
     unit_rows = np.eye(small, dtype=np.float32)[:, None]
     rows = [Image.fromarray(row, mode="F").resize((large, 1), Image.BILINEAR) for row in unit_rows]
-    a = torch.tensor(np.stack([np.asarray(row)[0] for row in rows], axis=1), dtype=torch.float64)
-    return (a @ torch.linalg.solve(a.T @ a, a.T)).float()
+    a = np.stack([np.asarray(row)[0] for row in rows], axis=1).astype(np.float64)
+    return torch.from_numpy(a @ np.linalg.solve(a.T @ a, a.T)).float()  # numpy: a CPU tensor, even in a meta context
 
 
 class SourceHead(nn.Module):
