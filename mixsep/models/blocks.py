@@ -22,9 +22,8 @@ def conv_block(cin: int, cout: int) -> nn.Sequential:
 class SkipDecoder(nn.Module):
     """A U-Net decoder over any encoder (at every scale: concatenation, two 3×3 conv–BN–ReLU), then a 1×1 head.
 
-    ``skip_shapes``: (channels, size) of the skip features, finest first; ``bottom``: (channels, size) of the
-    coarsest map; ``widths``: the decoder's channels at each skip level, finest first. A level at twice the size
-    of the one below is reached by a 2×2 transposed convolution, a level at the same size by a 1×1 convolution.
+    ``skip_shapes``: (channels, size) of the skip features, finest first; ``bottom``: the coarsest map's;
+    ``widths``: the decoder's channels per skip level. Up by a transposed convolution, or 1×1 at the same size.
     """
 
     def __init__(

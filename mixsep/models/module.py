@@ -73,8 +73,7 @@ class MixsepModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # the module that registered the network: a receiver without it is told which one it needs
-        if isinstance(getattr(self, "net", None), nn.Module):
-            checkpoint["mixsep_network_module"] = type(self.net).__module__
+        checkpoint["mixsep_network_module"] = type(self.net).__module__
         # so that mixsep.evaluate scores a checkpoint at the precision it was tested at after training
         if attached(self):
             checkpoint["mixsep_precision"] = str(self.trainer.precision)
@@ -131,7 +130,7 @@ class SeparationModule(MixsepModule):
         object.__setattr__(self, "_compiled", _try_compile(self.net) if compile else None)
         object.__setattr__(self, "_ensemble", None)  # a test-time self-ensemble around the net, when chosen
         # per stage: each declared score of each scored image, and where its pair stands in the fixed order
-        scores = {f"{name}_{key}": ScoreValues(score) for name in self.scored for key, score in SCORES.items()}
+        scores = {f"{image}_{key}": ScoreValues(score) for image in self.scored for key, score in SCORES.items()}
         collection = MetricCollection({**scores, "pair": CatMetric()}, compute_groups=False)
         self.metrics = nn.ModuleDict({stage: collection.clone(prefix=f"{stage}/") for stage in ("val", "test")})
         self.per_pair_scores: dict[str, dict] = {}  # stage -> pair, {mnist,cifar}_{score}: one value per pair
@@ -242,8 +241,7 @@ def check_recipe(lr, loss: str, scheduler: str | None) -> None:
 
 
 def build_partial(config: dict, key: str, *args, **kwargs):
-    """``model.optimizer`` or ``model.scheduler`` built with ``args``; one line for a path that names nothing or an
-    argument it does not take."""
+    """``model.optimizer`` or ``model.scheduler`` built with ``args``; one line for what it cannot be built from."""
     from hydra.utils import instantiate
 
     try:
@@ -266,8 +264,8 @@ def check_config(node: dict, key: str = "model.scheduler") -> dict:
 
 
 def check_contract(net: nn.Module) -> None:
-    """A separator's contract (models/registry.py), on a probe batch so a wrong network stops before training: two
-    finite estimates, each (B, 3, 32, 32) (meant to lie in [0, 1]; scores clamp them)."""
+    """A separator's contract, on a probe batch (a wrong network stops before training): two finite estimates,
+    each (B, 3, 32, 32) (meant to lie in [0, 1]; scores clamp them)."""
     was_training, probe = net.training, torch.linspace(0, 1, 2 * 3 * 32 * 32).reshape(2, 3, 32, 32)
     net.eval()
     try:

@@ -39,31 +39,13 @@ def resnet18_with_weights(pretrained_weights: str | None = None) -> nn.Module:
     return net
 
 
-def resnet18_stages(
-    pretrained_weights: str | None = None, stem_stride: int = 2, maxpool: bool = True, stages: int = 4
-) -> nn.Module:
-    """ResNet18 returning the stem's and each used stage's output. ``stem_stride`` / ``maxpool``: the ImageNet stem
-    (2, true) or one for 32×32 inputs (1, false: 4× the FLOPs). ``stages``: 3 (up to layer3) or 4."""
-    from torchvision.models.feature_extraction import create_feature_extractor
-
-    net = resnet18_with_weights(pretrained_weights)
-    if stem_stride not in (1, 2):
-        raise ConfigError(f"model.net.stem_stride={stem_stride!r} is not 1 or 2")
-    net.conv1.stride = (stem_stride, stem_stride)
-    if not maxpool:
-        net.maxpool = nn.Identity()
-    if stages not in (3, 4):
-        raise ConfigError(f"model.net.stages={stages!r} is not 3 or 4")
-    return create_feature_extractor(net, return_nodes={name: name for name in STAGES[: 2 + stages - 1]})
-
-
 @register_network
 class ResNetSkipDual(nn.Module):
     """ResNet18 stages on the mix and a full-resolution conv block on the structured input as skips of
     ``decoders`` skip decoders (2: MNIST and CIFAR; 1: MNIST, CIFAR = 2·mix − MNIST), ``decoder_widths`` channels
-    per skip level, finest first. ``structure``: the structure head's switches (:class:`SourceHead`).
-    ``stages=3`` (the default) leaves out layer4: with the ImageNet stem its 3×3 convolutions see 1×1 maps, and
-    its 8.4 M parameters cost 40 % of a CPU training step."""
+    per skip level, finest first. ``structure``: the structure head's switches (:class:`SourceHead`). ``stages=3``
+    (the default) leaves out layer4: with the ImageNet stem its 3×3 convolutions see 1×1 maps, and its 8.4 M
+    parameters cost 40 % of a CPU training step."""
 
     def __init__(
         self,
@@ -77,12 +59,22 @@ class ResNetSkipDual(nn.Module):
         **structure,
     ) -> None:
         super().__init__()
+        from torchvision.models.feature_extraction import create_feature_extractor
+
         if decoders not in (1, 2):
             raise ConfigError(f"model.net.decoders={decoders!r} is not 1 or 2")
+        if stem_stride not in (1, 2):
+            raise ConfigError(f"model.net.stem_stride={stem_stride!r} is not 1 or 2")
+        if stages not in (3, 4):
+            raise ConfigError(f"model.net.stages={stages!r} is not 3 or 4")
         self.head = SourceHead(**structure)
         self.full_resolution = conv_block(6, input_width)
-        self.encoder = resnet18_stages(pretrained_weights, stem_stride, maxpool, stages)
-        self.stages = STAGES[: 1 + stages]
+        resnet = resnet18_with_weights(pretrained_weights)
+        resnet.conv1.stride = (stem_stride, stem_stride)  # 1, no max-pool: for 32×32 inputs (4× the FLOPs)
+        if not maxpool:
+            resnet.maxpool = nn.Identity()
+        self.stages = STAGES[: 1 + stages]  # the stem's activation and the stages used
+        self.encoder = create_feature_extractor(resnet, return_nodes={name: name for name in self.stages})
         with torch.no_grad():  # the stages' channels and sizes, for the decoders' skips (eval: BN stats untouched)
             probe = self.encoder.eval()(torch.zeros(1, 3, 32, 32))
         self.encoder.train()

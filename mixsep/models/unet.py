@@ -150,11 +150,8 @@ class UNetSeparator(nn.Module):
         x = self.context(skips.pop())
         for i in reversed(range(len(self.up))):
             x = self.merge[i](torch.cat([self.up[i](x), skips[i]], dim=1))
-        logit = self.head(x).float()
-        if self.output == "interval":
-            gray = lo + (hi - lo) * torch.sigmoid(logit)
-        else:
-            gray = torch.minimum(torch.maximum(torch.sigmoid(logit), lo), hi)
+        p = torch.sigmoid(self.head(x).float())
+        gray = lo + (hi - lo) * p if self.output == "interval" else torch.minimum(torch.maximum(p, lo), hi)
         if self.resize_range:
             gray = constrain(gray, lo, hi, True, self.projector)
         mnist = gray.expand(-1, 3, -1, -1)
