@@ -57,43 +57,40 @@ def train(cfg: DictConfig, job: Job | None = None) -> dict:
     for logger in loggers:
         logger.log_hyperparams(params)
 
-    with ddp_children_run_this_job(trainer, out):
-        started, start = now_iso(), time.perf_counter()
-        with restore_errors_named(resume_from):  # a file that passed the checks and still does not restore
-            trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)  # data only
-        timing = {
-            "train_seconds": round(time.perf_counter() - start, 2),
-            "train_start": started,
-            "train_end": now_iso(),
-        }
-        best, last = checkpoint_paths(trainer)
-        # the validation scores of the best checkpoint: what a sweeper may optimise (never a test score)
-        val = trainer.validate(
-            module, datamodule=datamodule, ckpt_path=best or last or None, verbose=False, weights_only=True
-        )[0]
-        if cfg.optimized_metric not in val:
-            raise ConfigError(
-                f"optimized_metric={cfg.optimized_metric} is not logged by this model; one of {sorted(val)}"
-            )
-        tested = (best if cfg.test_ckpt == "best" else "") or last or None
-        record = {
-            "experiment": cfg.experiment_name,
-            "debug_mode": cfg.get("debug_mode"),
-            **timing,
-            "resumed_from": resume_from,
-            "global_step": trainer.global_step,
-            "epochs": trainer.current_epoch,
-            "seed": cfg.seed,
-            "precision": str(cfg.trainer.get("precision")),
-            "checkpoint": str(tested) if tested else None,
-            "optimized_metric": cfg.optimized_metric,
-            "objective": float(val[cfg.optimized_metric]),
-            **{k: float(v) for k, v in val.items()},
-            "provenance": job.provenance,
-        }
-        outputs = TestOutputs(out, cfg.samples, record, where=True)
-        trainer.callbacks.append(outputs)  # metrics.json, scores.npz and samples.png when the test ends
-        results = trainer.test(module, datamodule=datamodule, ckpt_path=tested, weights_only=True)[0]
+    started, start = now_iso(), time.perf_counter()
+    with restore_errors_named(resume_from):  # a file that passed the checks and still does not restore
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)  # data only
+    timing = {
+        "train_seconds": round(time.perf_counter() - start, 2),
+        "train_start": started,
+        "train_end": now_iso(),
+    }
+    best, last = checkpoint_paths(trainer)
+    # the validation scores of the best checkpoint: what a sweeper may optimise (never a test score)
+    val = trainer.validate(
+        module, datamodule=datamodule, ckpt_path=best or last or None, verbose=False, weights_only=True
+    )[0]
+    if cfg.optimized_metric not in val:
+        raise ConfigError(f"optimized_metric={cfg.optimized_metric} is not logged by this model; one of {sorted(val)}")
+    tested = (best if cfg.test_ckpt == "best" else "") or last or None
+    record = {
+        "experiment": cfg.experiment_name,
+        "debug_mode": cfg.get("debug_mode"),
+        **timing,
+        "resumed_from": resume_from,
+        "global_step": trainer.global_step,
+        "epochs": trainer.current_epoch,
+        "seed": cfg.seed,
+        "precision": str(cfg.trainer.get("precision")),
+        "checkpoint": str(tested) if tested else None,
+        "optimized_metric": cfg.optimized_metric,
+        "objective": float(val[cfg.optimized_metric]),
+        **{k: float(v) for k, v in val.items()},
+        "provenance": job.provenance,
+    }
+    outputs = TestOutputs(out, cfg.samples, record, where=True)
+    trainer.callbacks.append(outputs)  # metrics.json, scores.npz and samples.png when the test ends
+    results = trainer.test(module, datamodule=datamodule, ckpt_path=tested, weights_only=True)[0]
 
     if not trainer.is_global_zero:
         return {**results, **record}
@@ -104,7 +101,7 @@ def train(cfg: DictConfig, job: Job | None = None) -> dict:
 @hydra_app("config")
 def main(cfg: DictConfig) -> float:
     """Hydra's task function: one job, recorded in its folder; returns the validation objective to sweepers."""
-    with Job(Path(HydraConfig.get().runtime.output_dir)) as job:
+    with Job(Path(HydraConfig.get().runtime.output_dir)) as job, ddp_children_run_this_job():
         job.objective = train(cfg, job)["objective"]
     return job.objective
 

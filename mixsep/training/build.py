@@ -14,6 +14,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
+from mixsep.cluster.ddp import check_ddp_can_start
 from mixsep.errors import ConfigError, user_error
 from mixsep.training.checkpoints import AtomicCheckpointIO
 from mixsep.training.config import quiet_known_noise
@@ -69,6 +70,7 @@ def build_trainer(trainer_cfg: DictConfig, callbacks: list, loggers: list, run_f
             "unchecked; use mixsep.training.checkpoints.AtomicCheckpointIO (or a subclass of it)"
         )
     checkpoint_io.run_folder = run_folder
+    check_ddp_can_start(trainer)
     return trainer
 
 
