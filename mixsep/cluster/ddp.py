@@ -7,29 +7,14 @@ import os
 import sys
 from collections.abc import Iterator
 
-import lightning as L
 import torch.distributed as dist
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import open_dict, read_write
 
-from mixsep.errors import ConfigError
-
 
 def in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-
-
-def check_ddp_can_start(trainer: L.Trainer) -> None:
-    """Under ``-m``, DDP over local devices starts its children with this job's command line: only a sweep of
-    ``python -m mixsep.run`` can give it (a Ray or submitit worker runs another program)."""
-    launches = trainer.world_size > 1 and not trainer.strategy.cluster_environment.creates_processes_externally
-    if in_multirun() and launches and getattr(sys.modules["__main__"].__spec__, "name", None) != "mixsep.run":
-        raise ConfigError(
-            "DDP over several devices inside a job of this launcher cannot start its processes. Give each "
-            "job one device (trainer.devices=1, as hydra/launcher=gpus does), or let SLURM start one process "
-            "per device (hydra/launcher=slurm with hydra.launcher.tasks_per_node=trainer.devices)."
-        )
 
 
 def _set_run_dir(run_dir: str) -> None:

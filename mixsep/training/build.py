@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import inspect
+import sys
 from pathlib import Path
 
 import lightning as L
@@ -14,7 +15,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
-from mixsep.cluster.ddp import check_ddp_can_start
+from mixsep.cluster.ddp import in_multirun
 from mixsep.errors import ConfigError, user_error
 from mixsep.training.checkpoints import AtomicCheckpointIO
 from mixsep.training.config import quiet_known_noise
@@ -85,3 +86,15 @@ def _built_trainer(trainer_cfg: DictConfig, callbacks: list, loggers: list) -> L
             f"Lightning's Trainer refused the trainer config: {type(cause).__name__}: {cause}. Check the trainer.* "
             "values (e.g. trainer.precision one of 32-true, bf16-mixed, 16-mixed)."
         ) from err
+
+
+def check_ddp_can_start(trainer: L.Trainer) -> None:
+    """Under ``-m``, DDP over local devices starts its children with this job's command line: only a sweep of
+    ``python -m mixsep.run`` can give it (a Ray or submitit worker runs another program)."""
+    launches = trainer.world_size > 1 and not trainer.strategy.cluster_environment.creates_processes_externally
+    if in_multirun() and launches and getattr(sys.modules["__main__"].__spec__, "name", None) != "mixsep.run":
+        raise ConfigError(
+            "DDP over several devices inside a job of this launcher cannot start its processes. Give each "
+            "job one device (trainer.devices=1, as hydra/launcher=gpus does), or let SLURM start one process "
+            "per device (hydra/launcher=slurm with hydra.launcher.tasks_per_node=trainer.devices)."
+        )
