@@ -27,10 +27,8 @@ log = logging.getLogger("mixsep")
 
 
 class BestCheckpoint(ModelCheckpoint):
-    """Lightning's ModelCheckpoint that keeps its best-checkpoint record when a run resumes into another folder
-    (Lightning restores it only into the same one): "best" still means best of the whole run, and ``test_ckpt=best``
-    tests the true best. The record's paths were checked before (``checkpoints.checked_trainer_state``: only files
-    in this run's folder or the resumed checkpoint's), so its ``isfile`` looks nowhere else."""
+    """ModelCheckpoint keeping its best record when a run resumes into another folder (Lightning keeps it only in the
+    same one): ``test_ckpt=best`` tests the whole run's best. Its paths were checked (``checked_trainer_state``)."""
 
     @property
     def state_key(self) -> str:  # the same key as ModelCheckpoint: checkpoints of either restore into both
@@ -51,9 +49,8 @@ class BestCheckpoint(ModelCheckpoint):
 
 
 class SamplesAndCurves(L.Callback):
-    """Records train/val loss and validation PSNR per source each epoch (whatever the logger), drawn as
-    ``<dirpath>/loss.png`` when fitting ends; sample separations to every logger that shows pictures after every
-    validation (one row per image kind, one column per pair)."""
+    """Loss and validation PSNR per epoch (whatever the logger), drawn as ``<dirpath>/loss.png`` when fitting ends;
+    sample separations to the loggers that show pictures after each validation (a row per image kind)."""
 
     def __init__(self, n_samples: int = 8, dirpath: str | None = None) -> None:
         self.n_samples, self.dirpath = n_samples, dirpath
@@ -116,9 +113,8 @@ def picture_columns(module, batch: tuple[torch.Tensor, ...]) -> tuple[list[torch
 
 
 class TestOutputs(L.Callback):
-    """When testing ends, in ``dirpath``: metrics.json (the test scores, the run's facts and ``record``, what was run;
-    with ``where``, where it ran; null for a number that is not finite), the per-pair scores and samples.png;
-    ``metrics`` holds what metrics.json says."""
+    """When testing ends, in ``dirpath``: metrics.json (the test scores, ``record``, with ``where`` where it ran; also
+    in ``metrics``), the per-pair scores and samples.png."""
 
     def __init__(self, dirpath: str | Path, n_samples: int, record: dict, where: bool = False) -> None:
         self.dirpath, self.n_samples, self.record, self.where = Path(dirpath), n_samples, record, where

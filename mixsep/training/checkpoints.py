@@ -145,8 +145,7 @@ def checkpoint_paths(trainer: L.Trainer) -> tuple[str, str]:
 
 
 def export_checkpoint(src: str | Path, dst: str | Path, precision: str | None = None) -> Path:
-    """A slim copy: weights and hyper-parameters only (no optimizer state). To share a model, export a bundle
-    instead (``python -m mixsep.export``: safetensors, a config and a model card)."""
+    """A slim copy (weights and hyper-parameters, no optimizer state); to share a model, export a bundle."""
     from mixsep.models.saved import read_checkpoint
     from mixsep.models.separator import load_module
 
@@ -214,9 +213,8 @@ def finite_number(value: Any) -> bool:
 
 
 def walk_problem(ckpt: dict, deepest: int = DEEPEST, most: int = MOST_ENTRIES) -> str | None:
-    """Lists, tuples and mappings (keys too) nested more than ``deepest`` levels or holding more than ``most`` entries
-    (a shared list counts each time it is reached), a tensor that is not a dense CPU one, or (outside callbacks) a
-    number that is not finite. One loop, no recursion, stopped at ``most``: any file is answered at once."""
+    """Lists, tuples and mappings (keys too) too deep or too many, a tensor not a dense CPU one, or (outside callbacks)
+    a number not finite. One loop, no recursion, stopped at ``most``: any file is answered at once."""
     seen = 0
     for top, value in ckpt.items():
         pending = [(value, 0)]
@@ -269,40 +267,32 @@ def counters_problem(value: Any, where: str, counter: bool = False) -> str | Non
     return None if count(value) or type(value) is bool else f"{where} is not a whole number >= 0 (nor a flag)"
 
 
-def plain_name(key: Any) -> bool:
-    return isinstance(key, str) and not key.startswith("__")
-
-
-def lambdas(value: Any) -> bool:  # LambdaLR's: None for a plain function, else a callable object's attributes
-    return isinstance(value, list) and all(v is None or isinstance(v, dict) and all(map(plain_name, v)) for v in value)
-
-
-SCHEDULE_ENTRIES = {  # what PyTorch's schedules keep under these names
-    "base_lrs": lambda value: isinstance(value, list) and all(map(finite_number, value)),
-    "_last_lr": lambda value: isinstance(value, list) and all(map(finite_number, value)),
-    "last_epoch": lambda value: type(value) is int,
-    "_step_count": lambda value: type(value) is int,
-    "lr_lambdas": lambdas,
-}
-
-
 def schedulers_problem(schedulers: Any) -> str | None:
-    """A schedule's ``load_state_dict`` copies every entry of its state onto it: one named like a method of any of
-    PyTorch's schedules would replace it."""
+    """A schedule's ``load_state_dict`` copies each entry onto it: none may be named like a schedule's method."""
     from torch.optim import lr_scheduler
 
     kinds = [k for k in vars(lr_scheduler).values() if isinstance(k, type) and hasattr(k, "load_state_dict")]
     methods = {name for kind in kinds for name in dir(kind) if callable(getattr(kind, name, None))}
-    plain = lambda k, v: plain_name(k) and not k.startswith("optimizer") and k not in methods
-    entries = lambda s: (
-        isinstance(s, dict) and all(plain(k, v) and SCHEDULE_ENTRIES.get(k, lambda _: True)(v) for k, v in s.items())
-    )
-    if isinstance(schedulers, list) and all(map(entries, schedulers)):
+    if isinstance(schedulers, list) and all(
+        isinstance(s, dict) and all(schedule_entry(k, v, methods) for k, v in s.items()) for s in schedulers
+    ):
         return None
     return (
         "lr_schedulers is not a list, each a learning-rate schedule's state (plain numbers and words, under names "
         "that are none of its methods)"
     )
+
+
+def schedule_entry(key: Any, value: Any, methods: set[str]) -> bool:
+    if not isinstance(key, str) or key.startswith(("__", "optimizer")) or key in methods:
+        return False
+    if key in ("base_lrs", "_last_lr"):
+        return isinstance(value, list) and all(map(finite_number, value))
+    if key in ("last_epoch", "_step_count"):
+        return type(value) is int
+    lambdas = value if key == "lr_lambdas" else []  # LambdaLR's: None for a plain function, else an object's attributes
+    plain = lambda names: all(isinstance(name, str) and not name.startswith("__") for name in names)
+    return isinstance(lambdas, list) and all(v is None or isinstance(v, dict) and plain(v) for v in lambdas)
 
 
 def callback_problem(key: str, state: Any) -> str | None:
@@ -326,8 +316,7 @@ def callback_problem(key: str, state: Any) -> str | None:
 
 
 def trainer_state_problem(ckpt: dict) -> str | None:
-    """The first part of ``ckpt`` that Lightning would restore without a word, and that would do harm or fail only
-    once training runs (its size and depth first: the later checks recurse)."""
+    """The first part of ``ckpt`` Lightning would restore silently that harms or fails once training runs."""
     callbacks = ckpt.get("callbacks", {})
     return (
         walk_problem(ckpt)
@@ -384,9 +373,8 @@ def foreign_parts(record: dict, folders: list[Path]) -> list[str]:
 
 
 def check_resume_fits(path: str | None, module: L.LightningModule, run_folder: Path | None = None) -> None:
-    """The checkpoint a run resumes from, before the run starts: its trainer state checked; its weights and optimizer
-    state as torch's ``load_state_dict`` takes them (into ``module`` and a stand-in optimizer); and each parameter's
-    optimizer state of that parameter's shape, which torch does not check."""
+    """Before the run starts: the trainer state checked, the weights and optimizer state loaded by torch (into
+    ``module`` and a stand-in optimizer), each parameter's optimizer state of its shape (torch does not check)."""
     if not path:
         return
     from mixsep.models.saved import read_checkpoint
@@ -409,34 +397,29 @@ def check_resume_fits(path: str | None, module: L.LightningModule, run_folder: P
 
 
 def moment_problem(parameter: Any, state: Any) -> str | None:
-    """A parameter's optimizer state that the first step would fail on: not numbers and tensors of its shape (or
-    factored along it, as Adafactor's)."""
+    """A parameter's optimizer state the first step fails on: not numbers and tensors of its shape (or factored)."""
     if not isinstance(parameter, torch.Tensor):
         return None  # torch's load_state_dict keeps it aside: no parameter gets it
     if not isinstance(state, dict):
         return "an optimizer state is not a mapping"
-    for name, value in state.items():
-        if isinstance(value, torch.Tensor):
-            fits = value.dim() == 0 or broadcasts_to(value.shape, parameter.shape)
-        else:
-            fits = finite_number(value)
-        if not fits:
-            return f"optimizer state {name} does not fit a parameter of shape {tuple(parameter.shape)}"
-    return None
+    wrong = next((name for name, value in state.items() if not moment_fits(value, parameter.shape)), None)
+    return wrong and f"optimizer state {wrong} does not fit a parameter of shape {tuple(parameter.shape)}"
 
 
-def broadcasts_to(shape: torch.Size, target: torch.Size) -> bool:
-    try:
-        return torch.broadcast_shapes(shape, target) == target
-    except RuntimeError:
-        return False
+def moment_fits(value: Any, shape: torch.Size) -> bool:
+    if not isinstance(value, torch.Tensor):
+        return finite_number(value)
+    with contextlib.suppress(RuntimeError):  # shapes that do not broadcast
+        return value.dim() == 0 or torch.broadcast_shapes(value.shape, shape) == shape
+    return False
 
 
 def one_line(err: BaseException) -> str:
     return " ".join(str(err).split())[:240]  # torch's load_state_dict says which weight on its later lines
 
 
-RESTORING = ("resume_start", "restore", "_restore")  # Lightning's checkpoint connector reading a checkpoint back
+CONNECTOR = "*/connectors/checkpoint_connector.py"  # Lightning's, reading a checkpoint back in these methods:
+RESTORING = ("resume_start", "restore", "_restore")
 RESUME_FIX = (
     "resume it with the settings of its own run (config_tree.txt in its folder), from a last.ckpt that mixsep.run "
     "wrote, or start afresh with ckpt_path=null"
@@ -450,16 +433,10 @@ def restore_errors_named(path: str | None) -> Iterator[None]:
     try:
         yield
     except Exception as err:
-        if not path or isinstance(err, CheckpointError) or not raised_while_restoring(err):
+        codes = [frame.f_code for frame, _ in traceback.walk_tb(err.__traceback__)]
+        restoring = any(c.co_name.startswith(RESTORING) and Path(c.co_filename).match(CONNECTOR) for c in codes)
+        if not path or isinstance(err, CheckpointError) or not restoring:
             raise
         raise CheckpointError(
             f"ckpt_path={path} could not be restored ({type(err).__name__}: {one_line(err)}): {RESUME_FIX}"
         ) from err
-
-
-def raised_while_restoring(err: BaseException) -> bool:
-    return any(
-        Path(frame.f_code.co_filename).match("*/connectors/checkpoint_connector.py")
-        and frame.f_code.co_name.startswith(RESTORING)
-        for frame, _ in traceback.walk_tb(err.__traceback__)
-    )

@@ -16,13 +16,13 @@ import stat
 import sys
 import threading
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 from lightning.pytorch import loggers as pl_loggers
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
+from PIL import Image
 
 from mixsep.adapters import drop_wandb_init_argument, forget_wandb_run
 from mixsep.errors import ConfigError
@@ -63,9 +63,8 @@ def while_service_runs(method: Callable) -> Callable:
 
 
 class WandbLogger(pl_loggers.WandbLogger):
-    """Lightning's W&B logger: offline without an API key or a reachable server, without its ``anonymous`` argument
-    (wandb >= 0.19 warns about it), its run marked preempting when finalized as "finished" (re-queued), and going on
-    without W&B once W&B's service process is gone (``while_service_runs``)."""
+    """Lightning's W&B logger: offline without an API key or a reachable server, without ``anonymous`` (wandb >= 0.19
+    warns about it), its run marked preempting when re-queued, going on without W&B once its service is gone."""
 
     def __init__(self, *args, **kwargs) -> None:
         offline_without_wandb_server()
@@ -87,9 +86,8 @@ class WandbLogger(pl_loggers.WandbLogger):
 
 
 class MLFlowLogger(pl_loggers.MLFlowLogger):
-    """Lightning's MLflow logger, with a local store by default (sqlite under ``local_store``: MLflow 3 refuses its
-    file store), an unreachable server refused in one line, the provenance as tags, and the params a resumed run
-    already has kept (MLflow refuses to change them; they differ only in how the job was started)."""
+    """Lightning's MLflow logger: a local sqlite store by default (MLflow 3 refuses its file store), an unreachable
+    server refused in one line, the provenance as tags, a resumed run's params kept (MLflow refuses to change them)."""
 
     def __init__(self, tracking_uri: str | None = None, local_store: str = "outputs", **kwargs) -> None:
         from mixsep.training.command_line import install_hint
@@ -163,10 +161,9 @@ def reachable(url: str, timeout: float = WANDB_REACH_SECONDS) -> bool:
 def build_loggers(
     loggers_cfg: DictConfig | None, out: Path, experiment_name: str, ckpt_path: str | None, built: list | None = None
 ) -> list:
-    """The configured loggers of a job in ``out``, each appended to ``built`` as soon as it exists (the job finalizes
-    it even when a later one fails to start). A null argument gets the job's identity: the first of
-    ``RUN_ID_ARGUMENTS`` the run id kept in ``<out>/<key>_<argument>.txt`` (or in the folder of ``ckpt_path``, the
-    checkpoint it resumes: a resumed or re-queued job continues its run), the others their ``job_names``."""
+    """The configured loggers, each appended to ``built`` at once (the job finalizes it even if a later one fails).
+    Null arguments get the job's identity: ``job_names``; the first of ``RUN_ID_ARGUMENTS``, the run id kept in
+    ``<out>/<key>_<arg>.txt`` or beside ``ckpt_path``'s folder (a resumed or re-queued job continues its run)."""
     loggers = [] if built is None else built
     names = job_names(experiment_name)
     for key, logger_cfg in (loggers_cfg or {}).items():
@@ -221,8 +218,7 @@ def read_run_id(path: Path) -> str | None:
 
 
 def finish_dashboards(loggers: list, status: str) -> None:
-    """Finalize a job's loggers with its status (``FINALIZE_STATUS``); then close this process's W&B run, which
-    Lightning's logger leaves open, so that a sweep's next job starts its own."""
+    """Finalize the loggers with the job's status; close the W&B run Lightning leaves open (for a sweep's next job)."""
     for logger in loggers:
         try:
             logger.finalize(FINALIZE_STATUS.get(status, "failed"))
@@ -251,9 +247,8 @@ def finish_wandb(failed: bool) -> None:
 
 
 def publish_final_scores(loggers: list, params: dict, metrics: dict, step: int, out: Path) -> None:
-    """The objective and the final validation and test scores on every logger, beside its parameters where its
-    ``log_hyperparams`` takes metrics (``hp_metric``: the objective), else as metrics; then the run's samples.png
-    and loss.png to those that show pictures."""
+    """The objective and final scores beside the parameters where ``log_hyperparams`` takes metrics (``hp_metric``:
+    the objective), else as metrics; then samples.png and loss.png to the loggers that show pictures."""
     final = {k: v for k, v in metrics.items() if k.startswith(("test/", "val/")) and isinstance(v, (int, float))}
     final = {k: v for k, v in final.items() if not isinstance(v, bool)}
     final["objective"] = metrics["objective"]
@@ -264,8 +259,6 @@ def publish_final_scores(loggers: list, params: dict, metrics: dict, step: int, 
             logger.log_metrics(final, step=step)
     for key, picture in (("test_samples", out / "samples.png"), ("loss", out / "loss.png")):
         if picture.is_file():
-            from PIL import Image
-
             show_picture(loggers, key, np.asarray(Image.open(picture).convert("RGB")), step, picture.name)
 
 
@@ -285,12 +278,11 @@ PICTURE_HOOKS = ((pl_loggers.TensorBoardLogger, _tensorboard_picture), (pl_logge
 
 
 def picture_hook(logger) -> Callable[[str, np.ndarray, int, str], None] | None:
-    """How ``logger`` shows a picture ``(key, pixels: H x W x 3 uint8, step, caption)``: its backend's hook in
-    ``PICTURE_HOOKS``, else its own ``log_image``; None when it shows none."""
+    """How ``logger`` shows ``(key, pixels: H x W x 3 uint8, step, caption)``: ``PICTURE_HOOKS``, else ``log_image``."""
     for kind, show in PICTURE_HOOKS:
         if isinstance(logger, kind):
-            return partial(show, logger)
-    return partial(_own_log_image, logger) if callable(getattr(logger, "log_image", None)) else None
+            return functools.partial(show, logger)
+    return functools.partial(_own_log_image, logger) if callable(getattr(logger, "log_image", None)) else None
 
 
 def show_picture(loggers: list, key: str, pixels: np.ndarray, step: int, caption: str) -> None:
