@@ -24,6 +24,12 @@ class JobFailed(Exception):
     """A trial's job ended in an error: the trial is FAIL, the sweep goes on (within ``max_failure_rate``)."""
 
 
+def without_job_traceback(record: logging.LogRecord) -> bool:
+    if record.exc_info and isinstance(record.exc_info[1], JobFailed):
+        record.exc_info = None
+    return True
+
+
 def distribution(override: Override):
     """The Optuna distribution of one swept override (``choice``, ``range``, ``interval``, ``tag(log, ...)``)."""
     import optuna.distributions as d
@@ -113,6 +119,9 @@ class OptunaSweeper(Sweeper):
         log.info(f"study {study.study_name} in {self.where}: {len(done)} trials done, {max(remaining, 0)} to go")
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, self.sweep_dir / "multirun.yaml")
+        self.planned = remaining
+        # a failed job's error is in its status.json and log: Optuna's warning names it without the traceback again
+        logging.getLogger("optuna.study._optimize").addFilter(without_job_traceback)
         if remaining > 0:
             getattr(self.launcher, "start", lambda: None)()  # e.g. Ray: started once, before the slots share it
             in_this_process = type(self.launcher).__name__ == "BasicLauncher"
@@ -144,15 +153,19 @@ class OptunaSweeper(Sweeper):
             raise JobFailed(f"{type(err).__name__}: {err}") from err
 
     def _check_failure_rate(self, study, trial) -> None:
-        """``Study.optimize``'s callback: the sweep ends once more than ``max_failure_rate`` of its trials failed."""
+        """``Study.optimize``'s callback: the sweep ends once more than ``max_failure_rate`` of the trials it runs
+        have failed (of all it runs, so one early failure does not end a sweep that allows some)."""
         from optuna.trial import TrialState
+
+        from mixsep.errors import MixsepError
 
         ours = [t for t in study.get_trials(deepcopy=False) if t.number >= self.first and t.state.is_finished()]
         failed = sum(t.state == TrialState.FAIL for t in ours)
-        if failed / len(ours) > self.max_failure_rate:
-            raise RuntimeError(
-                f"{failed} of {len(ours)} Optuna trials failed (more than hydra.sweeper.max_failure_rate="
-                f"{self.max_failure_rate}); the study is kept in {self.where}"
+        if failed > self.max_failure_rate * self.planned:
+            raise MixsepError(
+                f"{failed} of this sweep's {self.planned} Optuna trials failed (more than hydra.sweeper."
+                f"max_failure_rate={self.max_failure_rate}); each failed job's status.json says why, and the study "
+                f"is kept in {self.where}"
             )
 
     def _write_results(self, study, directions: list[str]) -> None:

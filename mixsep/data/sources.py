@@ -5,6 +5,7 @@ source of one's own is a ``Source`` subclass with ``@register_source`` in a modu
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -51,16 +52,25 @@ def no_debris(download: bool, root: Path, *targets: Path) -> Iterator[None]:
 
 def list_image_folder(split_dir: Path, allow_empty: bool = True) -> list[Path]:
     """An ImageFolder split's image files in torchvision's order: class, then file name (an empty class folder
-    or none at all: FileNotFoundError, unless ``allow_empty``)."""
-    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+    or none at all: FileNotFoundError, unless ``allow_empty``). Each class folder is listed one level deep, as
+    names: a link inside it is never followed into another folder (torchvision's ``make_dataset`` walks them)."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes
 
     try:
-        classes = find_classes(split_dir)[1]
+        classes = find_classes(split_dir)[0]
     except FileNotFoundError:
         if allow_empty:
             return []
         raise
-    return [Path(p) for p, _ in make_dataset(split_dir, classes, IMG_EXTENSIONS, allow_empty=allow_empty)]
+    files: list[Path] = []
+    for name in classes:
+        folder = split_dir / name  # names as strings: a split holds tens of thousands of files
+        found = sorted(n for n in os.listdir(folder) if n.lower().endswith(IMG_EXTENSIONS))
+        if not found and not allow_empty:
+            raise FileNotFoundError(f"Found no valid file for the classes {name}. Supported extensions are: "
+                                    f"{', '.join(IMG_EXTENSIONS)}")  # fmt: skip
+        files += [folder / n for n in found]
+    return files
 
 
 def _read_rgb32(path: Path) -> np.ndarray:

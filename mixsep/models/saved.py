@@ -79,6 +79,8 @@ def checkpoint_model(path: Path, ckpt: dict) -> SavedModel:
         )
     module = ckpt.get("mixsep_network_module")
     saved = _checked(path, hparams, ckpt.get("mixsep_precision"), ckpt.get("mixsep_sources"), module)
+    if not all(isinstance(name, str) for name in state):
+        raise CheckpointError(f"{path}: its weights are not a mapping of names to tensors")
     for name, tensor in state.items():
         check_stored(path, name, tensor)
     weights = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
@@ -118,6 +120,11 @@ def read_bundle(folder: Path, map_location: str | torch.device = "cpu") -> Saved
     hparams = {**(config.get("settings") or {}), "net": {NAME_KEY: config["architecture"], **config["arguments"]}}
     saved = _checked(folder, hparams, config.get("precision"), config.get("sources"), config.get("network_module"))
     path = folder / WEIGHTS_FILE
+    if not path.is_file():  # a folder, a FIFO or a device would be opened (and block) below
+        raise CheckpointError(
+            f"{folder} is not a mixsep model bundle: it needs {WEIGHTS_FILE} as a file (python -m mixsep.export "
+            "CKPT DIR writes it)"
+        )
     dtypes = check_fits(saved, declared_shapes(path))
     verify_file(folder, config, WEIGHTS_FILE)
     try:

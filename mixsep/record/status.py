@@ -83,7 +83,7 @@ class FolderLock:
             self.out.mkdir(parents=True, exist_ok=True)
             with tempfile.NamedTemporaryFile(dir=self.out, prefix=".write-test-"):
                 pass
-            return os.open(self.out / ".mixsep.lock", os.O_RDWR | os.O_CREAT, 0o644)
+            return os.open(self.out / ".mixsep.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         except OSError as err:
             raise ConfigError(
                 f"cannot write to the run folder {self.out} ({err.strerror or err}). Choose a writable one: "

@@ -170,3 +170,14 @@ def test_emnist_letters_load_upright_in_their_own_file_names_and_the_cache_is_re
     again.setup("fit")  # decoded once: the cache is read, not written again
     assert [p.stat().st_mtime_ns for p in sorted((tmp_path / "cache").glob("emnist_letters_*.pt"))] == stamps
     assert torch.equal(again.splits.gray_test, upright)
+
+
+def test_a_link_inside_a_class_folder_is_never_followed(tiny_root, tmp_path):
+    """A class folder is listed one level deep: a link back up (or to /) adds no file and no walk."""
+    from mixsep.data.sources import list_image_folder
+
+    split = tiny_root / "cifar10" / "train"
+    before = list_image_folder(split)
+    (split / "airplane" / "loop").symlink_to("..")
+    (split / "airplane" / "root").symlink_to("/")
+    assert list_image_folder(split) == before and len(before) == 40

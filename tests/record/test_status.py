@@ -231,3 +231,17 @@ def test_wandb_with_a_key_but_no_server_goes_offline_within_its_timeout(compose,
     assert time.monotonic() - start < 120 and os.environ["WANDB_MODE"] == "offline"
     assert metrics["global_step"] > 0 and list((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert WANDB_REACH_SECONDS <= 10
+
+
+def test_the_folder_lock_never_writes_through_a_link(tmp_path):
+    """A run folder from elsewhere whose .mixsep.lock links to another file: refused, that file untouched."""
+    from mixsep.errors import ConfigError
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".mixsep.lock").symlink_to(victim)
+    with pytest.raises(ConfigError, match="cannot write to the run folder"):
+        jobs.FolderLock(run).acquire()
+    assert victim.read_text() == "keep me"

@@ -212,6 +212,23 @@ def checkpoint_with_weight(t: Path, kind: str) -> Path:
     return path
 
 
+def weights_a_fifo(t: Path) -> Path:
+    """A bundle whose model.safetensors is a named pipe (a tar archive can carry one): opening it would block."""
+    folder = bundle_copy(t, "fifo")
+    (folder / "model.safetensors").unlink()
+    os.mkfifo(folder / "model.safetensors")
+    return folder
+
+
+def checkpoint_with_a_number_key(t: Path) -> Path:
+    """The shipped checkpoint with a weight named by a number, not a string."""
+    ckpt = torch.load(SHIPPED_CKPT, map_location="cpu", weights_only=True)
+    ckpt["state_dict"][7] = torch.zeros(1)
+    path = Path(t) / "number-key.ckpt"
+    torch.save(ckpt, path)
+    return path
+
+
 def scores_bomb(t: Path) -> Path:
     """A run folder holding the shipped checkpoint, its metrics.json, and a scores.npz of about 20 kB that
     holds a million zeros per key (8 MB each once loaded; zip compresses zeros a thousandfold)."""
@@ -350,6 +367,8 @@ BUNDLES = [
     ("ckpt-stride-0-views", stride_bomb, "is a view of 4 bytes posing as [512, 6, 3, 3]"),
     ("ckpt-sparse-weight", lambda t: checkpoint_with_weight(t, "sparse"), "is a sparse_coo tensor"),
     ("ckpt-meta-weight", lambda t: checkpoint_with_weight(t, "meta"), "on the meta device"),
+    ("weights-a-fifo", weights_a_fifo, "needs model.safetensors as a file"),
+    ("ckpt-number-key", checkpoint_with_a_number_key, "its weights are not a mapping of names to tensors"),
 ]
 ONNX_BUNDLES = [
     ("onnx-replaced", lambda t: onnx_graph(t, "onnx-zeros", "zeros", record=False), "not the file exported"),

@@ -96,6 +96,19 @@ def test_a_failing_job_does_not_stop_the_sweep(tiny_overrides, tmp_path, capfd):
     assert record["multirun"] and "model.loss=bogus" in record["overrides"]
 
 
+def test_a_search_goes_on_after_a_failed_trial_within_its_failure_rate(tiny_overrides, tmp_path, capfd):
+    """max_failure_rate is a share of the trials the sweep runs: an early failure does not end it; once more than
+    that share failed, the sweep ends in one line."""
+    sweep = tmp_path / "sweep"
+    overrides = ["hparams_search=optuna", "hydra.sweeper.n_trials=3", "hydra.sweeper.max_failure_rate=0.9"]
+    overrides += ["model.loss=choice(bogus)", f"hydra.sweep.dir={sweep}"]
+    result = run_cli_here(tiny_overrides + overrides, capfd)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("mixsep: 3 of this sweep's 3 Optuna trials failed")
+    jobs = [p for p in sweep.iterdir() if p.is_dir()]
+    assert len(jobs) == 3 and all(status(job)["status"] == "failed" for job in jobs)
+
+
 def test_a_single_run_prints_a_user_error_in_one_line(tiny_overrides, tmp_path, capfd):
     result = run_cli_here(tiny_overrides + ["model.loss=bogus", f"hydra.run.dir={tmp_path / 'run'}"], capfd)
     assert result.returncode != 0 and "Traceback" not in result.stderr
