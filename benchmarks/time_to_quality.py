@@ -179,12 +179,24 @@ def main() -> None:
     parser.add_argument("--max-minutes", type=float, default=4.0, help="training time cap (or the preset's max_time)")
     parser.add_argument("--recipe-steps", type=int, default=60, help="steps to measure the report-000 recipe")
     parser.add_argument("--val-pairs", type=int, default=1000, help="validation pairs of each measurement")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help='the experiment again with more overrides, measured beside it: "model.net.resize_range=true" '
+        "(space-separated; repeat for more variants)",
+    )
     parser.add_argument("--plot", default="quality_vs_time.png")
     args = parser.parse_args()
 
     names = [args.experiment] + [n for n in args.compare.split(",") if n]
     every = args.every if args.every_seconds is None else float(args.every_seconds)
-    clocks = {name: mixsep_time(name, every, args.max_minutes, val_pairs=args.val_pairs) for name in names}
+    arms = {name: (name, ()) for name in names}
+    arms.update({f"{args.experiment} {variant}": (args.experiment, tuple(variant.split())) for variant in args.variant})
+    clocks = {
+        label: mixsep_time(name, every, args.max_minutes, overrides, val_pairs=args.val_pairs)
+        for label, (name, overrides) in arms.items()
+    }
     rate, recipe_s = recipe_000_seconds(args.recipe_steps)
     print()
     print(f"Training seconds until validation PSNR >= level on both sources ({args.val_pairs:,} validation pairs):\n")
