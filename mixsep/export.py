@@ -30,8 +30,8 @@ def export_bundle(
     from mixsep.models.saved import read_model
     from mixsep.models.separator import load_separator
     from mixsep.record.provenance import code_version
+    from mixsep.record.scores import SCORES_FILE, read_scores
     from mixsep.report.card import find_metrics, model_card
-    from mixsep.report.stats import SCORES_FILE, read_scores
 
     missing = [p for p in ONNX_PACKAGES if importlib.util.find_spec(p) is None] if onnx else []
     if missing:

@@ -10,8 +10,9 @@ import yaml
 
 from mixsep.models.metrics import SOURCES, decimals, heading, score_of
 from mixsep.models.saved import SavedModel
+from mixsep.record.scores import SCORES_FILE, read_scores
 from mixsep.record.status import BadRecord, load_record, read_json
-from mixsep.report.stats import SCORES_FILE, bootstrap_mean, read_scores
+from mixsep.report.stats import bootstrap_mean
 from mixsep.report.tables import markdown_table, score_names
 
 USAGE = """

@@ -19,6 +19,7 @@ from mixsep.errors import ArgumentParser, ConfigError, MixsepError, one_line_err
 from mixsep.extensions import load_extensions
 from mixsep.files import check_outputs, write_atomically, write_text_atomically
 from mixsep.models.metrics import RANK_SCORE, SOURCES, decimals, image_metrics, score_of
+from mixsep.record import scores as run_scores
 from mixsep.record.provenance import short_commit
 from mixsep.record.status import effective_status
 from mixsep.report import stats
@@ -28,7 +29,7 @@ from mixsep.report.tables import failed, interval, markdown_table, minutes, read
 
 RANK_KEYS = tuple(f"test/{source}_{RANK_SCORE}" for source in SOURCES)
 # what the report reads in a run folder (never replaced by -o or the chart)
-RUN_RECORDS = ("metrics.json", "status.json", stats.SCORES_FILE, stats.VAL_SCORES_FILE)
+RUN_RECORDS = ("metrics.json", "status.json", run_scores.SCORES_FILE, run_scores.VAL_SCORES_FILE)
 FLAGS = "-o / --chart"
 SCORE_ARRAYS = ("pair", "mnist_psnr", "cifar_psnr")  # what a comparison and an interval need of scores.npz
 BASELINES = {  # trivial separations, scored exactly like the models
@@ -166,7 +167,7 @@ def interval_cells(rows: list[dict]) -> dict[int, tuple[str, str]]:
 def scores_or_none(run: str | Path) -> dict[str, np.ndarray] | None:
     """A row's per-pair scores for its interval; a file that cannot give one leaves the row without (said)."""
     try:
-        return stats.read_scores(run, needs=SCORE_ARRAYS)
+        return run_scores.read_scores(run, needs=SCORE_ARRAYS)
     except MixsepError as err:
         print(f"mixsep.report: no interval for {run}: {err}", file=sys.stderr)
         return None
@@ -198,8 +199,8 @@ def leaderboard(rows: list[dict]) -> str:
 def compare(run_a: str, run_b: str, on: str = "test") -> str:
     """Two runs scored on the same pairs (``on``: test, or val: the validation pairs, where levers are chosen):
     each score with its interval, and the paired difference."""
-    name = stats.SCORES_FILE if on == "test" else stats.VAL_SCORES_FILE
-    a, b = stats.read_scores(run_a, name, SCORE_ARRAYS), stats.read_scores(run_b, name, SCORE_ARRAYS)
+    name = run_scores.SCORES_FILE if on == "test" else run_scores.VAL_SCORES_FILE
+    a, b = run_scores.read_scores(run_a, name, SCORE_ARRAYS), run_scores.read_scores(run_b, name, SCORE_ARRAYS)
     missing = [r for r, s in ((run_a, a), (run_b, b)) if s is None]
     if missing:
         raise ConfigError(

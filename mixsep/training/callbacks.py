@@ -16,8 +16,8 @@ from torchvision.utils import make_grid
 
 from mixsep.files import write_text_atomically
 from mixsep.models.metrics import SOURCES
+from mixsep.record.scores import SCORES_FILE, VAL_SCORES_FILE, write_scores
 from mixsep.record.where import where_it_ran
-from mixsep.report.stats import SCORES_FILE, VAL_SCORES_FILE, write_scores
 from mixsep.sheet import save_samples, to_uint8
 from mixsep.training.artifacts import save_loss_plot
 from mixsep.training.hardware import describe_machine

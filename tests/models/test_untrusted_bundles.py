@@ -379,7 +379,7 @@ def test_a_graph_that_loops_for_ever_is_stopped_and_one_that_gives_the_mix_is_re
 
 
 def test_a_scores_file_that_unpacks_to_megabytes_is_refused_before_it_is_loaded(tmp_path):
-    from mixsep.report.stats import read_scores
+    from mixsep.record.scores import read_scores
 
     run = scores_bomb(tmp_path)
     with np.load(run / "scores.npz") as data:  # the old reader: 8 MB per key out of a 20 kB file

@@ -217,7 +217,7 @@ def test_equal_psnr_curves_are_drawn_once_and_labelled(tmp_path):
 
 
 def _scores(folder: Path, mnist: np.ndarray, cifar: np.ndarray) -> None:
-    from mixsep.report.stats import write_scores
+    from mixsep.record.scores import write_scores
 
     write_scores(
         folder / "scores.npz",
