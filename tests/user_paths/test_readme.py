@@ -218,6 +218,12 @@ COMMANDS: dict[str, Run | Elsewhere | Skip] = {
         check="frontier_plot",
         real_data=True,
     ),
+    "python benchmarks/time_to_quality.py --experiment best_cpu_5min --max-minutes 5 --every-seconds 30 "
+    '--variant "model.net.resize_range=true" --variant "model.net.attention=true" '
+    "--plot benchmarks/quality_vs_time_levers.png": Run(
+        ["--max-minutes", "0.05", "--every-seconds", "1", "--recipe-steps", "1", "--val-pairs", "64"],
+        real_data=True,
+    ),
 }
 
 
