@@ -12,6 +12,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import open_dict, read_write
 
+# what Lightning's subprocess launcher sets in this process for its DDP children
+LAUNCHER_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+
 
 def in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
@@ -31,7 +34,8 @@ def ddp_children_run_this_job() -> Iterator[None]:
     if not in_multirun():
         yield
         return
-    saved_argv, saved_dir, saved_env = sys.argv, HydraConfig.get().run.dir, dict(os.environ)
+    saved_argv, saved_dir = sys.argv, HydraConfig.get().run.dir
+    saved_env = {key: os.environ.get(key) for key in LAUNCHER_VARIABLES}
     sys.argv = [saved_argv[0], *HydraConfig.get().overrides.task]
     _set_run_dir(HydraConfig.get().runtime.output_dir)
     try:
@@ -39,7 +43,10 @@ def ddp_children_run_this_job() -> Iterator[None]:
     finally:
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
-        os.environ.clear()
-        os.environ.update(saved_env)
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         sys.argv = saved_argv
         _set_run_dir(saved_dir)

@@ -67,8 +67,8 @@ def list_image_folder(split_dir: Path, allow_empty: bool = True) -> list[Path]:
         folder = split_dir / name  # names as strings: a split holds tens of thousands of files
         found = sorted(n for n in os.listdir(folder) if n.lower().endswith(IMG_EXTENSIONS))
         if not found and not allow_empty:
-            raise FileNotFoundError(f"Found no valid file for the classes {name}. Supported extensions are: "
-                                    f"{', '.join(IMG_EXTENSIONS)}")  # fmt: skip
+            kinds = ", ".join(IMG_EXTENSIONS)
+            raise FileNotFoundError(f"Found no valid file for the classes {name}. Supported extensions are: {kinds}")
         files += [folder / n for n in found]
     return files
 
