@@ -1,17 +1,21 @@
 """Where one training step's time goes, on the CPU this runs on (named, with AMX / AVX512-BF16 / neither).
 
-    python benchmarks/profile_step.py                       # best_cpu_5min's U-Net, batch 32: fp32 and bf16
-    python benchmarks/profile_step.py --experiment fast_cpu --steps 20
+    python benchmarks/profile_step.py                       # best_cpu_5min's U-Net, batch 32
+    python benchmarks/profile_step.py --experiment fast_cpu --rounds 100
 
-For each precision, side by side in one run:
+Side by side in one run, the step as the recipe builds it in fp32 and in bf16 (where the CPU computes bf16), and
+"bf16, before": the bf16 step as it was before the speed work (not compiled, oneDNN's transposed convolutions for the
+U-Net's up-sampling). For each:
 - the step (forward, loss, backward, optimizer) without Lightning: steps/s and GFLOP/s (FLOPs counted by
   torch.utils.flop_counter on the real step);
 - its convolutions alone: every Conv2d of the network at the shape it sees in the step, forward + backward in the
   same precision and memory format: their GFLOP/s, the ceiling the step is measured against;
 - torch.profiler's self time of the step by kind: convolutions, norms and activations, dtype casts, the optimizer,
-  the rest;
+  kernels fused by torch.compile, the rest;
 - the same step under Lightning's Trainer (from in-memory batches): its overhead;
 - the data: a training batch made by mixsep's data module (MIXSEP_DATA_ROOT), per step.
+The steps and the convolutions alone are timed with the arms in turn, one step each, for ``--rounds`` rounds, and the
+medians shown: a shared machine's speed drifts by 15 % from second to second, alike for arms timed in alternation.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import contextlib
 import functools
 import logging
 import os
+import statistics
 import time
 import warnings
 from collections import defaultdict
@@ -31,6 +36,8 @@ from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
 from mixsep.conf import CONF_DIR
+from mixsep.models.blocks import Upsample
+from mixsep.models.module import build_partial
 from mixsep.training.build import build, build_module
 from mixsep.training.hardware import _cpuinfo, cpu_has_bf16, describe_machine
 
@@ -39,7 +46,9 @@ KINDS = {  # torch.profiler's op names, by what they do (the first match wins)
     "casts": ("aten::to", "aten::_to_copy", "aten::copy_"),
     "optimizer": ("optimizer.step", "_foreach", "adam"),
     "norms and activations": ("norm", "gelu", "relu", "silu", "sigmoid", "softmax", "tanh"),
+    "kernels fused by torch.compile": ("compiledfxgraph",),
 }
+BEFORE = ["model.compile=false"]  # with oneDNN's transposed convolutions: the step before the speed work
 
 
 def cpu_kind() -> str:
@@ -87,14 +96,14 @@ def conv_shapes(module, data) -> list[tuple[torch.nn.Conv2d, torch.Size]]:
     seen, hooks = [], []
     for conv in (m for m in module.modules() if isinstance(m, torch.nn.Conv2d)):
         hooks.append(conv.register_forward_hook(lambda m, inputs, _: seen.append((m, inputs[0].shape))))
-    with torch.no_grad():
-        module(data[0])
+    with torch.no_grad():  # the eager network: hooks do not fire inside a compiled graph
+        module.net(data[0].contiguous(memory_format=torch.channels_last))
     for hook in hooks:
         hook.remove()
     return seen
 
 
-def convolutions_alone(shapes, bf16: bool, channels_last: bool, steps: int) -> tuple[float, float]:
+def convolutions_alone(shapes, bf16: bool, channels_last: bool, steps: int, warmup: int = 2) -> tuple[float, float]:
     """(seconds, FLOPs) of every convolution of the step, forward and backward, each alone at its shape."""
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     total_seconds = total_flops = 0.0
@@ -110,7 +119,7 @@ def convolutions_alone(shapes, bf16: bool, channels_last: bool, steps: int) -> t
         with FlopCounterMode(display=False) as counter:
             run()
         total_flops += counter.get_total_flops()
-        total_seconds += seconds_per_call(run, steps)
+        total_seconds += seconds_per_call(run, steps, warmup)
     return total_seconds, total_flops
 
 
@@ -126,11 +135,11 @@ def time_by_kind(module, optimizer, data, bf16: bool, steps: int) -> dict[str, f
     return dict(shares)
 
 
-def lightning_step(module_cfg, size: int, bf16: bool, steps: int) -> float:
+def lightning_step(module_cfg, size: int, bf16: bool, steps: int, before: bool = False) -> float:
     """Seconds per step under Lightning's Trainer, from in-memory batches (no logger, no checkpoints)."""
     import lightning as L
 
-    module = build_module(module_cfg)
+    module = built(module_cfg, before)
     module.hparams.scheduler = None  # the recipe's time-based schedule needs a run's clock
     generator = torch.Generator().manual_seed(1)
     batches = [batch(size, generator) for _ in range(4)]
@@ -166,37 +175,76 @@ def data_step(data_cfg, steps: int) -> float | None:
     return seconds_per_call(lambda: data.on_after_batch_transfer(next(batches), 0), steps)
 
 
+def built(model_cfg, before: bool = False):
+    """The recipe's module; ``before``: its U-Net up-sampling through oneDNN's transposed convolution, as before the
+    speed work (the same parameters and outputs)."""
+    module = build_module(model_cfg)
+    for layer in module.modules():
+        if before and isinstance(layer, Upsample):
+            layer.__class__ = torch.nn.ConvTranspose2d
+    return module
+
+
+class Arm:
+    """One column of the table: the recipe's step in one precision, ready to time."""
+
+    def __init__(self, label: str, model_cfg, size: int, bf16: bool, before: bool) -> None:
+        self.label, self.model_cfg, self.size, self.bf16, self.before = label, model_cfg, size, bf16, before
+        self.module = built(model_cfg, before)
+        self.channels_last = bool(self.module.hparams.get("channels_last"))
+        if self.channels_last:
+            self.module = self.module.to(memory_format=torch.channels_last)
+        params = self.module.parameters()
+        self.optimizer = build_partial(self.module.optimizer_config, "model.optimizer", params, lr=1e-3)
+        self.data = batch(size, torch.Generator().manual_seed(0))
+        self.step = functools.partial(plain_step, self.module, self.optimizer, self.data, bf16)
+        self.step()  # a compiled network compiles here, not inside the FLOP count
+        with FlopCounterMode(display=False) as counter:
+            self.step()
+        self.step_flops = counter.get_total_flops()
+        self.shapes = conv_shapes(self.module, self.data)
+        _, self.conv_flops = convolutions_alone(self.shapes, bf16, self.channels_last, 1)  # and warmed up
+        self.step_seconds: list[float] = []
+        self.conv_seconds: list[float] = []
+
+    def time_once(self, steps: int) -> None:
+        self.step_seconds.append(seconds_per_call(self.step, steps, warmup=0))
+        self.conv_seconds.append(convolutions_alone(self.shapes, self.bf16, self.channels_last, steps, warmup=0)[0])
+
+    def row(self, steps: int) -> tuple:
+        kinds = time_by_kind(self.module, self.optimizer, self.data, self.bf16, max(5, steps))
+        lightning = lightning_step(self.model_cfg, self.size, self.bf16, max(10, steps), self.before)
+        step, convs = statistics.median(self.step_seconds), statistics.median(self.conv_seconds)
+        return self.label, self.step_flops, step, self.conv_flops, convs, kinds, lightning
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experiment", default="best_cpu_5min")
-    parser.add_argument("--steps", type=int, default=10, help="timed steps of each measurement")
+    parser.add_argument("--steps", type=int, default=1, help="timed steps of each arm in each round")
+    parser.add_argument("--rounds", type=int, default=60, help="rounds of the arms in turn (medians are shown)")
     parser.add_argument("--precision", nargs="+", default=None, help="fp32 and/or bf16 (default: both where bf16 runs)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of the run's config (model.net.width=48, ...)")
     args = parser.parse_args()
     torch.manual_seed(0)
     cfg = recipe(args.experiment, args.overrides)
-    model_cfg, size = cfg.model, int(cfg.data.batch_size)
-    precisions = args.precision or (["fp32", "bf16"] if cpu_has_bf16() else ["fp32"])
+    size = int(cfg.data.batch_size)
+    bf16_here = cpu_has_bf16()
+    arms = [(p, p == "bf16", []) for p in (args.precision or (["fp32", "bf16"] if bf16_here else ["fp32"]))]
+    if bf16_here and not args.precision:
+        arms.insert(1, ("bf16, before", True, BEFORE))
     print(f"machine: {describe_machine()}, {cpu_kind()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"step: experiment={args.experiment} (model={model_cfg.name}), batch {size}, {args.steps} timed steps\n")
+    timing = f"{args.rounds} rounds of {args.steps} timed step(s) per arm"
+    print(f"step: experiment={args.experiment} (model={cfg.model.name}), batch {size}, {timing}\n")
     data_seconds = data_step(cfg.data, args.steps)
-    rows = []
-    for precision in precisions:
-        bf16 = precision == "bf16"
-        module = build_module(model_cfg)
-        channels_last = bool(module.hparams.get("channels_last"))
-        if channels_last:
-            module = module.to(memory_format=torch.channels_last)
-        optimizer = torch.optim.AdamW(module.parameters(), lr=1e-3)
-        data = batch(size, torch.Generator().manual_seed(0))
-        with FlopCounterMode(display=False) as counter:
-            plain_step(module, optimizer, data, bf16)
-        step_flops = counter.get_total_flops()
-        step_seconds = seconds_per_call(functools.partial(plain_step, module, optimizer, data, bf16), args.steps)
-        conv_seconds, conv_flops = convolutions_alone(conv_shapes(module, data), bf16, channels_last, args.steps)
-        kinds = time_by_kind(module, optimizer, data, bf16, max(2, args.steps // 2))
-        lightning = lightning_step(model_cfg, size, bf16, args.steps)
-        rows.append((precision, step_flops, step_seconds, conv_flops, conv_seconds, kinds, lightning))
+    columns = [
+        Arm(label, recipe(args.experiment, [*args.overrides, *more]).model, size, bf16, more is BEFORE)
+        for label, bf16, more in arms
+    ]
+    for _ in range(args.rounds):  # the arms in turn, each round: a busy neighbour slows all of them alike
+        for column in columns:
+            column.time_once(args.steps)
+    rows = [column.row(args.steps) for column in columns]
 
     print("| | " + " | ".join(r[0] for r in rows) + " |")
     print("|---|" + "---:|" * len(rows))

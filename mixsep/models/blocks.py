@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mixsep.errors import ConfigError
@@ -17,6 +18,20 @@ def conv_block(cin: int, cout: int) -> nn.Sequential:
         nn.BatchNorm2d(cout),
         nn.ReLU(inplace=True),
     )
+
+
+class Upsample(nn.ConvTranspose2d):
+    """A transposed convolution whose kernel equals its stride (``factor``), computed as what it is: a 1×1
+    convolution to ``factor²`` times the channels, then a pixel shuffle. Same parameters, same outputs; on the CPU
+    its backward runs at the speed of a matrix product, where oneDNN's transposed one does not."""
+
+    def __init__(self, in_channels: int, out_channels: int, factor: int) -> None:
+        super().__init__(in_channels, out_channels, factor, stride=factor)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        cin, cout, factor = self.in_channels, self.out_channels, self.stride[0]
+        weight = self.weight.permute(1, 2, 3, 0).reshape(cout * factor * factor, cin, 1, 1)
+        return F.pixel_shuffle(F.conv2d(x, weight, self.bias.repeat_interleave(factor * factor)), factor)
 
 
 class SkipDecoder(nn.Module):
@@ -41,9 +56,7 @@ class SkipDecoder(nn.Module):
             factor = size // below_size
             if factor * below_size != size:
                 raise ConfigError(f"a skip level of {size} pixels sits above one of {below_size}: not a whole factor")
-            self.up.append(
-                nn.ConvTranspose2d(cin, width, factor, stride=factor) if factor > 1 else nn.Conv2d(cin, width, 1)
-            )
+            self.up.append(Upsample(cin, width, factor) if factor > 1 else nn.Conv2d(cin, width, 1))
         self.merge = nn.ModuleList(conv_block(width + chans, width) for (chans, _), width in zip(skip_shapes, widths))
         self.head = nn.Conv2d(widths[0], out_channels, 1)
 

@@ -36,8 +36,9 @@ def load_module(path: str | Path, map_location: str | torch.device = "cpu"):
     where, _, name = LIGHTNING_MODULES[outputs].rpartition(".")
     cls = getattr(importlib.import_module(where), name)
     takes = inspect.signature(cls.__init__).parameters
-    # settings of earlier versions that this one no longer takes (batch_size) are left out
-    hparams = {k: v for k, v in saved.hyper_parameters.items() if k in takes}
+    # settings of earlier versions that this one no longer takes (batch_size) are left out; a model read back to be
+    # scored or exported runs eager (compiling its graphs would take longer than scoring with them)
+    hparams = {k: v for k, v in {**saved.hyper_parameters, "compile": False}.items() if k in takes}
     try:
         module = cls(**hparams)
         module.load_state_dict(saved.state_dict)

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mixsep.errors import ConfigError
-from mixsep.models.blocks import conv_block
+from mixsep.models.blocks import Upsample, conv_block
 from mixsep.models.registry import register_network
 from mixsep.models.structure import constrain, feasible_gray_bounds, resize_projector, structured_input
 
@@ -135,7 +135,7 @@ class UNetSeparator(nn.Module):
         self.stem = _level(3 + 1 + 2, chans[0], per_level[0], kinds[0])  # mix, its gray value, feasible bounds
         self.down = nn.ModuleList(_level(chans[i], chans[i + 1], per_level[i + 1], kinds[i + 1]) for i in range(depth))
         self.context = GlobalAttention(chans[-1]) if attention else nn.Identity()
-        self.up = nn.ModuleList(nn.ConvTranspose2d(chans[i + 1], chans[i], 2, stride=2) for i in range(depth))
+        self.up = nn.ModuleList(Upsample(chans[i + 1], chans[i], 2) for i in range(depth))
         self.merge = nn.ModuleList(_level(2 * chans[i], chans[i], per_level[i], kinds[i]) for i in range(depth))
         self.head = nn.Conv2d(chans[0], 1, 1)
         if resize_range:  # derived from PIL at start-up, so not part of the checkpoint

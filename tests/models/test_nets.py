@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from mixsep.models import ConvDual, ConvSkipDual, ResNetDual, ResNetSkipDual, ResNetSkipSub, SingleSub, UNetSeparator
+from mixsep.models.blocks import Upsample
 from mixsep.models.losses import reconstruction_loss
 from mixsep.models.module import SeparationModule
 from mixsep.models.structure import SourceHead, feasible_gray_bounds
@@ -348,3 +349,18 @@ def test_unet_resize_range_projects_its_gray_estimate_into_the_resize_range_and_
     plain.load_state_dict(net.state_dict())
     with torch.no_grad():
         assert not torch.allclose(plain(mix)[0], gray_hat)
+
+
+@pytest.mark.parametrize("factor", [2, 4])
+def test_upsample_is_the_transposed_convolution_it_replaces(factor):
+    """Same parameters (names and shapes: earlier checkpoints load), same outputs and gradients."""
+    torch.manual_seed(factor)
+    ours, theirs = Upsample(16, 8, factor), torch.nn.ConvTranspose2d(16, 8, factor, stride=factor)
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.rand(3, 16, 5, 7, requires_grad=True)
+    out, expected = ours(x), theirs(x)
+    assert out.shape == (3, 8, 5 * factor, 7 * factor)
+    torch.testing.assert_close(out, expected)
+    grads = [torch.autograd.grad(y.square().sum(), [x, m.weight]) for y, m in ((out, ours), (expected, theirs))]
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b)

@@ -274,6 +274,18 @@ def test_checkpoints_and_bundles_record_the_module_of_their_network():
     assert json.loads((SHIPPED_BUNDLE / "config.json").read_text())["network_module"] == "mixsep.models.unet"
 
 
+def test_a_checkpoint_of_a_compiled_run_is_read_back_eager(tmp_path):
+    """A run of a compiled recipe saves compile=True; scoring or exporting its checkpoint does not compile."""
+    from mixsep.models.separator import load_module
+
+    checkpoint = torch.load(SHIPPED_CKPT, weights_only=True)
+    checkpoint["hyper_parameters"]["compile"] = True
+    torch.save(checkpoint, tmp_path / "compiled.ckpt")
+    module = load_module(tmp_path / "compiled.ckpt")
+    assert module.hparams.compile is False and module._compiled is None
+    assert torch.equal(module(MIX)[0], load_module(SHIPPED_CKPT)(MIX)[0])
+
+
 def test_load_separator_honours_mixsep_extensions(monkeypatch):
     monkeypatch.setenv("MIXSEP_EXTENSIONS", "no_such_extension_module")
     with pytest.raises(MixsepError, match="MIXSEP_EXTENSIONS names no_such_extension_module"):

@@ -42,6 +42,7 @@ from tests.helpers import (
 
 TINY_DATA = TINY_SIZES
 TINY = TINY_DATA + ["trainer.max_epochs=1"]
+EAGER = "model.compile=false"  # a tiny run of a compiled recipe would spend a minute compiling
 
 
 @dataclass
@@ -132,7 +133,8 @@ COMMANDS: dict[str, Run | Elsewhere | Skip] = {
     ),
     "python -m mixsep.evaluate ckpt_path=outputs/unet/<time>/checkpoints/last.ckpt": Run(TINY_DATA),
     "python -m mixsep.run -m model=conv_dual,resnet_dual,single_sub": Run(TINY, check="multirun"),
-    "python -m mixsep.run experiment=best_cpu": Run(TINY),
+    # compiled, as the recipe says, in test_run's test_tuned_presets_run_on_cpu (a cold compile takes a minute)
+    "python -m mixsep.run experiment=best_cpu": Run(TINY + [EAGER]),
     "python -m mixsep.report outputs/": Run(check="report"),
     # ---- Debug runs, callbacks
     "python -m mixsep.run debug=fdr": Run(TINY_DATA),
@@ -204,25 +206,36 @@ COMMANDS: dict[str, Run | Elsewhere | Skip] = {
     "python benchmarks/throughput.py --model conv_dual": Run(
         ["--rounds", "1", "--pairs", "16", "--data-pairs", "256", "--batch-size", "16", "--warmup", "1"], real_data=True
     ),
-    "python benchmarks/profile_step.py": Run(["--steps", "1", *TINY_DATA], subprocess=True),
+    "python -m mixsep.report --compare benchmarks/compile_5min/compiled benchmarks/compile_5min/eager --on val": Run(),
+    "python -m mixsep.report --compare benchmarks/compile_5min/compiled benchmarks/compile_5min/eager": Run(),
+    "python benchmarks/profile_step.py": Run(["--steps", "1", "--rounds", "1", *TINY_DATA, EAGER], subprocess=True),
     "python benchmarks/model_speed.py": Skip(
         "a benchmark timing fresh processes (about a minute); the agreement it prints is asserted by "
         "tests/user_paths/test_realdata.py, the commands it times by test_readme's separate entries"
     ),
     "python benchmarks/time_to_quality.py": Run(
-        ["--max-minutes", "0.05", "--every", "2", "--recipe-steps", "1", "--val-pairs", "64"], real_data=True
+        ["--max-minutes", "0.05", "--every", "2", "--recipe-steps", "1", "--val-pairs", "64", EAGER], real_data=True
     ),
     "python benchmarks/time_to_quality.py --experiment best_cpu_5min --compare best_cpu_v1 --max-minutes 5 "
     "--every-seconds 15 --plot benchmarks/quality_vs_time.png": Run(
-        ["--max-minutes", "0.05", "--every-seconds", "1", "--recipe-steps", "1", "--val-pairs", "64"],
+        ["--max-minutes", "0.05", "--every-seconds", "1", "--recipe-steps", "1", "--val-pairs", "64", EAGER],
         check="frontier_plot",
         real_data=True,
     ),
     "python benchmarks/time_to_quality.py --experiment best_cpu_5min --max-minutes 5 --every-seconds 30 "
     '--variant "model.net.resize_range=true" --variant "model.net.attention=true" '
     "--plot benchmarks/quality_vs_time_levers.png": Run(
-        ["--max-minutes", "0.05", "--every-seconds", "1", "--recipe-steps", "1", "--val-pairs", "64"],
+        ["--max-minutes", "0.05", "--every-seconds", "1", "--recipe-steps", "1", "--val-pairs", "64", EAGER],
         real_data=True,
+    ),
+    "python benchmarks/time_to_quality.py --experiment best_cpu_5min --max-minutes 5 --every-seconds 30 "
+    '--variant "model.compile=false" --plot benchmarks/quality_vs_time_speed.png': Run(
+        ["--max-minutes", "0.05", "--every-seconds", "1", "--recipe-steps", "1", "--val-pairs", "64", EAGER],
+        real_data=True,
+    ),
+    # compiled, as the recipe says: the compile is what this command measures
+    "python benchmarks/time_to_quality.py --experiment best_cpu_5min --max-minutes 5": Run(
+        ["--max-minutes", "0.05", "--every", "2", "--recipe-steps", "1", "--val-pairs", "64"], real_data=True
     ),
 }
 
