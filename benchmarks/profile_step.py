@@ -1,6 +1,6 @@
 """Where one training step's time goes, on the CPU this runs on (named, with AMX / AVX512-BF16 / neither).
 
-    python benchmarks/profile_step.py                       # best_cpu_5min's U-Net, batch 32
+    python benchmarks/profile_step.py                       # best_cpu's U-Net, batch 32, compiled
     python benchmarks/profile_step.py --experiment fast_cpu --rounds 100
 
 Side by side in one run, the step as the recipe builds it in fp32 and in bf16 (where the CPU computes bf16), and
@@ -220,7 +220,7 @@ class Arm:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--experiment", default="best_cpu_5min")
+    parser.add_argument("--experiment", default="best_cpu")
     parser.add_argument("--steps", type=int, default=1, help="timed steps of each arm in each round")
     parser.add_argument("--rounds", type=int, default=60, help="rounds of the arms in turn (medians are shown)")
     parser.add_argument("--precision", nargs="+", default=None, help="fp32 and/or bf16 (default: both where bf16 runs)")

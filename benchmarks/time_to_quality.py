@@ -52,7 +52,7 @@ class TrainingTimer(Timer):
 
     def on_validation_end(self, trainer, module) -> None:
         super().on_validation_end(trainer, module)
-        if trainer.state.fn == TrainerFn.FITTING:
+        if trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking:
             self.validation_seconds += super().time_elapsed(RunningStage.VALIDATING)
 
     def time_elapsed(self, stage: str = RunningStage.TRAINING) -> float:

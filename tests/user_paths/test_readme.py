@@ -208,6 +208,8 @@ COMMANDS: dict[str, Run | Elsewhere | Skip] = {
     ),
     "python -m mixsep.report --compare benchmarks/compile_5min/compiled benchmarks/compile_5min/eager --on val": Run(),
     "python -m mixsep.report --compare benchmarks/compile_5min/compiled benchmarks/compile_5min/eager": Run(),
+    "python -m mixsep.report --compare benchmarks/range_trained_30min results/best_cpu_range": Run(),
+    "python -m mixsep.report --compare benchmarks/range_trained_30min results/best_cpu": Run(),
     "python benchmarks/profile_step.py": Run(["--steps", "1", "--rounds", "1", *TINY_DATA, EAGER], subprocess=True),
     "python benchmarks/model_speed.py": Skip(
         "a benchmark timing fresh processes (about a minute); the agreement it prints is asserted by "
@@ -233,8 +235,8 @@ COMMANDS: dict[str, Run | Elsewhere | Skip] = {
         ["--max-minutes", "0.05", "--every-seconds", "1", "--recipe-steps", "1", "--val-pairs", "64", EAGER],
         real_data=True,
     ),
-    # compiled, as the recipe says: the compile is what this command measures
-    "python benchmarks/time_to_quality.py --experiment best_cpu_5min --max-minutes 5": Run(
+    # compiled: the compile is what this command measures
+    "python benchmarks/time_to_quality.py --experiment best_cpu_5min --max-minutes 5 model.compile=true": Run(
         ["--max-minutes", "0.05", "--every", "2", "--recipe-steps", "1", "--val-pairs", "64"], real_data=True
     ),
 }
