@@ -22,8 +22,8 @@ def conv_block(cin: int, cout: int) -> nn.Sequential:
 
 class Upsample(nn.ConvTranspose2d):
     """A transposed convolution whose kernel equals its stride (``factor``), computed as what it is: a 1×1
-    convolution to ``factor²`` times the channels, then a pixel shuffle. Same parameters, same outputs; on the CPU
-    its backward runs at the speed of a matrix product, where oneDNN's transposed one does not."""
+    convolution to ``factor²`` times the channels, then a pixel shuffle. Same parameters and outputs, without
+    oneDNN's transposed-convolution kernels (benchmarks/profile_step.py measures the step with and without)."""
 
     def __init__(self, in_channels: int, out_channels: int, factor: int) -> None:
         super().__init__(in_channels, out_channels, factor, stride=factor)
