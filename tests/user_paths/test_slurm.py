@@ -101,9 +101,11 @@ def test_slurm_sweep_survives_time_limits_and_preemption(slurm_cluster, compose,
         "trainer.log_every_n_steps=50",
         "callbacks.timed_checkpoint=null",
     ]
-    # ~2.2 minutes of training, asleep most of it: each allocation trains far longer than it takes to start (every
-    # start costs CPU seconds: on a loaded machine 1-minute allocations spent most of themselves starting)
-    paced = ["+callbacks.pace._target_=tests.helpers.PacedSteps", "+callbacks.pace.seconds=0.32"]
+    # ~2.8 minutes of training, asleep most of it: each allocation trains far longer than it takes to start (every
+    # start costs CPU seconds: on a loaded machine 1-minute allocations spent most of themselves starting). slurmctld
+    # enforces time limits on its periodic pass (up to ~30 s late), so a job pre-empted as it starts must still need
+    # more than 2.5 minutes, or its next allocation can finish before its limit and it is never re-queued there
+    paced = ["+callbacks.pace._target_=tests.helpers.PacedSteps", "+callbacks.pace.seconds=0.42"]
     sweep = tmp_path / "sweep"
     watch = StatusWatch(sweep)
     preempted = {}
