@@ -24,7 +24,8 @@ NETS = {
     "unet": lambda: UNetSeparator(width=8, depth=2),
     "unet_residual_attention": lambda: UNetSeparator(
         widths=[8, 16, 24], blocks=[0, 1, 2], attention=True, output="interval"
-    ),    "unet_gated": lambda: UNetSeparator(width=8, depth=2, gate=True),
+    ),
+    "unet_gated": lambda: UNetSeparator(width=8, depth=2, gate=True),
 }
 
 
