@@ -43,21 +43,6 @@ class GlobalAttention(nn.Module):
         return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
 
 
-class ChannelGate(nn.Module):
-    """Squeeze-and-excitation (Hu et al., 2018): each channel scaled by a gate computed from the whole image's
-    channel means, a cheap global context for every level."""
-
-    def __init__(self, channels: int, reduction: int = 4) -> None:
-        super().__init__()
-        hidden = max(channels // reduction, 4)
-        self.gate = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), nn.Conv2d(channels, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, channels, 1)
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.sigmoid(self.gate(x))
-
-
 class ChannelNorm(nn.Module):
     """LayerNorm over the channels of every pixel (NAFNet's LayerNorm2d), in any memory layout."""
 
@@ -98,14 +83,12 @@ class NAFBlock(nn.Module):
         return y + self.ffn_project(a * b) * self.gamma
 
 
-def _level(cin: int, cout: int, blocks: int, kind: str = "conv", gate: bool = False) -> nn.Sequential:
+def _level(cin: int, cout: int, blocks: int, kind: str = "conv") -> nn.Sequential:
     if kind == "naf":  # one 3×3 convolution to change the width, then 1 + blocks NAF blocks
         return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), *(NAFBlock(cout) for _ in range(1 + blocks)))
     level = conv_block(cin, cout)  # extended in place: with no blocks, the parameter names of earlier checkpoints
     for _ in range(blocks):
         level.append(ResidualBlock(cout))
-    if gate:
-        level.append(ChannelGate(cout))
     return level
 
 
@@ -116,8 +99,7 @@ class UNetSeparator(nn.Module):
     ``width``/``depth``: ``width·2^i`` channels at level i, ``depth`` down-samplings (or ``widths`` per level).
     ``blocks``: residual blocks added at each level (an int, or a list per level). ``attention``: self-attention
     at the coarsest level. ``block``: ``conv`` (two 3×3 conv–BN–ReLU) or ``naf`` (a 3×3 conv, then 1 + blocks
-    NAFNet blocks), or a list per level. ``gate``: a channel-attention gate (squeeze-and-excitation) ending
-    every conv level. ``output``: ``clamp`` (a sigmoid clamped into the interval) or
+    NAFNet blocks), or a list per level. ``output``: ``clamp`` (a sigmoid clamped into the interval) or
     ``interval`` (``lo + (hi − lo)·sigmoid``: a gradient everywhere). ``resize_range``: the gray estimate is
     then projected onto the range of the 28→32 bilinear resize, alternated with the interval.
     """
@@ -132,7 +114,6 @@ class UNetSeparator(nn.Module):
         output: str = "clamp",
         block: str | list[str] = "conv",
         resize_range: bool = False,
-        gate: bool = False,
     ) -> None:
         super().__init__()
         chans = list(widths) if widths else [width * 2**i for i in range(depth + 1)]
@@ -151,13 +132,11 @@ class UNetSeparator(nn.Module):
                 f"model.net.block={block!r}: give conv or naf, or a list of them with one per level ({len(chans)})"
             )
         self.output = output
-        self.stem = _level(3 + 1 + 2, chans[0], per_level[0], kinds[0], gate)  # mix, its gray value, feasible bounds
-        self.down = nn.ModuleList(
-            _level(chans[i], chans[i + 1], per_level[i + 1], kinds[i + 1], gate) for i in range(depth)
-        )
+        self.stem = _level(3 + 1 + 2, chans[0], per_level[0], kinds[0])  # mix, its gray value, feasible bounds
+        self.down = nn.ModuleList(_level(chans[i], chans[i + 1], per_level[i + 1], kinds[i + 1]) for i in range(depth))
         self.context = GlobalAttention(chans[-1]) if attention else nn.Identity()
         self.up = nn.ModuleList(Upsample(chans[i + 1], chans[i], 2) for i in range(depth))
-        self.merge = nn.ModuleList(_level(2 * chans[i], chans[i], per_level[i], kinds[i], gate) for i in range(depth))
+        self.merge = nn.ModuleList(_level(2 * chans[i], chans[i], per_level[i], kinds[i]) for i in range(depth))
         self.head = nn.Conv2d(chans[0], 1, 1)
         if resize_range:  # derived from PIL at start-up, so not part of the checkpoint
             self.register_buffer("projector", resize_projector(), persistent=False)

@@ -25,7 +25,6 @@ NETS = {
     "unet_residual_attention": lambda: UNetSeparator(
         widths=[8, 16, 24], blocks=[0, 1, 2], attention=True, output="interval"
     ),
-    "unet_gated": lambda: UNetSeparator(width=8, depth=2, gate=True),
 }
 
 
@@ -108,8 +107,6 @@ def test_unet_options_keep_the_parameter_names_of_earlier_checkpoints():
     residual = set(UNetSeparator(width=8, depth=2, blocks=[0, 1, 1], attention=True).state_dict())
     assert plain < residual and any(k.startswith("down.1.6.body.") for k in residual)
     assert any(k.startswith("context.qkv.") for k in residual)
-    gated = set(UNetSeparator(width=8, depth=2, gate=True).state_dict())
-    assert plain < gated and {"stem.6.gate.1.weight", "merge.0.6.gate.3.bias"} <= gated
 
 
 def test_naf_blocks_start_as_the_identity_and_learn():
