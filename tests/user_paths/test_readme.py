@@ -214,6 +214,7 @@ COMMANDS: dict[str, Run | Elsewhere | Skip] = {
     "python -m mixsep.report --compare benchmarks/levers_30min/width40 benchmarks/levers_30min/baseline "
     "--on val": Run(),
     "python -m mixsep.report --compare benchmarks/levers_30min/width40 benchmarks/levers_30min/baseline": Run(),
+    "python -m mixsep.report --compare benchmarks/range_trained_30min benchmarks/levers_30min/baseline --on val": Run(),
     "python -m mixsep.report --compare benchmarks/levers_30min/width40_range_after results/best_cpu_range": Run(),
     "python benchmarks/profile_step.py": Run(["--steps", "1", "--rounds", "1", *TINY_DATA, EAGER], subprocess=True),
     "python benchmarks/model_speed.py": Skip(
