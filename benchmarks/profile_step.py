@@ -179,9 +179,10 @@ def built(model_cfg, before: bool = False):
     """The recipe's module; ``before``: its U-Net up-sampling through oneDNN's transposed convolution, as before the
     speed work (the same parameters and outputs)."""
     module = build_module(model_cfg)
-    for layer in module.modules():
-        if before and isinstance(layer, Upsample):
-            layer.__class__ = torch.nn.ConvTranspose2d
+    if before:
+        for layer in module.modules():
+            if isinstance(layer, Upsample):
+                layer.__class__ = torch.nn.ConvTranspose2d
     return module
 
 
@@ -230,16 +231,16 @@ def main() -> None:
     cfg = recipe(args.experiment, args.overrides)
     size = int(cfg.data.batch_size)
     bf16_here = cpu_has_bf16()
-    arms = [(p, p == "bf16", []) for p in (args.precision or (["fp32", "bf16"] if bf16_here else ["fp32"]))]
+    arms = [(p, p == "bf16", False) for p in (args.precision or (["fp32", "bf16"] if bf16_here else ["fp32"]))]
     if bf16_here and not args.precision:
-        arms.insert(1, ("bf16, before", True, BEFORE))
+        arms.insert(1, ("bf16, before", True, True))
     print(f"machine: {describe_machine()}, {cpu_kind()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
     timing = f"{args.rounds} rounds of {args.steps} timed step(s) per arm"
     print(f"step: experiment={args.experiment} (model={cfg.model.name}), batch {size}, {timing}\n")
     data_seconds = data_step(cfg.data, args.steps)
     columns = [
-        Arm(label, recipe(args.experiment, [*args.overrides, *more]).model, size, bf16, more is BEFORE)
-        for label, bf16, more in arms
+        Arm(label, recipe(args.experiment, [*args.overrides, *(BEFORE if before else [])]).model, size, bf16, before)
+        for label, bf16, before in arms
     ]
     for _ in range(args.rounds):  # the arms in turn, each round: a busy neighbour slows all of them alike
         for column in columns:
